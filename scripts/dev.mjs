@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// `npm run dev`: everything a fresh clone needs, then `wrangler dev` on http://127.0.0.1:8787.
+// 1. creates .dev.vars from .dev.vars.example when missing (dev-only admin token and key);
+// 2. applies the D1 migrations to the local database;
+// 3. starts wrangler dev with local D1, Durable Objects and Queues. Extra arguments are passed on.
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync } from "node:fs";
+import path from "node:path";
+
+const root = path.resolve(import.meta.dirname, "..");
+const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
+const args = process.argv.slice(2);
+const persistIndex = args.indexOf("--persist-to");
+const persist = persistIndex >= 0 ? ["--persist-to", args[persistIndex + 1]] : [];
+
+const devVars = path.join(root, ".dev.vars");
+if (!existsSync(devVars)) {
+  copyFileSync(path.join(root, ".dev.vars.example"), devVars);
+  console.log("• created .dev.vars from .dev.vars.example (dev-only admin token and encryption key)");
+}
+
+console.log("• applying D1 migrations to the local database");
+const migrate = spawnSync(wrangler, ["d1", "migrations", "apply", "DB", "--local", ...persist], {
+  cwd: root,
+  stdio: "inherit",
+  env: { ...process.env, CI: "true" },
+});
+if (migrate.status !== 0) {
+  console.error("✗ applying the local migrations failed; see above");
+  process.exit(migrate.status ?? 1);
+}
+
+const hasPort = args.includes("--port");
+const hasIp = args.includes("--ip");
+const devArgs = ["dev", ...(hasIp ? [] : ["--ip", "127.0.0.1"]), ...(hasPort ? [] : ["--port", "8787"]), ...args];
+console.log(`• starting wrangler ${devArgs.join(" ")}`);
+const dev = spawn(wrangler, devArgs, { cwd: root, stdio: "inherit" });
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => dev.kill(signal));
+dev.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

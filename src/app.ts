@@ -1,0 +1,90 @@
+/** The HTTP app: request ids, problem responses for every error, the routes, the OpenAPI document. */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { type FieldError, ProblemError, problemResponse, validationProblem } from "./errors";
+import { requireAdmin } from "./routes/admin-auth";
+import type { AppEnv } from "./routes/common";
+import { registerConversionRoutes } from "./routes/conversions";
+import { registerHealthRoutes } from "./routes/health";
+import { registerNetworkRoutes } from "./routes/networks";
+import { registerPostbackRoutes } from "./routes/postbacks";
+
+const TARGET_LOCATIONS: Record<string, string> = { json: "body", query: "query", param: "path", header: "header" };
+
+export function createApp(): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) throw validationProblem(TARGET_LOCATIONS[result.target] ?? result.target, result.error);
+    },
+  });
+
+  app.use(async (c, next) => {
+    const requestId = c.req.header("cf-ray") ?? crypto.randomUUID();
+    c.set("requestId", requestId);
+    await next();
+    c.header("x-request-id", requestId);
+  });
+
+  app.onError((error, c) => {
+    const requestId = c.get("requestId") ?? crypto.randomUUID();
+    if (error instanceof ProblemError) {
+      return problemResponse(error.code, error.message, requestId, error.errors, error.headers);
+    }
+    if (isMalformedJsonBody(error)) {
+      const errors: FieldError[] = [{ location: "body", message: "must be a JSON object" }];
+      return problemResponse("malformed_json", "The body is not valid JSON.", requestId, errors);
+    }
+    console.error(
+      JSON.stringify({
+        message: "unhandled error",
+        request_id: requestId,
+        path: c.req.path,
+        error: String(error),
+        stack: error.stack,
+      }),
+    );
+    return problemResponse(
+      "internal_error",
+      "Something went wrong on our side; quote the request_id when you report it.",
+      requestId,
+    );
+  });
+
+  app.notFound((c) =>
+    problemResponse(
+      "not_found",
+      `No route for ${c.req.method} ${c.req.path}.`,
+      c.get("requestId") ?? crypto.randomUUID(),
+    ),
+  );
+
+  app.use("/v1/networks", requireAdmin);
+  app.use("/v1/networks/*", requireAdmin);
+  app.use("/v1/conversions", requireAdmin);
+  app.use("/v1/conversions/*", requireAdmin);
+
+  registerHealthRoutes(app);
+  registerPostbackRoutes(app);
+  registerNetworkRoutes(app);
+  registerConversionRoutes(app);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "The hub's ADMIN_TOKEN secret.",
+  });
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "Postback Hub",
+      version: "1.0.0",
+      description:
+        "Networks post conversions, signed with Standard Webhooks; the hub deduplicates them per transaction, records them and relays them to partners. Errors are RFC 9457 problem+json with a stable `code`.",
+    },
+  });
+  return app;
+}
+
+/** Hono's JSON validator throws an HTTPException for a body that does not parse. */
+function isMalformedJsonBody(error: Error): boolean {
+  return "status" in error && error.status === 400 && /malformed json/i.test(error.message);
+}

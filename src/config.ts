@@ -1,0 +1,42 @@
+/**
+ * Vars and secrets, parsed once per `env` object so that a missing or malformed setting is one
+ * clear error (a 500 naming the setting) instead of a crash deep inside a request.
+ */
+import { z } from "zod";
+import { ProblemError } from "./errors";
+import { fromBase64 } from "./lib/bytes";
+
+const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const ConfigSchema = z.object({
+  ADMIN_TOKEN: z
+    .string({ error: "is not set (wrangler secret put ADMIN_TOKEN)" })
+    .min(24, { error: "must be at least 24 characters" }),
+  ENCRYPTION_KEY: z
+    .string({ error: "is not set (wrangler secret put ENCRYPTION_KEY)" })
+    .refine((value) => fromBase64(value)?.length === 32, {
+      error: "must be 32 random bytes in base64 (openssl rand -base64 32)",
+    }),
+  DEDUPE_WINDOW_DAYS: z.coerce.number().positive().default(30),
+  SIGNATURE_TOLERANCE_SECONDS: seconds(300),
+  NETWORK_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).default(30),
+  SECRET_GRACE_PERIOD_SECONDS: seconds(86_400),
+  MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1_048_576).default(65_536),
+  HISTORY_RETENTION_DAYS: z.coerce.number().positive().default(400),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+const parsed = new WeakMap<object, Config>();
+
+export function configOf(env: Env): Config {
+  const cached = parsed.get(env);
+  if (cached) return cached;
+  const result = ConfigSchema.safeParse(env);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `${issue.path.join(".")} ${issue.message}`);
+    throw new ProblemError("misconfigured", `The hub's configuration is invalid: ${problems.join("; ")}.`);
+  }
+  parsed.set(env, result.data);
+  return result.data;
+}

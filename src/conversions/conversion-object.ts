@@ -1,0 +1,285 @@
+/**
+ * ConversionObject: one per (network_id, transaction_id). It decides every incoming event against
+ * the conversion's state, records it with an outbox row in one SQLite transaction, and answers.
+ * Its alarm moves outbox rows to the EVENTS queue, retrying until the queue takes them, and later
+ * clears the object once the dedupe window has passed.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { configOf } from "../config";
+import type { FieldError } from "../errors";
+import type { ConversionStatus, Postback } from "../ingest/postback-schema";
+import { newId } from "../lib/bytes";
+import type { EventMessage } from "../queues/messages";
+import {
+  type ConversionFields,
+  type ConversionState,
+  decide,
+  fingerprint,
+  materialFields,
+  type RecordedVerdict,
+} from "./lifecycle";
+
+export interface RecordInput {
+  network_id: string;
+  transaction_id: string;
+  postback: Postback;
+  /** When the edge received the request (ISO 8601). */
+  received_at: string;
+}
+
+/** The answer a network gets; replayed as-is (with `status: "duplicate"`) for a duplicate. */
+export interface IngestAnswer {
+  status: "accepted" | "duplicate" | "updated" | "stale";
+  event_id: string;
+  network_id: string;
+  transaction_id: string;
+  conversion_status: ConversionStatus;
+}
+
+export type RecordResult =
+  | { ok: true; answer: IngestAnswer }
+  | { ok: false; conversion_status: ConversionStatus; errors: FieldError[] };
+
+/** The queue seam: the alarm only needs `sendBatch`. */
+export type EventsQueue = Pick<Queue<EventMessage>, "sendBatch">;
+
+const OUTBOX_BATCH = 100;
+const MAX_FLUSH_BACKOFF_MS = 5 * 60_000;
+
+interface StateRow extends Record<string, SqlStorageValue> {
+  status: string;
+  event_time: string;
+  fields: string;
+  version: number;
+  first_seen_at: string;
+  last_event_at: string;
+}
+
+export class ConversionObject extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  /** Where the alarm sends outbox rows; tests swap in a failing queue to prove nothing is lost. */
+  eventsQueue: EventsQueue;
+  private flushFailures = 0;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.eventsQueue = env.EVENTS;
+    this.createSchema();
+  }
+
+  private createSchema(): void {
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        network_id TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        event_time TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        last_event_at TEXT NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        fingerprint TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        received_at TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS events_by_fingerprint ON events (fingerprint);
+      CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY,
+        message TEXT NOT NULL
+      );
+    `);
+  }
+
+  /** Forgets the conversion: D1 holds the record; the events consumer is the second line of defence. */
+  private async clear(): Promise<void> {
+    await this.ctx.storage.deleteAll();
+    this.createSchema();
+  }
+
+  /**
+   * Decides and records one event. Everything between reading the state and writing the outbox
+   * row is synchronous SQLite, so concurrent calls cannot interleave; the reply leaves the object
+   * only once the write is durable (the output gate).
+   */
+  async record(input: RecordInput): Promise<RecordResult> {
+    const fields = materialFields(input.postback);
+    const print = fingerprint(fields);
+    const eventTime = input.postback.event_time ?? input.received_at;
+    const result = this.ctx.storage.transactionSync((): RecordResult => {
+      const state = this.readState();
+      const decision = decide(
+        state,
+        { fields, event_time: eventTime },
+        (candidate) => this.findAnswer(candidate) !== null,
+      );
+      if (decision.verdict === "duplicate") {
+        const original = this.findAnswer(print);
+        if (!original) throw new Error("duplicate without a recorded answer");
+        return { ok: true, answer: { ...original, status: "duplicate" } };
+      }
+      if (decision.verdict === "conflict") {
+        return { ok: false, conversion_status: state?.status ?? fields.status, errors: decision.errors };
+      }
+      return { ok: true, answer: this.append(input, fields, print, eventTime, decision.verdict, state) };
+    });
+    if (result.ok && result.answer.status !== "duplicate") {
+      await this.ctx.storage.setAlarm(Date.now());
+    }
+    return result;
+  }
+
+  /** Moves the outbox to the EVENTS queue; on failure, tries again later, forever. */
+  override async alarm(): Promise<void> {
+    const rows = this.sql
+      .exec<{ seq: number; message: string }>("SELECT seq, message FROM outbox ORDER BY seq LIMIT ?", OUTBOX_BATCH)
+      .toArray();
+    if (rows.length > 0) {
+      try {
+        await this.eventsQueue.sendBatch(
+          rows.map((row) => ({ body: JSON.parse(row.message) as EventMessage, contentType: "json" as const })),
+        );
+      } catch (error) {
+        this.flushFailures++;
+        const delayMs = Math.min(1000 * 2 ** (this.flushFailures - 1), MAX_FLUSH_BACKOFF_MS);
+        console.warn(
+          JSON.stringify({
+            message: "outbox flush failed; will retry",
+            rows: rows.length,
+            retry_in_ms: delayMs,
+            error: String(error),
+          }),
+        );
+        await this.ctx.storage.setAlarm(Date.now() + delayMs);
+        return;
+      }
+      this.flushFailures = 0;
+      const last = rows[rows.length - 1]?.seq ?? 0;
+      this.sql.exec("DELETE FROM outbox WHERE seq <= ?", last);
+    }
+    await this.scheduleNext();
+  }
+
+  /** Read-only view for operators' debugging and tests. */
+  async inspect(): Promise<{ state: ConversionState | null; events: number; outbox: number }> {
+    return {
+      state: this.readState(),
+      events: this.count("events"),
+      outbox: this.count("outbox"),
+    };
+  }
+
+  private async scheduleNext(): Promise<void> {
+    if (this.count("outbox") > 0) {
+      await this.ctx.storage.setAlarm(Date.now());
+      return;
+    }
+    const row = this.sql.exec<StateRow>("SELECT * FROM state WHERE id = 1").toArray()[0];
+    if (!row) {
+      await this.clear();
+      return;
+    }
+    const windowMs = configOf(this.env).DEDUPE_WINDOW_DAYS * 86_400_000;
+    const expiresAt = Date.parse(row.last_event_at) + windowMs;
+    if (Date.now() >= expiresAt) {
+      await this.clear();
+    } else {
+      await this.ctx.storage.setAlarm(expiresAt);
+    }
+  }
+
+  private append(
+    input: RecordInput,
+    fields: ConversionFields,
+    print: string,
+    eventTime: string,
+    verdict: RecordedVerdict,
+    state: ConversionState | null,
+  ): IngestAnswer {
+    const stored = this.sql.exec<StateRow>("SELECT * FROM state WHERE id = 1").toArray()[0];
+    const receivedMs = Date.parse(input.received_at);
+    const applied = verdict !== "stale";
+    const version = Math.max((stored?.version ?? 0) + 1, receivedMs);
+    const conversion: ConversionState = applied
+      ? { status: fields.status, event_time: eventTime, fields }
+      : (state as ConversionState);
+    const firstSeenAt = stored?.first_seen_at ?? input.received_at;
+    const eventId = newId("evt", receivedMs);
+    const answer: IngestAnswer = {
+      status: verdict,
+      event_id: eventId,
+      network_id: input.network_id,
+      transaction_id: input.transaction_id,
+      conversion_status: conversion.status,
+    };
+    const seq = this.sql
+      .exec<{ seq: number }>(
+        "INSERT INTO events (event_id, fingerprint, verdict, answer, received_at) VALUES (?, ?, ?, ?, ?) RETURNING seq",
+        eventId,
+        print,
+        verdict,
+        JSON.stringify(answer),
+        input.received_at,
+      )
+      .one().seq;
+    this.sql.exec(
+      `INSERT INTO state (id, network_id, transaction_id, status, event_time, fields, version, first_seen_at, last_event_at)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET status = excluded.status, event_time = excluded.event_time,
+         fields = excluded.fields, version = excluded.version, last_event_at = excluded.last_event_at`,
+      input.network_id,
+      input.transaction_id,
+      conversion.status,
+      conversion.event_time,
+      JSON.stringify(conversion.fields),
+      applied ? version : (stored?.version ?? version),
+      firstSeenAt,
+      input.received_at,
+    );
+    const message: EventMessage = {
+      v: 1,
+      event_id: eventId,
+      network_id: input.network_id,
+      transaction_id: input.transaction_id,
+      seq,
+      verdict,
+      received_at: input.received_at,
+      event: { ...fields, ...(input.postback.event_time ? { event_time: input.postback.event_time } : {}) },
+      conversion: {
+        ...conversion.fields,
+        event_time: conversion.event_time,
+        first_seen_at: firstSeenAt,
+        version: applied ? version : (stored?.version ?? version),
+      },
+    };
+    this.sql.exec("INSERT INTO outbox (seq, message) VALUES (?, ?)", seq, JSON.stringify(message));
+    return answer;
+  }
+
+  private readState(): ConversionState | null {
+    const row = this.sql.exec<StateRow>("SELECT * FROM state WHERE id = 1").toArray()[0];
+    if (!row) return null;
+    return {
+      status: row.status as ConversionStatus,
+      event_time: row.event_time,
+      fields: JSON.parse(row.fields) as ConversionFields,
+    };
+  }
+
+  private findAnswer(print: string): IngestAnswer | null {
+    const row = this.sql
+      .exec<{ answer: string }>("SELECT answer FROM events WHERE fingerprint = ? ORDER BY seq LIMIT 1", print)
+      .toArray()[0];
+    return row ? (JSON.parse(row.answer) as IngestAnswer) : null;
+  }
+
+  private count(table: "events" | "outbox"): number {
+    return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
+  }
+}

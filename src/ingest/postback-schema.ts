@@ -1,0 +1,141 @@
+/**
+ * The postback body a network sends, as one zod schema built at module load. It documents the
+ * API (OpenAPI is generated from it) and it is the only gate between a request and storage.
+ */
+import { z } from "@hono/zod-openapi";
+import { ISO_4217_CODES } from "./currencies";
+
+export const CONVERSION_STATUSES = ["pending", "approved", "paid", "declined", "reversed"] as const;
+export type ConversionStatus = (typeof CONVERSION_STATUSES)[number];
+export const DEFAULT_STATUS: ConversionStatus = "approved";
+
+export const PLATFORMS = ["web", "ios", "android", "other"] as const;
+export const KNOWN_EVENT_TYPES = ["install", "purchase", "lead", "registration"] as const;
+
+/** An `event_time` further ahead of the hub's clock than this is a sender bug, not a conversion. */
+export const MAX_EVENT_TIME_AHEAD_SECONDS = 300;
+export const MAX_META_KEYS = 32;
+
+const CONTROL_CHARACTERS = /\p{Cc}/u;
+const DECIMAL = /^(0|[1-9]\d{0,14})(\.\d{1,8})?$/;
+const RFC_3339 =
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+
+function text(maxLength: number) {
+  return z
+    .string()
+    .min(1, { error: "must not be empty" })
+    .max(maxLength, { error: `must be at most ${maxLength} characters` })
+    .refine((value) => !CONTROL_CHARACTERS.test(value), {
+      error: "must not contain control characters",
+    });
+}
+
+function lowercased<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => (typeof value === "string" ? value.toLowerCase() : value), schema);
+}
+
+export const AmountSchema = z
+  .string({ error: 'must be a decimal number or string, such as 29.99 or "29.99"' })
+  .superRefine((value, ctx) => {
+    if (value.startsWith("-")) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must not be negative; report a refund as status reversed",
+      });
+    } else if (!DECIMAL.test(value)) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be a plain decimal with at most 15 integer and 8 fraction digits, such as 29.99",
+      });
+    }
+  })
+  .openapi({
+    description:
+      "Revenue or payout as an exact decimal. JSON numbers are read from their source text, never through a binary float.",
+    example: "29.99",
+  });
+
+const EventTimeSchema = z
+  .string()
+  .regex(RFC_3339, { error: "must be an RFC 3339 timestamp with a time zone, such as 2026-11-27T12:34:56Z" })
+  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "is not a real date" })
+  .refine((value) => Date.parse(value) <= Date.now() + MAX_EVENT_TIME_AHEAD_SECONDS * 1000, {
+    error: `must not be more than ${MAX_EVENT_TIME_AHEAD_SECONDS} s in the future`,
+  })
+  .transform((value) => new Date(value).toISOString())
+  .openapi({ description: "When the conversion happened (RFC 3339).", example: "2026-11-27T12:34:56Z" });
+
+const MetaValueSchema = z.union(
+  [
+    z
+      .string()
+      .max(512)
+      .refine((v) => !CONTROL_CHARACTERS.test(v), {
+        error: "must not contain control characters",
+      }),
+    z.number(),
+    z.boolean(),
+  ],
+  { error: "must be a string (up to 512 characters), a number or a boolean" },
+);
+
+export const PostbackSchema = z
+  .strictObject({
+    transaction_id: text(128).openapi({
+      description: "The network's unique id of the conversion; the deduplication key.",
+      example: "ord_8812",
+    }),
+    status: lowercased(
+      z.enum(CONVERSION_STATUSES, {
+        error: `must be one of ${CONVERSION_STATUSES.join(", ")}`,
+      }),
+    )
+      .default(DEFAULT_STATUS)
+      .openapi({ description: "Lifecycle status; approved when omitted.", example: "approved" }),
+    amount: AmountSchema.optional(),
+    currency: lowercased(z.string())
+      .transform((value) => value.toUpperCase())
+      .refine((value) => ISO_4217_CODES.has(value), { error: "must be an ISO 4217 code such as USD" })
+      .optional()
+      .openapi({ description: "ISO 4217 currency of amount.", example: "USD" }),
+    event_time: EventTimeSchema.optional(),
+    event_type: lowercased(
+      z.string().regex(/^[a-z0-9][a-z0-9_.:-]{0,63}$/, {
+        error: `must be ${KNOWN_EVENT_TYPES.join(", ")}, or a custom name of letters, digits, _ . : - (at most 64)`,
+      }),
+    )
+      .optional()
+      .openapi({ description: `One of ${KNOWN_EVENT_TYPES.join(", ")}, or a custom name.`, example: "purchase" }),
+    campaign_id: text(128).optional().openapi({ example: "camp-987" }),
+    click_id: text(256).optional().openapi({ example: "clk_1f3a9" }),
+    user_id: text(256).optional(),
+    device_id: text(256).optional(),
+    platform: lowercased(z.enum(PLATFORMS, { error: `must be one of ${PLATFORMS.join(", ")}` }))
+      .optional()
+      .openapi({ example: "android" }),
+    meta: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, {
+          error: "meta keys are 1 to 64 letters, digits, _ . -",
+        }),
+        MetaValueSchema,
+      )
+      .refine((meta) => Object.keys(meta).length <= MAX_META_KEYS, {
+        error: `must have at most ${MAX_META_KEYS} keys`,
+      })
+      .optional()
+      .openapi({ description: "Custom scalar fields kept with the conversion.", example: { sub1: "spring" } }),
+  })
+  .superRefine((postback, ctx) => {
+    if (postback.currency !== undefined && postback.amount === undefined) {
+      ctx.addIssue({ code: "custom", path: ["currency"], message: "is only allowed together with amount" });
+    }
+    if (postback.amount !== undefined && postback.currency === undefined) {
+      ctx.addIssue({ code: "custom", path: ["amount"], message: "needs a currency" });
+    }
+  })
+  .openapi("Postback");
+
+export type Postback = z.output<typeof PostbackSchema>;
+export type PostbackInput = z.input<typeof PostbackSchema>;

@@ -1,0 +1,70 @@
+/** Small byte helpers over Web APIs: base64, random ids, constant-time comparison. */
+
+const encoder = new TextEncoder();
+
+export function utf8(text: string): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(encoder.encode(text));
+}
+
+export function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+/** Decodes standard base64; returns null for anything that is not. */
+export function fromBase64(text: string): Uint8Array<ArrayBuffer> | null {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return null;
+  try {
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  } catch {
+    return null;
+  }
+}
+
+export function toBase64Url(bytes: Uint8Array): string {
+  return toBase64(bytes).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+export function fromBase64Url(text: string): Uint8Array<ArrayBuffer> | null {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
+  const padded = text.replaceAll("-", "+").replaceAll("_", "/");
+  return fromBase64(padded + "=".repeat((4 - (padded.length % 4)) % 4));
+}
+
+export function randomBytes(length: number): Uint8Array<ArrayBuffer> {
+  return crypto.getRandomValues(new Uint8Array(length));
+}
+
+const ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
+
+/**
+ * A sortable id: `prefix_` + 10 chars of millisecond time + 16 random chars (Crockford base32).
+ * Sortable ids keep cursor pagination and D1 indexes in arrival order.
+ */
+export function newId(prefix: string, nowMs: number = Date.now()): string {
+  let time = "";
+  let t = nowMs;
+  for (let i = 0; i < 10; i++) {
+    time = (ID_ALPHABET[t % 32] ?? "0") + time;
+    t = Math.floor(t / 32);
+  }
+  let rand = "";
+  for (const byte of randomBytes(16)) rand += ID_ALPHABET[byte % 32];
+  return `${prefix}_${time}${rand}`;
+}
+
+/**
+ * Compares two secrets in constant time, whatever their lengths: both sides are hashed first,
+ * so neither the content nor the length of the expected value leaks through timing.
+ */
+export async function secretsEqual(given: string, expected: string): Promise<boolean> {
+  const [a, b] = await Promise.all([
+    crypto.subtle.digest("SHA-256", utf8(given)),
+    crypto.subtle.digest("SHA-256", utf8(expected)),
+  ]);
+  return crypto.subtle.timingSafeEqual(a, b);
+}

@@ -1,0 +1,49 @@
+/**
+ * Network secrets: generated as Standard Webhooks `whsec_` secrets, stored AES-256-GCM encrypted
+ * under the ENCRYPTION_KEY secret, with the secret's row id as additional authenticated data.
+ */
+
+import { SECRET_PREFIX } from "../ingest/standard-webhooks";
+import { fromBase64, randomBytes, toBase64, utf8 } from "../lib/bytes";
+
+const IV_BYTES = 12;
+const keys = new Map<string, Promise<CryptoKey>>();
+
+export function generateSecret(): string {
+  return SECRET_PREFIX + toBase64(randomBytes(32));
+}
+
+function encryptionKey(base64Key: string): Promise<CryptoKey> {
+  let key = keys.get(base64Key);
+  if (!key) {
+    const raw = fromBase64(base64Key);
+    if (raw?.length !== 32) throw new Error("ENCRYPTION_KEY must be 32 bytes in base64");
+    key = crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+    keys.set(base64Key, key);
+  }
+  return key;
+}
+
+export async function encryptSecret(base64Key: string, secretId: string, plaintext: string): Promise<string> {
+  const iv = randomBytes(IV_BYTES);
+  const sealed = await crypto.subtle.encrypt(
+    { name: "AES-GCM", iv, additionalData: utf8(secretId) },
+    await encryptionKey(base64Key),
+    utf8(plaintext),
+  );
+  const out = new Uint8Array(IV_BYTES + sealed.byteLength);
+  out.set(iv, 0);
+  out.set(new Uint8Array(sealed), IV_BYTES);
+  return toBase64(out);
+}
+
+export async function decryptSecret(base64Key: string, secretId: string, ciphertext: string): Promise<string> {
+  const bytes = fromBase64(ciphertext);
+  if (!bytes || bytes.length <= IV_BYTES) throw new Error(`secret ${secretId} is not a valid ciphertext`);
+  const opened = await crypto.subtle.decrypt(
+    { name: "AES-GCM", iv: bytes.slice(0, IV_BYTES), additionalData: utf8(secretId) },
+    await encryptionKey(base64Key),
+    bytes.slice(IV_BYTES),
+  );
+  return new TextDecoder().decode(opened);
+}

@@ -1,0 +1,90 @@
+/** What every route file shares: the app type, problem and list schemas, cursors, admin security. */
+import { type OpenAPIHono, z } from "@hono/zod-openapi";
+import { PROBLEM_CODES, ProblemError } from "../errors";
+import { fromBase64Url, toBase64Url, utf8 } from "../lib/bytes";
+
+export interface AppEnv {
+  Bindings: Env;
+  Variables: { requestId: string };
+}
+
+export type App = OpenAPIHono<AppEnv>;
+
+export const ADMIN_SECURITY = [{ adminToken: [] }];
+
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.enum(Object.keys(PROBLEM_CODES) as [keyof typeof PROBLEM_CODES, ...(keyof typeof PROBLEM_CODES)[]]),
+    request_id: z.string(),
+    errors: z.array(z.object({ location: z.string(), message: z.string() })),
+  })
+  .openapi("Problem");
+
+export function problem(description: string) {
+  return { description, content: { "application/problem+json": { schema: ProblemSchema } } };
+}
+
+/** The problem responses every admin route can give. */
+export const ADMIN_PROBLEMS = {
+  400: problem("A parameter is malformed."),
+  401: problem("Missing or wrong admin token."),
+  422: problem("A field failed validation; `errors` names each one."),
+} as const;
+
+export const PaginationQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ description: "Page size (1 to 200)." }),
+  cursor: z.string().max(512).optional().openapi({ description: "`next_cursor` of the previous page." }),
+});
+
+export function listOf<T extends z.ZodType>(item: T, name: string) {
+  return z
+    .object({
+      data: z.array(item),
+      next_cursor: z
+        .string()
+        .nullable()
+        .openapi({ description: "Pass as `cursor` for the next page; null at the end." }),
+    })
+    .openapi(name);
+}
+
+export function encodeCursor(key: readonly string[]): string {
+  return toBase64Url(utf8(JSON.stringify(key)));
+}
+
+/** Decodes a cursor made by `encodeCursor` with `size` parts; a forged or stale one is a 400. */
+export function decodeCursor(cursor: string | undefined, size: number): string[] | null {
+  if (cursor === undefined) return null;
+  const bytes = fromBase64Url(cursor);
+  try {
+    const key: unknown = bytes ? JSON.parse(new TextDecoder().decode(bytes)) : null;
+    if (Array.isArray(key) && key.length === size && key.every((part) => typeof part === "string")) {
+      return key as string[];
+    }
+  } catch {
+    // fall through to the problem below
+  }
+  throw new ProblemError("invalid_request", "The cursor is not one this API issued; start again without it.", [
+    { location: "query.cursor", message: "is not a valid cursor" },
+  ]);
+}
+
+/** Builds a page from `limit + 1` rows: the extra row only says that there is a next page. */
+export function page<Row, Item>(
+  rows: Row[],
+  limit: number,
+  toItem: (row: Row) => Item,
+  keyOf: (row: Row) => readonly string[],
+): { data: Item[]; next_cursor: string | null } {
+  const more = rows.length > limit;
+  const shown = more ? rows.slice(0, limit) : rows;
+  const last = shown[shown.length - 1];
+  return {
+    data: shown.map(toItem),
+    next_cursor: more && last !== undefined ? encodeCursor(keyOf(last)) : null,
+  };
+}

@@ -1,0 +1,167 @@
+/** Admin read API for conversions: one with its full history, or a filtered, paginated list. */
+import { createRoute, z } from "@hono/zod-openapi";
+import { ProblemError } from "../errors";
+import { CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
+import { type ConversionEventRow, type ConversionRow, getConversion, listConversions } from "../storage/d1";
+import {
+  ADMIN_PROBLEMS,
+  ADMIN_SECURITY,
+  type App,
+  decodeCursor,
+  listOf,
+  PaginationQuerySchema,
+  page,
+  problem,
+} from "./common";
+
+const MetaSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+
+const ConversionSchema = z
+  .object({
+    network_id: z.string(),
+    transaction_id: z.string(),
+    status: z.enum(CONVERSION_STATUSES),
+    amount: z.string().nullable(),
+    currency: z.string().nullable(),
+    event_type: z.string().nullable(),
+    event_time: z
+      .string()
+      .openapi({ description: "Event time of the applied state (received time when the network sent none)." }),
+    campaign_id: z.string().nullable(),
+    click_id: z.string().nullable(),
+    user_id: z.string().nullable(),
+    device_id: z.string().nullable(),
+    platform: z.enum(PLATFORMS).nullable(),
+    meta: MetaSchema.nullable(),
+    first_seen_at: z.string().openapi({ description: "When the hub accepted the first event." }),
+    updated_at: z.string().openapi({ description: "When the hub received the event that set the current state." }),
+  })
+  .openapi("Conversion");
+
+const ConversionEventSchema = z
+  .object({
+    event_id: z.string(),
+    seq: z.number().int(),
+    verdict: z.enum(["accepted", "updated", "stale"]),
+    status: z.enum(CONVERSION_STATUSES),
+    event_time: z.string().nullable(),
+    received_at: z.string(),
+    event: z
+      .record(z.string(), z.unknown())
+      .openapi({ description: "The event as the network sent it, after validation." }),
+  })
+  .openapi("ConversionEvent");
+
+const ConversionDetailSchema = ConversionSchema.extend({ events: z.array(ConversionEventSchema) }).openapi(
+  "ConversionDetail",
+);
+
+const timestamp = z
+  .string()
+  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "must be an RFC 3339 timestamp" })
+  .transform((value) => new Date(value).toISOString());
+
+const ListQuery = PaginationQuerySchema.extend({
+  network_id: z.string().max(63).optional(),
+  status: z.enum(CONVERSION_STATUSES).optional(),
+  campaign_id: z.string().max(128).optional(),
+  platform: z.enum(PLATFORMS).optional(),
+  since: timestamp.optional().openapi({ description: "First seen at or after (RFC 3339)." }),
+  until: timestamp.optional().openapi({ description: "First seen before (RFC 3339)." }),
+});
+
+const tags = ["Conversions"];
+
+function toConversion(row: ConversionRow): z.infer<typeof ConversionSchema> {
+  return {
+    network_id: row.network_id,
+    transaction_id: row.transaction_id,
+    status: row.status as z.infer<typeof ConversionSchema>["status"],
+    amount: row.amount,
+    currency: row.currency,
+    event_type: row.event_type,
+    event_time: row.event_time,
+    campaign_id: row.campaign_id,
+    click_id: row.click_id,
+    user_id: row.user_id,
+    device_id: row.device_id,
+    platform: row.platform as z.infer<typeof ConversionSchema>["platform"],
+    meta: row.meta ? (JSON.parse(row.meta) as z.infer<typeof MetaSchema>) : null,
+    first_seen_at: row.first_seen_at,
+    updated_at: row.updated_at,
+  };
+}
+
+function toEvent(row: ConversionEventRow): z.infer<typeof ConversionEventSchema> {
+  return {
+    event_id: row.event_id,
+    seq: row.seq,
+    verdict: row.verdict as z.infer<typeof ConversionEventSchema>["verdict"],
+    status: row.status as z.infer<typeof ConversionEventSchema>["status"],
+    event_time: row.event_time,
+    received_at: row.received_at,
+    event: JSON.parse(row.payload) as Record<string, unknown>,
+  };
+}
+
+export function registerConversionRoutes(app: App): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/conversions/{network_id}/{transaction_id}",
+      tags,
+      summary: "Get a conversion and its history",
+      description: "The conversion's current state and every recorded event with its verdict, oldest first.",
+      security: ADMIN_SECURITY,
+      request: {
+        params: z.object({
+          network_id: z.string().openapi({ param: { name: "network_id", in: "path" } }),
+          transaction_id: z.string().openapi({ param: { name: "transaction_id", in: "path" } }),
+        }),
+      },
+      responses: {
+        200: { description: "The conversion.", content: { "application/json": { schema: ConversionDetailSchema } } },
+        404: problem("No such conversion (yet: it reaches D1 moments after the postback is answered)."),
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { network_id, transaction_id } = c.req.valid("param");
+      const { conversion, events } = await getConversion(c.env.DB, network_id, transaction_id);
+      if (!conversion) {
+        throw new ProblemError("not_found", `No conversion "${transaction_id}" from network "${network_id}".`, [
+          { location: "path.transaction_id", message: "not found" },
+        ]);
+      }
+      return c.json({ ...toConversion(conversion), events: events.map(toEvent) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/conversions",
+      tags,
+      summary: "List conversions",
+      description: "Newest first by first_seen_at, filtered and paginated with a cursor.",
+      security: ADMIN_SECURITY,
+      request: { query: ListQuery },
+      responses: {
+        200: {
+          description: "A page of conversions.",
+          content: { "application/json": { schema: listOf(ConversionSchema, "ConversionList") } },
+        },
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { limit, cursor, ...filter } = c.req.valid("query");
+      const after = decodeCursor(cursor, 3) as [string, string, string] | null;
+      const rows = await listConversions(c.env.DB, filter, limit + 1, after);
+      return c.json(
+        page(rows, limit, toConversion, (row) => [row.first_seen_at, row.network_id, row.transaction_id]),
+        200,
+      );
+    },
+  );
+}

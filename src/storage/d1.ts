@@ -1,0 +1,298 @@
+/**
+ * All SQL against D1, in one place: prepared statements with bound parameters only.
+ * Functions take the smallest handle they need, so read paths can pass a D1 session.
+ */
+import type { EventMessage } from "../queues/messages";
+
+export type D1 = Pick<D1Database, "prepare" | "batch">;
+
+// ---------------------------------------------------------------------------------------------
+// Networks and their secrets
+// ---------------------------------------------------------------------------------------------
+
+export interface NetworkRow {
+  id: string;
+  name: string;
+  status: "active" | "disabled";
+  created_at: string;
+  updated_at: string;
+}
+
+export interface SecretRow {
+  id: string;
+  network_id: string;
+  ciphertext: string;
+  created_at: string;
+  expires_at: string | null;
+}
+
+export type SecretMetadata = Omit<SecretRow, "ciphertext" | "network_id">;
+
+/** Inserts a network with its first secret; false when the id is taken. */
+export async function insertNetwork(
+  db: D1,
+  network: NetworkRow,
+  secret: Omit<SecretRow, "expires_at">,
+): Promise<boolean> {
+  try {
+    await db.batch([
+      db
+        .prepare("INSERT INTO networks (id, name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(network.id, network.name, network.status, network.created_at, network.updated_at),
+      insertSecretStatement(db, secret),
+    ]);
+    return true;
+  } catch (error) {
+    if (String(error).includes("UNIQUE constraint failed")) return false;
+    throw error;
+  }
+}
+
+function insertSecretStatement(db: D1, secret: Omit<SecretRow, "expires_at">): D1PreparedStatement {
+  return db
+    .prepare("INSERT INTO network_secrets (id, network_id, ciphertext, created_at) VALUES (?, ?, ?, ?)")
+    .bind(secret.id, secret.network_id, secret.ciphertext, secret.created_at);
+}
+
+export async function getNetwork(db: D1, id: string): Promise<NetworkRow | null> {
+  return db
+    .prepare("SELECT id, name, status, created_at, updated_at FROM networks WHERE id = ?")
+    .bind(id)
+    .first<NetworkRow>();
+}
+
+export async function listNetworks(db: D1, limit: number, afterId: string | null): Promise<NetworkRow[]> {
+  const { results } = await db
+    .prepare(
+      "SELECT id, name, status, created_at, updated_at FROM networks WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2",
+    )
+    .bind(afterId, limit)
+    .all<NetworkRow>();
+  return results;
+}
+
+export async function setNetworkStatus(
+  db: D1,
+  id: string,
+  status: NetworkRow["status"],
+  now: string,
+): Promise<NetworkRow | null> {
+  return db
+    .prepare(
+      "UPDATE networks SET status = ?, updated_at = ? WHERE id = ? RETURNING id, name, status, created_at, updated_at",
+    )
+    .bind(status, now, id)
+    .first<NetworkRow>();
+}
+
+/** Secrets that still verify at `now`, newest first. */
+export async function activeSecrets(db: D1, networkId: string, now: string): Promise<SecretRow[]> {
+  const { results } = await db
+    .prepare(
+      "SELECT * FROM network_secrets WHERE network_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, id DESC",
+    )
+    .bind(networkId, now)
+    .all<SecretRow>();
+  return results;
+}
+
+export async function listSecretMetadata(db: D1, networkId: string, now: string): Promise<SecretMetadata[]> {
+  const { results } = await db
+    .prepare(
+      "SELECT id, created_at, expires_at FROM network_secrets WHERE network_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, id DESC",
+    )
+    .bind(networkId, now)
+    .all<SecretMetadata>();
+  return results;
+}
+
+/**
+ * Adds a new current secret and starts the grace period of the ones it replaces (a secret already
+ * expiring keeps its earlier end).
+ */
+export async function rotateSecret(db: D1, secret: Omit<SecretRow, "expires_at">, graceEndsAt: string): Promise<void> {
+  await db.batch([
+    db
+      .prepare(
+        "UPDATE network_secrets SET expires_at = ? WHERE network_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+      )
+      .bind(graceEndsAt, secret.network_id, graceEndsAt),
+    insertSecretStatement(db, secret),
+  ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversions: written by the events consumer, read by the admin API
+// ---------------------------------------------------------------------------------------------
+
+export interface ConversionRow {
+  network_id: string;
+  transaction_id: string;
+  status: string;
+  amount: string | null;
+  currency: string | null;
+  event_type: string | null;
+  event_time: string;
+  campaign_id: string | null;
+  click_id: string | null;
+  user_id: string | null;
+  device_id: string | null;
+  platform: string | null;
+  meta: string | null;
+  first_seen_at: string;
+  updated_at: string;
+  version: number;
+}
+
+export interface ConversionEventRow {
+  event_id: string;
+  network_id: string;
+  transaction_id: string;
+  seq: number;
+  verdict: string;
+  status: string;
+  event_time: string | null;
+  payload: string;
+  received_at: string;
+}
+
+/**
+ * The statements that record one event: its history row (once, keyed by event id) and, unless
+ * it is stale, the conversion snapshot (only when newer than the stored one).
+ */
+export function recordEventStatements(db: D1, message: EventMessage): D1PreparedStatement[] {
+  const statements = [
+    db
+      .prepare(
+        `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+      )
+      .bind(
+        message.event_id,
+        message.network_id,
+        message.transaction_id,
+        message.seq,
+        message.verdict,
+        message.event.status,
+        message.event.event_time ?? null,
+        JSON.stringify(message.event),
+        message.received_at,
+      ),
+  ];
+  if (message.verdict !== "stale") {
+    const c = message.conversion;
+    statements.push(
+      db
+        .prepare(
+          `INSERT INTO conversions (network_id, transaction_id, status, amount, currency, event_type, event_time,
+             campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (network_id, transaction_id) DO UPDATE SET
+             status = excluded.status, amount = excluded.amount, currency = excluded.currency,
+             event_type = excluded.event_type, event_time = excluded.event_time,
+             campaign_id = excluded.campaign_id, click_id = excluded.click_id, user_id = excluded.user_id,
+             device_id = excluded.device_id, platform = excluded.platform, meta = excluded.meta,
+             updated_at = excluded.updated_at, version = excluded.version
+           WHERE excluded.version > conversions.version`,
+        )
+        .bind(
+          message.network_id,
+          message.transaction_id,
+          c.status,
+          c.amount ?? null,
+          c.currency ?? null,
+          c.event_type ?? null,
+          c.event_time,
+          c.campaign_id ?? null,
+          c.click_id ?? null,
+          c.user_id ?? null,
+          c.device_id ?? null,
+          c.platform ?? null,
+          c.meta ? JSON.stringify(c.meta) : null,
+          c.first_seen_at,
+          message.received_at,
+          c.version,
+        ),
+    );
+  }
+  return statements;
+}
+
+export function deadLetterStatement(
+  db: D1,
+  letter: { id: string; queue: string; body: string; reason: string; attempts: number; created_at: string },
+): D1PreparedStatement {
+  return db
+    .prepare(
+      "INSERT INTO dead_letters (id, queue, body, reason, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(letter.id, letter.queue, letter.body, letter.reason, letter.attempts, letter.created_at);
+}
+
+export async function getConversion(
+  db: D1,
+  networkId: string,
+  transactionId: string,
+): Promise<{ conversion: ConversionRow | null; events: ConversionEventRow[] }> {
+  const [conversion, events] = await db.batch([
+    db.prepare("SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ?").bind(networkId, transactionId),
+    db
+      .prepare("SELECT * FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq")
+      .bind(networkId, transactionId),
+  ]);
+  return {
+    conversion: (conversion?.results[0] as ConversionRow | undefined) ?? null,
+    events: (events?.results ?? []) as ConversionEventRow[],
+  };
+}
+
+export interface ConversionFilter {
+  network_id?: string | undefined;
+  status?: string | undefined;
+  campaign_id?: string | undefined;
+  platform?: string | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+}
+
+/** Newest first by `first_seen_at`; `after` is the sort key of the last row of the previous page. */
+export async function listConversions(
+  db: D1,
+  filter: ConversionFilter,
+  limit: number,
+  after: [string, string, string] | null,
+): Promise<ConversionRow[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT * FROM conversions
+       WHERE (?1 IS NULL OR network_id = ?1)
+         AND (?2 IS NULL OR status = ?2)
+         AND (?3 IS NULL OR campaign_id = ?3)
+         AND (?4 IS NULL OR platform = ?4)
+         AND (?5 IS NULL OR first_seen_at >= ?5)
+         AND (?6 IS NULL OR first_seen_at < ?6)
+         AND (?7 IS NULL OR (first_seen_at, network_id, transaction_id) < (?7, ?8, ?9))
+       ORDER BY first_seen_at DESC, network_id DESC, transaction_id DESC
+       LIMIT ?10`,
+    )
+    .bind(
+      filter.network_id ?? null,
+      filter.status ?? null,
+      filter.campaign_id ?? null,
+      filter.platform ?? null,
+      filter.since ?? null,
+      filter.until ?? null,
+      after?.[0] ?? null,
+      after?.[1] ?? null,
+      after?.[2] ?? null,
+      limit,
+    )
+    .all<ConversionRow>();
+  return results;
+}
+
+/** Retention: drops history older than `before`; conversions themselves are kept. */
+export async function pruneEvents(db: D1, before: string): Promise<number> {
+  const result = await db.prepare("DELETE FROM conversion_events WHERE received_at < ?").bind(before).run();
+  return result.meta.changes;
+}
