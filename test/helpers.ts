@@ -1,0 +1,108 @@
+/** Factories for tests running inside workerd: networks, postbacks, signed requests, admin calls. */
+import { env, exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import { importSigningKey, sign } from "../src/ingest/standard-webhooks";
+import { utf8 } from "../src/lib/bytes";
+
+export const BASE = "https://hub.test";
+export const ADMIN_TOKEN = env.ADMIN_TOKEN;
+
+let counter = 0;
+/** A unique id per call, so tests sharing a file's storage never collide. */
+export function uniqueId(prefix: string): string {
+  counter += 1;
+  return `${prefix}-${Date.now().toString(36)}-${counter}`;
+}
+
+export function admin(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${ADMIN_TOKEN}`);
+  if (init.body !== undefined && !headers.has("content-type")) headers.set("content-type", "application/json");
+  return exports.default.fetch(new Request(`${BASE}${path}`, { ...init, headers }));
+}
+
+/** Asserts the status, showing the body when it is not the expected one. */
+export async function expectStatus<T = unknown>(response: Response, status: number): Promise<T> {
+  const text = await response.text();
+  expect(response.status, `expected ${status}, got ${response.status}: ${text}`).toBe(status);
+  return (text ? JSON.parse(text) : null) as T;
+}
+
+export interface TestNetwork {
+  id: string;
+  secret: string;
+}
+
+export async function createNetwork(id: string = uniqueId("net")): Promise<TestNetwork> {
+  const body = await expectStatus<{ id: string; secret: string }>(
+    await admin("/v1/networks", { method: "POST", body: JSON.stringify({ id, name: `Network ${id}` }) }),
+    201,
+  );
+  return { id: body.id, secret: body.secret };
+}
+
+export function makePostback(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    transaction_id: uniqueId("tx"),
+    status: "approved",
+    amount: "29.99",
+    currency: "USD",
+    event_type: "purchase",
+    campaign_id: "camp-1",
+    click_id: "clk-1",
+    platform: "web",
+    ...overrides,
+  };
+}
+
+export interface SignOptions {
+  id?: string;
+  /** Unix seconds; now by default. */
+  timestamp?: number;
+  /** Replaces the computed signature header. */
+  signature?: string;
+  contentType?: string | null;
+  headers?: Record<string, string>;
+}
+
+/** A postback request signed the Standard Webhooks way with `secret`; `body` is sent byte for byte. */
+export async function signedRequest(
+  networkId: string,
+  body: string | Record<string, unknown>,
+  secret: string,
+  options: SignOptions = {},
+): Promise<Request> {
+  const raw = typeof body === "string" ? body : JSON.stringify(body);
+  const id = options.id ?? uniqueId("msg");
+  const timestamp = String(options.timestamp ?? Math.floor(Date.now() / 1000));
+  const signature = options.signature ?? (await sign(await importSigningKey(secret), id, timestamp, utf8(raw)));
+  const headers = new Headers({ "webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": signature });
+  if (options.contentType !== null) headers.set("content-type", options.contentType ?? "application/json");
+  for (const [name, value] of Object.entries(options.headers ?? {})) headers.set(name, value);
+  return new Request(`${BASE}/v1/postbacks/${networkId}`, { method: "POST", headers, body: raw });
+}
+
+export async function postback(
+  network: TestNetwork,
+  body: string | Record<string, unknown>,
+  options: SignOptions = {},
+): Promise<Response> {
+  return exports.default.fetch(await signedRequest(network.id, body, network.secret, options));
+}
+
+/** Polls until `probe` returns a value (D1 is written asynchronously, through the queue). */
+export async function eventually<T>(probe: () => Promise<T | null | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== null && value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export async function conversionInD1(networkId: string, transactionId: string) {
+  return env.DB.prepare("SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ?")
+    .bind(networkId, transactionId)
+    .first<Record<string, unknown>>();
+}
