@@ -1,0 +1,209 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { ConversionObject, EventsQueue } from "../src/conversions/conversion-object";
+import { conversionObjectName } from "../src/ingest/ingest";
+import {
+  admin,
+  conversionInD1,
+  createNetwork,
+  eventually,
+  expectStatus,
+  makePostback,
+  postback,
+  type TestNetwork,
+} from "./helpers";
+
+interface Answer {
+  status: string;
+  event_id: string;
+  conversion_status: string;
+}
+
+function stubFor(networkId: string, transactionId: string) {
+  return env.CONVERSIONS.getByName(conversionObjectName(networkId, transactionId));
+}
+
+async function send(network: TestNetwork, body: Record<string, unknown>, expected = 200) {
+  return expectStatus<Answer>(await postback(network, body), expected);
+}
+
+async function history(network: TestNetwork, transactionId: string, count: number) {
+  return eventually(async () => {
+    const { results } = await env.DB.prepare(
+      "SELECT verdict, status FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq",
+    )
+      .bind(network.id, transactionId)
+      .all<{ verdict: string; status: string }>();
+    return results.length >= count ? results : null;
+  });
+}
+
+describe("ConversionObject decisions through the ingest route", () => {
+  it("replays the original answer for a duplicate and records nothing new", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const first = await send(network, body);
+    const response = await postback(network, body);
+    const again = await expectStatus<Answer>(response, 200);
+    expect(again).toEqual({ ...first, status: "duplicate" });
+    expect(response.headers.get("idempotent-replayed")).toBe("true");
+    const inside = await stubFor(network.id, String(body.transaction_id)).inspect();
+    expect(inside.events).toBe(1);
+  });
+
+  it("treats a re-sent postback with a fresh event_time and an equal amount as a duplicate", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ amount: "29.90", event_time: "2026-01-01T00:00:00Z" });
+    const first = await send(network, body);
+    const again = await send(network, { ...body, amount: "29.9", event_time: "2026-01-01T00:05:00Z" });
+    expect(again.status).toBe("duplicate");
+    expect(again.event_id).toBe(first.event_id);
+  });
+
+  it("updates on an allowed transition and keeps both events in the history", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "pending" });
+    await send(network, body);
+    const updated = await send(network, { ...body, status: "approved" });
+    expect(updated).toMatchObject({ status: "updated", conversion_status: "approved" });
+    const events = await history(network, String(body.transaction_id), 2);
+    expect(events).toEqual([
+      { verdict: "accepted", status: "pending" },
+      { verdict: "updated", status: "approved" },
+    ]);
+    const row = await eventually(async () => {
+      const found = await conversionInD1(network.id, String(body.transaction_id));
+      return found?.status === "approved" ? found : null;
+    });
+    expect(row.status).toBe("approved");
+  });
+
+  it("keeps a late, older event as stale without rolling the conversion back", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved", event_time: "2026-11-01T12:00:00Z" });
+    await send(network, body);
+    const late = await send(network, { ...body, status: "pending", event_time: "2026-11-01T11:00:00Z" });
+    expect(late).toMatchObject({ status: "stale", conversion_status: "approved" });
+    const events = await history(network, String(body.transaction_id), 2);
+    expect(events.map((e) => e.verdict)).toEqual(["accepted", "stale"]);
+    const row = await conversionInD1(network.id, String(body.transaction_id));
+    expect(row?.status).toBe("approved");
+  });
+
+  it("answers 409 naming the differing fields for the same status with another amount", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved", amount: "10.00" });
+    await send(network, body);
+    const problem = await expectStatus<{ code: string; errors: { location: string }[] }>(
+      await postback(network, { ...body, amount: "12.00", currency: "EUR" }),
+      409,
+    );
+    expect(problem.code).toBe("conversion_conflict");
+    expect(problem.errors.map((e) => e.location)).toEqual(["body.amount", "body.currency"]);
+    expect((await stubFor(network.id, String(body.transaction_id)).inspect()).events).toBe(1);
+  });
+
+  it("answers 409 for a transition the table forbids", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "reversed" });
+    await send(network, body);
+    const problem = await expectStatus<{ errors: { location: string; message: string }[] }>(
+      await postback(network, { ...body, status: "approved" }),
+      409,
+    );
+    expect(problem.errors).toEqual([
+      { location: "body.status", message: expect.stringContaining("reversed is final") },
+    ]);
+  });
+
+  it("gives exactly one accepted and 49 duplicates for 50 simultaneous copies", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const answers = await Promise.all(Array.from({ length: 50 }, () => send(network, body)));
+    const statuses = answers.map((a) => a.status);
+    expect(statuses.filter((s) => s === "accepted")).toHaveLength(1);
+    expect(statuses.filter((s) => s === "duplicate")).toHaveLength(49);
+    expect(new Set(answers.map((a) => a.event_id)).size).toBe(1);
+    const events = await history(network, String(body.transaction_id), 1);
+    expect(events).toHaveLength(1);
+  });
+});
+
+describe("ConversionObject outbox", () => {
+  it("keeps the event and retries when the queue refuses it, until it reaches D1", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const stub = stubFor(network.id, String(body.transaction_id));
+    let failures = 0;
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      const real = instance.eventsQueue;
+      const flaky: EventsQueue = {
+        sendBatch: async (messages, options) => {
+          if (failures < 2) {
+            failures++;
+            throw new Error("injected queue failure");
+          }
+          return real.sendBatch(messages, options);
+        },
+      };
+      instance.eventsQueue = flaky;
+    });
+
+    await send(network, body);
+    const row = await eventually(() => conversionInD1(network.id, String(body.transaction_id)), 20_000);
+    expect(failures).toBe(2);
+    expect(row.status).toBe("approved");
+    expect((await stub.inspect()).outbox).toBe(0);
+  });
+
+  it("holds the outbox row while the queue keeps failing", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const stub = stubFor(network.id, String(body.transaction_id));
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      instance.eventsQueue = {
+        sendBatch: async () => {
+          throw new Error("queue down");
+        },
+      };
+    });
+    await send(network, body);
+    await runDurableObjectAlarm(stub);
+    expect((await stub.inspect()).outbox).toBe(1);
+    expect(await conversionInD1(network.id, String(body.transaction_id))).toBeNull();
+  });
+
+  it("clears itself once the dedupe window has passed and the outbox is empty", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    await send(network, body);
+    const stub = stubFor(network.id, String(body.transaction_id));
+    await eventually(() => conversionInD1(network.id, String(body.transaction_id)));
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec("UPDATE state SET last_event_at = ?", "2000-01-01T00:00:00.000Z");
+    });
+    await runDurableObjectAlarm(stub);
+    expect(await stub.inspect()).toEqual({ state: null, events: 0, outbox: 0 });
+    // D1 keeps the record.
+    expect((await conversionInD1(network.id, String(body.transaction_id)))?.status).toBe("approved");
+  });
+});
+
+describe("admin reads after ingest", () => {
+  it("shows the conversion with its history", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "pending", meta: { sub1: "spring" } });
+    await send(network, body);
+    await send(network, { ...body, status: "paid" });
+    const detail = await eventually(async () => {
+      const response = await admin(`/v1/conversions/${network.id}/${body.transaction_id}`);
+      if (response.status !== 200) return null;
+      const json = (await response.json()) as { status: string; events: { verdict: string }[] };
+      return json.events.length === 2 ? json : null;
+    });
+    expect(detail).toMatchObject({ status: "paid", meta: { sub1: "spring" }, amount: "29.99" });
+    expect(detail.events.map((e) => e.verdict)).toEqual(["accepted", "updated"]);
+  });
+});

@@ -1,0 +1,150 @@
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import worker from "../src/index";
+import type { EventMessage } from "../src/queues/messages";
+import { conversionInD1, uniqueId } from "./helpers";
+
+function makeEventMessage(overrides: Partial<EventMessage> = {}): EventMessage {
+  const transactionId = overrides.transaction_id ?? uniqueId("tx");
+  const receivedAt = new Date().toISOString();
+  return {
+    v: 1,
+    event_id: uniqueId("evt"),
+    network_id: "acme",
+    transaction_id: transactionId,
+    seq: 1,
+    verdict: "accepted",
+    received_at: receivedAt,
+    event: { status: "pending", amount: "5.00", currency: "USD" },
+    conversion: {
+      status: "pending",
+      amount: "5.00",
+      currency: "USD",
+      event_time: receivedAt,
+      first_seen_at: receivedAt,
+      version: 1,
+    },
+    ...overrides,
+  };
+}
+
+let messageCounter = 0;
+async function deliver(queue: string, bodies: unknown[], testEnv: Env = env) {
+  const batch = createMessageBatch(
+    queue,
+    bodies.map((body) => ({ id: `msg-${++messageCounter}`, timestamp: new Date(), attempts: 1, body })),
+  );
+  const ctx = createExecutionContext();
+  await worker.queue(batch, testEnv, ctx);
+  return getQueueResult(batch, ctx);
+}
+
+async function historyCount(eventId: string): Promise<number> {
+  const row = await env.DB.prepare("SELECT count(*) AS n FROM conversion_events WHERE event_id = ?")
+    .bind(eventId)
+    .first<{ n: number }>();
+  return row?.n ?? 0;
+}
+
+describe("EVENTS consumer", () => {
+  it("writes the history row and the conversion, then acks the batch", async () => {
+    const message = makeEventMessage();
+    const result = await deliver("postback-events", [message]);
+    expect(result.ackAll).toBe(true);
+    expect(result.retryBatch.retry).toBe(false);
+    expect(await historyCount(message.event_id)).toBe(1);
+    expect(await conversionInD1("acme", message.transaction_id)).toMatchObject({ status: "pending", amount: "5.00" });
+  });
+
+  it("is idempotent when a message comes twice, in one batch or across batches", async () => {
+    const message = makeEventMessage();
+    await deliver("postback-events", [message, message]);
+    await deliver("postback-events", [message]);
+    expect(await historyCount(message.event_id)).toBe(1);
+    const { n } = (await env.DB.prepare(
+      "SELECT count(*) AS n FROM conversions WHERE network_id = 'acme' AND transaction_id = ?",
+    )
+      .bind(message.transaction_id)
+      .first<{ n: number }>()) ?? { n: 0 };
+    expect(n).toBe(1);
+  });
+
+  it("never rolls a conversion back when an older snapshot arrives after a newer one", async () => {
+    const first = makeEventMessage();
+    const second = makeEventMessage({
+      transaction_id: first.transaction_id,
+      seq: 2,
+      verdict: "updated",
+      event: { status: "approved" },
+      conversion: { ...first.conversion, status: "approved", version: 2 },
+    });
+    await deliver("postback-events", [second]);
+    await deliver("postback-events", [first]);
+    expect((await conversionInD1("acme", first.transaction_id))?.status).toBe("approved");
+    expect(await historyCount(first.event_id)).toBe(1);
+  });
+
+  it("records a stale event in the history only", async () => {
+    const first = makeEventMessage({ conversion: { ...makeEventMessage().conversion, status: "paid", version: 5 } });
+    await deliver("postback-events", [first]);
+    const stale = makeEventMessage({
+      transaction_id: first.transaction_id,
+      seq: 2,
+      verdict: "stale",
+      event: { status: "pending" },
+      conversion: { ...first.conversion, status: "approved", version: 4 },
+    });
+    await deliver("postback-events", [stale]);
+    expect(await historyCount(stale.event_id)).toBe(1);
+    expect((await conversionInD1("acme", first.transaction_id))?.status).toBe("paid");
+  });
+
+  it("does not ack when the D1 write fails, and writes nothing of the batch", async () => {
+    const message = makeEventMessage();
+    const failingDb = {
+      prepare: (query: string) => env.DB.prepare(query),
+      batch: async () => {
+        throw new Error("D1_ERROR: injected failure");
+      },
+    };
+    const result = await deliver("postback-events", [message], { ...env, DB: failingDb as unknown as D1Database });
+    expect(result.ackAll).toBe(false);
+    expect(result.explicitAcks).toEqual([]);
+    expect(result.retryBatch.retry).toBe(true);
+    expect(await historyCount(message.event_id)).toBe(0);
+  });
+
+  it("keeps a message it cannot parse as a dead letter instead of dropping it", async () => {
+    const valid = makeEventMessage();
+    const result = await deliver("postback-events", [{ v: 99, nonsense: true }, valid]);
+    expect(result.ackAll).toBe(true);
+    expect(await historyCount(valid.event_id)).toBe(1);
+    const letter = await env.DB.prepare(
+      "SELECT queue, body, reason FROM dead_letters WHERE body LIKE '%nonsense%'",
+    ).first<{
+      queue: string;
+      reason: string;
+    }>();
+    expect(letter?.queue).toBe("postback-events");
+    expect(letter?.reason).toMatch(/invalid event message/);
+  });
+});
+
+describe("EVENTS dead-letter consumer", () => {
+  it("records whatever reaches it", async () => {
+    const message = makeEventMessage();
+    const result = await deliver("postback-events-dlq", [message]);
+    expect(result.ackAll).toBe(true);
+    const letter = await env.DB.prepare("SELECT reason FROM dead_letters WHERE queue = ? AND body LIKE ?")
+      .bind("postback-events-dlq", `%${message.event_id}%`)
+      .first<{ reason: string }>();
+    expect(letter?.reason).toBe("exhausted its retries");
+  });
+});
+
+describe("queue dispatch", () => {
+  it("throws for a queue it has no consumer for, so the batch is retried rather than dropped", async () => {
+    await expect(deliver("some-other-queue", [makeEventMessage()])).rejects.toThrow(/no consumer/);
+  });
+});

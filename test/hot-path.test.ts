@@ -1,0 +1,98 @@
+/**
+ * DESIGN.md's hot-path budget: in steady state, one ingest request for a known network makes
+ * exactly one Durable Object call and no D1 query, queue send or outbound fetch before answering.
+ * The Worker runs here with an env whose bindings count every use.
+ */
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import worker from "../src/index";
+import { createNetwork, expectStatus, makePostback, signedRequest, type TestNetwork } from "./helpers";
+
+interface Counts {
+  d1: number;
+  queue: number;
+  objectStubs: number;
+  objectCalls: number;
+  fetch: number;
+}
+
+function countingEnv(counts: Counts): Env {
+  const countCalls = <T extends object>(target: T, key: keyof Counts): T =>
+    new Proxy(target, {
+      get(object, property) {
+        const value = Reflect.get(object, property);
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          counts[key]++;
+          return value.apply(object, args);
+        };
+      },
+    });
+  const conversions = {
+    getByName(name: string) {
+      counts.objectStubs++;
+      const stub = env.CONVERSIONS.getByName(name);
+      return {
+        record: (input: Parameters<typeof stub.record>[0]) => {
+          counts.objectCalls++;
+          return stub.record(input);
+        },
+      };
+    },
+  };
+  return {
+    ...env,
+    DB: countCalls(env.DB, "d1"),
+    EVENTS: countCalls(env.EVENTS, "queue"),
+    CONVERSIONS: conversions as unknown as Env["CONVERSIONS"],
+  };
+}
+
+async function ingestWith(testEnv: Env, network: TestNetwork, body: Record<string, unknown>) {
+  const ctx = createExecutionContext();
+  const response = await worker.fetch(await signedRequest(network.id, body, network.secret), testEnv, ctx);
+  const answer = await expectStatus<{ status: string }>(response, 200);
+  await waitOnExecutionContext(ctx);
+  return answer;
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("ingest hot path", () => {
+  it("costs one Durable Object call and nothing else for a known network", async () => {
+    const network = await createNetwork();
+    const counts: Counts = { d1: 0, queue: 0, objectStubs: 0, objectCalls: 0, fetch: 0 };
+    const testEnv = countingEnv(counts);
+    const fetchSpy = vi.spyOn(globalThis, "fetch");
+
+    // The first request for the network loads its configuration and keys from D1 once.
+    await ingestWith(testEnv, network, makePostback());
+    expect(counts.d1).toBeGreaterThan(0);
+
+    for (const key of Object.keys(counts) as (keyof Counts)[]) counts[key] = 0;
+    const body = makePostback();
+    expect((await ingestWith(testEnv, network, body)).status).toBe("accepted");
+    expect((await ingestWith(testEnv, network, body)).status).toBe("duplicate");
+    expect(counts).toEqual({ d1: 0, queue: 0, objectStubs: 2, objectCalls: 2, fetch: 0 });
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  it("rejects an unknown network without touching D1 twice", async () => {
+    const counts: Counts = { d1: 0, queue: 0, objectStubs: 0, objectCalls: 0, fetch: 0 };
+    const testEnv = countingEnv(counts);
+    const request = () =>
+      new Request("https://hub.test/v1/postbacks/no-such-network-x", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+    expect((await worker.fetch(request(), testEnv, createExecutionContext())).status).toBe(404);
+    const afterFirst = counts.d1;
+    expect((await worker.fetch(request(), testEnv, createExecutionContext())).status).toBe(404);
+    expect(counts.d1).toBe(afterFirst);
+    expect(counts.objectCalls).toBe(0);
+  });
+});

@@ -1,0 +1,107 @@
+import { describe, expect, it } from "vitest";
+import {
+  ALLOWED_TRANSITIONS,
+  type ConversionFields,
+  type ConversionState,
+  decide,
+  differences,
+  fingerprint,
+  normalizeDecimal,
+} from "../src/conversions/lifecycle";
+import { CONVERSION_STATUSES, type ConversionStatus } from "../src/ingest/postback-schema";
+
+const T1 = "2026-11-01T10:00:00.000Z";
+const T2 = "2026-11-01T11:00:00.000Z";
+const T0 = "2026-11-01T09:00:00.000Z";
+
+function fields(status: ConversionStatus, extra: Partial<ConversionFields> = {}): ConversionFields {
+  return { status, amount: "10.00", currency: "USD", ...extra };
+}
+
+function state(status: ConversionStatus, eventTime = T1): ConversionState {
+  return { status, event_time: eventTime, fields: fields(status) };
+}
+
+const nothingKnown = () => false;
+
+/** DESIGN.md's table, written out independently of the implementation's constant. */
+const TABLE: Record<ConversionStatus, ConversionStatus[]> = {
+  pending: ["approved", "declined", "paid"],
+  approved: ["paid", "declined", "reversed"],
+  paid: ["reversed"],
+  declined: [],
+  reversed: [],
+};
+
+describe("the lifecycle table", () => {
+  it("matches DESIGN.md exactly", () => {
+    for (const from of CONVERSION_STATUSES) {
+      expect([...ALLOWED_TRANSITIONS[from]].sort(), from).toEqual([...TABLE[from]].sort());
+    }
+  });
+
+  it("accepts any status for a new conversion", () => {
+    for (const status of CONVERSION_STATUSES) {
+      expect(decide(null, { fields: fields(status), event_time: T1 }, nothingKnown)).toEqual({ verdict: "accepted" });
+    }
+  });
+
+  for (const from of CONVERSION_STATUSES) {
+    for (const to of CONVERSION_STATUSES) {
+      if (from === to) continue;
+      const allowed = TABLE[from].includes(to);
+      it(`${from} → ${to} is ${allowed ? "updated" : "a conflict naming status"}`, () => {
+        const decision = decide(state(from), { fields: fields(to), event_time: T2 }, nothingKnown);
+        if (allowed) {
+          expect(decision).toEqual({ verdict: "updated" });
+        } else {
+          expect(decision.verdict).toBe("conflict");
+          expect(decision.verdict === "conflict" && decision.errors.map((e) => e.location)).toEqual(["body.status"]);
+        }
+      });
+    }
+  }
+});
+
+describe("decisions", () => {
+  it("is a duplicate when the same material fields were recorded, whatever the event_time", () => {
+    const known = new Set([fingerprint(fields("pending"))]);
+    const decision = decide(state("approved", T2), { fields: fields("pending"), event_time: T0 }, (f) => known.has(f));
+    expect(decision).toEqual({ verdict: "duplicate" });
+  });
+
+  it("is stale when older than the current state, even for a transition the table forbids", () => {
+    expect(decide(state("paid", T2), { fields: fields("pending"), event_time: T1 }, nothingKnown)).toEqual({
+      verdict: "stale",
+    });
+  });
+
+  it("is a conflict naming each differing field when the status is the same", () => {
+    const decision = decide(
+      state("approved"),
+      { fields: fields("approved", { amount: "12.00", campaign_id: "c-2", meta: { sub1: "x" } }), event_time: T2 },
+      nothingKnown,
+    );
+    expect(decision.verdict).toBe("conflict");
+    expect(decision.verdict === "conflict" && decision.errors.map((e) => e.location)).toEqual([
+      "body.amount",
+      "body.campaign_id",
+      "body.meta.sub1",
+    ]);
+  });
+
+  it("treats equal decimals as equal amounts", () => {
+    expect(normalizeDecimal("010.500")).toBe("10.5");
+    expect(normalizeDecimal("7.000")).toBe("7");
+    expect(normalizeDecimal("0.0")).toBe("0");
+    expect(fingerprint(fields("paid", { amount: "10.5" }))).toBe(fingerprint(fields("paid", { amount: "10.50" })));
+    expect(differences(fields("paid", { amount: "10.5" }), fields("paid", { amount: "10.50" }))).toEqual([]);
+  });
+
+  it("fingerprints meta regardless of key order", () => {
+    expect(fingerprint(fields("paid", { meta: { a: 1, b: "2" } }))).toBe(
+      fingerprint(fields("paid", { meta: { b: "2", a: 1 } })),
+    );
+    expect(fingerprint(fields("paid", { meta: { a: 1 } }))).not.toBe(fingerprint(fields("paid", { meta: { a: "1" } })));
+  });
+});
