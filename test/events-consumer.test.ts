@@ -36,7 +36,8 @@ async function deliver(queue: string, bodies: unknown[], testEnv: Env = env) {
     bodies.map((body) => ({ id: `msg-${++messageCounter}`, timestamp: new Date(), attempts: 1, body })),
   );
   const ctx = createExecutionContext();
-  await worker.queue(batch, testEnv, ctx);
+  const handler: ExportedHandler<Env> = worker;
+  await handler.queue?.(batch, testEnv, ctx);
   return getQueueResult(batch, ctx);
 }
 
