@@ -80,6 +80,10 @@ const MetaValueSchema = z.union(
   { error: "must be a string (up to 512 characters), a number or a boolean" },
 );
 
+function isObjectPayload(payload: { value: unknown }): boolean {
+  return typeof payload.value === "object" && payload.value !== null && !Array.isArray(payload.value);
+}
+
 export const PostbackSchema = z
   .strictObject({
     transaction_id: text(128).openapi({
@@ -127,13 +131,16 @@ export const PostbackSchema = z
       .optional()
       .openapi({ description: "Custom scalar fields kept with the conversion.", example: { sub1: "spring" } }),
   })
-  .superRefine((postback, ctx) => {
-    if (postback.currency !== undefined && postback.amount === undefined) {
-      ctx.addIssue({ code: "custom", path: ["currency"], message: "is only allowed together with amount" });
-    }
-    if (postback.amount !== undefined && postback.currency === undefined) {
-      ctx.addIssue({ code: "custom", path: ["amount"], message: "needs a currency" });
-    }
+  // Run even when other fields failed, so that one 422 lists every problem.
+  .refine((postback) => postback.currency === undefined || postback.amount !== undefined, {
+    path: ["currency"],
+    error: "is only allowed together with amount",
+    when: isObjectPayload,
+  })
+  .refine((postback) => postback.amount === undefined || postback.currency !== undefined, {
+    path: ["amount"],
+    error: "needs a currency",
+    when: isObjectPayload,
   })
   .openapi("Postback");
 
