@@ -46,6 +46,13 @@ export type EventsQueue = Pick<Queue<EventMessage>, "sendBatch">;
 const OUTBOX_BATCH = 100;
 const MAX_FLUSH_BACKOFF_MS = 5 * 60_000;
 
+interface StoredConversion {
+  state: ConversionState;
+  version: number;
+  first_seen_at: string;
+  last_event_at: string;
+}
+
 interface StateRow extends Record<string, SqlStorageValue> {
   status: string;
   event_time: string;
@@ -113,7 +120,8 @@ export class ConversionObject extends DurableObject<Env> {
     const print = fingerprint(fields);
     const eventTime = input.postback.event_time ?? input.received_at;
     const result = this.ctx.storage.transactionSync((): RecordResult => {
-      const state = this.readState();
+      const stored = this.loadStored();
+      const state = stored?.state ?? null;
       const decision = decide(
         state,
         { fields, event_time: eventTime },
@@ -127,7 +135,7 @@ export class ConversionObject extends DurableObject<Env> {
       if (decision.verdict === "conflict") {
         return { ok: false, conversion_status: state?.status ?? fields.status, errors: decision.errors };
       }
-      return { ok: true, answer: this.append(input, fields, print, eventTime, decision.verdict, state) };
+      return { ok: true, answer: this.append(input, fields, print, eventTime, decision.verdict, stored) };
     });
     if (result.ok && result.answer.status !== "duplicate") {
       await this.ctx.storage.setAlarm(Date.now());
@@ -169,7 +177,7 @@ export class ConversionObject extends DurableObject<Env> {
   /** Read-only view for operators' debugging and tests. */
   async inspect(): Promise<{ state: ConversionState | null; events: number; outbox: number }> {
     return {
-      state: this.readState(),
+      state: this.loadStored()?.state ?? null,
       events: this.count("events"),
       outbox: this.count("outbox"),
     };
@@ -180,13 +188,13 @@ export class ConversionObject extends DurableObject<Env> {
       await this.ctx.storage.setAlarm(Date.now());
       return;
     }
-    const row = this.sql.exec<StateRow>("SELECT * FROM state WHERE id = 1").toArray()[0];
-    if (!row) {
+    const stored = this.loadStored();
+    if (!stored) {
       await this.clear();
       return;
     }
     const windowMs = configOf(this.env).DEDUPE_WINDOW_DAYS * 86_400_000;
-    const expiresAt = Date.parse(row.last_event_at) + windowMs;
+    const expiresAt = Date.parse(stored.last_event_at) + windowMs;
     if (Date.now() >= expiresAt) {
       await this.clear();
     } else {
@@ -200,15 +208,13 @@ export class ConversionObject extends DurableObject<Env> {
     print: string,
     eventTime: string,
     verdict: RecordedVerdict,
-    state: ConversionState | null,
+    stored: StoredConversion | null,
   ): IngestAnswer {
-    const stored = this.sql.exec<StateRow>("SELECT * FROM state WHERE id = 1").toArray()[0];
     const receivedMs = Date.parse(input.received_at);
-    const applied = verdict !== "stale";
-    const version = Math.max((stored?.version ?? 0) + 1, receivedMs);
-    const conversion: ConversionState = applied
-      ? { status: fields.status, event_time: eventTime, fields }
-      : (state as ConversionState);
+    // A stale event joins the history but leaves the state, and its version, as they were.
+    const kept = verdict === "stale" ? stored : null;
+    const conversion: ConversionState = kept ? kept.state : { status: fields.status, event_time: eventTime, fields };
+    const version = kept ? kept.version : Math.max((stored?.version ?? 0) + 1, receivedMs);
     const firstSeenAt = stored?.first_seen_at ?? input.received_at;
     const eventId = newId("evt", receivedMs);
     const answer: IngestAnswer = {
@@ -238,7 +244,7 @@ export class ConversionObject extends DurableObject<Env> {
       conversion.status,
       conversion.event_time,
       JSON.stringify(conversion.fields),
-      applied ? version : (stored?.version ?? version),
+      version,
       firstSeenAt,
       input.received_at,
     );
@@ -251,24 +257,24 @@ export class ConversionObject extends DurableObject<Env> {
       verdict,
       received_at: input.received_at,
       event: { ...fields, ...(input.postback.event_time ? { event_time: input.postback.event_time } : {}) },
-      conversion: {
-        ...conversion.fields,
-        event_time: conversion.event_time,
-        first_seen_at: firstSeenAt,
-        version: applied ? version : (stored?.version ?? version),
-      },
+      conversion: { ...conversion.fields, event_time: conversion.event_time, first_seen_at: firstSeenAt, version },
     };
     this.sql.exec("INSERT INTO outbox (seq, message) VALUES (?, ?)", seq, JSON.stringify(message));
     return answer;
   }
 
-  private readState(): ConversionState | null {
+  private loadStored(): StoredConversion | null {
     const row = this.sql.exec<StateRow>("SELECT * FROM state WHERE id = 1").toArray()[0];
     if (!row) return null;
     return {
-      status: row.status as ConversionStatus,
-      event_time: row.event_time,
-      fields: JSON.parse(row.fields) as ConversionFields,
+      state: {
+        status: row.status as ConversionStatus,
+        event_time: row.event_time,
+        fields: JSON.parse(row.fields) as ConversionFields,
+      },
+      version: row.version,
+      first_seen_at: row.first_seen_at,
+      last_event_at: row.last_event_at,
     };
   }
 
