@@ -86,6 +86,30 @@ describe("EVENTS consumer", () => {
     expect(await historyCount(first.event_id)).toBe(1);
   });
 
+  it("does not let a later life of the object roll back a conversion D1 already holds", async () => {
+    // After the dedupe window the object forgets the conversion; a re-sent old postback is then
+    // "accepted" by the fresh object, and D1 must not go back from paid to pending.
+    const paid = makeEventMessage({ conversion: { ...makeEventMessage().conversion, status: "paid", version: 10 } });
+    await deliver("postback-events", [paid]);
+    const later = new Date(Date.now() + 60_000).toISOString();
+    const reborn = makeEventMessage({
+      transaction_id: paid.transaction_id,
+      conversion: { status: "pending", event_time: later, first_seen_at: later, version: 20 },
+    });
+    await deliver("postback-events", [reborn]);
+    expect((await conversionInD1("acme", paid.transaction_id))?.status).toBe("paid");
+    expect(await historyCount(reborn.event_id)).toBe(1);
+
+    // A real change after the window (a chargeback months later) still applies.
+    const reversed = makeEventMessage({
+      transaction_id: paid.transaction_id,
+      event: { status: "reversed" },
+      conversion: { status: "reversed", event_time: later, first_seen_at: later, version: 21 },
+    });
+    await deliver("postback-events", [reversed]);
+    expect((await conversionInD1("acme", paid.transaction_id))?.status).toBe("reversed");
+  });
+
   it("records a stale event in the history only", async () => {
     const first = makeEventMessage({ conversion: { ...makeEventMessage().conversion, status: "paid", version: 5 } });
     await deliver("postback-events", [first]);

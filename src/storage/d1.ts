@@ -2,6 +2,7 @@
  * All SQL against D1, in one place: prepared statements with bound parameters only.
  * Functions take the smallest handle they need, so read paths can pass a D1 session.
  */
+import { ALLOWED_TRANSITIONS } from "../conversions/lifecycle";
 import type { EventMessage } from "../queues/messages";
 
 export type D1 = Pick<D1Database, "prepare" | "batch">;
@@ -156,6 +157,11 @@ export interface ConversionEventRow {
   received_at: string;
 }
 
+/** The lifecycle table as SQL rows, for the consumer's second line of defence below. */
+const TRANSITION_ROWS = Object.entries(ALLOWED_TRANSITIONS)
+  .flatMap(([from, targets]) => targets.map((to) => `('${from}', '${to}')`))
+  .join(", ");
+
 /**
  * The statements that record one event: its history row (once, keyed by event id) and, unless
  * it is stale, the conversion snapshot (only when newer than the stored one).
@@ -193,7 +199,14 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
              campaign_id = excluded.campaign_id, click_id = excluded.click_id, user_id = excluded.user_id,
              device_id = excluded.device_id, platform = excluded.platform, meta = excluded.meta,
              updated_at = excluded.updated_at, version = excluded.version
-           WHERE excluded.version > conversions.version`,
+           WHERE excluded.version > conversions.version
+             AND (
+               excluded.first_seen_at = conversions.first_seen_at
+               -- A snapshot from a later life of the Durable Object (it cleared itself after the
+               -- dedupe window) only applies when the lifecycle allows it against what D1 holds.
+               OR (excluded.event_time >= conversions.event_time
+                   AND (conversions.status, excluded.status) IN (VALUES ${TRANSITION_ROWS}))
+             )`,
         )
         .bind(
           message.network_id,
