@@ -1,0 +1,172 @@
+/**
+ * A network's view of the hub: the real `wrangler dev` process, reached over HTTP with Node's
+ * fetch, postbacks signed by the official Standard Webhooks library rather than the hub's own code.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { Webhook } from "standardwebhooks";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
+
+interface Network {
+  id: string;
+  secret: string;
+}
+
+interface IngestAnswer {
+  status: string;
+  event_id: string;
+  conversion_status: string;
+}
+
+interface Problem {
+  code: string;
+  errors: { location: string; message: string }[];
+}
+
+interface ConversionDetail {
+  status: string;
+  amount: string | null;
+  currency: string | null;
+  events: { event_id: string; verdict: string; status: string }[];
+}
+
+let hub: WranglerDev;
+let network: Network;
+
+beforeAll(async () => {
+  hub = await startWranglerDev();
+  const id = `e2e-${randomUUID().slice(0, 8)}`;
+  const created = await expectStatus<Network>(
+    await admin("/v1/networks", { method: "POST", body: JSON.stringify({ id, name: "E2E Network" }) }),
+    201,
+  );
+  network = { id, secret: created.secret };
+});
+
+afterAll(async () => {
+  await hub?.stop();
+});
+
+function admin(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${hub.adminToken}`);
+  if (init.body !== undefined) headers.set("content-type", "application/json");
+  return fetch(`${hub.baseUrl}${path}`, { ...init, headers });
+}
+
+/** Asserts the status with the body in the failure message, then parses the body. */
+async function expectStatus<T>(response: Response, status: number): Promise<T> {
+  const text = await response.text();
+  expect(response.status, `expected ${status}, got ${response.status}: ${text}`).toBe(status);
+  return JSON.parse(text) as T;
+}
+
+function makePostback(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    transaction_id: `tx-${randomUUID()}`,
+    status: "approved",
+    amount: "29.99",
+    currency: "USD",
+    event_type: "purchase",
+    campaign_id: "camp-e2e",
+    ...overrides,
+  };
+}
+
+/** Posts `body` byte for byte, signed as a network would sign it (a fresh timestamp per attempt). */
+function post(body: Record<string, unknown>, secret = network.secret): Promise<Response> {
+  const payload = JSON.stringify(body);
+  const msgId = `msg_${randomUUID()}`;
+  const timestamp = new Date(Math.floor(Date.now() / 1000) * 1000);
+  return fetch(`${hub.baseUrl}/v1/postbacks/${network.id}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "webhook-id": msgId,
+      "webhook-timestamp": String(timestamp.getTime() / 1000),
+      "webhook-signature": new Webhook(secret).sign(msgId, timestamp, payload),
+    },
+    body: payload,
+  });
+}
+
+/** D1 is written through the EVENTS queue after the answer, so reads poll until `ready` holds. */
+async function eventually<T>(probe: () => Promise<T>, ready: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (ready(value)) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`not ready within ${timeoutMs} ms; last value: ${JSON.stringify(value)}\n${hub.log()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+async function getConversion(transactionId: string): Promise<{ status: number; body: string }> {
+  const response = await admin(`/v1/conversions/${network.id}/${encodeURIComponent(transactionId)}`);
+  return { status: response.status, body: await response.text() };
+}
+
+describe("a network posting to wrangler dev", () => {
+  it("accepts a new transaction and answers a repeat as a duplicate of it", async () => {
+    const body = makePostback();
+    const first = await expectStatus<IngestAnswer>(await post(body), 200);
+    expect(first).toMatchObject({ status: "accepted", conversion_status: "approved" });
+
+    const repeat = await expectStatus<IngestAnswer>(await post(body), 200);
+    expect(repeat).toMatchObject({ status: "duplicate", event_id: first.event_id });
+  });
+
+  it("applies pending → approved and records the conversion with its history in D1", async () => {
+    const pending = makePostback({ status: "pending" });
+    const accepted = await expectStatus<IngestAnswer>(await post(pending), 200);
+    expect(accepted.status).toBe("accepted");
+    const updated = await expectStatus<IngestAnswer>(await post({ ...pending, status: "approved" }), 200);
+    expect(updated).toMatchObject({ status: "updated", conversion_status: "approved" });
+
+    const transactionId = String(pending.transaction_id);
+    const found = await eventually(
+      () => getConversion(transactionId),
+      ({ status, body }) => status === 200 && (JSON.parse(body) as ConversionDetail).events.length >= 2,
+    );
+    const conversion = JSON.parse(found.body) as ConversionDetail;
+    expect(conversion).toMatchObject({ status: "approved", amount: "29.99", currency: "USD" });
+    expect(conversion.events.map(({ event_id, verdict, status }) => ({ event_id, verdict, status }))).toEqual([
+      { event_id: accepted.event_id, verdict: "accepted", status: "pending" },
+      { event_id: updated.event_id, verdict: "updated", status: "approved" },
+    ]);
+
+    const list = await expectStatus<{ data: { transaction_id: string; status: string }[]; next_cursor: unknown }>(
+      await admin(`/v1/conversions?network_id=${network.id}`),
+      200,
+    );
+    expect(list.next_cursor).toBeNull();
+    expect(list.data).toContainEqual(expect.objectContaining({ transaction_id: transactionId, status: "approved" }));
+  });
+
+  it("rejects a signature made with another secret as a 401 problem", async () => {
+    const otherSecret = `whsec_${randomBytes(32).toString("base64")}`;
+    const response = await post(makePostback(), otherSecret);
+    const problem = await expectStatus<Problem>(response, 401);
+    expect(response.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(problem.code).toBe("unauthorized");
+  });
+
+  it("rejects a negative amount as a 422 problem naming body.amount", async () => {
+    const response = await post(makePostback({ amount: "-5.00" }));
+    const problem = await expectStatus<Problem>(response, 422);
+    expect(response.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(problem.errors.map((error) => error.location)).toContain("body.amount");
+  });
+
+  it("accepts exactly one of 50 concurrent copies of a postback and answers the rest as duplicates", async () => {
+    const body = makePostback();
+    const responses = await Promise.all(Array.from({ length: 50 }, () => post(body)));
+    const answers = await Promise.all(responses.map((response) => expectStatus<IngestAnswer>(response, 200)));
+    const statuses = answers.map((answer) => answer.status);
+    expect(statuses.filter((status) => status === "accepted")).toHaveLength(1);
+    expect(statuses.filter((status) => status === "duplicate")).toHaveLength(49);
+    expect(new Set(answers.map((answer) => answer.event_id)).size).toBe(1);
+  });
+});

@@ -1,0 +1,198 @@
+/**
+ * Starts the real `wrangler dev` for end-to-end tests, isolated from the developer's setup: a free
+ * port, a fresh state directory (migrated first) and its own secrets, so that it never reads or
+ * writes .wrangler/state or .dev.vars in the repo.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify, stripVTControlCharacters } from "node:util";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const BIN = path.join(ROOT, "node_modules", ".bin");
+const WRANGLER = path.join(BIN, "wrangler");
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 10_000;
+const INTERRUPTS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+export interface WranglerDev {
+  baseUrl: string;
+  adminToken: string;
+  /** Everything wrangler printed so far, stdout and stderr interleaved. */
+  log(): string;
+  /** Stops wrangler and every workerd it started, then deletes the state directory. */
+  stop(): Promise<void>;
+}
+
+export async function startWranglerDev(): Promise<WranglerDev> {
+  const secrets = {
+    ADMIN_TOKEN: `e2e-admin-${randomBytes(16).toString("hex")}`,
+    ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+  };
+  const stateDir = await mkdtemp(path.join(tmpdir(), "postback-hub-e2e-"));
+  const envFile = path.join(stateDir, "e2e.env");
+  await writeFile(envFile, `ADMIN_TOKEN=${secrets.ADMIN_TOKEN}\nENCRYPTION_KEY=${secrets.ENCRYPTION_KEY}\n`);
+  // Wrangler prefers values from its own process.env over the env file (the config declares
+  // [secrets]), so the test's secrets go in both: the file keeps .dev.vars out, the environment
+  // wins over anything a developer exported in their shell.
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...secrets,
+    // node_modules/.bin/wrangler runs `#!/usr/bin/env node`; the project's Node 22 must win over the system's.
+    PATH: `${BIN}${path.delimiter}${process.env.PATH ?? ""}`,
+    CI: "true",
+    WRANGLER_SEND_METRICS: "false",
+    // When false, wrangler ignores --env-file altogether and starts without the secrets.
+    CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: "true",
+  };
+  // Would select a deploy environment with other bindings and queue names.
+  delete env.CLOUDFLARE_ENV;
+
+  try {
+    await promisify(execFile)(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir], {
+      cwd: ROOT,
+      env,
+    });
+  } catch (error) {
+    await rm(stateDir, { recursive: true, force: true });
+    throw new Error(`applying the D1 migrations failed: ${describeExecError(error)}`);
+  }
+
+  const port = await freePort();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const args = [
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--persist-to",
+    stateDir,
+    "--env-file",
+    envFile,
+    "--show-interactive-dev-session=false",
+  ];
+  // Detached: wrangler gets its own process group, so that one signal reaches the workerd it spawns.
+  const child = spawn(WRANGLER, args, {
+    cwd: ROOT,
+    env,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  // Wrangler colours some messages whatever FORCE_COLOR or NO_COLOR say; error messages read better without.
+  const capture = (chunk: Buffer) => {
+    output += stripVTControlCharacters(chunk.toString("utf8"));
+  };
+  child.stdout?.on("data", capture);
+  child.stderr?.on("data", capture);
+  const forgetOnInterrupt = killOnInterrupt(child.pid);
+
+  const stop = async () => {
+    forgetOnInterrupt();
+    await killGroup(child.pid);
+    await rm(stateDir, { recursive: true, force: true });
+  };
+
+  try {
+    await waitForHealth(baseUrl, child, () => output);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { baseUrl, adminToken: secrets.ADMIN_TOKEN, log: () => output, stop };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  server.close();
+  await once(server, "close");
+  if (address === null || typeof address === "string") throw new Error("could not read the free port");
+  return address.port;
+}
+
+async function waitForHealth(baseUrl: string, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`wrangler dev exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${log()}`);
+    }
+    try {
+      const response = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(5_000) });
+      const body = await response.text();
+      if (response.status === 200) return;
+      last = `${response.status} ${body}`;
+    } catch (error) {
+      last = String(error);
+    }
+    await sleep(200);
+  }
+  throw new Error(`wrangler dev was not healthy within ${START_TIMEOUT_MS} ms (last: ${last}):\n${log()}`);
+}
+
+/**
+ * A detached group outlives an interrupted run (Ctrl-C reaches only the foreground group, and a
+ * signal skips afterAll), so it is killed on the way out, and the signal raised again. Its state
+ * directory stays behind in the OS temp dir: the dying workerd may still be writing to it.
+ */
+function killOnInterrupt(pid: number | undefined): () => void {
+  if (pid === undefined) return () => {};
+  const onExit = () => signalGroup(pid, "SIGKILL");
+  const onSignal = (signal: NodeJS.Signals) => {
+    onExit();
+    process.kill(process.pid, signal);
+  };
+  process.once("exit", onExit);
+  for (const signal of INTERRUPTS) process.once(signal, onSignal);
+  return () => {
+    process.off("exit", onExit);
+    for (const signal of INTERRUPTS) process.off(signal, onSignal);
+  };
+}
+
+/** SIGTERM to the whole group, SIGKILL if it lingers; returns once no process of the group is left. */
+async function killGroup(pid: number | undefined): Promise<void> {
+  if (pid === undefined) return;
+  signalGroup(pid, "SIGTERM");
+  if (await groupGone(pid)) return;
+  signalGroup(pid, "SIGKILL");
+  if (!(await groupGone(pid))) throw new Error(`wrangler dev's process group ${pid} survived SIGKILL`);
+}
+
+/** Polls with signal 0, which only checks that some process of the group (workerd included) is alive. */
+async function groupGone(pid: number): Promise<boolean> {
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (signalGroup(pid, 0)) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: the group is empty
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function describeExecError(error: unknown): string {
+  if (error && typeof error === "object" && "stderr" in error && "stdout" in error) {
+    return `${String(error)}\n${String(error.stdout)}\n${String(error.stderr)}`;
+  }
+  return String(error);
+}
