@@ -15,6 +15,8 @@ export default defineConfig({
           ENCRYPTION_KEY: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
           TEST_MIGRATIONS: migrations,
         },
+        // A database without migrations, to prove /health notices.
+        d1Databases: { UNMIGRATED_DB: "unmigrated" },
         // Any outbound request a test did not arrange fails loudly.
         outboundService: (request: Request) =>
           new Response(`unexpected outbound request in a test: ${request.method} ${request.url}`, { status: 599 }),

@@ -19,6 +19,7 @@ export const PROBLEM_CODES = {
   validation_failed: { status: 422, title: "The request failed validation" },
   internal_error: { status: 500, title: "Internal error" },
   misconfigured: { status: 500, title: "The hub is misconfigured" },
+  storage_unavailable: { status: 503, title: "Storage is unavailable" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ProblemCode = keyof typeof PROBLEM_CODES;

@@ -304,6 +304,15 @@ export async function listConversions(
   return results;
 }
 
+/** Throws unless D1 answers and the latest migration's tables exist. */
+export async function checkSchema(db: D1): Promise<void> {
+  await db.batch([
+    db.prepare("SELECT 1 FROM networks LIMIT 1"),
+    db.prepare("SELECT 1 FROM conversions LIMIT 1"),
+    db.prepare("SELECT 1 FROM dead_letters LIMIT 1"),
+  ]);
+}
+
 /** Retention: drops history older than `before`; conversions themselves are kept. */
 export async function pruneEvents(db: D1, before: string): Promise<number> {
   const result = await db.prepare("DELETE FROM conversion_events WHERE received_at < ?").bind(before).run();
