@@ -25,3 +25,20 @@ describe("PostbackSchema", () => {
     expect(PostbackSchema.parse({ transaction_id: "t-1" })).toEqual({ transaction_id: "t-1", status: "approved" });
   });
 });
+
+describe("PostbackSchema event_time", () => {
+  it("normalises to UTC with milliseconds", () => {
+    expect(PostbackSchema.parse({ transaction_id: "t", event_time: "2026-01-02T03:04:05+02:00" }).event_time).toBe(
+      "2026-01-02T01:04:05.000Z",
+    );
+  });
+
+  it("rejects a leap second and a leap day in a common year with one message each", () => {
+    for (const event_time of ["2026-06-30T23:59:60Z", "2026-02-29T00:00:00Z"]) {
+      const result = PostbackSchema.safeParse({ transaction_id: "t", event_time });
+      expect(result.success, event_time).toBe(false);
+      expect(result.error?.issues).toHaveLength(1);
+    }
+    expect(PostbackSchema.safeParse({ transaction_id: "t", event_time: "2024-02-29T00:00:00Z" }).success).toBe(true);
+  });
+});

@@ -55,9 +55,12 @@ export async function ingestPostback(networkId: string, request: Request, deps: 
     deps.toleranceSeconds,
   );
   if (!verdict.ok) {
-    throw new ProblemError("unauthorized", `Signature check failed: ${verdict.message}.`, [
-      { location: verdict.location, message: verdict.message },
-    ]);
+    throw new ProblemError(
+      "unauthorized",
+      `Signature check failed: ${verdict.message}.`,
+      [{ location: verdict.location, message: verdict.message }],
+      { "www-authenticate": 'Standard-Webhooks realm="postback-hub"' },
+    );
   }
 
   const parsed = PostbackSchema.safeParse(parseJson(body));

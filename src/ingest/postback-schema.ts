@@ -19,7 +19,7 @@ export const MAX_META_KEYS = 32;
 const CONTROL_CHARACTERS = /\p{Cc}/u;
 const DECIMAL = /^(0|[1-9]\d{0,14})(\.\d{1,8})?$/;
 const RFC_3339 =
-  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
 
 function text(maxLength: number) {
   return z
@@ -56,10 +56,22 @@ export const AmountSchema = z
     example: "29.99",
   });
 
+/** `Date.parse` rolls 2026-02-31 over to March 3rd; a real date survives the round trip. */
+function isCalendarDate(value: string): boolean {
+  const [year, month, day] = value.slice(0, 10).split("-").map(Number);
+  if (year === undefined || month === undefined || day === undefined) return false;
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
 const EventTimeSchema = z
   .string()
-  .regex(RFC_3339, { error: "must be an RFC 3339 timestamp with a time zone, such as 2026-11-27T12:34:56Z" })
-  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "is not a real date" })
+  // `abort` stops at the first failure, so a malformed value gets one message that says how to fix it.
+  .regex(RFC_3339, {
+    error: "must be an RFC 3339 timestamp with a time zone, such as 2026-11-27T12:34:56Z",
+    abort: true,
+  })
+  .refine(isCalendarDate, { error: "is not a real calendar date", abort: true })
   .refine((value) => Date.parse(value) <= Date.now() + MAX_EVENT_TIME_AHEAD_SECONDS * 1000, {
     error: `must not be more than ${MAX_EVENT_TIME_AHEAD_SECONDS} s in the future`,
   })
