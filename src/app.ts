@@ -1,6 +1,7 @@
 /** The HTTP app: request ids, problem responses for every error, the routes, the OpenAPI document. */
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { type FieldError, ProblemError, problemResponse, validationProblem } from "./errors";
+import { HTTPException } from "hono/http-exception";
+import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
 import { requireAdmin } from "./routes/admin-auth";
 import type { AppEnv } from "./routes/common";
 import { registerConversionRoutes } from "./routes/conversions";
@@ -29,9 +30,9 @@ export function createApp(): OpenAPIHono<AppEnv> {
     if (error instanceof ProblemError) {
       return problemResponse(error.code, error.message, requestId, error.errors, error.headers);
     }
-    if (isMalformedJsonBody(error)) {
-      const errors: FieldError[] = [{ location: "body", message: "must be a JSON object" }];
-      return problemResponse("malformed_json", "The body is not valid JSON.", requestId, errors);
+    if (error instanceof HTTPException && error.status < 500) {
+      const { code, detail, errors } = frameworkRejection(error.status);
+      return problemResponse(code, detail, requestId, errors);
     }
     console.error(
       JSON.stringify({
@@ -84,7 +85,25 @@ export function createApp(): OpenAPIHono<AppEnv> {
   return app;
 }
 
-/** Hono's JSON validator throws an HTTPException for a body that does not parse. */
-function isMalformedJsonBody(error: Error): boolean {
-  return "status" in error && error.status === 400 && /malformed json/i.test(error.message);
+/** Hono and its validators reject some requests themselves (a body that does not parse, a
+ * content type a route does not declare); they answer in the same problem shape as ours. */
+function frameworkRejection(status: number): { code: ProblemCode; detail: string; errors: FieldError[] } {
+  switch (status) {
+    case 400:
+      return {
+        code: "malformed_json",
+        detail: "The body is not valid JSON.",
+        errors: [{ location: "body", message: "must be a JSON object" }],
+      };
+    case 413:
+      return { code: "payload_too_large", detail: "The body is too large.", errors: [] };
+    case 415:
+      return {
+        code: "unsupported_media_type",
+        detail: "Send the body as Content-Type: application/json.",
+        errors: [{ location: "header.content-type", message: "must be application/json" }],
+      };
+    default:
+      return { code: "invalid_request", detail: `The request was rejected (HTTP ${status}).`, errors: [] };
+  }
 }

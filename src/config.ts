@@ -20,7 +20,12 @@ const ConfigSchema = z.object({
   DEDUPE_WINDOW_DAYS: z.coerce.number().positive().default(30),
   SIGNATURE_TOLERANCE_SECONDS: seconds(300),
   NETWORK_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).default(30),
-  SECRET_GRACE_PERIOD_SECONDS: seconds(86_400),
+  SECRET_GRACE_PERIOD_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86_400)
+    .default(86_400),
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1_048_576).default(65_536),
   HISTORY_RETENTION_DAYS: z.coerce.number().positive().default(400),
 });

@@ -11,7 +11,6 @@ export const PROBLEM_CODES = {
   network_disabled: { status: 403, title: "The network is disabled" },
   not_found: { status: 404, title: "Not found" },
   network_not_found: { status: 404, title: "Unknown network" },
-  method_not_allowed: { status: 405, title: "Method not allowed" },
   already_exists: { status: 409, title: "Already exists" },
   conversion_conflict: { status: 409, title: "The postback conflicts with the recorded conversion" },
   payload_too_large: { status: 413, title: "The body is too large" },

@@ -118,3 +118,18 @@ describe("admin API: networks", () => {
     expect(detail.secrets?.[0]?.id).toBe(rotated.secret_id);
   });
 });
+
+describe("admin API: content types", () => {
+  it("answers 415 problem+json, not 500, for a form or text body", async () => {
+    for (const contentType of ["application/x-www-form-urlencoded", "text/plain"]) {
+      const response = await admin("/v1/networks", {
+        method: "POST",
+        headers: { "content-type": contentType },
+        body: "id=acme&name=Acme",
+      });
+      const problem = await expectStatus<{ code: string }>(response, 415);
+      expect(problem.code).toBe("unsupported_media_type");
+      expect(response.headers.get("content-type")).toBe("application/problem+json");
+    }
+  });
+});

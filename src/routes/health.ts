@@ -31,9 +31,11 @@ export function registerHealthRoutes(app: App): void {
       try {
         await checkSchema(c.env.DB.withSession("first-unconstrained"));
       } catch (error) {
+        // The cause goes to the log only: this route is public.
+        console.error(JSON.stringify({ message: "health: D1 check failed", error: String(error) }));
         throw new ProblemError(
           "storage_unavailable",
-          `D1 does not answer with the hub's schema (${String(error)}); apply the migrations: npm run db:migrate:local (or :remote).`,
+          "D1 does not answer with the hub's schema; apply the migrations (npm run db:migrate:local, or :remote).",
         );
       }
       return c.json({ status: "ok" as const, time: new Date().toISOString() }, 200);
