@@ -79,6 +79,28 @@ describe("ConversionObject decisions through the ingest route", () => {
     expect(row.status).toBe("approved");
   });
 
+  it("keeps the recorded fields an update leaves out, and treats a repeat of it as a duplicate", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "pending", meta: { sub1: "spring" } });
+    await send(network, body);
+    const update = { transaction_id: body.transaction_id, status: "paid" };
+    const updated = await send(network, update);
+    expect(updated).toMatchObject({ status: "updated", conversion_status: "paid" });
+    expect(await send(network, update)).toEqual({ ...updated, status: "duplicate" });
+    const row = await eventually(async () => {
+      const found = await conversionInD1(network.id, String(body.transaction_id));
+      return found?.status === "paid" ? found : null;
+    });
+    expect(row).toMatchObject({
+      amount: "29.99",
+      currency: "USD",
+      campaign_id: "camp-1",
+      click_id: "clk-1",
+      platform: "web",
+      meta: JSON.stringify({ sub1: "spring" }),
+    });
+  });
+
   it("keeps a late, older event as stale without rolling the conversion back", async () => {
     const network = await createNetwork();
     const body = makePostback({ status: "approved", event_time: "2026-11-01T12:00:00Z" });

@@ -6,6 +6,7 @@ import {
   decide,
   differences,
   fingerprint,
+  merge,
   normalizeDecimal,
 } from "../src/conversions/lifecycle";
 import { CONVERSION_STATUSES, type ConversionStatus } from "../src/ingest/postback-schema";
@@ -67,7 +68,7 @@ describe("decisions", () => {
   it("is a duplicate when the same material fields were recorded, whatever the event_time", () => {
     const known = new Set([fingerprint(fields("pending"))]);
     const decision = decide(state("approved", T2), { fields: fields("pending"), event_time: T0 }, (f) => known.has(f));
-    expect(decision).toEqual({ verdict: "duplicate" });
+    expect(decision).toEqual({ verdict: "duplicate", of: "recorded" });
   });
 
   it("is stale when older than the current state, even for a transition the table forbids", () => {
@@ -88,6 +89,53 @@ describe("decisions", () => {
       "body.campaign_id",
       "body.meta.sub1",
     ]);
+  });
+
+  it("is a duplicate of the current state when a partial event repeats it", () => {
+    const current: ConversionState = {
+      status: "approved",
+      event_time: T1,
+      fields: { status: "approved", amount: "10.00", currency: "USD", campaign_id: "c-1", meta: { a: 1, b: 2 } },
+    };
+    for (const partial of [
+      { status: "approved" },
+      { status: "approved", amount: "10" },
+      { status: "approved", meta: { b: 2 } },
+    ]) {
+      expect(decide(current, { fields: partial as ConversionFields, event_time: T2 }, nothingKnown)).toEqual({
+        verdict: "duplicate",
+        of: "current",
+      });
+    }
+  });
+
+  it("names only the fields a partial event carries that differ", () => {
+    const decision = decide(
+      state("approved"),
+      { fields: { status: "approved", currency: "EUR", meta: { x: "1" } }, event_time: T2 },
+      nothingKnown,
+    );
+    expect(decision.verdict === "conflict" && decision.errors.map((e) => e.location)).toEqual([
+      "body.currency",
+      "body.meta.x",
+    ]);
+  });
+
+  it("treats an older event with the same status and other fields as stale, not a conflict", () => {
+    expect(
+      decide(state("approved", T2), { fields: fields("approved", { amount: "99" }), event_time: T1 }, nothingKnown),
+    ).toEqual({
+      verdict: "stale",
+    });
+  });
+
+  it("merges an update over the recorded fields, meta by key", () => {
+    expect(
+      merge(
+        { status: "pending", amount: "10", currency: "USD", campaign_id: "c-1", meta: { a: 1, b: 2 } },
+        { status: "paid", amount: "12", meta: { b: 3 } },
+      ),
+    ).toEqual({ status: "paid", amount: "12", currency: "USD", campaign_id: "c-1", meta: { a: 1, b: 3 } });
   });
 
   it("treats equal decimals as equal amounts", () => {

@@ -16,6 +16,7 @@ import {
   decide,
   fingerprint,
   materialFields,
+  merge,
   type RecordedVerdict,
 } from "./lifecycle";
 
@@ -128,7 +129,7 @@ export class ConversionObject extends DurableObject<Env> {
         (candidate) => this.findAnswer(candidate) !== null,
       );
       if (decision.verdict === "duplicate") {
-        const original = this.findAnswer(print);
+        const original = decision.of === "recorded" ? this.findAnswer(print) : this.latestAppliedAnswer();
         if (!original) throw new Error("duplicate without a recorded answer");
         return { ok: true, answer: { ...original, status: "duplicate" } };
       }
@@ -213,7 +214,9 @@ export class ConversionObject extends DurableObject<Env> {
     const receivedMs = Date.parse(input.received_at);
     // A stale event joins the history but leaves the state, and its version, as they were.
     const kept = verdict === "stale" ? stored : null;
-    const conversion: ConversionState = kept ? kept.state : { status: fields.status, event_time: eventTime, fields };
+    const conversion: ConversionState = kept
+      ? kept.state
+      : { status: fields.status, event_time: eventTime, fields: stored ? merge(stored.state.fields, fields) : fields };
     const version = kept ? kept.version : Math.max((stored?.version ?? 0) + 1, receivedMs);
     const firstSeenAt = stored?.first_seen_at ?? input.received_at;
     const eventId = newId("evt", receivedMs);
@@ -276,6 +279,13 @@ export class ConversionObject extends DurableObject<Env> {
       first_seen_at: row.first_seen_at,
       last_event_at: row.last_event_at,
     };
+  }
+
+  private latestAppliedAnswer(): IngestAnswer | null {
+    const row = this.sql
+      .exec<{ answer: string }>("SELECT answer FROM events WHERE verdict != 'stale' ORDER BY seq DESC LIMIT 1")
+      .toArray()[0];
+    return row ? (JSON.parse(row.answer) as IngestAnswer) : null;
   }
 
   private findAnswer(print: string): IngestAnswer | null {

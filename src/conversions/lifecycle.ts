@@ -43,7 +43,8 @@ export interface ConversionState {
 
 export type Decision =
   | { verdict: "accepted" | "updated" | "stale" }
-  | { verdict: "duplicate" }
+  /** `recorded`: the same event was recorded before; `current`: it only repeats the current state. */
+  | { verdict: "duplicate"; of: "recorded" | "current" }
   | { verdict: "conflict"; errors: FieldError[] };
 
 export function canTransition(from: ConversionStatus, to: ConversionStatus): boolean {
@@ -87,19 +88,26 @@ function sortedEntries(record: Record<string, unknown>): [string, unknown][] {
  * Decides an incoming event against the stored state. `isKnown` answers whether an event with the
  * same fingerprint is already recorded (the duplicate check covers the whole history, so a late
  * retry of an old event replays that event's answer).
+ *
+ * Events are partial: a status update often carries only `transaction_id` and `status`. The fields
+ * an event leaves out keep their recorded values (see `merge`), so an event that repeats the
+ * current status and only fields that already hold those values is a duplicate, not a conflict.
  */
 export function decide(
   state: ConversionState | null,
   incoming: { fields: ConversionFields; event_time: string },
   isKnown: (fingerprint: string) => boolean,
 ): Decision {
-  if (isKnown(fingerprint(incoming.fields))) return { verdict: "duplicate" };
+  if (isKnown(fingerprint(incoming.fields))) return { verdict: "duplicate", of: "recorded" };
   if (state === null) return { verdict: "accepted" };
-  if (incoming.event_time < state.event_time) return { verdict: "stale" };
   const to = incoming.fields.status;
   if (to === state.status) {
-    return { verdict: "conflict", errors: differences(state.fields, incoming.fields) };
+    const errors = differences(state.fields, incoming.fields);
+    if (errors.length === 0) return { verdict: "duplicate", of: "current" };
+    if (incoming.event_time < state.event_time) return { verdict: "stale" };
+    return { verdict: "conflict", errors };
   }
+  if (incoming.event_time < state.event_time) return { verdict: "stale" };
   if (!canTransition(state.status, to)) {
     const allowed = ALLOWED_TRANSITIONS[state.status];
     return {
@@ -117,13 +125,20 @@ export function decide(
   return { verdict: "updated" };
 }
 
-/** The material fields where `incoming` differs from `recorded`, each named by its body location. */
+/** The conversion after an applied event: the event's fields over the recorded ones (meta by key). */
+export function merge(recorded: ConversionFields, incoming: ConversionFields): ConversionFields {
+  const merged: ConversionFields = { ...recorded, ...incoming };
+  if (recorded.meta && incoming.meta) merged.meta = { ...recorded.meta, ...incoming.meta };
+  return merged;
+}
+
+/** The fields `incoming` carries whose values differ from `recorded`, each named by its body location. */
 export function differences(recorded: ConversionFields, incoming: ConversionFields): FieldError[] {
   const errors: FieldError[] = [];
   for (const key of MATERIAL_FIELDS) {
-    if (key === "meta") continue;
-    const was = recorded[key];
     const now = incoming[key];
+    if (key === "meta" || now === undefined) continue;
+    const was = recorded[key];
     const same =
       key === "amount" && typeof was === "string" && typeof now === "string"
         ? normalizeDecimal(was) === normalizeDecimal(now)
@@ -131,11 +146,9 @@ export function differences(recorded: ConversionFields, incoming: ConversionFiel
     if (!same) errors.push({ location: `body.${key}`, message: describeChange(was, now) });
   }
   const recordedMeta: Record<string, unknown> = recorded.meta ?? {};
-  const incomingMeta: Record<string, unknown> = incoming.meta ?? {};
-  const keys = new Set([...Object.keys(recordedMeta), ...Object.keys(incomingMeta)]);
-  for (const key of [...keys].sort()) {
-    if (recordedMeta[key] !== incomingMeta[key]) {
-      errors.push({ location: `body.meta.${key}`, message: describeChange(recordedMeta[key], incomingMeta[key]) });
+  for (const [key, value] of Object.entries(incoming.meta ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (recordedMeta[key] !== value) {
+      errors.push({ location: `body.meta.${key}`, message: describeChange(recordedMeta[key], value) });
     }
   }
   return errors;
