@@ -2,6 +2,7 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
+import { retryDelaySeconds } from "../src/queues/events-consumer";
 import type { EventMessage } from "../src/queues/messages";
 import { conversionInD1, uniqueId } from "./helpers";
 
@@ -136,7 +137,7 @@ describe("EVENTS consumer", () => {
     const result = await deliver("postback-events", [message], { ...env, DB: failingDb as unknown as D1Database });
     expect(result.ackAll).toBe(false);
     expect(result.explicitAcks).toEqual([]);
-    expect(result.retryBatch.retry).toBe(true);
+    expect(result.retryMessages).toEqual([{ msgId: expect.any(String) }]);
     expect(await historyCount(message.event_id)).toBe(0);
   });
 
@@ -157,14 +158,37 @@ describe("EVENTS consumer", () => {
 });
 
 describe("EVENTS dead-letter consumer", () => {
-  it("records whatever reaches it", async () => {
+  it("writes the event to D1 and keeps a dead-letter row, so nothing is lost", async () => {
     const message = makeEventMessage();
     const result = await deliver("postback-events-dlq", [message]);
     expect(result.ackAll).toBe(true);
+    expect(await historyCount(message.event_id)).toBe(1);
+    expect((await conversionInD1("acme", message.transaction_id))?.status).toBe("pending");
     const letter = await env.DB.prepare("SELECT reason FROM dead_letters WHERE queue = ? AND body LIKE ?")
       .bind("postback-events-dlq", `%${message.event_id}%`)
       .first<{ reason: string }>();
-    expect(letter?.reason).toBe("exhausted its retries");
+    expect(letter?.reason).toMatch(/exhausted its retries/);
+  });
+
+  it("retries rather than acks when D1 still fails", async () => {
+    const failingDb = {
+      prepare: (query: string) => env.DB.prepare(query),
+      batch: async () => {
+        throw new Error("D1_ERROR: still down");
+      },
+    };
+    const result = await deliver("postback-events-dlq", [makeEventMessage()], {
+      ...env,
+      DB: failingDb as unknown as D1Database,
+    });
+    expect(result.ackAll).toBe(false);
+    expect(result.retryMessages).toHaveLength(1);
+  });
+});
+
+describe("retry backoff", () => {
+  it("doubles from 5 s and stops at 10 minutes", () => {
+    expect([1, 2, 3, 4, 8, 9, 20].map(retryDelaySeconds)).toEqual([5, 10, 20, 40, 600, 600, 600]);
   });
 });
 

@@ -3,24 +3,45 @@
  * `batch()` per queue batch. Idempotent: history rows are keyed by event id and snapshots only
  * move forward by version. A message is acked only after its write committed; a message that can
  * never be written (it does not parse) is recorded as a dead letter in the same batch.
+ *
+ * Its dead-letter queue's consumer does the same write and also keeps a dead-letter row, so an
+ * event that outlived D1's outage still reaches D1 when D1 is back, and an operator sees it passed
+ * through the DLQ.
  */
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
 import { EventMessageSchema } from "./messages";
 
-export async function consumeEvents(batch: MessageBatch<unknown>, db: D1): Promise<void> {
+const MAX_RETRY_DELAY_SECONDS = 600;
+
+/** 5 s, 10 s, 20 s … capped at 10 min: rides out a D1 outage without hammering it. */
+export function retryDelaySeconds(attempts: number): number {
+  return Math.min(5 * 2 ** Math.max(0, attempts - 1), MAX_RETRY_DELAY_SECONDS);
+}
+
+export function consumeEvents(batch: MessageBatch<unknown>, db: D1): Promise<void> {
+  return writeBatch(batch, db, null);
+}
+
+export function consumeDeadLetters(batch: MessageBatch<unknown>, db: D1): Promise<void> {
+  return writeBatch(batch, db, "exhausted its retries on the events queue");
+}
+
+async function writeBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason: string | null): Promise<void> {
   const statements: D1PreparedStatement[] = [];
   const now = new Date().toISOString();
   for (const message of batch.messages) {
     const parsed = EventMessageSchema.safeParse(message.body);
-    if (parsed.success) {
-      statements.push(...recordEventStatements(db, parsed.data));
-    } else {
+    if (parsed.success) statements.push(...recordEventStatements(db, parsed.data));
+    const reason = parsed.success
+      ? deadLetterReason
+      : `invalid event message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
+    if (reason !== null) {
       statements.push(
         deadLetterStatement(db, {
           id: `${batch.queue}:${message.id}`,
           queue: batch.queue,
           body: JSON.stringify(message.body) ?? "null",
-          reason: `invalid event message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`,
+          reason,
           attempts: message.attempts,
           created_at: now,
         }),
@@ -39,26 +60,8 @@ export async function consumeEvents(batch: MessageBatch<unknown>, db: D1): Promi
         error: String(error),
       }),
     );
-    batch.retryAll({ delaySeconds: 5 });
+    for (const message of batch.messages) message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
     return;
   }
-  batch.ackAll();
-}
-
-/** Dead-letter queue consumer: whatever exhausted its retries is kept in D1 for operators. */
-export async function consumeDeadLetters(batch: MessageBatch<unknown>, db: D1): Promise<void> {
-  const now = new Date().toISOString();
-  await db.batch(
-    batch.messages.map((message) =>
-      deadLetterStatement(db, {
-        id: `${batch.queue}:${message.id}`,
-        queue: batch.queue,
-        body: JSON.stringify(message.body) ?? "null",
-        reason: "exhausted its retries",
-        attempts: message.attempts,
-        created_at: now,
-      }),
-    ),
-  );
   batch.ackAll();
 }
