@@ -21,6 +21,8 @@ export interface IngestDeps {
   maxBodyBytes: number;
   toleranceSeconds: number;
   loadNetwork(id: string): Promise<NetworkAuth | null>;
+  /** Fresh keys after a signature failure (a rotation elsewhere), or null when not worth a read. */
+  refreshNetwork(id: string): Promise<NetworkAuth | null>;
   /** The conversion's Durable Object, by `network_id:transaction_id`. */
   conversion(name: string): ConversionRecorder;
 }
@@ -43,17 +45,24 @@ export async function ingestPostback(networkId: string, request: Request, deps: 
   requireJsonContentType(request.headers.get("content-type"));
   const body = await readRawBody(request, deps.maxBodyBytes);
 
-  const verdict = await verify(
-    {
-      id: request.headers.get("webhook-id"),
-      timestamp: request.headers.get("webhook-timestamp"),
-      signature: request.headers.get("webhook-signature"),
-    },
-    body,
-    liveKeys(auth, deps.nowMs).map((k) => k.key),
-    Math.floor(deps.nowMs / 1000),
-    deps.toleranceSeconds,
-  );
+  const headers = {
+    id: request.headers.get("webhook-id"),
+    timestamp: request.headers.get("webhook-timestamp"),
+    signature: request.headers.get("webhook-signature"),
+  };
+  const check = (keysOf: NetworkAuth) =>
+    verify(
+      headers,
+      body,
+      liveKeys(keysOf, deps.nowMs).map((k) => k.key),
+      Math.floor(deps.nowMs / 1000),
+      deps.toleranceSeconds,
+    );
+  let verdict = await check(auth);
+  if (!verdict.ok && verdict.location === "header.webhook-signature") {
+    const fresh = await deps.refreshNetwork(networkId);
+    if (fresh?.network.status === "active") verdict = await check(fresh);
+  }
   if (!verdict.ok) {
     throw new ProblemError(
       "unauthorized",

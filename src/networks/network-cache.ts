@@ -37,9 +37,27 @@ export interface NetworkSource {
   nowMs: number;
 }
 
+/** A signature failure may mean the network just rotated its secret: re-read at most this often. */
+const REFRESH_AFTER_FAILURE_MS = 5_000;
+
 export async function loadNetworkAuth(id: string, source: NetworkSource): Promise<NetworkAuth | null> {
   const hit = cache.get(id);
   if (hit && source.nowMs - hit.loadedAtMs < source.ttlSeconds * 1000) return hit.value;
+  return reload(id, source);
+}
+
+/**
+ * After a signature failed against cached keys: re-reads the network unless the cached copy is
+ * fresher than REFRESH_AFTER_FAILURE_MS, so a rotation is seen at once by every isolate while bad
+ * signatures cannot make D1 reads more often than that.
+ */
+export async function refreshNetworkAuth(id: string, source: NetworkSource): Promise<NetworkAuth | null> {
+  const hit = cache.get(id);
+  if (hit && source.nowMs - hit.loadedAtMs < REFRESH_AFTER_FAILURE_MS) return null;
+  return reload(id, source);
+}
+
+async function reload(id: string, source: NetworkSource): Promise<NetworkAuth | null> {
   let pending = loading.get(id);
   if (!pending) {
     pending = readNetworkAuth(id, source).finally(() => loading.delete(id));

@@ -7,7 +7,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { configOf } from "../config";
 import { ingestPostback } from "../ingest/ingest";
 import { PostbackSchema } from "../ingest/postback-schema";
-import { loadNetworkAuth } from "../networks/network-cache";
+import { loadNetworkAuth, refreshNetworkAuth } from "../networks/network-cache";
 import { type App, problem } from "./common";
 
 const IngestAnswerSchema = z
@@ -70,17 +70,18 @@ export function registerPostbackRoutes(app: App): void {
   app.post("/v1/postbacks/:network_id", async (c) => {
     const config = configOf(c.env);
     const nowMs = Date.now();
+    const source = {
+      db: c.env.DB,
+      encryptionKey: config.ENCRYPTION_KEY,
+      ttlSeconds: config.NETWORK_CACHE_TTL_SECONDS,
+      nowMs,
+    };
     const answer = await ingestPostback(c.req.param("network_id"), c.req.raw, {
       nowMs,
       maxBodyBytes: config.MAX_BODY_BYTES,
       toleranceSeconds: config.SIGNATURE_TOLERANCE_SECONDS,
-      loadNetwork: (id) =>
-        loadNetworkAuth(id, {
-          db: c.env.DB,
-          encryptionKey: config.ENCRYPTION_KEY,
-          ttlSeconds: config.NETWORK_CACHE_TTL_SECONDS,
-          nowMs,
-        }),
+      loadNetwork: (id) => loadNetworkAuth(id, source),
+      refreshNetwork: (id) => refreshNetworkAuth(id, source),
       conversion: (name) => c.env.CONVERSIONS.getByName(name),
     });
     if (answer.status === "duplicate") c.header("idempotent-replayed", "true");
