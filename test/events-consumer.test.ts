@@ -42,6 +42,17 @@ async function deliver(queue: string, bodies: unknown[], testEnv: Env = env) {
   return getQueueResult(batch, ctx);
 }
 
+/** D1 whose writes fail, as during an outage. */
+function envWithFailingD1(): Env {
+  const db = {
+    prepare: (query: string) => env.DB.prepare(query),
+    batch: async () => {
+      throw new Error("D1_ERROR: injected failure");
+    },
+  };
+  return { ...env, DB: db as unknown as D1Database };
+}
+
 async function historyCount(eventId: string): Promise<number> {
   const row = await env.DB.prepare("SELECT count(*) AS n FROM conversion_events WHERE event_id = ?")
     .bind(eventId)
@@ -128,13 +139,7 @@ describe("EVENTS consumer", () => {
 
   it("does not ack when the D1 write fails, and writes nothing of the batch", async () => {
     const message = makeEventMessage();
-    const failingDb = {
-      prepare: (query: string) => env.DB.prepare(query),
-      batch: async () => {
-        throw new Error("D1_ERROR: injected failure");
-      },
-    };
-    const result = await deliver("postback-events", [message], { ...env, DB: failingDb as unknown as D1Database });
+    const result = await deliver("postback-events", [message], envWithFailingD1());
     expect(result.ackAll).toBe(false);
     expect(result.explicitAcks).toEqual([]);
     expect(result.retryMessages).toEqual([{ msgId: expect.any(String) }]);
@@ -171,16 +176,7 @@ describe("EVENTS dead-letter consumer", () => {
   });
 
   it("retries rather than acks when D1 still fails", async () => {
-    const failingDb = {
-      prepare: (query: string) => env.DB.prepare(query),
-      batch: async () => {
-        throw new Error("D1_ERROR: still down");
-      },
-    };
-    const result = await deliver("postback-events-dlq", [makeEventMessage()], {
-      ...env,
-      DB: failingDb as unknown as D1Database,
-    });
+    const result = await deliver("postback-events-dlq", [makeEventMessage()], envWithFailingD1());
     expect(result.ackAll).toBe(false);
     expect(result.retryMessages).toHaveLength(1);
   });
