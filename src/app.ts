@@ -5,8 +5,10 @@ import { type FieldError, type ProblemCode, ProblemError, problemResponse, valid
 import { requireAdmin } from "./routes/admin-auth";
 import type { AppEnv } from "./routes/common";
 import { registerConversionRoutes } from "./routes/conversions";
+import { registerDeliveryRoutes } from "./routes/deliveries";
 import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
+import { registerPartnerRoutes } from "./routes/partners";
 import { registerPostbackRoutes } from "./routes/postbacks";
 
 const TARGET_LOCATIONS: Record<string, string> = { json: "body", query: "query", param: "path", header: "header" };
@@ -58,15 +60,17 @@ export function createApp(): OpenAPIHono<AppEnv> {
     ),
   );
 
-  app.use("/v1/networks", requireAdmin);
-  app.use("/v1/networks/*", requireAdmin);
-  app.use("/v1/conversions", requireAdmin);
-  app.use("/v1/conversions/*", requireAdmin);
+  for (const resource of ["networks", "conversions", "partners", "deliveries"]) {
+    app.use(`/v1/${resource}`, requireAdmin);
+    app.use(`/v1/${resource}/*`, requireAdmin);
+  }
 
   registerHealthRoutes(app);
   registerPostbackRoutes(app);
   registerNetworkRoutes(app);
   registerConversionRoutes(app);
+  registerPartnerRoutes(app);
+  registerDeliveryRoutes(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", {
     type: "http",

@@ -28,6 +28,16 @@ const ConfigSchema = z.object({
     .default(86_400),
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1_048_576).default(65_536),
   HISTORY_RETENTION_DAYS: z.coerce.number().positive().default(400),
+  ALLOW_INSECURE_PARTNER_URLS: z
+    .enum(["true", "false", ""])
+    .default("false")
+    .transform((value) => value === "true"),
+  PARTNER_AUTO_DISABLE_HOURS: z.coerce.number().positive().default(24),
+  PARTNER_AUTO_DISABLE_MIN_ATTEMPTS: z.coerce.number().int().min(1).default(10),
+  ALERT_URL: z
+    .union([z.literal(""), z.url({ protocol: /^https?$/ })])
+    .default("")
+    .transform((value) => value || null),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -12,6 +12,8 @@ export const PROBLEM_CODES = {
   not_found: { status: 404, title: "Not found" },
   network_not_found: { status: 404, title: "Unknown network" },
   already_exists: { status: 409, title: "Already exists" },
+  partner_disabled: { status: 409, title: "The partner is disabled" },
+  invalid_state: { status: 409, title: "Not possible in the current state" },
   conversion_conflict: { status: 409, title: "The postback conflicts with the recorded conversion" },
   payload_too_large: { status: 413, title: "The body is too large" },
   unsupported_media_type: { status: 415, title: "Unsupported content type" },

@@ -1,5 +1,9 @@
-/** Postback Hub: wiring only. HTTP to the Hono app, queue batches to their consumers, cron to retention. */
+/** Postback Hub: wiring only. HTTP to the Hono app, queue batches to their consumers, crons to operations. */
 import { createApp } from "./app";
+import { configOf } from "./config";
+import { sendAlert } from "./operations/alerts";
+import { autoDisableFailingPartners } from "./operations/auto-disable";
+import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { runRetention } from "./retention";
 
@@ -7,23 +11,46 @@ export { ConversionObject } from "./conversions/conversion-object";
 
 const app = createApp();
 
+type QueueKind = "events" | "events-dlq" | "deliveries" | "deliveries-dlq" | "unknown";
+
 /** Queue names differ per deploy environment; the vars name them, the switch stays exhaustive. */
-function queueKind(env: Env, name: string): "events" | "events-dlq" | "unknown" {
-  if (name === env.EVENTS_QUEUE_NAME) return "events";
-  if (name === env.EVENTS_DLQ_NAME) return "events-dlq";
-  return "unknown";
+function queueKind(env: Env, name: string): QueueKind {
+  switch (name) {
+    case env.EVENTS_QUEUE_NAME:
+      return "events";
+    case env.EVENTS_DLQ_NAME:
+      return "events-dlq";
+    case env.DELIVERIES_QUEUE_NAME:
+      return "deliveries";
+    case env.DELIVERIES_DLQ_NAME:
+      return "deliveries-dlq";
+    default:
+      return "unknown";
+  }
 }
+
+const RETENTION_CRON = "17 3 * * *";
 
 export default {
   fetch: app.fetch,
 
   async queue(batch, env) {
     const kind = queueKind(env, batch.queue);
+    const config = configOf(env);
     switch (kind) {
       case "events":
-        return consumeEvents(batch, env.DB);
+        return consumeEvents(batch, { db: env.DB, deliveries: env.DELIVERIES });
       case "events-dlq":
-        return consumeDeadLetters(batch, env.DB);
+        return consumeDeadLetters(batch, { db: env.DB, deliveries: env.DELIVERIES });
+      case "deliveries":
+        return consumeDeliveries(batch, {
+          db: env.DB,
+          fetch: (input, init) => fetch(input, init),
+          encryptionKey: config.ENCRYPTION_KEY,
+          alert: (alert) => sendAlert(config.ALERT_URL, { type: "partner_disabled", ...alert }),
+        });
+      case "deliveries-dlq":
+        return consumeDeliveryDeadLetters(batch, env.DB);
       case "unknown":
         throw new Error(`no consumer for queue ${batch.queue}`);
       default:
@@ -32,6 +59,10 @@ export default {
   },
 
   async scheduled(controller, env) {
-    await runRetention(env, controller.scheduledTime);
+    if (controller.cron === RETENTION_CRON) {
+      await runRetention(env, controller.scheduledTime);
+    } else {
+      await autoDisableFailingPartners(env.DB, configOf(env), controller.scheduledTime);
+    }
   },
 } satisfies ExportedHandler<Env>;

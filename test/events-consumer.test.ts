@@ -3,13 +3,13 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
 import { retryDelaySeconds } from "../src/queues/events-consumer";
-import type { EventMessage } from "../src/queues/messages";
+import { type EventMessage, EventMessageSchema } from "../src/queues/messages";
 import { conversionInD1, uniqueId } from "./helpers";
 
 function makeEventMessage(overrides: Partial<EventMessage> = {}): EventMessage {
   const transactionId = overrides.transaction_id ?? uniqueId("tx");
   const receivedAt = new Date().toISOString();
-  return {
+  return EventMessageSchema.parse({
     v: 1,
     event_id: uniqueId("evt"),
     network_id: "acme",
@@ -27,7 +27,7 @@ function makeEventMessage(overrides: Partial<EventMessage> = {}): EventMessage {
       version: 1,
     },
     ...overrides,
-  };
+  });
 }
 
 let messageCounter = 0;

@@ -258,6 +258,7 @@ export class ConversionObject extends DurableObject<Env> {
       transaction_id: input.transaction_id,
       seq,
       verdict,
+      previous_status: stored?.state.status ?? null,
       received_at: input.received_at,
       event: { ...fields, ...(input.postback.event_time ? { event_time: input.postback.event_time } : {}) },
       conversion: { ...conversion.fields, event_time: conversion.event_time, first_seen_at: firstSeenAt, version },

@@ -1,37 +1,82 @@
 /**
- * EVENTS consumer: records each event in D1 (history row + conversion snapshot) with one
- * `batch()` per queue batch. Idempotent: history rows are keyed by event id and snapshots only
- * move forward by version. A message is acked only after its write committed; a message that can
- * never be written (it does not parse) is recorded as a dead letter in the same batch.
+ * EVENTS consumer: records each event in D1 (history row + conversion snapshot) and creates its
+ * deliveries (one per matching partner) with one `batch()` per queue batch, then sends one
+ * DELIVERIES message per new delivery. Idempotent: history rows are keyed by event id, snapshots
+ * only move forward by version, deliveries are unique per (event, partner), and a redelivered
+ * batch re-sends the messages of deliveries that were never attempted. A message is acked only
+ * after all of that succeeded; one that can never be written (it does not parse) is recorded as a
+ * dead letter in the same batch.
  *
- * Its dead-letter queue's consumer does the same write and also keeps a dead-letter row, so an
- * event that outlived D1's outage still reaches D1 when D1 is back, and an operator sees it passed
- * through the DLQ.
+ * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
+ * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
  */
+import { deliveryIdFor, deliveryPayload, notifies, type Partner, partnerWants } from "../delivery/partner";
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
-import { EventMessageSchema } from "./messages";
+import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
+import { allPartners } from "../storage/partners";
+import { type DeliveriesQueue, enqueueDeliveries } from "./delivery-messages";
+import { type EventMessage, EventMessageSchema } from "./messages";
 
 const MAX_RETRY_DELAY_SECONDS = 600;
+
+export interface EventsConsumerDeps {
+  db: D1;
+  deliveries: DeliveriesQueue;
+}
 
 /** 5 s, 10 s, 20 s … capped at 10 min: rides out a D1 outage without hammering it. */
 export function retryDelaySeconds(attempts: number): number {
   return Math.min(5 * 2 ** Math.max(0, attempts - 1), MAX_RETRY_DELAY_SECONDS);
 }
 
-export function consumeEvents(batch: MessageBatch<unknown>, db: D1): Promise<void> {
-  return writeBatch(batch, db, null);
+export function consumeEvents(batch: MessageBatch<unknown>, deps: EventsConsumerDeps): Promise<void> {
+  return processBatch(batch, deps, null);
 }
 
-export function consumeDeadLetters(batch: MessageBatch<unknown>, db: D1): Promise<void> {
-  return writeBatch(batch, db, "exhausted its retries on the events queue");
+export function consumeDeadLetters(batch: MessageBatch<unknown>, deps: EventsConsumerDeps): Promise<void> {
+  return processBatch(batch, deps, "exhausted its retries on the events queue");
 }
 
-async function writeBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason: string | null): Promise<void> {
+async function processBatch(
+  batch: MessageBatch<unknown>,
+  deps: EventsConsumerDeps,
+  deadLetterReason: string | null,
+): Promise<void> {
+  try {
+    const events = await writeBatch(batch, deps.db, deadLetterReason);
+    await enqueueNewDeliveries(deps, events);
+  } catch (error) {
+    // D1 batches are transactions and every step is idempotent: the whole batch goes back.
+    console.error(
+      JSON.stringify({
+        message: "events batch failed; retrying",
+        queue: batch.queue,
+        size: batch.messages.length,
+        error: String(error),
+      }),
+    );
+    for (const message of batch.messages) message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+    return;
+  }
+  batch.ackAll();
+}
+
+/** Writes the batch in one transaction; returns the events it recorded. */
+async function writeBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason: string | null) {
   const statements: D1PreparedStatement[] = [];
+  const events: EventMessage[] = [];
   const now = new Date().toISOString();
+  let partners: Partner[] | null = null;
   for (const message of batch.messages) {
     const parsed = EventMessageSchema.safeParse(message.body);
-    if (parsed.success) statements.push(...recordEventStatements(db, parsed.data));
+    if (parsed.success) {
+      events.push(parsed.data);
+      statements.push(...recordEventStatements(db, parsed.data));
+      if (notifies(parsed.data)) {
+        partners ??= await allPartners(db);
+        statements.push(...(await deliveryStatements(db, parsed.data, partners, now)));
+      }
+    }
     const reason = parsed.success
       ? deadLetterReason
       : `invalid event message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
@@ -48,20 +93,38 @@ async function writeBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason
       );
     }
   }
-  try {
-    if (statements.length > 0) await db.batch(statements);
-  } catch (error) {
-    // The batch is one transaction: nothing of it was written, so every message goes back.
-    console.error(
-      JSON.stringify({
-        message: "events batch write failed; retrying",
-        queue: batch.queue,
-        size: batch.messages.length,
-        error: String(error),
+  if (statements.length > 0) await db.batch(statements);
+  return events;
+}
+
+async function deliveryStatements(
+  db: D1,
+  message: EventMessage & { verdict: "accepted" | "updated" },
+  partners: readonly Partner[],
+  now: string,
+): Promise<D1PreparedStatement[]> {
+  const payload = deliveryPayload(message);
+  const statements: D1PreparedStatement[] = [];
+  for (const partner of partners) {
+    if (!partnerWants(partner.filters, message)) continue;
+    statements.push(
+      insertDeliveryStatement(db, {
+        id: await deliveryIdFor(message.event_id, partner.id),
+        partner_id: partner.id,
+        // A disabled partner's deliveries wait, parked, until it is enabled again.
+        state: partner.status === "active" ? "pending" : "parked",
+        payload,
+        now,
       }),
     );
-    for (const message of batch.messages) message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
-    return;
   }
-  batch.ackAll();
+  return statements;
+}
+
+async function enqueueNewDeliveries(deps: EventsConsumerDeps, events: readonly EventMessage[]): Promise<void> {
+  const ids = await unsentDeliveryIds(
+    deps.db,
+    events.filter(notifies).map((e) => e.event_id),
+  );
+  await enqueueDeliveries(deps.deliveries, ids);
 }

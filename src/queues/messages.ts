@@ -24,6 +24,8 @@ export const EventMessageSchema = z.object({
   /** Position of the event in its conversion's history, from 1. */
   seq: z.number().int().positive(),
   verdict: z.enum(["accepted", "updated", "stale"]),
+  /** The conversion's status before this event; null for the first one. */
+  previous_status: z.enum(CONVERSION_STATUSES).nullable().default(null),
   received_at: z.string(),
   /** The event as the network sent it (after validation). */
   event: ConversionFieldsSchema.extend({ event_time: z.string().optional() }),
@@ -37,3 +39,11 @@ export const EventMessageSchema = z.object({
 });
 
 export type EventMessage = z.infer<typeof EventMessageSchema>;
+
+/** One delivery to make, sent to the DELIVERIES queue; everything else is read from D1. */
+export const DeliveryMessageSchema = z.object({
+  v: z.literal(1),
+  delivery_id: z.string(),
+});
+
+export type DeliveryMessage = z.infer<typeof DeliveryMessageSchema>;

@@ -1,0 +1,86 @@
+/**
+ * Partners as the delivery code sees them, and routing: which partners an event goes to.
+ * Pure: rows in, decisions out.
+ */
+import type { ConversionStatus, PLATFORMS } from "../ingest/postback-schema";
+import type { EventMessage } from "../queues/messages";
+
+export interface PartnerFilters {
+  networks?: string[] | undefined;
+  campaign_ids?: string[] | undefined;
+  statuses?: ConversionStatus[] | undefined;
+  event_types?: string[] | undefined;
+  platforms?: (typeof PLATFORMS)[number][] | undefined;
+}
+
+export interface Partner {
+  id: string;
+  name: string;
+  status: "active" | "disabled";
+  disabled_reason: string | null;
+  url_template: string;
+  method: "GET" | "POST";
+  headers: Record<string, string>;
+  body_template: string | null;
+  sign: boolean;
+  timeout_ms: number;
+  retry_schedule_seconds: number[];
+  filters: PartnerFilters;
+  receives_test_traffic: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+/** What a delivery renders: the event, the conversion after it, and where it came from. */
+export interface DeliveryPayload {
+  network_id: string;
+  transaction_id: string;
+  event_id: string;
+  verdict: "accepted" | "updated";
+  received_at: string;
+  previous_status: ConversionStatus | null;
+  conversion: EventMessage["conversion"];
+}
+
+/** Empty or absent filters mean "everything"; each non-empty one must contain the event's value. */
+export function partnerWants(filters: PartnerFilters, message: EventMessage): boolean {
+  const c = message.conversion;
+  const admits = (allowed: readonly string[] | undefined, value: string | undefined) =>
+    !allowed || allowed.length === 0 || (value !== undefined && allowed.includes(value));
+  return (
+    admits(filters.networks, message.network_id) &&
+    admits(filters.campaign_ids, c.campaign_id) &&
+    admits(filters.statuses, c.status) &&
+    admits(filters.event_types, c.event_type) &&
+    admits(filters.platforms, c.platform)
+  );
+}
+
+/** Accepted and updated events notify partners; duplicates never reach the queue, stale ones do not notify. */
+export function notifies(message: EventMessage): message is EventMessage & { verdict: "accepted" | "updated" } {
+  return message.verdict === "accepted" || message.verdict === "updated";
+}
+
+const BASE32 = "0123456789abcdefghjkmnpqrstvwxyz";
+
+/** Stable per (event, partner): the `webhook-id` a partner sees on every attempt and replay. */
+export async function deliveryIdFor(eventId: string, partnerId: string): Promise<string> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${eventId}|${partnerId}`)),
+  );
+  let id = "";
+  for (const byte of digest.subarray(0, 16)) id += BASE32[byte % 32];
+  return `dlv_${id}`;
+}
+
+export function deliveryPayload(message: EventMessage & { verdict: "accepted" | "updated" }): DeliveryPayload {
+  return {
+    network_id: message.network_id,
+    transaction_id: message.transaction_id,
+    event_id: message.event_id,
+    verdict: message.verdict,
+    received_at: message.received_at,
+    previous_status: message.previous_status,
+    conversion: message.conversion,
+  };
+}

@@ -1,0 +1,239 @@
+/**
+ * DELIVERIES consumer: one attempt per message. Claims the delivery (due, unleased, partner
+ * active), renders and signs the request, sends it with the partner's timeout, records the attempt
+ * and the delivery's new state in one D1 batch, then acks, or retries on the partner's schedule.
+ * Messages of one batch run in parallel, so a slow partner holds up only its own requests.
+ */
+
+import type { Partner } from "../delivery/partner";
+import { type PartnerRequest, sendPartnerRequest, signatureHeaders } from "../delivery/partner-client";
+import { partnerSigningKeys } from "../delivery/partner-keys";
+import { macroValues, RenderError, renderRequest } from "../delivery/render";
+import { type AttemptOutcome, classify, nextRetryDelaySeconds } from "../delivery/retry-policy";
+import type { D1 } from "../storage/d1";
+import { deadLetterStatement } from "../storage/d1";
+import {
+  type AttemptRow,
+  claimDelivery,
+  type DeliveryRow,
+  type DeliveryState,
+  disablePartnerStatements,
+  finishAttemptStatements,
+  markDeadStatement,
+  parkDeliveriesStatement,
+  payloadOf,
+} from "../storage/deliveries";
+import { DeliveryMessageSchema } from "./messages";
+
+export interface DeliveryConsumerDeps {
+  db: D1;
+  fetch: typeof fetch;
+  encryptionKey: string;
+  /** Told when a partner is disabled for answering 410. */
+  alert: (alert: { partner_id: string; name: string; reason: string }) => Promise<void>;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** Early queue redelivery is tolerated by this much before a message counts as not yet due. */
+const DUE_SLACK_MS = 2_000;
+/** A lease outlives the longest attempt, so a crashed consumer's delivery is picked up again. */
+const LEASE_MARGIN_MS = 60_000;
+const UNEXPECTED_ERROR_RETRY_SECONDS = 30;
+
+export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: DeliveryConsumerDeps): Promise<void> {
+  await Promise.all(batch.messages.map((message) => processMessage(batch.queue, message, deps)));
+}
+
+async function processMessage(queue: string, message: Message<unknown>, deps: DeliveryConsumerDeps): Promise<void> {
+  const parsed = DeliveryMessageSchema.safeParse(message.body);
+  try {
+    if (!parsed.success) {
+      await deps.db.batch([
+        deadLetterStatement(deps.db, {
+          id: `${queue}:${message.id}`,
+          queue,
+          body: JSON.stringify(message.body) ?? "null",
+          reason: "invalid delivery message",
+          attempts: message.attempts,
+          created_at: new Date((deps.now ?? Date.now)()).toISOString(),
+        }),
+      ]);
+      message.ack();
+      return;
+    }
+    const retryIn = await attempt(parsed.data.delivery_id, deps);
+    if (retryIn === null) message.ack();
+    else message.retry({ delaySeconds: retryIn });
+  } catch (error) {
+    // D1 or a bug, not the partner: try the message again later; never drop it.
+    console.error(
+      JSON.stringify({
+        message: "delivery attempt failed unexpectedly; retrying",
+        delivery_id: parsed.success ? parsed.data.delivery_id : null,
+        error: String(error),
+      }),
+    );
+    message.retry({ delaySeconds: UNEXPECTED_ERROR_RETRY_SECONDS });
+  }
+}
+
+/** Makes the attempt if it is due; returns seconds until the message should come back, or null to ack. */
+async function attempt(deliveryId: string, deps: DeliveryConsumerDeps): Promise<number | null> {
+  const now = deps.now ?? Date.now;
+  const startedMs = now();
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const claim = await claimDelivery(
+    deps.db,
+    deliveryId,
+    iso(startedMs),
+    iso(startedMs + DUE_SLACK_MS),
+    iso(startedMs + 30_000 + LEASE_MARGIN_MS),
+  );
+  if (!claim.claimed) return notClaimed(claim.delivery, claim.partner, startedMs, deps);
+  const { delivery, partner } = claim;
+
+  let request: PartnerRequest;
+  try {
+    request = renderRequest(partner, macroValues(payloadOf(delivery), delivery.id, delivery.attempts));
+  } catch (error) {
+    if (!(error instanceof RenderError)) throw error;
+    await deps.db.batch(
+      finishAttemptStatements(deps.db, {
+        attempt: {
+          delivery_id: delivery.id,
+          attempt: delivery.attempts,
+          partner_id: partner.id,
+          started_at: iso(startedMs),
+          http_status: null,
+          error_class: "render",
+          error: error.message,
+          latency_ms: 0,
+          response_excerpt: null,
+          outcome: "failed",
+        },
+        state: "failed",
+        retries: delivery.retries,
+        next_attempt_at: null,
+        now: iso(now()),
+      }),
+    );
+    return null;
+  }
+  if (partner.sign) {
+    const keys = await partnerSigningKeys(deps.db, deps.encryptionKey, partner.id, startedMs);
+    if (keys.length > 0) {
+      Object.assign(
+        request.headers,
+        await signatureHeaders(keys, delivery.id, Math.floor(startedMs / 1000), request.body),
+      );
+    }
+  }
+  const result = await sendPartnerRequest(request, { timeoutMs: partner.timeout_ms, fetch: deps.fetch, now });
+  const finishedMs = now();
+  const verdict = classify(result.outcome);
+  const delay =
+    verdict === "retry"
+      ? nextRetryDelaySeconds(partner.retry_schedule_seconds, delivery.retries, result.outcome, finishedMs, deps.random)
+      : null;
+  const state: DeliveryState =
+    verdict === "delivered"
+      ? "delivered"
+      : verdict === "gone"
+        ? "parked"
+        : verdict === "failed"
+          ? "failed"
+          : delay === null
+            ? "dead"
+            : "retrying";
+
+  const attemptRow: AttemptRow = {
+    delivery_id: delivery.id,
+    attempt: delivery.attempts,
+    partner_id: partner.id,
+    started_at: iso(startedMs),
+    ...describeOutcome(result.outcome),
+    latency_ms: Math.max(0, Math.round(result.latencyMs)),
+    response_excerpt: result.excerpt,
+    outcome: state === "dead" ? "dead" : verdict,
+  };
+  const statements = finishAttemptStatements(deps.db, {
+    attempt: attemptRow,
+    state,
+    retries: verdict === "retry" ? delivery.retries + 1 : delivery.retries,
+    next_attempt_at: delay === null ? null : iso(finishedMs + delay * 1000),
+    now: iso(finishedMs),
+  });
+  if (verdict === "gone") statements.push(...disablePartnerStatements(deps.db, partner.id, "gone", iso(finishedMs)));
+  await deps.db.batch(statements);
+  if (verdict === "gone") {
+    await deps.alert({ partner_id: partner.id, name: partner.name, reason: "the partner answered 410 Gone" });
+  }
+  return state === "retrying" ? delay : null;
+}
+
+function describeOutcome(outcome: AttemptOutcome): Pick<AttemptRow, "http_status" | "error_class" | "error"> {
+  switch (outcome.kind) {
+    case "response":
+      return { http_status: outcome.status, error_class: null, error: null };
+    case "timeout":
+      return { http_status: null, error_class: "timeout", error: "no answer within the partner's timeout" };
+    case "network":
+      return { http_status: null, error_class: "network", error: outcome.error };
+  }
+}
+
+/**
+ * Why a message found nothing to do: the delivery is finished or parked (ack), another consumer
+ * holds it (ack: that one will finish it), it is not due yet (come back then), or its partner is
+ * disabled or gone (park it, or fail it).
+ */
+async function notClaimed(
+  delivery: DeliveryRow | null,
+  partner: Partner | null,
+  nowMs: number,
+  deps: DeliveryConsumerDeps,
+): Promise<number | null> {
+  if (!delivery || (delivery.state !== "pending" && delivery.state !== "retrying")) return null;
+  if (partner?.status !== "active") {
+    const now = new Date(nowMs).toISOString();
+    await deps.db.batch([
+      partner
+        ? parkDeliveriesStatement(deps.db, partner.id, now)
+        : markDeadStatement(deps.db, delivery.id, "the partner no longer exists", now),
+    ]);
+    return null;
+  }
+  if (delivery.lease_until && Date.parse(delivery.lease_until) > nowMs) return null;
+  if (delivery.next_attempt_at) {
+    const waitMs = Date.parse(delivery.next_attempt_at) - nowMs;
+    if (waitMs > 0) return Math.max(1, Math.ceil(waitMs / 1000));
+  }
+  return null;
+}
+
+/** DELIVERIES dead-letter queue: whatever exhausted the queue's own retries is dead and recorded. */
+export async function consumeDeliveryDeadLetters(batch: MessageBatch<unknown>, db: D1): Promise<void> {
+  const now = new Date().toISOString();
+  const statements: D1PreparedStatement[] = [];
+  for (const message of batch.messages) {
+    const parsed = DeliveryMessageSchema.safeParse(message.body);
+    if (parsed.success) {
+      statements.push(
+        markDeadStatement(db, parsed.data.delivery_id, "its queue message exhausted the queue's retries", now),
+      );
+    }
+    statements.push(
+      deadLetterStatement(db, {
+        id: `${batch.queue}:${message.id}`,
+        queue: batch.queue,
+        body: JSON.stringify(message.body) ?? "null",
+        reason: "exhausted its retries on the deliveries queue",
+        attempts: message.attempts,
+        created_at: now,
+      }),
+    );
+  }
+  await db.batch(statements);
+  batch.ackAll();
+}

@@ -1,0 +1,211 @@
+/** Admin API for deliveries: the delivery log (every attempt) and replay of one delivery. */
+import { createRoute, z } from "@hono/zod-openapi";
+import { ProblemError } from "../errors";
+import { enqueueDeliveries } from "../queues/delivery-messages";
+import {
+  type AttemptRow,
+  DELIVERY_STATES,
+  type DeliveryRow,
+  getDelivery,
+  listDeliveries,
+  payloadOf,
+  replayDelivery,
+} from "../storage/deliveries";
+import { getPartner } from "../storage/partners";
+import {
+  ADMIN_PROBLEMS,
+  ADMIN_SECURITY,
+  type App,
+  decodeCursor,
+  listOf,
+  PaginationQuerySchema,
+  page,
+  problem,
+} from "./common";
+
+const tags = ["Deliveries"];
+
+const DeliverySchema = z
+  .object({
+    id: z.string().openapi({ description: "Stable per (event, partner): the webhook-id of every attempt." }),
+    event_id: z.string(),
+    partner_id: z.string(),
+    network_id: z.string(),
+    transaction_id: z.string(),
+    state: z.enum(DELIVERY_STATES),
+    attempts: z.number().int(),
+    last_status: z.number().int().nullable().openapi({ description: "HTTP status of the last attempt." }),
+    last_error: z.string().nullable(),
+    next_attempt_at: z.string().nullable(),
+    conversion_status: z.string().openapi({ description: "The status this delivery notifies." }),
+    created_at: z.string(),
+    updated_at: z.string(),
+    delivered_at: z.string().nullable(),
+  })
+  .openapi("Delivery");
+
+const AttemptSchema = z
+  .object({
+    attempt: z.number().int(),
+    started_at: z.string(),
+    http_status: z.number().int().nullable(),
+    error_class: z.enum(["timeout", "network", "render"]).nullable(),
+    error: z.string().nullable(),
+    latency_ms: z.number().int(),
+    response_excerpt: z.string().nullable(),
+    outcome: z.enum(["delivered", "retry", "gone", "failed", "dead"]),
+  })
+  .openapi("DeliveryAttempt");
+
+const DeliveryDetailSchema = DeliverySchema.extend({ attempts_log: z.array(AttemptSchema) }).openapi("DeliveryDetail");
+
+const timestamp = z
+  .string()
+  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "must be an RFC 3339 timestamp" })
+  .transform((value) => new Date(value).toISOString());
+
+const ListQuery = PaginationQuerySchema.extend({
+  partner_id: z.string().max(64).optional(),
+  state: z.enum(DELIVERY_STATES).optional(),
+  event_id: z.string().max(64).optional(),
+  since: timestamp.optional().openapi({ description: "Created at or after (RFC 3339)." }),
+  until: timestamp.optional().openapi({ description: "Created before (RFC 3339)." }),
+});
+
+const Params = z.object({
+  delivery_id: z
+    .string()
+    .max(64)
+    .openapi({ param: { name: "delivery_id", in: "path" } }),
+});
+
+function toDelivery(row: DeliveryRow): z.infer<typeof DeliverySchema> {
+  return {
+    id: row.id,
+    event_id: row.event_id,
+    partner_id: row.partner_id,
+    network_id: row.network_id,
+    transaction_id: row.transaction_id,
+    state: row.state,
+    attempts: row.attempts,
+    last_status: row.last_status,
+    last_error: row.last_error,
+    next_attempt_at: row.next_attempt_at,
+    conversion_status: payloadOf(row).conversion.status,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+    delivered_at: row.delivered_at,
+  };
+}
+
+function toAttempt(row: AttemptRow): z.infer<typeof AttemptSchema> {
+  return {
+    attempt: row.attempt,
+    started_at: row.started_at,
+    http_status: row.http_status,
+    error_class: row.error_class as z.infer<typeof AttemptSchema>["error_class"],
+    error: row.error,
+    latency_ms: row.latency_ms,
+    response_excerpt: row.response_excerpt,
+    outcome: row.outcome,
+  };
+}
+
+function missing(id: string): ProblemError {
+  return new ProblemError("not_found", `No delivery "${id}".`, [
+    { location: "path.delivery_id", message: "not found" },
+  ]);
+}
+
+export function registerDeliveryRoutes(app: App): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/deliveries",
+      tags,
+      summary: "List deliveries",
+      description: "Newest first by created_at, filtered and paginated with a cursor.",
+      security: ADMIN_SECURITY,
+      request: { query: ListQuery },
+      responses: {
+        200: {
+          description: "A page of deliveries.",
+          content: { "application/json": { schema: listOf(DeliverySchema, "DeliveryList") } },
+        },
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { limit, cursor, ...filter } = c.req.valid("query");
+      const after = decodeCursor(cursor, 2) as [string, string] | null;
+      const rows = await listDeliveries(c.env.DB, filter, limit + 1, after);
+      return c.json(
+        page(rows, limit, toDelivery, (row) => [row.created_at, row.id]),
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/deliveries/{delivery_id}",
+      tags,
+      summary: "Get a delivery and every attempt",
+      security: ADMIN_SECURITY,
+      request: { params: Params },
+      responses: {
+        200: { description: "The delivery.", content: { "application/json": { schema: DeliveryDetailSchema } } },
+        404: problem("No such delivery."),
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { delivery_id } = c.req.valid("param");
+      const { delivery, attempts } = await getDelivery(c.env.DB, delivery_id);
+      if (!delivery) throw missing(delivery_id);
+      return c.json({ ...toDelivery(delivery), attempts_log: attempts.map(toAttempt) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/deliveries/{delivery_id}/replay",
+      tags,
+      summary: "Replay a failed, dead or parked delivery",
+      description: "Sends it again from the start of the partner's retry schedule, with the same delivery id.",
+      security: ADMIN_SECURITY,
+      request: { params: Params },
+      responses: {
+        202: { description: "Queued again.", content: { "application/json": { schema: DeliverySchema } } },
+        404: problem("No such delivery."),
+        409: problem("The delivery is not failed, dead or parked, or its partner is disabled."),
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { delivery_id } = c.req.valid("param");
+      const replayed = await replayDelivery(c.env.DB, delivery_id, new Date().toISOString());
+      if (!replayed) {
+        const { delivery } = await getDelivery(c.env.DB, delivery_id);
+        if (!delivery) throw missing(delivery_id);
+        const partner = await getPartner(c.env.DB, delivery.partner_id);
+        if (partner?.status !== "active") {
+          throw new ProblemError(
+            "partner_disabled",
+            `The partner of delivery "${delivery_id}" is ${partner ? "disabled: enable it first" : "deleted"}.`,
+            [{ location: "path.delivery_id", message: "its partner is not active" }],
+          );
+        }
+        throw new ProblemError(
+          "invalid_state",
+          `Delivery "${delivery_id}" is ${delivery.state}; only failed, dead or parked deliveries can be replayed.`,
+          [{ location: "path.delivery_id", message: `is ${delivery.state}` }],
+        );
+      }
+      await enqueueDeliveries(c.env.DELIVERIES, [replayed.id]);
+      return c.json(toDelivery(replayed), 202);
+    },
+  );
+}

@@ -1,0 +1,621 @@
+/**
+ * Admin API for partners: create (signing secret shown once), list, get, update, delete,
+ * disable/enable (enabling resumes parked deliveries), rotate the signing secret, preview a
+ * rendered request, and replay failed, dead or parked deliveries in a time range.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import { type Config, configOf } from "../config";
+import type { DeliveryPayload, Partner } from "../delivery/partner";
+import { signatureHeaders } from "../delivery/partner-client";
+import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
+import { macroValues, renderRequest } from "../delivery/render";
+import { DEFAULT_RETRY_SCHEDULE_SECONDS, validateRetrySchedule } from "../delivery/retry-policy";
+import { lintBodyTemplate } from "../delivery/template";
+import { lintUrlTemplate } from "../delivery/url-safety";
+import type { FieldError } from "../errors";
+import { ProblemError } from "../errors";
+import { NETWORK_ID_PATTERN } from "../ingest/ingest";
+import { CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
+import { newId } from "../lib/bytes";
+import { encryptSecret, generateSecret } from "../networks/secrets";
+import { enqueueDeliveries } from "../queues/delivery-messages";
+import {
+  countReplayable,
+  disablePartnerStatements,
+  enablePartner,
+  REPLAYABLE_STATES,
+  replaySelected,
+} from "../storage/deliveries";
+import {
+  deletePartner,
+  getPartner,
+  insertPartner,
+  listPartners,
+  rotatePartnerSecret,
+  updatePartner,
+} from "../storage/partners";
+import {
+  ADMIN_PROBLEMS,
+  ADMIN_SECURITY,
+  type App,
+  decodeCursor,
+  listOf,
+  PaginationQuerySchema,
+  page,
+  problem,
+} from "./common";
+
+const tags = ["Partners"];
+/** Replays per request; a larger range is replayed by calling again (`remaining` says how many are left). */
+const REPLAY_LIMIT = 1000;
+const RESERVED_HEADERS = new Set([
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "webhook-id",
+  "webhook-timestamp",
+  "webhook-signature",
+]);
+
+const HeaderValue = z
+  .string()
+  .max(1024)
+  .refine((value) => !/[\r\n\0]/.test(value), { error: "header values must not contain CR, LF or NUL" });
+
+const FiltersSchema = z
+  .strictObject({
+    networks: z
+      .array(z.string().regex(NETWORK_ID_PATTERN, { error: "must be a network id" }))
+      .max(100)
+      .optional(),
+    campaign_ids: z.array(z.string().min(1).max(128)).max(500).optional(),
+    statuses: z.array(z.enum(CONVERSION_STATUSES)).optional(),
+    event_types: z.array(z.string().min(1).max(64)).max(50).optional(),
+    platforms: z.array(z.enum(PLATFORMS)).optional(),
+  })
+  .openapi("PartnerFilters", { description: "Which events the partner receives; an empty or absent list means all." });
+
+const PartnerPatchSchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(200).optional(),
+    url_template: z
+      .string()
+      .min(1)
+      .max(2048)
+      .optional()
+      .openapi({ example: "https://partner.example/postback?tx={transaction_id}&payout={amount}&status={status}" }),
+    method: z.enum(["GET", "POST"]).optional(),
+    sign: z.boolean().optional().openapi({ description: "Send Standard Webhooks signature headers (GET included)." }),
+    retry_schedule_seconds: z
+      .array(z.number().int())
+      .optional()
+      .openapi({ description: "Delay before each retry; default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±20 %)." }),
+    filters: FiltersSchema.optional(),
+    headers: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, { error: "must be an HTTP header name" }),
+        HeaderValue,
+      )
+      .refine((headers) => Object.keys(headers).length <= 20, { error: "at most 20 headers" })
+      .refine((headers) => Object.keys(headers).every((name) => !RESERVED_HEADERS.has(name.toLowerCase())), {
+        error: `must not set ${[...RESERVED_HEADERS].join(", ")}`,
+      })
+      .optional(),
+    body_template: z
+      .string()
+      .max(8192)
+      .nullable()
+      .optional()
+      .openapi({ description: "JSON body for POST with macros inside strings; null sends the conversion as JSON." }),
+    timeout_ms: z.number().int().min(1000).max(30_000).optional(),
+    receives_test_traffic: z.boolean().optional(),
+  })
+  .openapi("PartnerUpdate");
+
+const PartnerCreateSchema = PartnerPatchSchema.required({ name: true, url_template: true }).openapi("PartnerCreate");
+
+const PartnerSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    status: z.enum(["active", "disabled"]),
+    disabled_reason: z.string().nullable(),
+    url_template: z.string(),
+    method: z.enum(["GET", "POST"]),
+    sign: z.boolean(),
+    retry_schedule_seconds: z.array(z.number()),
+    filters: FiltersSchema,
+    headers: z.record(z.string(), z.string()),
+    body_template: z.string().nullable(),
+    timeout_ms: z.number(),
+    receives_test_traffic: z.boolean(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi("Partner");
+
+const SigningSecret = z.string().openapi({ description: "Standard Webhooks secret; shown only in this response." });
+const PartnerWithSecretSchema = PartnerSchema.extend({ signing_secret: SigningSecret.optional() }).openapi(
+  "PartnerWithSecret",
+);
+
+const PartnerParams = z.object({
+  partner_id: z
+    .string()
+    .max(64)
+    .openapi({ param: { name: "partner_id", in: "path" }, example: "ptn_01jd5x4m2k8c7r1q0s9t6v3w2y" }),
+});
+
+const PreviewBody = z
+  .strictObject({
+    conversion: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]))
+      .optional()
+      .openapi({ description: "Fields to use instead of the sample conversion's; null removes one." }),
+    meta: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+      .optional()
+      .openapi({ description: "The sample's meta fields." }),
+  })
+  .openapi("PreviewRequest");
+
+const PreviewSchema = z
+  .object({
+    method: z.enum(["GET", "POST"]),
+    url: z.string(),
+    headers: z.record(z.string(), z.string()),
+    body: z.string().nullable(),
+  })
+  .openapi("PreviewedRequest");
+
+const timestamp = z
+  .string()
+  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "must be an RFC 3339 timestamp" })
+  .transform((value) => new Date(value).toISOString());
+
+const ReplayBody = z
+  .strictObject({
+    since: timestamp.optional().openapi({ description: "Deliveries created at or after." }),
+    until: timestamp.optional().openapi({ description: "Deliveries created before." }),
+    states: z.array(z.enum(REPLAYABLE_STATES)).min(1).optional().openapi({ description: "Default: all three." }),
+    dry_run: z.boolean().default(false).openapi({ description: "Only count what would be replayed." }),
+  })
+  .openapi("PartnerReplay");
+
+const ReplayResultSchema = z
+  .object({
+    dry_run: z.boolean(),
+    matched: z.number().int(),
+    replayed: z.number().int(),
+    remaining: z.number().int().openapi({ description: "Still to replay: call again to continue." }),
+  })
+  .openapi("PartnerReplayResult");
+
+const RotateBody = z.strictObject({
+  grace_period_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86_400)
+    .optional(),
+});
+
+const RotatedSchema = z
+  .object({ secret_id: z.string(), signing_secret: SigningSecret, previous_secrets_expire_at: z.string() })
+  .openapi("RotatedPartnerSecret");
+
+const notFound = problem("No such partner.");
+
+function missing(id: string): ProblemError {
+  return new ProblemError("not_found", `No partner "${id}".`, [{ location: "path.partner_id", message: "not found" }]);
+}
+
+function toResponse(partner: Partner) {
+  return { ...partner, filters: partner.filters };
+}
+
+/** The checks zod cannot make alone: templates, URL safety, schedule, method-specific fields. */
+function lintPartner(partner: Partner, config: Config): FieldError[] {
+  const errors = lintUrlTemplate(partner.url_template, { allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS });
+  const scheduleError = validateRetrySchedule(partner.retry_schedule_seconds);
+  if (scheduleError) errors.push({ location: "body.retry_schedule_seconds", message: scheduleError });
+  if (partner.body_template !== null) {
+    if (partner.method !== "POST") {
+      errors.push({ location: "body.body_template", message: "is only used with method POST" });
+    } else {
+      errors.push(...lintBodyTemplate(partner.body_template, "body.body_template"));
+    }
+  }
+  return errors;
+}
+
+function requireValid(partner: Partner, config: Config): void {
+  const errors = lintPartner(partner, config);
+  if (errors.length > 0) {
+    const fields = [...new Set(errors.map((e) => e.location))].join(", ");
+    throw new ProblemError("validation_failed", `Fix these fields and send the request again: ${fields}.`, errors);
+  }
+}
+
+async function newSigningSecret(env: Env, partnerId: string, now: string) {
+  const secret = generateSecret();
+  const id = newId("psec");
+  const ciphertext = await encryptSecret(configOf(env).ENCRYPTION_KEY, id, secret);
+  return { secret, row: { id, partner_id: partnerId, ciphertext, created_at: now } };
+}
+
+/** A realistic conversion for previews, overridable field by field. */
+function samplePayload(
+  overrides: Record<string, string | number | boolean | null> = {},
+  meta: Record<string, string | number | boolean> = { sub1: "spring" },
+): DeliveryPayload {
+  const now = new Date().toISOString();
+  const field = (key: string, fallback: string | undefined): string | undefined => {
+    const value = overrides[key];
+    if (value === undefined) return fallback;
+    return value === null ? undefined : String(value);
+  };
+  return {
+    network_id: field("network_id", "acme") ?? "acme",
+    transaction_id: field("transaction_id", "ord_8812") ?? "ord_8812",
+    event_id: "evt_preview",
+    verdict: "accepted",
+    received_at: now,
+    previous_status: null,
+    conversion: {
+      status: (field("status", "approved") ?? "approved") as DeliveryPayload["conversion"]["status"],
+      amount: field("amount", "29.99"),
+      currency: field("currency", "USD"),
+      event_type: field("event_type", "purchase"),
+      campaign_id: field("campaign_id", "camp-987"),
+      click_id: field("click_id", "clk_1f3a9"),
+      user_id: field("user_id", undefined),
+      device_id: field("device_id", undefined),
+      platform: field("platform", "web") as DeliveryPayload["conversion"]["platform"],
+      meta,
+      event_time: field("event_time", now) ?? now,
+      first_seen_at: now,
+      version: 1,
+    },
+  };
+}
+
+export function registerPartnerRoutes(app: App): void {
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/partners",
+      tags,
+      summary: "Register a partner",
+      description: "Answers with the partner and, when `sign` is true, its signing secret (shown once).",
+      security: ADMIN_SECURITY,
+      request: { body: { required: true, content: { "application/json": { schema: PartnerCreateSchema } } } },
+      responses: {
+        201: { description: "Created.", content: { "application/json": { schema: PartnerWithSecretSchema } } },
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const input = c.req.valid("json");
+      const config = configOf(c.env);
+      const now = new Date().toISOString();
+      const partner: Partner = {
+        id: newId("ptn"),
+        name: input.name,
+        status: "active",
+        disabled_reason: null,
+        url_template: input.url_template,
+        method: input.method ?? "GET",
+        headers: input.headers ?? {},
+        body_template: input.body_template ?? null,
+        sign: input.sign ?? false,
+        timeout_ms: input.timeout_ms ?? 10_000,
+        retry_schedule_seconds: input.retry_schedule_seconds ?? [...DEFAULT_RETRY_SCHEDULE_SECONDS],
+        filters: input.filters ?? {},
+        receives_test_traffic: input.receives_test_traffic ?? false,
+        created_at: now,
+        updated_at: now,
+      };
+      requireValid(partner, config);
+      const signing = partner.sign ? await newSigningSecret(c.env, partner.id, now) : null;
+      await insertPartner(c.env.DB, partner, signing?.row ?? null);
+      return c.json({ ...toResponse(partner), ...(signing ? { signing_secret: signing.secret } : {}) }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/partners",
+      tags,
+      summary: "List partners",
+      security: ADMIN_SECURITY,
+      request: { query: PaginationQuerySchema },
+      responses: {
+        200: {
+          description: "A page of partners.",
+          content: { "application/json": { schema: listOf(PartnerSchema, "PartnerList") } },
+        },
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { limit, cursor } = c.req.valid("query");
+      const rows = await listPartners(c.env.DB, limit + 1, decodeCursor(cursor, 1)?.[0] ?? null);
+      return c.json(
+        page(rows, limit, toResponse, (p) => [p.id]),
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/partners/{partner_id}",
+      tags,
+      summary: "Get a partner",
+      security: ADMIN_SECURITY,
+      request: { params: PartnerParams },
+      responses: {
+        200: {
+          description: "The partner (never its secret).",
+          content: { "application/json": { schema: PartnerSchema } },
+        },
+        404: notFound,
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { partner_id } = c.req.valid("param");
+      const partner = await getPartner(c.env.DB, partner_id);
+      if (!partner) throw missing(partner_id);
+      return c.json(toResponse(partner), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "patch",
+      path: "/v1/partners/{partner_id}",
+      tags,
+      summary: "Update a partner",
+      description: "Changes the given fields. Turning `sign` on for the first time answers with a new signing secret.",
+      security: ADMIN_SECURITY,
+      request: {
+        params: PartnerParams,
+        body: { required: true, content: { "application/json": { schema: PartnerPatchSchema } } },
+      },
+      responses: {
+        200: {
+          description: "The updated partner.",
+          content: { "application/json": { schema: PartnerWithSecretSchema } },
+        },
+        404: notFound,
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { partner_id } = c.req.valid("param");
+      const patch = c.req.valid("json");
+      const current = await getPartner(c.env.DB, partner_id);
+      if (!current) throw missing(partner_id);
+      const now = new Date().toISOString();
+      const updated: Partner = { ...current, ...definedOnly(patch), updated_at: now };
+      requireValid(updated, configOf(c.env));
+      const needsSecret =
+        updated.sign &&
+        !current.sign &&
+        (await partnerSigningKeys(c.env.DB, configOf(c.env).ENCRYPTION_KEY, partner_id, Date.now())).length === 0;
+      const signing = needsSecret ? await newSigningSecret(c.env, partner_id, now) : null;
+      await updatePartner(c.env.DB, updated, signing?.row ?? null);
+      forgetPartnerKeys(partner_id);
+      return c.json({ ...toResponse(updated), ...(signing ? { signing_secret: signing.secret } : {}) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/v1/partners/{partner_id}",
+      tags,
+      summary: "Delete a partner",
+      description: "Its unfinished deliveries fail; the delivery log is kept.",
+      security: ADMIN_SECURITY,
+      request: { params: PartnerParams },
+      responses: { 204: { description: "Deleted." }, 404: notFound, ...ADMIN_PROBLEMS },
+    }),
+    async (c) => {
+      const { partner_id } = c.req.valid("param");
+      if (!(await deletePartner(c.env.DB, partner_id, new Date().toISOString()))) throw missing(partner_id);
+      forgetPartnerKeys(partner_id);
+      return c.body(null, 204);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/partners/{partner_id}/disable",
+      tags,
+      summary: "Disable a partner",
+      description: "Its pending and retrying deliveries are parked until it is enabled again.",
+      security: ADMIN_SECURITY,
+      request: { params: PartnerParams },
+      responses: {
+        200: { description: "The partner.", content: { "application/json": { schema: PartnerSchema } } },
+        404: notFound,
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { partner_id } = c.req.valid("param");
+      if (!(await getPartner(c.env.DB, partner_id))) throw missing(partner_id);
+      await c.env.DB.batch(disablePartnerStatements(c.env.DB, partner_id, "operator", new Date().toISOString()));
+      const partner = await getPartner(c.env.DB, partner_id);
+      if (!partner) throw missing(partner_id);
+      return c.json(toResponse(partner), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/partners/{partner_id}/enable",
+      tags,
+      summary: "Enable a partner",
+      description: "Resumes its parked deliveries (each keeps its delivery id).",
+      security: ADMIN_SECURITY,
+      request: { params: PartnerParams },
+      responses: {
+        200: {
+          description: "The partner and how many parked deliveries were resumed.",
+          content: {
+            "application/json": {
+              schema: PartnerSchema.extend({ resumed_deliveries: z.number().int() }).openapi("EnabledPartner"),
+            },
+          },
+        },
+        404: notFound,
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { partner_id } = c.req.valid("param");
+      const { found, resumed } = await enablePartner(c.env.DB, partner_id, new Date().toISOString());
+      if (!found) throw missing(partner_id);
+      await enqueueDeliveries(c.env.DELIVERIES, resumed);
+      const partner = await getPartner(c.env.DB, partner_id);
+      if (!partner) throw missing(partner_id);
+      return c.json({ ...toResponse(partner), resumed_deliveries: resumed.length }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/partners/{partner_id}/secrets",
+      tags,
+      summary: "Rotate the partner's signing secret",
+      description:
+        "Issues a new secret (shown once). During the grace period every request carries a signature by each active secret.",
+      security: ADMIN_SECURITY,
+      request: {
+        params: PartnerParams,
+        body: { required: false, content: { "application/json": { schema: RotateBody } } },
+      },
+      responses: {
+        201: { description: "The new secret.", content: { "application/json": { schema: RotatedSchema } } },
+        404: notFound,
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { partner_id } = c.req.valid("param");
+      const body = c.req.valid("json") ?? {};
+      if (!(await getPartner(c.env.DB, partner_id))) throw missing(partner_id);
+      const nowMs = Date.now();
+      const graceSeconds = body.grace_period_seconds ?? configOf(c.env).SECRET_GRACE_PERIOD_SECONDS;
+      const graceEndsAt = new Date(nowMs + graceSeconds * 1000).toISOString();
+      const { secret, row } = await newSigningSecret(c.env, partner_id, new Date(nowMs).toISOString());
+      await rotatePartnerSecret(c.env.DB, row, graceEndsAt);
+      forgetPartnerKeys(partner_id);
+      return c.json({ secret_id: row.id, signing_secret: secret, previous_secrets_expire_at: graceEndsAt }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/partners/{partner_id}/preview",
+      tags,
+      summary: "Preview the partner's request",
+      description: "Renders the request for a sample conversion, signature headers included. Sends nothing.",
+      security: ADMIN_SECURITY,
+      request: {
+        params: PartnerParams,
+        body: { required: false, content: { "application/json": { schema: PreviewBody } } },
+      },
+      responses: {
+        200: {
+          description: "The request the partner would receive.",
+          content: { "application/json": { schema: PreviewSchema } },
+        },
+        404: notFound,
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { partner_id } = c.req.valid("param");
+      const body = c.req.valid("json") ?? {};
+      const partner = await getPartner(c.env.DB, partner_id);
+      if (!partner) throw missing(partner_id);
+      const payload = samplePayload(body.conversion, body.meta);
+      const deliveryId = "dlv_preview";
+      const request = renderRequest(partner, macroValues(payload, deliveryId, 1));
+      if (partner.sign) {
+        const nowMs = Date.now();
+        const keys = await partnerSigningKeys(c.env.DB, configOf(c.env).ENCRYPTION_KEY, partner.id, nowMs);
+        if (keys.length > 0) {
+          Object.assign(
+            request.headers,
+            await signatureHeaders(keys, deliveryId, Math.floor(nowMs / 1000), request.body),
+          );
+        }
+      }
+      return c.json(request, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/partners/{partner_id}/replay",
+      tags,
+      summary: "Replay the partner's failed, dead or parked deliveries",
+      description: `In a time range on created_at; \`dry_run\` only counts. At most ${REPLAY_LIMIT} per call, oldest first; each keeps its delivery id.`,
+      security: ADMIN_SECURITY,
+      request: {
+        params: PartnerParams,
+        body: { required: false, content: { "application/json": { schema: ReplayBody } } },
+      },
+      responses: {
+        200: {
+          description: "What was (or would be) replayed.",
+          content: { "application/json": { schema: ReplayResultSchema } },
+        },
+        404: notFound,
+        409: problem("The partner is disabled: enable it (which resumes parked deliveries) before replaying."),
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { partner_id } = c.req.valid("param");
+      const body = c.req.valid("json") ?? { dry_run: false };
+      const partner = await getPartner(c.env.DB, partner_id);
+      if (!partner) throw missing(partner_id);
+      const selection = {
+        partner_id,
+        states: body.states ?? [...REPLAYABLE_STATES],
+        since: body.since ?? null,
+        until: body.until ?? null,
+      };
+      const matched = await countReplayable(c.env.DB, selection);
+      if (body.dry_run) return c.json({ dry_run: true, matched, replayed: 0, remaining: matched }, 200);
+      if (partner.status !== "active") {
+        throw new ProblemError("partner_disabled", `Partner "${partner_id}" is disabled; enable it first.`, [
+          { location: "path.partner_id", message: "is disabled" },
+        ]);
+      }
+      const ids = await replaySelected(c.env.DB, selection, REPLAY_LIMIT, new Date().toISOString());
+      await enqueueDeliveries(c.env.DELIVERIES, ids);
+      return c.json({ dry_run: false, matched, replayed: ids.length, remaining: matched - ids.length }, 200);
+    },
+  );
+}
+
+/** A PATCH body's fields that were sent (zod leaves absent optional keys undefined). */
+function definedOnly<T extends Record<string, unknown>>(patch: T): Partial<T> {
+  return Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as Partial<T>;
+}

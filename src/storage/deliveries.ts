@@ -1,0 +1,339 @@
+/** SQL for deliveries and their attempts. */
+import type { DeliveryPayload, Partner } from "../delivery/partner";
+import type { D1 } from "./d1";
+import { toPartner } from "./partners";
+
+export const DELIVERY_STATES = ["pending", "retrying", "delivered", "failed", "dead", "parked"] as const;
+export type DeliveryState = (typeof DELIVERY_STATES)[number];
+/** States an operator can replay. */
+export const REPLAYABLE_STATES = ["failed", "dead", "parked"] as const;
+
+export interface DeliveryRow {
+  id: string;
+  event_id: string;
+  partner_id: string;
+  network_id: string;
+  transaction_id: string;
+  state: DeliveryState;
+  attempts: number;
+  retries: number;
+  last_status: number | null;
+  last_error: string | null;
+  next_attempt_at: string | null;
+  lease_until: string | null;
+  payload: string;
+  created_at: string;
+  updated_at: string;
+  delivered_at: string | null;
+}
+
+export interface AttemptRow {
+  delivery_id: string;
+  attempt: number;
+  partner_id: string;
+  started_at: string;
+  http_status: number | null;
+  error_class: string | null;
+  error: string | null;
+  latency_ms: number;
+  response_excerpt: string | null;
+  outcome: "delivered" | "retry" | "gone" | "failed" | "dead";
+}
+
+export function payloadOf(row: DeliveryRow): DeliveryPayload {
+  return JSON.parse(row.payload) as DeliveryPayload;
+}
+
+/**
+ * Creates a delivery once per (event, partner), in the events consumer's batch, right after the
+ * conversion upsert: only when D1 took the event's snapshot as part of the conversion's story
+ * (same life of the Durable Object, or the snapshot now current), so a re-accepted old postback
+ * after the dedupe window notifies no one.
+ */
+export function insertDeliveryStatement(
+  db: D1,
+  delivery: { id: string; partner_id: string; state: "pending" | "parked"; payload: DeliveryPayload; now: string },
+): D1PreparedStatement {
+  const p = delivery.payload;
+  return db
+    .prepare(
+      `INSERT INTO deliveries (id, event_id, partner_id, network_id, transaction_id, state, payload, created_at, updated_at)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8
+       WHERE EXISTS (
+         SELECT 1 FROM conversions c WHERE c.network_id = ?4 AND c.transaction_id = ?5
+           AND (c.first_seen_at = ?9 OR c.version = ?10)
+       )
+       ON CONFLICT (event_id, partner_id) DO NOTHING`,
+    )
+    .bind(
+      delivery.id,
+      p.event_id,
+      delivery.partner_id,
+      p.network_id,
+      p.transaction_id,
+      delivery.state,
+      JSON.stringify(p),
+      delivery.now,
+      p.conversion.first_seen_at,
+      p.conversion.version,
+    );
+}
+
+/** Deliveries of these events that have not been attempted yet: they need a queue message. */
+export async function unsentDeliveryIds(db: D1, eventIds: readonly string[]): Promise<string[]> {
+  if (eventIds.length === 0) return [];
+  const { results } = await db
+    .prepare(
+      "SELECT id FROM deliveries WHERE event_id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND attempts = 0",
+    )
+    .bind(JSON.stringify(eventIds))
+    .all<{ id: string }>();
+  return results.map((r) => r.id);
+}
+
+export type Claim =
+  | { claimed: true; delivery: DeliveryRow; partner: Partner }
+  | { claimed: false; delivery: DeliveryRow | null; partner: Partner | null };
+
+/**
+ * Takes the delivery for one attempt: only when it is due, not leased by another consumer, and
+ * its partner is active. One round trip: the claim and the partner read share a batch.
+ */
+export async function claimDelivery(
+  db: D1,
+  id: string,
+  now: string,
+  dueBy: string,
+  leaseUntil: string,
+): Promise<Claim> {
+  const [claim, partner, current] = await db.batch([
+    db
+      .prepare(
+        `UPDATE deliveries SET attempts = attempts + 1, lease_until = ?, updated_at = ?
+         WHERE id = ? AND state IN ('pending', 'retrying')
+           AND (lease_until IS NULL OR lease_until < ?)
+           AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+           AND EXISTS (SELECT 1 FROM partners p WHERE p.id = deliveries.partner_id AND p.status = 'active')
+         RETURNING *`,
+      )
+      .bind(leaseUntil, now, id, now, dueBy),
+    db.prepare("SELECT p.* FROM partners p JOIN deliveries d ON d.partner_id = p.id WHERE d.id = ?").bind(id),
+    db.prepare("SELECT * FROM deliveries WHERE id = ?").bind(id),
+  ]);
+  const claimed = claim?.results[0] as DeliveryRow | undefined;
+  const partnerRow = partner?.results[0] as Parameters<typeof toPartner>[0] | undefined;
+  const partnerValue = partnerRow ? toPartner(partnerRow) : null;
+  if (claimed && partnerValue) return { claimed: true, delivery: claimed, partner: partnerValue };
+  return { claimed: false, delivery: (current?.results[0] as DeliveryRow | undefined) ?? null, partner: partnerValue };
+}
+
+export interface AttemptRecord {
+  attempt: AttemptRow;
+  state: DeliveryState;
+  retries: number;
+  next_attempt_at: string | null;
+  now: string;
+}
+
+/** The attempt's row and the delivery's new state, to run in one batch. */
+export function finishAttemptStatements(db: D1, record: AttemptRecord): D1PreparedStatement[] {
+  const a = record.attempt;
+  return [
+    db
+      .prepare(
+        `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, error_class, error,
+           latency_ms, response_excerpt, outcome)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (delivery_id, attempt) DO NOTHING`,
+      )
+      .bind(
+        a.delivery_id,
+        a.attempt,
+        a.partner_id,
+        a.started_at,
+        a.http_status,
+        a.error_class,
+        a.error,
+        a.latency_ms,
+        a.response_excerpt,
+        a.outcome,
+      ),
+    db
+      .prepare(
+        `UPDATE deliveries SET state = ?, retries = ?, last_status = ?, last_error = ?, next_attempt_at = ?,
+           lease_until = NULL, updated_at = ?, delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END
+         WHERE id = ?`,
+      )
+      .bind(
+        record.state,
+        record.retries,
+        a.http_status,
+        a.error ?? (a.error_class ? a.error_class : null),
+        record.next_attempt_at,
+        record.now,
+        record.state,
+        record.now,
+        a.delivery_id,
+      ),
+  ];
+}
+
+/** Disables a partner and parks its unfinished deliveries (operator, 410, or the cron's auto-disable). */
+export function disablePartnerStatements(
+  db: D1,
+  partnerId: string,
+  reason: string,
+  now: string,
+): D1PreparedStatement[] {
+  return [
+    db
+      .prepare("UPDATE partners SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ?")
+      .bind(reason, now, partnerId),
+    parkDeliveriesStatement(db, partnerId, now),
+  ];
+}
+
+/** Parks a disabled partner's unfinished deliveries; enabling the partner resumes them. */
+export function parkDeliveriesStatement(db: D1, partnerId: string, now: string): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE deliveries SET state = 'parked', lease_until = NULL, updated_at = ?
+       WHERE partner_id = ? AND state IN ('pending', 'retrying')`,
+    )
+    .bind(now, partnerId);
+}
+
+/** Enables a partner and returns its parked deliveries to pending; their ids need queue messages. */
+export async function enablePartner(
+  db: D1,
+  partnerId: string,
+  now: string,
+): Promise<{ found: boolean; resumed: string[] }> {
+  const [enabled, resumed] = await db.batch([
+    db
+      .prepare(
+        "UPDATE partners SET status = 'active', disabled_reason = NULL, updated_at = ? WHERE id = ? RETURNING id",
+      )
+      .bind(now, partnerId),
+    db
+      .prepare(
+        `UPDATE deliveries SET state = 'pending', retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
+         WHERE partner_id = ? AND state = 'parked' AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
+         RETURNING id`,
+      )
+      .bind(now, partnerId, partnerId),
+  ]);
+  return {
+    found: (enabled?.results.length ?? 0) > 0,
+    resumed: ((resumed?.results ?? []) as { id: string }[]).map((r) => r.id),
+  };
+}
+
+/** Puts one finished delivery back to pending, keeping its id; null when it is not replayable. */
+export async function replayDelivery(db: D1, id: string, now: string): Promise<DeliveryRow | null> {
+  return db
+    .prepare(
+      `UPDATE deliveries SET state = 'pending', retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
+       WHERE id = ? AND state IN ('failed', 'dead', 'parked')
+         AND EXISTS (SELECT 1 FROM partners p WHERE p.id = deliveries.partner_id AND p.status = 'active')
+       RETURNING *`,
+    )
+    .bind(now, id)
+    .first<DeliveryRow>();
+}
+
+export interface ReplaySelection {
+  partner_id: string;
+  states: readonly string[];
+  since: string | null;
+  until: string | null;
+}
+
+const REPLAY_WHERE = `partner_id = ?1 AND state IN (SELECT value FROM json_each(?2))
+  AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4)`;
+
+export async function countReplayable(db: D1, selection: ReplaySelection): Promise<number> {
+  const row = await db
+    .prepare(`SELECT count(*) AS n FROM deliveries WHERE ${REPLAY_WHERE}`)
+    .bind(selection.partner_id, JSON.stringify(selection.states), selection.since, selection.until)
+    .first<{ n: number }>();
+  return row?.n ?? 0;
+}
+
+/** Replays up to `limit` of the selected deliveries, oldest first; returns their ids. */
+export async function replaySelected(
+  db: D1,
+  selection: ReplaySelection,
+  limit: number,
+  now: string,
+): Promise<string[]> {
+  const { results } = await db
+    .prepare(
+      `UPDATE deliveries SET state = 'pending', retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?5
+       WHERE id IN (SELECT id FROM deliveries WHERE ${REPLAY_WHERE} ORDER BY created_at, id LIMIT ?6)
+       RETURNING id`,
+    )
+    .bind(selection.partner_id, JSON.stringify(selection.states), selection.since, selection.until, now, limit)
+    .all<{ id: string }>();
+  return results.map((r) => r.id);
+}
+
+/** The DLQ's verdict: a delivery whose messages exhausted the queue's retries is dead. */
+export function markDeadStatement(db: D1, id: string, reason: string, now: string): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE deliveries SET state = 'dead', last_error = ?, lease_until = NULL, updated_at = ?
+       WHERE id = ? AND state IN ('pending', 'retrying')`,
+    )
+    .bind(reason, now, id);
+}
+
+export async function getDelivery(
+  db: D1,
+  id: string,
+): Promise<{ delivery: DeliveryRow | null; attempts: AttemptRow[] }> {
+  const [delivery, attempts] = await db.batch([
+    db.prepare("SELECT * FROM deliveries WHERE id = ?").bind(id),
+    db.prepare("SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt").bind(id),
+  ]);
+  return {
+    delivery: (delivery?.results[0] as DeliveryRow | undefined) ?? null,
+    attempts: (attempts?.results ?? []) as AttemptRow[],
+  };
+}
+
+export interface DeliveryFilter {
+  partner_id?: string | undefined;
+  state?: string | undefined;
+  event_id?: string | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+}
+
+/** Newest first by `created_at`; `after` is the sort key of the last row of the previous page. */
+export async function listDeliveries(
+  db: D1,
+  filter: DeliveryFilter,
+  limit: number,
+  after: [string, string] | null,
+): Promise<DeliveryRow[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT * FROM deliveries
+       WHERE (?1 IS NULL OR partner_id = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR event_id = ?3)
+         AND (?4 IS NULL OR created_at >= ?4) AND (?5 IS NULL OR created_at < ?5)
+         AND (?6 IS NULL OR (created_at, id) < (?6, ?7))
+       ORDER BY created_at DESC, id DESC LIMIT ?8`,
+    )
+    .bind(
+      filter.partner_id ?? null,
+      filter.state ?? null,
+      filter.event_id ?? null,
+      filter.since ?? null,
+      filter.until ?? null,
+      after?.[0] ?? null,
+      after?.[1] ?? null,
+      limit,
+    )
+    .all<DeliveryRow>();
+  return results;
+}

@@ -1,0 +1,187 @@
+/** SQL for partners and their signing secrets. */
+import type { Partner, PartnerFilters } from "../delivery/partner";
+import type { D1 } from "./d1";
+
+interface PartnerRow {
+  id: string;
+  name: string;
+  status: "active" | "disabled";
+  disabled_reason: string | null;
+  url_template: string;
+  method: "GET" | "POST";
+  headers: string;
+  body_template: string | null;
+  sign: number;
+  timeout_ms: number;
+  retry_schedule: string;
+  filters: string;
+  receives_test_traffic: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface PartnerSecretRow {
+  id: string;
+  partner_id: string;
+  ciphertext: string;
+  created_at: string;
+  expires_at: string | null;
+}
+
+export function toPartner(row: PartnerRow): Partner {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    disabled_reason: row.disabled_reason,
+    url_template: row.url_template,
+    method: row.method,
+    headers: JSON.parse(row.headers) as Record<string, string>,
+    body_template: row.body_template,
+    sign: row.sign === 1,
+    timeout_ms: row.timeout_ms,
+    retry_schedule_seconds: JSON.parse(row.retry_schedule) as number[],
+    filters: JSON.parse(row.filters) as PartnerFilters,
+    receives_test_traffic: row.receives_test_traffic === 1,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+function partnerValues(p: Partner): unknown[] {
+  return [
+    p.name,
+    p.status,
+    p.disabled_reason,
+    p.url_template,
+    p.method,
+    JSON.stringify(p.headers),
+    p.body_template,
+    p.sign ? 1 : 0,
+    p.timeout_ms,
+    JSON.stringify(p.retry_schedule_seconds),
+    JSON.stringify(p.filters),
+    p.receives_test_traffic ? 1 : 0,
+    p.updated_at,
+  ];
+}
+
+export async function insertPartner(db: D1, partner: Partner, secret: Omit<PartnerSecretRow, "expires_at"> | null) {
+  const statements = [
+    db
+      .prepare(
+        `INSERT INTO partners (name, status, disabled_reason, url_template, method, headers, body_template, sign,
+           timeout_ms, retry_schedule, filters, receives_test_traffic, updated_at, id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .bind(...partnerValues(partner), partner.id, partner.created_at),
+  ];
+  if (secret) statements.push(insertPartnerSecretStatement(db, secret));
+  await db.batch(statements);
+}
+
+/** Writes every mutable field; `secret`, when given, becomes the partner's current signing secret. */
+export async function updatePartner(db: D1, partner: Partner, secret: Omit<PartnerSecretRow, "expires_at"> | null) {
+  const statements = [
+    db
+      .prepare(
+        `UPDATE partners SET name = ?, status = ?, disabled_reason = ?, url_template = ?, method = ?, headers = ?,
+           body_template = ?, sign = ?, timeout_ms = ?, retry_schedule = ?, filters = ?, receives_test_traffic = ?,
+           updated_at = ?
+         WHERE id = ?`,
+      )
+      .bind(...partnerValues(partner), partner.id),
+  ];
+  if (secret) statements.push(insertPartnerSecretStatement(db, secret));
+  await db.batch(statements);
+}
+
+function insertPartnerSecretStatement(db: D1, secret: Omit<PartnerSecretRow, "expires_at">): D1PreparedStatement {
+  return db
+    .prepare("INSERT INTO partner_secrets (id, partner_id, ciphertext, created_at) VALUES (?, ?, ?, ?)")
+    .bind(secret.id, secret.partner_id, secret.ciphertext, secret.created_at);
+}
+
+export async function getPartner(db: D1, id: string): Promise<Partner | null> {
+  const row = await db.prepare("SELECT * FROM partners WHERE id = ?").bind(id).first<PartnerRow>();
+  return row ? toPartner(row) : null;
+}
+
+export async function listPartners(db: D1, limit: number, afterId: string | null): Promise<Partner[]> {
+  const { results } = await db
+    .prepare("SELECT * FROM partners WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2")
+    .bind(afterId, limit)
+    .all<PartnerRow>();
+  return results.map(toPartner);
+}
+
+/** Every partner, for routing one queue batch of events. */
+export async function allPartners(db: D1): Promise<Partner[]> {
+  const { results } = await db.prepare("SELECT * FROM partners ORDER BY id").all<PartnerRow>();
+  return results.map(toPartner);
+}
+
+/** Deletes the partner; its unfinished deliveries fail (their history stays). */
+export async function deletePartner(db: D1, id: string, now: string): Promise<boolean> {
+  const [, deleted] = await db.batch([
+    db
+      .prepare(
+        `UPDATE deliveries SET state = 'failed', last_error = 'partner deleted', lease_until = NULL, updated_at = ?
+         WHERE partner_id = ? AND state IN ('pending', 'retrying', 'parked')`,
+      )
+      .bind(now, id),
+    db.prepare("DELETE FROM partners WHERE id = ?").bind(id),
+  ]);
+  return (deleted?.meta.changes ?? 0) > 0;
+}
+
+/** Signing secrets that still sign at `now`, newest first. */
+export async function activePartnerSecrets(db: D1, partnerId: string, now: string): Promise<PartnerSecretRow[]> {
+  const { results } = await db
+    .prepare(
+      "SELECT * FROM partner_secrets WHERE partner_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, id DESC",
+    )
+    .bind(partnerId, now)
+    .all<PartnerSecretRow>();
+  return results;
+}
+
+export async function rotatePartnerSecret(db: D1, secret: Omit<PartnerSecretRow, "expires_at">, graceEndsAt: string) {
+  await db.batch([
+    db
+      .prepare(
+        "UPDATE partner_secrets SET expires_at = ? WHERE partner_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+      )
+      .bind(graceEndsAt, secret.partner_id, graceEndsAt),
+    insertPartnerSecretStatement(db, secret),
+  ]);
+}
+
+/**
+ * Partners to disable for failing: every attempt since their last success failed, the first of
+ * those failures is older than `since`, and there are at least `minAttempts` of them.
+ */
+export async function partnersFailingSince(
+  db: D1,
+  since: string,
+  minAttempts: number,
+): Promise<{ id: string; name: string; failures: number; failing_since: string }[]> {
+  const { results } = await db
+    .prepare(
+      `WITH last_success AS (
+         SELECT partner_id, max(started_at) AS at FROM delivery_attempts WHERE outcome = 'delivered' GROUP BY partner_id
+       ),
+       failing AS (
+         SELECT a.partner_id, count(*) AS failures, min(a.started_at) AS failing_since
+         FROM delivery_attempts a LEFT JOIN last_success s ON s.partner_id = a.partner_id
+         WHERE a.outcome != 'delivered' AND (s.at IS NULL OR a.started_at > s.at)
+         GROUP BY a.partner_id
+       )
+       SELECT p.id, p.name, f.failures, f.failing_since
+       FROM partners p JOIN failing f ON f.partner_id = p.id
+       WHERE p.status = 'active' AND f.failing_since <= ? AND f.failures >= ?`,
+    )
+    .bind(since, minAttempts)
+    .all<{ id: string; name: string; failures: number; failing_since: string }>();
+  return results;
+}
