@@ -1,6 +1,7 @@
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { fakePartner } from "./test/setup/fake-partner";
 
 const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
 
@@ -17,9 +18,8 @@ export default defineConfig({
         },
         // A database without migrations, to prove /health notices.
         d1Databases: { UNMIGRATED_DB: "unmigrated" },
-        // Any outbound request a test did not arrange fails loudly.
-        outboundService: (request: Request) =>
-          new Response(`unexpected outbound request in a test: ${request.method} ${request.url}`, { status: 599 }),
+        // The fake partner at https://partner.test; any other outbound request fails loudly (599).
+        outboundService: fakePartner,
       },
     }),
   ],

@@ -106,3 +106,31 @@ export async function conversionInD1(networkId: string, transactionId: string) {
     .bind(networkId, transactionId)
     .first<Record<string, unknown>>();
 }
+
+export const PARTNER = "https://partner.test";
+
+export interface PartnerRequestLog {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+  at: number;
+}
+
+/** Requests the fake partner (test/setup/fake-partner.ts) received under a path prefix. */
+export async function partnerLog(prefix: string): Promise<PartnerRequestLog[]> {
+  const response = await fetch(`${PARTNER}/__log${prefix}`);
+  return (await response.json()) as PartnerRequestLog[];
+}
+
+export interface TestPartner {
+  id: string;
+  signing_secret?: string;
+}
+
+export async function createPartner(fields: Record<string, unknown>): Promise<TestPartner> {
+  return expectStatus<TestPartner>(
+    await admin("/v1/partners", { method: "POST", body: JSON.stringify({ name: uniqueId("partner"), ...fields }) }),
+    201,
+  );
+}
