@@ -1,0 +1,356 @@
+/**
+ * The DELIVERIES consumer, called directly with a partner played by an injected `fetch`: every
+ * classification, the retry schedule, idempotency and leases, parking, the DLQ and auto-disable.
+ */
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import { deliveryIdFor } from "../src/delivery/partner";
+import { autoDisableFailingPartners } from "../src/operations/auto-disable";
+import {
+  consumeDeliveries,
+  consumeDeliveryDeadLetters,
+  type DeliveryConsumerDeps,
+} from "../src/queues/delivery-consumer";
+import { admin, createPartner, expectStatus, uniqueId } from "./helpers";
+
+interface FakeMessage {
+  id: string;
+  body: unknown;
+  attempts: number;
+  timestamp: Date;
+  ack: ReturnType<typeof vi.fn>;
+  retry: ReturnType<typeof vi.fn>;
+}
+
+function batchOf(bodies: unknown[], queue = "postback-deliveries") {
+  const messages: FakeMessage[] = bodies.map((body) => ({
+    id: uniqueId("m"),
+    body,
+    attempts: 1,
+    timestamp: new Date(),
+    ack: vi.fn(),
+    retry: vi.fn(),
+  }));
+  const batch = { queue, messages, ackAll: vi.fn(), retryAll: vi.fn() };
+  return { batch: batch as unknown as MessageBatch<unknown>, messages, raw: batch };
+}
+
+type Answer = Response | "hang" | Error;
+
+/** A partner that answers in turn from `answers` (the last one repeats), counting calls. */
+function partnerFetch(...answers: Answer[]) {
+  const calls: Request[] = [];
+  const fetch = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+    const request = new Request(input, init);
+    calls.push(request);
+    const answer = answers[Math.min(calls.length - 1, answers.length - 1)];
+    if (answer instanceof Error) throw answer;
+    if (answer === "hang" || answer === undefined) {
+      return new Promise<Response>((_, reject) =>
+        request.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))),
+      );
+    }
+    return answer.clone();
+  });
+  return { fetch: fetch as unknown as typeof globalThis.fetch, calls };
+}
+
+function deps(fetch: typeof globalThis.fetch, overrides: Partial<DeliveryConsumerDeps> = {}): DeliveryConsumerDeps {
+  return {
+    db: env.DB,
+    fetch,
+    encryptionKey: env.ENCRYPTION_KEY,
+    alert: vi.fn(async () => {}),
+    random: () => 0.5,
+    ...overrides,
+  };
+}
+
+async function partnerWith(fields: Record<string, unknown> = {}) {
+  return createPartner({ url_template: "https://partner.test/ok/pb?tx={transaction_id}&s={status}", ...fields });
+}
+
+/** A pending delivery row for `partnerId`, as the events consumer would have made it. */
+async function pendingDelivery(partnerId: string, overrides: { next_attempt_at?: string; amount?: string } = {}) {
+  const eventId = uniqueId("evt");
+  const id = await deliveryIdFor(eventId, partnerId);
+  const now = new Date().toISOString();
+  const payload = {
+    network_id: "acme",
+    transaction_id: uniqueId("tx"),
+    event_id: eventId,
+    verdict: "accepted",
+    received_at: now,
+    previous_status: null,
+    conversion: {
+      status: "approved",
+      amount: overrides.amount ?? "12.50",
+      currency: "USD",
+      event_time: now,
+      first_seen_at: now,
+      version: 1,
+    },
+  };
+  await env.DB.prepare(
+    `INSERT INTO deliveries (id, event_id, partner_id, network_id, transaction_id, state, payload, next_attempt_at, created_at, updated_at)
+     VALUES (?, ?, ?, 'acme', ?, 'pending', ?, ?, ?, ?)`,
+  )
+    .bind(
+      id,
+      eventId,
+      partnerId,
+      payload.transaction_id,
+      JSON.stringify(payload),
+      overrides.next_attempt_at ?? null,
+      now,
+      now,
+    )
+    .run();
+  return id;
+}
+
+async function deliveryRow(id: string) {
+  return env.DB.prepare("SELECT * FROM deliveries WHERE id = ?").bind(id).first<Record<string, unknown>>();
+}
+
+async function attemptsOf(id: string) {
+  const { results } = await env.DB.prepare("SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt")
+    .bind(id)
+    .all<Record<string, unknown>>();
+  return results;
+}
+
+const message = (delivery_id: string) => ({ v: 1, delivery_id });
+
+describe("delivery consumer: outcomes", () => {
+  it("marks a 2xx delivered, records the attempt and acks", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id);
+    const { fetch, calls } = partnerFetch(new Response("thanks", { status: 200 }));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(messages[0]?.ack).toHaveBeenCalledOnce();
+    expect(calls[0]?.url).toMatch(/^https:\/\/partner\.test\/ok\/pb\?tx=tx-.*&s=approved$/);
+    expect(calls[0]?.redirect).toBe("manual");
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered", attempts: 1, last_status: 200 });
+    expect(await attemptsOf(id)).toMatchObject([
+      { attempt: 1, http_status: 200, outcome: "delivered", response_excerpt: "thanks" },
+    ]);
+  });
+
+  it("sends once when a message comes twice after the first attempt succeeded, or twice at once", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id);
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const concurrent = batchOf([message(id), message(id)]);
+    await consumeDeliveries(concurrent.batch, deps(fetch));
+    const later = batchOf([message(id)]);
+    await consumeDeliveries(later.batch, deps(fetch));
+    expect(calls).toHaveLength(1);
+    for (const m of [...concurrent.messages, ...later.messages]) expect(m.ack).toHaveBeenCalledOnce();
+    expect(await attemptsOf(id)).toHaveLength(1);
+  });
+
+  it("retries a 5xx on the partner's schedule with jitter, keeping the excerpt", async () => {
+    const partner = await partnerWith({ retry_schedule_seconds: [100, 200] });
+    const id = await pendingDelivery(partner.id);
+    const { fetch } = partnerFetch(new Response("partner is down", { status: 503 }));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch, { random: () => 0.999 }));
+    expect(messages[0]?.ack).not.toHaveBeenCalled();
+    expect(messages[0]?.retry).toHaveBeenCalledWith({ delaySeconds: 120 });
+    const row = await deliveryRow(id);
+    expect(row).toMatchObject({ state: "retrying", retries: 1, last_status: 503, lease_until: null });
+    const dueInMs = Date.parse(String(row?.next_attempt_at)) - Date.now();
+    expect(dueInMs).toBeGreaterThan(100_000);
+    expect(dueInMs).toBeLessThanOrEqual(120_000);
+    expect(await attemptsOf(id)).toMatchObject([{ outcome: "retry", response_excerpt: "partner is down" }]);
+  });
+
+  it("honours a Retry-After longer than the schedule", async () => {
+    const partner = await partnerWith({ retry_schedule_seconds: [5] });
+    const id = await pendingDelivery(partner.id);
+    const { fetch } = partnerFetch(new Response("slow down", { status: 429, headers: { "retry-after": "900" } }));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(messages[0]?.retry).toHaveBeenCalledWith({ delaySeconds: 900 });
+  });
+
+  it("does not attempt a retry before it is due: the message comes back when it is", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id, { next_attempt_at: new Date(Date.now() + 60_000).toISOString() });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(calls).toHaveLength(0);
+    const [call] = messages[0]?.retry.mock.calls[0] ?? [];
+    expect(call.delaySeconds).toBeGreaterThan(50);
+    expect(call.delaySeconds).toBeLessThanOrEqual(60);
+  });
+
+  it("is dead once the schedule is exhausted", async () => {
+    const partner = await partnerWith({ retry_schedule_seconds: [1] });
+    const id = await pendingDelivery(partner.id);
+    const { fetch } = partnerFetch(new Response("down", { status: 500 }));
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch));
+    await env.DB.prepare("UPDATE deliveries SET next_attempt_at = NULL WHERE id = ?").bind(id).run();
+    const second = batchOf([message(id)]);
+    await consumeDeliveries(second.batch, deps(fetch));
+    expect(second.messages[0]?.ack).toHaveBeenCalledOnce();
+    expect(await deliveryRow(id)).toMatchObject({ state: "dead", attempts: 2 });
+    expect((await attemptsOf(id)).map((a) => a.outcome)).toEqual(["retry", "dead"]);
+  });
+
+  it("fails at once on another 4xx, and on a redirect it does not follow", async () => {
+    const partner = await partnerWith();
+    for (const answer of [
+      new Response("bad", { status: 400 }),
+      new Response(null, { status: 302, headers: { location: "https://elsewhere.test/" } }),
+    ]) {
+      const id = await pendingDelivery(partner.id);
+      const { fetch, calls } = partnerFetch(answer);
+      const { batch, messages } = batchOf([message(id)]);
+      await consumeDeliveries(batch, deps(fetch));
+      expect(calls).toHaveLength(1);
+      expect(messages[0]?.ack).toHaveBeenCalledOnce();
+      expect(await deliveryRow(id)).toMatchObject({ state: "failed", last_status: answer.status });
+    }
+  });
+
+  it("retries a timeout and a network error, naming the error class", async () => {
+    const partner = await partnerWith({ timeout_ms: 1000 });
+    for (const [answer, errorClass] of [
+      ["hang", "timeout"],
+      [new TypeError("connection refused"), "network"],
+    ] as const) {
+      const id = await pendingDelivery(partner.id);
+      const { fetch } = partnerFetch(answer);
+      const { batch, messages } = batchOf([message(id)]);
+      await consumeDeliveries(batch, deps(fetch));
+      expect(messages[0]?.retry).toHaveBeenCalledOnce();
+      expect(await attemptsOf(id)).toMatchObject([{ http_status: null, error_class: errorClass, outcome: "retry" }]);
+    }
+  });
+
+  it("disables the partner on 410, parks its deliveries and alerts; enabling resumes them", async () => {
+    const partner = await partnerWith();
+    const first = await pendingDelivery(partner.id);
+    const second = await pendingDelivery(partner.id);
+    const alert = vi.fn(async () => {});
+    const { fetch, calls } = partnerFetch(new Response("gone", { status: 410 }));
+    await consumeDeliveries(batchOf([message(first)]).batch, deps(fetch, { alert }));
+    expect(alert).toHaveBeenCalledWith(expect.objectContaining({ partner_id: partner.id }));
+    const detail = await expectStatus<{ status: string; disabled_reason: string }>(
+      await admin(`/v1/partners/${partner.id}`),
+      200,
+    );
+    expect(detail).toMatchObject({ status: "disabled", disabled_reason: "gone" });
+    expect((await deliveryRow(first))?.state).toBe("parked");
+    expect((await deliveryRow(second))?.state).toBe("parked");
+
+    // The second delivery's message arrives while the partner is disabled: nothing is sent.
+    const parkedMessage = batchOf([message(second)]);
+    await consumeDeliveries(parkedMessage.batch, deps(fetch));
+    expect(calls).toHaveLength(1);
+    expect(parkedMessage.messages[0]?.ack).toHaveBeenCalledOnce();
+
+    const enabled = await expectStatus<{ resumed_deliveries: number }>(
+      await admin(`/v1/partners/${partner.id}/enable`, { method: "POST" }),
+      200,
+    );
+    expect(enabled.resumed_deliveries).toBe(2);
+    expect((await deliveryRow(second))?.state).toBe("pending");
+  });
+
+  it("fails a delivery whose body template cannot render valid JSON for this conversion, sending nothing", async () => {
+    const partner = await partnerWith({ method: "POST", body_template: '{"payout":{amount}}' });
+    const id = await pendingDelivery(partner.id, { amount: "" });
+    await env.DB.prepare("UPDATE deliveries SET payload = json_remove(payload, '$.conversion.amount') WHERE id = ?")
+      .bind(id)
+      .run();
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(calls).toHaveLength(0);
+    expect(messages[0]?.ack).toHaveBeenCalledOnce();
+    expect(await attemptsOf(id)).toMatchObject([{ error_class: "render", outcome: "failed" }]);
+  });
+
+  it("keeps an unreadable message as a dead letter and retries on a D1 failure", async () => {
+    const { fetch } = partnerFetch(new Response("ok"));
+    const invalid = batchOf([{ nonsense: true }]);
+    await consumeDeliveries(invalid.batch, deps(fetch));
+    expect(invalid.messages[0]?.ack).toHaveBeenCalledOnce();
+    const letter = await env.DB.prepare("SELECT reason FROM dead_letters WHERE body LIKE '%nonsense%'").first<{
+      reason: string;
+    }>();
+    expect(letter?.reason).toBe("invalid delivery message");
+
+    const brokenDb = {
+      prepare: (query: string) => env.DB.prepare(query),
+      batch: async () => {
+        throw new Error("D1_ERROR: injected");
+      },
+    };
+    const failing = batchOf([message("dlv_whatever")]);
+    await consumeDeliveries(failing.batch, deps(fetch, { db: brokenDb as unknown as D1Database }));
+    expect(failing.messages[0]?.ack).not.toHaveBeenCalled();
+    expect(failing.messages[0]?.retry).toHaveBeenCalledOnce();
+  });
+});
+
+describe("deliveries dead-letter queue", () => {
+  it("marks the delivery dead and keeps a dead-letter row", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id);
+    const { batch, raw } = batchOf([message(id)], "postback-deliveries-dlq");
+    await consumeDeliveryDeadLetters(batch, env.DB);
+    expect(raw.ackAll).toHaveBeenCalledOnce();
+    expect(await deliveryRow(id)).toMatchObject({ state: "dead" });
+    const letter = await env.DB.prepare("SELECT queue FROM dead_letters WHERE body LIKE ?").bind(`%${id}%`).first();
+    expect(letter).toEqual({ queue: "postback-deliveries-dlq" });
+  });
+});
+
+describe("auto-disable (cron)", () => {
+  async function attempt(partnerId: string, deliveryId: string, n: number, startedAt: string, outcome: string) {
+    await env.DB.prepare(
+      `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, latency_ms, outcome)
+       VALUES (?, ?, ?, ?, 500, 10, ?)`,
+    )
+      .bind(deliveryId, n, partnerId, startedAt, outcome)
+      .run();
+  }
+
+  it("disables a partner failing for the whole period, parks its deliveries and alerts; spares one that recovered", async () => {
+    const now = Date.now();
+    const hoursAgo = (h: number) => new Date(now - h * 3_600_000).toISOString();
+    const failing = await partnerWith();
+    const recovered = await partnerWith();
+    const young = await partnerWith();
+    const failingDelivery = await pendingDelivery(failing.id);
+    const recoveredDelivery = await pendingDelivery(recovered.id);
+    const youngDelivery = await pendingDelivery(young.id);
+    for (let n = 1; n <= 12; n++) {
+      await attempt(failing.id, failingDelivery, n, hoursAgo(30 - n), "retry");
+      await attempt(recovered.id, recoveredDelivery, n, hoursAgo(30 - n), n === 12 ? "delivered" : "retry");
+      await attempt(young.id, youngDelivery, n, hoursAgo(2), "retry");
+    }
+    const alerts: Request[] = [];
+    const fetcher = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+      alerts.push(new Request(input, init));
+      return new Response("ok");
+    });
+    const disabled = await autoDisableFailingPartners(
+      env.DB,
+      { PARTNER_AUTO_DISABLE_HOURS: 24, PARTNER_AUTO_DISABLE_MIN_ATTEMPTS: 10, ALERT_URL: "https://alerts.test/hook" },
+      now,
+      fetcher as unknown as typeof fetch,
+    );
+    expect(disabled).toEqual([failing.id]);
+    expect((await deliveryRow(failingDelivery))?.state).toBe("parked");
+    expect((await deliveryRow(recoveredDelivery))?.state).toBe("pending");
+    expect(alerts).toHaveLength(1);
+    expect(await alerts[0]?.json()).toMatchObject({ type: "partner_disabled", partner_id: failing.id });
+  });
+});
