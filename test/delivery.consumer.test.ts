@@ -11,7 +11,7 @@ import {
   consumeDeliveryDeadLetters,
   type DeliveryConsumerDeps,
 } from "../src/queues/delivery-consumer";
-import { admin, createPartner, expectStatus, uniqueId } from "./helpers";
+import { admin, createPartner, eventually, expectStatus, uniqueId } from "./helpers";
 
 interface FakeMessage {
   id: string;
@@ -296,6 +296,33 @@ describe("delivery consumer: outcomes", () => {
     await consumeDeliveries(failing.batch, deps(fetch, { db: brokenDb as unknown as D1Database }));
     expect(failing.messages[0]?.ack).not.toHaveBeenCalled();
     expect(failing.messages[0]?.retry).toHaveBeenCalledOnce();
+  });
+});
+
+describe("delivery consumer: isolation", () => {
+  it("does not hold a healthy partner's delivery behind a slow partner in the same batch", async () => {
+    const slow = await partnerWith({ url_template: "https://partner.test/slow/pb", timeout_ms: 5000 });
+    const healthy = await partnerWith();
+    const slowId = await pendingDelivery(slow.id);
+    const healthyId = await pendingDelivery(healthy.id);
+    const fetch = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+      const request = new Request(input, init);
+      if (!request.url.includes("/slow/")) return new Response("ok");
+      return new Promise<Response>((_, reject) =>
+        request.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))),
+      );
+    });
+    const { batch, messages } = batchOf([message(slowId), message(healthyId)]);
+    let batchDone = false;
+    const running = consumeDeliveries(batch, deps(fetch as unknown as typeof globalThis.fetch)).then(() => {
+      batchDone = true;
+    });
+    await eventually(async () => (messages[1]?.ack.mock.calls.length ? true : null));
+    expect((await deliveryRow(healthyId))?.state).toBe("delivered");
+    expect(batchDone).toBe(false);
+    expect(messages[0]?.ack).not.toHaveBeenCalled();
+    await running;
+    expect(messages[0]?.retry).toHaveBeenCalledOnce();
   });
 });
 
