@@ -313,8 +313,14 @@ export async function checkSchema(db: D1): Promise<void> {
   ]);
 }
 
-/** Retention: drops history older than `before`; conversions themselves are kept. */
-export async function pruneEvents(db: D1, before: string): Promise<number> {
-  const result = await db.prepare("DELETE FROM conversion_events WHERE received_at < ?").bind(before).run();
-  return result.meta.changes;
+/**
+ * Retention: drops event history, finished deliveries and their attempts older than `before`;
+ * conversions themselves are kept, and so is every delivery still pending, retrying or parked.
+ */
+export async function pruneHistory(db: D1, before: string): Promise<{ events: number; deliveries: number }> {
+  const [events, deliveries] = await db.batch([
+    db.prepare("DELETE FROM conversion_events WHERE received_at < ?").bind(before),
+    db.prepare("DELETE FROM deliveries WHERE created_at < ? AND state IN ('delivered', 'failed', 'dead')").bind(before),
+  ]);
+  return { events: events?.meta.changes ?? 0, deliveries: deliveries?.meta.changes ?? 0 };
 }
