@@ -15,6 +15,8 @@ export default defineConfig({
           ADMIN_TOKEN: "test-admin-token-0123456789abcdef",
           ENCRYPTION_KEY: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
           TEST_MIGRATIONS: migrations,
+          // Production's rule, whatever a developer's .dev.vars says (it allows http and loopback).
+          ALLOW_INSECURE_PARTNER_URLS: "false",
         },
         // A database without migrations, to prove /health notices.
         d1Databases: { UNMIGRATED_DB: "unmigrated" },

@@ -115,7 +115,11 @@ function joinLocation(prefix: string, path: readonly PropertyKey[]): string {
 }
 
 export function validationProblem(prefix: string, error: z.ZodError): ProblemError {
-  const errors = zodFieldErrors(prefix, error);
+  return validationFailed(zodFieldErrors(prefix, error));
+}
+
+/** One 422 naming every field, whichever checks found the problems. */
+export function validationFailed(errors: FieldError[]): ProblemError {
   const fields = [...new Set(errors.map((e) => e.location))].join(", ");
   return new ProblemError("validation_failed", `Fix these fields and send the request again: ${fields}.`, errors);
 }

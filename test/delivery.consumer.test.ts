@@ -299,6 +299,20 @@ describe("delivery consumer: outcomes", () => {
   });
 });
 
+describe("delivery consumer: operator changes during an attempt", () => {
+  it("does not overwrite a delivery the operator failed while the attempt was in flight", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id);
+    const fetch = vi.fn(async () => {
+      await expectStatus(await admin(`/v1/partners/${partner.id}`, { method: "DELETE" }), 204);
+      return new Response("ok");
+    });
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch as unknown as typeof globalThis.fetch));
+    expect(await deliveryRow(id)).toMatchObject({ state: "failed", last_error: "partner deleted" });
+    expect(await attemptsOf(id)).toMatchObject([{ attempt: 1, http_status: 200, outcome: "delivered" }]);
+  });
+});
+
 describe("delivery consumer: isolation", () => {
   it("does not hold a healthy partner's delivery behind a slow partner in the same batch", async () => {
     const slow = await partnerWith({ url_template: "https://partner.test/slow/pb", timeout_ms: 5000 });

@@ -346,8 +346,8 @@ describe("creating a partner: 422 naming the field", () => {
     ["timeout_ms below 1 s", { timeout_ms: 999 }, "body.timeout_ms"],
     ["timeout_ms above 30 s", { timeout_ms: 30_001 }, "body.timeout_ms"],
     ["an unknown top-level field", { retries: 3 }, "body.retries"],
-    ["a webhook-signature header", { headers: { "Webhook-Signature": "v1,forged" } }, "body.headers"],
-    ["a host header", { headers: { host: "internal.example" } }, "body.headers"],
+    ["a webhook-signature header", { headers: { "Webhook-Signature": "v1,forged" } }, "body.headers.Webhook-Signature"],
+    ["a host header", { headers: { host: "internal.example" } }, "body.headers.host"],
     ["a header value with CR/LF", { headers: { "X-Note": "a\r\nX-Injected: 1" } }, "body.headers.X-Note"],
     ["a filter on an unknown status", { filters: { statuses: ["approved", "won"] } }, "body.filters.statuses[1]"],
     ["a filter on an unknown platform", { filters: { platforms: ["desktop"] } }, "body.filters.platforms[0]"],
@@ -395,7 +395,7 @@ describe("creating a partner: 422 naming the field", () => {
     );
     expectLocations(problem, [
       "body.timeout_ms",
-      "body.headers",
+      "body.headers.host",
       "body.filters.platforms[0]",
       "body.colour",
       "body.url_template",

@@ -7,7 +7,7 @@
 
 import type { Partner } from "../delivery/partner";
 import { type PartnerRequest, sendPartnerRequest, signatureHeaders } from "../delivery/partner-client";
-import { partnerSigningKeys } from "../delivery/partner-keys";
+import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import { type AttemptOutcome, classify, nextRetryDelaySeconds } from "../delivery/retry-policy";
 import type { D1 } from "../storage/d1";
@@ -116,21 +116,25 @@ async function attempt(deliveryId: string, deps: DeliveryConsumerDeps): Promise<
         retries: delivery.retries,
         next_attempt_at: null,
         now: iso(now()),
+        lease: delivery.lease_until,
       }),
     );
     return null;
   }
   if (partner.sign) {
     const keys = await partnerSigningKeys(deps.db, deps.encryptionKey, partner.id, startedMs);
-    if (keys.length > 0) {
-      Object.assign(
-        request.headers,
-        await signatureHeaders(keys, delivery.id, Math.floor(startedMs / 1000), request.body),
-      );
-    }
+    // A signing partner never gets an unsigned request; without a key the message is retried.
+    if (keys.length === 0) throw new Error(`partner ${partner.id} signs but has no active signing secret`);
+    Object.assign(
+      request.headers,
+      await signatureHeaders(keys, delivery.id, Math.floor(startedMs / 1000), request.body),
+    );
   }
   const result = await sendPartnerRequest(request, { timeoutMs: partner.timeout_ms, fetch: deps.fetch, now });
   const finishedMs = now();
+  if (partner.sign && result.outcome.kind === "response" && [401, 403].includes(result.outcome.status)) {
+    forgetPartnerKeys(partner.id);
+  }
   const verdict = classify(result.outcome);
   const delay =
     verdict === "retry"
@@ -163,6 +167,7 @@ async function attempt(deliveryId: string, deps: DeliveryConsumerDeps): Promise<
     retries: verdict === "retry" ? delivery.retries + 1 : delivery.retries,
     next_attempt_at: delay === null ? null : iso(finishedMs + delay * 1000),
     now: iso(finishedMs),
+    lease: delivery.lease_until,
   });
   if (verdict === "gone") statements.push(...disablePartnerStatements(deps.db, partner.id, "gone", iso(finishedMs)));
   await deps.db.batch(statements);

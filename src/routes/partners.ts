@@ -6,16 +6,15 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { type Config, configOf } from "../config";
 import type { DeliveryPayload, Partner } from "../delivery/partner";
-import { signatureHeaders } from "../delivery/partner-client";
+import { type PartnerRequest, signatureHeaders } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
-import { macroValues, renderRequest } from "../delivery/render";
+import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, validateRetrySchedule } from "../delivery/retry-policy";
 import { lintBodyTemplate } from "../delivery/template";
 import { lintUrlTemplate } from "../delivery/url-safety";
-import type { FieldError } from "../errors";
-import { ProblemError } from "../errors";
+import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from "../errors";
 import { NETWORK_ID_PATTERN } from "../ingest/ingest";
-import { CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
+import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
 import { newId } from "../lib/bytes";
 import { encryptSecret, generateSecret } from "../networks/secrets";
 import { enqueueDeliveries } from "../queues/delivery-messages";
@@ -97,9 +96,24 @@ const PartnerPatchSchema = z
         z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, { error: "must be an HTTP header name" }),
         HeaderValue,
       )
-      .refine((headers) => Object.keys(headers).length <= 20, { error: "at most 20 headers" })
-      .refine((headers) => Object.keys(headers).every((name) => !RESERVED_HEADERS.has(name.toLowerCase())), {
-        error: `must not set ${[...RESERVED_HEADERS].join(", ")}`,
+      .superRefine((headers, ctx) => {
+        const names = Object.keys(headers);
+        if (names.length > 20) ctx.addIssue({ code: "custom", message: "at most 20 headers" });
+        const seen = new Set<string>();
+        for (const name of names) {
+          const lower = name.toLowerCase();
+          if (RESERVED_HEADERS.has(lower)) {
+            ctx.addIssue({ code: "custom", path: [name], message: "is set by the hub and cannot be overridden" });
+          }
+          if (seen.has(lower)) {
+            ctx.addIssue({
+              code: "custom",
+              path: [name],
+              message: "repeats a header name (names are case-insensitive)",
+            });
+          }
+          seen.add(lower);
+        }
       })
       .optional(),
     body_template: z
@@ -147,10 +161,24 @@ const PartnerParams = z.object({
     .openapi({ param: { name: "partner_id", in: "path" }, example: "ptn_01jd5x4m2k8c7r1q0s9t6v3w2y" }),
 });
 
+const sampleText = z.string().max(256).nullable().optional();
 const PreviewBody = z
   .strictObject({
     conversion: z
-      .record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]))
+      .strictObject({
+        network_id: sampleText,
+        transaction_id: sampleText,
+        status: z.enum(CONVERSION_STATUSES).optional(),
+        amount: z.union([AmountSchema, z.number().nonnegative()]).nullable().optional(),
+        currency: sampleText,
+        event_time: sampleText,
+        event_type: sampleText,
+        campaign_id: sampleText,
+        click_id: sampleText,
+        user_id: sampleText,
+        device_id: sampleText,
+        platform: z.enum(PLATFORMS).nullable().optional(),
+      })
       .optional()
       .openapi({ description: "Fields to use instead of the sample conversion's; null removes one." }),
     meta: z
@@ -215,16 +243,26 @@ function toResponse(partner: Partner) {
   return { ...partner, filters: partner.filters };
 }
 
-/** The checks zod cannot make alone: templates, URL safety, schedule, method-specific fields. */
-function lintPartner(partner: Partner, config: Config): FieldError[] {
-  const errors = lintUrlTemplate(partner.url_template, { allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS });
-  const scheduleError = validateRetrySchedule(partner.retry_schedule_seconds);
-  if (scheduleError) errors.push({ location: "body.retry_schedule_seconds", message: scheduleError });
-  if (partner.body_template !== null) {
-    if (partner.method !== "POST") {
+type LintedFields = Partial<Pick<Partner, "url_template" | "retry_schedule_seconds" | "body_template" | "method">>;
+
+/**
+ * The checks zod cannot make alone: templates, URL safety, schedule, method-specific fields. Each
+ * runs when its field is present with the right type, so it also serves the schema hook below.
+ */
+function lintPartner(fields: LintedFields, config: Config): FieldError[] {
+  const errors: FieldError[] = [];
+  if (typeof fields.url_template === "string") {
+    errors.push(...lintUrlTemplate(fields.url_template, { allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS }));
+  }
+  if (Array.isArray(fields.retry_schedule_seconds) && fields.retry_schedule_seconds.every(Number.isFinite)) {
+    const scheduleError = validateRetrySchedule(fields.retry_schedule_seconds);
+    if (scheduleError) errors.push({ location: "body.retry_schedule_seconds", message: scheduleError });
+  }
+  if (typeof fields.body_template === "string") {
+    if (fields.method !== "POST") {
       errors.push({ location: "body.body_template", message: "is only used with method POST" });
     } else {
-      errors.push(...lintBodyTemplate(partner.body_template, "body.body_template"));
+      errors.push(...lintBodyTemplate(fields.body_template, "body.body_template"));
     }
   }
   return errors;
@@ -232,10 +270,54 @@ function lintPartner(partner: Partner, config: Config): FieldError[] {
 
 function requireValid(partner: Partner, config: Config): void {
   const errors = lintPartner(partner, config);
-  if (errors.length > 0) {
-    const fields = [...new Set(errors.map((e) => e.location))].join(", ");
-    throw new ProblemError("validation_failed", `Fix these fields and send the request again: ${fields}.`, errors);
+  if (errors.length > 0) throw validationFailed(errors);
+}
+
+/**
+ * When the schema rejects a partner body, the template and schedule checks still run on the raw
+ * fields, so that one 422 names every problem instead of revealing them one round at a time.
+ */
+interface HookContext {
+  req: { json(): Promise<unknown>; method: string };
+  env: Env;
+}
+
+function partnerBodyHook(
+  result: { success: true } | { success: false; error: z.ZodError; target: string },
+  c: HookContext,
+): Promise<never> | undefined {
+  return result.success ? undefined : rejectPartnerBody(result.error, result.target, c);
+}
+
+async function rejectPartnerBody(error: z.ZodError, target: string, c: HookContext): Promise<never> {
+  const errors = zodFieldErrors(target === "json" ? "body" : target, error);
+  if (target === "json") {
+    const raw: unknown = await c.req.json().catch(() => null);
+    if (raw !== null && typeof raw === "object" && !Array.isArray(raw)) {
+      const fields = raw as Record<string, unknown>;
+      errors.push(
+        ...lintPartner(
+          {
+            url_template: typeof fields.url_template === "string" ? fields.url_template : undefined,
+            retry_schedule_seconds: Array.isArray(fields.retry_schedule_seconds)
+              ? (fields.retry_schedule_seconds as number[])
+              : undefined,
+            body_template: typeof fields.body_template === "string" ? fields.body_template : undefined,
+            // Absent: a new partner defaults to GET; an update keeps a method this hook cannot see, so
+            // its body template is linted as if it were sent.
+            method:
+              fields.method === "POST" || fields.method === "GET"
+                ? fields.method
+                : c.req.method === "PATCH"
+                  ? "POST"
+                  : "GET",
+          },
+          configOf(c.env),
+        ),
+      );
+    }
   }
+  throw validationFailed(errors);
 }
 
 async function newSigningSecret(env: Env, partnerId: string, now: string) {
@@ -322,6 +404,7 @@ export function registerPartnerRoutes(app: App): void {
       await insertPartner(c.env.DB, partner, signing?.row ?? null);
       return c.json({ ...toResponse(partner), ...(signing ? { signing_secret: signing.secret } : {}) }, 201);
     },
+    partnerBodyHook,
   );
 
   app.openapi(
@@ -413,6 +496,7 @@ export function registerPartnerRoutes(app: App): void {
       forgetPartnerKeys(partner_id);
       return c.json({ ...toResponse(updated), ...(signing ? { signing_secret: signing.secret } : {}) }, 200);
     },
+    partnerBodyHook,
   );
 
   app.openapi(
@@ -553,7 +637,13 @@ export function registerPartnerRoutes(app: App): void {
       if (!partner) throw missing(partner_id);
       const payload = samplePayload(body.conversion, body.meta);
       const deliveryId = "dlv_preview";
-      const request = renderRequest(partner, macroValues(payload, deliveryId, 1));
+      let request: PartnerRequest;
+      try {
+        request = renderRequest(partner, macroValues(payload, deliveryId, 1));
+      } catch (error) {
+        if (!(error instanceof RenderError)) throw error;
+        throw validationFailed([{ location: "body.conversion", message: error.message }]);
+      }
       if (partner.sign) {
         const nowMs = Date.now();
         const keys = await partnerSigningKeys(c.env.DB, configOf(c.env).ENCRYPTION_KEY, partner.id, nowMs);

@@ -133,6 +133,9 @@ export interface AttemptRecord {
   retries: number;
   next_attempt_at: string | null;
   now: string;
+  /** The claim's lease: the new state applies only while it is still held, so an operator's
+   * change during the attempt (delete, disable) is not overwritten. */
+  lease: string | null;
 }
 
 /** The attempt's row and the delivery's new state, to run in one batch. */
@@ -161,7 +164,7 @@ export function finishAttemptStatements(db: D1, record: AttemptRecord): D1Prepar
       .prepare(
         `UPDATE deliveries SET state = ?, retries = ?, last_status = ?, last_error = ?, next_attempt_at = ?,
            lease_until = NULL, updated_at = ?, delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END
-         WHERE id = ?`,
+         WHERE id = ? AND lease_until IS ?`,
       )
       .bind(
         record.state,
@@ -173,6 +176,7 @@ export function finishAttemptStatements(db: D1, record: AttemptRecord): D1Prepar
         record.state,
         record.now,
         a.delivery_id,
+        record.lease,
       ),
   ];
 }
