@@ -33,15 +33,23 @@ export async function startWranglerDev(): Promise<WranglerDev> {
     ADMIN_TOKEN: `e2e-admin-${randomBytes(16).toString("hex")}`,
     ENCRYPTION_KEY: randomBytes(32).toString("base64"),
   };
+  // As .dev.vars.example sets it: the e2e partner is a server on 127.0.0.1 over http.
+  const vars = { ALLOW_INSECURE_PARTNER_URLS: "true" };
   const stateDir = await mkdtemp(path.join(tmpdir(), "postback-hub-e2e-"));
   const envFile = path.join(stateDir, "e2e.env");
-  await writeFile(envFile, `ADMIN_TOKEN=${secrets.ADMIN_TOKEN}\nENCRYPTION_KEY=${secrets.ENCRYPTION_KEY}\n`);
+  const settings = { ...secrets, ...vars };
+  await writeFile(
+    envFile,
+    Object.entries(settings)
+      .map(([name, value]) => `${name}=${value}\n`)
+      .join(""),
+  );
   // Wrangler prefers values from its own process.env over the env file (the config declares
-  // [secrets]), so the test's secrets go in both: the file keeps .dev.vars out, the environment
+  // [secrets]), so the test's settings go in both: the file keeps .dev.vars out, the environment
   // wins over anything a developer exported in their shell.
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    ...secrets,
+    ...settings,
     // node_modules/.bin/wrangler runs `#!/usr/bin/env node`; the project's Node 22 must win over the system's.
     PATH: `${BIN}${path.delimiter}${process.env.PATH ?? ""}`,
     CI: "true",
