@@ -4,7 +4,7 @@
 // 2. applies the D1 migrations to the local database;
 // 3. starts wrangler dev with local D1, Durable Objects and Queues. Extra arguments are passed on.
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -14,9 +14,22 @@ const persistIndex = args.indexOf("--persist-to");
 const persist = persistIndex >= 0 ? ["--persist-to", args[persistIndex + 1]] : [];
 
 const devVars = path.join(root, ".dev.vars");
+const example = path.join(root, ".dev.vars.example");
 if (!existsSync(devVars)) {
-  copyFileSync(path.join(root, ".dev.vars.example"), devVars);
+  copyFileSync(example, devVars);
   console.log("• created .dev.vars from .dev.vars.example (dev-only admin token and encryption key)");
+} else {
+  // A .dev.vars made before a setting existed gets that setting, so a pull never breaks `npm run dev`.
+  const keysOf = (text) => new Set([...text.matchAll(/^([A-Z0-9_]+)=/gm)].map((m) => m[1]));
+  const current = readFileSync(devVars, "utf8");
+  const have = keysOf(current);
+  const missing = readFileSync(example, "utf8")
+    .split("\n")
+    .filter((line) => /^[A-Z0-9_]+=/.test(line) && !have.has(line.split("=")[0]));
+  if (missing.length > 0) {
+    appendFileSync(devVars, `${current.endsWith("\n") ? "" : "\n"}${missing.join("\n")}\n`);
+    console.log(`• added to .dev.vars from .dev.vars.example: ${missing.map((l) => l.split("=")[0]).join(", ")}`);
+  }
 }
 
 console.log("• applying D1 migrations to the local database");

@@ -3,6 +3,7 @@ import { createApp } from "./app";
 import { configOf } from "./config";
 import { sendAlert } from "./operations/alerts";
 import { autoDisableFailingPartners } from "./operations/auto-disable";
+import { requeueStrandedDeliveries } from "./operations/sweep";
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { runRetention } from "./retention";
@@ -63,6 +64,7 @@ export default {
       await runRetention(env, controller.scheduledTime);
     } else {
       await autoDisableFailingPartners(env.DB, configOf(env), controller.scheduledTime);
+      await requeueStrandedDeliveries(env.DB, env.DELIVERIES, controller.scheduledTime);
     }
   },
 } satisfies ExportedHandler<Env>;

@@ -6,11 +6,13 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import { deliveryIdFor } from "../src/delivery/partner";
 import { autoDisableFailingPartners } from "../src/operations/auto-disable";
+import { requeueStrandedDeliveries } from "../src/operations/sweep";
 import {
   consumeDeliveries,
   consumeDeliveryDeadLetters,
   type DeliveryConsumerDeps,
 } from "../src/queues/delivery-consumer";
+import type { DeliveriesQueue } from "../src/queues/delivery-messages";
 import { admin, createPartner, eventually, expectStatus, uniqueId } from "./helpers";
 
 interface FakeMessage {
@@ -144,10 +146,14 @@ describe("delivery consumer: outcomes", () => {
     const { fetch, calls } = partnerFetch(new Response("ok"));
     const concurrent = batchOf([message(id), message(id)]);
     await consumeDeliveries(concurrent.batch, deps(fetch));
-    const later = batchOf([message(id)]);
+    // The copy that lost the claim is not acked while the other held it: it comes back later.
+    const acked = concurrent.messages.filter((m) => m.ack.mock.calls.length === 1);
+    const retried = concurrent.messages.filter((m) => m.retry.mock.calls.length === 1);
+    expect([acked.length, retried.length]).toEqual([1, 1]);
+    const later = batchOf([message(id), message(id)]);
     await consumeDeliveries(later.batch, deps(fetch));
     expect(calls).toHaveLength(1);
-    for (const m of [...concurrent.messages, ...later.messages]) expect(m.ack).toHaveBeenCalledOnce();
+    for (const m of later.messages) expect(m.ack).toHaveBeenCalledOnce();
     expect(await attemptsOf(id)).toHaveLength(1);
   });
 
@@ -310,6 +316,55 @@ describe("delivery consumer: operator changes during an attempt", () => {
     await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch as unknown as typeof globalThis.fetch));
     expect(await deliveryRow(id)).toMatchObject({ state: "failed", last_error: "partner deleted" });
     expect(await attemptsOf(id)).toMatchObject([{ attempt: 1, http_status: 200, outcome: "delivered" }]);
+  });
+});
+
+describe("delivery consumer: nothing is stranded", () => {
+  it("brings a message back after another consumer's lease instead of acking it", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id);
+    await env.DB.prepare("UPDATE deliveries SET lease_until = ? WHERE id = ?")
+      .bind(new Date(Date.now() + 40_000).toISOString(), id)
+      .run();
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(calls).toHaveLength(0);
+    expect(messages[0]?.ack).not.toHaveBeenCalled();
+    const [call] = messages[0]?.retry.mock.calls[0] ?? [];
+    expect(call.delaySeconds).toBeGreaterThan(30);
+    expect(call.delaySeconds).toBeLessThanOrEqual(40);
+  });
+
+  it("releases its claim when something unexpected fails mid-attempt, and retries the message", async () => {
+    const partner = await partnerWith({ sign: true });
+    const id = await pendingDelivery(partner.id);
+    await env.DB.prepare("DELETE FROM partner_secrets WHERE partner_id = ?").bind(partner.id).run();
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(calls).toHaveLength(0);
+    expect(messages[0]?.retry).toHaveBeenCalledOnce();
+    expect(await deliveryRow(id)).toMatchObject({ state: "pending", lease_until: null });
+  });
+
+  it("re-queues a delivery left without a message, once per sweep", async () => {
+    const partner = await partnerWith();
+    const stranded = await pendingDelivery(partner.id);
+    const fresh = await pendingDelivery(partner.id);
+    await env.DB.prepare("UPDATE deliveries SET updated_at = '2026-01-01T00:00:00.000Z' WHERE id = ?")
+      .bind(stranded)
+      .run();
+    const sent: unknown[] = [];
+    const queue = {
+      sendBatch: async (messages: Iterable<MessageSendRequest<{ v: 1; delivery_id: string }>>) => {
+        for (const m of messages) sent.push(m.body);
+      },
+    } as unknown as DeliveriesQueue;
+    expect(await requeueStrandedDeliveries(env.DB, queue, Date.now())).toContain(stranded);
+    expect(sent).toContainEqual({ v: 1, delivery_id: stranded });
+    expect(sent).not.toContainEqual({ v: 1, delivery_id: fresh });
+    expect(await requeueStrandedDeliveries(env.DB, queue, Date.now())).not.toContain(stranded);
   });
 });
 

@@ -22,6 +22,7 @@ import {
   markDeadStatement,
   parkDeliveriesStatement,
   payloadOf,
+  releaseLeaseStatement,
 } from "../storage/deliveries";
 import { DeliveryMessageSchema } from "./messages";
 
@@ -91,8 +92,25 @@ async function attempt(deliveryId: string, deps: DeliveryConsumerDeps): Promise<
     iso(startedMs + 30_000 + LEASE_MARGIN_MS),
   );
   if (!claim.claimed) return notClaimed(claim.delivery, claim.partner, startedMs, deps);
-  const { delivery, partner } = claim;
+  try {
+    return await attemptClaimed(claim.delivery, claim.partner, startedMs, deps);
+  } catch (error) {
+    // Let the retried message (or the sweep) take it again at once rather than after the lease.
+    await deps.db
+      .batch([releaseLeaseStatement(deps.db, claim.delivery.id, claim.delivery.lease_until)])
+      .catch(() => undefined);
+    throw error;
+  }
+}
 
+async function attemptClaimed(
+  delivery: DeliveryRow,
+  partner: Partner,
+  startedMs: number,
+  deps: DeliveryConsumerDeps,
+): Promise<number | null> {
+  const now = deps.now ?? Date.now;
+  const iso = (ms: number) => new Date(ms).toISOString();
   let request: PartnerRequest;
   try {
     request = renderRequest(partner, macroValues(payloadOf(delivery), delivery.id, delivery.attempts));
@@ -209,12 +227,12 @@ async function notClaimed(
     ]);
     return null;
   }
-  if (delivery.lease_until && Date.parse(delivery.lease_until) > nowMs) return null;
-  if (delivery.next_attempt_at) {
-    const waitMs = Date.parse(delivery.next_attempt_at) - nowMs;
-    if (waitMs > 0) return Math.max(1, Math.ceil(waitMs / 1000));
-  }
-  return null;
+  // Held by another consumer, or not due yet: come back then. Never ack an unfinished delivery:
+  // if the holder dies, this message is what takes it up again (the claim prevents a double send).
+  const leaseMs = delivery.lease_until ? Date.parse(delivery.lease_until) - nowMs : 0;
+  const dueMs = delivery.next_attempt_at ? Date.parse(delivery.next_attempt_at) - nowMs : 0;
+  const waitMs = Math.max(leaseMs, dueMs);
+  return waitMs > 0 ? Math.max(1, Math.ceil(waitMs / 1000)) : 1;
 }
 
 /** DELIVERIES dead-letter queue: whatever exhausted the queue's own retries is dead and recorded. */

@@ -181,6 +181,34 @@ export function finishAttemptStatements(db: D1, record: AttemptRecord): D1Prepar
   ];
 }
 
+/** Gives a claimed delivery back after an unexpected error, so it can be attempted again at once. */
+export function releaseLeaseStatement(db: D1, id: string, lease: string | null): D1PreparedStatement {
+  return db.prepare("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND lease_until IS ?").bind(id, lease);
+}
+
+/**
+ * Deliveries that should be moving but have no queue message in flight (a Worker died mid-attempt,
+ * a send failed after the write): unfinished, unleased, due for a while and untouched for a while.
+ * The cron re-queues them; the claim makes an extra message harmless.
+ */
+export async function takeStrandedDeliveries(db: D1, olderThan: string, now: string, limit: number): Promise<string[]> {
+  const { results } = await db
+    .prepare(
+      `UPDATE deliveries SET updated_at = ?3
+       WHERE id IN (
+         SELECT id FROM deliveries
+         WHERE state IN ('pending', 'retrying') AND updated_at < ?1
+           AND (lease_until IS NULL OR lease_until < ?1)
+           AND (next_attempt_at IS NULL OR next_attempt_at < ?1)
+         ORDER BY updated_at LIMIT ?2
+       )
+       RETURNING id`,
+    )
+    .bind(olderThan, limit, now)
+    .all<{ id: string }>();
+  return results.map((r) => r.id);
+}
+
 /** Disables a partner and parks its unfinished deliveries (operator, 410, or the cron's auto-disable). */
 export function disablePartnerStatements(
   db: D1,
