@@ -6,6 +6,7 @@ import { requireAdmin } from "./routes/admin-auth";
 import type { AppEnv } from "./routes/common";
 import { registerConversionRoutes } from "./routes/conversions";
 import { registerDeliveryRoutes } from "./routes/deliveries";
+import { registerDocsRoutes } from "./routes/docs";
 import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
 import { registerPartnerRoutes } from "./routes/partners";
@@ -71,6 +72,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   registerConversionRoutes(app);
   registerPartnerRoutes(app);
   registerDeliveryRoutes(app);
+  registerDocsRoutes(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", {
     type: "http",

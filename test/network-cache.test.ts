@@ -10,7 +10,7 @@ import { PostbackSchema } from "../src/ingest/postback-schema";
 import { newId } from "../src/lib/bytes";
 import { loadNetworkAuth, refreshNetworkAuth } from "../src/networks/network-cache";
 import { encryptSecret, generateSecret } from "../src/networks/secrets";
-import { rotateSecret } from "../src/storage/d1";
+import { rotateSecret } from "../src/storage/networks";
 import { createNetwork, makePostback, signedRequest } from "./helpers";
 
 function source(nowMs: number) {
@@ -24,7 +24,7 @@ async function rotateBehindTheCache(networkId: string): Promise<string> {
   const now = new Date().toISOString();
   await rotateSecret(
     env.DB,
-    { id, network_id: networkId, ciphertext, created_at: now },
+    { id, network_id: networkId, kind: "signing", ciphertext, created_at: now },
     new Date(Date.now() + 3_600_000).toISOString(),
   );
   return secret;
@@ -65,6 +65,8 @@ describe("ingest after a rotation elsewhere", () => {
       nowMs: Date.now(),
       maxBodyBytes: 65_536,
       toleranceSeconds: 300,
+      withinRateLimit: async () => true,
+      noteCredentialUse: () => {},
       loadNetwork: async () => stale,
       refreshNetwork: async () => {
         refreshes++;
@@ -88,7 +90,7 @@ describe("ingest after a rotation elsewhere", () => {
     };
     const body = makePostback();
     const answer = await ingestPostback(network.id, await signedRequest(network.id, body, newSecret), deps);
-    expect(answer.status).toBe("accepted");
+    expect(answer.answer.status).toBe("accepted");
     expect(refreshes).toBe(1);
     expect(recorded[0]?.postback).toEqual(PostbackSchema.parse(body));
 

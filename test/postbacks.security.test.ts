@@ -304,13 +304,23 @@ describe("secrets stay secret", () => {
 
     expect(detail.secrets).toHaveLength(2);
     const [current, previous] = detail.secrets;
-    expect(current).toEqual({ id: rotated.secret_id, created_at: expect.any(String), expires_at: null });
+    expect(current).toEqual({
+      id: rotated.secret_id,
+      kind: "signing",
+      created_at: expect.any(String),
+      expires_at: null,
+      last_used_at: null,
+    });
     expect(previous).toEqual({
       id: expect.stringMatching(/^sec_/),
+      kind: "signing",
       created_at: expect.any(String),
       expires_at: rotated.previous_secrets_expire_at,
+      last_used_at: null,
     });
-    for (const secret of detail.secrets) expect(Object.keys(secret).sort()).toEqual(["created_at", "expires_at", "id"]);
+    for (const secret of detail.secrets) {
+      expect(Object.keys(secret).sort()).toEqual(["created_at", "expires_at", "id", "kind", "last_used_at"]);
+    }
   });
 
   it("drops an expired secret from the metadata", async () => {

@@ -398,7 +398,7 @@ describe("POST /v1/postbacks/{network_id}: body framing", () => {
 describe("POST /v1/postbacks/{network_id}: content type (415)", () => {
   it.each([
     ["text/plain", "text/plain"],
-    ["application/x-www-form-urlencoded", "application/x-www-form-urlencoded"],
+    ["multipart/form-data", "multipart/form-data; boundary=x"],
     ["a JSON look-alike", "application/jsonp"],
   ])("rejects %s with 415 unsupported_media_type and stores nothing", async (_, contentType) => {
     const network = await createNetwork();

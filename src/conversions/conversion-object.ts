@@ -24,6 +24,8 @@ export interface RecordInput {
   network_id: string;
   transaction_id: string;
   postback: Postback;
+  /** A test postback: stored flagged, delivered only to partners that take test traffic. */
+  test?: boolean;
   /** When the edge received the request (ISO 8601). */
   received_at: string;
 }
@@ -117,31 +119,55 @@ export class ConversionObject extends DurableObject<Env> {
    * only once the write is durable (the output gate).
    */
   async record(input: RecordInput): Promise<RecordResult> {
-    const fields = materialFields(input.postback);
-    const print = fingerprint(fields);
-    const eventTime = input.postback.event_time ?? input.received_at;
-    const result = this.ctx.storage.transactionSync((): RecordResult => {
-      const stored = this.loadStored();
-      const state = stored?.state ?? null;
-      const decision = decide(
-        state,
-        { fields, event_time: eventTime },
-        (candidate) => this.findAnswer(candidate) !== null,
-      );
-      if (decision.verdict === "duplicate") {
-        const original = decision.of === "recorded" ? this.findAnswer(print) : this.latestAppliedAnswer();
-        if (!original) throw new Error("duplicate without a recorded answer");
-        return { ok: true, answer: { ...original, status: "duplicate" } };
-      }
-      if (decision.verdict === "conflict") {
-        return { ok: false, conversion_status: state?.status ?? fields.status, errors: decision.errors };
-      }
-      return { ok: true, answer: this.append(input, fields, print, eventTime, decision.verdict, stored) };
-    });
+    const result = this.ctx.storage.transactionSync(() => this.decideAndMaybeAppend(input, true));
     if (result.ok && result.answer.status !== "duplicate") {
       await this.ctx.storage.setAlarm(Date.now());
     }
     return result;
+  }
+
+  /**
+   * What `record` would decide, without recording anything (for the explain endpoint). The event id
+   * of a would-be new event is not known yet and reads `(not recorded)`.
+   */
+  async peek(input: RecordInput): Promise<RecordResult & { current_status: ConversionStatus | null }> {
+    const current = this.loadStored()?.state.status ?? null;
+    return { ...this.decideAndMaybeAppend(input, false), current_status: current };
+  }
+
+  private decideAndMaybeAppend(input: RecordInput, write: boolean): RecordResult {
+    const fields = materialFields(input.postback);
+    const print = fingerprint(fields);
+    const eventTime = input.postback.event_time ?? input.received_at;
+    const stored = this.loadStored();
+    const state = stored?.state ?? null;
+    const decision = decide(
+      state,
+      { fields, event_time: eventTime },
+      (candidate) => this.findAnswer(candidate) !== null,
+    );
+    if (decision.verdict === "duplicate") {
+      const original = decision.of === "recorded" ? this.findAnswer(print) : this.latestAppliedAnswer();
+      if (!original) throw new Error("duplicate without a recorded answer");
+      return { ok: true, answer: { ...original, status: "duplicate" } };
+    }
+    if (decision.verdict === "conflict") {
+      return { ok: false, conversion_status: state?.status ?? fields.status, errors: decision.errors };
+    }
+    if (!write) {
+      const status = decision.verdict === "stale" && state ? state.status : fields.status;
+      return {
+        ok: true,
+        answer: {
+          status: decision.verdict,
+          event_id: "(not recorded)",
+          network_id: input.network_id,
+          transaction_id: input.transaction_id,
+          conversion_status: status,
+        },
+      };
+    }
+    return { ok: true, answer: this.append(input, fields, print, eventTime, decision.verdict, stored) };
   }
 
   /** Moves the outbox to the EVENTS queue; on failure, tries again later, forever. */
@@ -259,6 +285,7 @@ export class ConversionObject extends DurableObject<Env> {
       seq,
       verdict,
       previous_status: stored?.state.status ?? null,
+      test: input.test === true,
       received_at: input.received_at,
       event: { ...fields, ...(input.postback.event_time ? { event_time: input.postback.event_time } : {}) },
       conversion: { ...conversion.fields, event_time: conversion.event_time, first_seen_at: firstSeenAt, version },

@@ -2,7 +2,7 @@
  * A partner's signing keys, decrypted and imported once per isolate for a short while: every
  * attempt signs, and a rotation must show up soon without a D1 read per request. A key past its
  * grace period is never used, and a partner refusing our signature (401/403) drops the cache, so
- * the retry signs with what D1 holds now.
+ * the next delivery, or a replay of this one, signs with what D1 holds now.
  */
 import { importSigningKey } from "../ingest/standard-webhooks";
 import { decryptSecret } from "../networks/secrets";

@@ -39,11 +39,28 @@ export interface DeliveryPayload {
   verdict: "accepted" | "updated";
   received_at: string;
   previous_status: ConversionStatus | null;
+  /** A test event: only partners that take test traffic receive it. */
+  test?: boolean;
   conversion: EventMessage["conversion"];
 }
 
+/** What routing looks at in an event. */
+export interface RoutedEvent {
+  network_id: string;
+  test?: boolean;
+  conversion: Pick<EventMessage["conversion"], "status" | "campaign_id" | "event_type" | "platform">;
+}
+
+/** Test events go only to partners that take test traffic. */
+export function partnerReceives(
+  partner: Pick<Partner, "filters" | "receives_test_traffic">,
+  message: RoutedEvent,
+): boolean {
+  return (!message.test || partner.receives_test_traffic) && partnerWants(partner.filters, message);
+}
+
 /** Empty or absent filters mean "everything"; each non-empty one must contain the event's value. */
-export function partnerWants(filters: PartnerFilters, message: EventMessage): boolean {
+export function partnerWants(filters: PartnerFilters, message: RoutedEvent): boolean {
   const c = message.conversion;
   const admits = (allowed: readonly string[] | undefined, value: string | undefined) =>
     !allowed || allowed.length === 0 || (value !== undefined && allowed.includes(value));
@@ -81,6 +98,7 @@ export function deliveryPayload(message: EventMessage & { verdict: "accepted" | 
     verdict: message.verdict,
     received_at: message.received_at,
     previous_status: message.previous_status,
+    test: message.test,
     conversion: message.conversion,
   };
 }

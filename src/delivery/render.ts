@@ -26,6 +26,7 @@ export function macroValues(payload: DeliveryPayload, deliveryId: string, attemp
       attempt,
       verdict: payload.verdict,
       received_at: payload.received_at,
+      test: payload.test === true,
     },
     meta: c.meta ?? {},
   };

@@ -1,16 +1,27 @@
 /**
- * The ingest hot path for one JSON postback: network (cached) → content type → raw body →
- * signature → JSON → schema → one Durable Object call. Nothing else happens before the answer:
- * no D1 query (steady state), no queue send, no outbound fetch.
+ * The ingest hot path: network (cached) → rate limit → payload (JSON body, form fields or query)
+ * → authentication → JSON or parameter mapping → schema → one Durable Object call per event.
+ * Nothing else happens before the answer: no D1 query (steady state), no queue send, no fetch.
  */
 import type { IngestAnswer, RecordInput, RecordResult } from "../conversions/conversion-object";
-import { ProblemError, validationProblem } from "../errors";
-import { liveKeys, type NetworkAuth } from "../networks/network-cache";
-import { parseJson, readRawBody, requireJsonContentType } from "./body";
-import { PostbackSchema } from "./postback-schema";
-import { verify } from "./standard-webhooks";
+import { type FieldError, ProblemError, validationProblem } from "../errors";
+import type { NetworkAuth } from "../networks/network-cache";
+import { type AuthResult, authenticate } from "./authenticate";
+import { parseJson, readRawBody } from "./body";
+import {
+  type MappingResult,
+  mapParams,
+  NetworkMappingSchema,
+  RESERVED_PARAMS,
+  type ResolvedMapping,
+  resolveMapping,
+} from "./mapping";
+import { type Postback, PostbackSchema } from "./postback-schema";
 
 export const NETWORK_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{1,62}$/;
+export const MAX_BATCH_EVENTS = 100;
+export const TEST_HEADER = "x-postback-test";
+export const TEST_PARAM = "pb_test";
 
 export interface ConversionRecorder {
   record(input: RecordInput): Promise<RecordResult>;
@@ -21,8 +32,12 @@ export interface IngestDeps {
   maxBodyBytes: number;
   toleranceSeconds: number;
   loadNetwork(id: string): Promise<NetworkAuth | null>;
-  /** Fresh keys after a signature failure (a rotation elsewhere), or null when not worth a read. */
+  /** Fresh credentials after a failure against cached ones (a rotation elsewhere), or null. */
   refreshNetwork(id: string): Promise<NetworkAuth | null>;
+  /** False when the network is over its rate limit. */
+  withinRateLimit(id: string): Promise<boolean>;
+  /** Rotation telemetry: which credential was used (recorded off the hot path). */
+  noteCredentialUse(credentialId: string): void;
   /** The conversion's Durable Object, by `network_id:transaction_id`. */
   conversion(name: string): ConversionRecorder;
 }
@@ -32,7 +47,23 @@ export function conversionObjectName(networkId: string, transactionId: string): 
   return `${networkId}:${transactionId}`;
 }
 
-export async function ingestPostback(networkId: string, request: Request, deps: IngestDeps): Promise<IngestAnswer> {
+export interface Payload {
+  kind: "json" | "form" | "query";
+  body: Uint8Array;
+  /** Query parameters, plus the fields of a form body. */
+  params: [string, string][];
+}
+
+/** What the pipeline knows of one request before anything is recorded (also what explain shows). */
+export interface Prepared {
+  auth: NetworkAuth;
+  payload: Payload;
+  test: boolean;
+}
+
+// --- steps -----------------------------------------------------------------------------------
+
+export async function resolveNetwork(networkId: string, deps: IngestDeps): Promise<NetworkAuth> {
   const auth = NETWORK_ID_PATTERN.test(networkId) ? await deps.loadNetwork(networkId) : null;
   if (!auth) {
     throw new ProblemError("network_not_found", `No network "${networkId}" is registered with this hub.`, [
@@ -42,44 +73,108 @@ export async function ingestPostback(networkId: string, request: Request, deps: 
   if (auth.network.status !== "active") {
     throw new ProblemError("network_disabled", `Network "${networkId}" is disabled; ask the hub's operator.`);
   }
-  requireJsonContentType(request.headers.get("content-type"));
-  const body = await readRawBody(request, deps.maxBodyBytes);
+  return auth;
+}
 
-  const headers = {
-    id: request.headers.get("webhook-id"),
-    timestamp: request.headers.get("webhook-timestamp"),
-    signature: request.headers.get("webhook-signature"),
+export async function readPayload(request: Request, maxBodyBytes: number): Promise<Payload> {
+  const query = [...new URL(request.url).searchParams];
+  if (request.method === "GET" || request.method === "HEAD") {
+    return { kind: "query", body: new Uint8Array(0), params: query };
+  }
+  const mediaType = request.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase();
+  if (mediaType === "application/json") {
+    return { kind: "json", body: await readRawBody(request, maxBodyBytes), params: query };
+  }
+  if (mediaType === "application/x-www-form-urlencoded") {
+    const body = await readRawBody(request, maxBodyBytes);
+    const fields = [...new URLSearchParams(new TextDecoder().decode(body))];
+    return { kind: "form", body, params: [...query, ...fields] };
+  }
+  throw new ProblemError(
+    "unsupported_media_type",
+    `Send the postback as application/json or application/x-www-form-urlencoded, or as a GET (got ${mediaType ? `"${mediaType}"` : "no content type"}).`,
+    [{ location: "header.content-type", message: "must be application/json or application/x-www-form-urlencoded" }],
+  );
+}
+
+/** Authenticates, re-reading the network once when cached credentials fail (a rotation elsewhere). */
+export async function authenticateRequest(
+  networkId: string,
+  auth: NetworkAuth,
+  request: Request,
+  payload: Payload,
+  deps: IngestDeps,
+): Promise<{ auth: NetworkAuth; result: AuthResult }> {
+  const input = {
+    request,
+    body: payload.body,
+    params: payload.params,
+    nowMs: deps.nowMs,
+    toleranceSeconds: deps.toleranceSeconds,
   };
-  const check = (keysOf: NetworkAuth) =>
-    verify(
-      headers,
-      body,
-      liveKeys(keysOf, deps.nowMs).map((k) => k.key),
-      Math.floor(deps.nowMs / 1000),
-      deps.toleranceSeconds,
-    );
-  let verdict = await check(auth);
-  if (!verdict.ok && verdict.location === "header.webhook-signature") {
-    const fresh = await deps.refreshNetwork(networkId);
-    if (fresh?.network.status === "active") verdict = await check(fresh);
-  }
-  if (!verdict.ok) {
-    throw new ProblemError(
-      "unauthorized",
-      `Signature check failed: ${verdict.message}.`,
-      [{ location: verdict.location, message: verdict.message }],
-      { "www-authenticate": 'Standard-Webhooks realm="postback-hub"' },
-    );
-  }
+  const first = await authenticate(auth, input);
+  if (first.ok || !first.mismatch) return { auth, result: first };
+  const fresh = await deps.refreshNetwork(networkId);
+  if (fresh?.network.status !== "active") return { auth, result: first };
+  return { auth: fresh, result: await authenticate(fresh, input) };
+}
 
-  const parsed = PostbackSchema.safeParse(parseJson(body));
+export function authProblem(result: Extract<AuthResult, { ok: false }>): ProblemError {
+  if (result.code === "ip_not_allowed") {
+    return new ProblemError("ip_not_allowed", `Forbidden: ${result.message}.`, [
+      { location: result.location, message: result.message },
+    ]);
+  }
+  return new ProblemError(
+    "unauthorized",
+    `Authentication failed: ${result.message}.`,
+    [{ location: result.location, message: result.message }],
+    { "www-authenticate": 'Standard-Webhooks realm="postback-hub"' },
+  );
+}
+
+export function isTest(auth: NetworkAuth, request: Request, payload: Payload): boolean {
+  const flag = (value: string | null | undefined) => value === "1" || value?.toLowerCase() === "true";
+  return (
+    auth.network.test_mode ||
+    flag(request.headers.get(TEST_HEADER)) ||
+    flag(payload.params.find(([key]) => key === TEST_PARAM)?.[1])
+  );
+}
+
+/** The candidate postback: the JSON body, or the parameters through the network's mapping. */
+export function candidateOf(auth: NetworkAuth, payload: Payload): { value: unknown; mapping: MappingResult | null } {
+  if (payload.kind === "json") return { value: parseJson(payload.body), mapping: null };
+  const reserved = new Set<string>([...RESERVED_PARAMS, TEST_PARAM]);
+  const params = payload.params.filter(([key]) => !reserved.has(key));
+  const mapping = mapParams(params, mappingOf(auth));
+  return { value: mapping.body, mapping };
+}
+
+const resolvedMappings = new WeakMap<object, ResolvedMapping>();
+
+/** The network's mapping, resolved once per cached network (it was validated when saved). */
+function mappingOf(auth: NetworkAuth): ResolvedMapping {
+  let resolved = resolvedMappings.get(auth);
+  if (!resolved) {
+    resolved = resolveMapping(NetworkMappingSchema.parse(auth.network.mapping ?? { preset: "generic" }));
+    resolvedMappings.set(auth, resolved);
+  }
+  return resolved;
+}
+
+export function validatePostback(candidate: unknown): Postback {
+  const parsed = PostbackSchema.safeParse(candidate);
   if (!parsed.success) throw validationProblem("body", parsed.error);
-  const postback = parsed.data;
+  return parsed.data;
+}
 
+async function record(networkId: string, postback: Postback, test: boolean, deps: IngestDeps): Promise<IngestAnswer> {
   const result = await deps.conversion(conversionObjectName(networkId, postback.transaction_id)).record({
     network_id: networkId,
     transaction_id: postback.transaction_id,
     postback,
+    test,
     received_at: new Date(deps.nowMs).toISOString(),
   });
   if (!result.ok) {
@@ -92,4 +187,89 @@ export async function ingestPostback(networkId: string, request: Request, deps: 
     );
   }
   return result.answer;
+}
+
+/** Everything up to (not including) the body: network, rate limit, payload, authentication. */
+export async function prepare(networkId: string, request: Request, deps: IngestDeps): Promise<Prepared> {
+  const resolved = await resolveNetwork(networkId, deps);
+  if (!(await deps.withinRateLimit(networkId))) {
+    throw new ProblemError(
+      "rate_limited",
+      `Network "${networkId}" is over its rate limit; slow down and retry after the Retry-After delay.`,
+      [],
+      { "retry-after": "60" },
+    );
+  }
+  const payload = await readPayload(request, deps.maxBodyBytes);
+  const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps);
+  if (!result.ok) throw authProblem(result);
+  deps.noteCredentialUse(result.credentialId);
+  return { auth, payload, test: isTest(auth, request, payload) };
+}
+
+// --- entry points ----------------------------------------------------------------------------
+
+export async function ingestPostback(
+  networkId: string,
+  request: Request,
+  deps: IngestDeps,
+): Promise<{ answer: IngestAnswer; auth: NetworkAuth }> {
+  const prepared = await prepare(networkId, request, deps);
+  const postback = validatePostback(candidateOf(prepared.auth, prepared.payload).value);
+  return { answer: await record(networkId, postback, prepared.test, deps), auth: prepared.auth };
+}
+
+export type BatchItemResult =
+  | { index: number; status: 200; answer: IngestAnswer }
+  | { index: number; status: 409 | 422; code: string; detail: string; errors: FieldError[] };
+
+/**
+ * Up to MAX_BATCH_EVENTS events in one authenticated JSON request, each decided on its own: one
+ * bad item does not reject the others.
+ */
+export async function ingestBatch(networkId: string, request: Request, deps: IngestDeps): Promise<BatchItemResult[]> {
+  const prepared = await prepare(networkId, request, deps);
+  if (prepared.payload.kind !== "json") {
+    throw new ProblemError("unsupported_media_type", 'A batch is a JSON body: { "events": [ … ] }.', [
+      { location: "header.content-type", message: "must be application/json" },
+    ]);
+  }
+  const events = batchEvents(parseJson(prepared.payload.body));
+  return Promise.all(
+    events.map(async (event, index): Promise<BatchItemResult> => {
+      try {
+        const postback = validatePostback(event);
+        return { index, status: 200, answer: await record(networkId, postback, prepared.test, deps) };
+      } catch (error) {
+        if (!(error instanceof ProblemError) || (error.status !== 409 && error.status !== 422)) throw error;
+        const errors = error.errors.map((e) => ({
+          ...e,
+          location: e.location.replace(/^body/, `body.events[${index}]`),
+        }));
+        return { index, status: error.status, code: error.code, detail: error.message, errors };
+      }
+    }),
+  );
+}
+
+function batchEvents(value: unknown): unknown[] {
+  const events =
+    value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>).events
+      : undefined;
+  const errors: FieldError[] = [];
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    errors.push({ location: "body", message: 'must be an object like { "events": [ … ] }' });
+  } else {
+    const extra = Object.keys(value).filter((key) => key !== "events");
+    for (const key of extra) errors.push({ location: `body.${key}`, message: "is not a known field" });
+    if (!Array.isArray(events)) errors.push({ location: "body.events", message: "must be an array of postbacks" });
+    else if (events.length === 0 || events.length > MAX_BATCH_EVENTS) {
+      errors.push({ location: "body.events", message: `must hold 1 to ${MAX_BATCH_EVENTS} postbacks` });
+    }
+  }
+  if (errors.length > 0 || !Array.isArray(events)) {
+    throw new ProblemError("validation_failed", `Fix the batch: ${errors.map((e) => e.location).join(", ")}.`, errors);
+  }
+  return events;
 }

@@ -16,7 +16,10 @@ export interface WebhookHeaders {
   signature: string | null;
 }
 
-export type VerifyResult = { ok: true; keyIndex: number } | { ok: false; location: string; message: string };
+export type VerifyResult =
+  | { ok: true; keyIndex: number }
+  /** `mismatch`: well-formed and in time, but signed by no key we hold. */
+  | { ok: false; location: string; message: string; mismatch?: boolean };
 
 export function secretBytes(secret: string): Uint8Array<ArrayBuffer> | null {
   const encoded = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret;
@@ -102,10 +105,12 @@ export async function verify(
       if (crypto.subtle.timingSafeEqual(expected, candidate)) return { ok: true, keyIndex };
     }
   }
-  return fail(
-    "header.webhook-signature",
-    `no v1 signature matches an active secret of this network; sign "<webhook-id>.<webhook-timestamp>.<raw body bytes>" with HMAC-SHA256 keyed by the base64-decoded part of the whsec_ secret`,
-  );
+  return {
+    ok: false,
+    location: "header.webhook-signature",
+    message: `no v1 signature matches an active secret of this network; sign "<webhook-id>.<webhook-timestamp>.<raw body bytes>" with HMAC-SHA256 keyed by the base64-decoded part of the whsec_ secret`,
+    mismatch: true,
+  };
 }
 
 function fail(location: string, message: string): VerifyResult {

@@ -5,7 +5,9 @@
  * Unknown networks are cached too, so a flood of posts to a wrong id costs no D1 reads.
  */
 import { importSigningKey } from "../ingest/standard-webhooks";
-import { activeSecrets, getNetwork, type NetworkRow } from "../storage/d1";
+import { utf8 } from "../lib/bytes";
+import { activeSecrets, getNetwork } from "../storage/networks";
+import type { Network } from "./network";
 import { decryptSecret } from "./secrets";
 
 export interface SigningKey {
@@ -15,9 +17,17 @@ export interface SigningKey {
   expiresAtMs: number | null;
 }
 
+/** A static token, kept only as its SHA-256 digest so it is compared in constant time. */
+export interface TokenDigest {
+  id: string;
+  digest: ArrayBuffer;
+  expiresAtMs: number | null;
+}
+
 export interface NetworkAuth {
-  network: NetworkRow;
+  network: Network;
   keys: SigningKey[];
+  tokens: TokenDigest[];
 }
 
 interface Entry {
@@ -78,9 +88,13 @@ export function invalidateNetwork(id: string): void {
   cache.delete(id);
 }
 
-/** The keys that verify at `nowMs`. */
-export function liveKeys(auth: NetworkAuth, nowMs: number): SigningKey[] {
-  return auth.keys.filter((key) => key.expiresAtMs === null || key.expiresAtMs > nowMs);
+/** The credentials that verify at `nowMs`. */
+export function live<T extends { expiresAtMs: number | null }>(credentials: readonly T[], nowMs: number): T[] {
+  return credentials.filter((c) => c.expiresAtMs === null || c.expiresAtMs > nowMs);
+}
+
+export function tokenDigest(token: string): Promise<ArrayBuffer> {
+  return crypto.subtle.digest("SHA-256", utf8(token));
 }
 
 async function readNetworkAuth(id: string, source: NetworkSource): Promise<NetworkAuth | null> {
@@ -88,12 +102,27 @@ async function readNetworkAuth(id: string, source: NetworkSource): Promise<Netwo
   const network = await getNetwork(session, id);
   if (!network) return null;
   const secrets = await activeSecrets(session, id, new Date(source.nowMs).toISOString());
-  const keys = await Promise.all(
+  const opened = await Promise.all(
     secrets.map(async (secret) => ({
-      id: secret.id,
-      key: await importSigningKey(await decryptSecret(source.encryptionKey, secret.id, secret.ciphertext)),
+      secret,
+      plaintext: await decryptSecret(source.encryptionKey, secret.id, secret.ciphertext),
       expiresAtMs: secret.expires_at ? Date.parse(secret.expires_at) : null,
     })),
   );
-  return { network, keys };
+  const keys = await Promise.all(
+    opened
+      .filter((o) => o.secret.kind === "signing")
+      .map(async (o) => ({ id: o.secret.id, key: await importSigningKey(o.plaintext), expiresAtMs: o.expiresAtMs })),
+  );
+  const tokens = await Promise.all(
+    opened
+      .filter((o) => o.secret.kind === "token")
+      .map(async (o) => ({ id: o.secret.id, digest: await tokenDigest(o.plaintext), expiresAtMs: o.expiresAtMs })),
+  );
+  return { network, keys, tokens };
+}
+
+/** The signing keys that verify at `nowMs`. */
+export function liveKeys(auth: NetworkAuth, nowMs: number): SigningKey[] {
+  return live(auth.keys, nowMs);
 }

@@ -10,7 +10,7 @@
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
  * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
  */
-import { deliveryIdFor, deliveryPayload, notifies, type Partner, partnerWants } from "../delivery/partner";
+import { deliveryIdFor, deliveryPayload, notifies, type Partner, partnerReceives } from "../delivery/partner";
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
 import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
 import { allPartners } from "../storage/partners";
@@ -106,7 +106,7 @@ async function deliveryStatements(
   const payload = deliveryPayload(message);
   const statements: D1PreparedStatement[] = [];
   for (const partner of partners) {
-    if (!partnerWants(partner.filters, message)) continue;
+    if (!partnerReceives(partner, message)) continue;
     statements.push(
       insertDeliveryStatement(db, {
         id: await deliveryIdFor(message.event_id, partner.id),

@@ -26,6 +26,8 @@ export const EventMessageSchema = z.object({
   verdict: z.enum(["accepted", "updated", "stale"]),
   /** The conversion's status before this event; null for the first one. */
   previous_status: z.enum(CONVERSION_STATUSES).nullable().default(null),
+  /** A test postback: delivered only to partners that take test traffic. */
+  test: z.boolean().default(false),
   received_at: z.string(),
   /** The event as the network sent it (after validation). */
   event: ConversionFieldsSchema.extend({ event_time: z.string().optional() }),

@@ -1,9 +1,16 @@
-/** Admin API for networks: create (secret shown once), list, get, disable/enable, rotate secrets. */
+/**
+ * Admin API for networks: create (credentials shown once), list, get, update (authentication
+ * modes, IP allowlist, GET mapping, fixed answer, test mode), disable/enable, rotate the signing
+ * secret and the static token (each with an overlap), and when each credential was last used.
+ */
 import { createRoute, z } from "@hono/zod-openapi";
 import { configOf } from "../config";
-import { ProblemError } from "../errors";
+import { type FieldError, ProblemError, validationFailed } from "../errors";
+import { validateCidrList } from "../ingest/cidr";
 import { NETWORK_ID_PATTERN } from "../ingest/ingest";
-import { newId } from "../lib/bytes";
+import { NetworkMappingSchema } from "../ingest/mapping";
+import { newId, randomBytes, toBase64Url } from "../lib/bytes";
+import { AUTH_METHODS, type CredentialKind, DEFAULT_AUTH, type Network } from "../networks/network";
 import { invalidateNetwork } from "../networks/network-cache";
 import { encryptSecret, generateSecret } from "../networks/secrets";
 import {
@@ -11,10 +18,11 @@ import {
   insertNetwork,
   listNetworks,
   listSecretMetadata,
-  type NetworkRow,
+  type NewSecret,
   rotateSecret,
   setNetworkStatus,
-} from "../storage/d1";
+  updateNetwork,
+} from "../storage/networks";
 import {
   ADMIN_PROBLEMS,
   ADMIN_SECURITY,
@@ -37,43 +45,94 @@ const NetworkParams = z.object({
   network_id: NetworkIdSchema.openapi({ param: { name: "network_id", in: "path" } }),
 });
 
-const SecretInfoSchema = z
-  .object({
-    id: z.string(),
-    created_at: z.string(),
-    expires_at: z.string().nullable().openapi({ description: "End of the grace period; null while current." }),
+const AuthSchema = z
+  .strictObject({
+    methods: z.array(z.enum(AUTH_METHODS)).min(1, { error: "needs at least one method" }).openapi({
+      description:
+        "Accepted credentials; a request must pass the one it carries: standard_webhooks (webhook-* headers), token (`token` parameter or `x-postback-token` header), signed_query (pb_id, pb_ts, pb_sig parameters).",
+    }),
+    ip_allowlist: z
+      .array(z.string().max(64))
+      .max(100)
+      .default([])
+      .openapi({
+        description: "IPv4/IPv6 CIDR ranges; when not empty the client address (CF-Connecting-IP) must match too.",
+        example: ["203.0.113.0/24", "2001:db8::/32"],
+      }),
   })
-  .openapi("NetworkSecretInfo");
+  .openapi("NetworkAuth");
+
+const AnswerSchema = z
+  .strictObject({
+    content_type: z.enum(["text/plain", "text/html", "application/json", "application/xml"]),
+    body: z.string().max(1024),
+  })
+  .openapi("NetworkAnswer", { description: "A fixed success answer for senders that expect one, e.g. OK." });
 
 const NetworkSchema = z
   .object({
     id: z.string(),
     name: z.string(),
     status: z.enum(["active", "disabled"]),
+    auth: AuthSchema,
+    mapping: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .openapi({ description: "GET/form parameter mapping; null: the generic preset." }),
+    answer: AnswerSchema.nullable(),
+    test_mode: z.boolean().openapi({ description: "Every postback from this network is a test." }),
     created_at: z.string(),
     updated_at: z.string(),
   })
   .openapi("Network");
 
+const CredentialInfoSchema = z
+  .object({
+    id: z.string(),
+    kind: z.enum(["signing", "token"]),
+    created_at: z.string(),
+    expires_at: z.string().nullable().openapi({ description: "End of the grace period; null while current." }),
+    last_used_at: z.string().nullable().openapi({ description: "Last accepted use (updated at most once a minute)." }),
+  })
+  .openapi("NetworkCredentialInfo");
+
 const NetworkDetailSchema = NetworkSchema.extend({
-  secrets: z.array(SecretInfoSchema).openapi({ description: "Active secrets, newest first; never their values." }),
+  secrets: z
+    .array(CredentialInfoSchema)
+    .openapi({ description: "Active signing secrets and tokens, newest first; never their values." }),
 }).openapi("NetworkDetail");
 
-const NewSecretSchema = z.string().openapi({
-  description: "Standard Webhooks signing secret. Shown only in this response: store it now.",
-  example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-});
+const ShownOnce = (what: string, example: string) =>
+  z.string().openapi({ description: `${what}. Shown only in this response: store it now.`, example });
+const SecretValue = ShownOnce("Standard Webhooks signing secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+const TokenValue = ShownOnce("Static token", "pbt_3q2-7wJ0y9kq0Jc2vXxV4bq8m6ZtQe1R");
 
-const CreatedNetworkSchema = NetworkSchema.extend({ secret: NewSecretSchema }).openapi("CreatedNetwork");
+const CreatedNetworkSchema = NetworkSchema.extend({ secret: SecretValue, token: TokenValue.optional() }).openapi(
+  "CreatedNetwork",
+);
+
+const SettingsFields = {
+  auth: AuthSchema.optional(),
+  mapping: NetworkMappingSchema.nullable().optional(),
+  answer: AnswerSchema.nullable().optional(),
+  test_mode: z.boolean().optional(),
+};
 
 const CreateNetworkBody = z
   .strictObject({
     id: NetworkIdSchema,
     name: z.string().trim().min(1).max(200).openapi({ example: "Acme Network" }),
+    ...SettingsFields,
   })
   .openapi("CreateNetwork");
 
-const RotateSecretBody = z
+const UpdateNetworkBody = z
+  .strictObject({ name: z.string().trim().min(1).max(200).optional(), ...SettingsFields })
+  .openapi("UpdateNetwork");
+
+const UpdatedNetworkSchema = NetworkSchema.extend({ token: TokenValue.optional() }).openapi("UpdatedNetwork");
+
+const RotateBody = z
   .strictObject({
     grace_period_seconds: z
       .number()
@@ -81,38 +140,46 @@ const RotateSecretBody = z
       .min(0)
       .max(30 * 86_400)
       .optional()
-      .openapi({ description: "How long the previous secrets keep working; the hub's default (24 h) when omitted." }),
+      .openapi({ description: "How long the previous ones keep working; the hub's default (24 h) when omitted." }),
   })
-  .openapi("RotateSecret");
+  .openapi("RotateCredential");
 
 const RotatedSecretSchema = z
-  .object({
-    secret_id: z.string(),
-    secret: NewSecretSchema,
-    previous_secrets_expire_at: z.string(),
-  })
+  .object({ secret_id: z.string(), secret: SecretValue, previous_secrets_expire_at: z.string() })
   .openapi("RotatedSecret");
+
+const RotatedTokenSchema = z
+  .object({ token_id: z.string(), token: TokenValue, previous_tokens_expire_at: z.string() })
+  .openapi("RotatedToken");
 
 const notFound = problem("No such network.");
 const tags = ["Networks"];
 
-const toNetwork = (row: NetworkRow) => ({
-  id: row.id,
-  name: row.name,
-  status: row.status,
-  created_at: row.created_at,
-  updated_at: row.updated_at,
-});
+const toResponse = (network: Network) => ({ ...network });
 
 function missing(id: string): ProblemError {
   return new ProblemError("not_found", `No network "${id}".`, [{ location: "path.network_id", message: "not found" }]);
 }
 
-async function newSecretRow(env: Env, networkId: string, now: string) {
-  const secret = generateSecret();
-  const id = newId("sec");
-  const ciphertext = await encryptSecret(configOf(env).ENCRYPTION_KEY, id, secret);
-  return { secret, row: { id, network_id: networkId, ciphertext, created_at: now } };
+/** The checks the schema cannot make: CIDR syntax. */
+function requireValidAuth(network: Network): void {
+  const errors: FieldError[] = validateCidrList(network.auth.ip_allowlist).map((message, index) => ({
+    location: `body.auth.ip_allowlist[${index}]`,
+    message,
+  }));
+  if (errors.length > 0) throw validationFailed(errors);
+}
+
+function generateToken(): string {
+  return `pbt_${toBase64Url(randomBytes(24))}`;
+}
+
+async function newCredential(env: Env, networkId: string, kind: CredentialKind, now: string) {
+  const value = kind === "signing" ? generateSecret() : generateToken();
+  const id = newId(kind === "signing" ? "sec" : "tok");
+  const ciphertext = await encryptSecret(configOf(env).ENCRYPTION_KEY, id, value);
+  const row: NewSecret = { id, network_id: networkId, kind, ciphertext, created_at: now };
+  return { value, row };
 }
 
 export function registerNetworkRoutes(app: App): void {
@@ -122,7 +189,8 @@ export function registerNetworkRoutes(app: App): void {
       path: "/v1/networks",
       tags,
       summary: "Register a network",
-      description: "Creates a network and its first Standard Webhooks secret, which this response shows once.",
+      description:
+        "Creates a network with its Standard Webhooks signing secret and, when `auth.methods` includes token, a static token. Both are shown only in this response.",
       security: ADMIN_SECURITY,
       request: { body: { required: true, content: { "application/json": { schema: CreateNetworkBody } } } },
       responses: {
@@ -132,17 +200,31 @@ export function registerNetworkRoutes(app: App): void {
       },
     }),
     async (c) => {
-      const { id, name } = c.req.valid("json");
+      const input = c.req.valid("json");
       const now = new Date().toISOString();
-      const network: NetworkRow = { id, name, status: "active", created_at: now, updated_at: now };
-      const { secret, row } = await newSecretRow(c.env, id, now);
-      if (!(await insertNetwork(c.env.DB, network, row))) {
-        throw new ProblemError("already_exists", `A network "${id}" exists already.`, [
+      const network: Network = {
+        id: input.id,
+        name: input.name,
+        status: "active",
+        auth: input.auth ?? DEFAULT_AUTH,
+        mapping: input.mapping ?? null,
+        answer: input.answer ?? null,
+        test_mode: input.test_mode ?? false,
+        created_at: now,
+        updated_at: now,
+      };
+      requireValidAuth(network);
+      const signing = await newCredential(c.env, network.id, "signing", now);
+      const token = network.auth.methods.includes("token")
+        ? await newCredential(c.env, network.id, "token", now)
+        : null;
+      if (!(await insertNetwork(c.env.DB, network, token ? [signing.row, token.row] : [signing.row]))) {
+        throw new ProblemError("already_exists", `A network "${network.id}" exists already.`, [
           { location: "body.id", message: "is taken" },
         ]);
       }
-      invalidateNetwork(id);
-      return c.json({ ...toNetwork(network), secret }, 201);
+      invalidateNetwork(network.id);
+      return c.json({ ...toResponse(network), secret: signing.value, ...(token ? { token: token.value } : {}) }, 201);
     },
   );
 
@@ -167,7 +249,7 @@ export function registerNetworkRoutes(app: App): void {
       const after = decodeCursor(cursor, 1)?.[0] ?? null;
       const rows = await listNetworks(c.env.DB, limit + 1, after);
       return c.json(
-        page(rows, limit, toNetwork, (row) => [row.id]),
+        page(rows, limit, toResponse, (row) => [row.id]),
         200,
       );
     },
@@ -179,11 +261,12 @@ export function registerNetworkRoutes(app: App): void {
       path: "/v1/networks/{network_id}",
       tags,
       summary: "Get a network",
+      description: "With its credentials' metadata: when each was created, expires and was last used.",
       security: ADMIN_SECURITY,
       request: { params: NetworkParams },
       responses: {
         200: {
-          description: "The network and its secrets' metadata.",
+          description: "The network and its credentials' metadata.",
           content: { "application/json": { schema: NetworkDetailSchema } },
         },
         404: notFound,
@@ -192,10 +275,56 @@ export function registerNetworkRoutes(app: App): void {
     }),
     async (c) => {
       const { network_id } = c.req.valid("param");
-      const row = await getNetwork(c.env.DB, network_id);
-      if (!row) throw missing(network_id);
+      const network = await getNetwork(c.env.DB, network_id);
+      if (!network) throw missing(network_id);
       const secrets = await listSecretMetadata(c.env.DB, network_id, new Date().toISOString());
-      return c.json({ ...toNetwork(row), secrets }, 200);
+      return c.json({ ...toResponse(network), secrets }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "patch",
+      path: "/v1/networks/{network_id}",
+      tags,
+      summary: "Update a network's settings",
+      description:
+        "Changes the given fields. Adding the token method to a network without a token answers with a new one, shown once.",
+      security: ADMIN_SECURITY,
+      request: {
+        params: NetworkParams,
+        body: { required: true, content: { "application/json": { schema: UpdateNetworkBody } } },
+      },
+      responses: {
+        200: { description: "The network.", content: { "application/json": { schema: UpdatedNetworkSchema } } },
+        404: notFound,
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { network_id } = c.req.valid("param");
+      const patch = c.req.valid("json");
+      const current = await getNetwork(c.env.DB, network_id);
+      if (!current) throw missing(network_id);
+      const now = new Date().toISOString();
+      const updated: Network = {
+        ...current,
+        name: patch.name ?? current.name,
+        auth: patch.auth ?? current.auth,
+        mapping: patch.mapping === undefined ? current.mapping : patch.mapping,
+        answer: patch.answer === undefined ? current.answer : patch.answer,
+        test_mode: patch.test_mode ?? current.test_mode,
+        updated_at: now,
+      };
+      requireValidAuth(updated);
+      const hasToken = (await listSecretMetadata(c.env.DB, network_id, now)).some((s) => s.kind === "token");
+      const token =
+        updated.auth.methods.includes("token") && !hasToken
+          ? await newCredential(c.env, network_id, "token", now)
+          : null;
+      await updateNetwork(c.env.DB, updated, token ? [token.row] : []);
+      invalidateNetwork(network_id);
+      return c.json({ ...toResponse(updated), ...(token ? { token: token.value } : {}) }, 200);
     },
   );
 
@@ -217,45 +346,54 @@ export function registerNetworkRoutes(app: App): void {
       async (c) => {
         const { network_id } = c.req.valid("param");
         const status = action === "disable" ? "disabled" : "active";
-        const row = await setNetworkStatus(c.env.DB, network_id, status, new Date().toISOString());
-        if (!row) throw missing(network_id);
+        const network = await setNetworkStatus(c.env.DB, network_id, status, new Date().toISOString());
+        if (!network) throw missing(network_id);
         invalidateNetwork(network_id);
-        return c.json(toNetwork(row), 200);
+        return c.json(toResponse(network), 200);
       },
     );
   }
 
-  app.openapi(
-    createRoute({
-      method: "post",
-      path: "/v1/networks/{network_id}/secrets",
-      tags,
-      summary: "Rotate the network's secret",
-      description:
-        "Issues a new secret (shown once). The previous ones keep verifying for the grace period, so the network can switch without losing postbacks.",
-      security: ADMIN_SECURITY,
-      request: {
-        params: NetworkParams,
-        body: { required: false, content: { "application/json": { schema: RotateSecretBody } } },
+  const rotations = [
+    { kind: "signing", path: "secrets", summary: "Rotate the network's signing secret", schema: RotatedSecretSchema },
+    { kind: "token", path: "tokens", summary: "Rotate the network's static token", schema: RotatedTokenSchema },
+  ] as const;
+  for (const rotation of rotations) {
+    app.openapi(
+      createRoute({
+        method: "post",
+        path: `/v1/networks/{network_id}/${rotation.path}`,
+        tags,
+        summary: rotation.summary,
+        description:
+          "Issues a new one (shown once). The previous ones keep working for the grace period, so the network can switch without losing postbacks; their last use shows in GET /v1/networks/{network_id}.",
+        security: ADMIN_SECURITY,
+        request: {
+          params: NetworkParams,
+          body: { required: false, content: { "application/json": { schema: RotateBody } } },
+        },
+        responses: {
+          201: { description: "The new credential.", content: { "application/json": { schema: rotation.schema } } },
+          404: notFound,
+          ...ADMIN_PROBLEMS,
+        },
+      }),
+      async (c) => {
+        const { network_id } = c.req.valid("param");
+        const body = c.req.valid("json") ?? {};
+        if (!(await getNetwork(c.env.DB, network_id))) throw missing(network_id);
+        const nowMs = Date.now();
+        const graceSeconds = body.grace_period_seconds ?? configOf(c.env).SECRET_GRACE_PERIOD_SECONDS;
+        const graceEndsAt = new Date(nowMs + graceSeconds * 1000).toISOString();
+        const { value, row } = await newCredential(c.env, network_id, rotation.kind, new Date(nowMs).toISOString());
+        await rotateSecret(c.env.DB, row, graceEndsAt);
+        invalidateNetwork(network_id);
+        const answer =
+          rotation.kind === "signing"
+            ? { secret_id: row.id, secret: value, previous_secrets_expire_at: graceEndsAt }
+            : { token_id: row.id, token: value, previous_tokens_expire_at: graceEndsAt };
+        return c.json(answer as never, 201);
       },
-      responses: {
-        201: { description: "The new secret.", content: { "application/json": { schema: RotatedSecretSchema } } },
-        404: notFound,
-        ...ADMIN_PROBLEMS,
-      },
-    }),
-    async (c) => {
-      const { network_id } = c.req.valid("param");
-      const body = c.req.valid("json") ?? {};
-      if (!(await getNetwork(c.env.DB, network_id))) throw missing(network_id);
-      const nowMs = Date.now();
-      const now = new Date(nowMs).toISOString();
-      const graceSeconds = body.grace_period_seconds ?? configOf(c.env).SECRET_GRACE_PERIOD_SECONDS;
-      const graceEndsAt = new Date(nowMs + graceSeconds * 1000).toISOString();
-      const { secret, row } = await newSecretRow(c.env, network_id, now);
-      await rotateSecret(c.env.DB, row, graceEndsAt);
-      invalidateNetwork(network_id);
-      return c.json({ secret_id: row.id, secret, previous_secrets_expire_at: graceEndsAt }, 201);
-    },
-  );
+    );
+  }
 }

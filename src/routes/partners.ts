@@ -70,7 +70,17 @@ const FiltersSchema = z
       .optional(),
     campaign_ids: z.array(z.string().min(1).max(128)).max(500).optional(),
     statuses: z.array(z.enum(CONVERSION_STATUSES)).optional(),
-    event_types: z.array(z.string().min(1).max(64)).max(50).optional(),
+    // Event types are stored lowercase, so filters match whatever case the operator typed.
+    event_types: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .max(64)
+          .transform((value) => value.toLowerCase()),
+      )
+      .max(50)
+      .optional(),
     platforms: z.array(z.enum(PLATFORMS)).optional(),
   })
   .openapi("PartnerFilters", { description: "Which events the partner receives; an empty or absent list means all." });

@@ -1,14 +1,20 @@
 /**
- * `POST /v1/postbacks/{network_id}`: where networks post conversions. The route is documented from
- * the zod schemas but handled by hand, because the signature covers the raw bytes: the body is
+ * Where networks post conversions: a signed JSON body, an affiliate GET (or form POST) mapped from
+ * its parameters, a batch of up to 100, and explain (a dry run). The routes are documented from
+ * the zod schemas but handled by hand, because credentials cover the raw request: the body is
  * verified before it is parsed, never re-serialised.
  */
 import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { configOf } from "../config";
-import { ingestPostback } from "../ingest/ingest";
+import { explainPostback } from "../ingest/explain";
+import { type IngestDeps, ingestBatch, ingestPostback, MAX_BATCH_EVENTS } from "../ingest/ingest";
 import { PostbackSchema } from "../ingest/postback-schema";
+import { secretsEqual } from "../lib/bytes";
 import { loadNetworkAuth, refreshNetworkAuth } from "../networks/network-cache";
-import { type App, problem } from "./common";
+import { noteCredentialUse } from "../networks/usage";
+import { allPartners } from "../storage/partners";
+import { type App, type AppEnv, problem } from "./common";
 
 const IngestAnswerSchema = z
   .object({
@@ -23,68 +29,208 @@ const IngestAnswerSchema = z
   })
   .openapi("IngestAnswer");
 
-const signatureHeaders = z.object({
-  "webhook-id": z
-    .string()
-    .openapi({ description: "Unique id of this message.", example: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W" }),
-  "webhook-timestamp": z
-    .string()
-    .openapi({ description: "Unix seconds; within 300 s of the hub's clock.", example: "1764246896" }),
-  "webhook-signature": z.string().openapi({
-    description: "Space-separated `v1,<base64 HMAC-SHA256>` over `<webhook-id>.<webhook-timestamp>.<raw body>`.",
-  }),
+const NetworkPath = z.object({
+  network_id: z.string().openapi({ param: { name: "network_id", in: "path" }, example: "acme" }),
 });
 
-export const ingestRoute = createRoute({
-  method: "post",
-  path: "/v1/postbacks/{network_id}",
-  tags: ["Postbacks"],
-  summary: "Post a conversion",
-  description:
-    "Signed with the Standard Webhooks scheme using the network's secret. Idempotent per transaction_id: repeat a postback freely.",
-  request: {
-    params: z.object({
-      network_id: z.string().openapi({ param: { name: "network_id", in: "path" }, example: "acme" }),
-    }),
-    headers: signatureHeaders,
-    body: { required: true, content: { "application/json": { schema: PostbackSchema } } },
-  },
-  responses: {
-    200: {
-      description: "Recorded (or recognised as already recorded).",
-      content: { "application/json": { schema: IngestAnswerSchema } },
-    },
-    400: problem("The body is not JSON."),
-    401: problem("Missing or wrong signature, or a timestamp out of tolerance; `errors` names the failed check."),
-    403: problem("The network is disabled."),
-    404: problem("Unknown network."),
-    409: problem("Contradicts the recorded conversion; `errors` names the differing fields."),
-    413: problem("Body too large."),
-    415: problem("Not application/json."),
-    422: problem("Invalid fields; `errors` lists every one."),
-  },
+const credentialHeaders = z.object({
+  "webhook-id": z.string().optional().openapi({ description: "Standard Webhooks: unique id of this message." }),
+  "webhook-timestamp": z.string().optional().openapi({ description: "Standard Webhooks: Unix seconds (±300 s)." }),
+  "webhook-signature": z.string().optional().openapi({
+    description:
+      "Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256>` over `<webhook-id>.<webhook-timestamp>.<raw body>`.",
+  }),
+  "x-postback-token": z
+    .string()
+    .optional()
+    .openapi({ description: "The network's static token (or the `token` parameter)." }),
+  "x-postback-test": z.string().optional().openapi({ description: "`1` or `true`: a test postback." }),
 });
+
+const rejections = {
+  400: problem("The body is not JSON."),
+  401: problem("Missing or wrong credentials, or a timestamp out of tolerance; `errors` names the failed check."),
+  403: problem("The network is disabled, or the client address is not in its IP allowlist."),
+  404: problem("Unknown network."),
+  413: problem("Body too large."),
+  415: problem("Not application/json (or form-encoded, for the parameter form)."),
+  422: problem("Invalid fields; `errors` lists every one."),
+  429: problem("Over the network's rate limit; see Retry-After."),
+};
+
+const success = {
+  description:
+    "Recorded (or recognised as already recorded). A network configured with a fixed answer (e.g. `OK`) gets that body instead, with the verdict in the `x-postback-status` header.",
+  content: { "application/json": { schema: IngestAnswerSchema } },
+};
+
+const tags = ["Postbacks"];
+
+const QueryPostback = z.record(z.string(), z.string()).openapi("PostbackParameters", {
+  description:
+    "The tracker's parameters, mapped by the network's `mapping` (e.g. txid → transaction_id, payout → amount), plus credentials: `token`, or `pb_id`, `pb_ts`, `pb_sig` for a signed query; `pb_test=1` for a test.",
+  example: { txid: "ord_8812", payout: "29.99", status: "1", token: "pbt_…" },
+});
+
+const BatchBody = z.object({ events: z.array(PostbackSchema).min(1).max(MAX_BATCH_EVENTS) }).openapi("PostbackBatch");
+
+const BatchResultSchema = z
+  .object({
+    results: z.array(
+      z.object({
+        index: z.number().int(),
+        status: z.number().int().openapi({ description: "200, or 409/422 for this item only." }),
+        answer: IngestAnswerSchema.optional(),
+        code: z.string().optional(),
+        detail: z.string().optional(),
+        errors: z.array(z.object({ location: z.string(), message: z.string() })).optional(),
+      }),
+    ),
+  })
+  .openapi("PostbackBatchResult");
 
 export function registerPostbackRoutes(app: App): void {
-  app.openAPIRegistry.registerPath(ingestRoute);
-  app.post("/v1/postbacks/:network_id", async (c) => {
-    const config = configOf(c.env);
-    const nowMs = Date.now();
-    const source = {
-      db: c.env.DB,
-      encryptionKey: config.ENCRYPTION_KEY,
-      ttlSeconds: config.NETWORK_CACHE_TTL_SECONDS,
-      nowMs,
-    };
-    const answer = await ingestPostback(c.req.param("network_id"), c.req.raw, {
-      nowMs,
-      maxBodyBytes: config.MAX_BODY_BYTES,
-      toleranceSeconds: config.SIGNATURE_TOLERANCE_SECONDS,
-      loadNetwork: (id) => loadNetworkAuth(id, source),
-      refreshNetwork: (id) => refreshNetworkAuth(id, source),
-      conversion: (name) => c.env.CONVERSIONS.getByName(name),
-    });
+  app.openAPIRegistry.registerPath(
+    createRoute({
+      method: "post",
+      path: "/v1/postbacks/{network_id}",
+      tags,
+      summary: "Post a conversion",
+      description:
+        "A JSON body signed with the Standard Webhooks scheme (or carrying the network's token), or an `application/x-www-form-urlencoded` body mapped like a GET. Idempotent per transaction_id: repeat a postback freely.",
+      request: {
+        params: NetworkPath,
+        headers: credentialHeaders,
+        body: {
+          required: true,
+          content: {
+            "application/json": { schema: PostbackSchema },
+            "application/x-www-form-urlencoded": { schema: QueryPostback },
+          },
+        },
+      },
+      responses: {
+        200: success,
+        409: problem("Contradicts the recorded conversion; `errors` names the differing fields."),
+        ...rejections,
+      },
+    }),
+  );
+  app.openAPIRegistry.registerPath(
+    createRoute({
+      method: "get",
+      path: "/v1/postbacks/{network_id}",
+      tags,
+      summary: "Post a conversion as an affiliate GET",
+      description:
+        "For trackers that fire a URL with macros: `?txid={txid}&payout={payout}&status={status}&token=…`. The network's mapping turns the parameters into a postback, which goes through the same validation, Durable Object and pipeline as a JSON postback.",
+      request: {
+        params: NetworkPath,
+        query: z.object({
+          token: z.string().optional().openapi({ description: "The network's static token (token method)." }),
+          pb_id: z.string().optional().openapi({ description: "Signed query: a unique message id." }),
+          pb_ts: z.string().optional().openapi({ description: "Signed query: Unix seconds (±300 s)." }),
+          pb_sig: z.string().optional().openapi({ description: "Signed query: `v1,<base64 HMAC-SHA256>` entries." }),
+          pb_test: z.string().optional().openapi({ description: "`1`: a test postback." }),
+        }),
+        headers: credentialHeaders,
+      },
+      responses: { 200: success, 409: problem("Contradicts the recorded conversion."), ...rejections },
+    }),
+  );
+  app.openAPIRegistry.registerPath(
+    createRoute({
+      method: "post",
+      path: "/v1/postbacks/{network_id}/batch",
+      tags,
+      summary: "Post up to 100 conversions at once",
+      description:
+        "One authenticated JSON request; each event is decided on its own with per-item results, and one bad item does not reject the others.",
+      request: {
+        params: NetworkPath,
+        headers: credentialHeaders,
+        body: { required: true, content: { "application/json": { schema: BatchBody } } },
+      },
+      responses: {
+        200: { description: "Per-item results.", content: { "application/json": { schema: BatchResultSchema } } },
+        ...rejections,
+      },
+    }),
+  );
+  app.openAPIRegistry.registerPath(
+    createRoute({
+      method: "post",
+      path: "/v1/postbacks/{network_id}/explain",
+      tags,
+      summary: "Explain how a postback would be handled (dry run)",
+      description:
+        "Send exactly the request you would send to the postback URL (JSON, form, or as a GET to the same path), with the admin token in `Authorization` or the network's own valid credentials. Answers the authentication verdict (with the string that should have been signed), the mapping, validation errors, the dedupe decision against the current state, and the partners that would be notified with their rendered requests. Stores and sends nothing.",
+      request: { params: NetworkPath, headers: credentialHeaders },
+      responses: {
+        200: {
+          description: "Each step's outcome.",
+          content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+        },
+        401: problem("Neither the admin token nor valid network credentials."),
+        404: problem("Unknown network."),
+      },
+    }),
+  );
+
+  const single = async (c: Context<AppEnv>) => {
+    const { answer, auth } = await ingestPostback(c.req.param("network_id") ?? "", c.req.raw, ingestDeps(c));
     if (answer.status === "duplicate") c.header("idempotent-replayed", "true");
+    const fixed = auth.network.answer;
+    if (fixed) {
+      c.header("x-postback-status", answer.status);
+      c.header("x-event-id", answer.event_id);
+      c.header("content-type", `${fixed.content_type}; charset=utf-8`);
+      return c.body(fixed.body, 200);
+    }
     return c.json(answer, 200);
+  };
+  app.post("/v1/postbacks/:network_id", single);
+  app.get("/v1/postbacks/:network_id", single);
+
+  app.post("/v1/postbacks/:network_id/batch", async (c) => {
+    const results = await ingestBatch(c.req.param("network_id"), c.req.raw, ingestDeps(c));
+    return c.json({ results }, 200);
   });
+
+  const explain = async (c: Context<AppEnv>) => {
+    const config = configOf(c.env);
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    const isAdmin = bearer !== undefined && (await secretsEqual(bearer, config.ADMIN_TOKEN));
+    const explanation = await explainPostback(c.req.param("network_id") ?? "", c.req.raw, {
+      ...ingestDeps(c),
+      isAdmin,
+      partners: () => allPartners(c.env.DB),
+      peek: (name, input) => c.env.CONVERSIONS.getByName(name).peek(input),
+    });
+    return c.json(explanation, 200);
+  };
+  app.post("/v1/postbacks/:network_id/explain", explain);
+  app.get("/v1/postbacks/:network_id/explain", explain);
+}
+
+function ingestDeps(c: Context<AppEnv>): IngestDeps {
+  const config = configOf(c.env);
+  const nowMs = Date.now();
+  const source = {
+    db: c.env.DB,
+    encryptionKey: config.ENCRYPTION_KEY,
+    ttlSeconds: config.NETWORK_CACHE_TTL_SECONDS,
+    nowMs,
+  };
+  return {
+    nowMs,
+    maxBodyBytes: config.MAX_BODY_BYTES,
+    toleranceSeconds: config.SIGNATURE_TOLERANCE_SECONDS,
+    loadNetwork: (id) => loadNetworkAuth(id, source),
+    refreshNetwork: (id) => refreshNetworkAuth(id, source),
+    withinRateLimit: async (id) => (await c.env.INGEST_RATE_LIMITER.limit({ key: id })).success,
+    noteCredentialUse: (credentialId) =>
+      noteCredentialUse(c.env.DB, credentialId, nowMs, (promise) => c.executionCtx.waitUntil(promise)),
+    conversion: (name) => c.env.CONVERSIONS.getByName(name),
+  };
 }

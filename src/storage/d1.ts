@@ -8,121 +8,6 @@ import type { EventMessage } from "../queues/messages";
 export type D1 = Pick<D1Database, "prepare" | "batch">;
 
 // ---------------------------------------------------------------------------------------------
-// Networks and their secrets
-// ---------------------------------------------------------------------------------------------
-
-export interface NetworkRow {
-  id: string;
-  name: string;
-  status: "active" | "disabled";
-  created_at: string;
-  updated_at: string;
-}
-
-export interface SecretRow {
-  id: string;
-  network_id: string;
-  ciphertext: string;
-  created_at: string;
-  expires_at: string | null;
-}
-
-export type SecretMetadata = Omit<SecretRow, "ciphertext" | "network_id">;
-
-/** Inserts a network with its first secret; false when the id is taken. */
-export async function insertNetwork(
-  db: D1,
-  network: NetworkRow,
-  secret: Omit<SecretRow, "expires_at">,
-): Promise<boolean> {
-  try {
-    await db.batch([
-      db
-        .prepare("INSERT INTO networks (id, name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(network.id, network.name, network.status, network.created_at, network.updated_at),
-      insertSecretStatement(db, secret),
-    ]);
-    return true;
-  } catch (error) {
-    if (String(error).includes("UNIQUE constraint failed")) return false;
-    throw error;
-  }
-}
-
-function insertSecretStatement(db: D1, secret: Omit<SecretRow, "expires_at">): D1PreparedStatement {
-  return db
-    .prepare("INSERT INTO network_secrets (id, network_id, ciphertext, created_at) VALUES (?, ?, ?, ?)")
-    .bind(secret.id, secret.network_id, secret.ciphertext, secret.created_at);
-}
-
-export async function getNetwork(db: D1, id: string): Promise<NetworkRow | null> {
-  return db
-    .prepare("SELECT id, name, status, created_at, updated_at FROM networks WHERE id = ?")
-    .bind(id)
-    .first<NetworkRow>();
-}
-
-export async function listNetworks(db: D1, limit: number, afterId: string | null): Promise<NetworkRow[]> {
-  const { results } = await db
-    .prepare(
-      "SELECT id, name, status, created_at, updated_at FROM networks WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2",
-    )
-    .bind(afterId, limit)
-    .all<NetworkRow>();
-  return results;
-}
-
-export async function setNetworkStatus(
-  db: D1,
-  id: string,
-  status: NetworkRow["status"],
-  now: string,
-): Promise<NetworkRow | null> {
-  return db
-    .prepare(
-      "UPDATE networks SET status = ?, updated_at = ? WHERE id = ? RETURNING id, name, status, created_at, updated_at",
-    )
-    .bind(status, now, id)
-    .first<NetworkRow>();
-}
-
-/** Secrets that still verify at `now`, newest first. */
-export async function activeSecrets(db: D1, networkId: string, now: string): Promise<SecretRow[]> {
-  const { results } = await db
-    .prepare(
-      "SELECT * FROM network_secrets WHERE network_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, id DESC",
-    )
-    .bind(networkId, now)
-    .all<SecretRow>();
-  return results;
-}
-
-export async function listSecretMetadata(db: D1, networkId: string, now: string): Promise<SecretMetadata[]> {
-  const { results } = await db
-    .prepare(
-      "SELECT id, created_at, expires_at FROM network_secrets WHERE network_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, id DESC",
-    )
-    .bind(networkId, now)
-    .all<SecretMetadata>();
-  return results;
-}
-
-/**
- * Adds a new current secret and starts the grace period of the ones it replaces (a secret already
- * expiring keeps its earlier end).
- */
-export async function rotateSecret(db: D1, secret: Omit<SecretRow, "expires_at">, graceEndsAt: string): Promise<void> {
-  await db.batch([
-    db
-      .prepare(
-        "UPDATE network_secrets SET expires_at = ? WHERE network_id = ? AND (expires_at IS NULL OR expires_at > ?)",
-      )
-      .bind(graceEndsAt, secret.network_id, graceEndsAt),
-    insertSecretStatement(db, secret),
-  ]);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Conversions: written by the events consumer, read by the admin API
 // ---------------------------------------------------------------------------------------------
 
@@ -170,8 +55,9 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
   const statements = [
     db
       .prepare(
-        `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+        `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload,
+           received_at, test)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
       )
       .bind(
         message.event_id,
@@ -183,6 +69,7 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
         message.event.event_time ?? null,
         JSON.stringify(message.event),
         message.received_at,
+        message.test ? 1 : 0,
       ),
   ];
   if (message.verdict !== "stale") {
@@ -191,8 +78,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
       db
         .prepare(
           `INSERT INTO conversions (network_id, transaction_id, status, amount, currency, event_type, event_time,
-             campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (network_id, transaction_id) DO UPDATE SET
              status = excluded.status, amount = excluded.amount, currency = excluded.currency,
              event_type = excluded.event_type, event_time = excluded.event_time,
@@ -225,6 +112,7 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
           c.first_seen_at,
           message.received_at,
           c.version,
+          message.test ? 1 : 0,
         ),
     );
   }

@@ -1,0 +1,192 @@
+/**
+ * Authenticating a postback with the network's configured methods: Standard Webhooks headers, a
+ * static token (query parameter or header), or a signed query string; plus, when configured, an
+ * IP allowlist on the address Cloudflare reports (`CF-Connecting-IP`, never `X-Forwarded-For`).
+ * A request is checked with the method whose credentials it carries; every comparison is constant
+ * time, and a failure says which check failed (and, for signatures, what should have been signed)
+ * but never an expected value.
+ */
+
+import type { AuthMethod } from "../networks/network";
+import { live, type NetworkAuth, tokenDigest } from "../networks/network-cache";
+import { ipMatches, parseCidr } from "./cidr";
+import { verifySignedQuery } from "./signed-query";
+import { verify } from "./standard-webhooks";
+
+export type AuthResult =
+  | { ok: true; method: AuthMethod; credentialId: string }
+  | {
+      ok: false;
+      code: "unauthorized" | "ip_not_allowed";
+      location: string;
+      message: string;
+      /** What the sender should have signed, when it was a signature that failed. */
+      signedContent?: string;
+      /** The credential was well-formed but matched none we hold: fresher credentials may match. */
+      mismatch?: boolean;
+    };
+
+export interface AuthInput {
+  request: Request;
+  /** The raw body (empty for GET); a Standard Webhooks signature covers exactly these bytes. */
+  body: Uint8Array;
+  /** Query parameters, plus form fields for a form-encoded POST. */
+  params: readonly [string, string][];
+  nowMs: number;
+  toleranceSeconds: number;
+}
+
+export const TOKEN_PARAM = "token";
+export const TOKEN_HEADER = "x-postback-token";
+
+const cidrCache = new WeakMap<readonly string[], ReturnType<typeof parseCidr>[]>();
+
+export async function authenticate(auth: NetworkAuth, input: AuthInput): Promise<AuthResult> {
+  const allowlist = auth.network.auth.ip_allowlist;
+  if (allowlist.length > 0) {
+    const ip = input.request.headers.get("cf-connecting-ip");
+    let cidrs = cidrCache.get(allowlist);
+    if (!cidrs) {
+      cidrs = allowlist.map(parseCidr);
+      cidrCache.set(allowlist, cidrs);
+    }
+    const ranges = cidrs.filter((c) => c !== null);
+    if (!ip || !ipMatches(ip, ranges)) {
+      return {
+        ok: false,
+        code: "ip_not_allowed",
+        location: "header.cf-connecting-ip",
+        message: `the client address ${ip ?? "(unknown)"} is not in this network's IP allowlist`,
+      };
+    }
+  }
+
+  const methods = auth.network.auth.methods;
+  const carried = carriedMethods(input);
+  // A request with no credentials at all, to a network with one method, is checked by that method,
+  // so the answer names exactly what is missing.
+  const method =
+    carried.find((m) => methods.includes(m)) ?? (carried.length === 0 && methods.length === 1 ? methods[0] : undefined);
+  if (!method) {
+    const accepted = methods.map(describeMethod).join("; or ");
+    const sent =
+      carried.length > 0 ? ` (this request carries ${carried.join(", ")}, which the network does not use)` : "";
+    return {
+      ok: false,
+      code: "unauthorized",
+      location: carried.length > 0 ? credentialLocation(carried[0] ?? "token") : "header.webhook-signature",
+      message: `no credentials this network accepts${sent}; send ${accepted}`,
+    };
+  }
+  switch (method) {
+    case "standard_webhooks":
+      return checkStandardWebhooks(auth, input);
+    case "signed_query":
+      return checkSignedQuery(auth, input);
+    case "token":
+      return checkToken(auth, input);
+    default:
+      return method satisfies never;
+  }
+}
+
+/** Which kinds of credentials the request carries, in order of preference. */
+export function carriedMethods(input: Pick<AuthInput, "request" | "params">): AuthMethod[] {
+  const has = (name: string) => input.params.some(([key]) => key === name);
+  const carried: AuthMethod[] = [];
+  if (input.request.headers.has("webhook-signature")) carried.push("standard_webhooks");
+  if (has("pb_sig")) carried.push("signed_query");
+  if (has(TOKEN_PARAM) || input.request.headers.has(TOKEN_HEADER)) carried.push("token");
+  return carried;
+}
+
+function describeMethod(method: AuthMethod): string {
+  switch (method) {
+    case "standard_webhooks":
+      return "Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature)";
+    case "signed_query":
+      return "a signed query (pb_id, pb_ts, pb_sig)";
+    case "token":
+      return `the network's token (the ${TOKEN_PARAM} parameter or the ${TOKEN_HEADER} header)`;
+    default:
+      return method satisfies never;
+  }
+}
+
+function credentialLocation(method: AuthMethod): string {
+  switch (method) {
+    case "standard_webhooks":
+      return "header.webhook-signature";
+    case "signed_query":
+      return "query.pb_sig";
+    case "token":
+      return `query.${TOKEN_PARAM}`;
+    default:
+      return method satisfies never;
+  }
+}
+
+async function checkStandardWebhooks(auth: NetworkAuth, input: AuthInput): Promise<AuthResult> {
+  const keys = live(auth.keys, input.nowMs);
+  const headers = input.request.headers;
+  const id = headers.get("webhook-id");
+  const timestamp = headers.get("webhook-timestamp");
+  const result = await verify(
+    { id, timestamp, signature: headers.get("webhook-signature") },
+    input.body,
+    keys.map((k) => k.key),
+    Math.floor(input.nowMs / 1000),
+    input.toleranceSeconds,
+  );
+  if (result.ok) return { ok: true, method: "standard_webhooks", credentialId: keys[result.keyIndex]?.id ?? "" };
+  return {
+    ok: false,
+    code: "unauthorized",
+    location: result.location,
+    message: result.message,
+    mismatch: result.mismatch === true,
+    ...(id && timestamp ? { signedContent: `${id}.${timestamp}.<the raw body bytes>` } : {}),
+  };
+}
+
+async function checkSignedQuery(auth: NetworkAuth, input: AuthInput): Promise<AuthResult> {
+  const keys = live(auth.keys, input.nowMs);
+  const result = await verifySignedQuery(
+    input.params,
+    keys.map((k) => k.key),
+    Math.floor(input.nowMs / 1000),
+    input.toleranceSeconds,
+  );
+  if (result.ok) return { ok: true, method: "signed_query", credentialId: keys[result.keyIndex]?.id ?? "" };
+  return {
+    ok: false,
+    code: "unauthorized",
+    location: result.location,
+    message: result.message,
+    ...(result.signedContent ? { signedContent: result.signedContent } : {}),
+  };
+}
+
+async function checkToken(auth: NetworkAuth, input: AuthInput): Promise<AuthResult> {
+  const given = input.request.headers.get(TOKEN_HEADER) ?? input.params.find(([key]) => key === TOKEN_PARAM)?.[1];
+  if (!given) {
+    return {
+      ok: false,
+      code: "unauthorized",
+      location: `query.${TOKEN_PARAM}`,
+      message: `the token is missing: send it as the ${TOKEN_PARAM} parameter or the ${TOKEN_HEADER} header`,
+    };
+  }
+  const digest = await tokenDigest(given);
+  for (const token of live(auth.tokens, input.nowMs)) {
+    if (crypto.subtle.timingSafeEqual(digest, token.digest))
+      return { ok: true, method: "token", credentialId: token.id };
+  }
+  return {
+    ok: false,
+    code: "unauthorized",
+    location: input.request.headers.has(TOKEN_HEADER) ? `header.${TOKEN_HEADER}` : `query.${TOKEN_PARAM}`,
+    message: "the token does not match an active token of this network",
+    mismatch: true,
+  };
+}

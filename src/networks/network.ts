@@ -1,0 +1,33 @@
+/** A network as the hub knows it: who it is, how it authenticates, how its GET postbacks map. */
+export const AUTH_METHODS = ["standard_webhooks", "token", "signed_query"] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+
+export interface NetworkAuthConfig {
+  /** A request must pass one of these (the one whose credentials it carries). */
+  methods: AuthMethod[];
+  /** When not empty, the client address (CF-Connecting-IP) must also be in one of these ranges. */
+  ip_allowlist: string[];
+}
+
+/** A fixed answer for senders that expect one (e.g. `OK`); JSON when absent. */
+export interface NetworkAnswer {
+  content_type: "text/plain" | "text/html" | "application/json" | "application/xml";
+  body: string;
+}
+
+export interface Network {
+  id: string;
+  name: string;
+  status: "active" | "disabled";
+  auth: NetworkAuthConfig;
+  /** The stored mapping as configured (validated by its schema when saved); null: the generic preset. */
+  mapping: Record<string, unknown> | null;
+  answer: NetworkAnswer | null;
+  test_mode: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export const DEFAULT_AUTH: NetworkAuthConfig = { methods: ["standard_webhooks"], ip_allowlist: [] };
+
+export type CredentialKind = "signing" | "token";

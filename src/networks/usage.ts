@@ -1,0 +1,28 @@
+/**
+ * Rotation telemetry: when each network credential was last used, so an operator sees who still
+ * uses an old secret or token before it expires. Recorded after the answer (waitUntil), at most
+ * once a minute per credential and isolate, so it costs the hot path nothing.
+ */
+import type { D1 } from "../storage/d1";
+import { touchSecrets } from "../storage/networks";
+
+const RECORD_EVERY_MS = 60_000;
+const lastRecorded = new Map<string, number>();
+
+export function noteCredentialUse(
+  db: D1,
+  credentialId: string,
+  nowMs: number,
+  waitUntil: (promise: Promise<unknown>) => void,
+): void {
+  if (!credentialId) return;
+  const last = lastRecorded.get(credentialId);
+  if (last !== undefined && nowMs - last < RECORD_EVERY_MS) return;
+  lastRecorded.set(credentialId, nowMs);
+  waitUntil(
+    touchSecrets(db, [{ id: credentialId, at: new Date(nowMs).toISOString() }]).catch((error: unknown) => {
+      lastRecorded.delete(credentialId);
+      console.warn(JSON.stringify({ message: "could not record credential use", error: String(error) }));
+    }),
+  );
+}

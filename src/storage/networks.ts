@@ -1,0 +1,175 @@
+/** SQL for networks and their credentials (signing secrets and tokens, both encrypted). */
+import type { CredentialKind, Network, NetworkAnswer, NetworkAuthConfig } from "../networks/network";
+import type { D1 } from "./d1";
+
+interface NetworkRow {
+  id: string;
+  name: string;
+  status: "active" | "disabled";
+  auth: string;
+  mapping: string | null;
+  answer: string | null;
+  test_mode: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface SecretRow {
+  id: string;
+  network_id: string;
+  kind: CredentialKind;
+  ciphertext: string;
+  created_at: string;
+  expires_at: string | null;
+  last_used_at: string | null;
+}
+
+export type NewSecret = Pick<SecretRow, "id" | "network_id" | "kind" | "ciphertext" | "created_at">;
+export type SecretMetadata = Pick<SecretRow, "id" | "kind" | "created_at" | "expires_at" | "last_used_at">;
+
+function toNetwork(row: NetworkRow): Network {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    auth: JSON.parse(row.auth) as NetworkAuthConfig,
+    mapping: row.mapping ? (JSON.parse(row.mapping) as Record<string, unknown>) : null,
+    answer: row.answer ? (JSON.parse(row.answer) as NetworkAnswer) : null,
+    test_mode: row.test_mode === 1,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+function insertSecretStatement(db: D1, secret: NewSecret): D1PreparedStatement {
+  return db
+    .prepare("INSERT INTO network_secrets (id, network_id, kind, ciphertext, created_at) VALUES (?, ?, ?, ?, ?)")
+    .bind(secret.id, secret.network_id, secret.kind, secret.ciphertext, secret.created_at);
+}
+
+/** Inserts a network with its first credentials; false when the id is taken. */
+export async function insertNetwork(db: D1, network: Network, secrets: NewSecret[]): Promise<boolean> {
+  try {
+    await db.batch([
+      db
+        .prepare(
+          `INSERT INTO networks (id, name, status, auth, mapping, answer, test_mode, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .bind(
+          network.id,
+          network.name,
+          network.status,
+          JSON.stringify(network.auth),
+          network.mapping ? JSON.stringify(network.mapping) : null,
+          network.answer ? JSON.stringify(network.answer) : null,
+          network.test_mode ? 1 : 0,
+          network.created_at,
+          network.updated_at,
+        ),
+      ...secrets.map((secret) => insertSecretStatement(db, secret)),
+    ]);
+    return true;
+  } catch (error) {
+    if (String(error).includes("UNIQUE constraint failed")) return false;
+    throw error;
+  }
+}
+
+/** Writes the mutable fields; `secrets` are added in the same batch (a first token, say). */
+export async function updateNetwork(db: D1, network: Network, secrets: NewSecret[] = []): Promise<void> {
+  await db.batch([
+    db
+      .prepare(
+        "UPDATE networks SET name = ?, auth = ?, mapping = ?, answer = ?, test_mode = ?, updated_at = ? WHERE id = ?",
+      )
+      .bind(
+        network.name,
+        JSON.stringify(network.auth),
+        network.mapping ? JSON.stringify(network.mapping) : null,
+        network.answer ? JSON.stringify(network.answer) : null,
+        network.test_mode ? 1 : 0,
+        network.updated_at,
+        network.id,
+      ),
+    ...secrets.map((secret) => insertSecretStatement(db, secret)),
+  ]);
+}
+
+export async function getNetwork(db: D1, id: string): Promise<Network | null> {
+  const row = await db.prepare("SELECT * FROM networks WHERE id = ?").bind(id).first<NetworkRow>();
+  return row ? toNetwork(row) : null;
+}
+
+export async function listNetworks(db: D1, limit: number, afterId: string | null): Promise<Network[]> {
+  const { results } = await db
+    .prepare("SELECT * FROM networks WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2")
+    .bind(afterId, limit)
+    .all<NetworkRow>();
+  return results.map(toNetwork);
+}
+
+export async function setNetworkStatus(
+  db: D1,
+  id: string,
+  status: Network["status"],
+  now: string,
+): Promise<Network | null> {
+  const row = await db
+    .prepare("UPDATE networks SET status = ?, updated_at = ? WHERE id = ? RETURNING *")
+    .bind(status, now, id)
+    .first<NetworkRow>();
+  return row ? toNetwork(row) : null;
+}
+
+/** Credentials that still verify at `now`, newest first. */
+export async function activeSecrets(db: D1, networkId: string, now: string): Promise<SecretRow[]> {
+  const { results } = await db
+    .prepare(
+      "SELECT * FROM network_secrets WHERE network_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, id DESC",
+    )
+    .bind(networkId, now)
+    .all<SecretRow>();
+  return results;
+}
+
+export async function listSecretMetadata(db: D1, networkId: string, now: string): Promise<SecretMetadata[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT id, kind, created_at, expires_at, last_used_at FROM network_secrets
+       WHERE network_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, id DESC`,
+    )
+    .bind(networkId, now)
+    .all<SecretMetadata>();
+  return results;
+}
+
+/**
+ * Adds a new current credential of its kind and starts the grace period of the ones of that kind
+ * it replaces (one already expiring keeps its earlier end).
+ */
+export async function rotateSecret(db: D1, secret: NewSecret, graceEndsAt: string): Promise<void> {
+  await db.batch([
+    db
+      .prepare(
+        `UPDATE network_secrets SET expires_at = ?
+         WHERE network_id = ? AND kind = ? AND (expires_at IS NULL OR expires_at > ?)`,
+      )
+      .bind(graceEndsAt, secret.network_id, secret.kind, graceEndsAt),
+    insertSecretStatement(db, secret),
+  ]);
+}
+
+/** Rotation telemetry: when each credential was last used (only ever moves forward). */
+export async function touchSecrets(db: D1, uses: readonly { id: string; at: string }[]): Promise<void> {
+  if (uses.length === 0) return;
+  await db.batch(
+    uses.map((use) =>
+      db
+        .prepare(
+          "UPDATE network_secrets SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)",
+        )
+        .bind(use.at, use.id),
+    ),
+  );
+}
