@@ -68,7 +68,7 @@ const EventTimeSchema = z
   .string()
   // `abort` stops at the first failure, so a malformed value gets one message that says how to fix it.
   .regex(RFC_3339, {
-    error: "must be an RFC 3339 timestamp with a time zone, such as 2026-11-27T12:34:56Z",
+    error: "must be an RFC 3339 timestamp with a time zone, such as 2026-01-15T12:34:56Z",
     abort: true,
   })
   .refine(isCalendarDate, { error: "is not a real calendar date", abort: true })
@@ -76,7 +76,7 @@ const EventTimeSchema = z
     error: `must not be more than ${MAX_EVENT_TIME_AHEAD_SECONDS} s in the future`,
   })
   .transform((value) => new Date(value).toISOString())
-  .openapi({ description: "When the conversion happened (RFC 3339).", example: "2026-11-27T12:34:56Z" });
+  .openapi({ description: "When the conversion happened (RFC 3339).", example: "2026-01-15T12:34:56Z" });
 
 const MetaValueSchema = z.union(
   [

@@ -567,7 +567,7 @@ export const DOCS_SCRIPT = String.raw`
     if (type === "integer" || type === "number") return s.minimum !== undefined ? s.minimum : 0;
     if (type === "boolean") return true;
     if (type === "null") return null;
-    if (s.format === "date-time") return "2026-11-27T12:34:56Z";
+    if (s.format === "date-time") return "2026-01-15T12:34:56Z";
     return "string";
   }
 
