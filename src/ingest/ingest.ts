@@ -1,6 +1,7 @@
 /**
- * The ingest hot path: network (cached) → rate limit → payload (JSON body, form fields or query)
- * → authentication → JSON or parameter mapping → schema → one Durable Object call per event.
+ * The ingest hot path: network (cached) → payload (JSON body, form fields or query) →
+ * authentication → rate limit → JSON or parameter mapping → schema → one Durable Object call per
+ * event.
  * Nothing else happens before the answer: no D1 query (steady state), no queue send, no fetch.
  */
 import type { IngestAnswer, RecordInput, RecordResult } from "../conversions/conversion-object";
@@ -189,9 +190,13 @@ async function record(networkId: string, postback: Postback, test: boolean, deps
   return result.answer;
 }
 
-/** Everything up to (not including) the body: network, rate limit, payload, authentication. */
+/** Everything up to (not including) the body: network, payload, authentication, rate limit. */
 export async function prepare(networkId: string, request: Request, deps: IngestDeps): Promise<Prepared> {
   const resolved = await resolveNetwork(networkId, deps);
+  const payload = await readPayload(request, deps.maxBodyBytes);
+  const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps);
+  if (!result.ok) throw authProblem(result);
+  // Counted after authentication, so nobody who merely knows a network's id can spend its budget.
   if (!(await deps.withinRateLimit(networkId))) {
     throw new ProblemError(
       "rate_limited",
@@ -200,9 +205,6 @@ export async function prepare(networkId: string, request: Request, deps: IngestD
       { "retry-after": "60" },
     );
   }
-  const payload = await readPayload(request, deps.maxBodyBytes);
-  const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps);
-  if (!result.ok) throw authProblem(result);
   deps.noteCredentialUse(result.credentialId);
   return { auth, payload, test: isTest(auth, request, payload) };
 }
