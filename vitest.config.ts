@@ -20,6 +20,9 @@ export default defineConfig({
         },
         // A database without migrations, to prove /health notices.
         d1Databases: { UNMIGRATED_DB: "unmigrated" },
+        // A limiter small enough to exhaust in a test; test/postbacks.inbound.test.ts swaps it in for
+        // INGEST_RATE_LIMITER (whose production limit no test could reach) so the real local limiter counts.
+        ratelimits: { TEST_RATE_LIMITER: { namespace_id: "9001", simple: { limit: 3, period: 60 } } },
         // The fake partner at https://partner.test; any other outbound request fails loudly (599).
         outboundService: fakePartner,
       },
