@@ -1,0 +1,211 @@
+/**
+ * POST /v1/postbacks/{network_id}/batch: up to 100 events in one authenticated JSON request, each
+ * decided on its own through the real Durable Objects, with per-item results; one bad item does
+ * not reject the others, while a bad request (credentials, shape, media type) rejects all of them.
+ */
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { utf8 } from "../src/lib/bytes";
+import {
+  BASE,
+  conversionInD1,
+  createNetwork,
+  eventually,
+  expectStatus,
+  makePostback,
+  postback,
+  type TestNetwork,
+  uniqueId,
+} from "./helpers";
+import { createInboundNetwork, type IngestAnswer, TOKEN_ONLY, testFlags, tokenOf } from "./inbound";
+import { expectLocations, expectNothingStored, expectProblem, locationsOf, signedHeaders } from "./problems";
+
+interface BatchResult {
+  index: number;
+  status: number;
+  answer?: IngestAnswer;
+  code?: string;
+  detail?: string;
+  errors?: { location: string; message: string }[];
+}
+
+function batchUrl(networkId: string): string {
+  return `${BASE}/v1/postbacks/${networkId}/batch`;
+}
+
+/** A batch body signed the Standard Webhooks way; `options.contentType` overrides application/json. */
+async function postBatch(
+  network: TestNetwork,
+  body: unknown,
+  options: { contentType?: string; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  const raw = typeof body === "string" ? body : JSON.stringify(body);
+  const headers = await signedHeaders(network.secret, utf8(raw), {
+    ...(options.contentType === undefined ? {} : { contentType: options.contentType }),
+    ...(options.headers === undefined ? {} : { headers: options.headers }),
+  });
+  return exports.default.fetch(new Request(batchUrl(network.id), { method: "POST", headers, body: raw }));
+}
+
+async function results(response: Response): Promise<BatchResult[]> {
+  const body = await expectStatus<{ results: BatchResult[] }>(response, 200);
+  return body.results;
+}
+
+/** Every transaction_id anywhere in a batch body. */
+function transactionIdsIn(value: unknown): string[] {
+  if (Array.isArray(value)) return value.flatMap(transactionIdsIn);
+  if (value === null || typeof value !== "object") return [];
+  const record = value as Record<string, unknown>;
+  if (typeof record.transaction_id === "string") return [record.transaction_id];
+  return Object.values(record).flatMap(transactionIdsIn);
+}
+
+const stored = (networkId: string, transactionId: unknown) =>
+  eventually(() => conversionInD1(networkId, String(transactionId)));
+
+describe("batch: each event decided on its own", () => {
+  it("answers per item (200, 422, 409, duplicate) and stores only the valid ones", async () => {
+    const network = await createNetwork();
+    const existing = makePostback({ amount: "10.00" });
+    await expectStatus(await postback(network, existing), 200);
+    await stored(network.id, existing.transaction_id);
+
+    const ok = makePostback();
+    const invalid = makePostback({ amount: "ten", currency: "XXQ" });
+    const conflicting = { ...existing, amount: "20.00" };
+    const response = await postBatch(network, { events: [ok, invalid, conflicting, ok] });
+    const items = await results(response);
+
+    expect(items.map((item) => item.index)).toEqual([0, 1, 2, 3]);
+    expect(items.map((item) => item.status)).toEqual([200, 422, 409, 200]);
+
+    const [first, bad, conflict, repeat] = items;
+    // Items 0 and 3 are one transaction: one is recorded, the other answered as its duplicate.
+    expect([first?.answer?.status, repeat?.answer?.status].sort()).toEqual(["accepted", "duplicate"]);
+    expect(repeat?.answer?.event_id).toBe(first?.answer?.event_id);
+    expect(first?.answer).toMatchObject({ network_id: network.id, transaction_id: ok.transaction_id });
+
+    expect(bad).toMatchObject({ code: "validation_failed" });
+    expect(bad?.answer).toBeUndefined();
+    expect(bad?.errors?.map((e) => e.location).sort()).toEqual(["body.events[1].amount", "body.events[1].currency"]);
+
+    expect(conflict).toMatchObject({ code: "conversion_conflict" });
+    expect(conflict?.errors?.map((e) => e.location)).toEqual(["body.events[2].amount"]);
+
+    await stored(network.id, ok.transaction_id);
+    expect(await conversionInD1(network.id, String(invalid.transaction_id))).toBeNull();
+    expect(await conversionInD1(network.id, String(existing.transaction_id))).toMatchObject({ amount: "10.00" });
+  });
+
+  it("takes the largest batch, 100 events, and stores every one", async () => {
+    const network = await createNetwork();
+    const events = Array.from({ length: 100 }, () => makePostback());
+    const items = await results(await postBatch(network, { events }));
+    expect(items).toHaveLength(100);
+    expect(items.every((item) => item.status === 200 && item.answer?.status === "accepted")).toBe(true);
+    for (const event of events) await stored(network.id, event.transaction_id);
+  });
+
+  it("decides a status change after an earlier batch, and flags a test batch as test", async () => {
+    const network = await createNetwork();
+    const pending = makePostback({ status: "pending" });
+    expect((await results(await postBatch(network, { events: [pending] })))[0]?.answer?.status).toBe("accepted");
+    const items = await results(
+      await postBatch(
+        network,
+        { events: [{ ...pending, status: "approved" }] },
+        { headers: { "x-postback-test": "1" } },
+      ),
+    );
+    expect(items[0]?.answer).toMatchObject({ status: "updated", conversion_status: "approved" });
+    const flags = await eventually(async () => {
+      const found = await testFlags(network.id, String(pending.transaction_id));
+      return found.events.length === 2 ? found : null;
+    });
+    expect(flags.events).toEqual([0, 1]);
+  });
+
+  it("takes the network's token instead of a signature", async () => {
+    const network = await createInboundNetwork({ auth: TOKEN_ONLY });
+    const event = makePostback();
+    const response = await exports.default.fetch(
+      new Request(batchUrl(network.id), {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-postback-token": tokenOf(network) },
+        body: JSON.stringify({ events: [event] }),
+      }),
+    );
+    expect((await results(response))[0]?.status).toBe(200);
+    await stored(network.id, event.transaction_id);
+  });
+});
+
+describe("batch: a bad request rejects the whole batch", () => {
+  it.each([
+    ["no events", { events: [] }, ["body.events"]],
+    ["101 events", { events: Array.from({ length: 101 }, () => makePostback()) }, ["body.events"]],
+    ["events that are not an array", { events: makePostback() }, ["body.events"]],
+    ["no events field", {}, ["body.events"]],
+    ["an unknown top-level field", { events: [makePostback()], dry_run: true }, ["body.dry_run"]],
+    ["an array instead of an object", [makePostback()], ["body"]],
+  ])("answers 422 to a batch with %s and stores nothing", async (_, body, locations) => {
+    const network = await createNetwork();
+    const problem = await expectProblem(await postBatch(network, body), 422, "validation_failed");
+    expect(locationsOf(problem).sort()).toEqual([...locations].sort());
+    await expectNothingStored(network, transactionIdsIn(body));
+  });
+
+  it("answers 400 to a batch that is not JSON", async () => {
+    const network = await createNetwork();
+    await expectProblem(await postBatch(network, '{"events": ['), 400, "malformed_json");
+  });
+
+  it("answers 401 to a batch with a bad signature, and stores none of its events", async () => {
+    const network = await createNetwork();
+    const events = [makePostback(), makePostback()];
+    const raw = JSON.stringify({ events });
+    const headers = await signedHeaders(network.secret, utf8(JSON.stringify({ events: [events[0]] })));
+    const response = await exports.default.fetch(
+      new Request(batchUrl(network.id), { method: "POST", headers, body: raw }),
+    );
+    expectLocations(await expectProblem(response, 401, "unauthorized"), ["header.webhook-signature"]);
+    await expectNothingStored(
+      network,
+      events.map((event) => String(event.transaction_id)),
+    );
+  });
+
+  it("answers 401 to a batch without credentials", async () => {
+    const network = await createNetwork();
+    const response = await exports.default.fetch(
+      new Request(batchUrl(network.id), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ events: [makePostback()] }),
+      }),
+    );
+    await expectProblem(response, 401, "unauthorized");
+  });
+
+  it("answers 415 to a form-encoded batch, even a correctly signed one", async () => {
+    const network = await createNetwork();
+    const txid = uniqueId("tx");
+    const body = new URLSearchParams({ transaction_id: txid, amount: "1.00", currency: "USD" }).toString();
+    const response = await postBatch(network, body, { contentType: "application/x-www-form-urlencoded" });
+    expectLocations(await expectProblem(response, 415, "unsupported_media_type"), ["header.content-type"]);
+    await expectNothingStored(network, [txid]);
+  });
+
+  it("answers 415 to a batch sent as text/plain", async () => {
+    const network = await createNetwork();
+    const response = await postBatch(network, { events: [makePostback()] }, { contentType: "text/plain" });
+    await expectProblem(response, 415, "unsupported_media_type");
+  });
+
+  it("answers 404 to a batch for an unknown network", async () => {
+    const ghost = { id: uniqueId("ghost"), secret: (await createNetwork()).secret };
+    const problem = await expectProblem(await postBatch(ghost, { events: [makePostback()] }), 404, "network_not_found");
+    expectLocations(problem, ["path.network_id"]);
+  });
+});
