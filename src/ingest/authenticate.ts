@@ -28,6 +28,7 @@ export type AuthResult =
 
 export interface AuthInput {
   request: Request;
+  kind: "json" | "form" | "query";
   /** The raw body (empty for GET); a Standard Webhooks signature covers exactly these bytes. */
   body: Uint8Array;
   /** Query parameters, plus form fields for a form-encoded POST. */
@@ -127,6 +128,16 @@ function credentialLocation(method: AuthMethod): string {
 }
 
 async function checkStandardWebhooks(auth: NetworkAuth, input: AuthInput): Promise<AuthResult> {
+  if (input.kind === "query") {
+    // The signature covers the body, and a GET has none: its parameters would not be authenticated.
+    return {
+      ok: false,
+      code: "unauthorized",
+      location: "header.webhook-signature",
+      message:
+        "Standard Webhooks signs a body and a GET carries none; sign the parameters as a signed query (pb_id, pb_ts, pb_sig), or POST them",
+    };
+  }
   const keys = live(auth.keys, input.nowMs);
   const headers = input.request.headers;
   const id = headers.get("webhook-id");
@@ -163,6 +174,8 @@ async function checkSignedQuery(auth: NetworkAuth, input: AuthInput): Promise<Au
     code: "unauthorized",
     location: result.location,
     message: result.message,
+    // Well-formed and in time but signed by no key we hold: a fresher key (a rotation) may match.
+    mismatch: result.location === "query.pb_sig" && result.signedContent !== null,
     ...(result.signedContent ? { signedContent: result.signedContent } : {}),
   };
 }

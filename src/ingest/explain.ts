@@ -72,6 +72,11 @@ export async function explainPostback(networkId: string, request: Request, deps:
       [{ location: result.location, message: result.message }],
     );
   }
+  if (!deps.isAdmin && !(await deps.withinRateLimit(networkId))) {
+    throw new ProblemError("rate_limited", `Network "${networkId}" is over its rate limit.`, [], {
+      "retry-after": "60",
+    });
+  }
   const network = auth.network;
   const test = isTest(auth, request, payload);
   const explanation: Explanation = {
@@ -104,7 +109,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
 
   let candidate: unknown;
   try {
-    const built = candidateOf(auth, payload);
+    const built = candidateOf(auth, payload, result.ok ? result.method : null);
     candidate = built.value;
     if (built.mapping) {
       explanation.mapping = {
@@ -160,7 +165,12 @@ export async function explainPostback(networkId: string, request: Request, deps:
     test,
     conversion: { ...postback, event_time: postback.event_time ?? receivedAt, first_seen_at: receivedAt, version: 1 },
   };
-  for (const partner of await deps.partners()) {
+  // A network explaining with its own credentials sees only the partners that could receive its
+  // events, and never their configured header values (they may hold the partner's API keys).
+  const visible = (await deps.partners()).filter(
+    (p) => deps.isAdmin || !p.filters.networks?.length || p.filters.networks.includes(networkId),
+  );
+  for (const partner of visible) {
     const receives = partnerReceives(partner, routed);
     const reason = !receives
       ? test && !partner.receives_test_traffic
@@ -173,6 +183,9 @@ export async function explainPostback(networkId: string, request: Request, deps:
     if (receives) {
       try {
         request = renderRequest(partner, macroValues(deliveryPayload, "(assigned when recorded)", 1));
+        if (!deps.isAdmin) {
+          request.headers = Object.fromEntries(Object.keys(request.headers).map((name) => [name, "(hidden)"]));
+        }
       } catch (error) {
         if (!(error instanceof RenderError)) throw error;
       }

@@ -6,6 +6,7 @@
  */
 import type { IngestAnswer, RecordInput, RecordResult } from "../conversions/conversion-object";
 import { type FieldError, ProblemError, validationProblem } from "../errors";
+import type { AuthMethod } from "../networks/network";
 import type { NetworkAuth } from "../networks/network-cache";
 import { type AuthResult, authenticate } from "./authenticate";
 import { parseJson, readRawBody } from "./body";
@@ -53,12 +54,15 @@ export interface Payload {
   body: Uint8Array;
   /** Query parameters, plus the fields of a form body. */
   params: [string, string][];
+  /** The fields of a form body alone: all that a Standard Webhooks signature covers. */
+  fields: [string, string][];
 }
 
 /** What the pipeline knows of one request before anything is recorded (also what explain shows). */
 export interface Prepared {
   auth: NetworkAuth;
   payload: Payload;
+  method: AuthMethod;
   test: boolean;
 }
 
@@ -80,16 +84,16 @@ export async function resolveNetwork(networkId: string, deps: IngestDeps): Promi
 export async function readPayload(request: Request, maxBodyBytes: number): Promise<Payload> {
   const query = [...new URL(request.url).searchParams];
   if (request.method === "GET" || request.method === "HEAD") {
-    return { kind: "query", body: new Uint8Array(0), params: query };
+    return { kind: "query", body: new Uint8Array(0), params: query, fields: [] };
   }
   const mediaType = request.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase();
   if (mediaType === "application/json") {
-    return { kind: "json", body: await readRawBody(request, maxBodyBytes), params: query };
+    return { kind: "json", body: await readRawBody(request, maxBodyBytes), params: query, fields: [] };
   }
   if (mediaType === "application/x-www-form-urlencoded") {
     const body = await readRawBody(request, maxBodyBytes);
     const fields = [...new URLSearchParams(new TextDecoder().decode(body))];
-    return { kind: "form", body, params: [...query, ...fields] };
+    return { kind: "form", body, params: [...query, ...fields], fields };
   }
   throw new ProblemError(
     "unsupported_media_type",
@@ -108,6 +112,7 @@ export async function authenticateRequest(
 ): Promise<{ auth: NetworkAuth; result: AuthResult }> {
   const input = {
     request,
+    kind: payload.kind,
     body: payload.body,
     params: payload.params,
     nowMs: deps.nowMs,
@@ -143,11 +148,20 @@ export function isTest(auth: NetworkAuth, request: Request, payload: Payload): b
   );
 }
 
-/** The candidate postback: the JSON body, or the parameters through the network's mapping. */
-export function candidateOf(auth: NetworkAuth, payload: Payload): { value: unknown; mapping: MappingResult | null } {
+/**
+ * The candidate postback: the JSON body, or the parameters through the network's mapping. Only
+ * authenticated data is mapped: a Standard Webhooks signature covers a form body, not the query
+ * string, so an unsigned query parameter can never override a signed field.
+ */
+export function candidateOf(
+  auth: NetworkAuth,
+  payload: Payload,
+  method: AuthMethod | null,
+): { value: unknown; mapping: MappingResult | null } {
   if (payload.kind === "json") return { value: parseJson(payload.body), mapping: null };
   const reserved = new Set<string>([...RESERVED_PARAMS, TEST_PARAM]);
-  const params = payload.params.filter(([key]) => !reserved.has(key));
+  const source = method === "standard_webhooks" ? payload.fields : payload.params;
+  const params = source.filter(([key]) => !reserved.has(key));
   const mapping = mapParams(params, mappingOf(auth));
   return { value: mapping.body, mapping };
 }
@@ -206,7 +220,7 @@ export async function prepare(networkId: string, request: Request, deps: IngestD
     );
   }
   deps.noteCredentialUse(result.credentialId);
-  return { auth, payload, test: isTest(auth, request, payload) };
+  return { auth, payload, method: result.method, test: isTest(auth, request, payload) };
 }
 
 // --- entry points ----------------------------------------------------------------------------
@@ -217,7 +231,7 @@ export async function ingestPostback(
   deps: IngestDeps,
 ): Promise<{ answer: IngestAnswer; auth: NetworkAuth }> {
   const prepared = await prepare(networkId, request, deps);
-  const postback = validatePostback(candidateOf(prepared.auth, prepared.payload).value);
+  const postback = validatePostback(candidateOf(prepared.auth, prepared.payload, prepared.method).value);
   return { answer: await record(networkId, postback, prepared.test, deps), auth: prepared.auth };
 }
 

@@ -54,9 +54,10 @@ const AuthSchema = z
     ip_allowlist: z
       .array(z.string().max(64))
       .max(100)
-      .default([])
+      .optional()
       .openapi({
-        description: "IPv4/IPv6 CIDR ranges; when not empty the client address (CF-Connecting-IP) must match too.",
+        description:
+          "IPv4/IPv6 CIDR ranges; when not empty the client address (CF-Connecting-IP) must match too. Omitted in an update: kept as it is.",
         example: ["203.0.113.0/24", "2001:db8::/32"],
       }),
   })
@@ -163,10 +164,9 @@ function missing(id: string): ProblemError {
 
 /** The checks the schema cannot make: CIDR syntax. */
 function requireValidAuth(network: Network): void {
-  const errors: FieldError[] = validateCidrList(network.auth.ip_allowlist).map((message, index) => ({
-    location: `body.auth.ip_allowlist[${index}]`,
-    message,
-  }));
+  const errors: FieldError[] = network.auth.ip_allowlist.flatMap((entry, index) =>
+    validateCidrList([entry]).map((message) => ({ location: `body.auth.ip_allowlist[${index}]`, message })),
+  );
   if (errors.length > 0) throw validationFailed(errors);
 }
 
@@ -206,7 +206,7 @@ export function registerNetworkRoutes(app: App): void {
         id: input.id,
         name: input.name,
         status: "active",
-        auth: input.auth ?? DEFAULT_AUTH,
+        auth: input.auth ? { methods: input.auth.methods, ip_allowlist: input.auth.ip_allowlist ?? [] } : DEFAULT_AUTH,
         mapping: input.mapping ?? null,
         answer: input.answer ?? null,
         test_mode: input.test_mode ?? false,
@@ -310,7 +310,9 @@ export function registerNetworkRoutes(app: App): void {
       const updated: Network = {
         ...current,
         name: patch.name ?? current.name,
-        auth: patch.auth ?? current.auth,
+        auth: patch.auth
+          ? { methods: patch.auth.methods, ip_allowlist: patch.auth.ip_allowlist ?? current.auth.ip_allowlist }
+          : current.auth,
         mapping: patch.mapping === undefined ? current.mapping : patch.mapping,
         answer: patch.answer === undefined ? current.answer : patch.answer,
         test_mode: patch.test_mode ?? current.test_mode,

@@ -97,7 +97,7 @@ export function registerPostbackRoutes(app: App): void {
       tags,
       summary: "Post a conversion",
       description:
-        "A JSON body signed with the Standard Webhooks scheme (or carrying the network's token), or an `application/x-www-form-urlencoded` body mapped like a GET. Idempotent per transaction_id: repeat a postback freely.",
+        "A JSON body, or an `application/x-www-form-urlencoded` body mapped like a GET, authenticated by one of the network's methods: Standard Webhooks headers over the raw body, its static token, or a signed query. Idempotent per transaction_id: repeat a postback freely.",
       request: {
         params: NetworkPath,
         headers: credentialHeaders,
@@ -159,6 +159,24 @@ export function registerPostbackRoutes(app: App): void {
   );
   app.openAPIRegistry.registerPath(
     createRoute({
+      method: "get",
+      path: "/v1/postbacks/{network_id}/explain",
+      tags,
+      summary: "Explain how a GET postback would be handled (dry run)",
+      description: "The GET form of explain: the same query string you would send to the postback URL.",
+      request: { params: NetworkPath, headers: credentialHeaders },
+      responses: {
+        200: {
+          description: "Each step's outcome.",
+          content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+        },
+        401: problem("Neither the admin token nor valid network credentials."),
+        404: problem("Unknown network."),
+      },
+    }),
+  );
+  app.openAPIRegistry.registerPath(
+    createRoute({
       method: "post",
       path: "/v1/postbacks/{network_id}/explain",
       tags,
@@ -178,6 +196,9 @@ export function registerPostbackRoutes(app: App): void {
   );
 
   const single = async (c: Context<AppEnv>) => {
+    // Hono serves HEAD with the GET handler; HEAD has no side effects, so a tracker's link checker
+    // gets an answer and nothing is recorded.
+    if (c.req.method === "HEAD") return c.body(null, 204, { allow: "GET, POST" });
     const { answer, auth } = await ingestPostback(c.req.param("network_id") ?? "", c.req.raw, ingestDeps(c));
     if (answer.status === "duplicate") c.header("idempotent-replayed", "true");
     const fixed = auth.network.answer;

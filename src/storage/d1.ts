@@ -85,7 +85,7 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
              event_type = excluded.event_type, event_time = excluded.event_time,
              campaign_id = excluded.campaign_id, click_id = excluded.click_id, user_id = excluded.user_id,
              device_id = excluded.device_id, platform = excluded.platform, meta = excluded.meta,
-             updated_at = excluded.updated_at, version = excluded.version
+             updated_at = excluded.updated_at, version = excluded.version, test = excluded.test
            WHERE excluded.version > conversions.version
              AND (
                excluded.first_seen_at = conversions.first_seen_at
@@ -194,10 +194,13 @@ export async function listConversions(
 
 /** Throws unless D1 answers and the latest migration's tables exist. */
 export async function checkSchema(db: D1): Promise<void> {
+  // One column or table from each migration, so a missing one is noticed.
   await db.batch([
-    db.prepare("SELECT 1 FROM networks LIMIT 1"),
     db.prepare("SELECT 1 FROM conversions LIMIT 1"),
     db.prepare("SELECT 1 FROM dead_letters LIMIT 1"),
+    db.prepare("SELECT 1 FROM delivery_attempts LIMIT 1"),
+    db.prepare("SELECT auth, test_mode FROM networks LIMIT 1"),
+    db.prepare("SELECT kind, last_used_at FROM network_secrets LIMIT 1"),
   ]);
 }
 
