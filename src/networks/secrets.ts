@@ -47,3 +47,8 @@ export async function decryptSecret(base64Key: string, secretId: string, ciphert
   );
   return new TextDecoder().decode(opened);
 }
+
+/** When credentials replaced by a rotation stop working: the requested grace period, or the hub's default. */
+export function graceEndsAt(nowMs: number, requestedSeconds: number | undefined, defaultSeconds: number): string {
+  return new Date(nowMs + (requestedSeconds ?? defaultSeconds) * 1000).toISOString();
+}

@@ -40,6 +40,12 @@ export const PaginationQuerySchema = z.object({
   cursor: z.string().max(512).optional().openapi({ description: "`next_cursor` of the previous page." }),
 });
 
+/** A time in a query or body: RFC 3339, normalised to UTC ISO so it compares with stored times. */
+export const TimestampSchema = z
+  .string()
+  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "must be an RFC 3339 timestamp" })
+  .transform((value) => new Date(value).toISOString());
+
 export function listOf<T extends z.ZodType>(item: T, name: string) {
   return z
     .object({

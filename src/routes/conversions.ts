@@ -12,6 +12,7 @@ import {
   PaginationQuerySchema,
   page,
   problem,
+  TimestampSchema,
 } from "./common";
 
 const MetaSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
@@ -56,18 +57,13 @@ const ConversionDetailSchema = ConversionSchema.extend({ events: z.array(Convers
   "ConversionDetail",
 );
 
-const timestamp = z
-  .string()
-  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "must be an RFC 3339 timestamp" })
-  .transform((value) => new Date(value).toISOString());
-
 const ListQuery = PaginationQuerySchema.extend({
   network_id: z.string().max(63).optional(),
   status: z.enum(CONVERSION_STATUSES).optional(),
   campaign_id: z.string().max(128).optional(),
   platform: z.enum(PLATFORMS).optional(),
-  since: timestamp.optional().openapi({ description: "First seen at or after (RFC 3339)." }),
-  until: timestamp.optional().openapi({ description: "First seen before (RFC 3339)." }),
+  since: TimestampSchema.optional().openapi({ description: "First seen at or after (RFC 3339)." }),
+  until: TimestampSchema.optional().openapi({ description: "First seen before (RFC 3339)." }),
 });
 
 const tags = ["Conversions"];

@@ -21,6 +21,7 @@ import {
   PaginationQuerySchema,
   page,
   problem,
+  TimestampSchema,
 } from "./common";
 
 const tags = ["Deliveries"];
@@ -59,17 +60,12 @@ const AttemptSchema = z
 
 const DeliveryDetailSchema = DeliverySchema.extend({ attempts_log: z.array(AttemptSchema) }).openapi("DeliveryDetail");
 
-const timestamp = z
-  .string()
-  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "must be an RFC 3339 timestamp" })
-  .transform((value) => new Date(value).toISOString());
-
 const ListQuery = PaginationQuerySchema.extend({
   partner_id: z.string().max(64).optional(),
   state: z.enum(DELIVERY_STATES).optional(),
   event_id: z.string().max(64).optional(),
-  since: timestamp.optional().openapi({ description: "Created at or after (RFC 3339)." }),
-  until: timestamp.optional().openapi({ description: "Created before (RFC 3339)." }),
+  since: TimestampSchema.optional().openapi({ description: "Created at or after (RFC 3339)." }),
+  until: TimestampSchema.optional().openapi({ description: "Created before (RFC 3339)." }),
 });
 
 const Params = z.object({

@@ -12,7 +12,7 @@ import { NetworkMappingSchema } from "../ingest/mapping";
 import { newId, randomBytes, toBase64Url } from "../lib/bytes";
 import { AUTH_METHODS, type CredentialKind, DEFAULT_AUTH, type Network } from "../networks/network";
 import { invalidateNetwork } from "../networks/network-cache";
-import { encryptSecret, generateSecret } from "../networks/secrets";
+import { encryptSecret, generateSecret, graceEndsAt } from "../networks/secrets";
 import {
   getNetwork,
   insertNetwork,
@@ -356,46 +356,45 @@ export function registerNetworkRoutes(app: App): void {
     );
   }
 
-  const rotations = [
-    { kind: "signing", path: "secrets", summary: "Rotate the network's signing secret", schema: RotatedSecretSchema },
-    { kind: "token", path: "tokens", summary: "Rotate the network's static token", schema: RotatedTokenSchema },
-  ] as const;
-  for (const rotation of rotations) {
-    app.openapi(
-      createRoute({
-        method: "post",
-        path: `/v1/networks/{network_id}/${rotation.path}`,
-        tags,
-        summary: rotation.summary,
-        description:
-          "Issues a new one (shown once). The previous ones keep working for the grace period, so the network can switch without losing postbacks; their last use shows in GET /v1/networks/{network_id}.",
-        security: ADMIN_SECURITY,
-        request: {
-          params: NetworkParams,
-          body: { required: false, content: { "application/json": { schema: RotateBody } } },
-        },
-        responses: {
-          201: { description: "The new credential.", content: { "application/json": { schema: rotation.schema } } },
-          404: notFound,
-          ...ADMIN_PROBLEMS,
-        },
-      }),
-      async (c) => {
-        const { network_id } = c.req.valid("param");
-        const body = c.req.valid("json") ?? {};
-        if (!(await getNetwork(c.env.DB, network_id))) throw missing(network_id);
-        const nowMs = Date.now();
-        const graceSeconds = body.grace_period_seconds ?? configOf(c.env).SECRET_GRACE_PERIOD_SECONDS;
-        const graceEndsAt = new Date(nowMs + graceSeconds * 1000).toISOString();
-        const { value, row } = await newCredential(c.env, network_id, rotation.kind, new Date(nowMs).toISOString());
-        await rotateSecret(c.env.DB, row, graceEndsAt);
-        invalidateNetwork(network_id);
-        const answer =
-          rotation.kind === "signing"
-            ? { secret_id: row.id, secret: value, previous_secrets_expire_at: graceEndsAt }
-            : { token_id: row.id, token: value, previous_tokens_expire_at: graceEndsAt };
-        return c.json(answer as never, 201);
+  const rotationRoute = <S extends z.ZodType>(path: "secrets" | "tokens", summary: string, schema: S) =>
+    createRoute({
+      method: "post",
+      path: `/v1/networks/{network_id}/${path}`,
+      tags,
+      summary,
+      description:
+        "Issues a new one (shown once). The previous ones keep working for the grace period, so the network can switch without losing postbacks; their last use shows in GET /v1/networks/{network_id}.",
+      security: ADMIN_SECURITY,
+      request: {
+        params: NetworkParams,
+        body: { required: false, content: { "application/json": { schema: RotateBody } } },
       },
-    );
-  }
+      responses: {
+        201: { description: "The new credential.", content: { "application/json": { schema } } },
+        404: notFound,
+        ...ADMIN_PROBLEMS,
+      },
+    });
+
+  const rotate = async (env: Env, networkId: string, graceSeconds: number | undefined, kind: CredentialKind) => {
+    if (!(await getNetwork(env.DB, networkId))) throw missing(networkId);
+    const nowMs = Date.now();
+    const endsAt = graceEndsAt(nowMs, graceSeconds, configOf(env).SECRET_GRACE_PERIOD_SECONDS);
+    const { value, row } = await newCredential(env, networkId, kind, new Date(nowMs).toISOString());
+    await rotateSecret(env.DB, row, endsAt);
+    invalidateNetwork(networkId);
+    return { id: row.id, value, endsAt };
+  };
+
+  app.openapi(rotationRoute("secrets", "Rotate the network's signing secret", RotatedSecretSchema), async (c) => {
+    const grace = c.req.valid("json")?.grace_period_seconds;
+    const rotated = await rotate(c.env, c.req.valid("param").network_id, grace, "signing");
+    return c.json({ secret_id: rotated.id, secret: rotated.value, previous_secrets_expire_at: rotated.endsAt }, 201);
+  });
+
+  app.openapi(rotationRoute("tokens", "Rotate the network's static token", RotatedTokenSchema), async (c) => {
+    const grace = c.req.valid("json")?.grace_period_seconds;
+    const rotated = await rotate(c.env, c.req.valid("param").network_id, grace, "token");
+    return c.json({ token_id: rotated.id, token: rotated.value, previous_tokens_expire_at: rotated.endsAt }, 201);
+  });
 }

@@ -16,7 +16,7 @@ import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from 
 import { NETWORK_ID_PATTERN } from "../ingest/ingest";
 import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
 import { newId } from "../lib/bytes";
-import { encryptSecret, generateSecret } from "../networks/secrets";
+import { encryptSecret, generateSecret, graceEndsAt } from "../networks/secrets";
 import { enqueueDeliveries } from "../queues/delivery-messages";
 import {
   countReplayable,
@@ -42,6 +42,7 @@ import {
   PaginationQuerySchema,
   page,
   problem,
+  TimestampSchema,
 } from "./common";
 
 const tags = ["Partners"];
@@ -207,15 +208,10 @@ const PreviewSchema = z
   })
   .openapi("PreviewedRequest");
 
-const timestamp = z
-  .string()
-  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "must be an RFC 3339 timestamp" })
-  .transform((value) => new Date(value).toISOString());
-
 const ReplayBody = z
   .strictObject({
-    since: timestamp.optional().openapi({ description: "Deliveries created at or after." }),
-    until: timestamp.optional().openapi({ description: "Deliveries created before." }),
+    since: TimestampSchema.optional().openapi({ description: "Deliveries created at or after." }),
+    until: TimestampSchema.optional().openapi({ description: "Deliveries created before." }),
     states: z.array(z.enum(REPLAYABLE_STATES)).min(1).optional().openapi({ description: "Default: all three." }),
     dry_run: z.boolean().default(false).openapi({ description: "Only count what would be replayed." }),
   })
@@ -610,12 +606,11 @@ export function registerPartnerRoutes(app: App): void {
       const body = c.req.valid("json") ?? {};
       if (!(await getPartner(c.env.DB, partner_id))) throw missing(partner_id);
       const nowMs = Date.now();
-      const graceSeconds = body.grace_period_seconds ?? configOf(c.env).SECRET_GRACE_PERIOD_SECONDS;
-      const graceEndsAt = new Date(nowMs + graceSeconds * 1000).toISOString();
+      const endsAt = graceEndsAt(nowMs, body.grace_period_seconds, configOf(c.env).SECRET_GRACE_PERIOD_SECONDS);
       const { secret, row } = await newSigningSecret(c.env, partner_id, new Date(nowMs).toISOString());
-      await rotatePartnerSecret(c.env.DB, row, graceEndsAt);
+      await rotatePartnerSecret(c.env.DB, row, endsAt);
       forgetPartnerKeys(partner_id);
-      return c.json({ secret_id: row.id, signing_secret: secret, previous_secrets_expire_at: graceEndsAt }, 201);
+      return c.json({ secret_id: row.id, signing_secret: secret, previous_secrets_expire_at: endsAt }, 201);
     },
   );
 
