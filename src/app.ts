@@ -85,7 +85,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
       title: "Postback Hub",
       version: "1.0.0",
       description:
-        "Networks post conversions, signed with Standard Webhooks; the hub deduplicates them per transaction, records them and relays them to partners. Errors are RFC 9457 problem+json with a stable `code`.",
+        "Networks post conversions (signed JSON, or affiliate GET postbacks with a token or a signed query); the hub deduplicates them per transaction, records them and relays them to partners. Errors are RFC 9457 problem+json with a stable `code`.",
     },
   });
   return app;

@@ -649,7 +649,7 @@ export const DOCS_SCRIPT = String.raw`
 
   function authBadge(auth) {
     if (auth.kind === "admin") return el("span", { class: "auth admin" }, "Admin: ", el("code", { text: "Authorization: Bearer <ADMIN_TOKEN>" }));
-    if (auth.kind === "signature") return el("span", { class: "auth signature", text: "Network: Standard Webhooks signature with the network's secret" });
+    if (auth.kind === "signature") return el("span", { class: "auth signature", text: "Network: its Standard Webhooks signature, token or signed query" });
     if (auth.kind === "network") {
       return el("span", { class: "auth signature", text: "Network: the network's own credentials (see above)" });
     }
@@ -961,11 +961,15 @@ export const DOCS_SCRIPT = String.raw`
     var schemes = (doc.components && doc.components.securitySchemes) || {};
     return el("section", { class: "group", id: "authentication", "aria-labelledby": "authentication-title" },
       el("h2", { id: "authentication-title", text: "Authentication" }),
-      el("p", null, el("strong", { text: "Networks" }), " post conversions signed with Standard Webhooks using the secret they received when they were registered: send ",
-        el("code", { text: "webhook-id" }), ", ", el("code", { text: "webhook-timestamp" }), " (Unix seconds) and ",
-        el("code", { text: "webhook-signature" }), " = ", el("code", { text: "v1,<base64 HMAC-SHA256 of id.timestamp.raw_body>" }),
-        ", keyed with the base64 part of the ", el("code", { text: "whsec_\u2026" }), " secret. A wrong signature is a 401 whose ",
-        el("code", { text: "errors" }), " name the check that failed."),
+      el("p", null, el("strong", { text: "Networks" }), " authenticate each postback with one of the methods the operator enabled for them: ",
+        el("strong", { text: "Standard Webhooks" }), " headers over the raw body (", el("code", { text: "webhook-id" }), ", ",
+        el("code", { text: "webhook-timestamp" }), ", ", el("code", { text: "webhook-signature" }), " = ",
+        el("code", { text: "v1,<base64 HMAC-SHA256 of id.timestamp.raw_body>" }), ", keyed with the base64 part of the ",
+        el("code", { text: "whsec_\u2026" }), " secret; bodies only, never a GET); a static ", el("strong", { text: "token" }), " (",
+        el("code", { text: "token" }), " parameter or ", el("code", { text: "x-postback-token" }), " header); or a ",
+        el("strong", { text: "signed query" }), " (", el("code", { text: "pb_id" }), ", ", el("code", { text: "pb_ts" }), ", ",
+        el("code", { text: "pb_sig" }), ", see the README). An IP allowlist may apply on top. A failure is a 401 whose ",
+        el("code", { text: "errors" }), " name the check that failed; explain shows what should have been signed."),
       Object.keys(schemes).map(function (name) {
         var s = deref(schemes[name]);
         var how = s.type === "http" ? "HTTP " + s.scheme : s.type === "apiKey" ? "API key in " + s.in + " " + s.name : s.type;
