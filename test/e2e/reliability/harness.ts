@@ -1,0 +1,373 @@
+/**
+ * Shared pieces of the reliability suite: a `wrangler dev` that can be killed and started again on
+ * the same state and port (wrangler-dev.ts deletes its state on stop), admin and signed-postback
+ * helpers, a bounded-concurrency runner, and the counts table every scenario prints.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes, randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify, stripVTControlCharacters } from "node:util";
+import { Webhook } from "standardwebhooks";
+
+const ROOT = path.resolve(import.meta.dirname, "../../..");
+const BIN = path.join(ROOT, "node_modules", ".bin");
+const WRANGLER = path.join(BIN, "wrangler");
+const START_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+/** 1 by default (a few minutes for the whole suite on 2 cores); 5 or 10 for a thorough run. */
+export const SCALE = Math.max(1, Number(process.env.RELIABILITY_SCALE ?? "1") || 1);
+
+export interface Hub {
+  baseUrl: string;
+  adminToken: string;
+  log(): string;
+  /** SIGKILL (or SIGTERM) the whole process group, keeping the state directory. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts wrangler dev again on the same port and state directory. */
+  restart(): Promise<void>;
+  /** Kills what runs and deletes the state directory. */
+  stop(): Promise<void>;
+}
+
+export async function startHub(): Promise<Hub> {
+  const secrets = {
+    ADMIN_TOKEN: `rel-admin-${randomBytes(16).toString("hex")}`,
+    ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+  };
+  const settings = { ...secrets, ALLOW_INSECURE_PARTNER_URLS: "true" };
+  const stateDir = await mkdtemp(path.join(tmpdir(), "postback-hub-rel-"));
+  const envFile = path.join(stateDir, "rel.env");
+  await writeFile(
+    envFile,
+    Object.entries(settings)
+      .map(([name, value]) => `${name}=${value}\n`)
+      .join(""),
+  );
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...settings,
+    PATH: `${BIN}${path.delimiter}${process.env.PATH ?? ""}`,
+    CI: "true",
+    WRANGLER_SEND_METRICS: "false",
+    CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: "true",
+  };
+  delete env.CLOUDFLARE_ENV;
+  try {
+    await promisify(execFile)(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir], {
+      cwd: ROOT,
+      env,
+    });
+  } catch (error) {
+    await rm(stateDir, { recursive: true, force: true });
+    throw new Error(`applying the D1 migrations failed: ${String(error)}`);
+  }
+  const port = await freePort();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  let output = "";
+  let child: ChildProcess | undefined;
+  const onExit = () => {
+    if (child?.pid !== undefined) signalGroup(child.pid, "SIGKILL");
+  };
+  process.once("exit", onExit);
+
+  const launch = async () => {
+    const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", stateDir];
+    args.push("--env-file", envFile, "--show-interactive-dev-session=false");
+    child = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const capture = (chunk: Buffer) => {
+      output += stripVTControlCharacters(chunk.toString("utf8"));
+    };
+    child.stdout?.on("data", capture);
+    child.stderr?.on("data", capture);
+    await waitForHealth(baseUrl, child, () => output);
+  };
+  const kill = async (signal: NodeJS.Signals = "SIGKILL") => {
+    const pid = child?.pid;
+    if (pid === undefined) return;
+    signalGroup(pid, signal);
+    if (!(await groupGone(pid))) {
+      signalGroup(pid, "SIGKILL");
+      if (!(await groupGone(pid))) throw new Error(`process group ${pid} survived SIGKILL`);
+    }
+    child = undefined;
+  };
+  const stop = async () => {
+    process.off("exit", onExit);
+    await kill("SIGTERM");
+    await rm(stateDir, { recursive: true, force: true });
+  };
+  try {
+    await launch();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { baseUrl, adminToken: secrets.ADMIN_TOKEN, log: () => output, kill, restart: launch, stop };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  server.close();
+  await once(server, "close");
+  if (address === null || typeof address === "string") throw new Error("could not read the free port");
+  return address.port;
+}
+
+async function waitForHealth(baseUrl: string, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`wrangler dev exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${log()}`);
+    }
+    try {
+      const response = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(5_000) });
+      await response.text();
+      if (response.status === 200) return;
+      last = String(response.status);
+    } catch (error) {
+      last = String(error);
+    }
+    await sleep(200);
+  }
+  throw new Error(`wrangler dev was not healthy within ${START_TIMEOUT_MS} ms (last: ${last}):\n${log().slice(-4000)}`);
+}
+
+async function groupGone(pid: number): Promise<boolean> {
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (signalGroup(pid, 0)) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function admin(hub: Hub, route: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${hub.adminToken}`);
+  if (init.body !== undefined) headers.set("content-type", "application/json");
+  return fetch(`${hub.baseUrl}${route}`, { ...init, headers, signal: AbortSignal.timeout(30_000) });
+}
+
+export async function adminJson<T>(hub: Hub, route: string, status: number, init: RequestInit = {}): Promise<T> {
+  const response = await admin(hub, route, init);
+  const text = await response.text();
+  if (response.status !== status) throw new Error(`${route}: expected ${status}, got ${response.status}: ${text}`);
+  return JSON.parse(text) as T;
+}
+
+export interface Network {
+  id: string;
+  secret: string;
+  token?: string;
+}
+
+export async function createNetwork(hub: Hub, prefix: string, extra: Record<string, unknown> = {}): Promise<Network> {
+  const id = `${prefix}-${randomUUID().slice(0, 8)}`;
+  const created = await adminJson<{ secret: string; token?: string }>(hub, "/v1/networks", 201, {
+    method: "POST",
+    body: JSON.stringify({ id, name: `Reliability ${prefix}`, ...extra }),
+  });
+  return { id, secret: created.secret, token: created.token };
+}
+
+export interface Partner {
+  id: string;
+  signingSecret: string;
+}
+
+export async function createPartner(
+  hub: Hub,
+  origin: string,
+  networkIds: string[],
+  options: { timeoutMs?: number; retrySchedule?: number[] } = {},
+): Promise<Partner> {
+  const created = await adminJson<{ id: string; signing_secret?: string }>(hub, "/v1/partners", 201, {
+    method: "POST",
+    body: JSON.stringify({
+      name: `Reliability partner ${randomUUID().slice(0, 6)}`,
+      url_template: `${origin}/pb?tx={transaction_id}&status={status}&event={event_id}`,
+      method: "GET",
+      sign: true,
+      retry_schedule_seconds: options.retrySchedule ?? [1, 1, 1, 2, 2, 2, 3, 3, 3, 5],
+      timeout_ms: options.timeoutMs ?? 5_000,
+      filters: { networks: networkIds },
+    }),
+  });
+  if (created.signing_secret === undefined) throw new Error("a signed partner came back without a signing_secret");
+  return { id: created.id, signingSecret: created.signing_secret };
+}
+
+export interface IngestAnswer {
+  status: string;
+  event_id: string;
+  transaction_id: string;
+  conversion_status: string;
+}
+
+export interface PostResult {
+  /** HTTP status, or 0 when the request failed (connection refused or reset, timeout). */
+  status: number;
+  answer?: IngestAnswer;
+  error?: string;
+}
+
+/** Posts `body` signed with Standard Webhooks, as a network would; never throws. */
+export async function postSigned(hub: Hub, network: Network, body: Record<string, unknown>): Promise<PostResult> {
+  const payload = JSON.stringify(body);
+  const msgId = `msg_${randomUUID()}`;
+  const timestamp = new Date(Math.floor(Date.now() / 1000) * 1000);
+  try {
+    const response = await fetch(`${hub.baseUrl}/v1/postbacks/${network.id}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "webhook-id": msgId,
+        "webhook-timestamp": String(timestamp.getTime() / 1000),
+        "webhook-signature": new Webhook(network.secret).sign(msgId, timestamp, payload),
+      },
+      body: payload,
+      signal: AbortSignal.timeout(60_000),
+    });
+    const text = await response.text();
+    if (response.status >= 200 && response.status < 300) {
+      return { status: response.status, answer: JSON.parse(text) as IngestAnswer };
+    }
+    return { status: response.status, error: text.slice(0, 500) };
+  } catch (error) {
+    return { status: 0, error: String(error) };
+  }
+}
+
+export function makePostback(transactionId: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    transaction_id: transactionId,
+    status: "approved",
+    amount: "10.00",
+    currency: "USD",
+    event_type: "purchase",
+    campaign_id: "camp-rel",
+    ...overrides,
+  };
+}
+
+/** Runs `count` tasks with at most `concurrency` in flight; results in task order. */
+export async function runPool<T>(
+  count: number,
+  concurrency: number,
+  task: (index: number) => Promise<T>,
+): Promise<T[]> {
+  const results: T[] = new Array(count);
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const index = next++;
+      if (index >= count) return;
+      results[index] = await task(index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return results;
+}
+
+interface ListPage<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+/** Every row of a list route, page by page (bounded). */
+export async function listAll<T>(hub: Hub, route: string): Promise<T[]> {
+  const rows: T[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < 1_000; page++) {
+    const separator = route.includes("?") ? "&" : "?";
+    const url = `${route}${separator}limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+    const body: ListPage<T> = await adminJson<ListPage<T>>(hub, url, 200);
+    rows.push(...body.data);
+    cursor = body.next_cursor;
+    if (cursor === null) return rows;
+  }
+  throw new Error(`${route}: more than 1000 pages`);
+}
+
+export interface ConversionRow {
+  network_id: string;
+  transaction_id: string;
+  status: string;
+}
+
+export interface DeliveryRow {
+  id: string;
+  event_id: string;
+  partner_id: string;
+  transaction_id: string;
+  state: string;
+  attempts: number;
+}
+
+export function conversions(hub: Hub, networkId: string): Promise<ConversionRow[]> {
+  return listAll<ConversionRow>(hub, `/v1/conversions?network_id=${encodeURIComponent(networkId)}`);
+}
+
+export function deliveries(hub: Hub, partnerId: string): Promise<DeliveryRow[]> {
+  return listAll<DeliveryRow>(hub, `/v1/deliveries?partner_id=${encodeURIComponent(partnerId)}`);
+}
+
+/** Polls `probe` every 500 ms until `ready` or the deadline; returns the last value either way. */
+export async function pollUntil<T>(
+  probe: () => Promise<T>,
+  ready: (value: T) => boolean,
+  timeoutMs: number,
+): Promise<{ value: T; ready: boolean; waitedMs: number }> {
+  const started = Date.now();
+  for (;;) {
+    const value = await probe();
+    if (ready(value)) return { value, ready: true, waitedMs: Date.now() - started };
+    if (Date.now() - started > timeoutMs) return { value, ready: false, waitedMs: Date.now() - started };
+    await sleep(500);
+  }
+}
+
+export interface Counts {
+  sent: number;
+  acknowledged: number;
+  stored: number;
+  delivered: number;
+  lost: number;
+  [extra: string]: number;
+}
+
+/** Prints one scenario's counts as a table, and as a JSON line for machines. */
+export function report(scenario: string, counts: Counts, durationMs: number): void {
+  console.log(`\n[reliability] ${scenario} (${(durationMs / 1000).toFixed(1)} s, scale ${SCALE})`);
+  console.table(counts);
+  console.log(`RELIABILITY_RESULT ${JSON.stringify({ scenario, scale: SCALE, durationMs, ...counts })}`);
+}
+
+/** Counts per status code, e.g. { "200": 95, "0": 5 }. */
+export function statusHistogram(results: PostResult[]): Record<string, number> {
+  const histogram: Record<string, number> = {};
+  for (const result of results) histogram[result.status] = (histogram[result.status] ?? 0) + 1;
+  return histogram;
+}
