@@ -121,8 +121,3 @@ async function readNetworkAuth(id: string, source: NetworkSource): Promise<Netwo
   );
   return { network, keys, tokens };
 }
-
-/** The signing keys that verify at `nowMs`. */
-export function liveKeys(auth: NetworkAuth, nowMs: number): SigningKey[] {
-  return live(auth.keys, nowMs);
-}
