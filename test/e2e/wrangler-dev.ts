@@ -15,7 +15,7 @@ import { promisify, stripVTControlCharacters } from "node:util";
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const BIN = path.join(ROOT, "node_modules", ".bin");
 const WRANGLER = path.join(BIN, "wrangler");
-const START_TIMEOUT_MS = 60_000;
+const START_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 10_000;
 const INTERRUPTS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
@@ -24,6 +24,10 @@ export interface WranglerDev {
   adminToken: string;
   /** Everything wrangler printed so far, stdout and stderr interleaved. */
   log(): string;
+  /** Kills wrangler and every workerd it started (SIGKILL by default: a crash), keeping the state. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts wrangler dev again on the same port and state directory. */
+  restart(): Promise<void>;
   /** Stops wrangler and every workerd it started, then deletes the state directory. */
   stop(): Promise<void>;
 }
@@ -84,35 +88,40 @@ export async function startWranglerDev(): Promise<WranglerDev> {
     envFile,
     "--show-interactive-dev-session=false",
   ];
-  // Detached: wrangler gets its own process group, so that one signal reaches the workerd it spawns.
-  const child = spawn(WRANGLER, args, {
-    cwd: ROOT,
-    env,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
   let output = "";
   // Wrangler colours some messages whatever FORCE_COLOR or NO_COLOR say; error messages read better without.
   const capture = (chunk: Buffer) => {
     output += stripVTControlCharacters(chunk.toString("utf8"));
   };
-  child.stdout?.on("data", capture);
-  child.stderr?.on("data", capture);
-  const forgetOnInterrupt = killOnInterrupt(child.pid);
+  let child: ChildProcess | undefined;
+  let forgetOnInterrupt = () => {};
 
-  const stop = async () => {
+  const launch = async () => {
+    // Detached: wrangler gets its own process group, so that one signal reaches the workerd it spawns.
+    const started = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    child = started;
+    started.stdout?.on("data", capture);
+    started.stderr?.on("data", capture);
+    forgetOnInterrupt = killOnInterrupt(started.pid);
+    await waitForHealth(baseUrl, started, () => output);
+  };
+  const kill = async (signal: NodeJS.Signals = "SIGKILL") => {
     forgetOnInterrupt();
-    await killGroup(child.pid);
+    await killGroup(child?.pid, signal);
+    child = undefined;
+  };
+  const stop = async () => {
+    await kill("SIGTERM");
     await rm(stateDir, { recursive: true, force: true });
   };
 
   try {
-    await waitForHealth(baseUrl, child, () => output);
+    await launch();
   } catch (error) {
     await stop();
     throw error;
   }
-  return { baseUrl, adminToken: secrets.ADMIN_TOKEN, log: () => output, stop };
+  return { baseUrl, adminToken: secrets.ADMIN_TOKEN, log: () => output, kill, restart: launch, stop };
 }
 
 async function freePort(): Promise<number> {
@@ -166,10 +175,10 @@ function killOnInterrupt(pid: number | undefined): () => void {
   };
 }
 
-/** SIGTERM to the whole group, SIGKILL if it lingers; returns once no process of the group is left. */
-async function killGroup(pid: number | undefined): Promise<void> {
+/** `signal` to the whole group, SIGKILL if it lingers; returns once no process of the group is left. */
+async function killGroup(pid: number | undefined, signal: NodeJS.Signals): Promise<void> {
   if (pid === undefined) return;
-  signalGroup(pid, "SIGTERM");
+  signalGroup(pid, signal);
   if (await groupGone(pid)) return;
   signalGroup(pid, "SIGKILL");
   if (!(await groupGone(pid))) throw new Error(`wrangler dev's process group ${pid} survived SIGKILL`);
@@ -194,7 +203,7 @@ function signalGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 

@@ -1,167 +1,19 @@
 /**
- * Shared pieces of the reliability suite: a `wrangler dev` that can be killed and started again on
- * the same state and port (wrangler-dev.ts deletes its state on stop), admin and signed-postback
- * helpers, a bounded-concurrency runner, and the counts table every scenario prints.
+ * Shared pieces of the reliability suite: the e2e `wrangler dev` (killable and restartable on the
+ * same state), admin and signed-postback helpers, a bounded-concurrency runner, and the counts table
+ * every scenario prints.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes, randomUUID } from "node:crypto";
-import { once } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { promisify, stripVTControlCharacters } from "node:util";
+import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
-
-const ROOT = path.resolve(import.meta.dirname, "../../..");
-const BIN = path.join(ROOT, "node_modules", ".bin");
-const WRANGLER = path.join(BIN, "wrangler");
-const START_TIMEOUT_MS = 90_000;
-const STOP_TIMEOUT_MS = 10_000;
+import { sleep, startWranglerDev, type WranglerDev } from "../wrangler-dev";
 
 /** 1 by default (a few minutes for the whole suite on 2 cores); 5 or 10 for a thorough run. */
 export const SCALE = Math.max(1, Number(process.env.RELIABILITY_SCALE ?? "1") || 1);
 
-export interface Hub {
-  baseUrl: string;
-  adminToken: string;
-  log(): string;
-  /** SIGKILL (or SIGTERM) the whole process group, keeping the state directory. */
-  kill(signal?: NodeJS.Signals): Promise<void>;
-  /** Starts wrangler dev again on the same port and state directory. */
-  restart(): Promise<void>;
-  /** Kills what runs and deletes the state directory. */
-  stop(): Promise<void>;
-}
-
-export async function startHub(): Promise<Hub> {
-  const secrets = {
-    ADMIN_TOKEN: `rel-admin-${randomBytes(16).toString("hex")}`,
-    ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-  };
-  const settings = { ...secrets, ALLOW_INSECURE_PARTNER_URLS: "true" };
-  const stateDir = await mkdtemp(path.join(tmpdir(), "postback-hub-rel-"));
-  const envFile = path.join(stateDir, "rel.env");
-  await writeFile(
-    envFile,
-    Object.entries(settings)
-      .map(([name, value]) => `${name}=${value}\n`)
-      .join(""),
-  );
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    ...settings,
-    PATH: `${BIN}${path.delimiter}${process.env.PATH ?? ""}`,
-    CI: "true",
-    WRANGLER_SEND_METRICS: "false",
-    CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: "true",
-  };
-  delete env.CLOUDFLARE_ENV;
-  try {
-    await promisify(execFile)(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir], {
-      cwd: ROOT,
-      env,
-    });
-  } catch (error) {
-    await rm(stateDir, { recursive: true, force: true });
-    throw new Error(`applying the D1 migrations failed: ${String(error)}`);
-  }
-  const port = await freePort();
-  const baseUrl = `http://127.0.0.1:${port}`;
-  let output = "";
-  let child: ChildProcess | undefined;
-  const onExit = () => {
-    if (child?.pid !== undefined) signalGroup(child.pid, "SIGKILL");
-  };
-  process.once("exit", onExit);
-
-  const launch = async () => {
-    const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", stateDir];
-    args.push("--env-file", envFile, "--show-interactive-dev-session=false");
-    child = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-    const capture = (chunk: Buffer) => {
-      output += stripVTControlCharacters(chunk.toString("utf8"));
-    };
-    child.stdout?.on("data", capture);
-    child.stderr?.on("data", capture);
-    await waitForHealth(baseUrl, child, () => output);
-  };
-  const kill = async (signal: NodeJS.Signals = "SIGKILL") => {
-    const pid = child?.pid;
-    if (pid === undefined) return;
-    signalGroup(pid, signal);
-    if (!(await groupGone(pid))) {
-      signalGroup(pid, "SIGKILL");
-      if (!(await groupGone(pid))) throw new Error(`process group ${pid} survived SIGKILL`);
-    }
-    child = undefined;
-  };
-  const stop = async () => {
-    process.off("exit", onExit);
-    await kill("SIGTERM");
-    await rm(stateDir, { recursive: true, force: true });
-  };
-  try {
-    await launch();
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return { baseUrl, adminToken: secrets.ADMIN_TOKEN, log: () => output, kill, restart: launch, stop };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  await once(server, "close");
-  if (address === null || typeof address === "string") throw new Error("could not read the free port");
-  return address.port;
-}
-
-async function waitForHealth(baseUrl: string, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  let last = "no answer yet";
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`wrangler dev exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${log()}`);
-    }
-    try {
-      const response = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(5_000) });
-      await response.text();
-      if (response.status === 200) return;
-      last = String(response.status);
-    } catch (error) {
-      last = String(error);
-    }
-    await sleep(200);
-  }
-  throw new Error(`wrangler dev was not healthy within ${START_TIMEOUT_MS} ms (last: ${last}):\n${log().slice(-4000)}`);
-}
-
-async function groupGone(pid: number): Promise<boolean> {
-  const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (signalGroup(pid, 0)) {
-    if (Date.now() > deadline) return false;
-    await sleep(50);
-  }
-  return true;
-}
-
-function signalGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
-  try {
-    process.kill(-pid, signal);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+/** The real `wrangler dev`, killable and restartable on the same state (see ../wrangler-dev.ts). */
+export type Hub = WranglerDev;
+export const startHub = startWranglerDev;
+export { sleep };
 
 export function admin(hub: Hub, route: string, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers);
