@@ -2,7 +2,10 @@
 // `npm run dev`: everything a fresh clone needs, then `wrangler dev` on http://127.0.0.1:8787.
 // 1. creates .dev.vars from .dev.vars.example when missing (dev-only admin token and key);
 // 2. applies the D1 migrations to the local database;
-// 3. starts wrangler dev with local D1, Durable Objects and Queues. Extra arguments are passed on.
+// 3. starts wrangler dev with local D1, Durable Objects and Queues. Extra arguments are passed on;
+// 4. runs the 15-minute cron (partner auto-disable, the sweep of stranded deliveries) once the hub
+//    answers and every 15 minutes, as the deployed trigger would: wrangler dev never runs crons, and
+//    its queues live in memory, so after a crash the sweep is what brings lost deliveries back.
 import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, copyFileSync, existsSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -50,3 +53,35 @@ console.log(`• starting wrangler ${devArgs.join(" ")}`);
 const dev = spawn(wrangler, devArgs, { cwd: root, stdio: "inherit" });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => dev.kill(signal));
 dev.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+
+const CRON = "*/15 * * * *";
+const CRON_EVERY_MS = 15 * 60_000;
+const optionOf = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const host = optionOf("--ip", "127.0.0.1");
+const origin = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${optionOf("--port", "8787")}`;
+
+async function runCron() {
+  try {
+    const response = await fetch(`${origin}/cdn-cgi/local/scheduled?cron=${encodeURIComponent(CRON)}`);
+    if (!response.ok) console.warn(`• the "${CRON}" cron answered ${response.status}: ${await response.text()}`);
+  } catch (error) {
+    console.warn(`• could not run the "${CRON}" cron: ${error}`);
+  }
+}
+
+async function whenHealthy() {
+  for (;;) {
+    try {
+      if ((await fetch(`${origin}/health`)).ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+whenHealthy().then(() => {
+  console.log(`• running the "${CRON}" cron now and every 15 minutes (wrangler dev does not run crons)`);
+  runCron();
+  setInterval(runCron, CRON_EVERY_MS).unref();
+});

@@ -32,6 +32,8 @@ const ConfigSchema = z.object({
     .enum(["true", "false", ""])
     .default("false")
     .transform((value) => value === "true"),
+  OUTBOX_RESEND_SECONDS: seconds(300),
+  DELIVERY_SWEEP_AFTER_SECONDS: seconds(600),
   PARTNER_AUTO_DISABLE_HOURS: z.coerce.number().positive().default(24),
   PARTNER_AUTO_DISABLE_MIN_ATTEMPTS: z.coerce.number().int().min(1).default(10),
   ALERT_URL: z

@@ -6,6 +6,7 @@ import { autoDisableFailingPartners } from "./operations/auto-disable";
 import { requeueStrandedDeliveries } from "./operations/sweep";
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
+import { outboxReceipts } from "./queues/outbox-receipts";
 import { runRetention } from "./retention";
 
 export { ConversionObject } from "./conversions/conversion-object";
@@ -40,9 +41,17 @@ export default {
     const config = configOf(env);
     switch (kind) {
       case "events":
-        return consumeEvents(batch, { db: env.DB, deliveries: env.DELIVERIES });
+        return consumeEvents(batch, {
+          db: env.DB,
+          deliveries: env.DELIVERIES,
+          receipts: outboxReceipts(env.CONVERSIONS),
+        });
       case "events-dlq":
-        return consumeDeadLetters(batch, { db: env.DB, deliveries: env.DELIVERIES });
+        return consumeDeadLetters(batch, {
+          db: env.DB,
+          deliveries: env.DELIVERIES,
+          receipts: outboxReceipts(env.CONVERSIONS),
+        });
       case "deliveries":
         return consumeDeliveries(batch, {
           db: env.DB,
@@ -64,7 +73,12 @@ export default {
       await runRetention(env, controller.scheduledTime);
     } else {
       await autoDisableFailingPartners(env.DB, configOf(env), controller.scheduledTime);
-      await requeueStrandedDeliveries(env.DB, env.DELIVERIES, controller.scheduledTime);
+      await requeueStrandedDeliveries(
+        env.DB,
+        env.DELIVERIES,
+        controller.scheduledTime,
+        configOf(env).DELIVERY_SWEEP_AFTER_SECONDS * 1000,
+      );
     }
   },
 } satisfies ExportedHandler<Env>;

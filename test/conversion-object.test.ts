@@ -1,8 +1,9 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { ConversionObject, EventsQueue } from "../src/conversions/conversion-object";
-import { conversionObjectName } from "../src/ingest/ingest";
+import { type ConversionObject, conversionObjectName, type EventsQueue } from "../src/conversions/conversion-object";
+import { PostbackSchema } from "../src/ingest/postback-schema";
+import { type EventMessage, EventMessageSchema } from "../src/queues/messages";
 import {
   admin,
   conversionInD1,
@@ -12,6 +13,7 @@ import {
   makePostback,
   postback,
   type TestNetwork,
+  uniqueId,
 } from "./helpers";
 
 interface Answer {
@@ -196,6 +198,99 @@ describe("ConversionObject outbox", () => {
     expect(await conversionInD1(network.id, String(body.transaction_id))).toBeNull();
   });
 
+  it("keeps the row after the queue took it, and sends it again until D1 confirms it", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const transactionId = String(body.transaction_id);
+    const stub = stubFor(network.id, transactionId);
+    // The first two sends are taken and lost, as by wrangler dev's in-memory queue when it is killed.
+    let lost = 0;
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      const real = instance.eventsQueue;
+      instance.eventsQueue = {
+        sendBatch: async (messages, options) => {
+          if (lost < 2) {
+            lost++;
+            return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } };
+          }
+          return real.sendBatch(messages, options);
+        },
+      };
+    });
+    const resendMs = Number(env.OUTBOX_RESEND_SECONDS) * 1000;
+
+    const sentAt = Date.now();
+    await send(network, body);
+    await eventually(async () => (lost === 1 ? true : null));
+    expect(await stub.inspect()).toMatchObject({ outbox: 1 });
+    const firstResend = await alarmOf(stub);
+    expect(firstResend).toBeGreaterThanOrEqual(sentAt + resendMs);
+    expect(firstResend).toBeLessThanOrEqual(Date.now() + resendMs);
+
+    // Time passes: the row is due again, and this send is lost too; the next wait doubles.
+    await makeOutboxDue(stub);
+    const secondSentAt = Date.now();
+    await runDurableObjectAlarm(stub);
+    expect(lost).toBe(2);
+    expect(await stub.inspect()).toMatchObject({ outbox: 1 });
+    expect(await alarmOf(stub)).toBeGreaterThanOrEqual(secondSentAt + 2 * resendMs);
+    expect(await conversionInD1(network.id, transactionId)).toBeNull();
+
+    await makeOutboxDue(stub);
+    await runDurableObjectAlarm(stub);
+    const row = await eventually(() => conversionInD1(network.id, transactionId));
+    expect(row.status).toBe("approved");
+    // The events consumer's receipt empties the outbox.
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+  });
+
+  it("upgrades an object written before receipts existed and still sends its row", async () => {
+    const network = await createNetwork();
+    const transactionId = uniqueId("tx");
+    const stub = stubFor(network.id, transactionId);
+    const message = eventMessage(network.id, transactionId);
+    await runInDurableObject(stub, (_instance, state) => {
+      // The schema as it was: an outbox without due_at and sends.
+      state.storage.sql.exec(`
+        CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), network_id TEXT NOT NULL,
+          transaction_id TEXT NOT NULL, status TEXT NOT NULL, event_time TEXT NOT NULL, fields TEXT NOT NULL,
+          version INTEGER NOT NULL, first_seen_at TEXT NOT NULL, last_event_at TEXT NOT NULL);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+          fingerprint TEXT NOT NULL, verdict TEXT NOT NULL, answer TEXT NOT NULL, received_at TEXT NOT NULL);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY, message TEXT NOT NULL);
+      `);
+      state.storage.sql.exec(
+        "INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at) VALUES (1, ?, 'f', 'accepted', '{}', ?)",
+        message.event_id,
+        message.received_at,
+      );
+      state.storage.sql.exec("INSERT INTO outbox (seq, message) VALUES (1, ?)", JSON.stringify(message));
+      // Its alarm was pending when the new code arrived.
+      return state.storage.setAlarm(Date.now());
+    });
+    const row = await eventually(() => conversionInD1(network.id, transactionId));
+    expect(row.status).toBe("pending");
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+  });
+
+  it("leaves no object behind for a read: a peek, an inspection, a stray receipt, an alarm", async () => {
+    const stub = stubFor("nobody", uniqueId("tx"));
+    const peeked = await stub.peek({
+      network_id: "nobody",
+      transaction_id: "tx-1",
+      postback: PostbackSchema.parse(makePostback({ transaction_id: "tx-1" })),
+      received_at: new Date().toISOString(),
+    });
+    expect(peeked).toMatchObject({ ok: true, current_status: null, answer: { status: "accepted" } });
+    expect(await stub.inspect()).toEqual({ state: null, events: 0, outbox: 0 });
+    await stub.confirm(["evt_none"]);
+    await runInDurableObject(stub, (instance: ConversionObject) => instance.alarm());
+    const tables = await runInDurableObject(stub, (_instance, state) =>
+      state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'").toArray(),
+    );
+    expect(tables).toEqual([]);
+  });
+
   it("clears itself once the dedupe window has passed and the outbox is empty", async () => {
     const network = await createNetwork();
     const body = makePostback();
@@ -212,6 +307,40 @@ describe("ConversionObject outbox", () => {
     expect((await conversionInD1(network.id, String(body.transaction_id)))?.status).toBe("approved");
   });
 });
+
+type ConversionStub = ReturnType<typeof stubFor>;
+
+function alarmOf(stub: ConversionStub): Promise<number | null> {
+  return runInDurableObject(stub, (_instance, state) => state.storage.getAlarm());
+}
+
+function makeOutboxDue(stub: ConversionStub): Promise<void> {
+  return runInDurableObject(stub, (_instance, state) => {
+    state.storage.sql.exec("UPDATE outbox SET due_at = 0");
+  });
+}
+
+function eventMessage(networkId: string, transactionId: string): EventMessage {
+  const receivedAt = new Date().toISOString();
+  return EventMessageSchema.parse({
+    v: 1,
+    event_id: uniqueId("evt"),
+    network_id: networkId,
+    transaction_id: transactionId,
+    seq: 1,
+    verdict: "accepted",
+    received_at: receivedAt,
+    event: { status: "pending", amount: "5.00", currency: "USD" },
+    conversion: {
+      status: "pending",
+      amount: "5.00",
+      currency: "USD",
+      event_time: receivedAt,
+      first_seen_at: receivedAt,
+      version: 1,
+    },
+  });
+}
 
 describe("admin reads after ingest", () => {
   it("shows the conversion with its history", async () => {

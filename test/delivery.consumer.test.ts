@@ -361,10 +361,10 @@ describe("delivery consumer: nothing is stranded", () => {
         for (const m of messages) sent.push(m.body);
       },
     } as unknown as DeliveriesQueue;
-    expect(await requeueStrandedDeliveries(env.DB, queue, Date.now())).toContain(stranded);
+    expect(await requeueStrandedDeliveries(env.DB, queue, Date.now(), 600_000)).toContain(stranded);
     expect(sent).toContainEqual({ v: 1, delivery_id: stranded });
     expect(sent).not.toContainEqual({ v: 1, delivery_id: fresh });
-    expect(await requeueStrandedDeliveries(env.DB, queue, Date.now())).not.toContain(stranded);
+    expect(await requeueStrandedDeliveries(env.DB, queue, Date.now(), 600_000)).not.toContain(stranded);
   });
 });
 

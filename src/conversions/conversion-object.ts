@@ -1,8 +1,11 @@
 /**
  * ConversionObject: one per (network_id, transaction_id). It decides every incoming event against
  * the conversion's state, records it with an outbox row in one SQLite transaction, and answers.
- * Its alarm moves outbox rows to the EVENTS queue, retrying until the queue takes them, and later
- * clears the object once the dedupe window has passed.
+ * Its alarm sends outbox rows to the EVENTS queue, retrying until the queue takes them. A row stays
+ * until the events consumer confirms that D1 has the event (`confirm`); until then the alarm sends
+ * it again now and then, so an event survives a queue that loses messages (wrangler dev's local
+ * queues live in memory and die with the process). Once the outbox is empty and the dedupe window
+ * has passed, the object clears itself.
  */
 import { DurableObject } from "cloudflare:workers";
 import { configOf } from "../config";
@@ -48,6 +51,14 @@ export type EventsQueue = Pick<Queue<EventMessage>, "sendBatch">;
 
 const OUTBOX_BATCH = 100;
 const MAX_FLUSH_BACKOFF_MS = 5 * 60_000;
+/** An unconfirmed row is sent again after OUTBOX_RESEND_SECONDS, doubling each time up to this. */
+const MAX_RESEND_DELAY_MS = 60 * 60_000;
+
+/** The object's name: one object per network and transaction id. */
+export function conversionObjectName(networkId: string, transactionId: string): string {
+  // Network ids never contain ':', so the name splits back unambiguously.
+  return `${networkId}:${transactionId}`;
+}
 
 interface StoredConversion {
   state: ConversionState;
@@ -70,15 +81,20 @@ export class ConversionObject extends DurableObject<Env> {
   /** Where the alarm sends outbox rows; tests swap in a failing queue to prove nothing is lost. */
   eventsQueue: EventsQueue;
   private flushFailures = 0;
+  private schemaReady = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.eventsQueue = env.EVENTS;
-    this.createSchema();
   }
 
-  private createSchema(): void {
+  /**
+   * Tables are created by the first write, not by the constructor, so that a read (explain's
+   * `peek`, a late `confirm`) never leaves an empty object behind.
+   */
+  private ensureSchema(): void {
+    if (this.schemaReady) return;
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS state (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -102,15 +118,37 @@ export class ConversionObject extends DurableObject<Env> {
       CREATE INDEX IF NOT EXISTS events_by_fingerprint ON events (fingerprint);
       CREATE TABLE IF NOT EXISTS outbox (
         seq INTEGER PRIMARY KEY,
-        message TEXT NOT NULL
+        message TEXT NOT NULL,
+        -- When the alarm should send the row (again), in ms; 0 = at once.
+        due_at INTEGER NOT NULL DEFAULT 0,
+        sends INTEGER NOT NULL DEFAULT 0
       );
     `);
+    // Objects written before outbox rows waited for confirmation have neither column.
+    const columns = this.sql
+      .exec<{ name: string }>("PRAGMA table_info(outbox)")
+      .toArray()
+      .map((column) => column.name);
+    if (!columns.includes("due_at")) {
+      this.sql.exec("ALTER TABLE outbox ADD COLUMN due_at INTEGER NOT NULL DEFAULT 0");
+      this.sql.exec("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0");
+    }
+    this.schemaReady = true;
+  }
+
+  /** Whether the object holds anything; migrates an old schema on the way. */
+  private hasSchema(): boolean {
+    if (this.schemaReady) return true;
+    const found = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state'").toArray();
+    if (found.length === 0) return false;
+    this.ensureSchema();
+    return true;
   }
 
   /** Forgets the conversion: D1 holds the record; the events consumer is the second line of defence. */
   private async clear(): Promise<void> {
     await this.ctx.storage.deleteAll();
-    this.createSchema();
+    this.schemaReady = false;
   }
 
   /**
@@ -119,6 +157,7 @@ export class ConversionObject extends DurableObject<Env> {
    * only once the write is durable (the output gate).
    */
   async record(input: RecordInput): Promise<RecordResult> {
+    this.ensureSchema();
     const result = this.ctx.storage.transactionSync(() => this.decideAndMaybeAppend(input, true));
     if (result.ok && result.answer.status !== "duplicate") {
       await this.ctx.storage.setAlarm(Date.now());
@@ -131,6 +170,7 @@ export class ConversionObject extends DurableObject<Env> {
    * of a would-be new event is not known yet and reads `(not recorded)`.
    */
   async peek(input: RecordInput): Promise<RecordResult & { current_status: ConversionStatus | null }> {
+    this.hasSchema();
     const current = this.loadStored()?.state.status ?? null;
     return { ...this.decideAndMaybeAppend(input, false), current_status: current };
   }
@@ -170,10 +210,31 @@ export class ConversionObject extends DurableObject<Env> {
     return { ok: true, answer: this.append(input, fields, print, eventTime, decision.verdict, stored) };
   }
 
-  /** Moves the outbox to the EVENTS queue; on failure, tries again later, forever. */
+  /**
+   * The events consumer's receipt: D1 has these events, so their outbox rows can go. Keyed by
+   * event id, not seq: seqs start again after the object clears, event ids never repeat.
+   */
+  async confirm(eventIds: readonly string[]): Promise<void> {
+    if (!this.hasSchema()) return;
+    this.sql.exec(
+      "DELETE FROM outbox WHERE seq IN (SELECT seq FROM events WHERE event_id IN (SELECT value FROM json_each(?)))",
+      JSON.stringify(eventIds),
+    );
+  }
+
+  /**
+   * Sends the outbox rows that are due to the EVENTS queue: new ones, and sent ones still waiting
+   * for their receipt after the resend delay. When the queue refuses, tries again later, forever.
+   */
   override async alarm(): Promise<void> {
+    if (!this.hasSchema()) return;
+    const now = Date.now();
     const rows = this.sql
-      .exec<{ seq: number; message: string }>("SELECT seq, message FROM outbox ORDER BY seq LIMIT ?", OUTBOX_BATCH)
+      .exec<{ seq: number; message: string; sends: number }>(
+        "SELECT seq, message, sends FROM outbox WHERE due_at <= ? ORDER BY seq LIMIT ?",
+        now,
+        OUTBOX_BATCH,
+      )
       .toArray();
     if (rows.length > 0) {
       try {
@@ -196,13 +257,26 @@ export class ConversionObject extends DurableObject<Env> {
       }
       this.flushFailures = 0;
       const last = rows[rows.length - 1]?.seq ?? 0;
-      this.sql.exec("DELETE FROM outbox WHERE seq <= ?", last);
+      const resendMs = configOf(this.env).OUTBOX_RESEND_SECONDS * 1000;
+      // The rows just sent are exactly the due ones up to `last`; rows recorded meanwhile have higher seqs.
+      this.sql.exec(
+        `UPDATE outbox SET sends = sends + 1, due_at = ? + min(?, ? * (1 << min(sends, 20)))
+         WHERE seq <= ? AND due_at <= ?`,
+        now,
+        MAX_RESEND_DELAY_MS,
+        resendMs,
+        last,
+        now,
+      );
+      const resent = rows.filter((row) => row.sends > 0).length;
+      if (resent > 0) console.warn(JSON.stringify({ message: "outbox re-sent unconfirmed events", rows: resent }));
     }
     await this.scheduleNext();
   }
 
   /** Read-only view for operators' debugging and tests. */
   async inspect(): Promise<{ state: ConversionState | null; events: number; outbox: number }> {
+    if (!this.hasSchema()) return { state: null, events: 0, outbox: 0 };
     return {
       state: this.loadStored()?.state ?? null,
       events: this.count("events"),
@@ -211,8 +285,9 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   private async scheduleNext(): Promise<void> {
-    if (this.count("outbox") > 0) {
-      await this.ctx.storage.setAlarm(Date.now());
+    const next = this.sql.exec<{ due: number | null }>("SELECT min(due_at) AS due FROM outbox").one().due;
+    if (next !== null) {
+      await this.ctx.storage.setAlarm(Math.max(next, Date.now()));
       return;
     }
     const stored = this.loadStored();
@@ -294,7 +369,9 @@ export class ConversionObject extends DurableObject<Env> {
     return answer;
   }
 
+  // The readers below find nothing in an object without tables (`hasSchema` or `ensureSchema` ran first).
   private loadStored(): StoredConversion | null {
+    if (!this.schemaReady) return null;
     const row = this.sql.exec<StateRow>("SELECT * FROM state WHERE id = 1").toArray()[0];
     if (!row) return null;
     return {
@@ -317,6 +394,7 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   private findAnswer(print: string): IngestAnswer | null {
+    if (!this.schemaReady) return null;
     const row = this.sql
       .exec<{ answer: string }>("SELECT answer FROM events WHERE fingerprint = ? ORDER BY seq LIMIT 1", print)
       .toArray()[0];

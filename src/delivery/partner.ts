@@ -5,6 +5,9 @@
 import type { ConversionStatus, PLATFORMS } from "../ingest/postback-schema";
 import type { EventMessage } from "../queues/messages";
 
+/** The longest a partner may take to answer; bounds every attempt, and so the consumer's lease. */
+export const MAX_PARTNER_TIMEOUT_MS = 30_000;
+
 export interface PartnerFilters {
   networks?: string[] | undefined;
   campaign_ids?: string[] | undefined;

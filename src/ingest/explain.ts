@@ -4,22 +4,14 @@
  * dedupe decision against the conversion's current state, and which partners would be notified
  * with their rendered requests. It stores and sends nothing.
  */
-import type { IngestAnswer, RecordInput } from "../conversions/conversion-object";
+import { conversionObjectName, type IngestAnswer, type RecordInput } from "../conversions/conversion-object";
 import { type DeliveryPayload, type Partner, partnerReceives, type RoutedEvent } from "../delivery/partner";
 import type { PartnerRequest } from "../delivery/partner-client";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import type { FieldError } from "../errors";
 import { ProblemError, zodFieldErrors } from "../errors";
 import { carriedMethods } from "./authenticate";
-import {
-  authenticateRequest,
-  candidateOf,
-  conversionObjectName,
-  type IngestDeps,
-  isTest,
-  readPayload,
-  resolveNetwork,
-} from "./ingest";
+import { authenticateRequest, candidateOf, type IngestDeps, isTest, readPayload, resolveNetwork } from "./ingest";
 import { PostbackSchema } from "./postback-schema";
 
 export interface ExplainDeps extends IngestDeps {

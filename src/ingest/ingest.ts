@@ -4,7 +4,12 @@
  * event.
  * Nothing else happens before the answer: no D1 query (steady state), no queue send, no fetch.
  */
-import type { IngestAnswer, RecordInput, RecordResult } from "../conversions/conversion-object";
+import {
+  conversionObjectName,
+  type IngestAnswer,
+  type RecordInput,
+  type RecordResult,
+} from "../conversions/conversion-object";
 import { type FieldError, ProblemError, validationProblem } from "../errors";
 import type { AuthMethod } from "../networks/network";
 import type { NetworkAuth } from "../networks/network-cache";
@@ -42,11 +47,6 @@ export interface IngestDeps {
   noteCredentialUse(credentialId: string): void;
   /** The conversion's Durable Object, by `network_id:transaction_id`. */
   conversion(name: string): ConversionRecorder;
-}
-
-export function conversionObjectName(networkId: string, transactionId: string): string {
-  // Network ids never contain ':', so the name splits back unambiguously.
-  return `${networkId}:${transactionId}`;
 }
 
 export interface Payload {

@@ -1,6 +1,6 @@
 /**
  * Cron: the safety net behind "every accepted event reaches every partner". A delivery that should
- * be moving but has had no attempt for STRANDED_AFTER_MS (its message was lost with a crashed
+ * be moving but has had no attempt for DELIVERY_SWEEP_AFTER_SECONDS (its message was lost with a crashed
  * Worker, or never sent) is queued again. The consumer's claim makes an extra message harmless.
  */
 
@@ -8,13 +8,17 @@ import { type DeliveriesQueue, enqueueDeliveries } from "../queues/delivery-mess
 import type { D1 } from "../storage/d1";
 import { takeStrandedDeliveries } from "../storage/deliveries";
 
-const STRANDED_AFTER_MS = 10 * 60_000;
 const SWEEP_LIMIT = 1000;
 
-export async function requeueStrandedDeliveries(db: D1, queue: DeliveriesQueue, nowMs: number): Promise<string[]> {
+export async function requeueStrandedDeliveries(
+  db: D1,
+  queue: DeliveriesQueue,
+  nowMs: number,
+  strandedAfterMs: number,
+): Promise<string[]> {
   const ids = await takeStrandedDeliveries(
     db,
-    new Date(nowMs - STRANDED_AFTER_MS).toISOString(),
+    new Date(nowMs - strandedAfterMs).toISOString(),
     new Date(nowMs).toISOString(),
     SWEEP_LIMIT,
   );

@@ -5,7 +5,7 @@
  * Messages of one batch run in parallel, so a slow partner holds up only its own requests.
  */
 
-import type { Partner } from "../delivery/partner";
+import { MAX_PARTNER_TIMEOUT_MS, type Partner } from "../delivery/partner";
 import { type PartnerRequest, sendPartnerRequest, signatureHeaders } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
@@ -38,8 +38,11 @@ export interface DeliveryConsumerDeps {
 
 /** Early queue redelivery is tolerated by this much before a message counts as not yet due. */
 const DUE_SLACK_MS = 2_000;
-/** A lease outlives the longest attempt, so a crashed consumer's delivery is picked up again. */
-const LEASE_MARGIN_MS = 60_000;
+/**
+ * A lease outlives the longest attempt (the partner's timeout, then one D1 batch), so two messages
+ * of one delivery never send at once; once it lapses, a crashed consumer's delivery is taken again.
+ */
+const LEASE_MARGIN_MS = 15_000;
 const UNEXPECTED_ERROR_RETRY_SECONDS = 30;
 
 export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: DeliveryConsumerDeps): Promise<void> {
@@ -89,7 +92,7 @@ async function attempt(deliveryId: string, deps: DeliveryConsumerDeps): Promise<
     deliveryId,
     iso(startedMs),
     iso(startedMs + DUE_SLACK_MS),
-    iso(startedMs + 30_000 + LEASE_MARGIN_MS),
+    iso(startedMs + MAX_PARTNER_TIMEOUT_MS + LEASE_MARGIN_MS),
   );
   if (!claim.claimed) return notClaimed(claim.delivery, claim.partner, startedMs, deps);
   try {

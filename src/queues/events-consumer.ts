@@ -4,7 +4,7 @@
  * DELIVERIES message per new delivery. Idempotent: history rows are keyed by event id, snapshots
  * only move forward by version, deliveries are unique per (event, partner), and a redelivered
  * batch re-sends the messages of deliveries that were never attempted. A message is acked only
- * after all of that succeeded; one that can never be written (it does not parse) is recorded as a
+ * after all of that succeeded, and then each event's conversion object gets its receipt; one that can never be written (it does not parse) is recorded as a
  * dead letter in the same batch.
  *
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
@@ -16,12 +16,15 @@ import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliverie
 import { allPartners } from "../storage/partners";
 import { type DeliveriesQueue, enqueueDeliveries } from "./delivery-messages";
 import { type EventMessage, EventMessageSchema } from "./messages";
+import type { OutboxReceipts } from "./outbox-receipts";
 
 const MAX_RETRY_DELAY_SECONDS = 600;
 
 export interface EventsConsumerDeps {
   db: D1;
   deliveries: DeliveriesQueue;
+  /** Tells the conversions' outboxes which events D1 now holds. */
+  receipts: OutboxReceipts;
 }
 
 /** 5 s, 10 s, 20 s … capped at 10 min: rides out a D1 outage without hammering it. */
@@ -42,8 +45,9 @@ async function processBatch(
   deps: EventsConsumerDeps,
   deadLetterReason: string | null,
 ): Promise<void> {
+  let events: EventMessage[];
   try {
-    const events = await writeBatch(batch, deps.db, deadLetterReason);
+    events = await writeBatch(batch, deps.db, deadLetterReason);
     await enqueueNewDeliveries(deps, events);
   } catch (error) {
     // D1 batches are transactions and every step is idempotent: the whole batch goes back.
@@ -58,6 +62,7 @@ async function processBatch(
     for (const message of batch.messages) message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
     return;
   }
+  await deps.receipts.confirm(events);
   batch.ackAll();
 }
 

@@ -5,7 +5,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { type Config, configOf } from "../config";
-import type { DeliveryPayload, Partner } from "../delivery/partner";
+import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../delivery/partner";
 import { type PartnerRequest, signatureHeaders } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
@@ -133,7 +133,7 @@ const PartnerPatchSchema = z
       .nullable()
       .optional()
       .openapi({ description: "JSON body for POST with macros inside strings; null sends the conversion as JSON." }),
-    timeout_ms: z.number().int().min(1000).max(30_000).optional(),
+    timeout_ms: z.number().int().min(1000).max(MAX_PARTNER_TIMEOUT_MS).optional(),
     receives_test_traffic: z.boolean().optional(),
   })
   .openapi("PartnerUpdate");

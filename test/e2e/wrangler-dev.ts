@@ -30,15 +30,22 @@ export interface WranglerDev {
   restart(): Promise<void>;
   /** Stops wrangler and every workerd it started, then deletes the state directory. */
   stop(): Promise<void>;
+  /** Runs the Worker's scheduled handler for `cron`, as the deployed cron trigger would (wrangler dev never does). */
+  runCron(cron: string): Promise<void>;
 }
 
-export async function startWranglerDev(): Promise<WranglerDev> {
+export interface WranglerDevOptions {
+  /** Vars to override, e.g. shorter timers for a test that cannot wait minutes. */
+  vars?: Record<string, string>;
+}
+
+export async function startWranglerDev(options: WranglerDevOptions = {}): Promise<WranglerDev> {
   const secrets = {
     ADMIN_TOKEN: `e2e-admin-${randomBytes(16).toString("hex")}`,
     ENCRYPTION_KEY: randomBytes(32).toString("base64"),
   };
   // As .dev.vars.example sets it: the e2e partner is a server on 127.0.0.1 over http.
-  const vars = { ALLOW_INSECURE_PARTNER_URLS: "true" };
+  const vars = { ALLOW_INSECURE_PARTNER_URLS: "true", ...options.vars };
   const stateDir = await mkdtemp(path.join(tmpdir(), "postback-hub-e2e-"));
   const envFile = path.join(stateDir, "e2e.env");
   const settings = { ...secrets, ...vars };
@@ -121,7 +128,15 @@ export async function startWranglerDev(): Promise<WranglerDev> {
     await stop();
     throw error;
   }
-  return { baseUrl, adminToken: secrets.ADMIN_TOKEN, log: () => output, kill, restart: launch, stop };
+  const runCron = async (cron: string) => {
+    const response = await fetch(`${baseUrl}/cdn-cgi/local/scheduled?cron=${encodeURIComponent(cron)}`, {
+      signal: AbortSignal.timeout(30_000),
+    });
+    const body = await response.text();
+    if (response.status !== 200)
+      throw new Error(`the scheduled handler for "${cron}" failed: ${response.status} ${body}`);
+  };
+  return { baseUrl, adminToken: secrets.ADMIN_TOKEN, log: () => output, kill, restart: launch, stop, runCron };
 }
 
 async function freePort(): Promise<number> {
