@@ -23,6 +23,25 @@ export default defineConfig({
         // A limiter small enough to exhaust in a test; test/postbacks.inbound.test.ts swaps it in for
         // INGEST_RATE_LIMITER (whose production limit no test could reach) so the real local limiter counts.
         ratelimits: { TEST_RATE_LIMITER: { namespace_id: "9001", simple: { limit: 3, period: 60 } } },
+        // wrangler.toml's consumers, with batches flushed after 50 ms instead of 1-5 s: most tests
+        // wait for an event to reach D1 or a partner, and the batch timeout was most of the suite's
+        // time. Batch sizes, retries and dead-letter queues stay as deployed.
+        queueConsumers: {
+          "postback-events": {
+            maxBatchSize: 100,
+            maxBatchTimeout: 0.05,
+            maxRetries: 20,
+            deadLetterQueue: "postback-events-dlq",
+          },
+          "postback-events-dlq": { maxBatchSize: 100, maxBatchTimeout: 0.05, maxRetries: 100 },
+          "postback-deliveries": {
+            maxBatchSize: 10,
+            maxBatchTimeout: 0.05,
+            maxRetries: 100,
+            deadLetterQueue: "postback-deliveries-dlq",
+          },
+          "postback-deliveries-dlq": { maxBatchSize: 100, maxBatchTimeout: 0.05, maxRetries: 100 },
+        },
         // The fake partner at https://partner.test; any other outbound request fails loudly (599).
         outboundService: fakePartner,
       },
