@@ -21,18 +21,19 @@ import {
   report,
   runPool,
   SCALE,
+  scaled,
   sleep,
   startHub,
   statusHistogram,
 } from "./harness";
 
-const TOTAL = 1_500 * SCALE;
+const TOTAL = scaled(1_500, 300);
 const HOT_COPIES = 100;
 const UNIQUE_SHARE = 0.35;
 const CONNECTIONS = 32;
 /** The ingest rate limit is 6000 a minute per network; spread bigger runs over several networks. */
 const PER_NETWORK = 3_000;
-const SETTLE_MS = 120_000 + 30_000 * SCALE;
+const SETTLE_MS = 120_000 + 30_000 * Math.max(1, SCALE);
 const QUIET_MS = 3_000;
 
 let hub: Hub;

@@ -20,12 +20,12 @@ import {
   postSigned,
   report,
   runPool,
-  SCALE,
+  scaled,
   sleep,
   startHub,
 } from "./harness";
 
-const POSTBACKS = 40 * SCALE;
+const POSTBACKS = scaled(40, 10);
 const FAILING_MS = 4_000;
 const HANGING_MS = 5_000;
 const TIMEOUT_MS = 1_000;

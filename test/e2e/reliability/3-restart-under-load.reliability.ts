@@ -25,16 +25,18 @@ import {
   report,
   runPool,
   SCALE,
+  scaled,
   startHub,
   statusHistogram,
 } from "./harness";
 
-const BEFORE_KILL = 300 * SCALE;
-const AFTER_RESTART = 100 * SCALE;
+const BEFORE_KILL = scaled(300, 80);
+const AFTER_RESTART = scaled(100, 20);
 /** Kill once this many postbacks got their 2xx, while the rest are still in flight. */
 const KILL_AFTER_ACKS = Math.floor(BEFORE_KILL / 2);
 const CONNECTIONS = 16;
-const SETTLE_MS = 60_000 * SCALE;
+// Past the delivery lease (the longest partner timeout + 15 s) of an attempt the kill interrupted.
+const SETTLE_MS = 60_000 * Math.max(1, SCALE);
 const RESEND_SECONDS = 5;
 const SWEEP_CRON = "*/15 * * * *";
 const CRON_EVERY_MS = 3_000;

@@ -17,11 +17,11 @@ import {
   pollUntil,
   postSigned,
   report,
-  SCALE,
+  scaled,
   startHub,
 } from "./harness";
 
-const RUNS = 200 * SCALE;
+const RUNS = scaled(200, 50);
 const STATUSES = ["pending", "approved", "paid", "declined", "reversed"];
 
 let hub: Hub;

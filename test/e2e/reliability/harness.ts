@@ -7,8 +7,16 @@ import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
 import { sleep, startWranglerDev, type WranglerDev } from "../wrangler-dev";
 
-/** 1 by default (a few minutes for the whole suite on 2 cores); 5 or 10 for a thorough run. */
-export const SCALE = Math.max(1, Number(process.env.RELIABILITY_SCALE ?? "1") || 1);
+/**
+ * Multiplies every scenario's load: 1 by default (`npm run test:reliability`), 0.25 for the short
+ * form in `npm test`, 5 or 10 for a thorough run. Waits for recovery never shrink with it.
+ */
+export const SCALE = Math.max(0.1, Number(process.env.RELIABILITY_SCALE ?? "1") || 1);
+
+/** `count` at the current scale, at least `minimum`. */
+export function scaled(count: number, minimum = 1): number {
+  return Math.max(minimum, Math.round(count * SCALE));
+}
 
 /** The real `wrangler dev`, killable and restartable on the same state (see ../wrangler-dev.ts). */
 export type Hub = WranglerDev;
