@@ -2,7 +2,8 @@
 // `npm run bench`: drives the hub under `wrangler dev` with autocannon, each scenario alternating
 // with its baseline in the same run so that ratios hold on a noisy machine. See BENCHMARKS.md.
 // Settings (env): BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (10), BENCH_NETWORKS (40),
-// BENCH_E2E_POSTBACKS (300), BENCH_E2E_RATE (20 per second).
+// BENCH_E2E_POSTBACKS (300), BENCH_E2E_RATE (20 per second), BENCH_CPU_REPEATS (5),
+// BENCH_CPU_TARGET_MS (200), BENCH_ONLY (e.g. "6"; scenarios 1–5 share one hub and run together).
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -20,6 +21,18 @@ const E2E_RATE = Number(process.env.BENCH_E2E_RATE ?? 20);
 const WARMUP_SECONDS = 2;
 // New-conversion requests signed per round; more than any round can send on this kind of machine.
 const NEW_POOL = Number(process.env.BENCH_NEW_POOL ?? 30_000);
+const CPU_REPEATS = Number(process.env.BENCH_CPU_REPEATS ?? 5);
+const CPU_TARGET_MS = Number(process.env.BENCH_CPU_TARGET_MS ?? 200);
+// A run must last this many steps of the runtime's clock (1 ms locally), so that rounding at its
+// two ends stays under 4 %; calibration aims 8 times higher, so only a wildly noisy machine trips it.
+const CPU_MIN_CLOCK_STEPS = 25;
+const ONLY = process.env.BENCH_ONLY
+  ? new Set(process.env.BENCH_ONLY.split(",").map((n) => Number(n.trim())))
+  : new Set([1, 2, 3, 4, 5, 6]);
+for (const n of ONLY)
+  if (!(Number.isInteger(n) && n >= 1 && n <= 6)) throw new Error("BENCH_ONLY lists scenarios 1 to 6");
+const RUN_THROUGHPUT = [1, 2, 3, 4, 5].some((n) => ONLY.has(n));
+const RUN_CPU = ONLY.has(6);
 
 const GOALS = {
   edge_vs_health: 0.6,
@@ -148,17 +161,54 @@ const batchSummary = (sizes) => ({
 
 async function main() {
   log(
-    `settings: ${ROUNDS} rounds × ${SECONDS} s, ${CONNECTIONS} connections, ${NETWORKS} networks; ${os.cpus().length} CPUs`,
+    `settings: scenarios ${[...ONLY].sort().join(", ")}; ${ROUNDS} rounds × ${SECONDS} s, ${CONNECTIONS} connections, ${NETWORKS} networks; CPU ${CPU_REPEATS} × ~${CPU_TARGET_MS} ms per case; ${os.cpus().length} CPUs`,
   );
-  const secrets = newSecrets();
-  const stops = [];
   const report = {
     started_at: started.toISOString(),
-    command: "npm run bench",
-    settings: { SECONDS, ROUNDS, CONNECTIONS, NETWORKS, E2E_POSTBACKS, E2E_RATE, NEW_POOL },
+    command: process.env.BENCH_ONLY ? `BENCH_ONLY=${process.env.BENCH_ONLY} npm run bench` : "npm run bench",
+    settings: {
+      SECONDS,
+      ROUNDS,
+      CONNECTIONS,
+      NETWORKS,
+      E2E_POSTBACKS,
+      E2E_RATE,
+      NEW_POOL,
+      CPU_REPEATS,
+      CPU_TARGET_MS,
+      ONLY: [...ONLY].sort(),
+    },
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, platform: process.platform },
     goals: GOALS,
+    scenarios: {},
   };
+  try {
+    // (6) first, alone on the machine as far as this bench goes: no hub or queue consumer running yet.
+    if (RUN_CPU) {
+      report.scenarios.cpu_in_runtime = await cpuInRuntime();
+      printCpu(report.scenarios.cpu_in_runtime);
+    }
+    if (RUN_THROUGHPUT) {
+      await throughput(report);
+      printThroughput(report);
+    }
+  } catch (error) {
+    // What was measured before the failure is still written down.
+    report.failed = error instanceof Error ? error.message : String(error);
+    throw error;
+  } finally {
+    const file = path.join(ROOT, "bench/results", `${started.toISOString().replace(/[:.]/g, "-")}.json`);
+    await mkdir(path.dirname(file), { recursive: true });
+    report.finished_at = new Date().toISOString();
+    await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+    log(`report written to ${path.relative(ROOT, file)}`);
+  }
+}
+
+/** Scenarios (1) to (5): one hub, the floor worker and a partner; fills `report.e2e` and `report.scenarios`. */
+async function throughput(report) {
+  const secrets = newSecrets();
+  const stops = [];
   try {
     log("starting the hub (wrangler dev, migrated temp state)");
     const hub = await startWranglerDev({
@@ -320,7 +370,7 @@ async function main() {
       );
     }
 
-    report.scenarios = {
+    Object.assign(report.scenarios, {
       edge: { rounds: rounds.edge, ratio_median: median(rounds.edge.map((x) => x.ratio)) },
       ingest_new: {
         rounds: rounds.ingest,
@@ -329,13 +379,14 @@ async function main() {
         events_batches_under_load: batchSummary(ingestBatches),
       },
       duplicate: { rounds: rounds.duplicate, ratio_median: median(rounds.duplicate.map((x) => x.ratio)) },
-      cpu_in_runtime: { skipped: "needs a test-only entry point in src/ to time verify-and-validate inside workerd" },
-    };
+    });
   } finally {
     log("stopping the hub, the floor worker and the partner");
     for (const stop of stops.reverse()) await stop().catch((error) => console.error(error));
   }
+}
 
+function printThroughput(report) {
   const s = report.scenarios;
   const m = (runs, key) => median(runs.map((x) => x[key].rps));
   const mp = (runs, key, p) => median(runs.map((x) => x[key][p]));
@@ -415,14 +466,135 @@ async function main() {
         "≥ 20",
         b.mean >= GOALS.rows_per_d1_batch ? "yes" : "NO",
       ],
-      ["(6) CPU per verify-and-validate in workerd", "skipped", "", ""],
     ],
   );
-  const file = path.join(ROOT, "bench/results", `${started.toISOString().replace(/[:.]/g, "-")}.json`);
-  await mkdir(path.dirname(file), { recursive: true });
-  report.finished_at = new Date().toISOString();
-  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
-  log(`report written to ${path.relative(ROOT, file)}`);
+}
+
+// --- (6) CPU inside workerd -----------------------------------------------------------------
+
+/** The cases bench/cpu/index.ts times, each over the hub's own functions. */
+const CPU_CASES = [
+  ["empty", "the loop alone (an awaited no-op)"],
+  ["json_parse", "plain decode + JSON.parse, no reviver"],
+  ["parse", "parseJson: strict UTF-8, exact-money reviver"],
+  ["validate", "parseJson + zod PostbackSchema"],
+  ["verify", "authenticateRequest: Standard Webhooks HMAC"],
+  ["verify_validate", "verify, then parse + validate (ingest order)"],
+];
+
+/** One request to the CPU worker, with the workerd processes' CPU time (from /proc) around it. */
+async function cpuRun(worker, query) {
+  const cpuBefore = worker.workerdCpuMs();
+  const response = await fetch(`${worker.baseUrl}/cpu?${new URLSearchParams(query)}`);
+  const text = await response.text();
+  const cpuAfter = worker.workerdCpuMs();
+  let result;
+  try {
+    result = JSON.parse(text);
+  } catch {
+    result = { error: text };
+  }
+  if (!response.ok) throw new Error(`(6) ${query.case}: ${response.status} ${result.error}`);
+  return { ...result, process_cpu_ms: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore };
+}
+
+/**
+ * (6): each case is calibrated once (which also warms it up) to run about CPU_TARGET_MS, then run
+ * CPU_REPEATS times, the cases interleaved so that a noisy moment hits all of them alike.
+ */
+async function cpuInRuntime() {
+  log("(6) starting the CPU worker (bench/cpu)");
+  const worker = await startWranglerDev({ label: "cpu", config: path.join(ROOT, "bench/cpu/wrangler.toml") });
+  try {
+    const iterations = {};
+    for (const [name] of CPU_CASES) {
+      iterations[name] = (await cpuRun(worker, { case: name, ms: String(CPU_TARGET_MS) })).n;
+    }
+    log(`(6) calibrated: ${CPU_CASES.map(([name]) => `${name} n=${iterations[name]}`).join(", ")}`);
+    const runs = Object.fromEntries(CPU_CASES.map(([name]) => [name, []]));
+    for (let r = 1; r <= CPU_REPEATS; r++) {
+      for (const [name] of CPU_CASES) {
+        const run = await cpuRun(worker, { case: name, n: String(iterations[name]) });
+        // A clock that never moved while JavaScript ran has an unknown step: assume the 1 ms of Date.now().
+        const minimumMs = CPU_MIN_CLOCK_STEPS * (run.clock_step_ms ?? 1);
+        if (run.elapsed_ms < minimumMs) {
+          throw new Error(
+            `(6) ${name}: a run lasted ${run.elapsed_ms} ms, under the ${minimumMs} ms that a ${run.clock_step_ms ?? "?"} ms clock needs (${JSON.stringify(run)})`,
+          );
+        }
+        runs[name].push(run);
+      }
+      log(
+        `(6) repeat ${r}: ${CPU_CASES.map(([name]) => `${name} ${fmt(runs[name].at(-1).us_per_op, 2)} µs`).join(", ")}`,
+      );
+    }
+    const emptyUs = median(runs.empty.map((x) => x.us_per_op));
+    const cases = Object.fromEntries(
+      CPU_CASES.map(([name, what]) => {
+        const perOp = runs[name].map((x) => x.us_per_op);
+        const cpu = runs[name].map((x) => x.process_cpu_ms);
+        const totalN = runs[name].reduce((sum, x) => sum + x.n, 0);
+        const us = median(perOp);
+        return [
+          name,
+          {
+            what,
+            n: iterations[name],
+            us_per_op_median: us,
+            us_per_op_min: Math.min(...perOp),
+            us_per_op_max: Math.max(...perOp),
+            us_per_op_minus_empty: us - emptyUs,
+            process_cpu_us_per_op: cpu.includes(null) ? null : (cpu.reduce((a, b) => a + b, 0) * 1000) / totalN,
+            runs: runs[name].map(({ elapsed_ms, us_per_op, process_cpu_ms }) => ({
+              elapsed_ms,
+              us_per_op,
+              process_cpu_ms,
+            })),
+          },
+        ];
+      }),
+    );
+    const first = runs.verify_validate[0];
+    return {
+      unit: "µs per operation: the time workerd's own clock shows across a loop of n operations, divided by n",
+      clock: first.clock,
+      clock_step_ms: first.clock_step_ms,
+      body_bytes: first.body_bytes,
+      repeats: CPU_REPEATS,
+      target_ms: CPU_TARGET_MS,
+      verify_validate_us: cases.verify_validate.us_per_op_minus_empty,
+      derived: {
+        schema_us: cases.validate.us_per_op_median - cases.parse.us_per_op_median,
+        exact_money_parse_over_json_parse_us: cases.parse.us_per_op_median - cases.json_parse.us_per_op_median,
+      },
+      cases,
+    };
+  } finally {
+    await worker.stop().catch((error) => console.error(error));
+  }
+}
+
+function printCpu(cpu) {
+  console.log(
+    `\n(6) CPU per operation inside workerd: median of ${cpu.repeats} runs of ~${cpu.target_ms} ms each; ` +
+      `${cpu.body_bytes}-byte signed JSON postback; clock ${cpu.clock}, step ${cpu.clock_step_ms ?? "n/a"} ms`,
+  );
+  table(
+    ["case", "what", "n", "µs/op", "min–max", "minus empty", "workerd CPU µs/op (/proc, mean)"],
+    Object.entries(cpu.cases).map(([name, c]) => [
+      name,
+      c.what,
+      c.n,
+      fmt(c.us_per_op_median, 2),
+      `${fmt(c.us_per_op_min, 2)}–${fmt(c.us_per_op_max, 2)}`,
+      fmt(c.us_per_op_minus_empty, 2),
+      c.process_cpu_us_per_op === null ? "n/a" : fmt(c.process_cpu_us_per_op, 2),
+    ]),
+  );
+  console.log(
+    `(6) verify-and-validate: ${fmt(cpu.verify_validate_us, 1)} µs per postback; of which the zod schema ` +
+      `≈ ${fmt(cpu.derived.schema_us, 1)} µs, the exact-money reviver ≈ ${fmt(cpu.derived.exact_money_parse_over_json_parse_us, 1)} µs over a plain JSON.parse`,
+  );
 }
 
 main().catch((error) => {

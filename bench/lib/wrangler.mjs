@@ -1,9 +1,10 @@
 // Starts a real `wrangler dev` for the bench, as test/e2e/wrangler-dev.ts does for the e2e tests:
 // a free port, a fresh --persist-to directory (D1 migrated first when asked), secrets in an
 // --env-file, and its own process group so that one signal stops wrangler and its workerd.
-import { execFile, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -114,6 +115,8 @@ export async function startWranglerDev({ label, config, migrate = false, setting
     stateDir,
     pid: child.pid,
     log: () => output,
+    /** CPU time (user + system, ms) its workerd processes have used so far; null off Linux. */
+    workerdCpuMs: () => (child.pid === undefined ? null : groupCpuMs(child.pid, "workerd")),
     /** Calls `listener(text)` for everything wrangler prints from now on; returns the unsubscribe. */
     onOutput(listener) {
       listeners.add(listener);
@@ -128,6 +131,34 @@ export function newSecrets() {
     ADMIN_TOKEN: `bench-admin-${randomBytes(16).toString("hex")}`,
     ENCRYPTION_KEY: randomBytes(32).toString("base64"),
   };
+}
+
+let clockTicksPerSecond;
+
+/**
+ * The CPU time (user + system, ms) of the processes in process group `pgid` named `command`, from
+ * /proc/<pid>/stat, in clock ticks (usually 10 ms each); null where there is no /proc.
+ */
+export function groupCpuMs(pgid, command) {
+  if (process.platform !== "linux") return null;
+  clockTicksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  let ticks = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // exited meanwhile
+    }
+    // "pid (comm) state ppid pgrp … utime stime …": comm may hold spaces, so split after its ")".
+    const close = stat.lastIndexOf(")");
+    const comm = stat.slice(stat.indexOf("(") + 1, close);
+    const fields = stat.slice(close + 2).split(" ");
+    if (Number(fields[2]) !== pgid || comm !== command) continue;
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return (ticks * 1000) / clockTicksPerSecond;
 }
 
 async function freePort() {
