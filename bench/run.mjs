@@ -191,6 +191,7 @@ async function main() {
     if (RUN_THROUGHPUT) {
       await throughput(report);
       printThroughput(report);
+      if (RUN_CPU) console.log(`${cpuHeadline(report.scenarios.cpu_in_runtime)} (table above)`);
     }
   } catch (error) {
     // What was measured before the failure is still written down.
@@ -499,6 +500,26 @@ async function cpuRun(worker, query) {
 }
 
 /**
+ * A timed run of `iterations[name]`; a run too short for the clock's step (the calibration was
+ * made in a slow moment) raises n for this and later runs and is redone, a few times at most.
+ */
+async function cpuRunLongEnough(worker, name, iterations) {
+  for (let attempt = 1; ; attempt++) {
+    const run = await cpuRun(worker, { case: name, n: String(iterations[name]) });
+    // A clock that never moved while JavaScript ran has an unknown step: assume the 1 ms of Date.now().
+    const minimumMs = CPU_MIN_CLOCK_STEPS * (run.clock_step_ms ?? 1);
+    if (run.elapsed_ms >= minimumMs) return run;
+    if (attempt === 3) {
+      throw new Error(
+        `(6) ${name}: a run lasted ${run.elapsed_ms} ms, under the ${minimumMs} ms that a ${run.clock_step_ms ?? "?"} ms clock needs (${JSON.stringify(run)})`,
+      );
+    }
+    iterations[name] = Math.ceil((iterations[name] * CPU_TARGET_MS) / Math.max(run.elapsed_ms, 1));
+    log(`(6) ${name}: a run lasted only ${run.elapsed_ms} ms; n raised to ${iterations[name]}`);
+  }
+}
+
+/**
  * (6): each case is calibrated once (which also warms it up) to run about CPU_TARGET_MS, then run
  * CPU_REPEATS times, the cases interleaved so that a noisy moment hits all of them alike.
  */
@@ -514,15 +535,7 @@ async function cpuInRuntime() {
     const runs = Object.fromEntries(CPU_CASES.map(([name]) => [name, []]));
     for (let r = 1; r <= CPU_REPEATS; r++) {
       for (const [name] of CPU_CASES) {
-        const run = await cpuRun(worker, { case: name, n: String(iterations[name]) });
-        // A clock that never moved while JavaScript ran has an unknown step: assume the 1 ms of Date.now().
-        const minimumMs = CPU_MIN_CLOCK_STEPS * (run.clock_step_ms ?? 1);
-        if (run.elapsed_ms < minimumMs) {
-          throw new Error(
-            `(6) ${name}: a run lasted ${run.elapsed_ms} ms, under the ${minimumMs} ms that a ${run.clock_step_ms ?? "?"} ms clock needs (${JSON.stringify(run)})`,
-          );
-        }
-        runs[name].push(run);
+        runs[name].push(await cpuRunLongEnough(worker, name, iterations));
       }
       log(
         `(6) repeat ${r}: ${CPU_CASES.map(([name]) => `${name} ${fmt(runs[name].at(-1).us_per_op, 2)} µs`).join(", ")}`,
@@ -591,11 +604,12 @@ function printCpu(cpu) {
       c.process_cpu_us_per_op === null ? "n/a" : fmt(c.process_cpu_us_per_op, 2),
     ]),
   );
-  console.log(
-    `(6) verify-and-validate: ${fmt(cpu.verify_validate_us, 1)} µs per postback; of which the zod schema ` +
-      `≈ ${fmt(cpu.derived.schema_us, 1)} µs, the exact-money reviver ≈ ${fmt(cpu.derived.exact_money_parse_over_json_parse_us, 1)} µs over a plain JSON.parse`,
-  );
+  console.log(cpuHeadline(cpu));
 }
+
+const cpuHeadline = (cpu) =>
+  `(6) verify-and-validate: ${fmt(cpu.verify_validate_us, 1)} µs per postback in workerd; of which the zod schema ` +
+  `≈ ${fmt(cpu.derived.schema_us, 1)} µs, the exact-money reviver ≈ ${fmt(cpu.derived.exact_money_parse_over_json_parse_us, 1)} µs over a plain JSON.parse`;
 
 main().catch((error) => {
   console.error(`bench failed: ${error instanceof Error ? error.stack : String(error)}`);
