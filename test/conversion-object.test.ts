@@ -240,8 +240,10 @@ describe("ConversionObject outbox", () => {
     await runDurableObjectAlarm(stub);
     const row = await eventually(() => conversionInD1(network.id, transactionId));
     expect(row.status).toBe("approved");
-    // The events consumer's receipt empties the outbox.
+    // The events consumer's receipt empties the outbox, and the next wake-up is the dedupe window's end.
     await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+    const windowMs = Number(env.DEDUPE_WINDOW_DAYS) * 86_400_000;
+    expect(await alarmOf(stub)).toBeGreaterThanOrEqual(sentAt + windowMs);
   });
 
   it("upgrades an object written before receipts existed and still sends its row", async () => {

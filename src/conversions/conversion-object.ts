@@ -220,6 +220,8 @@ export class ConversionObject extends DurableObject<Env> {
       "DELETE FROM outbox WHERE seq IN (SELECT seq FROM events WHERE event_id IN (SELECT value FROM json_each(?)))",
       JSON.stringify(eventIds),
     );
+    // Straight to the next thing to do (usually the end of the dedupe window), not a wake-up at the resend time.
+    await this.scheduleNext();
   }
 
   /**
