@@ -28,9 +28,10 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
 }
 
 /**
- * @param {{ label: string, config?: string, migrate?: boolean, settings?: Record<string, string> }} options
+ * @param {{ label: string, config?: string, migrate?: boolean, settings?: Record<string, string>, args?: string[] }} options
+ *   `args`: more `wrangler dev` arguments, e.g. `["--inspector-port", "9230"]`.
  */
-export async function startWranglerDev({ label, config, migrate = false, settings = {} }) {
+export async function startWranglerDev({ label, config, migrate = false, settings = {}, args: extraArgs = [] }) {
   const stateDir = await mkdtemp(path.join(tmpdir(), `postback-hub-bench-${label}-`));
   const envFile = path.join(stateDir, "bench.env");
   await writeFile(
@@ -70,6 +71,7 @@ export async function startWranglerDev({ label, config, migrate = false, setting
     "--env-file",
     envFile,
     "--show-interactive-dev-session=false",
+    ...extraArgs,
   ];
   const child = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   if (child.pid !== undefined) groups.add(child.pid);
@@ -115,8 +117,14 @@ export async function startWranglerDev({ label, config, migrate = false, setting
     stateDir,
     pid: child.pid,
     log: () => output,
-    /** CPU time (user + system, ms) its workerd processes have used so far; null off Linux. */
+    /**
+     * CPU time (user + system, ms) its workerd processes have used so far; null off Linux. Time of a
+     * workerd that exited meanwhile (wrangler restarts it when a source file changes) is gone from
+     * the sum: workerdCpuByPid shows that.
+     */
     workerdCpuMs: () => (child.pid === undefined ? null : groupCpuMs(child.pid, "workerd")),
+    /** The same, per process id. */
+    workerdCpuByPid: () => (child.pid === undefined ? null : groupCpuByPid(child.pid, "workerd")),
     /** Calls `listener(text)` for everything wrangler prints from now on; returns the unsubscribe. */
     onOutput(listener) {
       listeners.add(listener);
@@ -136,13 +144,13 @@ export function newSecrets() {
 let clockTicksPerSecond;
 
 /**
- * The CPU time (user + system, ms) of the processes in process group `pgid` named `command`, from
- * /proc/<pid>/stat, in clock ticks (usually 10 ms each); null where there is no /proc.
+ * The CPU time (user + system, ms) of each process in process group `pgid` named `command`, by
+ * pid, from /proc/<pid>/stat, in clock ticks (usually 10 ms each); null where there is no /proc.
  */
-export function groupCpuMs(pgid, command) {
+export function groupCpuByPid(pgid, command) {
   if (process.platform !== "linux") return null;
   clockTicksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  let ticks = 0;
+  const byPid = new Map();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     let stat;
@@ -156,12 +164,18 @@ export function groupCpuMs(pgid, command) {
     const comm = stat.slice(stat.indexOf("(") + 1, close);
     const fields = stat.slice(close + 2).split(" ");
     if (Number(fields[2]) !== pgid || comm !== command) continue;
-    ticks += Number(fields[11]) + Number(fields[12]);
+    byPid.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond);
   }
-  return (ticks * 1000) / clockTicksPerSecond;
+  return byPid;
 }
 
-async function freePort() {
+/** groupCpuByPid summed over the processes. */
+export function groupCpuMs(pgid, command) {
+  const byPid = groupCpuByPid(pgid, command);
+  return byPid === null ? null : [...byPid.values()].reduce((sum, ms) => sum + ms, 0);
+}
+
+export async function freePort() {
   const server = createServer();
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
