@@ -483,12 +483,16 @@ const CPU_CASES = [
   ["verify_validate", "verify, then parse + validate (ingest order)"],
 ];
 
-/** One request to the CPU worker, with the workerd processes' CPU time (from /proc) around it. */
+/**
+ * One request to the CPU worker, with the workerd processes' CPU time (from /proc) around it;
+ * `restarted` when the set of workerd processes changed meanwhile (wrangler dev reloads the worker
+ * when a source file it bundles changes, e.g. someone editing src/ during the bench).
+ */
 async function cpuRun(worker, query) {
-  const cpuBefore = worker.workerdCpuMs();
+  const cpuBefore = worker.workerdCpuByPid();
   const response = await fetch(`${worker.baseUrl}/cpu?${new URLSearchParams(query)}`);
   const text = await response.text();
-  const cpuAfter = worker.workerdCpuMs();
+  const cpuAfter = worker.workerdCpuByPid();
   let result;
   try {
     result = JSON.parse(text);
@@ -496,16 +500,26 @@ async function cpuRun(worker, query) {
     result = { error: text };
   }
   if (!response.ok) throw new Error(`(6) ${query.case}: ${response.status} ${result.error}`);
-  return { ...result, process_cpu_ms: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore };
+  if (cpuBefore === null || cpuAfter === null) return { ...result, process_cpu_ms: null, restarted: false };
+  const restarted = cpuBefore.size !== cpuAfter.size || [...cpuBefore.keys()].some((pid) => !cpuAfter.has(pid));
+  let processCpuMs = 0;
+  for (const [pid, ms] of cpuAfter) processCpuMs += ms - (cpuBefore.get(pid) ?? 0);
+  return { ...result, process_cpu_ms: restarted ? null : processCpuMs, restarted };
 }
 
 /**
- * A timed run of `iterations[name]`; a run too short for the clock's step (the calibration was
- * made in a slow moment) raises n for this and later runs and is redone, a few times at most.
+ * A timed run of `iterations[name]`, redone (a few times at most) when workerd restarted during it,
+ * or when it was too short for the clock's step (the calibration was made in a slow moment: n is
+ * raised for this and later runs).
  */
 async function cpuRunLongEnough(worker, name, iterations) {
   for (let attempt = 1; ; attempt++) {
     const run = await cpuRun(worker, { case: name, n: String(iterations[name]) });
+    if (run.restarted) {
+      if (attempt === 3) throw new Error(`(6) ${name}: workerd restarted during three runs in a row`);
+      log(`(6) ${name}: workerd restarted during the run (a source file changed?); running it again`);
+      continue;
+    }
     // A clock that never moved while JavaScript ran has an unknown step: assume the 1 ms of Date.now().
     const minimumMs = CPU_MIN_CLOCK_STEPS * (run.clock_step_ms ?? 1);
     if (run.elapsed_ms >= minimumMs) return run;
