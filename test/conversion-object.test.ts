@@ -3,13 +3,13 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { type ConversionObject, conversionObjectName, type EventsQueue } from "../src/conversions/conversion-object";
 import { PostbackSchema } from "../src/ingest/postback-schema";
-import { type EventMessage, EventMessageSchema } from "../src/queues/messages";
 import {
   admin,
   conversionInD1,
   createNetwork,
   eventually,
   expectStatus,
+  makeEventMessage,
   makePostback,
   postback,
   type TestNetwork,
@@ -250,7 +250,7 @@ describe("ConversionObject outbox", () => {
     const network = await createNetwork();
     const transactionId = uniqueId("tx");
     const stub = stubFor(network.id, transactionId);
-    const message = eventMessage(network.id, transactionId);
+    const message = makeEventMessage({ network_id: network.id, transaction_id: transactionId });
     await runInDurableObject(stub, (_instance, state) => {
       // The schema as it was: an outbox without due_at and sends.
       state.storage.sql.exec(`
@@ -319,28 +319,6 @@ function alarmOf(stub: ConversionStub): Promise<number | null> {
 function makeOutboxDue(stub: ConversionStub): Promise<void> {
   return runInDurableObject(stub, (_instance, state) => {
     state.storage.sql.exec("UPDATE outbox SET due_at = 0");
-  });
-}
-
-function eventMessage(networkId: string, transactionId: string): EventMessage {
-  const receivedAt = new Date().toISOString();
-  return EventMessageSchema.parse({
-    v: 1,
-    event_id: uniqueId("evt"),
-    network_id: networkId,
-    transaction_id: transactionId,
-    seq: 1,
-    verdict: "accepted",
-    received_at: receivedAt,
-    event: { status: "pending", amount: "5.00", currency: "USD" },
-    conversion: {
-      status: "pending",
-      amount: "5.00",
-      currency: "USD",
-      event_time: receivedAt,
-      first_seen_at: receivedAt,
-      version: 1,
-    },
   });
 }
 

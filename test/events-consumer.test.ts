@@ -3,32 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
 import { retryDelaySeconds } from "../src/queues/events-consumer";
-import { type EventMessage, EventMessageSchema } from "../src/queues/messages";
-import { conversionInD1, uniqueId } from "./helpers";
-
-function makeEventMessage(overrides: Partial<EventMessage> = {}): EventMessage {
-  const transactionId = overrides.transaction_id ?? uniqueId("tx");
-  const receivedAt = new Date().toISOString();
-  return EventMessageSchema.parse({
-    v: 1,
-    event_id: uniqueId("evt"),
-    network_id: "acme",
-    transaction_id: transactionId,
-    seq: 1,
-    verdict: "accepted",
-    received_at: receivedAt,
-    event: { status: "pending", amount: "5.00", currency: "USD" },
-    conversion: {
-      status: "pending",
-      amount: "5.00",
-      currency: "USD",
-      event_time: receivedAt,
-      first_seen_at: receivedAt,
-      version: 1,
-    },
-    ...overrides,
-  });
-}
+import { conversionInD1, makeEventMessage } from "./helpers";
 
 let messageCounter = 0;
 async function deliver(queue: string, bodies: unknown[], testEnv: Env = env) {

@@ -3,6 +3,7 @@ import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import { importSigningKey, sign } from "../src/ingest/standard-webhooks";
 import { utf8 } from "../src/lib/bytes";
+import { type EventMessage, EventMessageSchema } from "../src/queues/messages";
 
 export const BASE = "https://hub.test";
 export const ADMIN_TOKEN = env.ADMIN_TOKEN;
@@ -133,4 +134,29 @@ export async function createPartner(fields: Record<string, unknown>): Promise<Te
     await admin("/v1/partners", { method: "POST", body: JSON.stringify({ name: uniqueId("partner"), ...fields }) }),
     201,
   );
+}
+
+/** A valid EVENTS message, as a conversion's outbox sends it; fields can be overridden. */
+export function makeEventMessage(overrides: Partial<EventMessage> = {}): EventMessage {
+  const transactionId = overrides.transaction_id ?? uniqueId("tx");
+  const receivedAt = new Date().toISOString();
+  return EventMessageSchema.parse({
+    v: 1,
+    event_id: uniqueId("evt"),
+    network_id: "acme",
+    transaction_id: transactionId,
+    seq: 1,
+    verdict: "accepted",
+    received_at: receivedAt,
+    event: { status: "pending", amount: "5.00", currency: "USD" },
+    conversion: {
+      status: "pending",
+      amount: "5.00",
+      currency: "USD",
+      event_time: receivedAt,
+      first_seen_at: receivedAt,
+      version: 1,
+    },
+    ...overrides,
+  });
 }
