@@ -8,6 +8,7 @@ interface Conversion {
   campaign_id: string | null;
   platform: string | null;
   first_seen_at: string;
+  test: boolean;
 }
 interface Page {
   data: Conversion[];
@@ -72,12 +73,42 @@ describe("GET /v1/conversions", () => {
     expect(since.length + until.length).toBe(all.length);
   });
 
+  it("shows which conversions came from test postbacks, and filters on it", async () => {
+    const network = await createNetwork();
+    const live = makePostback();
+    const trial = makePostback();
+    await expectStatus(await postback(network, live), 200);
+    await expectStatus(await postback(network, trial, { headers: { "x-postback-test": "1" } }), 200);
+    const all = await eventually(async () => {
+      const found = await listAll(`network_id=${network.id}`);
+      return found.length === 2 ? found : null;
+    });
+    const flags = Object.fromEntries(all.map((c) => [c.transaction_id, c.test]));
+    expect(flags).toEqual({ [String(live.transaction_id)]: false, [String(trial.transaction_id)]: true });
+    const tests = await listAll(`network_id=${network.id}&test=true`);
+    expect(tests.map((c) => c.transaction_id)).toEqual([trial.transaction_id]);
+    const lives = await listAll(`network_id=${network.id}&test=false`);
+    expect(lives.map((c) => c.transaction_id)).toEqual([live.transaction_id]);
+    const detail = await expectStatus<{ test: boolean; events: { test: boolean }[] }>(
+      await admin(`/v1/conversions/${network.id}/${trial.transaction_id}`),
+      200,
+    );
+    expect(detail.test).toBe(true);
+    expect(detail.events.map((e) => e.test)).toEqual([true]);
+  });
+
   it("rejects bad filters with 422 naming the parameter", async () => {
-    const problem = await expectStatus<{ errors: { location: string }[] }>(
-      await admin("/v1/conversions?status=maybe&since=yesterday&limit=500"),
+    const problem = await expectStatus<{ errors: { location: string; message: string }[] }>(
+      await admin("/v1/conversions?status=maybe&since=yesterday&limit=500&test=yes"),
       422,
     );
-    expect(problem.errors.map((e) => e.location).sort()).toEqual(["query.limit", "query.since", "query.status"]);
+    expect(problem.errors.map((e) => e.location).sort()).toEqual([
+      "query.limit",
+      "query.since",
+      "query.status",
+      "query.test",
+    ]);
+    expect(problem.errors.find((e) => e.location === "query.test")?.message).toBe("must be true or false");
   });
 
   it("answers 404 for a conversion that does not exist", async () => {

@@ -36,6 +36,7 @@ const ConversionSchema = z
     meta: MetaSchema.nullable(),
     first_seen_at: z.string().openapi({ description: "When the hub accepted the first event." }),
     updated_at: z.string().openapi({ description: "When the hub received the event that set the current state." }),
+    test: z.boolean().openapi({ description: "Recorded from test postbacks (delivered only to test partners)." }),
   })
   .openapi("Conversion");
 
@@ -47,6 +48,7 @@ const ConversionEventSchema = z
     status: z.enum(CONVERSION_STATUSES),
     event_time: z.string().nullable(),
     received_at: z.string(),
+    test: z.boolean().openapi({ description: "A test postback." }),
     event: z
       .record(z.string(), z.unknown())
       .openapi({ description: "The event as the network sent it, after validation." }),
@@ -64,6 +66,11 @@ const ListQuery = PaginationQuerySchema.extend({
   platform: z.enum(PLATFORMS).optional(),
   since: TimestampSchema.optional().openapi({ description: "First seen at or after (RFC 3339)." }),
   until: TimestampSchema.optional().openapi({ description: "First seen before (RFC 3339)." }),
+  test: z
+    .enum(["true", "false"], { error: "must be true or false" })
+    .optional()
+    .transform((value) => (value === undefined ? undefined : value === "true"))
+    .openapi({ description: "Only test conversions (`true`) or only live ones (`false`); both when absent." }),
 });
 
 const tags = ["Conversions"];
@@ -85,6 +92,7 @@ function toConversion(row: ConversionRow): z.infer<typeof ConversionSchema> {
     meta: row.meta ? (JSON.parse(row.meta) as z.infer<typeof MetaSchema>) : null,
     first_seen_at: row.first_seen_at,
     updated_at: row.updated_at,
+    test: row.test === 1,
   };
 }
 
@@ -96,6 +104,7 @@ function toEvent(row: ConversionEventRow): z.infer<typeof ConversionEventSchema>
     status: row.status as z.infer<typeof ConversionEventSchema>["status"],
     event_time: row.event_time,
     received_at: row.received_at,
+    test: row.test === 1,
     event: JSON.parse(row.payload) as Record<string, unknown>,
   };
 }

@@ -28,6 +28,8 @@ export interface ConversionRow {
   first_seen_at: string;
   updated_at: string;
   version: number;
+  /** 1 when the conversion came from test postbacks. */
+  test: number;
 }
 
 export interface ConversionEventRow {
@@ -40,6 +42,7 @@ export interface ConversionEventRow {
   event_time: string | null;
   payload: string;
   received_at: string;
+  test: number;
 }
 
 /** The lifecycle table as SQL rows, for the consumer's second line of defence below. */
@@ -154,6 +157,7 @@ export interface ConversionFilter {
   platform?: string | undefined;
   since?: string | undefined;
   until?: string | undefined;
+  test?: boolean | undefined;
 }
 
 /** Newest first by `first_seen_at`; `after` is the sort key of the last row of the previous page. */
@@ -173,6 +177,7 @@ export async function listConversions(
          AND (?5 IS NULL OR first_seen_at >= ?5)
          AND (?6 IS NULL OR first_seen_at < ?6)
          AND (?7 IS NULL OR (first_seen_at, network_id, transaction_id) < (?7, ?8, ?9))
+         AND (?11 IS NULL OR test = ?11)
        ORDER BY first_seen_at DESC, network_id DESC, transaction_id DESC
        LIMIT ?10`,
     )
@@ -187,6 +192,7 @@ export async function listConversions(
       after?.[1] ?? null,
       after?.[2] ?? null,
       limit,
+      filter.test === undefined ? null : filter.test ? 1 : 0,
     )
     .all<ConversionRow>();
   return results;
