@@ -319,10 +319,13 @@ describe("Standard Webhooks on a GET, and credentials of a method the network do
     const network = await tokenNetwork();
     const headers = Object.fromEntries(await signedHeaders(network.secret, new Uint8Array(0), { contentType: null }));
     const response = await getPostback(network.id, { txid: uniqueId("tx"), payout: "1.00", status: "1" }, headers);
+    const challenge = response.headers.get("www-authenticate");
     const problem = await expectProblem(response, 401, "unauthorized");
     expectLocations(problem, ["header.webhook-signature"]);
     expect(problem.detail).toMatch(/does not use/);
     expect(problem.detail).toContain("x-postback-token");
+    // The challenge names what the network accepts, not what was sent.
+    expect(challenge).toBe('Postback-Token realm="postback-hub", header="x-postback-token", param="token"');
   });
 
   it("answers 401 listing the accepted methods to a token sent to a signed-query and Standard Webhooks network", async () => {
@@ -331,8 +334,10 @@ describe("Standard Webhooks on a GET, and credentials of a method the network do
       mapping: TRACKER_MAPPING,
     });
     const response = await getPostback(network.id, { txid: uniqueId("tx"), payout: "1.00", token: "pbt_x" });
+    const challenge = response.headers.get("www-authenticate");
     const problem = await expectProblem(response, 401, "unauthorized");
     expectLocations(problem, ["query.token"]);
+    expect(challenge).toBe('Signed-Query realm="postback-hub", Standard-Webhooks realm="postback-hub"');
     expect(problem.detail).toContain("pb_sig");
     expect(problem.detail).toContain("webhook-signature");
   });

@@ -66,6 +66,7 @@ async function expectRejectedSignature(
 ): Promise<ProblemBody> {
   const response = await exports.default.fetch(ingestRequest(network.id, headers, sent));
   const text = await response.clone().text();
+  expect(response.headers.get("www-authenticate")).toBe('Standard-Webhooks realm="postback-hub"');
   const problem = await expectProblem(response, 401, "unauthorized");
   expectLocations(problem, [location]);
 

@@ -13,7 +13,7 @@ import {
 import { type FieldError, ProblemError, validationProblem } from "../errors";
 import type { AuthMethod } from "../networks/network";
 import type { NetworkAuth } from "../networks/network-cache";
-import { type AuthResult, authenticate } from "./authenticate";
+import { type AuthResult, authenticate, TOKEN_HEADER, TOKEN_PARAM } from "./authenticate";
 import { parseJson, readRawBody } from "./body";
 import {
   type MappingResult,
@@ -125,7 +125,14 @@ export async function authenticateRequest(
   return { auth: fresh, result: await authenticate(fresh, input) };
 }
 
-export function authProblem(result: Extract<AuthResult, { ok: false }>): ProblemError {
+/** One challenge per method the network accepts, so a sender sees what it should have sent. */
+const CHALLENGES: Record<AuthMethod, string> = {
+  standard_webhooks: 'Standard-Webhooks realm="postback-hub"',
+  token: `Postback-Token realm="postback-hub", header="${TOKEN_HEADER}", param="${TOKEN_PARAM}"`,
+  signed_query: 'Signed-Query realm="postback-hub"',
+};
+
+export function authProblem(result: Extract<AuthResult, { ok: false }>, methods: readonly AuthMethod[]): ProblemError {
   if (result.code === "ip_not_allowed") {
     return new ProblemError("ip_not_allowed", `Forbidden: ${result.message}.`, [
       { location: result.location, message: result.message },
@@ -135,7 +142,7 @@ export function authProblem(result: Extract<AuthResult, { ok: false }>): Problem
     "unauthorized",
     `Authentication failed: ${result.message}.`,
     [{ location: result.location, message: result.message }],
-    { "www-authenticate": 'Standard-Webhooks realm="postback-hub"' },
+    { "www-authenticate": methods.map((method) => CHALLENGES[method]).join(", ") },
   );
 }
 
@@ -209,7 +216,7 @@ export async function prepare(networkId: string, request: Request, deps: IngestD
   const resolved = await resolveNetwork(networkId, deps);
   const payload = await readPayload(request, deps.maxBodyBytes);
   const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps);
-  if (!result.ok) throw authProblem(result);
+  if (!result.ok) throw authProblem(result, auth.network.auth.methods);
   // Counted after authentication, so nobody who merely knows a network's id can spend its budget.
   if (!(await deps.withinRateLimit(networkId))) {
     throw new ProblemError(
