@@ -230,7 +230,8 @@ describe("explain: mapping, validation and the dedupe decision", () => {
     const network = await trackerNetwork();
     const explanation = await explainGet(network, { txid: uniqueId("tx"), payout: "twelve", status: "7" });
     expect(explanation.validation.ok).toBe(false);
-    expect(explanation.validation.errors.map((e) => e.location).sort()).toEqual(["body.amount", "body.status"]);
+    // Named after the parameters sent, as the real answer names them; `mapping.used` links them to fields.
+    expect(explanation.validation.errors.map((e) => e.location).sort()).toEqual(["query.payout", "query.status"]);
     expect(explanation.decision).toBeNull();
     expect(explanation.partners).toEqual([]);
   });

@@ -149,11 +149,27 @@ describe("GET postbacks with the token method", () => {
     expectLocations(await expectProblem(response, 401, "unauthorized"), ["query.token"]);
   });
 
-  it("answers 422 naming the mapped field when a parameter's value is invalid", async () => {
+  it("answers 422 naming the parameters the sender used when their values are invalid", async () => {
     const network = await tokenNetwork();
     const txid = uniqueId("tx");
     const response = await trackerGet(network, { txid, payout: "twelve", status: "7" });
-    expectLocations(await expectProblem(response, 422, "validation_failed"), ["body.amount", "body.status"]);
+    const problem = await expectProblem(response, 422, "validation_failed");
+    expectLocations(problem, ["query.payout", "query.status"]);
+    expect(problem.detail).toContain("query.payout");
+    await expectNotStored(network.id, [txid], sendWithToken(network));
+  });
+
+  it("names a form field as body.<name> and a query parameter as query.<name> on a form postback", async () => {
+    const network = await tokenNetwork();
+    const txid = uniqueId("tx");
+    const response = await exports.default.fetch(
+      new Request(`${BASE}/v1/postbacks/${network.id}?status=7&token=${encodeURIComponent(tokenOf(network))}`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ txid, payout: "-3" }).toString(),
+      }),
+    );
+    expectLocations(await expectProblem(response, 422, "validation_failed"), ["body.payout", "query.status"]);
     await expectNotStored(network.id, [txid], sendWithToken(network));
   });
 });

@@ -11,7 +11,16 @@ import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import type { FieldError } from "../errors";
 import { ProblemError, zodFieldErrors } from "../errors";
 import { carriedMethods } from "./authenticate";
-import { authenticateRequest, candidateOf, type IngestDeps, isTest, readPayload, resolveNetwork } from "./ingest";
+import {
+  authenticateRequest,
+  candidateOf,
+  type IngestDeps,
+  isTest,
+  locateMappedErrors,
+  readPayload,
+  resolveNetwork,
+} from "./ingest";
+import type { MappingResult } from "./mapping";
 import { PostbackSchema } from "./postback-schema";
 
 export interface ExplainDeps extends IngestDeps {
@@ -100,9 +109,11 @@ export async function explainPostback(networkId: string, request: Request, deps:
   };
 
   let candidate: unknown;
+  let mapping: MappingResult | null = null;
   try {
     const built = candidateOf(auth, payload, result.ok ? result.method : null);
     candidate = built.value;
+    mapping = built.mapping;
     if (built.mapping) {
       explanation.mapping = {
         used: built.mapping.used,
@@ -118,7 +129,8 @@ export async function explainPostback(networkId: string, request: Request, deps:
   explanation.candidate = candidate;
   const parsed = PostbackSchema.safeParse(candidate);
   if (!parsed.success) {
-    explanation.validation = { ok: false, errors: zodFieldErrors("body", parsed.error) };
+    const errors = zodFieldErrors("body", parsed.error);
+    explanation.validation = { ok: false, errors: mapping ? locateMappedErrors(errors, mapping, payload) : errors };
     return explanation;
   }
   explanation.validation = { ok: true, errors: [] };

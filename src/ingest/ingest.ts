@@ -10,7 +10,7 @@ import {
   type RecordInput,
   type RecordResult,
 } from "../conversions/conversion-object";
-import { type FieldError, ProblemError, validationProblem } from "../errors";
+import { type FieldError, ProblemError, validationFailed, validationProblem, zodFieldErrors } from "../errors";
 import type { AuthMethod } from "../networks/network";
 import type { NetworkAuth } from "../networks/network-cache";
 import { type AuthResult, authenticate, TOKEN_HEADER, TOKEN_PARAM } from "./authenticate";
@@ -191,6 +191,34 @@ export function validatePostback(candidate: unknown): Postback {
   return parsed.data;
 }
 
+/** Validates a mapped GET or form postback; its errors name the parameters the sender used. */
+function validateMapped(candidate: { value: unknown; mapping: MappingResult | null }, payload: Payload): Postback {
+  if (candidate.mapping === null) return validatePostback(candidate.value);
+  const parsed = PostbackSchema.safeParse(candidate.value);
+  if (!parsed.success) {
+    throw validationFailed(locateMappedErrors(zodFieldErrors("body", parsed.error), candidate.mapping, payload));
+  }
+  return parsed.data;
+}
+
+/**
+ * A mapped postback's errors are found on the canonical body (`body.amount`); the sender sent
+ * `?payout=`. Names each error after the parameter its value came from, where there was one.
+ */
+export function locateMappedErrors(errors: FieldError[], mapping: MappingResult, payload: Payload): FieldError[] {
+  const inBody = new Set(payload.fields.map(([name]) => name));
+  const where = (param: string) => `${inBody.has(param) ? "body" : "query"}.${param}`;
+  return errors.map((error) => {
+    const [, field, key] = /^body\.([^.[]+)(?:\.([^.[]+))?/.exec(error.location) ?? [];
+    if (field === undefined) return error;
+    if (field === "meta" && key !== undefined && mapping.meta_keys.includes(key)) {
+      return { ...error, location: where(key) };
+    }
+    const param = mapping.used[field];
+    return param === undefined ? error : { ...error, location: where(param) };
+  });
+}
+
 async function record(networkId: string, postback: Postback, test: boolean, deps: IngestDeps): Promise<IngestAnswer> {
   const result = await deps.conversion(conversionObjectName(networkId, postback.transaction_id)).record({
     network_id: networkId,
@@ -238,7 +266,7 @@ export async function ingestPostback(
   deps: IngestDeps,
 ): Promise<{ answer: IngestAnswer; auth: NetworkAuth }> {
   const prepared = await prepare(networkId, request, deps);
-  const postback = validatePostback(candidateOf(prepared.auth, prepared.payload, prepared.method).value);
+  const postback = validateMapped(candidateOf(prepared.auth, prepared.payload, prepared.method), prepared.payload);
   return { answer: await record(networkId, postback, prepared.test, deps), auth: prepared.auth };
 }
 
