@@ -11,7 +11,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import autocannon from "autocannon";
 import { messageId, signedPostback, signer } from "./lib/sign.mjs";
-import { freePort, newSecrets, ROOT, sleep, startWranglerDev } from "./lib/wrangler.mjs";
+import { freePort, ROOT, sleep, startWranglerDev } from "./lib/wrangler.mjs";
 
 const SECONDS = Number(process.env.PROFILE_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.PROFILE_CONNECTIONS ?? 10);
@@ -20,22 +20,16 @@ const DUPLICATES = process.env.PROFILE_DUPLICATES === "1";
 const NETWORKS = 20;
 const SETTLE_MS = 4_000;
 
-const secrets = newSecrets();
 const inspectorPort = await freePort();
 console.log("starting the hub (wrangler dev, migrated temp state)");
-const hub = await startWranglerDev({
-  label: "profile",
-  migrate: true,
-  settings: secrets,
-  args: ["--inspector-port", String(inspectorPort)],
-});
+const hub = await startWranglerDev({ label: "bench-profile", args: ["--inspector-port", String(inspectorPort)] });
 try {
   const networks = [];
   for (let i = 0; i < NETWORKS; i++) {
     const id = `profile-${i}`;
     const response = await fetch(`${hub.baseUrl}/v1/networks`, {
       method: "POST",
-      headers: { authorization: `Bearer ${secrets.ADMIN_TOKEN}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${hub.adminToken}`, "content-type": "application/json" },
       body: JSON.stringify({ id, name: id }),
     });
     if (response.status !== 201) throw new Error(`creating a network: ${response.status} ${await response.text()}`);

@@ -10,7 +10,7 @@ import path from "node:path";
 import autocannon from "autocannon";
 import { startPartner } from "./lib/partner.mjs";
 import { messageId, signedPostback, signer } from "./lib/sign.mjs";
-import { newSecrets, ROOT, sleep, startWranglerDev } from "./lib/wrangler.mjs";
+import { ROOT, sleep, startWranglerDev } from "./lib/wrangler.mjs";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -208,19 +208,19 @@ async function main() {
 
 /** Scenarios (1) to (5): one hub, the floor worker and a partner; fills `report.e2e` and `report.scenarios`. */
 async function throughput(report) {
-  const secrets = newSecrets();
   const stops = [];
   try {
     log("starting the hub (wrangler dev, migrated temp state)");
-    const hub = await startWranglerDev({
-      label: "hub",
-      migrate: true,
-      settings: { ...secrets, ALLOW_INSECURE_PARTNER_URLS: "true" },
-    });
+    // Its own admin token and key; partner URLs on 127.0.0.1 allowed, as .dev.vars.example does.
+    const hub = await startWranglerDev({ label: "bench-hub" });
     stops.push(hub.stop);
     const queue = queueWatcher(hub);
     log(`hub on ${hub.baseUrl}; starting the cost-floor worker`);
-    const floor = await startWranglerDev({ label: "floor", config: path.join(ROOT, "bench/floor/wrangler.toml") });
+    const floor = await startWranglerDev({
+      label: "bench-floor",
+      config: path.join(ROOT, "bench/floor/wrangler.toml"),
+      migrate: false,
+    });
     stops.push(floor.stop);
     log(`floor on ${floor.baseUrl}; starting the partner`);
     const partner = await startPartner();
@@ -230,12 +230,12 @@ async function throughput(report) {
     const networks = [];
     for (let i = 0; i < NETWORKS; i++) {
       const id = `bench-${String(i).padStart(3, "0")}`;
-      const created = await admin(hub, secrets.ADMIN_TOKEN, "POST", "/v1/networks", { id, name: `Bench ${i}` });
+      const created = await admin(hub, hub.adminToken, "POST", "/v1/networks", { id, name: `Bench ${i}` });
       networks.push({ id, sign: signer(created.secret) });
     }
-    const e2eCreated = await admin(hub, secrets.ADMIN_TOKEN, "POST", "/v1/networks", { id: "bench-e2e", name: "E2E" });
+    const e2eCreated = await admin(hub, hub.adminToken, "POST", "/v1/networks", { id: "bench-e2e", name: "E2E" });
     const e2eNetwork = { id: "bench-e2e", sign: signer(e2eCreated.secret) };
-    await admin(hub, secrets.ADMIN_TOKEN, "POST", "/v1/partners", {
+    await admin(hub, hub.adminToken, "POST", "/v1/partners", {
       name: "Bench partner",
       url_template: `${partner.origin}/pb?tx={transaction_id}&status={status}`,
       filters: { networks: ["bench-e2e"] },
@@ -556,7 +556,11 @@ async function cpuRunLongEnough(worker, name, iterations) {
  */
 async function cpuInRuntime() {
   log("(6) starting the CPU worker (bench/cpu)");
-  const worker = await startWranglerDev({ label: "cpu", config: path.join(ROOT, "bench/cpu/wrangler.toml") });
+  const worker = await startWranglerDev({
+    label: "bench-cpu",
+    config: path.join(ROOT, "bench/cpu/wrangler.toml"),
+    migrate: false,
+  });
   try {
     const iterations = {};
     for (const [name] of CPU_CASES) {

@@ -1,7 +1,8 @@
 /**
- * Starts the real `wrangler dev` for end-to-end tests, isolated from the developer's setup: a free
- * port, a fresh state directory (migrated first) and its own secrets, so that it never reads or
- * writes .wrangler/state or .dev.vars in the repo.
+ * Starts the real `wrangler dev` for end-to-end tests, the reliability suite and the bench, isolated
+ * from the developer's setup: a free port, a fresh state directory (migrated first) and its own
+ * secrets, so that it never reads or writes .wrangler/state or .dev.vars in the repo. The bench
+ * (plain Node) imports this file as it is: Node 22.18+ strips the types.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -32,11 +33,23 @@ export interface WranglerDev {
   stop(): Promise<void>;
   /** Runs the Worker's scheduled handler for `cron`, as the deployed cron trigger would (wrangler dev never does). */
   runCron(cron: string): Promise<void>;
+  /** The process group of the running wrangler (and its workerd); it changes with a restart. */
+  pid(): number | undefined;
+  /** Calls `listener(text)` for everything wrangler prints from now on; returns the unsubscribe. */
+  onOutput(listener: (text: string) => void): () => void;
 }
 
 export interface WranglerDevOptions {
   /** Vars to override, e.g. shorter timers for a test that cannot wait minutes. */
   vars?: Record<string, string>;
+  /** Another wrangler configuration (the bench's workers); the hub's wrangler.toml by default. */
+  config?: string;
+  /** Applies the D1 migrations first (default); a configuration without D1 has none to apply. */
+  migrate?: boolean;
+  /** More `wrangler dev` arguments, e.g. `["--inspector-port", "9230"]`. */
+  args?: string[];
+  /** Names the state directory and the errors (default "e2e"). */
+  label?: string;
 }
 
 export async function startWranglerDev(options: WranglerDevOptions = {}): Promise<WranglerDev> {
@@ -46,7 +59,9 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
   };
   // As .dev.vars.example sets it: the e2e partner is a server on 127.0.0.1 over http.
   const vars = { ALLOW_INSECURE_PARTNER_URLS: "true", ...options.vars };
-  const stateDir = await mkdtemp(path.join(tmpdir(), "postback-hub-e2e-"));
+  const label = options.label ?? "e2e";
+  const configArgs = options.config ? ["--config", options.config] : [];
+  const stateDir = await mkdtemp(path.join(tmpdir(), `postback-hub-${label}-`));
   const envFile = path.join(stateDir, "e2e.env");
   const settings = { ...secrets, ...vars };
   await writeFile(
@@ -71,20 +86,24 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
   // Would select a deploy environment with other bindings and queue names.
   delete env.CLOUDFLARE_ENV;
 
-  try {
-    await promisify(execFile)(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir], {
-      cwd: ROOT,
-      env,
-    });
-  } catch (error) {
-    await rm(stateDir, { recursive: true, force: true });
-    throw new Error(`applying the D1 migrations failed: ${describeExecError(error)}`);
+  if (options.migrate ?? true) {
+    try {
+      await promisify(execFile)(
+        WRANGLER,
+        ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, ...configArgs],
+        { cwd: ROOT, env },
+      );
+    } catch (error) {
+      await rm(stateDir, { recursive: true, force: true });
+      throw new Error(`${label}: applying the D1 migrations failed: ${describeExecError(error)}`);
+    }
   }
 
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const args = [
     "dev",
+    ...configArgs,
     "--ip",
     "127.0.0.1",
     "--port",
@@ -94,11 +113,15 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
     "--env-file",
     envFile,
     "--show-interactive-dev-session=false",
+    ...(options.args ?? []),
   ];
   let output = "";
+  const listeners = new Set<(text: string) => void>();
   // Wrangler colours some messages whatever FORCE_COLOR or NO_COLOR say; error messages read better without.
   const capture = (chunk: Buffer) => {
-    output += stripVTControlCharacters(chunk.toString("utf8"));
+    const text = stripVTControlCharacters(chunk.toString("utf8"));
+    output += text;
+    for (const listener of listeners) listener(text);
   };
   let child: ChildProcess | undefined;
   let forgetOnInterrupt = () => {};
@@ -110,7 +133,7 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
     started.stdout?.on("data", capture);
     started.stderr?.on("data", capture);
     forgetOnInterrupt = killOnInterrupt(started.pid);
-    await waitForHealth(baseUrl, started, () => output);
+    await waitForHealth(label, baseUrl, started, () => output);
   };
   const kill = async (signal: NodeJS.Signals = "SIGKILL") => {
     forgetOnInterrupt();
@@ -136,10 +159,23 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
     if (response.status !== 200)
       throw new Error(`the scheduled handler for "${cron}" failed: ${response.status} ${body}`);
   };
-  return { baseUrl, adminToken: secrets.ADMIN_TOKEN, log: () => output, kill, restart: launch, stop, runCron };
+  return {
+    baseUrl,
+    adminToken: secrets.ADMIN_TOKEN,
+    log: () => output,
+    kill,
+    restart: launch,
+    stop,
+    runCron,
+    pid: () => child?.pid,
+    onOutput(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -150,12 +186,14 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-async function waitForHealth(baseUrl: string, child: ChildProcess, log: () => string): Promise<void> {
+async function waitForHealth(label: string, baseUrl: string, child: ChildProcess, log: () => string): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   let last = "no answer yet";
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`wrangler dev exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${log()}`);
+      throw new Error(
+        `wrangler dev (${label}) exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${log()}`,
+      );
     }
     try {
       const response = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(5_000) });
@@ -167,7 +205,7 @@ async function waitForHealth(baseUrl: string, child: ChildProcess, log: () => st
     }
     await sleep(200);
   }
-  throw new Error(`wrangler dev was not healthy within ${START_TIMEOUT_MS} ms (last: ${last}):\n${log()}`);
+  throw new Error(`wrangler dev (${label}) was not healthy within ${START_TIMEOUT_MS} ms (last: ${last}):\n${log()}`);
 }
 
 /**
