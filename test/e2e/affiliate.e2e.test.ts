@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { adminRequest, expectStatus } from "./admin";
 import { type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
@@ -143,18 +144,8 @@ function fillMacros(template: string, macros: Record<string, string>): string {
 
 // --- helpers ---------------------------------------------------------------------------------
 
-function admin(urlPath: string, init: RequestInit = {}): Promise<Response> {
-  const headers = new Headers(init.headers);
-  headers.set("authorization", `Bearer ${hub.adminToken}`);
-  if (init.body !== undefined) headers.set("content-type", "application/json");
-  return fetch(`${hub.baseUrl}${urlPath}`, { ...init, headers });
-}
-
-/** Asserts the status with the body in the failure message, then parses the body. */
-async function expectStatus<T>(response: Response, status: number): Promise<T> {
-  const text = await response.text();
-  expect(response.status, `expected ${status}, got ${response.status}: ${text}`).toBe(status);
-  return JSON.parse(text) as T;
+function admin(route: string, init: RequestInit = {}): Promise<Response> {
+  return adminRequest(hub, route, init);
 }
 
 async function createNetwork(body: Record<string, unknown>): Promise<CreatedNetwork> {

@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { adminRequest, expectStatus } from "./admin";
 import { type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
@@ -101,18 +102,8 @@ afterAll(async () => {
   await hub?.stop();
 });
 
-function admin(path: string, init: RequestInit = {}): Promise<Response> {
-  const headers = new Headers(init.headers);
-  headers.set("authorization", `Bearer ${hub.adminToken}`);
-  if (init.body !== undefined) headers.set("content-type", "application/json");
-  return fetch(`${hub.baseUrl}${path}`, { ...init, headers });
-}
-
-/** Asserts the status with the body in the failure message, then parses the body. */
-async function expectStatus<T>(response: Response, status: number): Promise<T> {
-  const text = await response.text();
-  expect(response.status, `expected ${status}, got ${response.status}: ${text}`).toBe(status);
-  return JSON.parse(text) as T;
+function admin(route: string, init: RequestInit = {}): Promise<Response> {
+  return adminRequest(hub, route, init);
 }
 
 /** Posts `body` byte for byte, signed by the Standard Webhooks library as a network would. */

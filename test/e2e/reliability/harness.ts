@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
+import { adminRequest } from "../admin";
 import { sleep, startWranglerDev, type WranglerDev } from "../wrangler-dev";
 
 /**
@@ -23,12 +24,8 @@ export type Hub = WranglerDev;
 export const startHub = startWranglerDev;
 export { sleep };
 
-export function admin(hub: Hub, route: string, init: RequestInit = {}): Promise<Response> {
-  const headers = new Headers(init.headers);
-  headers.set("authorization", `Bearer ${hub.adminToken}`);
-  if (init.body !== undefined) headers.set("content-type", "application/json");
-  return fetch(`${hub.baseUrl}${route}`, { ...init, headers, signal: AbortSignal.timeout(30_000) });
-}
+/** An admin request to the hub (see ../admin.ts). */
+export const admin = adminRequest;
 
 export async function adminJson<T>(hub: Hub, route: string, status: number, init: RequestInit = {}): Promise<T> {
   const response = await admin(hub, route, init);
