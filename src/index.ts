@@ -39,19 +39,12 @@ export default {
   async queue(batch, env) {
     const kind = queueKind(env, batch.queue);
     const config = configOf(env);
+    const eventsDeps = () => ({ db: env.DB, deliveries: env.DELIVERIES, receipts: outboxReceipts(env.CONVERSIONS) });
     switch (kind) {
       case "events":
-        return consumeEvents(batch, {
-          db: env.DB,
-          deliveries: env.DELIVERIES,
-          receipts: outboxReceipts(env.CONVERSIONS),
-        });
+        return consumeEvents(batch, eventsDeps());
       case "events-dlq":
-        return consumeDeadLetters(batch, {
-          db: env.DB,
-          deliveries: env.DELIVERIES,
-          receipts: outboxReceipts(env.CONVERSIONS),
-        });
+        return consumeDeadLetters(batch, eventsDeps());
       case "deliveries":
         return consumeDeliveries(batch, {
           db: env.DB,

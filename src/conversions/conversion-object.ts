@@ -60,6 +60,37 @@ export function conversionObjectName(networkId: string, transactionId: string): 
   return `${networkId}:${transactionId}`;
 }
 
+/** All three tables are created together, so the outbox's presence says whether the object holds anything. */
+const SCHEMA = `
+  CREATE TABLE state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    network_id TEXT NOT NULL,
+    transaction_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    event_time TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    first_seen_at TEXT NOT NULL,
+    last_event_at TEXT NOT NULL
+  );
+  CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    received_at TEXT NOT NULL
+  );
+  CREATE INDEX events_by_fingerprint ON events (fingerprint);
+  CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    message TEXT NOT NULL,
+    -- When the alarm should send the row (again), in ms; 0 = at once.
+    due_at INTEGER NOT NULL DEFAULT 0,
+    sends INTEGER NOT NULL DEFAULT 0
+  );
+`;
+
 interface StoredConversion {
   state: ConversionState;
   version: number;
@@ -94,54 +125,25 @@ export class ConversionObject extends DurableObject<Env> {
    * `peek`, a late `confirm`) never leaves an empty object behind.
    */
   private ensureSchema(): void {
-    if (this.schemaReady) return;
-    this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS state (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        network_id TEXT NOT NULL,
-        transaction_id TEXT NOT NULL,
-        status TEXT NOT NULL,
-        event_time TEXT NOT NULL,
-        fields TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        first_seen_at TEXT NOT NULL,
-        last_event_at TEXT NOT NULL
-      );
-      CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        event_id TEXT NOT NULL UNIQUE,
-        fingerprint TEXT NOT NULL,
-        verdict TEXT NOT NULL,
-        answer TEXT NOT NULL,
-        received_at TEXT NOT NULL
-      );
-      CREATE INDEX IF NOT EXISTS events_by_fingerprint ON events (fingerprint);
-      CREATE TABLE IF NOT EXISTS outbox (
-        seq INTEGER PRIMARY KEY,
-        message TEXT NOT NULL,
-        -- When the alarm should send the row (again), in ms; 0 = at once.
-        due_at INTEGER NOT NULL DEFAULT 0,
-        sends INTEGER NOT NULL DEFAULT 0
-      );
-    `);
-    // Objects written before outbox rows waited for confirmation have neither column.
-    const columns = this.sql
-      .exec<{ name: string }>("PRAGMA table_info(outbox)")
-      .toArray()
-      .map((column) => column.name);
-    if (!columns.includes("due_at")) {
+    if (!this.hasSchema()) {
+      this.sql.exec(SCHEMA);
+      this.schemaReady = true;
+    }
+  }
+
+  /** Whether the object holds anything, in one query; upgrades an older outbox on the way. */
+  private hasSchema(): boolean {
+    if (this.schemaReady) return true;
+    const outbox = this.sql
+      .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
+      .toArray()[0];
+    if (outbox === undefined) return false;
+    // Objects written before outbox rows waited for their receipt have neither column.
+    if (!outbox.sql.includes("due_at")) {
       this.sql.exec("ALTER TABLE outbox ADD COLUMN due_at INTEGER NOT NULL DEFAULT 0");
       this.sql.exec("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0");
     }
     this.schemaReady = true;
-  }
-
-  /** Whether the object holds anything; migrates an old schema on the way. */
-  private hasSchema(): boolean {
-    if (this.schemaReady) return true;
-    const found = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state'").toArray();
-    if (found.length === 0) return false;
-    this.ensureSchema();
     return true;
   }
 

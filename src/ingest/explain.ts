@@ -9,19 +9,17 @@ import { type DeliveryPayload, type Partner, partnerReceives, type RoutedEvent }
 import type { PartnerRequest } from "../delivery/partner-client";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import type { FieldError } from "../errors";
-import { ProblemError, zodFieldErrors } from "../errors";
+import { ProblemError } from "../errors";
 import { carriedMethods } from "./authenticate";
 import {
   authenticateRequest,
   candidateOf,
+  checkCandidate,
   type IngestDeps,
   isTest,
-  locateMappedErrors,
   readPayload,
   resolveNetwork,
 } from "./ingest";
-import type { MappingResult } from "./mapping";
-import { PostbackSchema } from "./postback-schema";
 
 export interface ExplainDeps extends IngestDeps {
   /** True when the caller presented the admin token (then failed network credentials still explain). */
@@ -108,12 +106,9 @@ export async function explainPostback(networkId: string, request: Request, deps:
     partners: [],
   };
 
-  let candidate: unknown;
-  let mapping: MappingResult | null = null;
+  let built: ReturnType<typeof candidateOf>;
   try {
-    const built = candidateOf(auth, payload, result.ok ? result.method : null);
-    candidate = built.value;
-    mapping = built.mapping;
+    built = candidateOf(auth, payload, result.ok ? result.method : null);
     if (built.mapping) {
       explanation.mapping = {
         used: built.mapping.used,
@@ -126,15 +121,14 @@ export async function explainPostback(networkId: string, request: Request, deps:
     explanation.validation = { ok: false, errors: error.errors };
     return explanation;
   }
-  explanation.candidate = candidate;
-  const parsed = PostbackSchema.safeParse(candidate);
-  if (!parsed.success) {
-    const errors = zodFieldErrors("body", parsed.error);
-    explanation.validation = { ok: false, errors: mapping ? locateMappedErrors(errors, mapping, payload) : errors };
+  explanation.candidate = built.value;
+  const checked = checkCandidate(built, payload);
+  if (!checked.ok) {
+    explanation.validation = { ok: false, errors: checked.errors };
     return explanation;
   }
   explanation.validation = { ok: true, errors: [] };
-  const postback = parsed.data;
+  const postback = checked.postback;
   const receivedAt = new Date(deps.nowMs).toISOString();
   const peeked = await deps.peek(conversionObjectName(networkId, postback.transaction_id), {
     network_id: networkId,

@@ -191,21 +191,22 @@ export function validatePostback(candidate: unknown): Postback {
   return parsed.data;
 }
 
-/** Validates a mapped GET or form postback; its errors name the parameters the sender used. */
-function validateMapped(candidate: { value: unknown; mapping: MappingResult | null }, payload: Payload): Postback {
-  if (candidate.mapping === null) return validatePostback(candidate.value);
+/**
+ * Validates a postback as built by `candidateOf`. A mapped (GET or form) postback's errors are found
+ * on the canonical body (`body.amount`) but the sender sent `?payout=`: they are named after the
+ * parameter each value came from, where there was one.
+ */
+export function checkCandidate(
+  candidate: { value: unknown; mapping: MappingResult | null },
+  payload: Payload,
+): { ok: true; postback: Postback } | { ok: false; errors: FieldError[] } {
   const parsed = PostbackSchema.safeParse(candidate.value);
-  if (!parsed.success) {
-    throw validationFailed(locateMappedErrors(zodFieldErrors("body", parsed.error), candidate.mapping, payload));
-  }
-  return parsed.data;
+  if (parsed.success) return { ok: true, postback: parsed.data };
+  const errors = zodFieldErrors("body", parsed.error);
+  return { ok: false, errors: candidate.mapping ? locateMappedErrors(errors, candidate.mapping, payload) : errors };
 }
 
-/**
- * A mapped postback's errors are found on the canonical body (`body.amount`); the sender sent
- * `?payout=`. Names each error after the parameter its value came from, where there was one.
- */
-export function locateMappedErrors(errors: FieldError[], mapping: MappingResult, payload: Payload): FieldError[] {
+function locateMappedErrors(errors: FieldError[], mapping: MappingResult, payload: Payload): FieldError[] {
   const inBody = new Set(payload.fields.map(([name]) => name));
   const where = (param: string) => `${inBody.has(param) ? "body" : "query"}.${param}`;
   return errors.map((error) => {
@@ -266,8 +267,9 @@ export async function ingestPostback(
   deps: IngestDeps,
 ): Promise<{ answer: IngestAnswer; auth: NetworkAuth }> {
   const prepared = await prepare(networkId, request, deps);
-  const postback = validateMapped(candidateOf(prepared.auth, prepared.payload, prepared.method), prepared.payload);
-  return { answer: await record(networkId, postback, prepared.test, deps), auth: prepared.auth };
+  const checked = checkCandidate(candidateOf(prepared.auth, prepared.payload, prepared.method), prepared.payload);
+  if (!checked.ok) throw validationFailed(checked.errors);
+  return { answer: await record(networkId, checked.postback, prepared.test, deps), auth: prepared.auth };
 }
 
 export type BatchItemResult =

@@ -4,8 +4,8 @@
  * DELIVERIES message per new delivery. Idempotent: history rows are keyed by event id, snapshots
  * only move forward by version, deliveries are unique per (event, partner), and a redelivered
  * batch re-sends the messages of deliveries that were never attempted. A message is acked only
- * after all of that succeeded, and then each event's conversion object gets its receipt; one that can never be written (it does not parse) is recorded as a
- * dead letter in the same batch.
+ * after all of that succeeded, and each event's conversion object then gets its receipt. A message
+ * that can never be written (it does not parse) is recorded as a dead letter in the same batch.
  *
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
  * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
