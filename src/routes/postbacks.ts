@@ -157,6 +157,15 @@ export function registerPostbackRoutes(app: App): void {
       },
     }),
   );
+  // Explain, GET and POST: documented here, handled by `explain` below.
+  const explainResponses = {
+    200: {
+      description: "Each step's outcome.",
+      content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+    },
+    401: problem("Neither the admin token nor valid network credentials."),
+    404: problem("Unknown network."),
+  };
   app.openAPIRegistry.registerPath(
     createRoute({
       method: "get",
@@ -165,14 +174,7 @@ export function registerPostbackRoutes(app: App): void {
       summary: "Explain how a GET postback would be handled (dry run)",
       description: "The GET form of explain: the same query string you would send to the postback URL.",
       request: { params: NetworkPath, headers: credentialHeaders },
-      responses: {
-        200: {
-          description: "Each step's outcome.",
-          content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
-        },
-        401: problem("Neither the admin token nor valid network credentials."),
-        404: problem("Unknown network."),
-      },
+      responses: explainResponses,
     }),
   );
   app.openAPIRegistry.registerPath(
@@ -184,14 +186,7 @@ export function registerPostbackRoutes(app: App): void {
       description:
         "Send exactly the request you would send to the postback URL (JSON, form, or as a GET to the same path), with the admin token in `Authorization` or the network's own valid credentials. Answers the authentication verdict (with the string that should have been signed), the mapping, validation errors, the dedupe decision against the current state, and the partners that would be notified with their rendered requests. Stores and sends nothing.",
       request: { params: NetworkPath, headers: credentialHeaders },
-      responses: {
-        200: {
-          description: "Each step's outcome.",
-          content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
-        },
-        401: problem("Neither the admin token nor valid network credentials."),
-        404: problem("Unknown network."),
-      },
+      responses: explainResponses,
     }),
   );
 
