@@ -42,3 +42,36 @@ describe("PostbackSchema event_time", () => {
     expect(PostbackSchema.safeParse({ transaction_id: "t", event_time: "2024-02-29T00:00:00Z" }).success).toBe(true);
   });
 });
+
+describe("PostbackSchema identifiers", () => {
+  const ids = ["transaction_id", "campaign_id", "click_id", "user_id", "device_id"] as const;
+
+  it.each([
+    ["a zero-width space", "ord\u200B1"],
+    ["a zero-width joiner", "ord\u200D1"],
+    ["a right-to-left override", "ord\u202E1"],
+    ["a left-to-right isolate", "\u2066ord1\u2069"],
+    ["a byte order mark", "\uFEFFord1"],
+    ["a soft hyphen", "ord\u00AD1"],
+    ["a lone surrogate", "ord\uD8001"],
+  ])("refuses %s in every identifier, naming the field", (_, value) => {
+    for (const field of ids) {
+      const input = { transaction_id: "t-1", [field]: value };
+      expect(locations(input), field).toEqual([`body.${field}`]);
+    }
+  });
+
+  it("normalises identifiers to NFC, so one transaction has one name", () => {
+    const decomposed = "caf\u0065\u0301-1";
+    const composed = "caf\u00E9-1";
+    expect(decomposed).not.toBe(composed);
+    const parsed = PostbackSchema.parse({ transaction_id: decomposed, click_id: decomposed, user_id: "A\u030A" });
+    expect(parsed.transaction_id).toBe(composed);
+    expect(parsed.click_id).toBe(composed);
+    expect(parsed.user_id).toBe("\u00C5");
+  });
+
+  it("keeps visible non-ASCII identifiers as they are", () => {
+    expect(PostbackSchema.parse({ transaction_id: "заказ-42 🚀" }).transaction_id).toBe("заказ-42 🚀");
+  });
+});

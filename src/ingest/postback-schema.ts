@@ -17,6 +17,8 @@ export const MAX_EVENT_TIME_AHEAD_SECONDS = 300;
 export const MAX_META_KEYS = 32;
 
 const CONTROL_CHARACTERS = /\p{Cc}/u;
+/** Zero-width characters, bidi controls, soft hyphens…: invisible, so two ids that look the same could differ. */
+const FORMAT_CHARACTERS = /\p{Cf}/u;
 const DECIMAL = /^(0|[1-9]\d{0,14})(\.\d{1,8})?$/;
 const RFC_3339 =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
@@ -29,6 +31,27 @@ function text(maxLength: number) {
     .refine((value) => !CONTROL_CHARACTERS.test(value), {
       error: "must not contain control characters",
     });
+}
+
+/**
+ * An identifier names a Durable Object and joins records, so it must be what it looks like: no
+ * invisible format characters, no lone surrogates (which UTF-8 cannot carry), and one Unicode
+ * form (NFC), so that `é` typed as one code point or as `e` + U+0301 is the same transaction.
+ */
+function identifier(maxLength: number) {
+  return z.preprocess(
+    (value) => (typeof value === "string" ? normalizeIdentifier(value) : value),
+    text(maxLength)
+      .refine((value) => value.isWellFormed(), { error: "must be well-formed Unicode (no lone surrogates)" })
+      .refine((value) => !FORMAT_CHARACTERS.test(value), {
+        error: "must not contain invisible format characters (zero-width or bidi controls)",
+      }),
+  );
+}
+
+/** NFC, as `identifier` stores it: for looking an identifier up the way it was recorded. */
+export function normalizeIdentifier(value: string): string {
+  return value.isWellFormed() ? value.normalize("NFC") : value;
 }
 
 function lowercased<T extends z.ZodType>(schema: T) {
@@ -98,7 +121,7 @@ function isObjectPayload(payload: { value: unknown }): boolean {
 
 export const PostbackSchema = z
   .strictObject({
-    transaction_id: text(128).openapi({
+    transaction_id: identifier(128).openapi({
       description: "The network's unique id of the conversion; the deduplication key.",
       example: "ord_8812",
     }),
@@ -123,10 +146,10 @@ export const PostbackSchema = z
     )
       .optional()
       .openapi({ description: `One of ${KNOWN_EVENT_TYPES.join(", ")}, or a custom name.`, example: "purchase" }),
-    campaign_id: text(128).optional().openapi({ example: "camp-987" }),
-    click_id: text(256).optional().openapi({ example: "clk_1f3a9" }),
-    user_id: text(256).optional(),
-    device_id: text(256).optional(),
+    campaign_id: identifier(128).optional().openapi({ example: "camp-987" }),
+    click_id: identifier(256).optional().openapi({ example: "clk_1f3a9" }),
+    user_id: identifier(256).optional(),
+    device_id: identifier(256).optional(),
     platform: lowercased(z.enum(PLATFORMS, { error: `must be one of ${PLATFORMS.join(", ")}` }))
       .optional()
       .openapi({ example: "android" }),
