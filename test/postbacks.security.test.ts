@@ -70,8 +70,8 @@ async function expectRejectedSignature(
   const problem = await expectProblem(response, 401, "unauthorized");
   expectLocations(problem, [location]);
 
-  const id = headers.get("webhook-id") ?? "msg_absent";
-  const timestamp = headers.get("webhook-timestamp") ?? String(nowSeconds());
+  const id = headers.get("webhook-id") ?? headers.get("svix-id") ?? "msg_absent";
+  const timestamp = headers.get("webhook-timestamp") ?? headers.get("svix-timestamp") ?? String(nowSeconds());
   const expected = await signatureFor(network.secret, id, timestamp, utf8(sent));
   const expectedMac = expected.slice("v1,".length);
   expect(text).not.toContain(expectedMac);
@@ -212,6 +212,52 @@ describe("ingest signatures: 401 unauthorized", () => {
     });
     await expectStatus(await exports.default.fetch(ingestRequest(network.id, headers, raw)), 200);
     await eventually(() => conversionInD1(network.id, String(body.transaction_id)));
+  });
+});
+
+describe("Svix's header names for the same scheme", () => {
+  /** Headers as Svix's client libraries send them: the same signature under svix-* names. */
+  function svixHeaders(secret: string, raw: string, id = uniqueId("msg_")): Headers {
+    const timestamp = new Date(nowSeconds() * 1000);
+    return new Headers({
+      "content-type": "application/json",
+      "svix-id": id,
+      "svix-timestamp": String(timestamp.getTime() / 1000),
+      "svix-signature": new Webhook(secret).sign(id, timestamp, raw),
+    });
+  }
+
+  it("accepts svix-id, svix-timestamp and svix-signature, and replays a repeat as a duplicate", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const raw = JSON.stringify(body);
+    const first = await expectStatus<{ status: string }>(
+      await exports.default.fetch(ingestRequest(network.id, svixHeaders(network.secret, raw), raw)),
+      200,
+    );
+    expect(first.status).toBe("accepted");
+    const again = await exports.default.fetch(ingestRequest(network.id, svixHeaders(network.secret, raw), raw));
+    expect((await expectStatus<{ status: string }>(again, 200)).status).toBe("duplicate");
+    await eventually(() => conversionInD1(network.id, String(body.transaction_id)));
+  });
+
+  it("verifies svix-* headers as strictly as webhook-* ones, naming the svix header at fault", async () => {
+    const network = await createNetwork();
+    const raw = JSON.stringify(makePostback());
+    const tampered = svixHeaders(network.secret, raw);
+    const problem = await expectRejectedSignature(
+      network,
+      tampered,
+      JSON.stringify(makePostback()),
+      "header.svix-signature",
+    );
+    expect(problem.detail).toContain("svix-id");
+    const missing = svixHeaders(network.secret, raw);
+    missing.delete("svix-timestamp");
+    await expectRejectedSignature(network, missing, raw, "header.svix-timestamp");
+    const other = await createNetwork();
+    await expectRejectedSignature(network, svixHeaders(other.secret, raw), raw, "header.svix-signature");
+    await expectNothingStored(network);
   });
 });
 

@@ -11,7 +11,7 @@ import type { AuthMethod } from "../networks/network";
 import { live, type NetworkAuth, tokenDigest } from "../networks/network-cache";
 import { ipMatches, parseCidr } from "./cidr";
 import { verifySignedQuery } from "./signed-query";
-import { verify } from "./standard-webhooks";
+import { headerPrefixOf, verify, webhookHeaders } from "./standard-webhooks";
 
 export type AuthResult =
   | { ok: true; method: AuthMethod; credentialId: string }
@@ -95,7 +95,8 @@ export async function authenticate(auth: NetworkAuth, input: AuthInput): Promise
 export function carriedMethods(input: Pick<AuthInput, "request" | "params">): AuthMethod[] {
   const has = (name: string) => input.params.some(([key]) => key === name);
   const carried: AuthMethod[] = [];
-  if (input.request.headers.has("webhook-signature")) carried.push("standard_webhooks");
+  const headers = input.request.headers;
+  if (headers.has("webhook-signature") || headers.has("svix-signature")) carried.push("standard_webhooks");
   if (has("pb_sig")) carried.push("signed_query");
   if (has(TOKEN_PARAM) || input.request.headers.has(TOKEN_HEADER)) carried.push("token");
   return carried;
@@ -104,7 +105,7 @@ export function carriedMethods(input: Pick<AuthInput, "request" | "params">): Au
 function describeMethod(method: AuthMethod): string {
   switch (method) {
     case "standard_webhooks":
-      return "Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature)";
+      return "Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature, or their svix-* names)";
     case "signed_query":
       return "a signed query (pb_id, pb_ts, pb_sig)";
     case "token":
@@ -139,15 +140,16 @@ async function checkStandardWebhooks(auth: NetworkAuth, input: AuthInput): Promi
     };
   }
   const keys = live(auth.keys, input.nowMs);
-  const headers = input.request.headers;
-  const id = headers.get("webhook-id");
-  const timestamp = headers.get("webhook-timestamp");
+  const prefix = headerPrefixOf(input.request.headers);
+  const headers = webhookHeaders(input.request.headers, prefix);
+  const { id, timestamp } = headers;
   const result = await verify(
-    { id, timestamp, signature: headers.get("webhook-signature") },
+    headers,
     input.body,
     keys.map((k) => k.key),
     Math.floor(input.nowMs / 1000),
     input.toleranceSeconds,
+    prefix,
   );
   if (result.ok) return { ok: true, method: "standard_webhooks", credentialId: keys[result.keyIndex]?.id ?? "" };
   return {

@@ -16,6 +16,26 @@ export interface WebhookHeaders {
   signature: string | null;
 }
 
+/**
+ * The names the scheme's three headers go by: Standard Webhooks' own, and Svix's (its client
+ * libraries send `svix-id`, `svix-timestamp` and `svix-signature`, with the same content).
+ */
+export const HEADER_PREFIXES = ["webhook", "svix"] as const;
+export type HeaderPrefix = (typeof HEADER_PREFIXES)[number];
+
+/** The prefix a request signs with: `webhook-*` when it carries that signature, else `svix-*` if present. */
+export function headerPrefixOf(headers: Headers): HeaderPrefix {
+  return !headers.has("webhook-signature") && headers.has("svix-signature") ? "svix" : "webhook";
+}
+
+export function webhookHeaders(headers: Headers, prefix: HeaderPrefix = headerPrefixOf(headers)): WebhookHeaders {
+  return {
+    id: headers.get(`${prefix}-id`),
+    timestamp: headers.get(`${prefix}-timestamp`),
+    signature: headers.get(`${prefix}-signature`),
+  };
+}
+
 export type VerifyResult =
   | { ok: true; keyIndex: number }
   /** `mismatch`: well-formed and in time, but signed by no key we hold. */
@@ -70,32 +90,34 @@ export async function verify(
   keys: readonly CryptoKey[],
   nowSeconds: number,
   toleranceSeconds: number = DEFAULT_TOLERANCE_SECONDS,
+  prefix: HeaderPrefix = "webhook",
 ): Promise<VerifyResult> {
   const { id, timestamp, signature } = headers;
-  if (!id) return fail("header.webhook-id", "the webhook-id header is missing");
-  if (!timestamp) return fail("header.webhook-timestamp", "the webhook-timestamp header is missing");
-  if (!signature) return fail("header.webhook-signature", "the webhook-signature header is missing");
+  const [idName, timestampName, signatureName] = [`${prefix}-id`, `${prefix}-timestamp`, `${prefix}-signature`];
+  if (!id) return fail(`header.${idName}`, `the ${idName} header is missing`);
+  if (!timestamp) return fail(`header.${timestampName}`, `the ${timestampName} header is missing`);
+  if (!signature) return fail(`header.${signatureName}`, `the ${signatureName} header is missing`);
   if (!/^\d{1,12}$/.test(timestamp)) {
-    return fail("header.webhook-timestamp", "webhook-timestamp must be integer Unix seconds");
+    return fail(`header.${timestampName}`, `${timestampName} must be integer Unix seconds`);
   }
   const skew = nowSeconds - Number(timestamp);
   if (skew > toleranceSeconds) {
     return fail(
-      "header.webhook-timestamp",
-      `webhook-timestamp is ${skew} s old; the tolerance is ${toleranceSeconds} s (check the sender's clock, and sign each attempt afresh)`,
+      `header.${timestampName}`,
+      `${timestampName} is ${skew} s old; the tolerance is ${toleranceSeconds} s (check the sender's clock, and sign each attempt afresh)`,
     );
   }
   if (-skew > toleranceSeconds) {
     return fail(
-      "header.webhook-timestamp",
-      `webhook-timestamp is ${-skew} s in the future; the tolerance is ${toleranceSeconds} s (check the sender's clock)`,
+      `header.${timestampName}`,
+      `${timestampName} is ${-skew} s in the future; the tolerance is ${toleranceSeconds} s (check the sender's clock)`,
     );
   }
   const candidates = parseSignatures(signature);
   if (candidates.length === 0) {
     return fail(
-      "header.webhook-signature",
-      "webhook-signature holds no v1 signature (expected space-separated entries like v1,<base64 HMAC-SHA256>)",
+      `header.${signatureName}`,
+      `${signatureName} holds no v1 signature (expected space-separated entries like v1,<base64 HMAC-SHA256>)`,
     );
   }
   const content = signedContent(id, timestamp, body);
@@ -107,8 +129,8 @@ export async function verify(
   }
   return {
     ok: false,
-    location: "header.webhook-signature",
-    message: `no v1 signature matches an active secret of this network; sign "<webhook-id>.<webhook-timestamp>.<raw body bytes>" with HMAC-SHA256 keyed by the base64-decoded part of the whsec_ secret`,
+    location: `header.${signatureName}`,
+    message: `no v1 signature matches an active secret of this network; sign "<${idName}>.<${timestampName}>.<raw body bytes>" with HMAC-SHA256 keyed by the base64-decoded part of the whsec_ secret`,
     mismatch: true,
   };
 }

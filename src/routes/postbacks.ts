@@ -40,6 +40,9 @@ const credentialHeaders = z.object({
     description:
       "Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256>` over `<webhook-id>.<webhook-timestamp>.<raw body>`.",
   }),
+  "svix-id": z.string().optional().openapi({ description: "Svix's name for webhook-id (same scheme)." }),
+  "svix-timestamp": z.string().optional().openapi({ description: "Svix's name for webhook-timestamp." }),
+  "svix-signature": z.string().optional().openapi({ description: "Svix's name for webhook-signature." }),
   "x-postback-token": z
     .string()
     .optional()
