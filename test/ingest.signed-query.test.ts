@@ -348,8 +348,10 @@ describe("signed query: verification", () => {
 });
 
 describe("signed query: published vectors (docs/signed-query.md)", () => {
-  function pairsOf(url: string, body: string | null): [string, string][] {
-    return [...new URL(url).searchParams, ...(body === null ? [] : new URLSearchParams(body))];
+  /** A form body's fields are parameters; a JSON body is not (its pb_body_sha256 parameter covers it). */
+  function pairsOf(url: string, body: string | null, contentType: string | null): [string, string][] {
+    const form = contentType === "application/x-www-form-urlencoded" && body !== null;
+    return [...new URL(url).searchParams, ...(form ? new URLSearchParams(body) : [])];
   }
 
   it("holds at least four vectors, one of them a POST", () => {
@@ -358,7 +360,7 @@ describe("signed query: published vectors (docs/signed-query.md)", () => {
   });
 
   it.each(fixture.vectors)("$name: canonical form, signed content and signature", async (vector) => {
-    const pairs = pairsOf(vector.url, vector.body);
+    const pairs = pairsOf(vector.url, vector.body, vector.content_type);
     expect(canonicalQuery(pairs)).toBe(vector.canonical);
     expect(signedQueryContent(vector.pb_id, vector.pb_ts, pairs)).toBe(vector.signed_content);
     expect(vector.signed_content).toBe(`${vector.pb_id}.${vector.pb_ts}.${vector.canonical}`);
@@ -367,8 +369,19 @@ describe("signed query: published vectors (docs/signed-query.md)", () => {
     );
   });
 
+  it("holds a JSON POST whose body is covered by pb_body_sha256", async () => {
+    const json = fixture.vectors.filter((vector) => vector.content_type === "application/json");
+    expect(json.length).toBeGreaterThanOrEqual(1);
+    for (const vector of json) {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(vector.body ?? "")));
+      const hex = [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+      expect(new URL(vector.url).searchParams.get("pb_body_sha256")).toBe(hex);
+      expect(vector.signed_body).toBe(vector.body);
+    }
+  });
+
   it.each(fixture.vectors)("$name: the signed request verifies", async (vector) => {
-    const pairs = pairsOf(vector.signed_url, vector.signed_body);
+    const pairs = pairsOf(vector.signed_url, vector.signed_body, vector.content_type);
     expect(pairs.filter(([name]) => name === "pb_sig")).toEqual([["pb_sig", vector.signature]]);
     const result = await verifyWith(pairs, Number(vector.pb_ts), [vector.secret]);
     expect(result).toEqual({ ok: true, keyIndex: 0, canonical: vector.canonical });

@@ -32,6 +32,7 @@ import {
   type InboundNetwork,
   type IngestAnswer,
   networkDetail,
+  type Params,
   patchNetwork,
   postbackUrl,
   replaceParam,
@@ -311,6 +312,101 @@ describe("signed query strings", () => {
     expectLocations(problem, [location]);
     expect(text).not.toContain(network.secret.slice("whsec_".length));
     await expectNotStored(network.id, [txid], sendSigned(network));
+  });
+});
+
+describe("a signed query authenticates only what it signs", () => {
+  const signedQueryNetwork = () =>
+    createInboundNetwork({ auth: { methods: ["signed_query"], ip_allowlist: [] }, mapping: TRACKER_MAPPING });
+  const params = (txid: string) => ({ txid, payout: "12.50", status: "1" });
+
+  async function sha256Hex(text: string): Promise<string> {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(text)));
+    return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
+
+  function postJson(networkId: string, pairs: Params, body: string, suffix = "") {
+    return exports.default.fetch(
+      new Request(postbackUrl(networkId, pairs, suffix), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      }),
+    );
+  }
+
+  it("refuses a captured signed URL reused with an unsigned JSON body (a reversal of a real conversion)", async () => {
+    const network = await signedQueryNetwork();
+    const txid = uniqueId("tx");
+    const signed = await signedQuery(network.secret, params(txid));
+    await expectStatus(await getPostback(network.id, signed), 200);
+    await storedConversion(network.id, txid);
+
+    const forged = JSON.stringify({ transaction_id: txid, status: "reversed" });
+    const problem = await expectProblem(await postJson(network.id, signed, forged), 401, "unauthorized");
+    expect(problem.errors).toEqual([
+      { location: "query.pb_body_sha256", message: expect.stringContaining("does not cover a JSON body") },
+    ]);
+    const batch = JSON.stringify({ events: [{ transaction_id: txid, status: "reversed" }] });
+    const batchProblem = await expectProblem(await postJson(network.id, signed, batch, "/batch"), 401, "unauthorized");
+    expectLocations(batchProblem, ["query.pb_body_sha256"]);
+    await expectNotStored(network.id, [], async (control) =>
+      getPostback(network.id, await signedQuery(network.secret, params(control))),
+    );
+    expect(await conversionInD1(network.id, txid)).toMatchObject({ status: "approved" });
+  });
+
+  it("accepts a JSON body whose SHA-256 is among the signed parameters, on the single and the batch route", async () => {
+    const network = await signedQueryNetwork();
+    const single = makePostback();
+    const raw = JSON.stringify(single);
+    const signed = await signedQuery(network.secret, [["pb_body_sha256", await sha256Hex(raw)]]);
+    expect((await expectStatus<IngestAnswer>(await postJson(network.id, signed, raw), 200)).status).toBe("accepted");
+    await storedConversion(network.id, String(single.transaction_id));
+
+    const event = makePostback();
+    const batch = JSON.stringify({ events: [event] });
+    const signedBatch = await signedQuery(network.secret, [["pb_body_sha256", await sha256Hex(batch)]]);
+    const results = await expectStatus<{ results: { status: number }[] }>(
+      await postJson(network.id, signedBatch, batch, "/batch"),
+      200,
+    );
+    expect(results.results.map((item) => item.status)).toEqual([200]);
+    await storedConversion(network.id, String(event.transaction_id));
+  });
+
+  it.each([
+    ["another body than the one whose digest was signed", (raw: string) => raw.replace("29.99", "2999.00")],
+    ["the signed body with one byte more", (raw: string) => `${raw} `],
+  ])("refuses %s, naming pb_body_sha256", async (_, alter) => {
+    const network = await signedQueryNetwork();
+    const body = makePostback();
+    const raw = JSON.stringify(body);
+    const signed = await signedQuery(network.secret, [["pb_body_sha256", await sha256Hex(raw)]]);
+    const problem = await expectProblem(await postJson(network.id, signed, alter(raw)), 401, "unauthorized");
+    expect(problem.errors).toEqual([
+      { location: "query.pb_body_sha256", message: expect.stringContaining("is not the SHA-256 of the body") },
+    ]);
+    expect(await conversionInD1(network.id, String(body.transaction_id))).toBeNull();
+  });
+
+  it("refuses a digest added to a signed URL after signing (the digest is a signed parameter)", async () => {
+    const network = await signedQueryNetwork();
+    const raw = JSON.stringify(makePostback());
+    const signed = [...(await signedQuery(network.secret, [])), ["pb_body_sha256", await sha256Hex(raw)]] as const;
+    const problem = await expectProblem(await postJson(network.id, signed, raw), 401, "unauthorized");
+    expectLocations(problem, ["query.pb_sig"]);
+  });
+
+  it("keeps pb_body_sha256 out of a GET's data", async () => {
+    const network = await signedQueryNetwork();
+    const txid = uniqueId("tx");
+    const signed = await signedQuery(network.secret, [
+      ...Object.entries(params(txid)),
+      ["pb_body_sha256", await sha256Hex("")],
+    ]);
+    await expectStatus(await getPostback(network.id, signed), 200);
+    expect((await storedConversion(network.id, txid)).meta).toBeNull();
   });
 });
 

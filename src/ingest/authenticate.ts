@@ -7,6 +7,7 @@
  * but never an expected value.
  */
 
+import { toHex } from "../lib/bytes";
 import type { AuthMethod } from "../networks/network";
 import { live, type NetworkAuth, tokenDigest } from "../networks/network-cache";
 import { ipMatches, parseCidr } from "./cidr";
@@ -38,6 +39,8 @@ export interface AuthInput {
 }
 
 export const TOKEN_PARAM = "token";
+/** A signed query's digest of the body it vouches for: lowercase hex SHA-256 of the raw bytes. */
+export const BODY_DIGEST_PARAM = "pb_body_sha256";
 export const TOKEN_HEADER = "x-postback-token";
 
 const cidrCache = new WeakMap<readonly string[], ReturnType<typeof parseCidr>[]>();
@@ -170,7 +173,11 @@ async function checkSignedQuery(auth: NetworkAuth, input: AuthInput): Promise<Au
     Math.floor(input.nowMs / 1000),
     input.toleranceSeconds,
   );
-  if (result.ok) return { ok: true, method: "signed_query", credentialId: keys[result.keyIndex]?.id ?? "" };
+  if (result.ok) {
+    const body = await checkBodyDigest(input);
+    if (body !== null) return body;
+    return { ok: true, method: "signed_query", credentialId: keys[result.keyIndex]?.id ?? "" };
+  }
   return {
     ok: false,
     code: "unauthorized",
@@ -180,6 +187,45 @@ async function checkSignedQuery(auth: NetworkAuth, input: AuthInput): Promise<Au
     mismatch: result.location === "query.pb_sig" && result.signedContent !== null,
     ...(result.signedContent ? { signedContent: result.signedContent } : {}),
   };
+}
+
+/**
+ * A signed query covers its parameters (a form body's fields among them) and nothing else, so a
+ * JSON body rides on it only with its SHA-256 among the signed parameters (`pb_body_sha256`);
+ * without one, a captured signed URL could carry any body. Checked after the signature, so the
+ * digest of an unsigned request tells a prober nothing.
+ */
+async function checkBodyDigest(input: AuthInput): Promise<AuthResult | null> {
+  const given = input.params.filter(([name]) => name === BODY_DIGEST_PARAM).map(([, value]) => value);
+  const location = `query.${BODY_DIGEST_PARAM}`;
+  if (given.length === 0) {
+    if (input.kind !== "json") return null;
+    return {
+      ok: false,
+      code: "unauthorized",
+      location,
+      message: `a signed query does not cover a JSON body: add ${BODY_DIGEST_PARAM}=<lowercase hex SHA-256 of the body bytes> to the parameters you sign, or sign the request with Standard Webhooks headers`,
+    };
+  }
+  if (given.length > 1) {
+    return {
+      ok: false,
+      code: "unauthorized",
+      location,
+      message: `${BODY_DIGEST_PARAM} appears ${given.length} times; send it once`,
+    };
+  }
+  // A digest of bytes the sender sent, under its own signature: no secret for timing to reveal.
+  const digest = toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", input.body)));
+  if (digest !== given[0]?.toLowerCase()) {
+    return {
+      ok: false,
+      code: "unauthorized",
+      location,
+      message: `${BODY_DIGEST_PARAM} is not the SHA-256 of the body received (${input.body.length} bytes); hash the exact bytes you send`,
+    };
+  }
+  return null;
 }
 
 async function checkToken(auth: NetworkAuth, input: AuthInput): Promise<AuthResult> {

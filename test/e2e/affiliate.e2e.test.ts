@@ -207,6 +207,7 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
         name: string;
         secret: string;
         url: string;
+        content_type: string | null;
         body: string | null;
         pb_id: string;
         pb_ts: string;
@@ -216,7 +217,8 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
     };
     expect(vectors.length).toBeGreaterThanOrEqual(4);
     for (const vector of vectors) {
-      const pairs = [...new URL(vector.url).searchParams, ...new URLSearchParams(vector.body ?? "")];
+      const form = vector.content_type === "application/x-www-form-urlencoded";
+      const pairs = [...new URL(vector.url).searchParams, ...new URLSearchParams(form ? (vector.body ?? "") : "")];
       expect(canonicalQuery(pairs), vector.name).toBe(vector.canonical);
       expect(signature(vector.secret, vector.pb_id, vector.pb_ts, pairs), vector.name).toBe(vector.signature);
     }
