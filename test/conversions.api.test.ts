@@ -78,7 +78,7 @@ describe("GET /v1/conversions", () => {
     const live = makePostback();
     const trial = makePostback();
     await expectStatus(await postback(network, live), 200);
-    await expectStatus(await postback(network, trial, { headers: { "x-postback-test": "1" } }), 200);
+    await expectStatus(await postback(network, { ...trial, test: true }), 200);
     const all = await eventually(async () => {
       const found = await listAll(`network_id=${network.id}`);
       return found.length === 2 ? found : null;

@@ -5,7 +5,10 @@
  */
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import type { RecordInput, RecordResult } from "../src/conversions/conversion-object";
+import { type IngestDeps, ingestBatch } from "../src/ingest/ingest";
 import { utf8 } from "../src/lib/bytes";
+import { type NetworkAuth, tokenDigest } from "../src/networks/network-cache";
 import {
   BASE,
   conversionInD1,
@@ -111,13 +114,7 @@ describe("batch: each event decided on its own", () => {
     const network = await createNetwork();
     const pending = makePostback({ status: "pending" });
     expect((await results(await postBatch(network, { events: [pending] })))[0]?.answer?.status).toBe("accepted");
-    const items = await results(
-      await postBatch(
-        network,
-        { events: [{ ...pending, status: "approved" }] },
-        { headers: { "x-postback-test": "1" } },
-      ),
-    );
+    const items = await results(await postBatch(network, { events: [{ ...pending, status: "approved", test: true }] }));
     expect(items[0]?.answer).toMatchObject({ status: "updated", conversion_status: "approved" });
     const flags = await eventually(async () => {
       const found = await testFlags(network.id, String(pending.transaction_id));
@@ -207,5 +204,108 @@ describe("batch: a bad request rejects the whole batch", () => {
     const ghost = { id: uniqueId("ghost"), secret: (await createNetwork()).secret };
     const problem = await expectProblem(await postBatch(ghost, { events: [makePostback()] }), 404, "network_not_found");
     expectLocations(problem, ["path.network_id"]);
+  });
+});
+
+describe("batch order", () => {
+  /**
+   * A conversion recorder that answers out of order: each round, it finishes the call that started
+   * last. If a batch sent one transaction's events without waiting, a later event would reach its
+   * object (and finish) before the earlier one.
+   */
+  function outOfOrderRecorder() {
+    const log: string[] = [];
+    const open: (() => void)[] = [];
+    const conversion = () => ({
+      record(input: RecordInput): Promise<RecordResult> {
+        const label = `${input.transaction_id}:${input.postback.status}`;
+        log.push(`start ${label}`);
+        return new Promise((resolve) => {
+          open.push(() => {
+            log.push(`end ${label}`);
+            resolve({
+              ok: true,
+              answer: {
+                status: "accepted",
+                event_id: `evt_${label}`,
+                network_id: "acme",
+                transaction_id: input.transaction_id,
+                conversion_status: input.postback.status,
+              },
+            });
+          });
+        });
+      },
+    });
+    const finishLatest = () => open.pop()?.();
+    return { log, conversion, finishLatest };
+  }
+
+  async function tokenAuth(token: string): Promise<NetworkAuth> {
+    const now = new Date().toISOString();
+    return {
+      network: {
+        id: "acme",
+        name: "Acme",
+        status: "active",
+        auth: { methods: ["token"], ip_allowlist: [] },
+        mapping: null,
+        answer: null,
+        test_mode: false,
+        created_at: now,
+        updated_at: now,
+      },
+      keys: [],
+      tokens: [{ id: "tok_1", digest: await tokenDigest(token), expiresAtMs: null }],
+    };
+  }
+
+  it("decides one transaction's events in array order, and different transactions in parallel", async () => {
+    const token = "pbt_order-test-token";
+    const auth = await tokenAuth(token);
+    const recorder = outOfOrderRecorder();
+    const deps: IngestDeps = {
+      nowMs: Date.now(),
+      maxBodyBytes: 65_536,
+      toleranceSeconds: 300,
+      loadNetwork: async () => auth,
+      refreshNetwork: async () => null,
+      withinRateLimit: async () => true,
+      noteCredentialUse: () => undefined,
+      conversion: recorder.conversion,
+    };
+    const events = [
+      { transaction_id: "a", status: "pending" },
+      { transaction_id: "b", status: "pending" },
+      { transaction_id: "a", status: "approved" },
+      { transaction_id: "b", status: "approved" },
+      { transaction_id: "a", status: "paid" },
+    ];
+    const request = new Request(batchUrl("acme"), {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-postback-token": token },
+      body: JSON.stringify({ events }),
+    });
+    let finished = false;
+    const results = ingestBatch("acme", request, deps).finally(() => {
+      finished = true;
+    });
+    while (!finished) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      recorder.finishLatest();
+    }
+    expect((await results).map((item) => item.status)).toEqual([200, 200, 200, 200, 200]);
+
+    const at = (entry: string) => recorder.log.indexOf(entry);
+    for (const [earlier, later] of [
+      ["a:pending", "a:approved"],
+      ["a:approved", "a:paid"],
+      ["b:pending", "b:approved"],
+    ]) {
+      expect(at(`end ${earlier}`), recorder.log.join(", ")).toBeGreaterThanOrEqual(0);
+      expect(at(`start ${later}`), recorder.log.join(", ")).toBeGreaterThan(at(`end ${earlier}`));
+    }
+    // Both transactions were in flight at once: b started before a's first event finished.
+    expect(at("start b:pending"), recorder.log.join(", ")).toBeLessThan(at("end a:pending"));
   });
 });

@@ -270,6 +270,22 @@ describe("explain: mapping, validation and the dedupe decision", () => {
     expect((await explainGet(network, params, { "x-postback-test": "1" })).test).toBe(true);
     expect((await explainGet(network, params)).test).toBe(false);
   });
+
+  it("shows a test marker outside a signature as the authentication failure it is, and honours a signed one", async () => {
+    const network = await createNetwork();
+    const marked = await explainJson(network, makePostback(), { headers: { "x-postback-test": "1" } });
+    const explanation = await expectStatus<Explanation>(marked.response, 200);
+    expect(explanation.authentication).toMatchObject({
+      ok: false,
+      method: "standard_webhooks",
+      failure: { location: "header.x-postback-test" },
+    });
+    expect(explanation.test).toBe(false);
+    const signed = await explainJson(network, makePostback({ test: true }));
+    const signedExplanation = await expectStatus<Explanation>(signed.response, 200);
+    expect(signedExplanation.authentication.ok).toBe(true);
+    expect(signedExplanation.test).toBe(true);
+  });
 });
 
 describe("explain: partners, and nothing stored or sent", () => {

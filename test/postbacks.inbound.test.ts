@@ -926,6 +926,40 @@ describe("rate limiting per network", () => {
       return;
     }
   });
+
+  const batchRequest = (network: InboundNetwork, events: Record<string, unknown>[]) =>
+    new Request(postbackUrl(network.id, {}, "/batch"), {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-postback-token": tokenOf(network) },
+      body: JSON.stringify({ events }),
+    });
+
+  it(`makes a batch pay per event: ${LIMIT + 1} events are over a limit of ${LIMIT}, ${LIMIT} use it up`, async () => {
+    for (let attempt = 1; ; attempt++) {
+      const network = await tokenNetwork();
+      const startedAt = Date.now();
+      const tooMany = Array.from({ length: LIMIT + 1 }, () => makePostback());
+      const over = await limitedFetch(batchRequest(network, tooMany));
+      const fresh = await tokenNetwork();
+      const exact = Array.from({ length: LIMIT }, () => makePostback());
+      const fits = await limitedFetch(batchRequest(fresh, exact));
+      const afterTx = uniqueId("tx");
+      const after = await limitedFetch(trackerRequest(fresh, afterTx));
+      const endedAt = Date.now();
+      const sameWindow = Math.floor((startedAt - 1000) / WINDOW_MS) === Math.floor((endedAt + 1000) / WINDOW_MS);
+      if (!sameWindow && attempt < 3) continue;
+
+      const problem = await expectProblem(over, 429, "rate_limited");
+      expect(problem.detail).toContain(`this batch counts as ${LIMIT + 1} postbacks`);
+      const items = await expectStatus<{ results: { status: number }[] }>(fits, 200);
+      expect(items.results.map((item) => item.status)).toEqual(exact.map(() => 200));
+      await expectProblem(after, 429, "rate_limited");
+      for (const event of exact) await storedConversion(fresh.id, String(event.transaction_id));
+      for (const event of tooMany) expect(await conversionInD1(network.id, String(event.transaction_id))).toBeNull();
+      expect(await conversionInD1(fresh.id, afterTx)).toBeNull();
+      return;
+    }
+  });
 });
 
 describe("the OpenAPI document", () => {

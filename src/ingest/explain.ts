@@ -16,9 +16,9 @@ import {
   candidateOf,
   checkCandidate,
   type IngestDeps,
-  isTest,
   readPayload,
   resolveNetwork,
+  testMarker,
 } from "./ingest";
 
 export interface ExplainDeps extends IngestDeps {
@@ -77,7 +77,14 @@ export async function explainPostback(networkId: string, request: Request, deps:
     });
   }
   const network = auth.network;
-  const test = isTest(auth, request, payload);
+  // A marker outside the signature fails the request as its authentication would.
+  const marker = testMarker(auth, request, payload, result.ok ? result.method : null);
+  const failure = !result.ok
+    ? { location: result.location, message: result.message }
+    : marker.ok
+      ? null
+      : { location: marker.location, message: marker.message };
+  const requestTest = marker.ok && marker.test;
   const explanation: Explanation = {
     network: {
       id: network.id,
@@ -92,13 +99,13 @@ export async function explainPostback(networkId: string, request: Request, deps:
       parameters: payload.params.map(([k, v]) => [k, SECRET_PARAMS.has(k) ? "(hidden)" : v]),
     },
     authentication: {
-      ok: result.ok,
+      ok: failure === null,
       method: result.ok ? result.method : null,
       carried: carriedMethods({ request, params: payload.params }),
-      failure: result.ok ? null : { location: result.location, message: result.message },
+      failure,
       signed_content: result.ok ? null : (result.signedContent ?? null),
     },
-    test,
+    test: requestTest,
     mapping: null,
     candidate: null,
     validation: { ok: false, errors: [] },
@@ -129,6 +136,8 @@ export async function explainPostback(networkId: string, request: Request, deps:
   }
   explanation.validation = { ok: true, errors: [] };
   const postback = checked.postback;
+  const test = requestTest || postback.test === true;
+  explanation.test = test;
   const receivedAt = new Date(deps.nowMs).toISOString();
   const peeked = await deps.peek(conversionObjectName(networkId, postback.transaction_id), {
     network_id: networkId,

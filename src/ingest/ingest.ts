@@ -146,13 +146,49 @@ export function authProblem(result: Extract<AuthResult, { ok: false }>, methods:
   );
 }
 
-export function isTest(auth: NetworkAuth, request: Request, payload: Payload): boolean {
+export type TestMarker = { ok: true; test: boolean } | { ok: false; location: string; message: string };
+
+/**
+ * Whether the request marks its postbacks as tests (a JSON body may also mark each one with
+ * `"test": true`). A marker changes how a postback is handled, so for the signature methods it
+ * counts only inside what was signed: a signed query covers every parameter, Standard Webhooks
+ * only a form body's fields, and neither covers a header. A marker outside the signature is
+ * refused, never ignored: a test recorded as live would be worse than a clear 401. A token
+ * vouches for the whole request, so with a token (or no verified method, as explain may show)
+ * every marker counts.
+ */
+export function testMarker(
+  auth: NetworkAuth,
+  request: Request,
+  payload: Payload,
+  method: AuthMethod | null,
+): TestMarker {
   const flag = (value: string | null | undefined) => value === "1" || value?.toLowerCase() === "true";
-  return (
-    auth.network.test_mode ||
-    flag(request.headers.get(TEST_HEADER)) ||
-    flag(payload.params.find(([key]) => key === TEST_PARAM)?.[1])
-  );
+  const inParams = (pairs: readonly [string, string][]) => flag(pairs.find(([key]) => key === TEST_PARAM)?.[1]);
+  const header = flag(request.headers.get(TEST_HEADER));
+  const anyParam = inParams(payload.params);
+  if (auth.network.test_mode) return { ok: true, test: true };
+  if (method === null || method === "token") return { ok: true, test: header || anyParam };
+  const howToMark =
+    payload.kind === "json"
+      ? '"test": true in the signed JSON body'
+      : `${TEST_PARAM}=1 among the signed ${method === "signed_query" ? "parameters" : "form fields"}`;
+  if (header) {
+    return {
+      ok: false,
+      location: `header.${TEST_HEADER}`,
+      message: `the ${TEST_HEADER} header is not covered by the signature, so it cannot mark a signed postback as a test; put ${howToMark}`,
+    };
+  }
+  const signed = method === "standard_webhooks" ? inParams(payload.fields) : anyParam;
+  if (anyParam && !signed) {
+    return {
+      ok: false,
+      location: `query.${TEST_PARAM}`,
+      message: `the ${TEST_PARAM} query parameter is not covered by the signature (Standard Webhooks signs the body, not the query string); put ${howToMark}`,
+    };
+  }
+  return { ok: true, test: signed };
 }
 
 /**
@@ -240,23 +276,36 @@ async function record(networkId: string, postback: Postback, test: boolean, deps
   return result.answer;
 }
 
-/** Everything up to (not including) the body: network, payload, authentication, rate limit. */
+/** Everything up to (not including) the body: network, payload, authentication, test marker. */
 export async function prepare(networkId: string, request: Request, deps: IngestDeps): Promise<Prepared> {
   const resolved = await resolveNetwork(networkId, deps);
   const payload = await readPayload(request, deps.maxBodyBytes);
   const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps);
   if (!result.ok) throw authProblem(result, auth.network.auth.methods);
-  // Counted after authentication, so nobody who merely knows a network's id can spend its budget.
-  if (!(await deps.withinRateLimit(networkId))) {
-    throw new ProblemError(
-      "rate_limited",
-      `Network "${networkId}" is over its rate limit; slow down and retry after the Retry-After delay.`,
-      [],
-      { "retry-after": "60" },
-    );
+  const marker = testMarker(auth, request, payload, result.method);
+  if (!marker.ok) {
+    const failure = { ok: false, code: "unauthorized", location: marker.location, message: marker.message } as const;
+    throw authProblem(failure, auth.network.auth.methods);
   }
   deps.noteCredentialUse(result.credentialId);
-  return { auth, payload, method: result.method, test: isTest(auth, request, payload) };
+  return { auth, payload, method: result.method, test: marker.test };
+}
+
+/**
+ * Spends `postbacks` units of the network's rate limit: a batch pays per event, as if each were
+ * sent alone. Counted after authentication, so nobody who merely knows a network's id can spend
+ * its budget.
+ */
+export async function spendRateLimit(networkId: string, postbacks: number, deps: IngestDeps): Promise<void> {
+  const verdicts = await Promise.all(Array.from({ length: postbacks }, () => deps.withinRateLimit(networkId)));
+  if (verdicts.every(Boolean)) return;
+  const what = postbacks === 1 ? "" : ` (this batch counts as ${postbacks} postbacks)`;
+  throw new ProblemError(
+    "rate_limited",
+    `Network "${networkId}" is over its rate limit${what}; slow down and retry after the Retry-After delay.`,
+    [],
+    { "retry-after": "60" },
+  );
 }
 
 // --- entry points ----------------------------------------------------------------------------
@@ -267,9 +316,14 @@ export async function ingestPostback(
   deps: IngestDeps,
 ): Promise<{ answer: IngestAnswer; auth: NetworkAuth }> {
   const prepared = await prepare(networkId, request, deps);
+  await spendRateLimit(networkId, 1, deps);
   const checked = checkCandidate(candidateOf(prepared.auth, prepared.payload, prepared.method), prepared.payload);
   if (!checked.ok) throw validationFailed(checked.errors);
-  return { answer: await record(networkId, checked.postback, prepared.test, deps), auth: prepared.auth };
+  const postback = checked.postback;
+  return {
+    answer: await record(networkId, postback, prepared.test || postback.test === true, deps),
+    auth: prepared.auth,
+  };
 }
 
 export type BatchItemResult =
@@ -278,7 +332,9 @@ export type BatchItemResult =
 
 /**
  * Up to MAX_BATCH_EVENTS events in one authenticated JSON request, each decided on its own: one
- * bad item does not reject the others.
+ * bad item does not reject the others. The events of one transaction are decided one after
+ * another, in array order (`[pending, approved]` must reach its object in that order); different
+ * transactions go to their objects in parallel.
  */
 export async function ingestBatch(networkId: string, request: Request, deps: IngestDeps): Promise<BatchItemResult[]> {
   const prepared = await prepare(networkId, request, deps);
@@ -288,21 +344,40 @@ export async function ingestBatch(networkId: string, request: Request, deps: Ing
     ]);
   }
   const events = batchEvents(parseJson(prepared.payload.body));
-  return Promise.all(
-    events.map(async (event, index): Promise<BatchItemResult> => {
-      try {
-        const postback = validatePostback(event);
-        return { index, status: 200, answer: await record(networkId, postback, prepared.test, deps) };
-      } catch (error) {
-        if (!(error instanceof ProblemError) || (error.status !== 409 && error.status !== 422)) throw error;
-        const errors = error.errors.map((e) => ({
-          ...e,
-          location: e.location.replace(/^body/, `body.events[${index}]`),
-        }));
-        return { index, status: error.status, code: error.code, detail: error.message, errors };
+  await spendRateLimit(networkId, events.length, deps);
+
+  const results: BatchItemResult[] = [];
+  const inOrder = new Map<string, { index: number; postback: Postback; test: boolean }[]>();
+  for (const [index, event] of events.entries()) {
+    const parsed = PostbackSchema.safeParse(event);
+    if (!parsed.success) {
+      results[index] = itemProblem(index, validationProblem("body", parsed.error));
+      continue;
+    }
+    const test = prepared.test || parsed.data.test === true;
+    const key = JSON.stringify([test, parsed.data.transaction_id]);
+    const queue = inOrder.get(key) ?? [];
+    queue.push({ index, postback: parsed.data, test });
+    inOrder.set(key, queue);
+  }
+  await Promise.all(
+    [...inOrder.values()].map(async (queue) => {
+      for (const { index, postback, test } of queue) {
+        try {
+          results[index] = { index, status: 200, answer: await record(networkId, postback, test, deps) };
+        } catch (error) {
+          if (!(error instanceof ProblemError) || error.status !== 409) throw error;
+          results[index] = itemProblem(index, error);
+        }
       }
     }),
   );
+  return results;
+}
+
+function itemProblem(index: number, error: ProblemError): BatchItemResult {
+  const errors = error.errors.map((e) => ({ ...e, location: e.location.replace(/^body/, `body.events[${index}]`) }));
+  return { index, status: error.status as 409 | 422, code: error.code, detail: error.message, errors };
 }
 
 function batchEvents(value: unknown): unknown[] {

@@ -9,7 +9,8 @@ import { z } from "@hono/zod-openapi";
 import { ISO_4217_CODES } from "./currencies";
 import { CONVERSION_STATUSES, type ConversionStatus, MAX_META_KEYS, type PostbackInput } from "./postback-schema";
 
-export type PostbackField = Exclude<keyof PostbackInput, "meta">;
+/** The fields a parameter can map to; a GET marks a test with the reserved `pb_test` parameter instead. */
+export type PostbackField = Exclude<keyof PostbackInput, "meta" | "test">;
 
 // A record rather than a list, so the compiler notices when the canonical body gains a field.
 const FIELD_ORDER: Record<PostbackField, true> = {

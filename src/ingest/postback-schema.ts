@@ -165,6 +165,10 @@ export const PostbackSchema = z
       })
       .optional()
       .openapi({ description: "Custom scalar fields kept with the conversion.", example: { sub1: "spring" } }),
+    test: z.boolean({ error: "must be true or false" }).optional().openapi({
+      description:
+        "true: a test postback, kept apart from live conversions and delivered only to partners that take test traffic. Inside the signed body, so it is the way to mark a signed postback as a test.",
+    }),
   })
   // Run even when other fields failed, so that one 422 lists every problem.
   .refine((postback) => postback.currency === undefined || postback.amount !== undefined, {

@@ -47,7 +47,10 @@ const credentialHeaders = z.object({
     .string()
     .optional()
     .openapi({ description: "The network's static token (or the `token` parameter)." }),
-  "x-postback-test": z.string().optional().openapi({ description: "`1` or `true`: a test postback." }),
+  "x-postback-test": z.string().optional().openapi({
+    description:
+      '`1` or `true`: a test postback. Only with the token method: a header is outside every signature, so a signed postback marks a test with `"test": true` in its JSON body or a signed `pb_test=1` (401 otherwise).',
+  }),
 });
 
 const rejections = {
@@ -134,7 +137,14 @@ export function registerPostbackRoutes(app: App): void {
           pb_id: z.string().optional().openapi({ description: "Signed query: a unique message id." }),
           pb_ts: z.string().optional().openapi({ description: "Signed query: Unix seconds (±300 s)." }),
           pb_sig: z.string().optional().openapi({ description: "Signed query: `v1,<base64 HMAC-SHA256>` entries." }),
-          pb_test: z.string().optional().openapi({ description: "`1`: a test postback." }),
+          pb_test: z
+            .string()
+            .optional()
+            .openapi({ description: "`1`: a test postback (a signed parameter, with a signed query)." }),
+          pb_body_sha256: z.string().optional().openapi({
+            description:
+              "Signed query with a JSON body (POST): lowercase hex SHA-256 of the body bytes, among the signed parameters; required for a JSON body.",
+          }),
         }),
         headers: credentialHeaders,
       },
