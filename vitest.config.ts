@@ -41,6 +41,13 @@ export default defineConfig({
             deadLetterQueue: "postback-deliveries-dlq",
           },
           "postback-deliveries-dlq": { maxBatchSize: 100, maxBatchTimeout: 0.05, maxRetries: 100 },
+          "postback-requests": {
+            maxBatchSize: 10,
+            maxBatchTimeout: 0.05,
+            maxRetries: 10,
+            deadLetterQueue: "postback-requests-dlq",
+          },
+          "postback-requests-dlq": { maxBatchSize: 10, maxBatchTimeout: 0.05, maxRetries: 100 },
         },
         // The fake partner at https://partner.test; any other outbound request fails loudly (599).
         outboundService: fakePartner,

@@ -11,6 +11,7 @@ import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
 import { registerPartnerRoutes } from "./routes/partners";
 import { registerPostbackRoutes } from "./routes/postbacks";
+import { registerRequestRoutes } from "./routes/requests";
 
 const TARGET_LOCATIONS: Record<string, string> = { json: "body", query: "query", param: "path", header: "header" };
 
@@ -61,7 +62,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
     ),
   );
 
-  for (const resource of ["networks", "conversions", "partners", "deliveries"]) {
+  for (const resource of ["networks", "conversions", "partners", "deliveries", "requests"]) {
     app.use(`/v1/${resource}`, requireAdmin);
     app.use(`/v1/${resource}/*`, requireAdmin);
   }
@@ -72,6 +73,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   registerConversionRoutes(app);
   registerPartnerRoutes(app);
   registerDeliveryRoutes(app);
+  registerRequestRoutes(app);
   registerDocsRoutes(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", {

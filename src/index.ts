@@ -7,13 +7,14 @@ import { requeueStrandedDeliveries } from "./operations/sweep";
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { outboxReceipts } from "./queues/outbox-receipts";
+import { consumeRequestLog, consumeRequestLogDeadLetters } from "./queues/requests-consumer";
 import { runRetention } from "./retention";
 
 export { ConversionObject } from "./conversions/conversion-object";
 
 const app = createApp();
 
-type QueueKind = "events" | "events-dlq" | "deliveries" | "deliveries-dlq" | "unknown";
+type QueueKind = "events" | "events-dlq" | "deliveries" | "deliveries-dlq" | "requests" | "requests-dlq" | "unknown";
 
 /** Queue names differ per deploy environment; the vars name them, the switch stays exhaustive. */
 function queueKind(env: Env, name: string): QueueKind {
@@ -26,6 +27,10 @@ function queueKind(env: Env, name: string): QueueKind {
       return "deliveries";
     case env.DELIVERIES_DLQ_NAME:
       return "deliveries-dlq";
+    case env.REQUESTS_QUEUE_NAME:
+      return "requests";
+    case env.REQUESTS_DLQ_NAME:
+      return "requests-dlq";
     default:
       return "unknown";
   }
@@ -54,6 +59,10 @@ export default {
         });
       case "deliveries-dlq":
         return consumeDeliveryDeadLetters(batch, env.DB);
+      case "requests":
+        return consumeRequestLog(batch, env.DB);
+      case "requests-dlq":
+        return consumeRequestLogDeadLetters(batch, env.DB);
       case "unknown":
         throw new Error(`no consumer for queue ${batch.queue}`);
       default:

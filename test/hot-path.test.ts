@@ -1,6 +1,7 @@
 /**
- * DESIGN.md's hot-path budget: in steady state, one ingest request for a known network makes
- * exactly one Durable Object call and no D1 query, queue send or outbound fetch before answering.
+ * The hot-path budget (docs/architecture.md): in steady state, one ingest request for a known
+ * network makes exactly one Durable Object call and no D1 query, queue send or outbound fetch
+ * before answering; its inbound log record is sent after the answer.
  * The Worker runs here with an env whose bindings count every use.
  */
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
@@ -12,10 +13,14 @@ import { createNetwork, expectStatus, makePostback, signedRequest, type TestNetw
 interface Counts {
   d1: number;
   queue: number;
+  /** Sends of the inbound log, which must all happen after the answer. */
+  requestLog: number;
   objectStubs: number;
   objectCalls: number;
   fetch: number;
 }
+
+const zero = (): Counts => ({ d1: 0, queue: 0, requestLog: 0, objectStubs: 0, objectCalls: 0, fetch: 0 });
 
 function countingEnv(counts: Counts): Env {
   const countCalls = <T extends object>(target: T, key: keyof Counts): T =>
@@ -45,13 +50,22 @@ function countingEnv(counts: Counts): Env {
     ...env,
     DB: countCalls(env.DB, "d1"),
     EVENTS: countCalls(env.EVENTS, "queue"),
+    REQUEST_LOG: countCalls(env.REQUEST_LOG, "requestLog"),
     CONVERSIONS: conversions as unknown as Env["CONVERSIONS"],
   };
 }
 
-async function ingestWith(testEnv: Env, network: TestNetwork, body: Record<string, unknown>) {
+/** Ingests one postback; `beforeAnswer` gets a copy of the counts as they were when the answer came. */
+async function ingestWith(
+  testEnv: Env,
+  counts: Counts,
+  network: TestNetwork,
+  body: Record<string, unknown>,
+  beforeAnswer: Counts[] = [],
+) {
   const ctx = createExecutionContext();
   const response = await worker.fetch(await signedRequest(network.id, body, network.secret), testEnv, ctx);
+  beforeAnswer.push({ ...counts });
   const answer = await expectStatus<{ status: string }>(response, 200);
   await waitOnExecutionContext(ctx);
   return answer;
@@ -64,24 +78,28 @@ afterEach(() => {
 describe("ingest hot path", () => {
   it("costs one Durable Object call and nothing else for a known network", async () => {
     const network = await createNetwork();
-    const counts: Counts = { d1: 0, queue: 0, objectStubs: 0, objectCalls: 0, fetch: 0 };
+    const counts = zero();
     const testEnv = countingEnv(counts);
     const fetchSpy = vi.spyOn(globalThis, "fetch");
 
     // The first request for the network loads its configuration and keys from D1 once.
-    await ingestWith(testEnv, network, makePostback());
+    await ingestWith(testEnv, counts, network, makePostback());
     expect(counts.d1).toBeGreaterThan(0);
 
-    for (const key of Object.keys(counts) as (keyof Counts)[]) counts[key] = 0;
+    Object.assign(counts, zero());
     const body = makePostback();
-    expect((await ingestWith(testEnv, network, body)).status).toBe("accepted");
-    expect((await ingestWith(testEnv, network, body)).status).toBe("duplicate");
-    expect(counts).toEqual({ d1: 0, queue: 0, objectStubs: 2, objectCalls: 2, fetch: 0 });
+    const atAnswer: Counts[] = [];
+    expect((await ingestWith(testEnv, counts, network, body, atAnswer)).status).toBe("accepted");
+    expect(atAnswer[0]).toEqual({ ...zero(), objectStubs: 1, objectCalls: 1 });
+    expect((await ingestWith(testEnv, counts, network, body, atAnswer)).status).toBe("duplicate");
+    expect(atAnswer[1]).toEqual({ ...zero(), requestLog: 1, objectStubs: 2, objectCalls: 2 });
+    // After the answers, and only then, each request's inbound log record was sent.
+    expect(counts).toEqual({ ...zero(), requestLog: 2, objectStubs: 2, objectCalls: 2 });
     expect(fetchSpy).not.toHaveBeenCalled();
   });
 
   it("rejects an unknown network without touching D1 twice", async () => {
-    const counts: Counts = { d1: 0, queue: 0, objectStubs: 0, objectCalls: 0, fetch: 0 };
+    const counts = zero();
     const testEnv = countingEnv(counts);
     const request = () =>
       new Request("https://hub.test/v1/postbacks/no-such-network-x", {

@@ -24,6 +24,7 @@ import {
   resolveMapping,
 } from "./mapping";
 import { type Postback, PostbackSchema } from "./postback-schema";
+import type { InboundTrace } from "./request-log";
 
 export const NETWORK_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{1,62}$/;
 export const MAX_BATCH_EVENTS = 100;
@@ -47,6 +48,8 @@ export interface IngestDeps {
   noteCredentialUse(credentialId: string): void;
   /** The conversion's Durable Object, by `network_id:transaction_id`. */
   conversion(name: string): ConversionRecorder;
+  /** Filled as the request goes through, for the inbound log (written after the answer). */
+  trace?: InboundTrace;
 }
 
 export interface Payload {
@@ -75,6 +78,7 @@ export async function resolveNetwork(networkId: string, deps: IngestDeps): Promi
       { location: "path.network_id", message: "is not a registered network" },
     ]);
   }
+  if (deps.trace) deps.trace.known = true;
   if (auth.network.status !== "active") {
     throw new ProblemError("network_disabled", `Network "${networkId}" is disabled; ask the hub's operator.`);
   }
@@ -280,14 +284,21 @@ async function record(networkId: string, postback: Postback, test: boolean, deps
 export async function prepare(networkId: string, request: Request, deps: IngestDeps): Promise<Prepared> {
   const resolved = await resolveNetwork(networkId, deps);
   const payload = await readPayload(request, deps.maxBodyBytes);
+  const trace = deps.trace;
+  if (trace) trace.body = payload.body;
   const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps);
   if (!result.ok) throw authProblem(result, auth.network.auth.methods);
+  if (trace) {
+    trace.authMethod = result.method;
+    trace.credentialId = result.credentialId;
+  }
   const marker = testMarker(auth, request, payload, result.method);
   if (!marker.ok) {
     const failure = { ok: false, code: "unauthorized", location: marker.location, message: marker.message } as const;
     throw authProblem(failure, auth.network.auth.methods);
   }
   deps.noteCredentialUse(result.credentialId);
+  if (trace) trace.test = marker.test;
   return { auth, payload, method: result.method, test: marker.test };
 }
 
@@ -320,10 +331,11 @@ export async function ingestPostback(
   const checked = checkCandidate(candidateOf(prepared.auth, prepared.payload, prepared.method), prepared.payload);
   if (!checked.ok) throw validationFailed(checked.errors);
   const postback = checked.postback;
-  return {
-    answer: await record(networkId, postback, prepared.test || postback.test === true, deps),
-    auth: prepared.auth,
-  };
+  const test = prepared.test || postback.test === true;
+  if (deps.trace) Object.assign(deps.trace, { transactionId: postback.transaction_id, test });
+  const answer = await record(networkId, postback, test, deps);
+  if (deps.trace) deps.trace.verdict = answer.status;
+  return { answer, auth: prepared.auth };
 }
 
 export type BatchItemResult =
@@ -344,6 +356,7 @@ export async function ingestBatch(networkId: string, request: Request, deps: Ing
     ]);
   }
   const events = batchEvents(parseJson(prepared.payload.body));
+  if (deps.trace) deps.trace.items = events.length;
   await spendRateLimit(networkId, events.length, deps);
 
   const results: BatchItemResult[] = [];
@@ -372,6 +385,10 @@ export async function ingestBatch(networkId: string, request: Request, deps: Ing
       }
     }),
   );
+  if (deps.trace) {
+    deps.trace.verdict = "batch";
+    deps.trace.itemErrors = results.flatMap((result) => (result.status === 200 ? [] : result.errors));
+  }
   return results;
 }
 

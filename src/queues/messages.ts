@@ -49,3 +49,55 @@ export const DeliveryMessageSchema = z.object({
 });
 
 export type DeliveryMessage = z.infer<typeof DeliveryMessageSchema>;
+
+export const INBOUND_ROUTES = ["postback", "batch", "explain", "requests"] as const;
+
+const FieldErrorSchema = z.object({ location: z.string(), message: z.string() });
+
+/** One request to a postback route of a known network, with its verdict (the inbound log). */
+export const InboundRecordSchema = z.object({
+  request_id: z.string().min(1).max(128),
+  network_id: z.string(),
+  received_at: z.string(),
+  route: z.enum(INBOUND_ROUTES),
+  method: z.string(),
+  auth_method: z.string().nullable(),
+  credential_id: z.string().nullable(),
+  client_ip: z.string().nullable(),
+  transaction_id: z.string().nullable(),
+  test: z.boolean().nullable(),
+  status: z.number().int(),
+  /** The decision (accepted, duplicate, …, batch, explained, listed) or the problem code. */
+  verdict: z.string(),
+  errors: z.array(FieldErrorSchema),
+  items: z.number().int().nullable(),
+  body_bytes: z.number().int().nonnegative(),
+  body_sha256: z.string().nullable(),
+  excerpt: z.object({
+    query: z.string().nullable(),
+    headers: z.record(z.string(), z.string()),
+    body: z.string().nullable(),
+  }),
+});
+
+export type InboundRecord = z.infer<typeof InboundRecordSchema>;
+
+/** An isolate's running total of requests it did not log one by one, for a network and minute. */
+export const UnloggedCountSchema = z.object({
+  /** '' for requests to networks the hub does not know. */
+  network_id: z.string(),
+  minute: z.string(),
+  isolate_id: z.string(),
+  unlogged: z.number().int().nonnegative(),
+});
+
+export type UnloggedCount = z.infer<typeof UnloggedCountSchema>;
+
+/** A batch of inbound log entries, sent to the REQUEST_LOG queue after the answers. */
+export const RequestLogMessageSchema = z.object({
+  v: z.literal(1),
+  records: z.array(InboundRecordSchema).default([]),
+  counts: z.array(UnloggedCountSchema).default([]),
+});
+
+export type RequestLogMessage = z.infer<typeof RequestLogMessageSchema>;

@@ -1,11 +1,13 @@
 /** What every route file shares: the app type, problem and list schemas, cursors, admin security. */
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import { PROBLEM_CODES, ProblemError } from "../errors";
+import type { InboundTrace } from "../ingest/request-log";
 import { fromBase64Url, toBase64Url, utf8 } from "../lib/bytes";
 
 export interface AppEnv {
   Bindings: Env;
-  Variables: { requestId: string };
+  /** `inbound`: the trace of a request to a postback route (see ingest/request-log.ts). */
+  Variables: { requestId: string; inbound: InboundTrace | undefined };
 }
 
 export type App = OpenAPIHono<AppEnv>;

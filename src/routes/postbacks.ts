@@ -5,16 +5,17 @@
  * verified before it is parsed, never re-serialised.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { configOf } from "../config";
+import { ProblemError } from "../errors";
 import { explainPostback } from "../ingest/explain";
-import { type IngestDeps, ingestBatch, ingestPostback, MAX_BATCH_EVENTS } from "../ingest/ingest";
+import { ingestBatch, ingestPostback, MAX_BATCH_EVENTS } from "../ingest/ingest";
 import { PostbackSchema } from "../ingest/postback-schema";
+import { logRequest, newTrace, type RequestFacts } from "../ingest/request-log";
 import { secretsEqual } from "../lib/bytes";
-import { loadNetworkAuth, refreshNetworkAuth } from "../networks/network-cache";
-import { noteCredentialUse } from "../networks/usage";
 import { allPartners } from "../storage/partners";
 import { type App, type AppEnv, problem } from "./common";
+import { ingestDeps } from "./ingest-deps";
 
 const IngestAnswerSchema = z
   .object({
@@ -95,7 +96,50 @@ const BatchResultSchema = z
   })
   .openapi("PostbackBatchResult");
 
+/**
+ * Every request to a postback route leaves a trace in the inbound log, written after the answer:
+ * the handlers fill the trace as the request goes through ingest, the verdict is the answer's.
+ * HEAD (a link checker) has no effect and is not logged.
+ */
+const traceInbound: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.req.method === "HEAD") return next();
+  const trace = newTrace();
+  const receivedAtMs = Date.now();
+  c.set("inbound", trace);
+  await next();
+  const error = c.error;
+  const facts: RequestFacts = {
+    requestId: c.get("requestId"),
+    networkId: c.req.param("network_id") ?? "",
+    route: routeOf(c.req.path),
+    receivedAtMs,
+    request: c.req.raw,
+    status: c.res.status,
+    problem:
+      error instanceof ProblemError
+        ? { code: error.code, errors: error.errors }
+        : error
+          ? { code: c.res.status >= 500 ? "internal_error" : "rejected", errors: [] }
+          : null,
+    trace,
+  };
+  const cap = configOf(c.env).INBOUND_LOG_PER_MINUTE;
+  // A macrotask later: the answer has left before any of the log's work (a digest, a send) starts.
+  c.executionCtx.waitUntil(afterAnswer().then(() => logRequest(facts, c.env.REQUEST_LOG, cap)));
+};
+
+function afterAnswer(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+function routeOf(path: string): RequestFacts["route"] {
+  const last = path.split("/").at(-1);
+  return last === "batch" || last === "explain" || last === "requests" ? last : "postback";
+}
+
 export function registerPostbackRoutes(app: App): void {
+  // One pattern: Hono's `/*` matches the bare path too, and a second registration would run it twice.
+  app.use("/v1/postbacks/:network_id/*", traceInbound);
   app.openAPIRegistry.registerPath(
     createRoute({
       method: "post",
@@ -230,36 +274,18 @@ export function registerPostbackRoutes(app: App): void {
     const config = configOf(c.env);
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
     const isAdmin = bearer !== undefined && (await secretsEqual(bearer, config.ADMIN_TOKEN));
+    const trace = c.get("inbound");
+    // The operator's own dry run is not a request of the network's.
+    if (trace && isAdmin) trace.skip = true;
     const explanation = await explainPostback(c.req.param("network_id") ?? "", c.req.raw, {
       ...ingestDeps(c),
       isAdmin,
       partners: () => allPartners(c.env.DB),
       peek: (name, input) => c.env.CONVERSIONS.getByName(name).peek(input),
     });
+    if (trace) trace.verdict = "explained";
     return c.json(explanation, 200);
   };
   app.post("/v1/postbacks/:network_id/explain", explain);
   app.get("/v1/postbacks/:network_id/explain", explain);
-}
-
-function ingestDeps(c: Context<AppEnv>): IngestDeps {
-  const config = configOf(c.env);
-  const nowMs = Date.now();
-  const source = {
-    db: c.env.DB,
-    encryptionKey: config.ENCRYPTION_KEY,
-    ttlSeconds: config.NETWORK_CACHE_TTL_SECONDS,
-    nowMs,
-  };
-  return {
-    nowMs,
-    maxBodyBytes: config.MAX_BODY_BYTES,
-    toleranceSeconds: config.SIGNATURE_TOLERANCE_SECONDS,
-    loadNetwork: (id) => loadNetworkAuth(id, source),
-    refreshNetwork: (id) => refreshNetworkAuth(id, source),
-    withinRateLimit: async (id) => (await c.env.INGEST_RATE_LIMITER.limit({ key: id })).success,
-    noteCredentialUse: (credentialId) =>
-      noteCredentialUse(c.env.DB, credentialId, nowMs, (promise) => c.executionCtx.waitUntil(promise)),
-    conversion: (name) => c.env.CONVERSIONS.getByName(name),
-  };
 }

@@ -1,0 +1,358 @@
+/**
+ * The inbound request log: every request to a postback route of a known network gets a record
+ * (rejections included) with its verdict, so that a network can ask "why was my postback
+ * rejected?" and an operator can see what arrived. It never touches the hot path: the trace is
+ * filled as the request goes through ingest, and the record is built and sent to the REQUEST_LOG
+ * queue after the answer (waitUntil).
+ *
+ * Flood control, per isolate: at most `capPerMinute` records per network and minute; beyond that,
+ * and for requests to networks the hub does not know (their ids are the sender's to choose), only a
+ * count is kept, reported as a running total per isolate and minute so that the consumer can keep
+ * the largest report (exact under duplicate and reordered messages). Records waiting in this
+ * isolate leave with the next request's flush, packed many to a message.
+ */
+import type { FieldError } from "../errors";
+import { toHex } from "../lib/bytes";
+import type { InboundRecord, RequestLogMessage, UnloggedCount } from "../queues/messages";
+
+/** What a request revealed on its way through ingest; the route fills in the rest. */
+export interface InboundTrace {
+  /** The network exists (active or disabled): only then is the request logged one by one. */
+  known: boolean;
+  /** Not a network's request at all (an operator's explain with the admin token): not logged. */
+  skip: boolean;
+  authMethod: string | null;
+  credentialId: string | null;
+  transactionId: string | null;
+  test: boolean | null;
+  body: Uint8Array | null;
+  /** The decision, set by the route on a 2xx (a problem's code is taken from the error). */
+  verdict: string | null;
+  /** Events in a batch. */
+  items: number | null;
+  /** A batch's per-item problems, as the answer named them. */
+  itemErrors: FieldError[];
+}
+
+export function newTrace(): InboundTrace {
+  return {
+    known: false,
+    skip: false,
+    authMethod: null,
+    credentialId: null,
+    transactionId: null,
+    test: null,
+    body: null,
+    verdict: null,
+    items: null,
+    itemErrors: [],
+  };
+}
+
+export const MAX_LOGGED_ERRORS = 5;
+const EXCERPT_CHARS = 512;
+const REDACTED = "(redacted)";
+/** Parameters that carry a credential: their values never reach the log. */
+const SECRET_PARAMS = new Set(["token", "pb_sig"]);
+/** Headers kept in the excerpt; the credential-bearing ones only as present. */
+const KEPT_HEADERS = [
+  "content-type",
+  "content-length",
+  "user-agent",
+  "webhook-id",
+  "webhook-timestamp",
+  "svix-id",
+  "svix-timestamp",
+  "x-postback-test",
+];
+const SECRET_HEADERS = ["authorization", "webhook-signature", "svix-signature", "x-postback-token"];
+
+export interface RequestFacts {
+  requestId: string;
+  networkId: string;
+  route: InboundRecord["route"];
+  receivedAtMs: number;
+  request: Request;
+  status: number;
+  /** The problem the answer carried, if any. */
+  problem: { code: string; errors: readonly FieldError[] } | null;
+  trace: InboundTrace;
+}
+
+/** Builds the record (the body's digest included): after the answer, never before. */
+export async function buildRecord(facts: RequestFacts): Promise<InboundRecord> {
+  const { trace, request } = facts;
+  const body = trace.body ?? new Uint8Array(0);
+  const url = new URL(request.url);
+  const errors = facts.problem ? facts.problem.errors : trace.itemErrors;
+  return {
+    request_id: facts.requestId,
+    network_id: facts.networkId,
+    received_at: new Date(facts.receivedAtMs).toISOString(),
+    route: facts.route,
+    method: request.method,
+    auth_method: trace.authMethod,
+    credential_id: trace.credentialId,
+    client_ip: request.headers.get("cf-connecting-ip"),
+    transaction_id: trace.transactionId,
+    test: trace.test,
+    status: facts.status,
+    verdict: facts.problem?.code ?? trace.verdict ?? (facts.status < 400 ? "answered" : "rejected"),
+    errors: errors.slice(0, MAX_LOGGED_ERRORS).map((e) => ({ location: e.location, message: cut(e.message) })),
+    items: trace.items,
+    body_bytes: body.byteLength,
+    body_sha256: body.byteLength > 0 ? toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", body))) : null,
+    excerpt: {
+      query: url.search ? cut(redactedParams(url.searchParams)) : null,
+      headers: excerptHeaders(request.headers),
+      body: body.byteLength > 0 ? excerptBody(body, request.headers.get("content-type")) : null,
+    },
+  };
+}
+
+function redactedParams(params: URLSearchParams): string {
+  const kept = new URLSearchParams();
+  for (const [name, value] of params) kept.append(name, SECRET_PARAMS.has(name) ? REDACTED : value);
+  return kept.toString();
+}
+
+function excerptHeaders(headers: Headers): Record<string, string> {
+  const kept: Record<string, string> = {};
+  for (const name of KEPT_HEADERS) {
+    const value = headers.get(name);
+    if (value !== null) kept[name] = cut(value, 256);
+  }
+  for (const name of SECRET_HEADERS) if (headers.has(name)) kept[name] = REDACTED;
+  return kept;
+}
+
+function excerptBody(body: Uint8Array, contentType: string | null): string {
+  // Decoding a cut is lossy at its end only: the excerpt is for reading, the digest is exact.
+  const text = new TextDecoder().decode(body.subarray(0, EXCERPT_CHARS * 4));
+  const form = contentType?.split(";")[0]?.trim().toLowerCase() === "application/x-www-form-urlencoded";
+  return cut(form ? redactedParams(new URLSearchParams(text)) : text);
+}
+
+function cut(text: string, chars = EXCERPT_CHARS): string {
+  const points = [...text];
+  return points.length <= chars ? text : `${points.slice(0, chars).join("")}…`;
+}
+
+// --- the per-isolate buffer ---------------------------------------------------------------------
+
+export type RequestLogQueue = Pick<Queue<RequestLogMessage>, "sendBatch">;
+
+const MINUTE_MS = 60_000;
+/** Counts alone (a flood being dropped) are reported at most this often per isolate. */
+export const COUNTS_EVERY_MS = 5_000;
+/** Records per message, and the size a message stays under (the queue takes 128 KB a message). */
+const RECORDS_PER_MESSAGE = 50;
+const MESSAGE_BYTES = 60_000;
+/** Messages per sendBatch, so one call stays under the queue's 256 KB a batch. */
+const MESSAGES_PER_SEND = 3;
+/** Records kept for a later flush when the queue refuses them; beyond that they are counted. */
+const MAX_WAITING_RECORDS = 1_000;
+const UNKNOWN_NETWORK = "";
+
+interface Bucket {
+  networkId: string;
+  minute: string;
+  logged: number;
+  unlogged: number;
+  reported: number;
+}
+
+export class InboundLog {
+  private id: string | null;
+  private waiting: InboundRecord[] = [];
+  private readonly buckets = new Map<string, Bucket>();
+  private countsSentAtMs = Number.NEGATIVE_INFINITY;
+  private delayedFlush: Promise<void> | null = null;
+
+  constructor(isolateId: string | null = null) {
+    this.id = isolateId;
+  }
+
+  /** Drawn on first use: Workers refuse random values at module load. */
+  get isolateId(): string {
+    this.id ??= crypto.randomUUID();
+    return this.id;
+  }
+
+  /**
+   * Whether a request of a known network may be logged one by one this minute; when not, it is
+   * counted instead. Decided before the record is built, so a flood costs no digests.
+   */
+  admit(networkId: string, nowMs: number, capPerMinute: number): boolean {
+    const bucket = this.bucket(networkId, nowMs);
+    if (bucket.logged < capPerMinute) {
+      bucket.logged++;
+      return true;
+    }
+    bucket.unlogged++;
+    return false;
+  }
+
+  /** A request to a network the hub does not know: counted, never stored one by one. */
+  countUnknown(nowMs: number): void {
+    this.bucket(UNKNOWN_NETWORK, nowMs).unlogged++;
+  }
+
+  add(record: InboundRecord): void {
+    this.waiting.push(record);
+  }
+
+  /**
+   * Sends what is waiting: every record, and the counts that changed (at most every
+   * COUNTS_EVERY_MS when there are no records to travel with; a later flush is then scheduled
+   * inside this call, so a flood's last count is reported too). A refused send keeps its records
+   * for the next flush, up to a bound.
+   */
+  async flush(queue: RequestLogQueue, nowMs: number = Date.now()): Promise<void> {
+    const records = this.waiting;
+    this.waiting = [];
+    const countsDue = records.length > 0 || nowMs - this.countsSentAtMs >= COUNTS_EVERY_MS;
+    const counts = countsDue ? this.changedCounts() : [];
+    if (records.length === 0 && counts.length === 0) {
+      if (!countsDue && this.hasUnreported()) await this.flushLater(queue);
+      return;
+    }
+    try {
+      for (const batch of sendBatches(pack(records, counts))) {
+        await queue.sendBatch(batch.map((body) => ({ body, contentType: "json" as const })));
+      }
+    } catch (error) {
+      this.keep(records);
+      console.warn(
+        JSON.stringify({ message: "inbound log send failed; kept for the next flush", error: String(error) }),
+      );
+      return;
+    }
+    if (counts.length > 0) {
+      this.countsSentAtMs = nowMs;
+      for (const count of counts) {
+        const bucket = this.buckets.get(bucketKey(count.network_id, count.minute));
+        if (bucket) bucket.reported = Math.max(bucket.reported, count.unlogged);
+      }
+    }
+    this.forgetOldBuckets(nowMs);
+  }
+
+  private async flushLater(queue: RequestLogQueue): Promise<void> {
+    if (this.delayedFlush) return;
+    const delayMs = Math.max(0, this.countsSentAtMs + COUNTS_EVERY_MS - Date.now());
+    this.delayedFlush = new Promise<void>((resolve) => setTimeout(resolve, delayMs))
+      .then(() => this.flush(queue))
+      .finally(() => {
+        this.delayedFlush = null;
+      });
+    await this.delayedFlush;
+  }
+
+  private bucket(networkId: string, nowMs: number): Bucket {
+    const minute = minuteOf(nowMs);
+    const key = bucketKey(networkId, minute);
+    let bucket = this.buckets.get(key);
+    if (!bucket) {
+      bucket = { networkId, minute, logged: 0, unlogged: 0, reported: 0 };
+      this.buckets.set(key, bucket);
+    }
+    return bucket;
+  }
+
+  private changedCounts(): UnloggedCount[] {
+    const counts: UnloggedCount[] = [];
+    for (const bucket of this.buckets.values()) {
+      if (bucket.unlogged > bucket.reported) {
+        counts.push({
+          network_id: bucket.networkId,
+          minute: bucket.minute,
+          isolate_id: this.isolateId,
+          unlogged: bucket.unlogged,
+        });
+      }
+    }
+    return counts;
+  }
+
+  private hasUnreported(): boolean {
+    for (const bucket of this.buckets.values()) if (bucket.unlogged > bucket.reported) return true;
+    return false;
+  }
+
+  /** Buckets of past minutes go once everything in them was reported. */
+  private forgetOldBuckets(nowMs: number): void {
+    const current = minuteOf(nowMs);
+    for (const [key, bucket] of this.buckets) {
+      if (bucket.minute < current && bucket.unlogged <= bucket.reported) this.buckets.delete(key);
+    }
+  }
+
+  private keep(records: InboundRecord[]): void {
+    const room = MAX_WAITING_RECORDS - this.waiting.length;
+    const kept = records.slice(0, Math.max(0, room));
+    this.waiting = [...kept, ...this.waiting];
+    for (const lost of records.slice(kept.length)) {
+      this.bucket(lost.network_id, Date.parse(lost.received_at)).unlogged++;
+    }
+  }
+}
+
+/** Packs records many to a message, under the queue's message size; the counts ride on the first. */
+function pack(records: readonly InboundRecord[], counts: UnloggedCount[]): RequestLogMessage[] {
+  const messages: RequestLogMessage[] = [];
+  let current: InboundRecord[] = [];
+  let bytes = 0;
+  for (const record of records) {
+    const size = JSON.stringify(record).length;
+    if (current.length > 0 && (current.length === RECORDS_PER_MESSAGE || bytes + size > MESSAGE_BYTES)) {
+      messages.push({ v: 1, records: current, counts: [] });
+      current = [];
+      bytes = 0;
+    }
+    current.push(record);
+    bytes += size;
+  }
+  if (current.length > 0) messages.push({ v: 1, records: current, counts: [] });
+  const first = messages[0];
+  if (first) first.counts = counts;
+  else messages.push({ v: 1, records: [], counts });
+  return messages;
+}
+
+function sendBatches(messages: RequestLogMessage[]): RequestLogMessage[][] {
+  const batches: RequestLogMessage[][] = [];
+  for (let i = 0; i < messages.length; i += MESSAGES_PER_SEND) batches.push(messages.slice(i, i + MESSAGES_PER_SEND));
+  return batches;
+}
+
+function minuteOf(ms: number): string {
+  return new Date(Math.floor(ms / MINUTE_MS) * MINUTE_MS).toISOString();
+}
+
+function bucketKey(networkId: string, minute: string): string {
+  return `${networkId}|${minute}`;
+}
+
+/** This isolate's log: one per isolate, shared by its requests. */
+export const inboundLog = new InboundLog();
+
+/**
+ * After the answer: counts a request to an unknown network, or logs a known network's request
+ * (within this isolate's cap), then flushes. Never throws: the log is a trace, not the record.
+ */
+export async function logRequest(
+  facts: RequestFacts,
+  queue: RequestLogQueue,
+  capPerMinute: number,
+  log: InboundLog = inboundLog,
+): Promise<void> {
+  if (facts.trace.skip) return;
+  try {
+    if (!facts.trace.known) log.countUnknown(facts.receivedAtMs);
+    else if (log.admit(facts.networkId, facts.receivedAtMs, capPerMinute)) log.add(await buildRecord(facts));
+    await log.flush(queue);
+  } catch (error) {
+    console.warn(JSON.stringify({ message: "inbound log failed", request_id: facts.requestId, error: String(error) }));
+  }
+}
