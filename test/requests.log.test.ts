@@ -8,8 +8,9 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
+import { InboundLog, type RequestLogQueue } from "../src/ingest/request-log";
 import { utf8 } from "../src/lib/bytes";
-import { RequestLogMessageSchema } from "../src/queues/messages";
+import { type InboundRecord, type RequestLogMessage, RequestLogMessageSchema } from "../src/queues/messages";
 import { consumeRequestLog } from "../src/queues/requests-consumer";
 import { runRetention } from "../src/retention";
 import {
@@ -453,5 +454,106 @@ describe("retention of the inbound log", () => {
     const days = Number(env.INBOUND_LOG_RETENTION_DAYS);
     await runRetention(env, Date.now() + (days + 1) * 86_400_000);
     expect((await logOf(network.id)).data).toEqual([]);
+  });
+});
+
+describe("an isolate's inbound log buffer", () => {
+  function fakeQueue() {
+    const sent: RequestLogMessage[] = [];
+    let refuse = false;
+    return {
+      sent,
+      refuseNext: () => {
+        refuse = true;
+      },
+      queue: {
+        async sendBatch(messages: Iterable<MessageSendRequest<RequestLogMessage>>) {
+          if (refuse) {
+            refuse = false;
+            throw new Error("queue unavailable");
+          }
+          for (const message of messages) sent.push(message.body);
+        },
+      } satisfies RequestLogQueue,
+    };
+  }
+
+  function entry(networkId: string, requestId: string): InboundRecord {
+    return {
+      request_id: requestId,
+      network_id: networkId,
+      received_at: new Date().toISOString(),
+      route: "postback",
+      method: "POST",
+      auth_method: null,
+      credential_id: null,
+      client_ip: null,
+      transaction_id: null,
+      test: null,
+      status: 401,
+      verdict: "unauthorized",
+      errors: [],
+      items: null,
+      body_bytes: 0,
+      body_sha256: null,
+      excerpt: { query: null, headers: {}, body: null },
+    };
+  }
+
+  const now = Date.UTC(2026, 0, 1, 12, 0, 30);
+
+  it("admits the cap per network and minute, counts the rest as a running total, and starts again next minute", async () => {
+    const log = new InboundLog({ isolateId: "iso" });
+    const { queue, sent } = fakeQueue();
+    const verdicts = Array.from({ length: 5 }, () => log.admit("a", now, 2));
+    expect(verdicts).toEqual([true, true, false, false, false]);
+    expect(log.admit("b", now, 2)).toBe(true);
+    log.add(entry("a", "r1"));
+    await log.flush(queue, now);
+    expect(sent).toEqual([
+      {
+        v: 1,
+        records: [entry("a", "r1")].map((r) => ({ ...r, received_at: expect.any(String) })),
+        counts: [{ network_id: "a", minute: "2026-01-01T12:00:00.000Z", isolate_id: "iso", unlogged: 3 }],
+      },
+    ]);
+    expect(log.admit("a", now + 60_000, 2)).toBe(true);
+  });
+
+  it("reports a count that only a flood produced within the interval, by a later flush", async () => {
+    const log = new InboundLog({ isolateId: "iso", countsEveryMs: 50 });
+    const { queue, sent } = fakeQueue();
+    log.countUnknown(Date.now());
+    await log.flush(queue);
+    log.countUnknown(Date.now());
+    log.countUnknown(Date.now());
+    await log.flush(queue);
+    expect(sent.flatMap((message) => message.counts.map((count) => [count.network_id, count.unlogged]))).toEqual([
+      ["", 1],
+      ["", 3],
+    ]);
+  });
+
+  it("keeps what a refused send carried for the next flush", async () => {
+    const log = new InboundLog({ isolateId: "iso" });
+    const { queue, sent, refuseNext } = fakeQueue();
+    log.add(entry("a", "r1"));
+    refuseNext();
+    await log.flush(queue, now);
+    expect(sent).toEqual([]);
+    log.add(entry("a", "r2"));
+    await log.flush(queue, now);
+    expect(sent.flatMap((message) => message.records.map((record) => record.request_id))).toEqual(["r1", "r2"]);
+  });
+
+  it("packs many records to a message, each under the queue's size", async () => {
+    const log = new InboundLog({ isolateId: "iso" });
+    const { queue, sent } = fakeQueue();
+    const big = { ...entry("a", "x"), excerpt: { query: null, headers: {}, body: "é".repeat(512) } };
+    for (let i = 0; i < 120; i++) log.add({ ...big, request_id: `r${i}` });
+    await log.flush(queue, now);
+    expect(sent.reduce((n, message) => n + message.records.length, 0)).toBe(120);
+    expect(sent.length).toBeGreaterThan(2);
+    for (const message of sent) expect(JSON.stringify(message).length).toBeLessThan(128_000);
   });
 });

@@ -140,7 +140,10 @@ function cut(text: string, chars = EXCERPT_CHARS): string {
 
 // --- the per-isolate buffer ---------------------------------------------------------------------
 
-export type RequestLogQueue = Pick<Queue<RequestLogMessage>, "sendBatch">;
+/** The queue seam: all the log needs is to send a batch. */
+export interface RequestLogQueue {
+  sendBatch(messages: Iterable<MessageSendRequest<RequestLogMessage>>): Promise<unknown>;
+}
 
 const MINUTE_MS = 60_000;
 /** Counts alone (a flood being dropped) are reported at most this often per isolate. */
@@ -169,8 +172,11 @@ export class InboundLog {
   private countsSentAtMs = Number.NEGATIVE_INFINITY;
   private delayedFlush: Promise<void> | null = null;
 
-  constructor(isolateId: string | null = null) {
-    this.id = isolateId;
+  private readonly countsEveryMs: number;
+
+  constructor(options: { isolateId?: string; countsEveryMs?: number } = {}) {
+    this.id = options.isolateId ?? null;
+    this.countsEveryMs = options.countsEveryMs ?? COUNTS_EVERY_MS;
   }
 
   /** Drawn on first use: Workers refuse random values at module load. */
@@ -208,10 +214,10 @@ export class InboundLog {
    * inside this call, so a flood's last count is reported too). A refused send keeps its records
    * for the next flush, up to a bound.
    */
-  async flush(queue: RequestLogQueue, nowMs: number = Date.now()): Promise<void> {
+  async flush(queue: RequestLogQueue, nowMs: number = Date.now(), countsNow = false): Promise<void> {
     const records = this.waiting;
     this.waiting = [];
-    const countsDue = records.length > 0 || nowMs - this.countsSentAtMs >= COUNTS_EVERY_MS;
+    const countsDue = countsNow || records.length > 0 || nowMs - this.countsSentAtMs >= this.countsEveryMs;
     const counts = countsDue ? this.changedCounts() : [];
     if (records.length === 0 && counts.length === 0) {
       if (!countsDue && this.hasUnreported()) await this.flushLater(queue);
@@ -240,9 +246,10 @@ export class InboundLog {
 
   private async flushLater(queue: RequestLogQueue): Promise<void> {
     if (this.delayedFlush) return;
-    const delayMs = Math.max(0, this.countsSentAtMs + COUNTS_EVERY_MS - Date.now());
+    const delayMs = Math.max(0, this.countsSentAtMs + this.countsEveryMs - Date.now());
     this.delayedFlush = new Promise<void>((resolve) => setTimeout(resolve, delayMs))
-      .then(() => this.flush(queue))
+      // Due by construction: a clock read before the wait may lag (Workers' clocks move on I/O).
+      .then(() => this.flush(queue, Date.now(), true))
       .finally(() => {
         this.delayedFlush = null;
       });

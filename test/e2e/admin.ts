@@ -1,6 +1,6 @@
 /** Admin calls to a running hub, shared by the e2e tests and the reliability scenarios. */
 import { expect } from "vitest";
-import type { WranglerDev } from "./wrangler-dev";
+import { sleep, type WranglerDev } from "./wrangler-dev";
 
 /** A request to an admin route with the hub's token (JSON when it has a body). */
 export function adminRequest(
@@ -19,4 +19,19 @@ export async function expectStatus<T>(response: Response, status: number): Promi
   const text = await response.text();
   expect(response.status, `expected ${status}, got ${response.status}: ${text}`).toBe(status);
   return JSON.parse(text) as T;
+}
+
+/** Polls `probe` every 500 ms until `ready` or the deadline; returns the last value either way. */
+export async function pollUntil<T>(
+  probe: () => Promise<T>,
+  ready: (value: T) => boolean,
+  timeoutMs: number,
+): Promise<{ value: T; ready: boolean; waitedMs: number }> {
+  const started = Date.now();
+  for (;;) {
+    const value = await probe();
+    if (ready(value)) return { value, ready: true, waitedMs: Date.now() - started };
+    if (Date.now() - started > timeoutMs) return { value, ready: false, waitedMs: Date.now() - started };
+    await sleep(500);
+  }
 }

@@ -5,13 +5,14 @@
  * code), maps them with the network's Keitaro-style mapping, and relays each accepted or updated
  * event to a real HTTP partner exactly once, test traffic only to the partner that takes it.
  */
-import { createHmac, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminRequest, expectStatus } from "./admin";
 import { type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
+import { canonicalQuery, signature, signUrl } from "./signed-query-sender";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 const DELIVERY_DEADLINE_MS = 60_000;
@@ -96,44 +97,6 @@ afterAll(async () => {
   await partnerServer?.close();
   await hub?.stop();
 });
-
-// --- the tracker's side: no hub code, only what docs/signed-query.md says ---------------------
-
-/** UTF-8 percent-encoding: only A-Z a-z 0-9 - . _ ~ stay literal; every other byte is %XX, uppercase. */
-function encode(text: string): string {
-  let out = "";
-  for (const byte of Buffer.from(text, "utf8")) {
-    const char = String.fromCharCode(byte);
-    out += /[A-Za-z0-9._~-]/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function canonicalQuery(pairs: [string, string][]): string {
-  return pairs
-    .filter(([name]) => name !== "pb_sig")
-    .map(([name, value]): [string, string] => [encode(name), encode(value)])
-    .sort((a, b) => compare(a[0], b[0]) || compare(a[1], b[1]))
-    .map(([name, value]) => `${name}=${value}`)
-    .join("&");
-}
-
-function signature(secret: string, pbId: string, pbTs: string, pairs: [string, string][]): string {
-  const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
-  const content = `${pbId}.${pbTs}.${canonicalQuery(pairs)}`;
-  return `v1,${createHmac("sha256", key).update(content, "utf8").digest("base64")}`;
-}
-
-/** Appends pb_id, pb_ts and pb_sig to a URL whose macros are already substituted. */
-function signUrl(url: string, secret: string, pbId: string, pbTs = String(Math.floor(Date.now() / 1000))): string {
-  const unsigned = `${url}${url.includes("?") ? "&" : "?"}pb_id=${encode(pbId)}&pb_ts=${pbTs}`;
-  const pairs = [...new URL(unsigned).searchParams];
-  return `${unsigned}&pb_sig=${encode(signature(secret, pbId, pbTs, pairs))}`;
-}
 
 /** A tracker's postback URL template with its macros filled in, each value URL-encoded. */
 function fillMacros(template: string, macros: Record<string, string>): string {

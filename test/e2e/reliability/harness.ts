@@ -5,7 +5,10 @@
  */
 import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
-import { adminRequest } from "../admin";
+import { adminRequest, pollUntil } from "../admin";
+
+export { pollUntil };
+
 import { sleep, startWranglerDev, type WranglerDev } from "../wrangler-dev";
 
 /**
@@ -189,21 +192,6 @@ export function conversions(hub: Hub, networkId: string): Promise<ConversionRow[
 
 export function deliveries(hub: Hub, partnerId: string): Promise<DeliveryRow[]> {
   return listAll<DeliveryRow>(hub, `/v1/deliveries?partner_id=${encodeURIComponent(partnerId)}`);
-}
-
-/** Polls `probe` every 500 ms until `ready` or the deadline; returns the last value either way. */
-export async function pollUntil<T>(
-  probe: () => Promise<T>,
-  ready: (value: T) => boolean,
-  timeoutMs: number,
-): Promise<{ value: T; ready: boolean; waitedMs: number }> {
-  const started = Date.now();
-  for (;;) {
-    const value = await probe();
-    if (ready(value)) return { value, ready: true, waitedMs: Date.now() - started };
-    if (Date.now() - started > timeoutMs) return { value, ready: false, waitedMs: Date.now() - started };
-    await sleep(500);
-  }
 }
 
 export interface Counts {
