@@ -297,6 +297,11 @@ describe("creating a partner: 422 naming the field", () => {
     ["localhost", "https://localhost/ok/x", /loopback/],
     ["a macro in the host", "https://{network_id}.partner.test/ok/x", /host/],
     ["a relative URL", "/ok/x?tx={transaction_id}", /valid absolute URL/],
+    ["a tab the URL parser drops, letting a macro choose the host", "ht\ttps://{campaign_id}/ok/x", /tab \(U\+0009\)/],
+    ["a newline", "https://partner.test/ok/x\n", /line feed/],
+    ["a leading space", " https://partner.test/ok/x", /start or end with a space/],
+    ["a reserved address (TEST-NET-3)", "https://203.0.113.7/ok/x", /reserved/],
+    ["a 6to4 address", "https://[2002:a00:1::1]/ok/x", /reserved/],
   ])("refuses %s", async (_, url_template, message) => {
     const problem = await expectProblem(await createRequest({ url_template }), 422, "validation_failed");
     expectLocations(problem, ["body.url_template"]);

@@ -89,6 +89,23 @@ export function renderUrl(template: string, values: MacroValues): string {
   return render(template, values, encodeURIComponent);
 }
 
+/**
+ * A URL template's scheme, authority and path as written: the authority runs to the first `/`, `\`,
+ * `?` or `#` after the slashes, the path to the first `?` or `#` (the URL parser treats `\` as `/`
+ * and tolerates `https:host`, so this must too).
+ */
+export function urlParts(template: string): { scheme: string; authority: string; path: string } {
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(template)?.[0] ?? "";
+  const rest = template.slice(scheme.length);
+  const authorityEnd = rest.search(/[/\\?#]|$/);
+  const afterAuthority = rest.slice(authorityEnd);
+  return {
+    scheme,
+    authority: rest.slice(0, authorityEnd),
+    path: afterAuthority.slice(0, afterAuthority.search(/[?#]|$/)),
+  };
+}
+
 /** Values land inside JSON strings: `{"txid":"{transaction_id}","payout":{amount}}`. */
 export function renderBody(template: string, values: MacroValues): string {
   return render(template, values, (text) => JSON.stringify(text).slice(1, -1));
