@@ -62,6 +62,7 @@ function deps(fetch: typeof globalThis.fetch, overrides: Partial<DeliveryConsume
     db: env.DB,
     fetch,
     encryptionKey: env.ENCRYPTION_KEY,
+    allowInsecurePartnerUrls: false,
     alert: vi.fn(async () => {}),
     random: () => 0.5,
     ...overrides,
@@ -73,13 +74,16 @@ async function partnerWith(fields: Record<string, unknown> = {}) {
 }
 
 /** A pending delivery row for `partnerId`, as the events consumer would have made it. */
-async function pendingDelivery(partnerId: string, overrides: { next_attempt_at?: string; amount?: string } = {}) {
+async function pendingDelivery(
+  partnerId: string,
+  overrides: { next_attempt_at?: string; amount?: string; transaction_id?: string } = {},
+) {
   const eventId = uniqueId("evt");
   const id = await deliveryIdFor(eventId, partnerId);
   const now = new Date().toISOString();
   const payload = {
     network_id: "acme",
-    transaction_id: uniqueId("tx"),
+    transaction_id: overrides.transaction_id ?? uniqueId("tx"),
     event_id: eventId,
     verdict: "accepted",
     received_at: now,
@@ -303,6 +307,78 @@ describe("delivery consumer: outcomes", () => {
     expect(failing.messages[0]?.ack).not.toHaveBeenCalled();
     expect(failing.messages[0]?.retry).toHaveBeenCalledOnce();
   });
+});
+
+/** A partner saved under other rules (or before a check existed): its URL written straight into D1. */
+async function partnerSavedWith(url_template: string) {
+  const partner = await partnerWith();
+  await env.DB.prepare("UPDATE partners SET url_template = ? WHERE id = ?").bind(url_template, partner.id).run();
+  return partner;
+}
+
+describe("delivery consumer: the URL is judged again right before sending", () => {
+  it("blocks a partner saved while ALLOW_INSECURE_PARTNER_URLS was on, now that it is off, sending nothing", async () => {
+    const partner = await partnerSavedWith("http://127.0.0.1:9000/pb?tx={transaction_id}");
+    const id = await pendingDelivery(partner.id);
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(calls).toHaveLength(0);
+    expect(messages[0]?.ack).toHaveBeenCalledOnce();
+    expect(await deliveryRow(id)).toMatchObject({
+      state: "failed",
+      attempts: 1,
+      last_status: null,
+      last_error:
+        "blocked before sending: the partner URL must use https (http is only allowed in local development with ALLOW_INSECURE_PARTNER_URLS=true)",
+      lease_until: null,
+    });
+    expect(await attemptsOf(id)).toMatchObject([
+      { attempt: 1, http_status: null, error_class: "blocked", outcome: "failed", latency_ms: 0 },
+    ]);
+  });
+
+  it("sends to that partner while insecure URLs are allowed now", async () => {
+    const partner = await partnerSavedWith("http://127.0.0.1:9000/pb?tx={transaction_id}");
+    const id = await pendingDelivery(partner.id);
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch, { allowInsecurePartnerUrls: true }));
+    expect(calls.map((call) => call.url)).toEqual([expect.stringMatching(/^http:\/\/127\.0\.0\.1:9000\/pb\?tx=tx-/)]);
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered" });
+  });
+
+  // Loopback is refused without the insecure flag; the rest is refused even with it.
+  it.each([
+    [
+      "a private host",
+      "https://10.0.0.1/pb",
+      true,
+      /private, link-local, multicast or reserved address \(10\.0\.0\.1\)/,
+    ],
+    ["loopback spelled in hex", "https://0x7f.1/pb", false, /loopback address \(127\.0\.0\.1\)/],
+    ["IPv4-mapped loopback", "https://[::ffff:7f00:1]/pb", false, /loopback address/],
+    ["the metadata service through NAT64", "https://[64:ff9b::a9fe:a9fe]/pb", true, /reserved address/],
+    ["a TEST-NET address", "https://198.51.100.7/pb", true, /reserved address/],
+    ["user info", "https://user:pw@partner.test/ok/pb", true, /user name or password/],
+    ["a tab the URL parser would drop", "ht\ttps://{campaign_id}/pb", true, /must not contain a tab \(U\+0009\)/],
+    ["another scheme", "ftp://partner.test/ok/pb", true, /must use https, not ftp:/],
+  ])(
+    "blocks %s, with a recorded attempt and nothing sent",
+    async (_, url_template, allowInsecurePartnerUrls, reason) => {
+      const partner = await partnerSavedWith(url_template);
+      const id = await pendingDelivery(partner.id);
+      const { fetch, calls } = partnerFetch(new Response("ok"));
+      const { batch, messages } = batchOf([message(id)]);
+      await consumeDeliveries(batch, deps(fetch, { allowInsecurePartnerUrls }));
+      expect(calls).toHaveLength(0);
+      expect(messages[0]?.ack).toHaveBeenCalledOnce();
+      const row = await deliveryRow(id);
+      expect(row).toMatchObject({ state: "failed", last_status: null });
+      expect(String(row?.last_error)).toMatch(/^blocked before sending: the partner URL /);
+      expect(String(row?.last_error)).toMatch(reason);
+      expect(await attemptsOf(id)).toMatchObject([{ error_class: "blocked", outcome: "failed" }]);
+    },
+  );
 });
 
 describe("delivery consumer: operator changes during an attempt", () => {

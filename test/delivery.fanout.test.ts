@@ -14,6 +14,7 @@ import {
   PARTNER,
   partnerLog,
   postback,
+  unexpectedRequests,
   uniqueId,
 } from "./helpers";
 
@@ -142,5 +143,31 @@ describe("fan-out to partners", () => {
       return rows[0]?.state === "delivered" ? rows : null;
     }, 20_000);
     expect(delivery?.attempts).toBe(3);
+  });
+  it("blocks, under the hub's configuration of now, a partner saved while insecure URLs were allowed", async () => {
+    // This runtime has ALLOW_INSECURE_PARTNER_URLS=false; the URL could only have been saved with it on.
+    const network = await createNetwork();
+    const path = `/${uniqueId("blocked")}/pb`;
+    const partner = await createPartner({ url_template: `${PARTNER}/ok${path}`, filters: { networks: [network.id] } });
+    await env.DB.prepare("UPDATE partners SET url_template = ? WHERE id = ?")
+      .bind(`http://127.0.0.1:9${path}?tx={transaction_id}`, partner.id)
+      .run();
+    await expectStatus(await postback(network, makePostback()), 200);
+    const [delivery] = await eventually(async () => {
+      const rows = await deliveriesOf(partner.id);
+      return rows[0] && rows[0].attempts > 0 ? rows : null;
+    });
+    expect(delivery?.state).toBe("failed");
+    const attempt = await env.DB.prepare(
+      "SELECT error_class, error, outcome FROM delivery_attempts WHERE delivery_id = ?",
+    )
+      .bind(delivery?.id)
+      .first();
+    expect(attempt).toEqual({
+      error_class: "blocked",
+      error: expect.stringMatching(/^blocked before sending: the partner URL must use https/),
+      outcome: "failed",
+    });
+    expect(await unexpectedRequests(path)).toEqual([]);
   });
 });

@@ -124,6 +124,12 @@ export async function partnerLog(prefix: string): Promise<PartnerRequestLog[]> {
   return (await response.json()) as PartnerRequestLog[];
 }
 
+/** Outbound requests to hosts other than the fake partner's (answered 599) whose path starts with `prefix`. */
+export async function unexpectedRequests(prefix: string): Promise<PartnerRequestLog[]> {
+  const response = await fetch(`${PARTNER}/__unexpected${prefix}`);
+  return (await response.json()) as PartnerRequestLog[];
+}
+
 export interface TestPartner {
   id: string;
   signing_secret?: string;

@@ -715,6 +715,18 @@ describe("previewing a partner's request", () => {
     expect(await partnerLog(path)).toEqual([]);
   });
 
+  it("answers 409 when the delivery would be blocked before sending, as a partner saved under other rules", async () => {
+    const partner = await create({
+      url_template: `${PARTNER}/ok/${uniqueId("preview-blocked")}`,
+      filters: nobodysEvents(),
+    });
+    await env.DB.prepare("UPDATE partners SET url_template = ? WHERE id = ?")
+      .bind("http://127.0.0.1:9000/pb", partner.id)
+      .run();
+    const problem = await expectProblem(await post(`/v1/partners/${partner.id}/preview`), 409, "invalid_state");
+    expect(problem.detail).toMatch(/would be blocked before sending: the partner URL must use https/);
+  });
+
   it("has no signature headers when sign is false, and answers 404 for an unknown partner", async () => {
     const partner = await create({
       url_template: `${PARTNER}/ok/${uniqueId("preview-plain")}`,

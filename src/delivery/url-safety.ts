@@ -2,8 +2,9 @@
  * Keeps the hub from becoming a way into private networks: where a delivery goes is fixed by the
  * partner's template, never by a conversion value, and it must be a public https address.
  *
- * Everything is judged as the WHATWG URL parser (the one `fetch` uses) reads it, when a template
- * is saved (`lintUrlTemplate`). Hosts are classified by
+ * Everything is judged as the WHATWG URL parser (the one `fetch` uses) reads it, at two moments:
+ * when a template is saved (`lintUrlTemplate`), and again for the rendered URL right before each
+ * send (`checkOutboundUrl`), under the configuration of that moment. Hosts are classified by
  * `ipaddr.js`'s table of IANA's special-purpose ranges after the URL parser has normalised them, so
  * `2130706433`, `0x7f.1` and `[::ffff:7f00:1]` are seen as the loopback addresses they are.
  */
@@ -26,6 +27,9 @@ export interface UrlSafetyOptions {
 
 export type HostKind = "public" | "loopback" | "internal";
 
+/** The rendered URL, as it will be fetched (without a fragment, which never leaves anyway), or why not. */
+export type OutboundUrl = { ok: true; url: URL } | { ok: false; reason: string };
+
 const INSECURE_FLAG = "only allowed in local development with ALLOW_INSECURE_PARTNER_URLS=true";
 const EXAMPLE = "https://partner.example/postback?tx={transaction_id}";
 const MACRO_IN_ORIGIN =
@@ -40,6 +44,24 @@ export function lintUrlTemplate(
 ): FieldError[] {
   const problems = [...parserQuirks(template), ...templateProblems(template, options)];
   return [...lintTemplate(template, location), ...problems.map((message) => ({ location, message }))];
+}
+
+/**
+ * The last word before a delivery is sent: the rendered URL parsed as `fetch` will parse it, https
+ * (http and loopback only while insecure URLs are allowed now), no user info, a public host. A
+ * partner saved under other rules, or a value the template checks could not foresee, stops here.
+ */
+export function checkOutboundUrl(rendered: string, options: UrlSafetyOptions): OutboundUrl {
+  const quirk = parserQuirks(rendered)[0];
+  if (quirk !== undefined) return { ok: false, reason: `the partner URL ${quirk}` };
+  const url = parseUrl(rendered);
+  if (url === null) return { ok: false, reason: "the partner URL is not a valid absolute URL" };
+  const problem = destinationProblems(url, options)[0];
+  if (problem !== undefined) return { ok: false, reason: `the partner URL ${problem}` };
+  url.hash = "";
+  // `…/pb?` and `…/pb` are one request; without the bare `?`, path and search are the request target.
+  if (url.search === "") url.search = "";
+  return { ok: true, url };
 }
 
 export function isBlockedHost(hostname: string, options: UrlSafetyOptions): boolean {
