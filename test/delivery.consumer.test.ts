@@ -381,6 +381,49 @@ describe("delivery consumer: the URL is judged again right before sending", () =
   );
 });
 
+describe("delivery consumer: conversion values never walk the partner's path", () => {
+  // The URL parser resolves `.` and `..` segments, `%2e` spellings included, before the request
+  // leaves: /api/../confirm would reach /confirm. No encoding keeps such a value, so it is refused.
+  it.each([
+    ["..", '"{transaction_id}" would make the path segment ".."'],
+    [".", '"{transaction_id}" would make the path segment "."'],
+  ])("fails a delivery whose transaction id %j would be a path segment, sending nothing", async (value) => {
+    const partner = await partnerWith({ url_template: "https://partner.test/ok/api/{transaction_id}/confirm" });
+    const id = await pendingDelivery(partner.id, { transaction_id: value });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(calls).toHaveLength(0);
+    expect(messages[0]?.ack).toHaveBeenCalledOnce();
+    const row = await deliveryRow(id);
+    expect(row).toMatchObject({ state: "failed" });
+    expect(String(row?.last_error)).toContain(`{transaction_id} would make the path segment "${value}"`);
+    expect(await attemptsOf(id)).toMatchObject([{ error_class: "render", outcome: "failed", http_status: null }]);
+  });
+
+  it.each([
+    ["%2e%2e", "https://partner.test/ok/api/%252e%252e/confirm"],
+    ["...", "https://partner.test/ok/api/.../confirm"],
+    ["a..", "https://partner.test/ok/api/a../confirm"],
+    ["../x", "https://partner.test/ok/api/..%2Fx/confirm"],
+  ])("sends %j intact, as a segment of its own", async (value, url) => {
+    const partner = await partnerWith({ url_template: "https://partner.test/ok/api/{transaction_id}/confirm" });
+    const id = await pendingDelivery(partner.id, { transaction_id: value });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch));
+    expect(calls.map((call) => call.url)).toEqual([url]);
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered" });
+  });
+
+  it("sends .. in the query, where nothing resolves it", async () => {
+    const partner = await partnerWith({ url_template: "https://partner.test/ok/pb?tx={transaction_id}" });
+    const id = await pendingDelivery(partner.id, { transaction_id: ".." });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch));
+    expect(calls.map((call) => call.url)).toEqual(["https://partner.test/ok/pb?tx=.."]);
+  });
+});
+
 describe("delivery consumer: operator changes during an attempt", () => {
   it("does not overwrite a delivery the operator failed while the attempt was in flight", async () => {
     const partner = await partnerWith();
