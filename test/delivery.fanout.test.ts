@@ -14,6 +14,7 @@ import {
   PARTNER,
   partnerLog,
   postback,
+  signedContentOf,
   unexpectedRequests,
   uniqueId,
 } from "./helpers";
@@ -94,7 +95,17 @@ describe("fan-out to partners", () => {
     const [get] = await received(`${prefix}/get`, 1);
     const [post] = await received(`${prefix}/post`, 1);
     if (!get || !post || !getPartner.signing_secret || !postPartner.signing_secret) throw new Error("missing");
-    expect(() => new Webhook(String(getPartner.signing_secret)).verify("", get.headers)).not.toThrow();
+    // A GET is signed over its request line as it arrived, `GET <path>?<query>`, and over nothing else:
+    // not another query, not another path, not the empty payload a GET was once signed over.
+    const getWebhook = new Webhook(String(getPartner.signing_secret));
+    const requestLine = signedContentOf(get);
+    expect(requestLine).toBe(`GET ${prefix}/get?tx=${encodeURIComponent(String(body.transaction_id))}`);
+    expect(() => getWebhook.verify(requestLine, get.headers, { jsonParse: false })).not.toThrow();
+    for (const forged of [requestLine.replace("?tx=", "?tx=forged-"), requestLine.replace("/get?", "/got?"), ""]) {
+      expect(() => getWebhook.verify(forged, get.headers, { jsonParse: false }), forged).toThrow(
+        /No matching signature/,
+      );
+    }
     expect(() => new Webhook(String(postPartner.signing_secret)).verify(post.body, post.headers)).not.toThrow();
     expect(() => new Webhook(String(getPartner.signing_secret)).verify(post.body, post.headers)).toThrow();
     expect(JSON.parse(post.body)).toEqual({
@@ -144,6 +155,7 @@ describe("fan-out to partners", () => {
     }, 20_000);
     expect(delivery?.attempts).toBe(3);
   });
+
   it("blocks, under the hub's configuration of now, a partner saved while insecure URLs were allowed", async () => {
     // This runtime has ALLOW_INSECURE_PARTNER_URLS=false; the URL could only have been saved with it on.
     const network = await createNetwork();

@@ -130,6 +130,16 @@ export async function unexpectedRequests(prefix: string): Promise<PartnerRequest
   return (await response.json()) as PartnerRequestLog[];
 }
 
+/**
+ * What the partner's server hands the Standard Webhooks library for this request: the raw body of a
+ * POST, and for a GET (no body) its request line without the version, `GET /path?query`, exactly as
+ * the request target arrived (the URL without its origin).
+ */
+export function signedContentOf(request: { method: string; url: string; body: string | null }): string {
+  if (request.method !== "GET") return request.body ?? "";
+  return `GET ${request.url.slice(new URL(request.url).origin.length)}`;
+}
+
 export interface TestPartner {
   id: string;
   signing_secret?: string;

@@ -19,6 +19,7 @@ import {
   type PartnerRequestLog,
   partnerLog,
   postback,
+  signedContentOf,
   type TestNetwork,
   uniqueId,
 } from "./helpers";
@@ -151,7 +152,7 @@ function signaturesOf(request: PartnerRequestLog): string[] {
 
 function verifies(secret: string, request: PartnerRequestLog): boolean {
   try {
-    new Webhook(secret).verify(request.body, request.headers);
+    new Webhook(secret).verify(signedContentOf(request), request.headers, { jsonParse: false });
     return true;
   } catch {
     return false;
@@ -713,6 +714,24 @@ describe("previewing a partner's request", () => {
     );
     expect(problem.errors.map((e) => e.message).join("\n")).toMatch(/JSON/);
     expect(await partnerLog(path)).toEqual([]);
+  });
+
+  it("signs a GET over its request line, as the delivery consumer does", async () => {
+    const path = `/ok/${uniqueId("preview-signed-get")}`;
+    const partner = await create({
+      url_template: `${PARTNER}${path}?tx={transaction_id}&s={status}`,
+      sign: true,
+      filters: nobodysEvents(),
+    });
+    const preview = await expectStatus<PreviewedRequest>(
+      await post(`/v1/partners/${partner.id}/preview`, { conversion: { transaction_id: "t 1" } }),
+      200,
+    );
+    const webhook = new Webhook(partner.signing_secret ?? "");
+    const line = `GET ${path}?tx=t%201&s=approved`;
+    expect(signedContentOf(preview)).toBe(line);
+    expect(() => webhook.verify(line, preview.headers, { jsonParse: false })).not.toThrow();
+    expect(() => webhook.verify(line.replace("approved", "paid"), preview.headers, { jsonParse: false })).toThrow();
   });
 
   it("answers 409 when the delivery would be blocked before sending, as a partner saved under other rules", async () => {

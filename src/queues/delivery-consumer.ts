@@ -6,7 +6,7 @@
  */
 
 import { MAX_PARTNER_TIMEOUT_MS, type Partner } from "../delivery/partner";
-import { type PartnerRequest, sendPartnerRequest, signatureHeaders } from "../delivery/partner-client";
+import { type PartnerRequest, sendPartnerRequest, signatureHeaders, signedContent } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import { type AttemptOutcome, classify, nextRetryDelaySeconds } from "../delivery/retry-policy";
@@ -150,7 +150,12 @@ async function attemptClaimed(
     if (keys.length === 0) throw new Error(`partner ${partner.id} signs but has no active signing secret`);
     Object.assign(
       request.headers,
-      await signatureHeaders(keys, delivery.id, Math.floor(startedMs / 1000), request.body),
+      await signatureHeaders(
+        keys,
+        delivery.id,
+        Math.floor(startedMs / 1000),
+        signedContent(request.method, target.url, request.body),
+      ),
     );
   }
   const result = await sendPartnerRequest(request, { timeoutMs: partner.timeout_ms, fetch: deps.fetch, now });

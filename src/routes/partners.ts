@@ -6,7 +6,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { type Config, configOf } from "../config";
 import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../delivery/partner";
-import { type PartnerRequest, signatureHeaders } from "../delivery/partner-client";
+import { type PartnerRequest, signatureHeaders, signedContent } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, validateRetrySchedule } from "../delivery/retry-policy";
@@ -96,7 +96,10 @@ const PartnerPatchSchema = z
       .optional()
       .openapi({ example: "https://partner.example/postback?tx={transaction_id}&payout={amount}&status={status}" }),
     method: z.enum(["GET", "POST"]).optional(),
-    sign: z.boolean().optional().openapi({ description: "Send Standard Webhooks signature headers (GET included)." }),
+    sign: z.boolean().optional().openapi({
+      description:
+        "Send Standard Webhooks signature headers (GET included): a POST is signed over its raw body, a GET over its request line without the HTTP version (`GET /pb?tx=1&status=approved`). See docs/verifying-deliveries.md.",
+    }),
     retry_schedule_seconds: z
       .array(z.number().int())
       .optional()
@@ -667,10 +670,8 @@ export function registerPartnerRoutes(app: App): void {
         const nowMs = Date.now();
         const keys = await partnerSigningKeys(c.env.DB, config.ENCRYPTION_KEY, partner.id, nowMs);
         if (keys.length > 0) {
-          Object.assign(
-            request.headers,
-            await signatureHeaders(keys, deliveryId, Math.floor(nowMs / 1000), request.body),
-          );
+          const content = signedContent(request.method, target.url, request.body);
+          Object.assign(request.headers, await signatureHeaders(keys, deliveryId, Math.floor(nowMs / 1000), content));
         }
       }
       return c.json(request, 200);
