@@ -291,3 +291,11 @@ describe("isBlockedHost", () => {
     }
   });
 });
+
+describe("the Worker's own fetch", () => {
+  it("runs with global_fetch_strictly_public, as wrangler.toml deploys it", () => {
+    // On Cloudflare a partner URL on the hub's own zone then goes through the zone's front door (WAF,
+    // Access) instead of straight to its origin. Under workerd it changes nothing: loopback partners work.
+    expect(Cloudflare.compatibilityFlags.global_fetch_strictly_public).toBe(true);
+  });
+});
