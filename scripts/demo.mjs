@@ -319,7 +319,9 @@ async function report(network, partner, shots, deliveries, received) {
       for (const request of received.filter((r) => r.headers["webhook-id"] === delivery.id)) {
         let signature = "signature ✓ (standardwebhooks verify)";
         try {
-          new Webhook(partner.signing_secret).verify(request.body, request.headers);
+          // A GET is signed over its request line as received (`GET /postback?tx=…`), a POST over its body.
+          const signed = request.method === "GET" ? `${request.method} ${request.url}` : request.body;
+          new Webhook(partner.signing_secret).verify(signed, request.headers, { jsonParse: false });
         } catch (error) {
           signature = `signature ✗ (${error.message})`;
         }

@@ -55,6 +55,7 @@ export default {
           db: env.DB,
           fetch: (input, init) => fetch(input, init),
           encryptionKey: config.ENCRYPTION_KEY,
+          allowInsecurePartnerUrls: config.ALLOW_INSECURE_PARTNER_URLS,
           alert: (alert) => sendAlert(config.ALERT_URL, { type: "partner_disabled", ...alert }),
         });
       case "deliveries-dlq":

@@ -62,6 +62,7 @@ function deps(fetch: typeof globalThis.fetch, overrides: Partial<DeliveryConsume
     db: env.DB,
     fetch,
     encryptionKey: env.ENCRYPTION_KEY,
+    allowInsecurePartnerUrls: false,
     alert: vi.fn(async () => {}),
     random: () => 0.5,
     ...overrides,
@@ -73,13 +74,16 @@ async function partnerWith(fields: Record<string, unknown> = {}) {
 }
 
 /** A pending delivery row for `partnerId`, as the events consumer would have made it. */
-async function pendingDelivery(partnerId: string, overrides: { next_attempt_at?: string; amount?: string } = {}) {
+async function pendingDelivery(
+  partnerId: string,
+  overrides: { next_attempt_at?: string; amount?: string; transaction_id?: string } = {},
+) {
   const eventId = uniqueId("evt");
   const id = await deliveryIdFor(eventId, partnerId);
   const now = new Date().toISOString();
   const payload = {
     network_id: "acme",
-    transaction_id: uniqueId("tx"),
+    transaction_id: overrides.transaction_id ?? uniqueId("tx"),
     event_id: eventId,
     verdict: "accepted",
     received_at: now,
@@ -302,6 +306,121 @@ describe("delivery consumer: outcomes", () => {
     await consumeDeliveries(failing.batch, deps(fetch, { db: brokenDb as unknown as D1Database }));
     expect(failing.messages[0]?.ack).not.toHaveBeenCalled();
     expect(failing.messages[0]?.retry).toHaveBeenCalledOnce();
+  });
+});
+
+/** A partner saved under other rules (or before a check existed): its URL written straight into D1. */
+async function partnerSavedWith(url_template: string) {
+  const partner = await partnerWith();
+  await env.DB.prepare("UPDATE partners SET url_template = ? WHERE id = ?").bind(url_template, partner.id).run();
+  return partner;
+}
+
+describe("delivery consumer: the URL is judged again right before sending", () => {
+  it("blocks a partner saved while ALLOW_INSECURE_PARTNER_URLS was on, now that it is off, sending nothing", async () => {
+    const partner = await partnerSavedWith("http://127.0.0.1:9000/pb?tx={transaction_id}");
+    const id = await pendingDelivery(partner.id);
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(calls).toHaveLength(0);
+    expect(messages[0]?.ack).toHaveBeenCalledOnce();
+    expect(await deliveryRow(id)).toMatchObject({
+      state: "failed",
+      attempts: 1,
+      last_status: null,
+      last_error:
+        "blocked before sending: the partner URL must use https (http is only allowed in local development with ALLOW_INSECURE_PARTNER_URLS=true)",
+      lease_until: null,
+    });
+    expect(await attemptsOf(id)).toMatchObject([
+      { attempt: 1, http_status: null, error_class: "blocked", outcome: "failed", latency_ms: 0 },
+    ]);
+  });
+
+  it("sends to that partner while insecure URLs are allowed now", async () => {
+    const partner = await partnerSavedWith("http://127.0.0.1:9000/pb?tx={transaction_id}");
+    const id = await pendingDelivery(partner.id);
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch, { allowInsecurePartnerUrls: true }));
+    expect(calls.map((call) => call.url)).toEqual([expect.stringMatching(/^http:\/\/127\.0\.0\.1:9000\/pb\?tx=tx-/)]);
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered" });
+  });
+
+  // Loopback is refused without the insecure flag; the rest is refused even with it.
+  it.each([
+    [
+      "a private host",
+      "https://10.0.0.1/pb",
+      true,
+      /private, link-local, multicast or reserved address \(10\.0\.0\.1\)/,
+    ],
+    ["loopback spelled in hex", "https://0x7f.1/pb", false, /loopback address \(127\.0\.0\.1\)/],
+    ["IPv4-mapped loopback", "https://[::ffff:7f00:1]/pb", false, /loopback address/],
+    ["the metadata service through NAT64", "https://[64:ff9b::a9fe:a9fe]/pb", true, /reserved address/],
+    ["a TEST-NET address", "https://198.51.100.7/pb", true, /reserved address/],
+    ["user info", "https://user:pw@partner.test/ok/pb", true, /user name or password/],
+    ["a tab the URL parser would drop", "ht\ttps://{campaign_id}/pb", true, /must not contain a tab \(U\+0009\)/],
+    ["another scheme", "ftp://partner.test/ok/pb", true, /must use https, not ftp:/],
+  ])(
+    "blocks %s, with a recorded attempt and nothing sent",
+    async (_, url_template, allowInsecurePartnerUrls, reason) => {
+      const partner = await partnerSavedWith(url_template);
+      const id = await pendingDelivery(partner.id);
+      const { fetch, calls } = partnerFetch(new Response("ok"));
+      const { batch, messages } = batchOf([message(id)]);
+      await consumeDeliveries(batch, deps(fetch, { allowInsecurePartnerUrls }));
+      expect(calls).toHaveLength(0);
+      expect(messages[0]?.ack).toHaveBeenCalledOnce();
+      const row = await deliveryRow(id);
+      expect(row).toMatchObject({ state: "failed", last_status: null });
+      expect(String(row?.last_error)).toMatch(/^blocked before sending: the partner URL /);
+      expect(String(row?.last_error)).toMatch(reason);
+      expect(await attemptsOf(id)).toMatchObject([{ error_class: "blocked", outcome: "failed" }]);
+    },
+  );
+});
+
+describe("delivery consumer: conversion values never walk the partner's path", () => {
+  // The URL parser resolves `.` and `..` segments, `%2e` spellings included, before the request
+  // leaves: /api/../confirm would reach /confirm. No encoding keeps such a value, so it is refused.
+  it.each([
+    ["..", '"{transaction_id}" would make the path segment ".."'],
+    [".", '"{transaction_id}" would make the path segment "."'],
+  ])("fails a delivery whose transaction id %j would be a path segment, sending nothing", async (value) => {
+    const partner = await partnerWith({ url_template: "https://partner.test/ok/api/{transaction_id}/confirm" });
+    const id = await pendingDelivery(partner.id, { transaction_id: value });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    const { batch, messages } = batchOf([message(id)]);
+    await consumeDeliveries(batch, deps(fetch));
+    expect(calls).toHaveLength(0);
+    expect(messages[0]?.ack).toHaveBeenCalledOnce();
+    const row = await deliveryRow(id);
+    expect(row).toMatchObject({ state: "failed" });
+    expect(String(row?.last_error)).toContain(`{transaction_id} would make the path segment "${value}"`);
+    expect(await attemptsOf(id)).toMatchObject([{ error_class: "render", outcome: "failed", http_status: null }]);
+  });
+
+  it.each([
+    ["%2e%2e", "https://partner.test/ok/api/%252e%252e/confirm"],
+    ["...", "https://partner.test/ok/api/.../confirm"],
+    ["a..", "https://partner.test/ok/api/a../confirm"],
+    ["../x", "https://partner.test/ok/api/..%2Fx/confirm"],
+  ])("sends %j intact, as a segment of its own", async (value, url) => {
+    const partner = await partnerWith({ url_template: "https://partner.test/ok/api/{transaction_id}/confirm" });
+    const id = await pendingDelivery(partner.id, { transaction_id: value });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch));
+    expect(calls.map((call) => call.url)).toEqual([url]);
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered" });
+  });
+
+  it("sends .. in the query, where nothing resolves it", async () => {
+    const partner = await partnerWith({ url_template: "https://partner.test/ok/pb?tx={transaction_id}" });
+    const id = await pendingDelivery(partner.id, { transaction_id: ".." });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch));
+    expect(calls.map((call) => call.url)).toEqual(["https://partner.test/ok/pb?tx=.."]);
   });
 });
 

@@ -14,6 +14,8 @@ import {
   PARTNER,
   partnerLog,
   postback,
+  signedContentOf,
+  unexpectedRequests,
   uniqueId,
 } from "./helpers";
 
@@ -93,7 +95,17 @@ describe("fan-out to partners", () => {
     const [get] = await received(`${prefix}/get`, 1);
     const [post] = await received(`${prefix}/post`, 1);
     if (!get || !post || !getPartner.signing_secret || !postPartner.signing_secret) throw new Error("missing");
-    expect(() => new Webhook(String(getPartner.signing_secret)).verify("", get.headers)).not.toThrow();
+    // A GET is signed over its request line as it arrived, `GET <path>?<query>`, and over nothing else:
+    // not another query, not another path, not the empty payload a GET was once signed over.
+    const getWebhook = new Webhook(String(getPartner.signing_secret));
+    const requestLine = signedContentOf(get);
+    expect(requestLine).toBe(`GET ${prefix}/get?tx=${encodeURIComponent(String(body.transaction_id))}`);
+    expect(() => getWebhook.verify(requestLine, get.headers, { jsonParse: false })).not.toThrow();
+    for (const forged of [requestLine.replace("?tx=", "?tx=forged-"), requestLine.replace("/get?", "/got?"), ""]) {
+      expect(() => getWebhook.verify(forged, get.headers, { jsonParse: false }), forged).toThrow(
+        /No matching signature/,
+      );
+    }
     expect(() => new Webhook(String(postPartner.signing_secret)).verify(post.body, post.headers)).not.toThrow();
     expect(() => new Webhook(String(getPartner.signing_secret)).verify(post.body, post.headers)).toThrow();
     expect(JSON.parse(post.body)).toEqual({
@@ -142,5 +154,32 @@ describe("fan-out to partners", () => {
       return rows[0]?.state === "delivered" ? rows : null;
     }, 20_000);
     expect(delivery?.attempts).toBe(3);
+  });
+
+  it("blocks, under the hub's configuration of now, a partner saved while insecure URLs were allowed", async () => {
+    // This runtime has ALLOW_INSECURE_PARTNER_URLS=false; the URL could only have been saved with it on.
+    const network = await createNetwork();
+    const path = `/${uniqueId("blocked")}/pb`;
+    const partner = await createPartner({ url_template: `${PARTNER}/ok${path}`, filters: { networks: [network.id] } });
+    await env.DB.prepare("UPDATE partners SET url_template = ? WHERE id = ?")
+      .bind(`http://127.0.0.1:9${path}?tx={transaction_id}`, partner.id)
+      .run();
+    await expectStatus(await postback(network, makePostback()), 200);
+    const [delivery] = await eventually(async () => {
+      const rows = await deliveriesOf(partner.id);
+      return rows[0] && rows[0].attempts > 0 ? rows : null;
+    });
+    expect(delivery?.state).toBe("failed");
+    const attempt = await env.DB.prepare(
+      "SELECT error_class, error, outcome FROM delivery_attempts WHERE delivery_id = ?",
+    )
+      .bind(delivery?.id)
+      .first();
+    expect(attempt).toEqual({
+      error_class: "blocked",
+      error: expect.stringMatching(/^blocked before sending: the partner URL must use https/),
+      outcome: "failed",
+    });
+    expect(await unexpectedRequests(path)).toEqual([]);
   });
 });

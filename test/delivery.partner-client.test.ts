@@ -4,11 +4,13 @@
  */
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
+import verifyingDoc from "../docs/verifying-deliveries.md?raw";
 import {
   type PartnerRequest,
   type SendOptions,
   sendPartnerRequest,
   signatureHeaders,
+  signedContent,
 } from "../src/delivery/partner-client";
 import { classify } from "../src/delivery/retry-policy";
 import { importSigningKey } from "../src/ingest/standard-webhooks";
@@ -293,11 +295,43 @@ describe("signatureHeaders", () => {
     expect(() => new Webhook(newSecret()).verify(body, headers)).toThrow(/No matching signature/);
   });
 
-  it("signs a GET over the empty payload", async () => {
+  it("signs a GET over its request line: the method, then path and query as sent", async () => {
     const secret = newSecret();
-    const headers = await signatureHeaders([await importSigningKey(secret)], DELIVERY_ID, nowSeconds(), null);
-    expect(() => new Webhook(secret).verify("", headers)).not.toThrow();
-    expect(await signatureHeaders([await importSigningKey(secret)], DELIVERY_ID, nowSeconds(), "")).toEqual(headers);
+    const content = signedContent("GET", new URL("https://partner.example/pb?tx=1&status=approved#top"), null);
+    expect(content).toBe("GET /pb?tx=1&status=approved");
+    const headers = await signatureHeaders([await importSigningKey(secret)], DELIVERY_ID, nowSeconds(), content);
+    expect(new Webhook(secret).verify("GET /pb?tx=1&status=approved", headers, { jsonParse: false })).toBeUndefined();
+    // A signature seen once vouches for that request only: not another query, path or method.
+    for (const forged of [
+      "GET /pb?tx=1&status=declined",
+      "GET /pb?tx=2&status=approved",
+      "GET /pb?tx=1&status=approved&amount=900",
+      "GET /pb?status=approved&tx=1",
+      "GET /other?tx=1&status=approved",
+      "POST /pb?tx=1&status=approved",
+      "",
+    ]) {
+      expect(() => new Webhook(secret).verify(forged, headers, { jsonParse: false }), forged).toThrow(
+        /No matching signature/,
+      );
+    }
+  });
+
+  it("matches the test vector of docs/verifying-deliveries.md, as the official library signs it", async () => {
+    const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const content = signedContent("GET", new URL("https://partner.example/pb?tx=ord_1&status=approved"), null);
+    const headers = await signatureHeaders([await importSigningKey(secret)], DELIVERY_ID, 1767225600, content);
+    const signature = "v1,H3SkA2Z+ctTyY5F0ZLcqwJzHBpdXXvtrzdIgCYVDUn0=";
+    expect(headers["webhook-signature"]).toBe(signature);
+    expect(new Webhook(secret).sign(DELIVERY_ID, new Date(1767225600_000), content)).toBe(signature);
+    expect(verifyingDoc).toContain(`webhook-signature: ${signature}`);
+    expect(verifyingDoc).toContain(`\`webhook-id: ${DELIVERY_ID}\``);
+  });
+
+  it("signs a POST over its raw body, whatever its URL", () => {
+    const body = '{"tx":"1"}';
+    expect(signedContent("POST", new URL("https://partner.example/pb?tx=1"), body)).toBe(body);
+    expect(signedContent("POST", new URL("https://partner.example/pb"), null)).toBe("");
   });
 
   it("does not verify a tampered body or another delivery id", async () => {
@@ -316,11 +350,14 @@ describe("signatureHeaders", () => {
   it("travels with the request: a partner verifies what it received", async () => {
     const secret = newSecret();
     const request = makeRequest({ method: "GET", body: null });
-    const signature = await signatureHeaders([await importSigningKey(secret)], DELIVERY_ID, nowSeconds(), null);
-    const { fetch } = fakeFetch(async ({ init }) => {
+    const content = signedContent("GET", new URL(request.url), null);
+    const signature = await signatureHeaders([await importSigningKey(secret)], DELIVERY_ID, nowSeconds(), content);
+    const { fetch } = fakeFetch(async ({ url, init }) => {
       const received = Object.fromEntries(new Headers(init.headers));
+      // What a partner's server sees on the request line: the method, and the URL without its origin.
+      const requestLine = `${init.method} ${url.slice(new URL(url).origin.length)}`;
       try {
-        new Webhook(secret).verify(String(init.body ?? ""), received);
+        new Webhook(secret).verify(requestLine, received, { jsonParse: false });
         return new Response("verified");
       } catch (error) {
         return new Response(String(error), { status: 401 });

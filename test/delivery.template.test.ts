@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   defaultBody,
+  dotSegmentFromValues,
   KNOWN_MACROS,
   lintBodyTemplate,
   lintTemplate,
@@ -81,6 +82,36 @@ describe("renderUrl and renderBody", () => {
       const body = renderBody('{"txid":"{transaction_id}","note":"{meta.note}","payout":{amount}}', values);
       expect(JSON.parse(body), JSON.stringify(value)).toEqual({ txid: value, note: value, payout: 29.99 });
     }
+  });
+});
+
+describe("dotSegmentFromValues", () => {
+  const values = (transaction_id: string, click_id = "") => makeValues({ values: { transaction_id, click_id } });
+
+  it("finds a value that makes a . or .. path segment, however the segment is put together", () => {
+    const template = "https://p.example/api/{transaction_id}/confirm";
+    expect(dotSegmentFromValues(template, values(".."))).toEqual({ segment: "..", macros: ["transaction_id"] });
+    expect(dotSegmentFromValues(template, values("."))).toEqual({ segment: ".", macros: ["transaction_id"] });
+    // Next to a literal %2e, or to another macro: the URL parser sees .. all the same.
+    expect(dotSegmentFromValues("https://p.example/a/%2E{transaction_id}/b", values("."))?.segment).toBe("%2E.");
+    expect(dotSegmentFromValues("https://p.example/a/{transaction_id}{click_id}", values(".", "."))).toEqual({
+      segment: "..",
+      macros: ["transaction_id", "click_id"],
+    });
+    // A backslash separates segments in an https URL.
+    expect(dotSegmentFromValues("https://p.example\\a\\{transaction_id}", values(".."))?.segment).toBe("..");
+  });
+
+  it("leaves alone values that stay themselves: other text, encoded dots, the query, the template's own text", () => {
+    const template = "https://p.example/api/{transaction_id}/confirm?tx={transaction_id}#{transaction_id}";
+    for (const value of ["...", "a..", "%2e%2e", ".%2E", "../..", ""]) {
+      expect(dotSegmentFromValues(template, values(value)), value).toBeNull();
+    }
+    expect(dotSegmentFromValues("https://p.example/pb?tx={transaction_id}", values(".."))).toBeNull();
+    expect(dotSegmentFromValues("https://p.example/a/../{transaction_id}", values("x"))).toBeNull();
+    expect(new URL(renderUrl("https://p.example/api/{transaction_id}/confirm", values("%2e%2e"))).pathname).toBe(
+      "/api/%252e%252e/confirm",
+    );
   });
 });
 

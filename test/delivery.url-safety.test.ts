@@ -83,9 +83,76 @@ describe("lintUrlTemplate", () => {
     }
   });
 
+  it("rejects a template the URL parser would read differently from its text, naming the field", () => {
+    // The URL parser drops tabs and newlines anywhere: this is https://{campaign_id}/pb to `fetch`, and
+    // a network's campaign_id would choose the host. Both the text and the parsed origin say so.
+    expect(lintUrlTemplate("ht\ttps://{campaign_id}/pb", STRICT)).toEqual([
+      {
+        location: "body.url_template",
+        message: expect.stringMatching(/^must not contain a tab \(U\+0009\) \(at character 3\)/),
+      },
+      { location: "body.url_template", message: expect.stringMatching(/^must not have a macro in the scheme or host/) },
+    ]);
+    for (const [template, named] of [
+      ["https://partner.example/pb\n", "a line feed (U+000A)"],
+      ["https://partner.exa\r\nmple/pb", "a carriage return (U+000D)"],
+      ["https://partner.example/p\u0000b", "the control character (U+0000)"],
+      ["https://partner.example/\u001fpb", "the control character (U+001F)"],
+      ["https://partner.example/pb\u007f", "DEL (U+007F)"],
+      ["\u0001https://partner.example/pb", "the control character (U+0001)"],
+    ]) {
+      expect(messages(template ?? ""), JSON.stringify(template)).toContainEqual(
+        expect.stringContaining(`must not contain ${named}`),
+      );
+    }
+    for (const template of [" https://partner.example/pb", "https://partner.example/pb  "]) {
+      expect(messages(template), JSON.stringify(template)).toEqual([
+        "must not start or end with a space: the URL parser removes it",
+      ]);
+    }
+  });
+
+  it("rejects a macro that changes the parsed origin even when the text hides it", () => {
+    for (const template of [
+      "ht\ttps://{campaign_id}/pb",
+      "ht\nt\rps://partner.example{click_id}/pb",
+      "\thttps://{click_id}/pb",
+      "https:\t//{meta.host}/pb",
+    ]) {
+      expect(messages(template), JSON.stringify(template)).toContainEqual(
+        expect.stringMatching(/must not have a macro in the scheme or host/),
+      );
+    }
+    expect(messages("https://partner.example/{click_id}?h={campaign_id}#{meta.x}")).toEqual([]);
+  });
+
+  it("rejects the reserved and special-purpose ranges that were missing, in URLs", () => {
+    for (const host of [
+      "192.0.0.8",
+      "192.0.2.1",
+      "198.51.100.1",
+      "203.0.113.1",
+      "240.0.0.1",
+      "[2002:a00:1::]",
+      "[64:ff9b::a00:1]",
+      "[64:ff9b:1::8.8.8.8]",
+      "[2001::1]",
+      "[2001:db8::1]",
+      "[::8.8.8.8]",
+    ]) {
+      expect(messages(`https://${host}/pb`), host).toEqual([
+        expect.stringMatching(/private, link-local, multicast or reserved/),
+      ]);
+    }
+    expect(messages("https://[2606:4700:4700::1111]/pb")).toEqual([]);
+  });
+
   it("asks for four decimal numbers when an IP address is spelled another way", () => {
     expect(messages("https://134744072/pb")).toEqual([expect.stringMatching(/8\.8\.8\.8.*four decimal numbers/)]);
     expect(messages("https://8.8.8.8/pb")).toEqual([]);
+    expect(messages("https://[::ffff:8.8.8.8]/pb")).toEqual([
+      expect.stringMatching(/8\.8\.8\.8 as \[::ffff:8\.8\.8\.8\].*four decimal numbers/),
+    ]);
   });
 
   it("allows http, loopback and localhost in local development, and nothing else private", () => {
@@ -139,16 +206,35 @@ describe("isBlockedHost", () => {
     ["240.0.0.0", true],
     ["255.255.255.255", true],
     ["8.8.8.8", false],
+    ["191.255.255.255", false],
+    ["192.0.0.0", true], // IETF protocol assignments
+    ["192.0.0.255", true],
+    ["192.0.1.0", false],
+    ["192.0.2.0", true], // TEST-NET-1
+    ["192.0.2.255", true],
+    ["192.0.3.0", false],
+    ["192.31.196.1", true], // AS112
+    ["192.52.193.1", true], // AMT
+    ["192.88.99.1", true], // 6to4 relay anycast (deprecated)
+    ["192.175.48.1", true], // AS112
+    ["198.51.99.255", false],
+    ["198.51.100.0", true], // TEST-NET-2
+    ["198.51.100.255", true],
+    ["198.51.101.0", false],
+    ["203.0.112.255", false],
+    ["203.0.113.0", true], // TEST-NET-3
+    ["203.0.113.255", true],
+    ["203.0.114.0", false],
     ["::", true],
     ["[::]", true],
     ["::1", true],
     ["[::1]", true],
     ["[::2]", true], // IPv4-compatible 0.0.0.2
-    ["[2001:db8::1]", false],
+    ["[2001:db8::1]", true], // documentation (RFC 3849)
     ["[fc00::1]", true],
     ["[fd12::1]", true],
     ["[fdff:ffff::1]", true],
-    ["[fe00::1]", false],
+    ["[fe00::1]", true], // outside global unicast 2000::/3
     ["[fe80::1]", true],
     ["[febf::1]", true],
     ["[ff02::1]", true],
@@ -159,6 +245,25 @@ describe("isBlockedHost", () => {
     ["[::ffff:a9fe:a9fe]", true],
     ["[64:ff9b::10.0.0.1]", true],
     ["[2001:4860:4860::8888]", false],
+    ["[2606:4700:4700::1111]", false],
+    ["[1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]", true], // below 2000::/3
+    ["[2000::1]", false],
+    ["[3ffe::1]", false],
+    ["[4000::1]", true], // above 2000::/3: unallocated
+    ["[100::1]", true], // discard-only
+    ["[::8.8.8.8]", true], // IPv4-compatible (deprecated): not global unicast
+    ["[::ffff:0:808:808]", true], // SIIT (RFC 6145)
+    ["[64:ff9b::8.8.8.8]", true], // NAT64, whatever it embeds
+    ["[64:ff9b:1::1]", true], // local-use NAT64
+    ["[2002:808:808::1]", true], // 6to4, whatever it embeds
+    ["[2001::1]", true], // Teredo
+    ["[2001:2::1]", true], // benchmarking
+    ["[2001:10::1]", true], // ORCHID
+    ["[2001:20::1]", true], // ORCHIDv2
+    ["[3fff::1]", true], // documentation (RFC 9637)
+    ["[5f00::1]", true], // segment routing
+    ["[fec0::1]", true], // site-local (deprecated)
+    ["[ff0e::1]", true],
     ["2130706433", true],
     ["0x7f000001", true],
     ["0x7f.1", true],
@@ -184,5 +289,13 @@ describe("isBlockedHost", () => {
     for (const [host, blocked] of edges) {
       if (blocked && classifyHost(host) !== "loopback") expect(isBlockedHost(host, LOCAL_DEV), host).toBe(true);
     }
+  });
+});
+
+describe("the Worker's own fetch", () => {
+  it("runs with global_fetch_strictly_public, as wrangler.toml deploys it", () => {
+    // On Cloudflare a partner URL on the hub's own zone then goes through the zone's front door (WAF,
+    // Access) instead of straight to its origin. Under workerd it changes nothing: loopback partners work.
+    expect(Cloudflare.compatibilityFlags.global_fetch_strictly_public).toBe(true);
   });
 });

@@ -124,6 +124,22 @@ export async function partnerLog(prefix: string): Promise<PartnerRequestLog[]> {
   return (await response.json()) as PartnerRequestLog[];
 }
 
+/** Outbound requests to hosts other than the fake partner's (answered 599) whose path starts with `prefix`. */
+export async function unexpectedRequests(prefix: string): Promise<PartnerRequestLog[]> {
+  const response = await fetch(`${PARTNER}/__unexpected${prefix}`);
+  return (await response.json()) as PartnerRequestLog[];
+}
+
+/**
+ * What the partner's server hands the Standard Webhooks library for this request: the raw body of a
+ * POST, and for a GET (no body) its request line without the version, `GET /path?query`, exactly as
+ * the request target arrived (the URL without its origin).
+ */
+export function signedContentOf(request: { method: string; url: string; body: string | null }): string {
+  if (request.method !== "GET") return request.body ?? "";
+  return `GET ${request.url.slice(new URL(request.url).origin.length)}`;
+}
+
 export interface TestPartner {
   id: string;
   signing_secret?: string;

@@ -130,6 +130,12 @@ describe("cidr: parsing", () => {
     "::1.2.3",
     "::1.2.3.256",
     "::1.2.3.4:5",
+    // ipaddr.js alone reads these as addresses; the allowlist takes only the plain spelling.
+    "::0x1.2.3.4",
+    "::01.2.3.4",
+    "0x7f.1",
+    "010.0.0.1",
+    "2130706433",
     "[::1]",
     "localhost",
   ])("refuses the address %j", (text) => {

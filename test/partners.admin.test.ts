@@ -19,6 +19,7 @@ import {
   type PartnerRequestLog,
   partnerLog,
   postback,
+  signedContentOf,
   type TestNetwork,
   uniqueId,
 } from "./helpers";
@@ -151,7 +152,7 @@ function signaturesOf(request: PartnerRequestLog): string[] {
 
 function verifies(secret: string, request: PartnerRequestLog): boolean {
   try {
-    new Webhook(secret).verify(request.body, request.headers);
+    new Webhook(secret).verify(signedContentOf(request), request.headers, { jsonParse: false });
     return true;
   } catch {
     return false;
@@ -297,6 +298,11 @@ describe("creating a partner: 422 naming the field", () => {
     ["localhost", "https://localhost/ok/x", /loopback/],
     ["a macro in the host", "https://{network_id}.partner.test/ok/x", /host/],
     ["a relative URL", "/ok/x?tx={transaction_id}", /valid absolute URL/],
+    ["a tab the URL parser drops, letting a macro choose the host", "ht\ttps://{campaign_id}/ok/x", /tab \(U\+0009\)/],
+    ["a newline", "https://partner.test/ok/x\n", /line feed/],
+    ["a leading space", " https://partner.test/ok/x", /start or end with a space/],
+    ["a reserved address (TEST-NET-3)", "https://203.0.113.7/ok/x", /reserved/],
+    ["a 6to4 address", "https://[2002:a00:1::1]/ok/x", /reserved/],
   ])("refuses %s", async (_, url_template, message) => {
     const problem = await expectProblem(await createRequest({ url_template }), 422, "validation_failed");
     expectLocations(problem, ["body.url_template"]);
@@ -708,6 +714,36 @@ describe("previewing a partner's request", () => {
     );
     expect(problem.errors.map((e) => e.message).join("\n")).toMatch(/JSON/);
     expect(await partnerLog(path)).toEqual([]);
+  });
+
+  it("signs a GET over its request line, as the delivery consumer does", async () => {
+    const path = `/ok/${uniqueId("preview-signed-get")}`;
+    const partner = await create({
+      url_template: `${PARTNER}${path}?tx={transaction_id}&s={status}`,
+      sign: true,
+      filters: nobodysEvents(),
+    });
+    const preview = await expectStatus<PreviewedRequest>(
+      await post(`/v1/partners/${partner.id}/preview`, { conversion: { transaction_id: "t 1" } }),
+      200,
+    );
+    const webhook = new Webhook(partner.signing_secret ?? "");
+    const line = `GET ${path}?tx=t%201&s=approved`;
+    expect(signedContentOf(preview)).toBe(line);
+    expect(() => webhook.verify(line, preview.headers, { jsonParse: false })).not.toThrow();
+    expect(() => webhook.verify(line.replace("approved", "paid"), preview.headers, { jsonParse: false })).toThrow();
+  });
+
+  it("answers 409 when the delivery would be blocked before sending, as a partner saved under other rules", async () => {
+    const partner = await create({
+      url_template: `${PARTNER}/ok/${uniqueId("preview-blocked")}`,
+      filters: nobodysEvents(),
+    });
+    await env.DB.prepare("UPDATE partners SET url_template = ? WHERE id = ?")
+      .bind("http://127.0.0.1:9000/pb", partner.id)
+      .run();
+    const problem = await expectProblem(await post(`/v1/partners/${partner.id}/preview`), 409, "invalid_state");
+    expect(problem.detail).toMatch(/would be blocked before sending: the partner URL must use https/);
   });
 
   it("has no signature headers when sign is false, and answers 404 for an unknown partner", async () => {

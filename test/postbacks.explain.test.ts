@@ -4,7 +4,7 @@
  * mapping, validation, the dedupe decision against the Durable Object's current state, and the
  * partners' rendered requests) while storing and sending nothing.
  */
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { signedQueryContent } from "../src/ingest/signed-query";
 import { utf8 } from "../src/lib/bytes";
@@ -61,9 +61,11 @@ interface Explanation {
     name: string;
     notified: boolean;
     reason: string;
-    request: { method: string; url: string; headers: Record<string, string>; body: string | null } | null;
+    request?: { method: string; url: string; headers: Record<string, string>; body: string | null } | null;
   }[];
 }
+
+const AS_ADMIN = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 const WRONG_SECRET = "whsec_SNpKkKXDngGyGWvDQlBofzPd5bMWxCl0JwlgwDUgrFE=";
 
@@ -289,7 +291,7 @@ describe("explain: mapping, validation and the dedupe decision", () => {
 });
 
 describe("explain: partners, and nothing stored or sent", () => {
-  it("shows which partners would be notified with their rendered requests, and why others would not", async () => {
+  it("shows the admin which partners would be notified with their rendered requests, and why others would not", async () => {
     const network = await trackerNetwork();
     const prefix = `/ok/${uniqueId("explain")}`;
     const only = { networks: [network.id] };
@@ -308,7 +310,7 @@ describe("explain: partners, and nothing stored or sent", () => {
       filters: only,
     });
     const txid = `ord 1/2&x=é-${uniqueId("tx")}`;
-    const explanation = await explainGet(network, { txid, payout: "12.50", status: "1" });
+    const explanation = await explainGet(network, { txid, payout: "12.50", status: "1" }, AS_ADMIN);
     const byId = new Map(explanation.partners.map((p) => [p.partner_id, p]));
 
     expect(byId.get(matching.id)).toMatchObject({ notified: true, reason: "would be notified" });
@@ -369,6 +371,98 @@ describe("explain: partners, and nothing stored or sent", () => {
     expect(explanation.partners.map((p) => p.partner_id)).toContain(mine.id);
     expect(explanation.partners.map((p) => p.partner_id)).not.toContain(theirs.id);
     expect(text).not.toContain(`Secret partner of ${other.id}`);
+  });
+
+  it("shows a network only each partner's name and verdict, never its URL, body, headers or method", async () => {
+    const network = await trackerNetwork();
+    const prefix = `/ok/${uniqueId("explain-secrets")}`;
+    const only = { networks: [network.id] };
+    const apiKey = `partner-api-key-${uniqueId("k")}`;
+    const bodySecret = `body-secret-${uniqueId("s")}`;
+    const headerSecret = `header-secret-${uniqueId("h")}`;
+    const getting = await createPartner({
+      url_template: `${PARTNER}${prefix}/get?api_key=${apiKey}&tx={transaction_id}`,
+      headers: { "x-api-key": headerSecret },
+      filters: only,
+    });
+    const posting = await createPartner({
+      url_template: `${PARTNER}${prefix}/post?api_key=${apiKey}`,
+      method: "POST",
+      body_template: `{"secret":"${bodySecret}","tx":"{transaction_id}"}`,
+      filters: only,
+    });
+    const paidOnly = await createPartner({
+      url_template: `${PARTNER}${prefix}/paid?api_key=${apiKey}`,
+      filters: { ...only, statuses: ["paid"] },
+    });
+    const params = { txid: uniqueId("tx"), payout: "3.00", status: "1", token: tokenOf(network) };
+
+    const asNetwork = await exports.default.fetch(new Request(explainUrl(network.id, params)));
+    const text = await asNetwork.clone().text();
+    const seen = await expectStatus<Explanation>(asNetwork, 200);
+    for (const secret of [apiKey, bodySecret, headerSecret, prefix]) expect(text).not.toContain(secret);
+    const mine = seen.partners.filter((p) => [getting.id, posting.id, paidOnly.id].includes(p.partner_id));
+    expect(mine.map((p) => Object.keys(p).sort())).toEqual(Array(3).fill(["name", "notified", "partner_id", "reason"]));
+    const byId = new Map(mine.map((p) => [p.partner_id, p]));
+    expect(byId.get(getting.id)).toMatchObject({ notified: true, reason: "would be notified" });
+    expect(byId.get(posting.id)).toMatchObject({ notified: true, reason: "would be notified" });
+    expect(byId.get(paidOnly.id)).toMatchObject({ notified: false, reason: "its filters exclude this event" });
+
+    // The admin, explaining the same postback, sees the requests in full.
+    const asAdmin = await exports.default.fetch(new Request(explainUrl(network.id, params), { headers: AS_ADMIN }));
+    const full = new Map((await expectStatus<Explanation>(asAdmin, 200)).partners.map((p) => [p.partner_id, p]));
+    expect(full.get(getting.id)?.request).toEqual({
+      method: "GET",
+      url: `${PARTNER}${prefix}/get?api_key=${apiKey}&tx=${params.txid}`,
+      headers: { "x-api-key": headerSecret },
+      body: null,
+    });
+    expect(full.get(posting.id)?.request).toMatchObject({
+      method: "POST",
+      url: `${PARTNER}${prefix}/post?api_key=${apiKey}`,
+      body: `{"secret":"${bodySecret}","tx":"${params.txid}"}`,
+    });
+    expect(full.get(paidOnly.id)?.request).toBeNull();
+  });
+
+  it("says which partners a delivery would fail for, with the why for the admin only", async () => {
+    const network = await trackerNetwork();
+    const prefix = `/ok/${uniqueId("explain-fail")}`;
+    const only = { networks: [network.id] };
+    // Saved while ALLOW_INSECURE_PARTNER_URLS was true: refused now, and the consumer would block it.
+    const insecure = await createPartner({ url_template: `${PARTNER}${prefix}/insecure`, filters: only });
+    await env.DB.prepare("UPDATE partners SET url_template = ? WHERE id = ?")
+      .bind(`http://127.0.0.1:9/${prefix}/insecure?tx={transaction_id}`, insecure.id)
+      .run();
+    const walking = await createPartner({
+      url_template: `${PARTNER}${prefix}/api/{transaction_id}/confirm`,
+      filters: only,
+    });
+    const params = { txid: "..", payout: "3.00", status: "1", token: tokenOf(network) };
+
+    const asNetwork = await exports.default.fetch(new Request(explainUrl(network.id, params)));
+    const text = await asNetwork.clone().text();
+    const seen = new Map((await expectStatus<Explanation>(asNetwork, 200)).partners.map((p) => [p.partner_id, p]));
+    expect(seen.get(insecure.id)).toEqual({
+      partner_id: insecure.id,
+      name: expect.any(String),
+      notified: false,
+      reason: "the delivery would fail: its URL would be blocked before sending",
+    });
+    expect(seen.get(walking.id)).toEqual({
+      partner_id: walking.id,
+      name: expect.any(String),
+      notified: false,
+      reason: "the delivery would fail: its request cannot be rendered for this conversion",
+    });
+    expect(text).not.toContain("127.0.0.1");
+
+    const asAdmin = await exports.default.fetch(new Request(explainUrl(network.id, params), { headers: AS_ADMIN }));
+    const full = new Map((await expectStatus<Explanation>(asAdmin, 200)).partners.map((p) => [p.partner_id, p]));
+    expect(full.get(insecure.id)).toMatchObject({ notified: false, request: null });
+    expect(full.get(insecure.id)?.reason).toMatch(/blocked before sending: the partner URL must use https/);
+    expect(full.get(walking.id)).toMatchObject({ notified: false, request: null });
+    expect(full.get(walking.id)?.reason).toMatch(/\{transaction_id\} would make the path segment "\.\."/);
   });
 
   it("stores nothing and sends nothing", async () => {

@@ -125,18 +125,29 @@ function shortMessage(error: unknown): string {
 }
 
 /**
- * Standard Webhooks headers for one attempt. Every active key signs, so a partner can verify with
- * either secret while one is being rotated. A GET has no body: its signed payload is empty.
+ * What a delivery's signature covers. A POST signs its raw body, as Standard Webhooks has it. A GET
+ * has no body, so it signs its request line without the HTTP version, `GET /pb?tx=1&status=approved`:
+ * the method, then path and query exactly as they go out, so that a signature seen once vouches for
+ * nothing but that request. `url` is the parsed URL that is fetched (from `checkOutboundUrl`: no
+ * fragment, no bare `?`), so its path and search are the bytes of the partner's request line.
+ */
+export function signedContent(method: PartnerRequest["method"], url: URL, body: string | null): string {
+  return method === "GET" ? `GET ${url.pathname}${url.search}` : (body ?? "");
+}
+
+/**
+ * Standard Webhooks headers for one attempt over `content` (see `signedContent`). Every active key
+ * signs, so a partner can verify with either secret while one is being rotated.
  */
 export async function signatureHeaders(
   keys: readonly CryptoKey[],
   deliveryId: string,
   timestampSeconds: number,
-  body: string | null,
+  content: string,
 ): Promise<Record<string, string>> {
   if (keys.length === 0) throw new Error("signing a delivery needs at least one key");
   const timestamp = String(timestampSeconds);
-  const payload = utf8(body ?? "");
+  const payload = utf8(content);
   const signatures = await Promise.all(keys.map((key) => sign(key, deliveryId, timestamp, payload)));
   return { "webhook-id": deliveryId, "webhook-timestamp": timestamp, "webhook-signature": signatures.join(" ") };
 }

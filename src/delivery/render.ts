@@ -2,7 +2,7 @@
 
 import type { DeliveryPayload, Partner } from "./partner";
 import type { PartnerRequest } from "./partner-client";
-import { defaultBody, type MacroValues, renderBody, renderUrl } from "./template";
+import { defaultBody, dotSegmentFromValues, type MacroValues, renderBody, renderUrl } from "./template";
 
 export function macroValues(payload: DeliveryPayload, deliveryId: string, attempt: number): MacroValues {
   const c = payload.conversion;
@@ -40,9 +40,17 @@ export class RenderError extends Error {
 /**
  * The request without signature headers (they depend on the moment it is sent). A body template
  * is linted with a full sample when saved, but a conversion lacking a field can still leave an
- * unquoted macro empty (`"payout":}`): such a body is refused here rather than sent broken.
+ * unquoted macro empty (`"payout":}`): such a body is refused here rather than sent broken. So is a
+ * value that would make a `.` or `..` path segment, which the URL parser would resolve.
  */
 export function renderRequest(partner: Partner, values: MacroValues): PartnerRequest {
+  const dots = dotSegmentFromValues(partner.url_template, values);
+  if (dots !== null) {
+    const macros = dots.macros.map((name) => `{${name}}`).join(", ");
+    throw new RenderError(
+      `${macros} would make the path segment "${dots.segment}" for this conversion, and the URL parser resolves "." and ".." segments (in any spelling), so the request would go to another path; this value can only be delivered in the query`,
+    );
+  }
   let body: string | null = null;
   if (partner.method === "POST") {
     body = partner.body_template === null ? defaultBody(values) : renderBody(partner.body_template, values);

@@ -89,6 +89,45 @@ export function renderUrl(template: string, values: MacroValues): string {
   return render(template, values, encodeURIComponent);
 }
 
+/**
+ * A URL template's scheme, authority and path as written: the authority runs to the first `/`, `\`,
+ * `?` or `#` after the slashes, the path to the first `?` or `#` (the URL parser treats `\` as `/`
+ * and tolerates `https:host`, so this must too).
+ */
+export function urlParts(template: string): { scheme: string; authority: string; path: string } {
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(template)?.[0] ?? "";
+  const rest = template.slice(scheme.length);
+  const authorityEnd = rest.search(/[/\\?#]|$/);
+  const afterAuthority = rest.slice(authorityEnd);
+  return {
+    scheme,
+    authority: rest.slice(0, authorityEnd),
+    path: afterAuthority.slice(0, afterAuthority.search(/[?#]|$/)),
+  };
+}
+
+/** `.` and `..` as the URL parser sees path segments: `%2e` is a dot too, in either case. */
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
+/**
+ * The first path segment that the values turn into `.` or `..`, as in `/api/{transaction_id}/confirm`
+ * with the transaction id `..`: the URL parser resolves it, and the request would go to another
+ * path. No spelling survives (`%2E%2E` is a dot segment too, `%252E` reaches the partner as `%2E`),
+ * so such a conversion cannot be sent to this template faithfully. Null when there is none.
+ */
+export function dotSegmentFromValues(
+  template: string,
+  values: MacroValues,
+): { segment: string; macros: string[] } | null {
+  for (const segment of urlParts(template).path.split(/[/\\]/)) {
+    const macros = macroNames(segment);
+    if (macros.length === 0) continue;
+    const rendered = renderUrl(segment, values);
+    if (DOT_SEGMENT.test(rendered)) return { segment: rendered, macros };
+  }
+  return null;
+}
+
 /** Values land inside JSON strings: `{"txid":"{transaction_id}","payout":{amount}}`. */
 export function renderBody(template: string, values: MacroValues): string {
   return render(template, values, (text) => JSON.stringify(text).slice(1, -1));

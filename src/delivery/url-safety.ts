@@ -1,11 +1,24 @@
 /**
- * Checks a partner URL template when it is saved, so that the hub never becomes a way into private
- * networks: where a request goes is fixed by the template's author, never by a conversion value, and
- * it must be a public https address. Hosts are judged as the WHATWG URL parser normalises them, so
+ * Keeps the hub from becoming a way into private networks: where a delivery goes is fixed by the
+ * partner's template, never by a conversion value, and it must be a public https address.
+ *
+ * Everything is judged as the WHATWG URL parser (the one `fetch` uses) reads it, at two moments:
+ * when a template is saved (`lintUrlTemplate`), and again for the rendered URL right before each
+ * send (`checkOutboundUrl`), under the configuration of that moment. Hosts are classified by
+ * `ipaddr.js`'s table of IANA's special-purpose ranges after the URL parser has normalised them, so
  * `2130706433`, `0x7f.1` and `[::ffff:7f00:1]` are seen as the loopback addresses they are.
  */
+import ipaddr from "ipaddr.js";
 import type { FieldError } from "../errors";
-import { lintTemplate, macroNames, renderUrl, SAMPLE_VALUES } from "./template";
+import {
+  KNOWN_MACROS,
+  lintTemplate,
+  type MacroValues,
+  macroNames,
+  renderUrl,
+  SAMPLE_VALUES,
+  urlParts,
+} from "./template";
 
 export interface UrlSafetyOptions {
   /** Local development only: allows http, and loopback hosts, so a partner on the developer's machine works. */
@@ -14,16 +27,41 @@ export interface UrlSafetyOptions {
 
 export type HostKind = "public" | "loopback" | "internal";
 
+/** The rendered URL, as it will be fetched (without a fragment, which never leaves anyway), or why not. */
+export type OutboundUrl = { ok: true; url: URL } | { ok: false; reason: string };
+
 const INSECURE_FLAG = "only allowed in local development with ALLOW_INSECURE_PARTNER_URLS=true";
 const EXAMPLE = "https://partner.example/postback?tx={transaction_id}";
+const MACRO_IN_ORIGIN =
+  "must not have a macro in the scheme or host, because a conversion value must never choose where the hub connects; put macros in the path or the query";
+/** Global unicast: every IPv6 address outside it is reserved or unallocated (`::a.b.c.d`, `fe00::`, `4000::`). */
+const GLOBAL_UNICAST = ipaddr.IPv6.parseCIDR("2000::/3");
 
 export function lintUrlTemplate(
   template: string,
   options: UrlSafetyOptions,
   location = "body.url_template",
 ): FieldError[] {
-  const problems = urlProblems(template, options);
+  const problems = [...parserQuirks(template), ...templateProblems(template, options)];
   return [...lintTemplate(template, location), ...problems.map((message) => ({ location, message }))];
+}
+
+/**
+ * The last word before a delivery is sent: the rendered URL parsed as `fetch` will parse it, https
+ * (http and loopback only while insecure URLs are allowed now), no user info, a public host. A
+ * partner saved under other rules, or a value the template checks could not foresee, stops here.
+ */
+export function checkOutboundUrl(rendered: string, options: UrlSafetyOptions): OutboundUrl {
+  const quirk = parserQuirks(rendered)[0];
+  if (quirk !== undefined) return { ok: false, reason: `the partner URL ${quirk}` };
+  const url = parseUrl(rendered);
+  if (url === null) return { ok: false, reason: "the partner URL is not a valid absolute URL" };
+  const problem = destinationProblems(url, options)[0];
+  if (problem !== undefined) return { ok: false, reason: `the partner URL ${problem}` };
+  url.hash = "";
+  // `…/pb?` and `…/pb` are one request; without the bare `?`, path and search are the request target.
+  if (url.search === "") url.search = "";
+  return { ok: true, url };
 }
 
 export function isBlockedHost(hostname: string, options: UrlSafetyOptions): boolean {
@@ -36,28 +74,112 @@ export function classifyHost(hostname: string): HostKind {
   const host = normaliseHost(hostname);
   if (host === null) return "internal";
   if (host.startsWith("[")) {
-    const groups = parseIPv6(host.slice(1, -1));
-    return groups === null ? "internal" : classifyIPv6(groups);
+    const text = host.slice(1, -1);
+    return ipaddr.IPv6.isValid(text) ? classifyAddress(ipaddr.IPv6.parse(text)) : "internal";
   }
-  const ipv4 = parseIPv4(host);
-  if (ipv4 !== null) return classifyIPv4(ipv4);
+  // The URL parser writes every IPv4 address as four decimal numbers, and refuses a host that ends in
+  // a number but is not one; anything else is a name.
+  if (ipaddr.IPv4.isValidFourPartDecimal(host)) return classifyAddress(ipaddr.IPv4.parse(host));
   const name = host.replace(/\.$/, "");
   return name === "localhost" || name.endsWith(".localhost") ? "loopback" : "public";
 }
 
-function urlProblems(template: string, options: UrlSafetyOptions): string[] {
-  const { origin, authority } = splitOrigin(template);
-  if (macroNames(origin).length > 0) {
-    return [
-      "must not have a macro in the scheme or host, because a conversion value must never choose where the hub connects; put macros in the path or the query",
-    ];
+/** ipaddr.js names IANA's special-purpose ranges: only `unicast` is public, `loopback` is loopback. */
+function classifyAddress(address: ipaddr.IPv4 | ipaddr.IPv6): HostKind {
+  const range = address.range();
+  if (range === "loopback") return "loopback";
+  // An IPv4-mapped address is the IPv4 address it carries; NAT64, 6to4 and Teredo have ranges of their own.
+  if (address instanceof ipaddr.IPv6 && address.isIPv4MappedAddress()) {
+    return classifyAddress(address.toIPv4Address());
   }
+  if (range !== "unicast") return "internal";
+  return address instanceof ipaddr.IPv6 && !address.match(GLOBAL_UNICAST) ? "internal" : "public";
+}
+
+/**
+ * Text the URL parser would silently change: it removes tabs and newlines anywhere and C0 controls
+ * and spaces at either end (so `ht\ttps://{campaign_id}/pb` is `https://{campaign_id}/pb`), and
+ * percent-encodes or refuses other controls. A URL is only judged faithfully without them.
+ */
+function parserQuirks(text: string): string[] {
+  const problems: string[] = [];
+  const control = firstControl(text);
+  if (control !== -1) {
+    problems.push(
+      `must not contain ${controlName(text.charAt(control))} (at character ${control + 1}) or any other control character: the URL parser removes or re-encodes them, so the URL would not be read as it is written`,
+    );
+  }
+  if (/^ | $/.test(text)) {
+    problems.push("must not start or end with a space: the URL parser removes it");
+  }
+  return problems;
+}
+
+/** The index of the first C0 control (U+0000 to U+001F) or DEL, or -1. */
+function firstControl(text: string): number {
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code < 0x20 || code === 0x7f) return index;
+  }
+  return -1;
+}
+
+function controlName(character: string): string {
+  const code = `U+${character.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  const names: Record<string, string> = {
+    "\t": "a tab",
+    "\n": "a line feed",
+    "\r": "a carriage return",
+    "\u007f": "DEL",
+  };
+  return `${names[character] ?? "the control character"} (${code})`;
+}
+
+function templateProblems(template: string, options: UrlSafetyOptions): string[] {
+  if (macroInOrigin(template)) return [MACRO_IN_ORIGIN];
   const url = parseUrl(renderUrl(template, SAMPLE_VALUES));
   if (url === null) return [`is not a valid absolute URL; write it like ${EXAMPLE}`];
   if (url.protocol !== "https:" && url.protocol !== "http:") return [`must use https, not ${url.protocol}`];
+  const problems = destinationProblems(url, options);
+  const written = hostOf(urlParts(template).authority);
+  const ipv4 = plainIpv4(url.hostname);
+  if (ipv4 !== null && written !== ipv4) {
+    problems.push(`writes the address ${ipv4} as ${written}; write an IP address as four decimal numbers`);
+  }
+  return problems;
+}
 
+/**
+ * A macro reaches the origin when it is written there, or when the parsed origin (scheme, user info,
+ * host, port) changes with the values: two renders with different values catch what a reading of the
+ * text could miss.
+ */
+function macroInOrigin(template: string): boolean {
+  const { scheme, authority } = urlParts(template);
+  if (macroNames(scheme + authority).length > 0) return true;
+  const origins = [SAMPLE_VALUES, everyMacro(template, "1"), everyMacro(template, "x")].map((values) => {
+    const url = parseUrl(renderUrl(template, values));
+    return url === null ? null : [url.protocol, url.username, url.password, url.hostname, url.port].join(" ");
+  });
+  return origins.some((origin) => origin !== origins[0]);
+}
+
+/** Every macro the template uses, `meta.*` included, filled with `text`. */
+function everyMacro(template: string, text: string): MacroValues {
+  const meta = macroNames(template)
+    .filter((name) => name.startsWith("meta."))
+    .map((name) => [name.slice("meta.".length), text]);
+  return { values: Object.fromEntries(KNOWN_MACROS.map((name) => [name, text])), meta: Object.fromEntries(meta) };
+}
+
+/** Scheme, user info and host of a parsed URL, as rules of where the hub may connect. */
+function destinationProblems(url: URL, options: UrlSafetyOptions): string[] {
   const problems: string[] = [];
-  if (url.protocol === "http:" && !options.allowInsecure) problems.push(`must use https (http is ${INSECURE_FLAG})`);
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && options.allowInsecure)) {
+    problems.push(
+      url.protocol === "http:" ? `must use https (http is ${INSECURE_FLAG})` : `must use https, not ${url.protocol}`,
+    );
+  }
   if (url.username !== "" || url.password !== "") {
     problems.push("must not contain a user name or password; send credentials in the partner's extra headers");
   }
@@ -69,23 +191,16 @@ function urlProblems(template: string, options: UrlSafetyOptions): string[] {
   } else if (kind === "loopback" && !options.allowInsecure) {
     problems.push(`must not point at a loopback address (${url.hostname}); loopback is ${INSECURE_FLAG}`);
   }
-  const written = hostOf(authority);
-  if (parseIPv4(url.hostname) !== null && written !== url.hostname) {
-    problems.push(`writes the address ${url.hostname} as ${written}; write an IP address as four decimal numbers`);
-  }
   return problems;
 }
 
-/**
- * The scheme and authority as written, up to the first `/`, `\`, `?` or `#` after the slashes
- * (the URL parser treats `\` as `/` and tolerates `https:host`, so this must too).
- */
-function splitOrigin(template: string): { origin: string; authority: string } {
-  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(template)?.[0] ?? "";
-  const rest = template.slice(scheme.length);
-  const end = rest.search(/[/\\?#]/);
-  const authority = end === -1 ? rest : rest.slice(0, end);
-  return { origin: scheme + authority, authority };
+/** The IPv4 address a parsed host is, written plainly: `8.8.8.8` for `8.8.8.8` and `[::ffff:808:808]`. */
+function plainIpv4(hostname: string): string | null {
+  if (ipaddr.IPv4.isValidFourPartDecimal(hostname)) return hostname;
+  const text = hostname.startsWith("[") ? hostname.slice(1, -1) : "";
+  if (!ipaddr.IPv6.isValid(text)) return null;
+  const address = ipaddr.IPv6.parse(text);
+  return address.isIPv4MappedAddress() ? address.toIPv4Address().toString() : null;
 }
 
 function hostOf(authority: string): string {
@@ -107,78 +222,4 @@ function normaliseHost(hostname: string): string | null {
   if (hostname === "" || /[/\\?#@\s]/.test(hostname)) return null;
   const bracketed = hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
   return parseUrl(`http://${bracketed}/`)?.hostname ?? null;
-}
-
-function parseIPv4(host: string): number | null {
-  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
-  if (match === null) return null;
-  const octets = match.slice(1).map(Number);
-  if (octets.some((octet) => octet > 255)) return null;
-  return octets.reduce((address, octet) => address * 256 + octet, 0);
-}
-
-type Cidr = { base: number; mask: number };
-
-function cidr(text: string): Cidr {
-  const [address = "", bits = ""] = text.split("/");
-  const base = parseIPv4(address);
-  if (base === null) throw new Error(`bad CIDR ${text}`);
-  return { base, mask: Number(bits) === 0 ? 0 : ~0 << (32 - Number(bits)) };
-}
-
-const LOOPBACK_IPV4 = cidr("127.0.0.0/8");
-const INTERNAL_IPV4 = [
-  "0.0.0.0/8", // "this network"
-  "10.0.0.0/8",
-  "100.64.0.0/10", // carrier-grade NAT
-  "169.254.0.0/16", // link-local, where cloud metadata services live
-  "172.16.0.0/12",
-  "192.168.0.0/16",
-  "198.18.0.0/15", // benchmarking
-  "224.0.0.0/3", // multicast, reserved and broadcast
-].map(cidr);
-
-function inRange(address: number, { base, mask }: Cidr): boolean {
-  return ((address ^ base) & mask) === 0;
-}
-
-function classifyIPv4(address: number): HostKind {
-  if (inRange(address, LOOPBACK_IPV4)) return "loopback";
-  return INTERNAL_IPV4.some((range) => inRange(address, range)) ? "internal" : "public";
-}
-
-/** Eight 16-bit groups, from the compressed form the URL parser writes. */
-function parseIPv6(text: string): number[] | null {
-  const halves = text.split("::");
-  if (halves.length > 2) return null;
-  const [head = "", tail] = halves;
-  const left = head === "" ? [] : head.split(":");
-  const right = tail === undefined || tail === "" ? [] : tail.split(":");
-  const missing = 8 - left.length - right.length;
-  if (tail === undefined ? missing !== 0 : missing < 1) return null;
-  const groups = [...left, ...Array<string>(missing).fill("0"), ...right].map((group) => Number.parseInt(group, 16));
-  return groups.every((group) => group >= 0 && group <= 0xffff) ? groups : null;
-}
-
-// Prefixes whose last 32 bits are an IPv4 address the packet really goes to.
-const IPV4_EMBEDDING_PREFIXES = [
-  [0, 0, 0, 0, 0, 0xffff], // IPv4-mapped
-  [0, 0, 0, 0, 0, 0], // IPv4-compatible (deprecated, but some stacks still route it)
-  [0x64, 0xff9b, 0, 0, 0, 0], // NAT64
-];
-
-function classifyIPv6(groups: number[]): HostKind {
-  const first = groups[0] ?? 0;
-  const last = groups[7] ?? 0;
-  if (groups.slice(0, 7).every((group) => group === 0) && last <= 1) return last === 1 ? "loopback" : "internal";
-  const unsafePrefix =
-    (first & 0xfe00) === 0xfc00 || // unique local
-    (first & 0xffc0) === 0xfe80 || // link-local
-    (first & 0xffc0) === 0xfec0 || // site-local (deprecated)
-    (first & 0xff00) === 0xff00; // multicast
-  if (unsafePrefix) return "internal";
-  if (IPV4_EMBEDDING_PREFIXES.some((prefix) => prefix.every((group, i) => groups[i] === group))) {
-    return classifyIPv4((groups[6] ?? 0) * 0x10000 + last);
-  }
-  return "public";
 }

@@ -2,12 +2,15 @@
  * Explain: a dry run of the ingest pipeline that shows, step by step, how a request would be
  * handled: authentication (with what the sender should have signed), mapping, validation, the
  * dedupe decision against the conversion's current state, and which partners would be notified
- * with their rendered requests. It stores and sends nothing.
+ * and why. It stores and sends nothing. The rendered requests (URLs, bodies, headers: often a
+ * partner's API keys) are shown to the admin only: a network explaining with its own credentials
+ * is an outside party, and learns of each partner only whether it would be notified and why.
  */
 import { conversionObjectName, type IngestAnswer, type RecordInput } from "../conversions/conversion-object";
 import { type DeliveryPayload, type Partner, partnerReceives, type RoutedEvent } from "../delivery/partner";
 import type { PartnerRequest } from "../delivery/partner-client";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
+import { checkOutboundUrl } from "../delivery/url-safety";
 import type { FieldError } from "../errors";
 import { ProblemError } from "../errors";
 import { carriedMethods } from "./authenticate";
@@ -24,6 +27,8 @@ import {
 export interface ExplainDeps extends IngestDeps {
   /** True when the caller presented the admin token (then failed network credentials still explain). */
   isAdmin: boolean;
+  /** ALLOW_INSECURE_PARTNER_URLS now, as the delivery consumer would judge the URL. */
+  allowInsecurePartnerUrls: boolean;
   partners(): Promise<Partner[]>;
   peek(
     name: string,
@@ -49,13 +54,17 @@ export interface Explanation {
   candidate: unknown;
   validation: { ok: boolean; errors: FieldError[] };
   decision: { verdict: string; current_status: string | null; conversion_status: string; errors: FieldError[] } | null;
-  partners: {
-    partner_id: string;
-    name: string;
-    notified: boolean;
-    reason: string;
-    request: PartnerRequest | null;
-  }[];
+  partners: PartnerExplanation[];
+}
+
+export interface PartnerExplanation {
+  partner_id: string;
+  name: string;
+  /** A request would be sent to this partner now. */
+  notified: boolean;
+  reason: string;
+  /** Admin only: the request as it would be sent (null when none would be), signature headers aside. */
+  request?: PartnerRequest | null;
 }
 
 const SECRET_PARAMS = new Set(["token", "pb_sig"]);
@@ -173,31 +182,70 @@ export async function explainPostback(networkId: string, request: Request, deps:
     conversion: { ...postback, event_time: postback.event_time ?? receivedAt, first_seen_at: receivedAt, version: 1 },
   };
   // A network explaining with its own credentials sees only the partners that could receive its
-  // events, and never their configured header values (they may hold the partner's API keys).
+  // events, and of them only names and verdicts.
   const visible = (await deps.partners()).filter(
     (p) => deps.isAdmin || !p.filters.networks?.length || p.filters.networks.includes(networkId),
   );
+  const values = macroValues(deliveryPayload, "(assigned when recorded)", 1);
   for (const partner of visible) {
-    const receives = partnerReceives(partner, routed);
-    const reason = !receives
-      ? test && !partner.receives_test_traffic
-        ? "does not take test traffic"
-        : "its filters exclude this event"
-      : partner.status !== "active"
-        ? "is disabled: the delivery would be parked"
-        : "would be notified";
-    let request: PartnerRequest | null = null;
-    if (receives) {
-      try {
-        request = renderRequest(partner, macroValues(deliveryPayload, "(assigned when recorded)", 1));
-        if (!deps.isAdmin) {
-          request.headers = Object.fromEntries(Object.keys(request.headers).map((name) => [name, "(hidden)"]));
-        }
-      } catch (error) {
-        if (!(error instanceof RenderError)) throw error;
-      }
-    }
-    explanation.partners.push({ partner_id: partner.id, name: partner.name, notified: receives, reason, request });
+    const verdict = partnerVerdict(partner, routed, values, deps.allowInsecurePartnerUrls);
+    const { request, detail, ...seen } = verdict;
+    const reason = deps.isAdmin && detail !== undefined ? `${seen.reason}: ${detail}` : seen.reason;
+    explanation.partners.push({
+      partner_id: partner.id,
+      name: partner.name,
+      notified: seen.notified,
+      reason,
+      ...(deps.isAdmin ? { request } : {}),
+    });
   }
   return explanation;
+}
+
+interface PartnerVerdict {
+  notified: boolean;
+  /** What anyone explaining may read. */
+  reason: string;
+  /** What only the admin may read: it can quote the partner's template. */
+  detail?: string;
+  request: PartnerRequest | null;
+}
+
+/** What the events and delivery consumers would do with this event for this partner, without sending. */
+function partnerVerdict(
+  partner: Partner,
+  routed: RoutedEvent,
+  values: ReturnType<typeof macroValues>,
+  allowInsecure: boolean,
+): PartnerVerdict {
+  if (!partnerReceives(partner, routed)) {
+    const reason =
+      routed.test && !partner.receives_test_traffic ? "does not take test traffic" : "its filters exclude this event";
+    return { notified: false, reason, request: null };
+  }
+  if (partner.status !== "active") {
+    return { notified: false, reason: "is disabled: the delivery would be parked", request: null };
+  }
+  let request: PartnerRequest;
+  try {
+    request = renderRequest(partner, values);
+  } catch (error) {
+    if (!(error instanceof RenderError)) throw error;
+    return {
+      notified: false,
+      reason: "the delivery would fail: its request cannot be rendered for this conversion",
+      detail: error.message,
+      request: null,
+    };
+  }
+  const target = checkOutboundUrl(request.url, { allowInsecure });
+  if (!target.ok) {
+    return {
+      notified: false,
+      reason: "the delivery would fail: its URL would be blocked before sending",
+      detail: target.reason,
+      request: null,
+    };
+  }
+  return { notified: true, reason: "would be notified", request: { ...request, url: target.url.href } };
 }

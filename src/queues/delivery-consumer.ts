@@ -6,10 +6,11 @@
  */
 
 import { MAX_PARTNER_TIMEOUT_MS, type Partner } from "../delivery/partner";
-import { type PartnerRequest, sendPartnerRequest, signatureHeaders } from "../delivery/partner-client";
+import { type PartnerRequest, sendPartnerRequest, signatureHeaders, signedContent } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import { type AttemptOutcome, classify, nextRetryDelaySeconds } from "../delivery/retry-policy";
+import { checkOutboundUrl } from "../delivery/url-safety";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
 import {
@@ -30,6 +31,8 @@ export interface DeliveryConsumerDeps {
   db: D1;
   fetch: typeof fetch;
   encryptionKey: string;
+  /** ALLOW_INSECURE_PARTNER_URLS as configured now, not when the partner was saved. */
+  allowInsecurePartnerUrls: boolean;
   /** Told when a partner is disabled for answering 410. */
   alert: (alert: { partner_id: string; name: string; reason: string }) => Promise<void>;
   now?: () => number;
@@ -119,36 +122,40 @@ async function attemptClaimed(
     request = renderRequest(partner, macroValues(payloadOf(delivery), delivery.id, delivery.attempts));
   } catch (error) {
     if (!(error instanceof RenderError)) throw error;
-    await deps.db.batch(
-      finishAttemptStatements(deps.db, {
-        attempt: {
-          delivery_id: delivery.id,
-          attempt: delivery.attempts,
-          partner_id: partner.id,
-          started_at: iso(startedMs),
-          http_status: null,
-          error_class: "render",
-          error: error.message,
-          latency_ms: 0,
-          response_excerpt: null,
-          outcome: "failed",
-        },
-        state: "failed",
-        retries: delivery.retries,
-        next_attempt_at: null,
-        now: iso(now()),
-        lease: delivery.lease_until,
-      }),
-    );
+    await failWithoutSending(delivery, partner, startedMs, deps, { error_class: "render", error: error.message });
     return null;
   }
+  // Judged again now, as `fetch` will parse it: a partner saved under other rules (insecure URLs
+  // allowed then), or a value the template checks could not foresee, must not make the hub connect.
+  const target = checkOutboundUrl(request.url, { allowInsecure: deps.allowInsecurePartnerUrls });
+  if (!target.ok) {
+    console.warn(
+      JSON.stringify({
+        message: "delivery blocked before sending",
+        delivery_id: delivery.id,
+        partner_id: partner.id,
+        reason: target.reason,
+      }),
+    );
+    await failWithoutSending(delivery, partner, startedMs, deps, {
+      error_class: "blocked",
+      error: `blocked before sending: ${target.reason}`,
+    });
+    return null;
+  }
+  request.url = target.url.href;
   if (partner.sign) {
     const keys = await partnerSigningKeys(deps.db, deps.encryptionKey, partner.id, startedMs);
     // A signing partner never gets an unsigned request; without a key the message is retried.
     if (keys.length === 0) throw new Error(`partner ${partner.id} signs but has no active signing secret`);
     Object.assign(
       request.headers,
-      await signatureHeaders(keys, delivery.id, Math.floor(startedMs / 1000), request.body),
+      await signatureHeaders(
+        keys,
+        delivery.id,
+        Math.floor(startedMs / 1000),
+        signedContent(request.method, target.url, request.body),
+      ),
     );
   }
   const result = await sendPartnerRequest(request, { timeoutMs: partner.timeout_ms, fetch: deps.fetch, now });
@@ -196,6 +203,37 @@ async function attemptClaimed(
     await deps.alert({ partner_id: partner.id, name: partner.name, reason: "the partner answered 410 Gone" });
   }
   return state === "retrying" ? delay : null;
+}
+
+/** Records an attempt that never left (the request could not be rendered, or was blocked) and fails the delivery. */
+async function failWithoutSending(
+  delivery: DeliveryRow,
+  partner: Partner,
+  startedMs: number,
+  deps: DeliveryConsumerDeps,
+  failure: { error_class: "render" | "blocked"; error: string },
+): Promise<void> {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  await deps.db.batch(
+    finishAttemptStatements(deps.db, {
+      attempt: {
+        delivery_id: delivery.id,
+        attempt: delivery.attempts,
+        partner_id: partner.id,
+        started_at: iso(startedMs),
+        http_status: null,
+        ...failure,
+        latency_ms: 0,
+        response_excerpt: null,
+        outcome: "failed",
+      },
+      state: "failed",
+      retries: delivery.retries,
+      next_attempt_at: null,
+      now: iso((deps.now ?? Date.now)()),
+      lease: delivery.lease_until,
+    }),
+  );
 }
 
 function describeOutcome(outcome: AttemptOutcome): Pick<AttemptRow, "http_status" | "error_class" | "error"> {

@@ -50,7 +50,10 @@ const AttemptSchema = z
     attempt: z.number().int(),
     started_at: z.string(),
     http_status: z.number().int().nullable(),
-    error_class: z.enum(["timeout", "network", "render"]).nullable(),
+    error_class: z.enum(["timeout", "network", "render", "blocked"]).nullable().openapi({
+      description:
+        "Why there was no HTTP status: no answer in time, a network error, a request that could not be rendered for this conversion, or a partner URL blocked right before sending (not https, or not a public host).",
+    }),
     error: z.string().nullable(),
     latency_ms: z.number().int(),
     response_excerpt: z.string().nullable(),

@@ -6,12 +6,12 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { type Config, configOf } from "../config";
 import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../delivery/partner";
-import { type PartnerRequest, signatureHeaders } from "../delivery/partner-client";
+import { type PartnerRequest, signatureHeaders, signedContent } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { macroValues, RenderError, renderRequest } from "../delivery/render";
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, validateRetrySchedule } from "../delivery/retry-policy";
 import { lintBodyTemplate } from "../delivery/template";
-import { lintUrlTemplate } from "../delivery/url-safety";
+import { checkOutboundUrl, lintUrlTemplate } from "../delivery/url-safety";
 import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from "../errors";
 import { NETWORK_ID_PATTERN } from "../ingest/ingest";
 import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
@@ -96,7 +96,10 @@ const PartnerPatchSchema = z
       .optional()
       .openapi({ example: "https://partner.example/postback?tx={transaction_id}&payout={amount}&status={status}" }),
     method: z.enum(["GET", "POST"]).optional(),
-    sign: z.boolean().optional().openapi({ description: "Send Standard Webhooks signature headers (GET included)." }),
+    sign: z.boolean().optional().openapi({
+      description:
+        "Send Standard Webhooks signature headers (GET included): a POST is signed over its raw body, a GET over its request line without the HTTP version (`GET /pb?tx=1&status=approved`). See docs/verifying-deliveries.md.",
+    }),
     retry_schedule_seconds: z
       .array(z.number().int())
       .optional()
@@ -632,6 +635,9 @@ export function registerPartnerRoutes(app: App): void {
           content: { "application/json": { schema: PreviewSchema } },
         },
         404: notFound,
+        409: problem(
+          "Deliveries to this partner would be blocked before sending (its URL is not https, or not public).",
+        ),
         ...ADMIN_PROBLEMS,
       },
     }),
@@ -649,14 +655,23 @@ export function registerPartnerRoutes(app: App): void {
         if (!(error instanceof RenderError)) throw error;
         throw validationFailed([{ location: "body.conversion", message: error.message }]);
       }
+      const config = configOf(c.env);
+      // The same last check as the delivery consumer's, so a preview never shows a request that would not leave.
+      const target = checkOutboundUrl(request.url, { allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS });
+      if (!target.ok) {
+        throw new ProblemError(
+          "invalid_state",
+          `Deliveries to this partner would be blocked before sending: ${target.reason}.`,
+          [{ location: "path.partner_id", message: target.reason }],
+        );
+      }
+      request.url = target.url.href;
       if (partner.sign) {
         const nowMs = Date.now();
-        const keys = await partnerSigningKeys(c.env.DB, configOf(c.env).ENCRYPTION_KEY, partner.id, nowMs);
+        const keys = await partnerSigningKeys(c.env.DB, config.ENCRYPTION_KEY, partner.id, nowMs);
         if (keys.length > 0) {
-          Object.assign(
-            request.headers,
-            await signatureHeaders(keys, deliveryId, Math.floor(nowMs / 1000), request.body),
-          );
+          const content = signedContent(request.method, target.url, request.body);
+          Object.assign(request.headers, await signatureHeaders(keys, deliveryId, Math.floor(nowMs / 1000), content));
         }
       }
       return c.json(request, 200);

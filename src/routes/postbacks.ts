@@ -229,7 +229,8 @@ export function registerPostbackRoutes(app: App): void {
       path: "/v1/postbacks/{network_id}/explain",
       tags,
       summary: "Explain how a GET postback would be handled (dry run)",
-      description: "The GET form of explain: the same query string you would send to the postback URL.",
+      description:
+        "The GET form of explain: the same query string you would send to the postback URL. Answers as the POST form does: partners' rendered requests are shown with the admin token only.",
       request: { params: NetworkPath, headers: credentialHeaders },
       responses: explainResponses,
     }),
@@ -241,7 +242,7 @@ export function registerPostbackRoutes(app: App): void {
       tags,
       summary: "Explain how a postback would be handled (dry run)",
       description:
-        "Send exactly the request you would send to the postback URL (JSON, form, or as a GET to the same path), with the admin token in `Authorization` or the network's own valid credentials. Answers the authentication verdict (with the string that should have been signed), the mapping, validation errors, the dedupe decision against the current state, and the partners that would be notified with their rendered requests. Stores and sends nothing.",
+        "Send exactly the request you would send to the postback URL (JSON, form, or as a GET to the same path), with the admin token in `Authorization` or the network's own valid credentials. Answers the authentication verdict (with the string that should have been signed), the mapping, validation errors, the dedupe decision against the current state, and the partners: for each, `notified` (whether a request would be sent now) and the `reason`. Only with the admin token does each partner also carry `request`, the rendered request (method, URL, headers, body) as it would be sent, and a reason that quotes the partner's template; a network explaining with its own credentials sees only the partners that could receive its events, as `partner_id`, `name`, `notified` and `reason`, never their URLs, bodies, headers or methods, which often hold the partner's API keys. Stores and sends nothing.",
       request: { params: NetworkPath, headers: credentialHeaders },
       responses: explainResponses,
     }),
@@ -280,6 +281,7 @@ export function registerPostbackRoutes(app: App): void {
     const explanation = await explainPostback(c.req.param("network_id") ?? "", c.req.raw, {
       ...ingestDeps(c),
       isAdmin,
+      allowInsecurePartnerUrls: config.ALLOW_INSECURE_PARTNER_URLS,
       partners: () => allPartners(c.env.DB),
       peek: (name, input) => c.env.CONVERSIONS.getByName(name).peek(input),
     });

@@ -468,7 +468,11 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
         const request = firstSeen.get(delivery.id);
         const event = byEvent.get(delivery.event_id);
         if (!request || !event) throw new Error(`delivery ${delivery.id} has no request or no expected event`);
-        expect(() => new Webhook(partner.signingSecret).verify("", request.headers)).not.toThrow();
+        // A GET is signed over its request line as the partner's server received it.
+        const requestLine = `${request.method} ${request.url}`;
+        expect(() =>
+          new Webhook(partner.signingSecret).verify(requestLine, request.headers, { jsonParse: false }),
+        ).not.toThrow();
         expect(Object.fromEntries(new URL(request.url, partnerServer.origin).searchParams)).toEqual({
           delivery: delivery.id,
           tx: event.transaction_id,

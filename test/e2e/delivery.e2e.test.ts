@@ -3,6 +3,8 @@
  * 127.0.0.1 that fails every delivery's first attempt (500) and hangs past the timeout on the
  * second. Each delivery must still reach it exactly once (deduplicated on `webhook-id`), signed so
  * that the official Standard Webhooks library verifies it, with every attempt visible in the API.
+ * Then partners verify what they received, GET and POST, with that library, as the docs tell them to
+ * (docs/verifying-deliveries.md), and nothing else verifies.
  */
 import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
@@ -245,8 +247,16 @@ describe("a flaky partner receiving from wrangler dev", () => {
         status: event?.status,
         amount: event?.amount,
       });
-      // A GET is signed over an empty payload; the library also checks the timestamp's tolerance.
-      expect(() => new Webhook(signingSecret).verify("", request.headers)).not.toThrow();
+      // A GET is signed over its request line as the server read it; the library also checks the
+      // timestamp's tolerance. The signature vouches for that request line only.
+      const webhook = new Webhook(signingSecret);
+      const requestLine = `${request.method} ${request.url}`;
+      expect(() => webhook.verify(requestLine, request.headers, { jsonParse: false })).not.toThrow();
+      for (const forged of [requestLine.replace("status=", "status=x"), requestLine.replace("/pb?", "/pc?"), ""]) {
+        expect(() => webhook.verify(forged, request.headers, { jsonParse: false }), forged).toThrow(
+          /No matching signature/,
+        );
+      }
     }
 
     // The attempt log matches what the partner saw, attempt by attempt.
@@ -291,6 +301,91 @@ describe("a flaky partner receiving from wrangler dev", () => {
         expect(lagMs, `attempt ${entry.attempt}: received ${lagMs} ms after it started`).toBeLessThan(5_000);
       });
       expect(Date.parse(detail.delivered_at ?? "")).toBeGreaterThanOrEqual(Date.parse(log[2]?.started_at ?? ""));
+    }
+  });
+});
+
+describe("partners verifying deliveries from wrangler dev with the standardwebhooks library", () => {
+  it("verifies a GET over its request line as received and a POST over its body, and nothing altered", async () => {
+    const server = await startPartnerServer(() => ({ status: 200, body: OK_BODY }));
+    try {
+      const network = `e2e-verify-${randomUUID().slice(0, 8)}`;
+      const { secret } = await expectStatus<{ secret: string }>(
+        await admin("/v1/networks", { method: "POST", body: JSON.stringify({ id: network, name: "E2E verify" }) }),
+        201,
+      );
+      const partner = async (fields: Record<string, unknown>) =>
+        expectStatus<{ id: string; signing_secret: string }>(
+          await admin("/v1/partners", {
+            method: "POST",
+            body: JSON.stringify({
+              name: `E2E verify ${randomUUID()}`,
+              sign: true,
+              filters: { networks: [network] },
+              ...fields,
+            }),
+          }),
+          201,
+        );
+      // Characters the URL parsers of Node and workerd do not all encode alike (`^`, `|`, `'`, `[`), and
+      // a fragment and values that need encoding: the partner must verify the bytes it received.
+      const getter = await partner({
+        url_template: `${server.origin}/pb/a^b|c'd/{transaction_id}?q=[1]'x&tx={transaction_id}&s={status}#top`,
+      });
+      const poster = await partner({
+        url_template: `${server.origin}/pb/post?tx={transaction_id}`,
+        method: "POST",
+        body_template: '{"tx":"{transaction_id}","payout":{amount}}',
+      });
+      const transactionId = `tx é "q" ${randomUUID()}`;
+      const payload = JSON.stringify(makePostback({ transaction_id: transactionId }));
+      const msgId = `msg_${randomUUID()}`;
+      const timestamp = new Date(Math.floor(Date.now() / 1000) * 1000);
+      await expectStatus(
+        await fetch(`${hub.baseUrl}/v1/postbacks/${network}`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "webhook-id": msgId,
+            "webhook-timestamp": String(timestamp.getTime() / 1000),
+            "webhook-signature": new Webhook(secret).sign(msgId, timestamp, payload),
+          },
+          body: payload,
+        }),
+        200,
+      );
+      const deadline = Date.now() + DELIVERY_DEADLINE_MS;
+      while (server.requests.length < 2 && Date.now() < deadline) await sleep(100);
+
+      const get = server.requests.find((r) => r.method === "GET");
+      const post = server.requests.find((r) => r.method === "POST");
+      if (!get || !post)
+        throw new Error(`expected a GET and a POST, got ${JSON.stringify(server.requests.map(summarise))}`);
+      const encoded = encodeURIComponent(transactionId);
+      expect(get.url).toBe(`/pb/a%5Eb|c'd/${encoded}?q=[1]%27x&tx=${encoded}&s=approved`);
+
+      const getHook = new Webhook(getter.signing_secret);
+      const requestLine = `${get.method} ${get.url}`;
+      expect(getHook.verify(requestLine, get.headers, { jsonParse: false })).toBeUndefined();
+      for (const forged of [
+        requestLine.replace("&s=approved", "&s=declined"),
+        requestLine.replace("&s=approved", "&s=approved&amount=900"),
+        requestLine.replace("/pb/", "/pc/"),
+        requestLine.replace("%5E", "^"),
+        `POST ${get.url}`,
+        "",
+      ]) {
+        expect(() => getHook.verify(forged, get.headers, { jsonParse: false }), forged).toThrow(
+          /No matching signature/,
+        );
+      }
+
+      const postHook = new Webhook(poster.signing_secret);
+      expect(postHook.verify(post.body, post.headers)).toEqual({ tx: transactionId, payout: 29.99 });
+      expect(() => postHook.verify(post.body.replace("29.99", "2999"), post.headers)).toThrow(/No matching signature/);
+      expect(() => postHook.verify(requestLine, get.headers)).toThrow(/No matching signature/);
+    } finally {
+      await server.close();
     }
   });
 });

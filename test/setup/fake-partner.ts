@@ -6,7 +6,8 @@
  *   /ok/…       200          /fail/…   500           /gone/…   410
  *   /slow/…     hangs 5 s    /flaky/N/… 500 for the first N requests to that path, then 200
  *
- * Any other outbound request fails loudly with 599.
+ * Any other outbound request fails loudly with 599, and is recorded too, so that a test can prove
+ * that nothing left for a host it never arranged: https://partner.test/__unexpected/<prefix>.
  */
 export const FAKE_PARTNER_ORIGIN = "https://partner.test";
 
@@ -19,24 +20,25 @@ interface Recorded {
 }
 
 const log: Recorded[] = [];
+const unexpected: Recorded[] = [];
 const counts = new Map<string, number>();
 
 export async function fakePartner(request: Request): Promise<Response> {
   const url = new URL(request.url);
   if (url.origin !== FAKE_PARTNER_ORIGIN) {
+    unexpected.push(await recorded(request));
     return new Response(`unexpected outbound request in a test: ${request.method} ${request.url}`, { status: 599 });
   }
-  if (url.pathname.startsWith("/__log/")) {
-    const prefix = url.pathname.slice("/__log".length);
-    return Response.json(log.filter((entry) => new URL(entry.url).pathname.startsWith(prefix)));
+  for (const [route, entries] of [
+    ["/__log", log],
+    ["/__unexpected", unexpected],
+  ] as const) {
+    if (url.pathname.startsWith(`${route}/`)) {
+      const prefix = url.pathname.slice(route.length);
+      return Response.json(entries.filter((entry) => new URL(entry.url).pathname.startsWith(prefix)));
+    }
   }
-  log.push({
-    method: request.method,
-    url: request.url,
-    headers: Object.fromEntries(request.headers),
-    body: await request.text(),
-    at: Date.now(),
-  });
+  log.push(await recorded(request));
   const seen = (counts.get(url.pathname) ?? 0) + 1;
   counts.set(url.pathname, seen);
   const [, kind, arg] = url.pathname.split("/");
@@ -55,4 +57,14 @@ export async function fakePartner(request: Request): Promise<Response> {
     default:
       return new Response("not found", { status: 404 });
   }
+}
+
+async function recorded(request: Request): Promise<Recorded> {
+  return {
+    method: request.method,
+    url: request.url,
+    headers: Object.fromEntries(request.headers),
+    body: await request.text(),
+    at: Date.now(),
+  };
 }
