@@ -22,8 +22,8 @@ interface Answer {
   conversion_status: string;
 }
 
-function stubFor(networkId: string, transactionId: string) {
-  return env.CONVERSIONS.getByName(conversionObjectName(networkId, transactionId));
+function stubFor(networkId: string, transactionId: string, test = false) {
+  return env.CONVERSIONS.getByName(conversionObjectName(networkId, transactionId, test));
 }
 
 async function send(network: TestNetwork, body: Record<string, unknown>, expected = 200) {

@@ -1,5 +1,5 @@
 /**
- * ConversionObject: one per (network_id, transaction_id). It decides every incoming event against
+ * ConversionObject: one per (network_id, transaction_id, test). It decides every incoming event against
  * the conversion's state, records it with an outbox row in one SQLite transaction, and answers.
  * Its alarm sends outbox rows to the EVENTS queue, retrying until the queue takes them. A row stays
  * until the events consumer confirms that D1 has the event (`confirm`); until then the alarm sends
@@ -54,10 +54,17 @@ const MAX_FLUSH_BACKOFF_MS = 5 * 60_000;
 /** An unconfirmed row is sent again after OUTBOX_RESEND_SECONDS, doubling each time up to this. */
 const MAX_RESEND_DELAY_MS = 60 * 60_000;
 
-/** The object's name: one object per network and transaction id. */
-export function conversionObjectName(networkId: string, transactionId: string): string {
-  // Network ids never contain ':', so the name splits back unambiguously.
-  return `${networkId}:${transactionId}`;
+/** Test objects' names start with this; a live name starts with a network id, which never has `~`. */
+export const TEST_OBJECT_PREFIX = "~test:";
+
+/**
+ * The object's name: one object per network, transaction id and world (live or test), so that a
+ * test postback can never block, change or hide a live conversion. Network ids never contain ':'
+ * and never start with '~', so a name splits back unambiguously and no live name can collide with
+ * a test one. Live names are what they were before test objects existed.
+ */
+export function conversionObjectName(networkId: string, transactionId: string, test: boolean): string {
+  return `${test ? TEST_OBJECT_PREFIX : ""}${networkId}:${transactionId}`;
 }
 
 /** All three tables are created together, so the outbox's presence says whether the object holds anything. */

@@ -130,7 +130,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
   explanation.validation = { ok: true, errors: [] };
   const postback = checked.postback;
   const receivedAt = new Date(deps.nowMs).toISOString();
-  const peeked = await deps.peek(conversionObjectName(networkId, postback.transaction_id), {
+  const peeked = await deps.peek(conversionObjectName(networkId, postback.transaction_id, test), {
     network_id: networkId,
     transaction_id: postback.transaction_id,
     postback,

@@ -26,7 +26,8 @@ export const EventMessageSchema = z.object({
   verdict: z.enum(["accepted", "updated", "stale"]),
   /** The conversion's status before this event; null for the first one. */
   previous_status: z.enum(CONVERSION_STATUSES).nullable().default(null),
-  /** A test postback: delivered only to partners that take test traffic. */
+  /** A test postback: decided by the transaction's test object (whose receipt this selects), kept
+   * in its own D1 row, delivered only to partners that take test traffic. */
   test: z.boolean().default(false),
   received_at: z.string(),
   /** The event as the network sent it (after validation). */

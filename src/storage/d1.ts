@@ -28,7 +28,7 @@ export interface ConversionRow {
   first_seen_at: string;
   updated_at: string;
   version: number;
-  /** 1 when the conversion came from test postbacks. */
+  /** 1 for the test conversion of the transaction (test postbacks), 0 for the live one. */
   test: number;
 }
 
@@ -83,12 +83,12 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
           `INSERT INTO conversions (network_id, transaction_id, status, amount, currency, event_type, event_time,
              campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (network_id, transaction_id) DO UPDATE SET
+           ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
              status = excluded.status, amount = excluded.amount, currency = excluded.currency,
              event_type = excluded.event_type, event_time = excluded.event_time,
              campaign_id = excluded.campaign_id, click_id = excluded.click_id, user_id = excluded.user_id,
              device_id = excluded.device_id, platform = excluded.platform, meta = excluded.meta,
-             updated_at = excluded.updated_at, version = excluded.version, test = excluded.test
+             updated_at = excluded.updated_at, version = excluded.version
            WHERE excluded.version > conversions.version
              AND (
                excluded.first_seen_at = conversions.first_seen_at
@@ -133,20 +133,29 @@ export function deadLetterStatement(
     .bind(letter.id, letter.queue, letter.body, letter.reason, letter.attempts, letter.created_at);
 }
 
+/**
+ * One conversion of one world (live or test) with its history, oldest first, and whether the other
+ * world holds a conversion with the same key (so that a 404 can say where to look).
+ */
 export async function getConversion(
   db: D1,
   networkId: string,
   transactionId: string,
-): Promise<{ conversion: ConversionRow | null; events: ConversionEventRow[] }> {
-  const [conversion, events] = await db.batch([
+  test: boolean,
+): Promise<{ conversion: ConversionRow | null; events: ConversionEventRow[]; otherWorld: boolean }> {
+  const [conversions, events] = await db.batch([
     db.prepare("SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ?").bind(networkId, transactionId),
     db
-      .prepare("SELECT * FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq")
-      .bind(networkId, transactionId),
+      .prepare(
+        "SELECT * FROM conversion_events WHERE network_id = ? AND transaction_id = ? AND test = ? ORDER BY seq, received_at",
+      )
+      .bind(networkId, transactionId, test ? 1 : 0),
   ]);
+  const rows = (conversions?.results ?? []) as ConversionRow[];
   return {
-    conversion: (conversion?.results[0] as ConversionRow | undefined) ?? null,
+    conversion: rows.find((row) => row.test === (test ? 1 : 0)) ?? null,
     events: (events?.results ?? []) as ConversionEventRow[],
+    otherWorld: rows.some((row) => row.test !== (test ? 1 : 0)),
   };
 }
 
@@ -160,12 +169,15 @@ export interface ConversionFilter {
   test?: boolean | undefined;
 }
 
+/** The list's sort key; `test` is part of it, since a test and a live conversion can share the rest. */
+export type ConversionListKey = [first_seen_at: string, network_id: string, transaction_id: string, test: "0" | "1"];
+
 /** Newest first by `first_seen_at`; `after` is the sort key of the last row of the previous page. */
 export async function listConversions(
   db: D1,
   filter: ConversionFilter,
   limit: number,
-  after: [string, string, string] | null,
+  after: ConversionListKey | null,
 ): Promise<ConversionRow[]> {
   const { results } = await db
     .prepare(
@@ -176,9 +188,9 @@ export async function listConversions(
          AND (?4 IS NULL OR platform = ?4)
          AND (?5 IS NULL OR first_seen_at >= ?5)
          AND (?6 IS NULL OR first_seen_at < ?6)
-         AND (?7 IS NULL OR (first_seen_at, network_id, transaction_id) < (?7, ?8, ?9))
+         AND (?7 IS NULL OR (first_seen_at, network_id, transaction_id, test) < (?7, ?8, ?9, ?12))
          AND (?11 IS NULL OR test = ?11)
-       ORDER BY first_seen_at DESC, network_id DESC, transaction_id DESC
+       ORDER BY first_seen_at DESC, network_id DESC, transaction_id DESC, test DESC
        LIMIT ?10`,
     )
     .bind(
@@ -193,6 +205,7 @@ export async function listConversions(
       after?.[2] ?? null,
       limit,
       filter.test === undefined ? null : filter.test ? 1 : 0,
+      after === null ? null : Number(after[3]),
     )
     .all<ConversionRow>();
   return results;

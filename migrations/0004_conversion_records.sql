@@ -1,0 +1,39 @@
+-- Conversion records: test and live apart.
+
+-- A test postback has its own conversion: the key gains `test`. SQLite cannot change a primary
+-- key in place, so the table is rebuilt with its rows and indexes. Rows written before this
+-- migration hold whichever world wrote them last (test and live shared one row then).
+CREATE TABLE conversions_keyed_by_world (
+  network_id TEXT NOT NULL,
+  transaction_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  amount TEXT,
+  currency TEXT,
+  event_type TEXT,
+  event_time TEXT NOT NULL,
+  campaign_id TEXT,
+  click_id TEXT,
+  user_id TEXT,
+  device_id TEXT,
+  platform TEXT,
+  meta TEXT,
+  first_seen_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  test INTEGER NOT NULL DEFAULT 0 CHECK (test IN (0, 1)),
+  PRIMARY KEY (network_id, transaction_id, test)
+);
+INSERT INTO conversions_keyed_by_world (network_id, transaction_id, status, amount, currency, event_type,
+  event_time, campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test)
+SELECT network_id, transaction_id, status, amount, currency, event_type, event_time, campaign_id, click_id,
+  user_id, device_id, platform, meta, first_seen_at, updated_at, version, test
+FROM conversions;
+DROP TABLE conversions;
+ALTER TABLE conversions_keyed_by_world RENAME TO conversions;
+-- The list's sort key (and cursor) is (first_seen_at, network_id, transaction_id, test).
+CREATE INDEX conversions_by_first_seen ON conversions (first_seen_at, network_id, transaction_id, test);
+CREATE INDEX conversions_by_network ON conversions (network_id, first_seen_at);
+CREATE INDEX conversions_by_campaign ON conversions (campaign_id, first_seen_at);
+
+DROP INDEX conversion_events_by_conversion;
+CREATE INDEX conversion_events_by_conversion ON conversion_events (network_id, transaction_id, test, seq);
