@@ -1,8 +1,11 @@
--- Conversion records: test and live apart.
+-- Conversion records: test and live apart, and whose clock set each conversion's time.
 
 -- A test postback has its own conversion: the key gains `test`. SQLite cannot change a primary
 -- key in place, so the table is rebuilt with its rows and indexes. Rows written before this
 -- migration hold whichever world wrote them last (test and live shared one row then).
+-- `event_time_supplied`: 1 when the network sent the conversion's event_time, 0 when the hub
+-- inferred it (the receipt time). An inferred time is exactly the receipt time of the event that
+-- set the row (`updated_at`), which is how the existing rows are told apart.
 CREATE TABLE conversions_keyed_by_world (
   network_id TEXT NOT NULL,
   transaction_id TEXT NOT NULL,
@@ -21,12 +24,15 @@ CREATE TABLE conversions_keyed_by_world (
   updated_at TEXT NOT NULL,
   version INTEGER NOT NULL,
   test INTEGER NOT NULL DEFAULT 0 CHECK (test IN (0, 1)),
+  event_time_supplied INTEGER NOT NULL DEFAULT 1 CHECK (event_time_supplied IN (0, 1)),
   PRIMARY KEY (network_id, transaction_id, test)
 );
 INSERT INTO conversions_keyed_by_world (network_id, transaction_id, status, amount, currency, event_type,
-  event_time, campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test)
+  event_time, campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test,
+  event_time_supplied)
 SELECT network_id, transaction_id, status, amount, currency, event_type, event_time, campaign_id, click_id,
-  user_id, device_id, platform, meta, first_seen_at, updated_at, version, test
+  user_id, device_id, platform, meta, first_seen_at, updated_at, version, test,
+  CASE WHEN event_time = updated_at THEN 0 ELSE 1 END
 FROM conversions;
 DROP TABLE conversions;
 ALTER TABLE conversions_keyed_by_world RENAME TO conversions;

@@ -128,12 +128,14 @@ describe("ConversionObject decisions through the ingest route", () => {
     expect((await stubFor(network.id, String(body.transaction_id)).inspect()).events).toBe(1);
   });
 
+  // With the network's own times: without them, approved after reversed is a late arrival (stale),
+  // since approved can only come before reversed (see "whose clock" below).
   it("answers 409 for a transition the table forbids", async () => {
     const network = await createNetwork();
-    const body = makePostback({ status: "reversed" });
+    const body = makePostback({ status: "reversed", event_time: "2026-11-01T10:00:00Z" });
     await send(network, body);
     const problem = await expectStatus<{ errors: { location: string; message: string }[] }>(
-      await postback(network, { ...body, status: "approved" }),
+      await postback(network, { ...body, status: "approved", event_time: "2026-11-01T11:00:00Z" }),
       409,
     );
     expect(problem.errors).toEqual([
@@ -151,6 +153,120 @@ describe("ConversionObject decisions through the ingest route", () => {
     expect(new Set(answers.map((a) => a.event_id)).size).toBe(1);
     const events = await history(network, String(body.transaction_id), 1);
     expect(events).toHaveLength(1);
+  });
+});
+
+describe("whose clock: a receipt time is not the network's", () => {
+  const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+
+  it("applies approved (1 h ago) → paid (no time) → reversed (10 min ago), ending reversed", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved", event_time: minutesAgo(60) });
+    const transactionId = String(body.transaction_id);
+    expect((await send(network, body)).status).toBe("accepted");
+    // No event_time: the receipt time (now) stands in, which is later than the network's own clock below.
+    expect(await send(network, { transaction_id: transactionId, status: "paid" })).toMatchObject({
+      status: "updated",
+      conversion_status: "paid",
+    });
+    const reversedAt = minutesAgo(10);
+    expect(
+      await send(network, { transaction_id: transactionId, status: "reversed", event_time: reversedAt }),
+    ).toMatchObject({
+      status: "updated",
+      conversion_status: "reversed",
+    });
+    expect((await stubFor(network.id, transactionId).inspect()).state).toMatchObject({
+      status: "reversed",
+      event_time: reversedAt,
+      event_time_supplied: true,
+    });
+    const row = await eventually(async () => {
+      const found = await conversionInD1(network.id, transactionId);
+      return found?.status === "reversed" ? found : null;
+    });
+    expect(row).toMatchObject({ event_time: reversedAt, event_time_supplied: 1 });
+    expect((await history(network, transactionId, 3)).map((e) => e.verdict)).toEqual([
+      "accepted",
+      "updated",
+      "updated",
+    ]);
+  });
+
+  it("keeps a late pending without times as stale, not a conflict: it can only have come before approved", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved" });
+    await send(network, body);
+    const late = await send(network, { ...body, status: "pending" });
+    expect(late).toMatchObject({ status: "stale", conversion_status: "approved" });
+    // A status that neither follows nor precedes is still a conflict.
+    await send(network, { transaction_id: body.transaction_id, status: "declined" });
+    await expectStatus(await postback(network, { transaction_id: body.transaction_id, status: "reversed" }), 409);
+  });
+
+  it("still judges two times the network supplied: an older one is stale", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "paid", event_time: minutesAgo(10) });
+    await send(network, body);
+    const reversal = { transaction_id: body.transaction_id, status: "reversed", event_time: minutesAgo(60) };
+    expect(await send(network, reversal)).toMatchObject({ status: "stale", conversion_status: "paid" });
+  });
+
+  /** An object as main left it: no schema_version, no event_time_supplied, a paid state. */
+  async function legacyObject(networkId: string, transactionId: string, eventTime: string, receivedAt: string) {
+    const stub = stubFor(networkId, transactionId);
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec(`
+        CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), network_id TEXT NOT NULL,
+          transaction_id TEXT NOT NULL, status TEXT NOT NULL, event_time TEXT NOT NULL, fields TEXT NOT NULL,
+          version INTEGER NOT NULL, first_seen_at TEXT NOT NULL, last_event_at TEXT NOT NULL);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+          fingerprint TEXT NOT NULL, verdict TEXT NOT NULL, answer TEXT NOT NULL, received_at TEXT NOT NULL);
+        CREATE INDEX events_by_fingerprint ON events (fingerprint);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY, message TEXT NOT NULL, due_at INTEGER NOT NULL DEFAULT 0,
+          sends INTEGER NOT NULL DEFAULT 0);
+      `);
+      const answer = {
+        status: "accepted",
+        event_id: "evt_legacy",
+        network_id: networkId,
+        transaction_id: transactionId,
+      };
+      state.storage.sql.exec(
+        "INSERT INTO events (event_id, fingerprint, verdict, answer, received_at) VALUES ('evt_legacy', 'f', 'accepted', ?, ?)",
+        JSON.stringify({ ...answer, conversion_status: "paid" }),
+        receivedAt,
+      );
+      state.storage.sql.exec(
+        "INSERT INTO state VALUES (1, ?, ?, 'paid', ?, ?, 1, ?, ?)",
+        networkId,
+        transactionId,
+        eventTime,
+        JSON.stringify({ status: "paid", amount: "5.00", currency: "USD" }),
+        receivedAt,
+        receivedAt,
+      );
+    });
+    return stub;
+  }
+
+  it("upgrades an object from before: a state time equal to its event's receipt time counts as inferred", async () => {
+    const network = await createNetwork();
+    const transactionId = uniqueId("tx");
+    const receivedAt = minutesAgo(5);
+    const stub = await legacyObject(network.id, transactionId, receivedAt, receivedAt);
+    expect((await stub.inspect()).state).toMatchObject({ status: "paid", event_time_supplied: false });
+    const reversal = { transaction_id: transactionId, status: "reversed", event_time: minutesAgo(30) };
+    expect(await send(network, reversal)).toMatchObject({ status: "updated", conversion_status: "reversed" });
+  });
+
+  it("upgrades an object from before: any other state time was the network's", async () => {
+    const network = await createNetwork();
+    const transactionId = uniqueId("tx");
+    const stub = await legacyObject(network.id, transactionId, minutesAgo(20), minutesAgo(5));
+    expect((await stub.inspect()).state).toMatchObject({ status: "paid", event_time_supplied: true });
+    const reversal = { transaction_id: transactionId, status: "reversed", event_time: minutesAgo(30) };
+    expect(await send(network, reversal)).toMatchObject({ status: "stale", conversion_status: "paid" });
   });
 });
 

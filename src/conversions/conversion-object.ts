@@ -22,6 +22,7 @@ import {
   merge,
   type RecordedVerdict,
 } from "./lifecycle";
+import { createSchema, openSchema } from "./object-schema";
 
 export interface RecordInput {
   network_id: string;
@@ -67,37 +68,6 @@ export function conversionObjectName(networkId: string, transactionId: string, t
   return `${test ? TEST_OBJECT_PREFIX : ""}${networkId}:${transactionId}`;
 }
 
-/** All three tables are created together, so the outbox's presence says whether the object holds anything. */
-const SCHEMA = `
-  CREATE TABLE state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    network_id TEXT NOT NULL,
-    transaction_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    event_time TEXT NOT NULL,
-    fields TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    first_seen_at TEXT NOT NULL,
-    last_event_at TEXT NOT NULL
-  );
-  CREATE TABLE events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    fingerprint TEXT NOT NULL,
-    verdict TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    received_at TEXT NOT NULL
-  );
-  CREATE INDEX events_by_fingerprint ON events (fingerprint);
-  CREATE TABLE outbox (
-    seq INTEGER PRIMARY KEY,
-    message TEXT NOT NULL,
-    -- When the alarm should send the row (again), in ms; 0 = at once.
-    due_at INTEGER NOT NULL DEFAULT 0,
-    sends INTEGER NOT NULL DEFAULT 0
-  );
-`;
-
 interface StoredConversion {
   state: ConversionState;
   version: number;
@@ -108,6 +78,7 @@ interface StoredConversion {
 interface StateRow extends Record<string, SqlStorageValue> {
   status: string;
   event_time: string;
+  event_time_supplied: number;
   fields: string;
   version: number;
   first_seen_at: string;
@@ -127,31 +98,18 @@ export class ConversionObject extends DurableObject<Env> {
     this.eventsQueue = env.EVENTS;
   }
 
-  /**
-   * Tables are created by the first write, not by the constructor, so that a read (explain's
-   * `peek`, a late `confirm`) never leaves an empty object behind.
-   */
+  /** For a write: the tables, created now if the object has none (see object-schema.ts). */
   private ensureSchema(): void {
     if (!this.hasSchema()) {
-      this.sql.exec(SCHEMA);
+      createSchema(this.sql);
       this.schemaReady = true;
     }
   }
 
-  /** Whether the object holds anything, in one query; upgrades an older outbox on the way. */
+  /** For a read: whether the object holds anything, upgraded to the current schema. */
   private hasSchema(): boolean {
-    if (this.schemaReady) return true;
-    const outbox = this.sql
-      .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
-      .toArray()[0];
-    if (outbox === undefined) return false;
-    // Objects written before outbox rows waited for their receipt have neither column.
-    if (!outbox.sql.includes("due_at")) {
-      this.sql.exec("ALTER TABLE outbox ADD COLUMN due_at INTEGER NOT NULL DEFAULT 0");
-      this.sql.exec("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0");
-    }
-    this.schemaReady = true;
-    return true;
+    if (!this.schemaReady) this.schemaReady = openSchema(this.ctx.storage);
+    return this.schemaReady;
   }
 
   /** Forgets the conversion: D1 holds the record; the events consumer is the second line of defence. */
@@ -187,12 +145,11 @@ export class ConversionObject extends DurableObject<Env> {
   private decideAndMaybeAppend(input: RecordInput, write: boolean): RecordResult {
     const fields = materialFields(input.postback);
     const print = fingerprint(fields);
-    const eventTime = input.postback.event_time ?? input.received_at;
     const stored = this.loadStored();
     const state = stored?.state ?? null;
     const decision = decide(
       state,
-      { fields, event_time: eventTime },
+      { fields, event_time: input.postback.event_time },
       (candidate) => this.findAnswer(candidate) !== null,
     );
     if (decision.verdict === "duplicate") {
@@ -216,7 +173,7 @@ export class ConversionObject extends DurableObject<Env> {
         },
       };
     }
-    return { ok: true, answer: this.append(input, fields, print, eventTime, decision.verdict, stored) };
+    return { ok: true, answer: this.append(input, fields, print, decision.verdict, stored) };
   }
 
   /**
@@ -319,16 +276,22 @@ export class ConversionObject extends DurableObject<Env> {
     input: RecordInput,
     fields: ConversionFields,
     print: string,
-    eventTime: string,
     verdict: RecordedVerdict,
     stored: StoredConversion | null,
   ): IngestAnswer {
     const receivedMs = Date.parse(input.received_at);
+    const suppliedTime = input.postback.event_time;
     // A stale event joins the history but leaves the state, and its version, as they were.
     const kept = verdict === "stale" ? stored : null;
     const conversion: ConversionState = kept
       ? kept.state
-      : { status: fields.status, event_time: eventTime, fields: stored ? merge(stored.state.fields, fields) : fields };
+      : {
+          status: fields.status,
+          // Without the network's time, the receipt time stands in, and the state remembers it is one.
+          event_time: suppliedTime ?? input.received_at,
+          event_time_supplied: suppliedTime !== undefined,
+          fields: stored ? merge(stored.state.fields, fields) : fields,
+        };
     const version = kept ? kept.version : Math.max((stored?.version ?? 0) + 1, receivedMs);
     const firstSeenAt = stored?.first_seen_at ?? input.received_at;
     const eventId = newId("evt", receivedMs);
@@ -350,14 +313,17 @@ export class ConversionObject extends DurableObject<Env> {
       )
       .one().seq;
     this.sql.exec(
-      `INSERT INTO state (id, network_id, transaction_id, status, event_time, fields, version, first_seen_at, last_event_at)
-       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO state (id, network_id, transaction_id, status, event_time, event_time_supplied, fields, version,
+         first_seen_at, last_event_at)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET status = excluded.status, event_time = excluded.event_time,
-         fields = excluded.fields, version = excluded.version, last_event_at = excluded.last_event_at`,
+         event_time_supplied = excluded.event_time_supplied, fields = excluded.fields, version = excluded.version,
+         last_event_at = excluded.last_event_at`,
       input.network_id,
       input.transaction_id,
       conversion.status,
       conversion.event_time,
+      conversion.event_time_supplied ? 1 : 0,
       JSON.stringify(conversion.fields),
       version,
       firstSeenAt,
@@ -373,7 +339,8 @@ export class ConversionObject extends DurableObject<Env> {
       previous_status: stored?.state.status ?? null,
       test: input.test === true,
       received_at: input.received_at,
-      event: { ...fields, ...(input.postback.event_time ? { event_time: input.postback.event_time } : {}) },
+      // event_time only when the network sent it: D1 tells a supplied time from an inferred one by it.
+      event: { ...fields, ...(suppliedTime ? { event_time: suppliedTime } : {}) },
       conversion: { ...conversion.fields, event_time: conversion.event_time, first_seen_at: firstSeenAt, version },
     };
     this.sql.exec("INSERT INTO outbox (seq, message) VALUES (?, ?)", seq, JSON.stringify(message));
@@ -389,6 +356,7 @@ export class ConversionObject extends DurableObject<Env> {
       state: {
         status: row.status as ConversionStatus,
         event_time: row.event_time,
+        event_time_supplied: row.event_time_supplied === 1,
         fields: JSON.parse(row.fields) as ConversionFields,
       },
       version: row.version,

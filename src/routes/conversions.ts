@@ -35,6 +35,10 @@ const ConversionSchema = z
     event_time: z
       .string()
       .openapi({ description: "Event time of the applied state (received time when the network sent none)." }),
+    event_time_supplied: z.boolean().openapi({
+      description:
+        "Whether event_time came from the network (true) or is the time the hub received the event (false). Staleness is judged only between supplied times.",
+    }),
     campaign_id: z.string().nullable(),
     click_id: z.string().nullable(),
     user_id: z.string().nullable(),
@@ -107,6 +111,7 @@ function toConversion(row: ConversionRow): z.infer<typeof ConversionSchema> {
     currency: row.currency,
     event_type: row.event_type,
     event_time: row.event_time,
+    event_time_supplied: row.event_time_supplied === 1,
     campaign_id: row.campaign_id,
     click_id: row.click_id,
     user_id: row.user_id,

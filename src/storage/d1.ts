@@ -30,6 +30,8 @@ export interface ConversionRow {
   version: number;
   /** 1 for the test conversion of the transaction (test postbacks), 0 for the live one. */
   test: number;
+  /** 1 when `event_time` came from the network, 0 when it is the receipt time of the event that set it. */
+  event_time_supplied: number;
 }
 
 export interface ConversionEventRow {
@@ -81,21 +83,26 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
       db
         .prepare(
           `INSERT INTO conversions (network_id, transaction_id, status, amount, currency, event_type, event_time,
-             campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test,
+             event_time_supplied)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
              status = excluded.status, amount = excluded.amount, currency = excluded.currency,
              event_type = excluded.event_type, event_time = excluded.event_time,
              campaign_id = excluded.campaign_id, click_id = excluded.click_id, user_id = excluded.user_id,
              device_id = excluded.device_id, platform = excluded.platform, meta = excluded.meta,
-             updated_at = excluded.updated_at, version = excluded.version
+             updated_at = excluded.updated_at, version = excluded.version,
+             event_time_supplied = excluded.event_time_supplied
            WHERE excluded.version > conversions.version
              AND (
                excluded.first_seen_at = conversions.first_seen_at
-               -- A snapshot from a later life of the Durable Object (it cleared itself after the
-               -- dedupe window) only applies when the lifecycle allows it against what D1 holds.
-               OR (excluded.event_time >= conversions.event_time
-                   AND (conversions.status, excluded.status) IN (VALUES ${TRANSITION_ROWS}))
+               -- A snapshot from a later life of the Durable Object (one that forgot the conversion
+               -- after the dedupe window) applies only when the lifecycle allows it against what D1
+               -- holds, and, when both times were supplied by the network, is not older. A receipt
+               -- time is not the network's clock: then arrival order decides, as in lifecycle.ts.
+               OR ((conversions.status, excluded.status) IN (VALUES ${TRANSITION_ROWS})
+                   AND (excluded.event_time_supplied = 0 OR conversions.event_time_supplied = 0
+                        OR excluded.event_time >= conversions.event_time))
              )`,
         )
         .bind(
@@ -116,6 +123,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
           message.received_at,
           c.version,
           message.test ? 1 : 0,
+          // An applied event's time is the conversion's: supplied exactly when the event carried one.
+          message.event.event_time === undefined ? 0 : 1,
         ),
     );
   }
