@@ -1,4 +1,5 @@
--- Conversion records: test and live apart, and whose clock set each conversion's time.
+-- Conversion records: test and live apart, whose clock set each conversion's time, and the hash
+-- chain of each conversion's events.
 
 -- A test postback has its own conversion: the key gains `test`. SQLite cannot change a primary
 -- key in place, so the table is rebuilt with its rows and indexes. Rows written before this
@@ -41,5 +42,9 @@ CREATE INDEX conversions_by_first_seen ON conversions (first_seen_at, network_id
 CREATE INDEX conversions_by_network ON conversions (network_id, first_seen_at);
 CREATE INDEX conversions_by_campaign ON conversions (campaign_id, first_seen_at);
 
+-- The hash chain, computed by the conversion's Durable Object as it records each event (see
+-- docs/conversion-records.md); NULL for events recorded before the chain existed.
+ALTER TABLE conversion_events ADD COLUMN hash TEXT;
+ALTER TABLE conversion_events ADD COLUMN prev_hash TEXT;
 DROP INDEX conversion_events_by_conversion;
 CREATE INDEX conversion_events_by_conversion ON conversion_events (network_id, transaction_id, test, seq);

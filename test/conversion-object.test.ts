@@ -409,22 +409,103 @@ describe("ConversionObject outbox", () => {
     expect(tables).toEqual([]);
   });
 
-  it("clears itself once the dedupe window has passed and the outbox is empty", async () => {
+  // The object used to clear itself entirely here; it now keeps a one-row tail (state and chain
+  // head), so that the lifecycle and the hash chain continue after the window.
+  it("keeps only its tail once the dedupe window has passed and the outbox is empty", async () => {
     const network = await createNetwork();
     const body = makePostback();
     await send(network, body);
     const stub = stubFor(network.id, String(body.transaction_id));
     await eventually(() => conversionInD1(network.id, String(body.transaction_id)));
     await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
-    await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec("UPDATE state SET last_event_at = ?", "2000-01-01T00:00:00.000Z");
+    await endDedupeWindow(stub);
+    expect(await stub.inspect()).toEqual({
+      state: expect.objectContaining({ status: "approved" }),
+      events: 0,
+      outbox: 0,
     });
-    await runDurableObjectAlarm(stub);
-    expect(await stub.inspect()).toEqual({ state: null, events: 0, outbox: 0 });
+    expect(await alarmOf(stub)).toBeNull();
     // D1 keeps the record.
     expect((await conversionInD1(network.id, String(body.transaction_id)))?.status).toBe("approved");
   });
+
+  it("continues the lifecycle, the seqs and the hash chain after the dedupe window", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved" });
+    const transactionId = String(body.transaction_id);
+    const first = await send(network, body);
+    const stub = stubFor(network.id, transactionId);
+    await eventually(() => conversionInD1(network.id, transactionId));
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+    const head = await stub.chainHead();
+    const firstSeenAt = (await conversionInD1(network.id, transactionId))?.first_seen_at;
+    await endDedupeWindow(stub);
+
+    // A re-sent copy of the current postback is still its duplicate, with its original answer.
+    expect(await send(network, body)).toEqual({ ...first, status: "duplicate" });
+    // A re-sent older status is a late arrival against the real state, not a new conversion.
+    expect(await send(network, { ...body, status: "pending" })).toMatchObject({
+      status: "stale",
+      conversion_status: "approved",
+    });
+    // A real change months later applies, and reaches D1 as the next link of the same chain.
+    expect(await send(network, { transaction_id: transactionId, status: "reversed" })).toMatchObject({
+      status: "updated",
+      conversion_status: "reversed",
+    });
+    const rows = await eventually(async () => {
+      const { results } = await env.DB.prepare(
+        "SELECT seq, verdict, hash, prev_hash FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq",
+      )
+        .bind(network.id, transactionId)
+        .all<{ seq: number; verdict: string; hash: string; prev_hash: string | null }>();
+      return results.length === 3 ? results : null;
+    });
+    expect(rows.map((r) => [r.seq, r.verdict])).toEqual([
+      [1, "accepted"],
+      [2, "stale"],
+      [3, "updated"],
+    ]);
+    expect(rows[1]?.prev_hash).toBe(head?.hash);
+    expect(rows[2]?.prev_hash).toBe(rows[1]?.hash);
+    expect((await stubFor(network.id, transactionId).chainHead())?.seq).toBe(3);
+    const row = await eventually(async () => {
+      const found = await conversionInD1(network.id, transactionId);
+      return found?.status === "reversed" ? found : null;
+    });
+    // The same life of the conversion: D1 applies it as the next state, not as a reborn object's.
+    expect(row.first_seen_at).toBe(firstSeenAt);
+    const proof = await expectStatus<{ status: string }>(
+      await admin(`/v1/conversions/${network.id}/${transactionId}/proof`),
+      200,
+    );
+    expect(proof.status).toBe("verified");
+  });
+
+  it("keeps the tail through a shortened DEDUPE_WINDOW_DAYS, as configured", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const transactionId = String(body.transaction_id);
+    await send(network, body);
+    const stub = stubFor(network.id, transactionId);
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+    // A window of about 1 ms: the next alarm finds it over.
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      Object.assign(instance, { env: { ...env, DEDUPE_WINDOW_DAYS: String(1 / 86_400_000) } });
+    });
+    await runInDurableObject(stub, (instance: ConversionObject) => instance.alarm());
+    expect(await stub.inspect()).toMatchObject({ events: 0, outbox: 0, state: { status: "approved" } });
+  });
 });
+
+/** Makes the object's last event older than any window, and runs its alarm. */
+async function endDedupeWindow(stub: ConversionStub): Promise<void> {
+  await runInDurableObject(stub, (_instance, state) => {
+    state.storage.sql.exec("UPDATE state SET last_event_at = ?", "2000-01-01T00:00:00.000Z");
+    return state.storage.setAlarm(Date.now());
+  });
+  await runDurableObjectAlarm(stub);
+}
 
 type ConversionStub = ReturnType<typeof stubFor>;
 

@@ -141,6 +141,31 @@ describe("EVENTS consumer", () => {
     expect(await conversionInD1("acme", paid.transaction_id)).toMatchObject({ status: "paid", event_time_supplied: 1 });
   });
 
+  it("stores each event's link in the hash chain, and none for a message sent before the chain", async () => {
+    const before = makeEventMessage();
+    expect(before).not.toHaveProperty("hash");
+    const hash = "a".repeat(64);
+    const chained = makeEventMessage({ hash, prev_hash: null });
+    const next = makeEventMessage({
+      transaction_id: chained.transaction_id,
+      seq: 2,
+      hash: "b".repeat(64),
+      prev_hash: hash,
+    });
+    const result = await deliver("postback-events", [before, chained, next]);
+    expect(result.ackAll).toBe(true);
+    const rows = await env.DB.prepare(
+      "SELECT event_id, hash, prev_hash FROM conversion_events WHERE event_id IN (?, ?, ?) ORDER BY hash NULLS FIRST",
+    )
+      .bind(before.event_id, chained.event_id, next.event_id)
+      .all();
+    expect(rows.results).toEqual([
+      { event_id: before.event_id, hash: null, prev_hash: null },
+      { event_id: chained.event_id, hash, prev_hash: null },
+      { event_id: next.event_id, hash: "b".repeat(64), prev_hash: hash },
+    ]);
+  });
+
   it("records a stale event in the history only", async () => {
     const first = makeEventMessage({ conversion: { ...makeEventMessage().conversion, status: "paid", version: 5 } });
     await deliver("postback-events", [first]);

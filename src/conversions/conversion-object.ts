@@ -5,7 +5,10 @@
  * until the events consumer confirms that D1 has the event (`confirm`); until then the alarm sends
  * it again now and then, so an event survives a queue that loses messages (wrangler dev's local
  * queues live in memory and die with the process). Once the outbox is empty and the dedupe window
- * has passed, the object clears itself.
+ * has passed, the object drops its history and keeps a one-row tail (see `keepTail`).
+ *
+ * Each recorded event is a link of the conversion's hash chain (chain.ts), hashed inside the same
+ * SQLite transaction that decides it.
  */
 import { DurableObject } from "cloudflare:workers";
 import { configOf } from "../config";
@@ -13,6 +16,7 @@ import type { FieldError } from "../errors";
 import type { ConversionStatus, Postback } from "../ingest/postback-schema";
 import { newId } from "../lib/bytes";
 import type { EventMessage } from "../queues/messages";
+import { type ChainHead, chainHash } from "./chain";
 import {
   type ConversionFields,
   type ConversionState,
@@ -73,6 +77,10 @@ interface StoredConversion {
   version: number;
   first_seen_at: string;
   last_event_at: string;
+  /** The answer of the event that set the state (null only in an object upgraded without one). */
+  answer: IngestAnswer | null;
+  /** The chain head: the last recorded event's seq, and its hash (null before the chain existed). */
+  head: { seq: number; hash: string | null };
 }
 
 interface StateRow extends Record<string, SqlStorageValue> {
@@ -83,6 +91,9 @@ interface StateRow extends Record<string, SqlStorageValue> {
   version: number;
   first_seen_at: string;
   last_event_at: string;
+  answer: string | null;
+  head_seq: number;
+  head_hash: string | null;
 }
 
 export class ConversionObject extends DurableObject<Env> {
@@ -112,7 +123,7 @@ export class ConversionObject extends DurableObject<Env> {
     return this.schemaReady;
   }
 
-  /** Forgets the conversion: D1 holds the record; the events consumer is the second line of defence. */
+  /** Empties an object that holds tables but no conversion (nothing to keep a tail of). */
   private async clear(): Promise<void> {
     await this.ctx.storage.deleteAll();
     this.schemaReady = false;
@@ -153,7 +164,8 @@ export class ConversionObject extends DurableObject<Env> {
       (candidate) => this.findAnswer(candidate) !== null,
     );
     if (decision.verdict === "duplicate") {
-      const original = decision.of === "recorded" ? this.findAnswer(print) : this.latestAppliedAnswer();
+      const original =
+        decision.of === "recorded" ? this.findAnswer(print) : (stored?.answer ?? this.latestAppliedAnswer());
       if (!original) throw new Error("duplicate without a recorded answer");
       return { ok: true, answer: { ...original, status: "duplicate" } };
     }
@@ -178,7 +190,7 @@ export class ConversionObject extends DurableObject<Env> {
 
   /**
    * The events consumer's receipt: D1 has these events, so their outbox rows can go. Keyed by
-   * event id, not seq: seqs start again after the object clears, event ids never repeat.
+   * event id, which never repeats (objects cleared by earlier code started their seqs again).
    */
   async confirm(eventIds: readonly string[]): Promise<void> {
     if (!this.hasSchema()) return;
@@ -252,6 +264,24 @@ export class ConversionObject extends DurableObject<Env> {
     };
   }
 
+  /**
+   * The object's own record of its chain, for the proof: the head, and the events still in the
+   * outbox (D1 may not hold them yet). Null when the object holds nothing.
+   */
+  async chainHead(): Promise<ChainHead | null> {
+    if (!this.hasSchema()) return null;
+    const stored = this.loadStored();
+    if (!stored) return null;
+    const inFlight = this.sql
+      .exec<{ message: string }>("SELECT message FROM outbox ORDER BY seq")
+      .toArray()
+      .map((row) => {
+        const message = JSON.parse(row.message) as Partial<EventMessage>;
+        return { seq: message.seq ?? 0, hash: message.hash ?? null, prev_hash: message.prev_hash ?? null };
+      });
+    return { seq: stored.head.seq, hash: stored.head.hash, in_flight: inFlight };
+  }
+
   private async scheduleNext(): Promise<void> {
     const next = this.sql.exec<{ due: number | null }>("SELECT min(due_at) AS due FROM outbox").one().due;
     if (next !== null) {
@@ -266,10 +296,21 @@ export class ConversionObject extends DurableObject<Env> {
     const windowMs = configOf(this.env).DEDUPE_WINDOW_DAYS * 86_400_000;
     const expiresAt = Date.parse(stored.last_event_at) + windowMs;
     if (Date.now() >= expiresAt) {
-      await this.clear();
+      this.keepTail();
     } else {
       await this.ctx.storage.setAlarm(expiresAt);
     }
+  }
+
+  /**
+   * After the dedupe window the history goes (D1 holds it) and the tail stays: the state row, with
+   * the current status, fields and whose clock set its time, the answer of the event that set it,
+   * and the chain head. A later event is still decided by the lifecycle against the real state
+   * (a re-sent old postback is stale, not a new conversion), its seq follows the head, and its hash
+   * links to the last one. No alarm is left: the object sleeps with one row until the next event.
+   */
+  private keepTail(): void {
+    this.sql.exec("DELETE FROM events");
   }
 
   private append(
@@ -302,23 +343,44 @@ export class ConversionObject extends DurableObject<Env> {
       transaction_id: input.transaction_id,
       conversion_status: conversion.status,
     };
-    const seq = this.sql
-      .exec<{ seq: number }>(
-        "INSERT INTO events (event_id, fingerprint, verdict, answer, received_at) VALUES (?, ?, ?, ?, ?) RETURNING seq",
-        eventId,
-        print,
-        verdict,
-        JSON.stringify(answer),
-        input.received_at,
-      )
-      .one().seq;
+    // The chain: seqs continue from the head (also after the dedupe window), and each event's hash
+    // covers its content and the previous hash. SHA-256 is synchronous: this is still one transaction.
+    const seq = (stored?.head.seq ?? 0) + 1;
+    const prevHash = stored?.head.hash ?? null;
+    // event_time only when the network sent it: D1 tells a supplied time from an inferred one by it.
+    const event = { ...fields, ...(suppliedTime ? { event_time: suppliedTime } : {}) };
+    const hash = chainHash({
+      network_id: input.network_id,
+      transaction_id: input.transaction_id,
+      test: input.test === true,
+      seq,
+      event_id: eventId,
+      verdict,
+      received_at: input.received_at,
+      event,
+      prev_hash: prevHash,
+    });
+    this.sql.exec(
+      `INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at, hash, prev_hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      seq,
+      eventId,
+      print,
+      verdict,
+      JSON.stringify(answer),
+      input.received_at,
+      hash,
+      prevHash,
+    );
+    const stateAnswer = kept ? (kept.answer ?? this.latestAppliedAnswer()) : answer;
     this.sql.exec(
       `INSERT INTO state (id, network_id, transaction_id, status, event_time, event_time_supplied, fields, version,
-         first_seen_at, last_event_at)
-       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         first_seen_at, last_event_at, answer, head_seq, head_hash)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET status = excluded.status, event_time = excluded.event_time,
          event_time_supplied = excluded.event_time_supplied, fields = excluded.fields, version = excluded.version,
-         last_event_at = excluded.last_event_at`,
+         last_event_at = excluded.last_event_at, answer = excluded.answer, head_seq = excluded.head_seq,
+         head_hash = excluded.head_hash`,
       input.network_id,
       input.transaction_id,
       conversion.status,
@@ -328,6 +390,9 @@ export class ConversionObject extends DurableObject<Env> {
       version,
       firstSeenAt,
       input.received_at,
+      stateAnswer ? JSON.stringify(stateAnswer) : null,
+      seq,
+      hash,
     );
     const message: EventMessage = {
       v: 1,
@@ -339,9 +404,10 @@ export class ConversionObject extends DurableObject<Env> {
       previous_status: stored?.state.status ?? null,
       test: input.test === true,
       received_at: input.received_at,
-      // event_time only when the network sent it: D1 tells a supplied time from an inferred one by it.
-      event: { ...fields, ...(suppliedTime ? { event_time: suppliedTime } : {}) },
+      event,
       conversion: { ...conversion.fields, event_time: conversion.event_time, first_seen_at: firstSeenAt, version },
+      hash,
+      prev_hash: prevHash,
     };
     this.sql.exec("INSERT INTO outbox (seq, message) VALUES (?, ?)", seq, JSON.stringify(message));
     return answer;
@@ -362,9 +428,12 @@ export class ConversionObject extends DurableObject<Env> {
       version: row.version,
       first_seen_at: row.first_seen_at,
       last_event_at: row.last_event_at,
+      answer: row.answer === null ? null : (JSON.parse(row.answer) as IngestAnswer),
+      head: { seq: row.head_seq, hash: row.head_hash },
     };
   }
 
+  /** The answer of the latest applied event in the history: for an upgraded state without one. */
   private latestAppliedAnswer(): IngestAnswer | null {
     const row = this.sql
       .exec<{ answer: string }>("SELECT answer FROM events WHERE verdict != 'stale' ORDER BY seq DESC LIMIT 1")

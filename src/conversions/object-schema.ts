@@ -21,15 +21,23 @@ const SCHEMA = `
     fields TEXT NOT NULL,
     version INTEGER NOT NULL,
     first_seen_at TEXT NOT NULL,
-    last_event_at TEXT NOT NULL
+    last_event_at TEXT NOT NULL,
+    -- The answer of the event that set the state, replayed for a duplicate of it.
+    answer TEXT,
+    -- The chain head: the last recorded event's seq and hash (NULL: recorded before the chain).
+    head_seq INTEGER NOT NULL DEFAULT 0,
+    head_hash TEXT
   );
+  -- The history of the dedupe window; after it only the state row (the tail) stays.
   CREATE TABLE events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
     fingerprint TEXT NOT NULL,
     verdict TEXT NOT NULL,
     answer TEXT NOT NULL,
-    received_at TEXT NOT NULL
+    received_at TEXT NOT NULL,
+    hash TEXT,
+    prev_hash TEXT
   );
   CREATE INDEX events_by_fingerprint ON events (fingerprint);
   CREATE TABLE outbox (
@@ -60,6 +68,20 @@ const UPGRADES: readonly Upgrade[] = [
     sql.exec(`
       UPDATE state SET event_time_supplied = coalesce(
         (SELECT state.event_time != received_at FROM events WHERE verdict != 'stale' ORDER BY seq DESC LIMIT 1), 0)
+    `);
+  },
+  // 3. The hash chain, and a tail that outlives the dedupe window. Events recorded before have no
+  // hash; the next event starts the chain (prev_hash NULL) and its seq follows theirs.
+  (sql) => {
+    sql.exec("ALTER TABLE events ADD COLUMN hash TEXT");
+    sql.exec("ALTER TABLE events ADD COLUMN prev_hash TEXT");
+    sql.exec("ALTER TABLE state ADD COLUMN answer TEXT");
+    sql.exec("ALTER TABLE state ADD COLUMN head_seq INTEGER NOT NULL DEFAULT 0");
+    sql.exec("ALTER TABLE state ADD COLUMN head_hash TEXT");
+    sql.exec(`
+      UPDATE state SET
+        head_seq = coalesce((SELECT max(seq) FROM events), 0),
+        answer = (SELECT answer FROM events WHERE verdict != 'stale' ORDER BY seq DESC LIMIT 1)
     `);
   },
 ];

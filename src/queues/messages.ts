@@ -39,6 +39,17 @@ export const EventMessageSchema = z.object({
     /** Monotonic across the object's whole life, so D1 applies snapshots in order. */
     version: z.number().int().positive(),
   }),
+  /** The event's link in its conversion's hash chain (conversions/chain.ts); absent in messages sent before it. */
+  hash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+  /** The previous event's hash; null for the first event of the chain. */
+  prev_hash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable()
+    .optional(),
 });
 
 export type EventMessage = z.infer<typeof EventMessageSchema>;

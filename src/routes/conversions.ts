@@ -63,6 +63,11 @@ const ConversionEventSchema = z
     event: z
       .record(z.string(), z.unknown())
       .openapi({ description: "The event as the network sent it, after validation." }),
+    hash: z.string().nullable().openapi({
+      description:
+        "The event's link in the conversion's hash chain (see the proof route); null for events recorded before the chain existed.",
+    }),
+    prev_hash: z.string().nullable().openapi({ description: "The previous event's hash; null for the chain's first." }),
   })
   .openapi("ConversionEvent");
 
@@ -79,12 +84,12 @@ function testFlag(description: string) {
     .openapi({ description });
 }
 
-const ConversionKeyParams = z.object({
+export const ConversionKeyParams = z.object({
   network_id: z.string().openapi({ param: { name: "network_id", in: "path" } }),
   transaction_id: z.string().openapi({ param: { name: "transaction_id", in: "path" } }),
 });
 
-const WorldQuery = z.object({
+export const WorldQuery = z.object({
   test: testFlag(
     "`true` for the transaction's test conversion (recorded from test postbacks, apart from the live one); the live one by default.",
   ),
@@ -134,6 +139,8 @@ function toEvent(row: ConversionEventRow): z.infer<typeof ConversionEventSchema>
     received_at: row.received_at,
     test: row.test === 1,
     event: JSON.parse(row.payload) as Record<string, unknown>,
+    hash: row.hash,
+    prev_hash: row.prev_hash,
   };
 }
 

@@ -45,6 +45,9 @@ export interface ConversionEventRow {
   payload: string;
   received_at: string;
   test: number;
+  /** The event's link in the conversion's hash chain; null when recorded before the chain existed. */
+  hash: string | null;
+  prev_hash: string | null;
 }
 
 /** The lifecycle table as SQL rows, for the consumer's second line of defence below. */
@@ -61,8 +64,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
     db
       .prepare(
         `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload,
-           received_at, test)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+           received_at, test, hash, prev_hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
       )
       .bind(
         message.event_id,
@@ -75,6 +78,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
         JSON.stringify(message.event),
         message.received_at,
         message.test ? 1 : 0,
+        message.hash ?? null,
+        message.prev_hash ?? null,
       ),
   ];
   if (message.verdict !== "stale") {
@@ -229,6 +234,7 @@ export async function checkSchema(db: D1): Promise<void> {
     db.prepare("SELECT 1 FROM delivery_attempts LIMIT 1"),
     db.prepare("SELECT auth, test_mode FROM networks LIMIT 1"),
     db.prepare("SELECT kind, last_used_at FROM network_secrets LIMIT 1"),
+    db.prepare("SELECT c.event_time_supplied, e.hash FROM conversions c, conversion_events e LIMIT 1"),
   ]);
 }
 
