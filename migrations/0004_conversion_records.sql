@@ -48,3 +48,16 @@ ALTER TABLE conversion_events ADD COLUMN hash TEXT;
 ALTER TABLE conversion_events ADD COLUMN prev_hash TEXT;
 DROP INDEX conversion_events_by_conversion;
 CREATE INDEX conversion_events_by_conversion ON conversion_events (network_id, transaction_id, test, seq);
+
+-- History retention deletes old events; for each conversion it keeps here the seq and hash of the
+-- last chained event it deleted, so that the chain that remains still verifies from that hash.
+CREATE TABLE conversion_chain_pruned (
+  network_id TEXT NOT NULL,
+  transaction_id TEXT NOT NULL,
+  test INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  hash TEXT NOT NULL,
+  -- The retention cutoff of the run that pruned it: every event received before it was deleted.
+  pruned_before TEXT NOT NULL,
+  PRIMARY KEY (network_id, transaction_id, test)
+);

@@ -4,12 +4,18 @@
  * hash from the conversions API with WebCrypto and the `canonicalize` package; and every kind of
  * edit to what D1 holds (a payload, a status, a conversion row, a deleted or rewritten row) shows.
  */
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import {
+  createExecutionContext,
+  createScheduledController,
+  runDurableObjectAlarm,
+  runInDurableObject,
+} from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import canonicalize from "canonicalize";
 import { describe, expect, it } from "vitest";
 import { chainHash, type Proof } from "../src/conversions/chain";
 import { type ConversionObject, conversionObjectName } from "../src/conversions/conversion-object";
+import worker from "../src/index";
 import {
   admin,
   createNetwork,
@@ -417,6 +423,41 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
     await settled(network, transactionId, 21);
     const proof = await proofOf(network, transactionId);
     expect(proof).toMatchObject({ status: "verified", head: { seq: 21 } });
+  });
+
+  it("verifies the chain that remains after history retention deleted its beginning", async () => {
+    const network = await createNetwork();
+    const transactionId = await recordedHistory(network);
+    // Seq 1 and 2 are older than the retention window; the cron deletes them.
+    await tamper(
+      "UPDATE conversion_events SET received_at = '2000-01-01T00:00:00.000Z' WHERE network_id = ? AND transaction_id = ? AND seq <= 2",
+      network.id,
+      transactionId,
+    );
+    const handler: ExportedHandler<Env> = worker;
+    await handler.scheduled?.(
+      createScheduledController({ cron: "17 3 * * *", scheduledTime: Date.now() }),
+      env,
+      createExecutionContext(),
+    );
+    const proof = await proofOf(network, transactionId);
+    expect(proof.events.map((e) => e.seq)).toEqual([3, 4]);
+    expect(proof).toMatchObject({ status: "verified", breaks: [] });
+    expect(proof.notes).toEqual([expect.stringMatching(/^History retention deleted the events up to seq 2 /)]);
+
+    // Without retention's record, the same gap is a deletion.
+    await tamper(
+      "DELETE FROM conversion_chain_pruned WHERE network_id = ? AND transaction_id = ?",
+      network.id,
+      transactionId,
+    );
+    expect((await proofOf(network, transactionId)).breaks).toEqual([
+      {
+        seq: 3,
+        event_id: expect.any(String),
+        reason: expect.stringMatching(/no history retention run recorded deleting it/),
+      },
+    ]);
   });
 
   it("answers 404 for a conversion that does not exist", async () => {

@@ -199,6 +199,8 @@ export function verifyChain(input: {
   rows: readonly StoredEvent[];
   conversion: StoredConversion | null;
   anchor: ChainHead | null;
+  /** The last chained event history retention deleted, if it deleted any. */
+  pruned?: { seq: number; hash: string; pruned_before: string } | null;
 }): Proof {
   const rows = [...input.rows].sort((a, b) => a.seq - b.seq || compare(a.received_at, b.received_at));
   const breaks: ChainBreak[] = [];
@@ -264,10 +266,15 @@ export function verifyChain(input: {
   // Links: from the chain's first event (prev_hash null) to its head, one seq after the other.
   const unchainedSeqs = new Set(rows.filter((row) => row.hash === null).map((row) => row.seq));
   const first = chained[0]?.row;
-  if (first && first.prev_hash !== null) {
+  const pruned = input.pruned ?? null;
+  if (first && pruned && first.prev_hash === pruned.hash && first.seq === pruned.seq + 1) {
+    notes.push(
+      `History retention deleted the events up to seq ${pruned.seq} (received before ${pruned.pruned_before}); the chain is verified from seq ${pruned.seq}'s hash, which it kept.`,
+    );
+  } else if (first && first.prev_hash !== null) {
     fail(
       first,
-      `it follows an event with hash ${first.prev_hash} that D1 does not hold (seq ${first.seq - 1} was deleted, or pruned by history retention)`,
+      `it follows an event with hash ${first.prev_hash} that D1 does not hold, and no history retention run recorded deleting it: seq ${first.seq - 1} was deleted`,
     );
   } else if (first && first.seq > 1) {
     notes.push(

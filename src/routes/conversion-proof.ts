@@ -31,7 +31,7 @@ export function registerConversionProofRoute(app: App): void {
   app.openapi(route, async (c) => {
     const { network_id, transaction_id } = c.req.valid("param");
     const test = c.req.valid("query").test ?? false;
-    const { conversion, events, otherWorld } = await getConversion(c.env.DB, network_id, transaction_id, test);
+    const { conversion, events, otherWorld, pruned } = await getConversion(c.env.DB, network_id, transaction_id, test);
     if (!conversion && events.length === 0) throw conversionNotFound(network_id, transaction_id, test, otherWorld);
     // One RPC, off the hot path: the object's own head is what D1 cannot forge.
     const anchor = await c.env.CONVERSIONS.getByName(
@@ -41,6 +41,7 @@ export function registerConversionProofRoute(app: App): void {
       rows: events.map(storedEvent),
       conversion: conversion ? storedConversion(conversion) : null,
       anchor,
+      pruned,
     });
     return c.json(proof, 200);
   });

@@ -156,21 +156,38 @@ export async function getConversion(
   networkId: string,
   transactionId: string,
   test: boolean,
-): Promise<{ conversion: ConversionRow | null; events: ConversionEventRow[]; otherWorld: boolean }> {
-  const [conversions, events] = await db.batch([
+): Promise<{
+  conversion: ConversionRow | null;
+  events: ConversionEventRow[];
+  otherWorld: boolean;
+  /** Where history retention cut the conversion's chain, if it did. */
+  pruned: PrunedChainRow | null;
+}> {
+  const world = test ? 1 : 0;
+  const [conversions, events, pruned] = await db.batch([
     db.prepare("SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ?").bind(networkId, transactionId),
     db
       .prepare(
         "SELECT * FROM conversion_events WHERE network_id = ? AND transaction_id = ? AND test = ? ORDER BY seq, received_at",
       )
-      .bind(networkId, transactionId, test ? 1 : 0),
+      .bind(networkId, transactionId, world),
+    db
+      .prepare("SELECT * FROM conversion_chain_pruned WHERE network_id = ? AND transaction_id = ? AND test = ?")
+      .bind(networkId, transactionId, world),
   ]);
   const rows = (conversions?.results ?? []) as ConversionRow[];
   return {
-    conversion: rows.find((row) => row.test === (test ? 1 : 0)) ?? null,
+    conversion: rows.find((row) => row.test === world) ?? null,
     events: (events?.results ?? []) as ConversionEventRow[],
-    otherWorld: rows.some((row) => row.test !== (test ? 1 : 0)),
+    otherWorld: rows.some((row) => row.test !== world),
+    pruned: (pruned?.results[0] as PrunedChainRow | undefined) ?? null,
   };
+}
+
+export interface PrunedChainRow {
+  seq: number;
+  hash: string;
+  pruned_before: string;
 }
 
 export interface ConversionFilter {
@@ -234,7 +251,9 @@ export async function checkSchema(db: D1): Promise<void> {
     db.prepare("SELECT 1 FROM delivery_attempts LIMIT 1"),
     db.prepare("SELECT auth, test_mode FROM networks LIMIT 1"),
     db.prepare("SELECT kind, last_used_at FROM network_secrets LIMIT 1"),
-    db.prepare("SELECT c.event_time_supplied, e.hash FROM conversions c, conversion_events e LIMIT 1"),
+    db.prepare(
+      "SELECT c.event_time_supplied, e.hash, p.seq FROM conversions c, conversion_events e, conversion_chain_pruned p LIMIT 1",
+    ),
   ]);
 }
 
@@ -243,7 +262,22 @@ export async function checkSchema(db: D1): Promise<void> {
  * conversions themselves are kept, and so is every delivery still pending, retrying or parked.
  */
 export async function pruneHistory(db: D1, before: string): Promise<{ events: number; deliveries: number }> {
-  const [events, deliveries] = await db.batch([
+  const [, events, deliveries] = await db.batch([
+    // First, in the same transaction: each conversion's last chained event about to go, so its proof
+    // can start from that hash (conversions/chain.ts) instead of reporting the events as missing.
+    db
+      .prepare(
+        `INSERT INTO conversion_chain_pruned (network_id, transaction_id, test, seq, hash, pruned_before)
+         SELECT network_id, transaction_id, test, seq, hash, ?1 FROM (
+           SELECT network_id, transaction_id, test, seq, hash,
+             row_number() OVER (PARTITION BY network_id, transaction_id, test ORDER BY seq DESC) AS latest
+           FROM conversion_events WHERE received_at < ?1 AND hash IS NOT NULL
+         ) WHERE latest = 1
+         ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
+           seq = excluded.seq, hash = excluded.hash, pruned_before = excluded.pruned_before
+         WHERE excluded.seq > conversion_chain_pruned.seq`,
+      )
+      .bind(before),
     db.prepare("DELETE FROM conversion_events WHERE received_at < ?").bind(before),
     db.prepare("DELETE FROM deliveries WHERE created_at < ? AND state IN ('delivered', 'failed', 'dead')").bind(before),
   ]);
