@@ -507,6 +507,9 @@ const CPU_CASES = [
   ["validate", "parseJson + zod PostbackSchema"],
   ["verify", "authenticateRequest: Standard Webhooks HMAC"],
   ["verify_validate", "verify, then parse + validate (ingest order)"],
+  ["chain_canonical", "RFC 8785 text of one event's chain content"],
+  ["chain_hash", "chainHash: RFC 8785 + SHA-256 (@noble/hashes), as record does"],
+  ["chain_hash_webcrypto", "the same digest with crypto.subtle (async)"],
 ];
 
 /**

@@ -4,6 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
 import { requireAdmin } from "./routes/admin-auth";
 import type { AppEnv } from "./routes/common";
+import { registerConversionProofRoute } from "./routes/conversion-proof";
 import { registerConversionRoutes } from "./routes/conversions";
 import { registerDeliveryRoutes } from "./routes/deliveries";
 import { registerDocsRoutes } from "./routes/docs";
@@ -71,6 +72,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   registerPostbackRoutes(app);
   registerNetworkRoutes(app);
   registerConversionRoutes(app);
+  registerConversionProofRoute(app);
   registerPartnerRoutes(app);
   registerDeliveryRoutes(app);
   registerRequestRoutes(app);

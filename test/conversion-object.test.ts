@@ -22,8 +22,8 @@ interface Answer {
   conversion_status: string;
 }
 
-function stubFor(networkId: string, transactionId: string) {
-  return env.CONVERSIONS.getByName(conversionObjectName(networkId, transactionId));
+function stubFor(networkId: string, transactionId: string, test = false) {
+  return env.CONVERSIONS.getByName(conversionObjectName(networkId, transactionId, test));
 }
 
 async function send(network: TestNetwork, body: Record<string, unknown>, expected = 200) {
@@ -128,12 +128,14 @@ describe("ConversionObject decisions through the ingest route", () => {
     expect((await stubFor(network.id, String(body.transaction_id)).inspect()).events).toBe(1);
   });
 
+  // With the network's own times: without them, approved after reversed is a late arrival (stale),
+  // since approved can only come before reversed (see "whose clock" below).
   it("answers 409 for a transition the table forbids", async () => {
     const network = await createNetwork();
-    const body = makePostback({ status: "reversed" });
+    const body = makePostback({ status: "reversed", event_time: "2026-11-01T10:00:00Z" });
     await send(network, body);
     const problem = await expectStatus<{ errors: { location: string; message: string }[] }>(
-      await postback(network, { ...body, status: "approved" }),
+      await postback(network, { ...body, status: "approved", event_time: "2026-11-01T11:00:00Z" }),
       409,
     );
     expect(problem.errors).toEqual([
@@ -151,6 +153,120 @@ describe("ConversionObject decisions through the ingest route", () => {
     expect(new Set(answers.map((a) => a.event_id)).size).toBe(1);
     const events = await history(network, String(body.transaction_id), 1);
     expect(events).toHaveLength(1);
+  });
+});
+
+describe("whose clock: a receipt time is not the network's", () => {
+  const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+
+  it("applies approved (1 h ago) → paid (no time) → reversed (10 min ago), ending reversed", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved", event_time: minutesAgo(60) });
+    const transactionId = String(body.transaction_id);
+    expect((await send(network, body)).status).toBe("accepted");
+    // No event_time: the receipt time (now) stands in, which is later than the network's own clock below.
+    expect(await send(network, { transaction_id: transactionId, status: "paid" })).toMatchObject({
+      status: "updated",
+      conversion_status: "paid",
+    });
+    const reversedAt = minutesAgo(10);
+    expect(
+      await send(network, { transaction_id: transactionId, status: "reversed", event_time: reversedAt }),
+    ).toMatchObject({
+      status: "updated",
+      conversion_status: "reversed",
+    });
+    expect((await stubFor(network.id, transactionId).inspect()).state).toMatchObject({
+      status: "reversed",
+      event_time: reversedAt,
+      event_time_supplied: true,
+    });
+    const row = await eventually(async () => {
+      const found = await conversionInD1(network.id, transactionId);
+      return found?.status === "reversed" ? found : null;
+    });
+    expect(row).toMatchObject({ event_time: reversedAt, event_time_supplied: 1 });
+    expect((await history(network, transactionId, 3)).map((e) => e.verdict)).toEqual([
+      "accepted",
+      "updated",
+      "updated",
+    ]);
+  });
+
+  it("keeps a late pending without times as stale, not a conflict: it can only have come before approved", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved" });
+    await send(network, body);
+    const late = await send(network, { ...body, status: "pending" });
+    expect(late).toMatchObject({ status: "stale", conversion_status: "approved" });
+    // A status that neither follows nor precedes is still a conflict.
+    await send(network, { transaction_id: body.transaction_id, status: "declined" });
+    await expectStatus(await postback(network, { transaction_id: body.transaction_id, status: "reversed" }), 409);
+  });
+
+  it("still judges two times the network supplied: an older one is stale", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "paid", event_time: minutesAgo(10) });
+    await send(network, body);
+    const reversal = { transaction_id: body.transaction_id, status: "reversed", event_time: minutesAgo(60) };
+    expect(await send(network, reversal)).toMatchObject({ status: "stale", conversion_status: "paid" });
+  });
+
+  /** An object as main left it: no schema_version, no event_time_supplied, a paid state. */
+  async function legacyObject(networkId: string, transactionId: string, eventTime: string, receivedAt: string) {
+    const stub = stubFor(networkId, transactionId);
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec(`
+        CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), network_id TEXT NOT NULL,
+          transaction_id TEXT NOT NULL, status TEXT NOT NULL, event_time TEXT NOT NULL, fields TEXT NOT NULL,
+          version INTEGER NOT NULL, first_seen_at TEXT NOT NULL, last_event_at TEXT NOT NULL);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+          fingerprint TEXT NOT NULL, verdict TEXT NOT NULL, answer TEXT NOT NULL, received_at TEXT NOT NULL);
+        CREATE INDEX events_by_fingerprint ON events (fingerprint);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY, message TEXT NOT NULL, due_at INTEGER NOT NULL DEFAULT 0,
+          sends INTEGER NOT NULL DEFAULT 0);
+      `);
+      const answer = {
+        status: "accepted",
+        event_id: "evt_legacy",
+        network_id: networkId,
+        transaction_id: transactionId,
+      };
+      state.storage.sql.exec(
+        "INSERT INTO events (event_id, fingerprint, verdict, answer, received_at) VALUES ('evt_legacy', 'f', 'accepted', ?, ?)",
+        JSON.stringify({ ...answer, conversion_status: "paid" }),
+        receivedAt,
+      );
+      state.storage.sql.exec(
+        "INSERT INTO state VALUES (1, ?, ?, 'paid', ?, ?, 1, ?, ?)",
+        networkId,
+        transactionId,
+        eventTime,
+        JSON.stringify({ status: "paid", amount: "5.00", currency: "USD" }),
+        receivedAt,
+        receivedAt,
+      );
+    });
+    return stub;
+  }
+
+  it("upgrades an object from before: a state time equal to its event's receipt time counts as inferred", async () => {
+    const network = await createNetwork();
+    const transactionId = uniqueId("tx");
+    const receivedAt = minutesAgo(5);
+    const stub = await legacyObject(network.id, transactionId, receivedAt, receivedAt);
+    expect((await stub.inspect()).state).toMatchObject({ status: "paid", event_time_supplied: false });
+    const reversal = { transaction_id: transactionId, status: "reversed", event_time: minutesAgo(30) };
+    expect(await send(network, reversal)).toMatchObject({ status: "updated", conversion_status: "reversed" });
+  });
+
+  it("upgrades an object from before: any other state time was the network's", async () => {
+    const network = await createNetwork();
+    const transactionId = uniqueId("tx");
+    const stub = await legacyObject(network.id, transactionId, minutesAgo(20), minutesAgo(5));
+    expect((await stub.inspect()).state).toMatchObject({ status: "paid", event_time_supplied: true });
+    const reversal = { transaction_id: transactionId, status: "reversed", event_time: minutesAgo(30) };
+    expect(await send(network, reversal)).toMatchObject({ status: "stale", conversion_status: "paid" });
   });
 });
 
@@ -293,22 +409,103 @@ describe("ConversionObject outbox", () => {
     expect(tables).toEqual([]);
   });
 
-  it("clears itself once the dedupe window has passed and the outbox is empty", async () => {
+  // The object used to clear itself entirely here; it now keeps a one-row tail (state and chain
+  // head), so that the lifecycle and the hash chain continue after the window.
+  it("keeps only its tail once the dedupe window has passed and the outbox is empty", async () => {
     const network = await createNetwork();
     const body = makePostback();
     await send(network, body);
     const stub = stubFor(network.id, String(body.transaction_id));
     await eventually(() => conversionInD1(network.id, String(body.transaction_id)));
     await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
-    await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec("UPDATE state SET last_event_at = ?", "2000-01-01T00:00:00.000Z");
+    await endDedupeWindow(stub);
+    expect(await stub.inspect()).toEqual({
+      state: expect.objectContaining({ status: "approved" }),
+      events: 0,
+      outbox: 0,
     });
-    await runDurableObjectAlarm(stub);
-    expect(await stub.inspect()).toEqual({ state: null, events: 0, outbox: 0 });
+    expect(await alarmOf(stub)).toBeNull();
     // D1 keeps the record.
     expect((await conversionInD1(network.id, String(body.transaction_id)))?.status).toBe("approved");
   });
+
+  it("continues the lifecycle, the seqs and the hash chain after the dedupe window", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved" });
+    const transactionId = String(body.transaction_id);
+    const first = await send(network, body);
+    const stub = stubFor(network.id, transactionId);
+    await eventually(() => conversionInD1(network.id, transactionId));
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+    const head = await stub.chainHead();
+    const firstSeenAt = (await conversionInD1(network.id, transactionId))?.first_seen_at;
+    await endDedupeWindow(stub);
+
+    // A re-sent copy of the current postback is still its duplicate, with its original answer.
+    expect(await send(network, body)).toEqual({ ...first, status: "duplicate" });
+    // A re-sent older status is a late arrival against the real state, not a new conversion.
+    expect(await send(network, { ...body, status: "pending" })).toMatchObject({
+      status: "stale",
+      conversion_status: "approved",
+    });
+    // A real change months later applies, and reaches D1 as the next link of the same chain.
+    expect(await send(network, { transaction_id: transactionId, status: "reversed" })).toMatchObject({
+      status: "updated",
+      conversion_status: "reversed",
+    });
+    const rows = await eventually(async () => {
+      const { results } = await env.DB.prepare(
+        "SELECT seq, verdict, hash, prev_hash FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq",
+      )
+        .bind(network.id, transactionId)
+        .all<{ seq: number; verdict: string; hash: string; prev_hash: string | null }>();
+      return results.length === 3 ? results : null;
+    });
+    expect(rows.map((r) => [r.seq, r.verdict])).toEqual([
+      [1, "accepted"],
+      [2, "stale"],
+      [3, "updated"],
+    ]);
+    expect(rows[1]?.prev_hash).toBe(head?.hash);
+    expect(rows[2]?.prev_hash).toBe(rows[1]?.hash);
+    expect((await stubFor(network.id, transactionId).chainHead())?.seq).toBe(3);
+    const row = await eventually(async () => {
+      const found = await conversionInD1(network.id, transactionId);
+      return found?.status === "reversed" ? found : null;
+    });
+    // The same life of the conversion: D1 applies it as the next state, not as a reborn object's.
+    expect(row.first_seen_at).toBe(firstSeenAt);
+    const proof = await expectStatus<{ status: string }>(
+      await admin(`/v1/conversions/${network.id}/${transactionId}/proof`),
+      200,
+    );
+    expect(proof.status).toBe("verified");
+  });
+
+  it("keeps the tail through a shortened DEDUPE_WINDOW_DAYS, as configured", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const transactionId = String(body.transaction_id);
+    await send(network, body);
+    const stub = stubFor(network.id, transactionId);
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+    // A window of about 1 ms: the next alarm finds it over.
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      Object.assign(instance, { env: { ...env, DEDUPE_WINDOW_DAYS: String(1 / 86_400_000) } });
+    });
+    await runInDurableObject(stub, (instance: ConversionObject) => instance.alarm());
+    expect(await stub.inspect()).toMatchObject({ events: 0, outbox: 0, state: { status: "approved" } });
+  });
 });
+
+/** Makes the object's last event older than any window, and runs its alarm. */
+async function endDedupeWindow(stub: ConversionStub): Promise<void> {
+  await runInDurableObject(stub, (_instance, state) => {
+    state.storage.sql.exec("UPDATE state SET last_event_at = ?", "2000-01-01T00:00:00.000Z");
+    return state.storage.setAlarm(Date.now());
+  });
+  await runDurableObjectAlarm(stub);
+}
 
 type ConversionStub = ReturnType<typeof stubFor>;
 

@@ -90,7 +90,8 @@ describe("GET /v1/conversions", () => {
     const lives = await listAll(`network_id=${network.id}&test=false`);
     expect(lives.map((c) => c.transaction_id)).toEqual([live.transaction_id]);
     const detail = await expectStatus<{ test: boolean; events: { test: boolean }[] }>(
-      await admin(`/v1/conversions/${network.id}/${trial.transaction_id}`),
+      // The detail serves the live conversion unless asked for the test one.
+      await admin(`/v1/conversions/${network.id}/${trial.transaction_id}?test=true`),
       200,
     );
     expect(detail.test).toBe(true);

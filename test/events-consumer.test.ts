@@ -97,6 +97,75 @@ describe("EVENTS consumer", () => {
     expect((await conversionInD1("acme", paid.transaction_id))?.status).toBe("reversed");
   });
 
+  it("applies a later life's reversal dated before a receipt time D1 holds: the clocks cannot be compared", async () => {
+    // The first life's paid came without event_time: D1's time for it is the hub's receipt time.
+    const receivedAt = new Date(Date.now() - 60_000).toISOString();
+    const paid = makeEventMessage({
+      received_at: receivedAt,
+      event: { status: "paid" },
+      conversion: { status: "paid", event_time: receivedAt, first_seen_at: receivedAt, version: 10 },
+    });
+    await deliver("postback-events", [paid]);
+    expect(await conversionInD1("acme", paid.transaction_id)).toMatchObject({ status: "paid", event_time_supplied: 0 });
+    // A later life of the object records the network's reversal, dated (by the network) before that receipt.
+    const reversedAt = new Date(Date.now() - 600_000).toISOString();
+    const now = new Date().toISOString();
+    const reversal = makeEventMessage({
+      transaction_id: paid.transaction_id,
+      event: { status: "reversed", event_time: reversedAt },
+      conversion: { status: "reversed", event_time: reversedAt, first_seen_at: now, version: 20 },
+    });
+    await deliver("postback-events", [reversal]);
+    expect(await conversionInD1("acme", paid.transaction_id)).toMatchObject({
+      status: "reversed",
+      event_time: reversedAt,
+      event_time_supplied: 1,
+    });
+  });
+
+  it("keeps D1's conversion when a later life's event is older by two times the network supplied", async () => {
+    const paidAt = new Date(Date.now() - 60_000).toISOString();
+    const paid = makeEventMessage({
+      event: { status: "paid", event_time: paidAt },
+      conversion: { status: "paid", event_time: paidAt, first_seen_at: paidAt, version: 10 },
+    });
+    await deliver("postback-events", [paid]);
+    const reversedAt = new Date(Date.now() - 600_000).toISOString();
+    const now = new Date().toISOString();
+    const reversal = makeEventMessage({
+      transaction_id: paid.transaction_id,
+      event: { status: "reversed", event_time: reversedAt },
+      conversion: { status: "reversed", event_time: reversedAt, first_seen_at: now, version: 20 },
+    });
+    await deliver("postback-events", [reversal]);
+    expect(await conversionInD1("acme", paid.transaction_id)).toMatchObject({ status: "paid", event_time_supplied: 1 });
+  });
+
+  it("stores each event's link in the hash chain, and none for a message sent before the chain", async () => {
+    const before = makeEventMessage();
+    expect(before).not.toHaveProperty("hash");
+    const hash = "a".repeat(64);
+    const chained = makeEventMessage({ hash, prev_hash: null });
+    const next = makeEventMessage({
+      transaction_id: chained.transaction_id,
+      seq: 2,
+      hash: "b".repeat(64),
+      prev_hash: hash,
+    });
+    const result = await deliver("postback-events", [before, chained, next]);
+    expect(result.ackAll).toBe(true);
+    const rows = await env.DB.prepare(
+      "SELECT event_id, hash, prev_hash FROM conversion_events WHERE event_id IN (?, ?, ?) ORDER BY hash NULLS FIRST",
+    )
+      .bind(before.event_id, chained.event_id, next.event_id)
+      .all();
+    expect(rows.results).toEqual([
+      { event_id: before.event_id, hash: null, prev_hash: null },
+      { event_id: chained.event_id, hash, prev_hash: null },
+      { event_id: next.event_id, hash: "b".repeat(64), prev_hash: hash },
+    ]);
+  });
+
   it("records a stale event in the history only", async () => {
     const first = makeEventMessage({ conversion: { ...makeEventMessage().conversion, status: "paid", version: 5 } });
     await deliver("postback-events", [first]);

@@ -102,9 +102,12 @@ export async function eventually<T>(probe: () => Promise<T | null | undefined>, 
   }
 }
 
-export async function conversionInD1(networkId: string, transactionId: string) {
-  return env.DB.prepare("SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ?")
-    .bind(networkId, transactionId)
+/** The transaction's conversion row in D1: the test or the live one, or either when `test` is not given. */
+export async function conversionInD1(networkId: string, transactionId: string, test?: boolean) {
+  return env.DB.prepare(
+    "SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ? AND (?3 IS NULL OR test = ?3)",
+  )
+    .bind(networkId, transactionId, test === undefined ? null : test ? 1 : 0)
     .first<Record<string, unknown>>();
 }
 

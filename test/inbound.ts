@@ -143,15 +143,21 @@ export interface IngestAnswer {
   conversion_status: string;
 }
 
-/** The test flags D1 holds for a transaction: the conversion's and each of its events'. */
-export async function testFlags(networkId: string, transactionId: string) {
-  const conversion = await env.DB.prepare("SELECT test FROM conversions WHERE network_id = ? AND transaction_id = ?")
-    .bind(networkId, transactionId)
+/**
+ * The test flags D1 holds for a transaction: the conversion's and each of its events', of one world
+ * (test or live) when `test` is given, of either otherwise.
+ */
+export async function testFlags(networkId: string, transactionId: string, test?: boolean) {
+  const world = test === undefined ? null : test ? 1 : 0;
+  const conversion = await env.DB.prepare(
+    "SELECT test FROM conversions WHERE network_id = ? AND transaction_id = ? AND (?3 IS NULL OR test = ?3)",
+  )
+    .bind(networkId, transactionId, world)
     .first<{ test: number }>();
   const { results } = await env.DB.prepare(
-    "SELECT test FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq",
+    "SELECT test FROM conversion_events WHERE network_id = ? AND transaction_id = ? AND (?3 IS NULL OR test = ?3) ORDER BY seq",
   )
-    .bind(networkId, transactionId)
+    .bind(networkId, transactionId, world)
     .all<{ test: number }>();
   return { conversion: conversion?.test ?? null, events: results.map((row) => row.test) };
 }

@@ -8,6 +8,7 @@ import {
   fingerprint,
   merge,
   normalizeDecimal,
+  precedes,
 } from "../src/conversions/lifecycle";
 import { CONVERSION_STATUSES, type ConversionStatus } from "../src/ingest/postback-schema";
 
@@ -19,13 +20,14 @@ function fields(status: ConversionStatus, extra: Partial<ConversionFields> = {})
   return { status, amount: "10.00", currency: "USD", ...extra };
 }
 
-function state(status: ConversionStatus, eventTime = T1): ConversionState {
-  return { status, event_time: eventTime, fields: fields(status) };
+/** A stored state; its time is the network's unless `supplied` is false (then a receipt time). */
+function state(status: ConversionStatus, eventTime = T1, supplied = true): ConversionState {
+  return { status, event_time: eventTime, event_time_supplied: supplied, fields: fields(status) };
 }
 
 const nothingKnown = () => false;
 
-/** DESIGN.md's table, written out independently of the implementation's constant. */
+/** docs/architecture.md's lifecycle table, written out independently of the implementation's constant. */
 const TABLE: Record<ConversionStatus, ConversionStatus[]> = {
   pending: ["approved", "declined", "paid"],
   approved: ["paid", "declined", "reversed"],
@@ -35,7 +37,7 @@ const TABLE: Record<ConversionStatus, ConversionStatus[]> = {
 };
 
 describe("the lifecycle table", () => {
-  it("matches DESIGN.md exactly", () => {
+  it("matches the documented table exactly", () => {
     for (const from of CONVERSION_STATUSES) {
       expect([...ALLOWED_TRANSITIONS[from]].sort(), from).toEqual([...TABLE[from]].sort());
     }
@@ -95,6 +97,7 @@ describe("decisions", () => {
     const current: ConversionState = {
       status: "approved",
       event_time: T1,
+      event_time_supplied: true,
       fields: { status: "approved", amount: "10.00", currency: "USD", campaign_id: "c-1", meta: { a: 1, b: 2 } },
     };
     for (const partial of [
@@ -151,5 +154,88 @@ describe("decisions", () => {
       fingerprint(fields("paid", { meta: { b: "2", a: 1 } })),
     );
     expect(fingerprint(fields("paid", { meta: { a: 1 } }))).not.toBe(fingerprint(fields("paid", { meta: { a: "1" } })));
+  });
+});
+
+/** The statuses that can only come before each one, written out from docs/architecture.md's lifecycle table. */
+const BEFORE: Record<ConversionStatus, ConversionStatus[]> = {
+  pending: [],
+  approved: ["pending"],
+  paid: ["pending", "approved"],
+  declined: ["pending", "approved"],
+  reversed: ["pending", "approved", "paid"],
+};
+
+describe("whose clock", () => {
+  it("knows which statuses can only come before another", () => {
+    for (const later of CONVERSION_STATUSES) {
+      for (const earlier of CONVERSION_STATUSES) {
+        expect(precedes(earlier, later), `${earlier} before ${later}`).toBe(BEFORE[later].includes(earlier));
+      }
+    }
+  });
+
+  /**
+   * Every combination: the state's time supplied or inferred, the incoming event's time supplied
+   * (older or newer than the state's) or absent. Only two supplied times are compared; otherwise
+   * arrival order decides: forward when allowed, stale for a status that can only come before,
+   * else a conflict.
+   */
+  const clocks = [
+    { name: "both supplied, the event older", stateSupplied: true, incoming: T0 },
+    { name: "both supplied, the event newer", stateSupplied: true, incoming: T2 },
+    { name: "the state's inferred, the event's supplied and older", stateSupplied: false, incoming: T0 },
+    { name: "the state's inferred, the event's supplied and newer", stateSupplied: false, incoming: T2 },
+    { name: "the state's supplied, the event without a time", stateSupplied: true, incoming: undefined },
+    { name: "both inferred", stateSupplied: false, incoming: undefined },
+  ] as const;
+
+  function expected(from: ConversionStatus, to: ConversionStatus, clock: (typeof clocks)[number]): string {
+    const comparable = clock.stateSupplied && clock.incoming !== undefined;
+    if (comparable && clock.incoming < T1) return "stale";
+    if (TABLE[from].includes(to)) return "updated";
+    if (!comparable && BEFORE[from].includes(to)) return "stale";
+    return "conflict";
+  }
+
+  for (const clock of clocks) {
+    describe(clock.name, () => {
+      for (const from of CONVERSION_STATUSES) {
+        for (const to of CONVERSION_STATUSES) {
+          if (from === to) continue;
+          const verdict = expected(from, to, clock);
+          it(`${from} → ${to} is ${verdict}`, () => {
+            const decision = decide(
+              state(from, T1, clock.stateSupplied),
+              { fields: fields(to), event_time: clock.incoming },
+              nothingKnown,
+            );
+            expect(decision.verdict).toBe(verdict);
+          });
+        }
+        const sameStatus =
+          clock.stateSupplied && clock.incoming !== undefined && clock.incoming < T1 ? "stale" : "conflict";
+        it(`${from} → ${from} with another amount is ${sameStatus}, and with the same fields a duplicate`, () => {
+          const current = state(from, T1, clock.stateSupplied);
+          const other = decide(
+            current,
+            { fields: fields(from, { amount: "99" }), event_time: clock.incoming },
+            nothingKnown,
+          );
+          expect(other.verdict).toBe(sameStatus);
+          expect(decide(current, { fields: fields(from), event_time: clock.incoming }, nothingKnown)).toEqual({
+            verdict: "duplicate",
+            of: "current",
+          });
+        });
+      }
+    });
+  }
+
+  it("applies a reversal dated before a payment that came without a time", () => {
+    // approved (the network's time) → paid (no time: the receipt time stands in) → reversed (the
+    // network's time, earlier than the receipt of paid): the reversal is not stale.
+    const paid = state("paid", T2, false);
+    expect(decide(paid, { fields: fields("reversed"), event_time: T1 }, nothingKnown)).toEqual({ verdict: "updated" });
   });
 });

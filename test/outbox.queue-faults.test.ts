@@ -27,7 +27,7 @@ it("loses nothing when the outbox's queue refuses, then loses, every event's fir
   await createPartner({ url_template: `${PARTNER}${prefix}?tx={transaction_id}`, filters: { networks: [network.id] } });
   const bodies = Array.from({ length: CONVERSIONS }, () => makePostback());
   const stubs = bodies.map((body) =>
-    env.CONVERSIONS.getByName(conversionObjectName(network.id, String(body.transaction_id))),
+    env.CONVERSIONS.getByName(conversionObjectName(network.id, String(body.transaction_id), false)),
   );
   const injected = { refused: 0, swallowed: 0, passed: 0 };
   for (const stub of stubs) {

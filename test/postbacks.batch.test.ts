@@ -110,17 +110,26 @@ describe("batch: each event decided on its own", () => {
     for (const event of events) await stored(network.id, event.transaction_id);
   });
 
-  it("decides a status change after an earlier batch, and flags a test batch as test", async () => {
+  // A test batch used to update the live conversion of the same transaction; test and live are now
+  // apart, so it starts the transaction's test conversion instead.
+  it("decides a status change after an earlier batch, and keeps a test batch apart as test", async () => {
     const network = await createNetwork();
     const pending = makePostback({ status: "pending" });
     expect((await results(await postBatch(network, { events: [pending] })))[0]?.answer?.status).toBe("accepted");
-    const items = await results(await postBatch(network, { events: [{ ...pending, status: "approved", test: true }] }));
-    expect(items[0]?.answer).toMatchObject({ status: "updated", conversion_status: "approved" });
-    const flags = await eventually(async () => {
-      const found = await testFlags(network.id, String(pending.transaction_id));
+    const approved = await results(await postBatch(network, { events: [{ ...pending, status: "approved" }] }));
+    expect(approved[0]?.answer).toMatchObject({ status: "updated", conversion_status: "approved" });
+    const items = await results(await postBatch(network, { events: [{ ...pending, status: "paid", test: true }] }));
+    expect(items[0]?.answer).toMatchObject({ status: "accepted", conversion_status: "paid" });
+    const tests = await eventually(async () => {
+      const found = await testFlags(network.id, String(pending.transaction_id), true);
+      return found.events.length === 1 ? found : null;
+    });
+    expect(tests).toEqual({ conversion: 1, events: [1] });
+    const lives = await eventually(async () => {
+      const found = await testFlags(network.id, String(pending.transaction_id), false);
       return found.events.length === 2 ? found : null;
     });
-    expect(flags.events).toEqual([0, 1]);
+    expect(lives).toEqual({ conversion: 0, events: [0, 0] });
   });
 
   it("takes the network's token instead of a signature", async () => {

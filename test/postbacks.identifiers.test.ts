@@ -39,6 +39,9 @@ describe("postback identifiers", () => {
     expect(await conversionInD1(network.id, decomposed)).toBeNull();
     const detail = await admin(`/v1/conversions/${network.id}/${encodeURIComponent(composed)}`);
     expect((await expectStatus<{ events: unknown[] }>(detail, 200)).events).toHaveLength(1);
+    // An operator who types the decomposed form finds the same conversion.
+    const typed = await admin(`/v1/conversions/${network.id}/${encodeURIComponent(decomposed)}`);
+    expect((await expectStatus<{ transaction_id: string }>(typed, 200)).transaction_id).toBe(composed);
   });
 
   it.each([

@@ -1,6 +1,7 @@
 /**
  * Scenario (6) of `npm run bench`: the CPU that one JSON postback costs in verify-and-validate,
- * timed inside workerd over a loop of the hub's own functions (imported from src/, never copied),
+ * and what its conversion object adds to hash the event into the chain, timed inside workerd over
+ * a loop of the hub's own functions (imported from src/, never copied),
  * called as `ingestPostback` calls them, on a key imported and held as the network cache holds it.
  *
  * `GET /cpu?case=<case>&n=<iterations>` runs one case n times and answers the elapsed time;
@@ -12,6 +13,8 @@
  * I/O event), and its end is read both before and after the closing timer: the reading that moved
  * is used. A clock that does not move even across a timer is an error, never a figure.
  */
+import { type ChainContent, canonicalContent, chainHash } from "../../src/conversions/chain";
+import { materialFields } from "../../src/conversions/lifecycle";
 import {
   authenticateRequest,
   candidateOf,
@@ -47,6 +50,8 @@ interface Fixture {
   request: Request;
   payload: Payload;
   deps: IngestDeps;
+  /** BODY's event as the conversion object chains it: an update after two earlier events. */
+  chain: ChainContent;
 }
 
 /** One network with one signing key, and a request signed with it, as the hub sees them. */
@@ -92,7 +97,20 @@ async function fixture(nowMs: number): Promise<Fixture> {
       throw new Error("the CPU bench records nothing");
     },
   };
-  return { auth, request, payload: { kind: "json", body, params: [], fields: [] }, deps };
+  const payload: Payload = { kind: "json", body, params: [], fields: [] };
+  const postback = validatePostback(candidateOf(auth, payload, "standard_webhooks").value);
+  const chain: ChainContent = {
+    network_id: NETWORK_ID,
+    transaction_id: postback.transaction_id,
+    test: false,
+    seq: 3,
+    event_id: "evt_01jd5x4m2k8c7r1q0s9t6v3w2y",
+    verdict: "updated",
+    received_at: at,
+    event: { ...materialFields(postback), ...(postback.event_time ? { event_time: postback.event_time } : {}) },
+    prev_hash: "f7c2f4bbabee2f90f654cba82448ee896050831cffaa1bc6c5a0e38d6a151772",
+  };
+  return { auth, request, payload, deps, chain };
 }
 
 async function verified(f: Fixture) {
@@ -119,6 +137,13 @@ const CASES = {
     const { auth, method } = await verified(f);
     return validatePostback(candidateOf(auth, f.payload, method).value);
   },
+  /** The RFC 8785 text of one event's chain content, alone. */
+  chain_canonical: (f: Fixture) => canonicalContent(f.chain),
+  /** chainHash, as the conversion object computes it inside record's transaction: RFC 8785 + SHA-256 (@noble/hashes). */
+  chain_hash: (f: Fixture) => chainHash(f.chain),
+  /** The same digest through WebCrypto (async, so record cannot use it inside its transaction): for comparison. */
+  chain_hash_webcrypto: (f: Fixture) =>
+    crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonicalContent(f.chain))),
 } satisfies Record<string, (f: Fixture) => unknown>;
 type CaseName = keyof typeof CASES;
 const isCase = (name: string): name is CaseName => Object.hasOwn(CASES, name);

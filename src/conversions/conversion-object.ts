@@ -1,11 +1,14 @@
 /**
- * ConversionObject: one per (network_id, transaction_id). It decides every incoming event against
+ * ConversionObject: one per (network_id, transaction_id, test). It decides every incoming event against
  * the conversion's state, records it with an outbox row in one SQLite transaction, and answers.
  * Its alarm sends outbox rows to the EVENTS queue, retrying until the queue takes them. A row stays
  * until the events consumer confirms that D1 has the event (`confirm`); until then the alarm sends
  * it again now and then, so an event survives a queue that loses messages (wrangler dev's local
  * queues live in memory and die with the process). Once the outbox is empty and the dedupe window
- * has passed, the object clears itself.
+ * has passed, the object drops its history and keeps a one-row tail (see `keepTail`).
+ *
+ * Each recorded event is a link of the conversion's hash chain (chain.ts), hashed inside the same
+ * SQLite transaction that decides it.
  */
 import { DurableObject } from "cloudflare:workers";
 import { configOf } from "../config";
@@ -13,6 +16,7 @@ import type { FieldError } from "../errors";
 import type { ConversionStatus, Postback } from "../ingest/postback-schema";
 import { newId } from "../lib/bytes";
 import type { EventMessage } from "../queues/messages";
+import { type ChainHead, chainHash } from "./chain";
 import {
   type ConversionFields,
   type ConversionState,
@@ -22,6 +26,7 @@ import {
   merge,
   type RecordedVerdict,
 } from "./lifecycle";
+import { createSchema, openSchema } from "./object-schema";
 
 export interface RecordInput {
   network_id: string;
@@ -54,57 +59,41 @@ const MAX_FLUSH_BACKOFF_MS = 5 * 60_000;
 /** An unconfirmed row is sent again after OUTBOX_RESEND_SECONDS, doubling each time up to this. */
 const MAX_RESEND_DELAY_MS = 60 * 60_000;
 
-/** The object's name: one object per network and transaction id. */
-export function conversionObjectName(networkId: string, transactionId: string): string {
-  // Network ids never contain ':', so the name splits back unambiguously.
-  return `${networkId}:${transactionId}`;
-}
+/** Test objects' names start with this; a live name starts with a network id, which never has `~`. */
+export const TEST_OBJECT_PREFIX = "~test:";
 
-/** All three tables are created together, so the outbox's presence says whether the object holds anything. */
-const SCHEMA = `
-  CREATE TABLE state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    network_id TEXT NOT NULL,
-    transaction_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    event_time TEXT NOT NULL,
-    fields TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    first_seen_at TEXT NOT NULL,
-    last_event_at TEXT NOT NULL
-  );
-  CREATE TABLE events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    fingerprint TEXT NOT NULL,
-    verdict TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    received_at TEXT NOT NULL
-  );
-  CREATE INDEX events_by_fingerprint ON events (fingerprint);
-  CREATE TABLE outbox (
-    seq INTEGER PRIMARY KEY,
-    message TEXT NOT NULL,
-    -- When the alarm should send the row (again), in ms; 0 = at once.
-    due_at INTEGER NOT NULL DEFAULT 0,
-    sends INTEGER NOT NULL DEFAULT 0
-  );
-`;
+/**
+ * The object's name: one object per network, transaction id and world (live or test), so that a
+ * test postback can never block, change or hide a live conversion. Network ids never contain ':'
+ * and never start with '~', so a name splits back unambiguously and no live name can collide with
+ * a test one. Live names are what they were before test objects existed.
+ */
+export function conversionObjectName(networkId: string, transactionId: string, test: boolean): string {
+  return `${test ? TEST_OBJECT_PREFIX : ""}${networkId}:${transactionId}`;
+}
 
 interface StoredConversion {
   state: ConversionState;
   version: number;
   first_seen_at: string;
   last_event_at: string;
+  /** The answer of the event that set the state (null only in an object upgraded without one). */
+  answer: IngestAnswer | null;
+  /** The chain head: the last recorded event's seq, and its hash (null before the chain existed). */
+  head: { seq: number; hash: string | null };
 }
 
 interface StateRow extends Record<string, SqlStorageValue> {
   status: string;
   event_time: string;
+  event_time_supplied: number;
   fields: string;
   version: number;
   first_seen_at: string;
   last_event_at: string;
+  answer: string | null;
+  head_seq: number;
+  head_hash: string | null;
 }
 
 export class ConversionObject extends DurableObject<Env> {
@@ -120,34 +109,21 @@ export class ConversionObject extends DurableObject<Env> {
     this.eventsQueue = env.EVENTS;
   }
 
-  /**
-   * Tables are created by the first write, not by the constructor, so that a read (explain's
-   * `peek`, a late `confirm`) never leaves an empty object behind.
-   */
+  /** For a write: the tables, created now if the object has none (see object-schema.ts). */
   private ensureSchema(): void {
     if (!this.hasSchema()) {
-      this.sql.exec(SCHEMA);
+      createSchema(this.sql);
       this.schemaReady = true;
     }
   }
 
-  /** Whether the object holds anything, in one query; upgrades an older outbox on the way. */
+  /** For a read: whether the object holds anything, upgraded to the current schema. */
   private hasSchema(): boolean {
-    if (this.schemaReady) return true;
-    const outbox = this.sql
-      .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
-      .toArray()[0];
-    if (outbox === undefined) return false;
-    // Objects written before outbox rows waited for their receipt have neither column.
-    if (!outbox.sql.includes("due_at")) {
-      this.sql.exec("ALTER TABLE outbox ADD COLUMN due_at INTEGER NOT NULL DEFAULT 0");
-      this.sql.exec("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0");
-    }
-    this.schemaReady = true;
-    return true;
+    if (!this.schemaReady) this.schemaReady = openSchema(this.ctx.storage);
+    return this.schemaReady;
   }
 
-  /** Forgets the conversion: D1 holds the record; the events consumer is the second line of defence. */
+  /** Empties an object that holds tables but no conversion (nothing to keep a tail of). */
   private async clear(): Promise<void> {
     await this.ctx.storage.deleteAll();
     this.schemaReady = false;
@@ -180,16 +156,16 @@ export class ConversionObject extends DurableObject<Env> {
   private decideAndMaybeAppend(input: RecordInput, write: boolean): RecordResult {
     const fields = materialFields(input.postback);
     const print = fingerprint(fields);
-    const eventTime = input.postback.event_time ?? input.received_at;
     const stored = this.loadStored();
     const state = stored?.state ?? null;
     const decision = decide(
       state,
-      { fields, event_time: eventTime },
+      { fields, event_time: input.postback.event_time },
       (candidate) => this.findAnswer(candidate) !== null,
     );
     if (decision.verdict === "duplicate") {
-      const original = decision.of === "recorded" ? this.findAnswer(print) : this.latestAppliedAnswer();
+      const original =
+        decision.of === "recorded" ? this.findAnswer(print) : (stored?.answer ?? this.latestAppliedAnswer());
       if (!original) throw new Error("duplicate without a recorded answer");
       return { ok: true, answer: { ...original, status: "duplicate" } };
     }
@@ -209,12 +185,12 @@ export class ConversionObject extends DurableObject<Env> {
         },
       };
     }
-    return { ok: true, answer: this.append(input, fields, print, eventTime, decision.verdict, stored) };
+    return { ok: true, answer: this.append(input, fields, print, decision.verdict, stored) };
   }
 
   /**
    * The events consumer's receipt: D1 has these events, so their outbox rows can go. Keyed by
-   * event id, not seq: seqs start again after the object clears, event ids never repeat.
+   * event id, which never repeats (objects cleared by earlier code started their seqs again).
    */
   async confirm(eventIds: readonly string[]): Promise<void> {
     if (!this.hasSchema()) return;
@@ -288,6 +264,24 @@ export class ConversionObject extends DurableObject<Env> {
     };
   }
 
+  /**
+   * The object's own record of its chain, for the proof: the head, and the events still in the
+   * outbox (D1 may not hold them yet). Null when the object holds nothing.
+   */
+  async chainHead(): Promise<ChainHead | null> {
+    if (!this.hasSchema()) return null;
+    const stored = this.loadStored();
+    if (!stored) return null;
+    const inFlight = this.sql
+      .exec<{ message: string }>("SELECT message FROM outbox ORDER BY seq")
+      .toArray()
+      .map((row) => {
+        const message = JSON.parse(row.message) as Partial<EventMessage>;
+        return { seq: message.seq ?? 0, hash: message.hash ?? null, prev_hash: message.prev_hash ?? null };
+      });
+    return { seq: stored.head.seq, hash: stored.head.hash, in_flight: inFlight };
+  }
+
   private async scheduleNext(): Promise<void> {
     const next = this.sql.exec<{ due: number | null }>("SELECT min(due_at) AS due FROM outbox").one().due;
     if (next !== null) {
@@ -302,26 +296,43 @@ export class ConversionObject extends DurableObject<Env> {
     const windowMs = configOf(this.env).DEDUPE_WINDOW_DAYS * 86_400_000;
     const expiresAt = Date.parse(stored.last_event_at) + windowMs;
     if (Date.now() >= expiresAt) {
-      await this.clear();
+      this.keepTail();
     } else {
       await this.ctx.storage.setAlarm(expiresAt);
     }
+  }
+
+  /**
+   * After the dedupe window the history goes (D1 holds it) and the tail stays: the state row, with
+   * the current status, fields and whose clock set its time, the answer of the event that set it,
+   * and the chain head. A later event is still decided by the lifecycle against the real state
+   * (a re-sent old postback is stale, not a new conversion), its seq follows the head, and its hash
+   * links to the last one. No alarm is left: the object sleeps with one row until the next event.
+   */
+  private keepTail(): void {
+    this.sql.exec("DELETE FROM events");
   }
 
   private append(
     input: RecordInput,
     fields: ConversionFields,
     print: string,
-    eventTime: string,
     verdict: RecordedVerdict,
     stored: StoredConversion | null,
   ): IngestAnswer {
     const receivedMs = Date.parse(input.received_at);
+    const suppliedTime = input.postback.event_time;
     // A stale event joins the history but leaves the state, and its version, as they were.
     const kept = verdict === "stale" ? stored : null;
     const conversion: ConversionState = kept
       ? kept.state
-      : { status: fields.status, event_time: eventTime, fields: stored ? merge(stored.state.fields, fields) : fields };
+      : {
+          status: fields.status,
+          // Without the network's time, the receipt time stands in, and the state remembers it is one.
+          event_time: suppliedTime ?? input.received_at,
+          event_time_supplied: suppliedTime !== undefined,
+          fields: stored ? merge(stored.state.fields, fields) : fields,
+        };
     const version = kept ? kept.version : Math.max((stored?.version ?? 0) + 1, receivedMs);
     const firstSeenAt = stored?.first_seen_at ?? input.received_at;
     const eventId = newId("evt", receivedMs);
@@ -332,29 +343,56 @@ export class ConversionObject extends DurableObject<Env> {
       transaction_id: input.transaction_id,
       conversion_status: conversion.status,
     };
-    const seq = this.sql
-      .exec<{ seq: number }>(
-        "INSERT INTO events (event_id, fingerprint, verdict, answer, received_at) VALUES (?, ?, ?, ?, ?) RETURNING seq",
-        eventId,
-        print,
-        verdict,
-        JSON.stringify(answer),
-        input.received_at,
-      )
-      .one().seq;
+    // The chain: seqs continue from the head (also after the dedupe window), and each event's hash
+    // covers its content and the previous hash. SHA-256 is synchronous: this is still one transaction.
+    const seq = (stored?.head.seq ?? 0) + 1;
+    const prevHash = stored?.head.hash ?? null;
+    // event_time only when the network sent it: D1 tells a supplied time from an inferred one by it.
+    const event = { ...fields, ...(suppliedTime ? { event_time: suppliedTime } : {}) };
+    const hash = chainHash({
+      network_id: input.network_id,
+      transaction_id: input.transaction_id,
+      test: input.test === true,
+      seq,
+      event_id: eventId,
+      verdict,
+      received_at: input.received_at,
+      event,
+      prev_hash: prevHash,
+    });
     this.sql.exec(
-      `INSERT INTO state (id, network_id, transaction_id, status, event_time, fields, version, first_seen_at, last_event_at)
-       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at, hash, prev_hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      seq,
+      eventId,
+      print,
+      verdict,
+      JSON.stringify(answer),
+      input.received_at,
+      hash,
+      prevHash,
+    );
+    const stateAnswer = kept ? (kept.answer ?? this.latestAppliedAnswer()) : answer;
+    this.sql.exec(
+      `INSERT INTO state (id, network_id, transaction_id, status, event_time, event_time_supplied, fields, version,
+         first_seen_at, last_event_at, answer, head_seq, head_hash)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET status = excluded.status, event_time = excluded.event_time,
-         fields = excluded.fields, version = excluded.version, last_event_at = excluded.last_event_at`,
+         event_time_supplied = excluded.event_time_supplied, fields = excluded.fields, version = excluded.version,
+         last_event_at = excluded.last_event_at, answer = excluded.answer, head_seq = excluded.head_seq,
+         head_hash = excluded.head_hash`,
       input.network_id,
       input.transaction_id,
       conversion.status,
       conversion.event_time,
+      conversion.event_time_supplied ? 1 : 0,
       JSON.stringify(conversion.fields),
       version,
       firstSeenAt,
       input.received_at,
+      stateAnswer ? JSON.stringify(stateAnswer) : null,
+      seq,
+      hash,
     );
     const message: EventMessage = {
       v: 1,
@@ -366,8 +404,10 @@ export class ConversionObject extends DurableObject<Env> {
       previous_status: stored?.state.status ?? null,
       test: input.test === true,
       received_at: input.received_at,
-      event: { ...fields, ...(input.postback.event_time ? { event_time: input.postback.event_time } : {}) },
+      event,
       conversion: { ...conversion.fields, event_time: conversion.event_time, first_seen_at: firstSeenAt, version },
+      hash,
+      prev_hash: prevHash,
     };
     this.sql.exec("INSERT INTO outbox (seq, message) VALUES (?, ?)", seq, JSON.stringify(message));
     return answer;
@@ -382,14 +422,18 @@ export class ConversionObject extends DurableObject<Env> {
       state: {
         status: row.status as ConversionStatus,
         event_time: row.event_time,
+        event_time_supplied: row.event_time_supplied === 1,
         fields: JSON.parse(row.fields) as ConversionFields,
       },
       version: row.version,
       first_seen_at: row.first_seen_at,
       last_event_at: row.last_event_at,
+      answer: row.answer === null ? null : (JSON.parse(row.answer) as IngestAnswer),
+      head: { seq: row.head_seq, hash: row.head_hash },
     };
   }
 
+  /** The answer of the latest applied event in the history: for an upgraded state without one. */
   private latestAppliedAnswer(): IngestAnswer | null {
     const row = this.sql
       .exec<{ answer: string }>("SELECT answer FROM events WHERE verdict != 'stale' ORDER BY seq DESC LIMIT 1")

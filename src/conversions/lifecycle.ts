@@ -1,5 +1,5 @@
 /**
- * The conversion lifecycle and the decision rules of DESIGN.md, as pure functions over plain data.
+ * The conversion lifecycle and the decision rules of docs/architecture.md and docs/conversion-records.md, as pure functions over plain data.
  * The Durable Object feeds them its stored state; nothing here touches storage or a clock.
  */
 import type { FieldError } from "../errors";
@@ -38,7 +38,15 @@ export interface ConversionState {
   status: ConversionStatus;
   /** The effective time of the applied event: its `event_time`, else when the hub received it. */
   event_time: string;
+  /** Whether `event_time` came from the network (true) or is the hub's receipt time (false). */
+  event_time_supplied: boolean;
   fields: ConversionFields;
+}
+
+/** An event to decide: its fields, and its `event_time` only when the network sent one. */
+export interface IncomingEvent {
+  fields: ConversionFields;
+  event_time?: string | undefined;
 }
 
 export type Decision =
@@ -49,6 +57,22 @@ export type Decision =
 
 export function canTransition(from: ConversionStatus, to: ConversionStatus): boolean {
   return ALLOWED_TRANSITIONS[from].includes(to);
+}
+
+/**
+ * Whether `earlier` can only come before `later`: `later` is reachable from `earlier` through the
+ * allowed transitions. The table has no cycle, so a status never both precedes and follows another.
+ */
+export function precedes(earlier: ConversionStatus, later: ConversionStatus): boolean {
+  const seen = new Set<ConversionStatus>();
+  const next = [...ALLOWED_TRANSITIONS[earlier]];
+  for (let status = next.pop(); status !== undefined; status = next.pop()) {
+    if (status === later) return true;
+    if (seen.has(status)) continue;
+    seen.add(status);
+    next.push(...ALLOWED_TRANSITIONS[status]);
+  }
+  return false;
 }
 
 export function materialFields(postback: Postback): ConversionFields {
@@ -92,22 +116,42 @@ function sortedEntries(record: Record<string, unknown>): [string, unknown][] {
  * Events are partial: a status update often carries only `transaction_id` and `status`. The fields
  * an event leaves out keep their recorded values (see `merge`), so an event that repeats the
  * current status and only fields that already hold those values is a duplicate, not a conflict.
+ *
+ * Whose clock: staleness is judged only between two times the network supplied. A receipt time
+ * says when the hub heard of an event, not when it happened, so when either the current state's
+ * time or the incoming event's was inferred, arrival order decides, within what the lifecycle
+ * allows:
+ *
+ * | both times supplied                | either time inferred                                  |
+ * |------------------------------------|-------------------------------------------------------|
+ * | older than the state → stale       | allowed transition → updated                          |
+ * | else allowed transition → updated  | status that can only come before the current → stale  |
+ * | else → conflict                    | else → conflict                                       |
+ *
+ * and for the same status with other fields: stale when both times are supplied and the event's
+ * is older, a conflict otherwise.
  */
 export function decide(
   state: ConversionState | null,
-  incoming: { fields: ConversionFields; event_time: string },
+  incoming: IncomingEvent,
   isKnown: (fingerprint: string) => boolean,
 ): Decision {
   if (isKnown(fingerprint(incoming.fields))) return { verdict: "duplicate", of: "recorded" };
   if (state === null) return { verdict: "accepted" };
   const to = incoming.fields.status;
+  // null: one of the two times is the hub's receipt time, and the clocks cannot be compared.
+  const older =
+    state.event_time_supplied && incoming.event_time !== undefined ? incoming.event_time < state.event_time : null;
   if (to === state.status) {
     const errors = differences(state.fields, incoming.fields);
     if (errors.length === 0) return { verdict: "duplicate", of: "current" };
-    if (incoming.event_time < state.event_time) return { verdict: "stale" };
+    if (older === true) return { verdict: "stale" };
     return { verdict: "conflict", errors };
   }
-  if (incoming.event_time < state.event_time) return { verdict: "stale" };
+  if (older === true) return { verdict: "stale" };
+  if (older === null && !canTransition(state.status, to) && precedes(to, state.status)) {
+    return { verdict: "stale" };
+  }
   if (!canTransition(state.status, to)) {
     const allowed = ALLOWED_TRANSITIONS[state.status];
     return {

@@ -148,7 +148,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
   const test = requestTest || postback.test === true;
   explanation.test = test;
   const receivedAt = new Date(deps.nowMs).toISOString();
-  const peeked = await deps.peek(conversionObjectName(networkId, postback.transaction_id), {
+  const peeked = await deps.peek(conversionObjectName(networkId, postback.transaction_id, test), {
     network_id: networkId,
     transaction_id: postback.transaction_id,
     postback,

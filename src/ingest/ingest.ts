@@ -46,7 +46,7 @@ export interface IngestDeps {
   withinRateLimit(id: string): Promise<boolean>;
   /** Rotation telemetry: which credential was used (recorded off the hot path). */
   noteCredentialUse(credentialId: string): void;
-  /** The conversion's Durable Object, by `network_id:transaction_id`. */
+  /** The conversion's Durable Object, by `conversionObjectName` (test and live apart). */
   conversion(name: string): ConversionRecorder;
   /** Filled as the request goes through, for the inbound log (written after the answer). */
   trace?: InboundTrace;
@@ -261,7 +261,7 @@ function locateMappedErrors(errors: FieldError[], mapping: MappingResult, payloa
 }
 
 async function record(networkId: string, postback: Postback, test: boolean, deps: IngestDeps): Promise<IngestAnswer> {
-  const result = await deps.conversion(conversionObjectName(networkId, postback.transaction_id)).record({
+  const result = await deps.conversion(conversionObjectName(networkId, postback.transaction_id, test)).record({
     network_id: networkId,
     transaction_id: postback.transaction_id,
     postback,

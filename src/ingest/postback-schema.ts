@@ -23,6 +23,9 @@ const DECIMAL = /^(0|[1-9]\d{0,14})(\.\d{1,8})?$/;
 const RFC_3339 =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
 
+/** A lone surrogate (`"\ud800"` in JSON) is no character: it cannot be stored as UTF-8 nor hashed as RFC 8785 JSON. */
+const WELL_FORMED = { error: "must be valid Unicode text (it holds a lone surrogate escape)" };
+
 function text(maxLength: number) {
   return z
     .string()
@@ -30,7 +33,8 @@ function text(maxLength: number) {
     .max(maxLength, { error: `must be at most ${maxLength} characters` })
     .refine((value) => !CONTROL_CHARACTERS.test(value), {
       error: "must not contain control characters",
-    });
+    })
+    .refine((value) => value.isWellFormed(), WELL_FORMED);
 }
 
 /**
@@ -41,11 +45,9 @@ function text(maxLength: number) {
 function identifier(maxLength: number) {
   return z.preprocess(
     (value) => (typeof value === "string" ? normalizeIdentifier(value) : value),
-    text(maxLength)
-      .refine((value) => value.isWellFormed(), { error: "must be well-formed Unicode (no lone surrogates)" })
-      .refine((value) => !FORMAT_CHARACTERS.test(value), {
-        error: "must not contain invisible format characters (zero-width or bidi controls)",
-      }),
+    text(maxLength).refine((value) => !FORMAT_CHARACTERS.test(value), {
+      error: "must not contain invisible format characters (zero-width or bidi controls)",
+    }),
   );
 }
 
@@ -108,7 +110,8 @@ const MetaValueSchema = z.union(
       .max(512)
       .refine((v) => !CONTROL_CHARACTERS.test(v), {
         error: "must not contain control characters",
-      }),
+      })
+      .refine((v) => v.isWellFormed(), WELL_FORMED),
     z.number(),
     z.boolean(),
   ],

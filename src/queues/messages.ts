@@ -26,7 +26,8 @@ export const EventMessageSchema = z.object({
   verdict: z.enum(["accepted", "updated", "stale"]),
   /** The conversion's status before this event; null for the first one. */
   previous_status: z.enum(CONVERSION_STATUSES).nullable().default(null),
-  /** A test postback: delivered only to partners that take test traffic. */
+  /** A test postback: decided by the transaction's test object (whose receipt this selects), kept
+   * in its own D1 row, delivered only to partners that take test traffic. */
   test: z.boolean().default(false),
   received_at: z.string(),
   /** The event as the network sent it (after validation). */
@@ -38,6 +39,17 @@ export const EventMessageSchema = z.object({
     /** Monotonic across the object's whole life, so D1 applies snapshots in order. */
     version: z.number().int().positive(),
   }),
+  /** The event's link in its conversion's hash chain (conversions/chain.ts); absent in messages sent before it. */
+  hash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+  /** The previous event's hash; null for the first event of the chain. */
+  prev_hash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable()
+    .optional(),
 });
 
 export type EventMessage = z.infer<typeof EventMessageSchema>;

@@ -15,7 +15,7 @@ export function outboxReceipts(conversions: DurableObjectNamespace<ConversionObj
     async confirm(events) {
       const byObject = new Map<string, string[]>();
       for (const event of events) {
-        const name = conversionObjectName(event.network_id, event.transaction_id);
+        const name = conversionObjectName(event.network_id, event.transaction_id, event.test);
         const ids = byObject.get(name) ?? [];
         ids.push(event.event_id);
         byObject.set(name, ids);

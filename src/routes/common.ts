@@ -76,7 +76,11 @@ export function decodeCursor(cursor: string | undefined, size: number): string[]
   } catch {
     // fall through to the problem below
   }
-  throw new ProblemError("invalid_request", "The cursor is not one this API issued; start again without it.", [
+  throw invalidCursor();
+}
+
+export function invalidCursor(): ProblemError {
+  return new ProblemError("invalid_request", "The cursor is not one this API issued; start again without it.", [
     { location: "query.cursor", message: "is not a valid cursor" },
   ]);
 }

@@ -1,13 +1,20 @@
 /** Admin read API for conversions: one with its full history, or a filtered, paginated list. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { ProblemError } from "../errors";
-import { CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
-import { type ConversionEventRow, type ConversionRow, getConversion, listConversions } from "../storage/d1";
+import { CONVERSION_STATUSES, normalizeIdentifier, PLATFORMS } from "../ingest/postback-schema";
+import {
+  type ConversionEventRow,
+  type ConversionListKey,
+  type ConversionRow,
+  getConversion,
+  listConversions,
+} from "../storage/d1";
 import {
   ADMIN_PROBLEMS,
   ADMIN_SECURITY,
   type App,
   decodeCursor,
+  invalidCursor,
   listOf,
   PaginationQuerySchema,
   page,
@@ -28,6 +35,10 @@ const ConversionSchema = z
     event_time: z
       .string()
       .openapi({ description: "Event time of the applied state (received time when the network sent none)." }),
+    event_time_supplied: z.boolean().openapi({
+      description:
+        "Whether event_time came from the network (true) or is the time the hub received the event (false). Staleness is judged only between supplied times.",
+    }),
     campaign_id: z.string().nullable(),
     click_id: z.string().nullable(),
     user_id: z.string().nullable(),
@@ -52,12 +63,41 @@ const ConversionEventSchema = z
     event: z
       .record(z.string(), z.unknown())
       .openapi({ description: "The event as the network sent it, after validation." }),
+    hash: z.string().nullable().openapi({
+      description:
+        "The event's link in the conversion's hash chain (see the proof route); null for events recorded before the chain existed.",
+    }),
+    prev_hash: z.string().nullable().openapi({ description: "The previous event's hash; null for the chain's first." }),
   })
   .openapi("ConversionEvent");
 
 const ConversionDetailSchema = ConversionSchema.extend({ events: z.array(ConversionEventSchema) }).openapi(
   "ConversionDetail",
 );
+
+/** `?test=true|false`, as a boolean (undefined when absent). */
+function testFlag(description: string) {
+  return z
+    .enum(["true", "false"], { error: "must be true or false" })
+    .optional()
+    .transform((value) => (value === undefined ? undefined : value === "true"))
+    .openapi({ description });
+}
+
+export const ConversionKeyParams = z.object({
+  network_id: z.string().openapi({ param: { name: "network_id", in: "path" } }),
+  // As ingest names it (NFC), so an id typed in another Unicode form finds its conversion.
+  transaction_id: z
+    .string()
+    .transform(normalizeIdentifier)
+    .openapi({ param: { name: "transaction_id", in: "path" } }),
+});
+
+export const WorldQuery = z.object({
+  test: testFlag(
+    "`true` for the transaction's test conversion (recorded from test postbacks, apart from the live one); the live one by default.",
+  ),
+});
 
 const ListQuery = PaginationQuerySchema.extend({
   network_id: z.string().max(63).optional(),
@@ -66,11 +106,7 @@ const ListQuery = PaginationQuerySchema.extend({
   platform: z.enum(PLATFORMS).optional(),
   since: TimestampSchema.optional().openapi({ description: "First seen at or after (RFC 3339)." }),
   until: TimestampSchema.optional().openapi({ description: "First seen before (RFC 3339)." }),
-  test: z
-    .enum(["true", "false"], { error: "must be true or false" })
-    .optional()
-    .transform((value) => (value === undefined ? undefined : value === "true"))
-    .openapi({ description: "Only test conversions (`true`) or only live ones (`false`); both when absent." }),
+  test: testFlag("Only test conversions (`true`) or only live ones (`false`); both when absent."),
 });
 
 const tags = ["Conversions"];
@@ -84,6 +120,7 @@ function toConversion(row: ConversionRow): z.infer<typeof ConversionSchema> {
     currency: row.currency,
     event_type: row.event_type,
     event_time: row.event_time,
+    event_time_supplied: row.event_time_supplied === 1,
     campaign_id: row.campaign_id,
     click_id: row.click_id,
     user_id: row.user_id,
@@ -106,6 +143,8 @@ function toEvent(row: ConversionEventRow): z.infer<typeof ConversionEventSchema>
     received_at: row.received_at,
     test: row.test === 1,
     event: JSON.parse(row.payload) as Record<string, unknown>,
+    hash: row.hash,
+    prev_hash: row.prev_hash,
   };
 }
 
@@ -118,26 +157,20 @@ export function registerConversionRoutes(app: App): void {
       summary: "Get a conversion and its history",
       description: "The conversion's current state and every recorded event with its verdict, oldest first.",
       security: ADMIN_SECURITY,
-      request: {
-        params: z.object({
-          network_id: z.string().openapi({ param: { name: "network_id", in: "path" } }),
-          transaction_id: z.string().openapi({ param: { name: "transaction_id", in: "path" } }),
-        }),
-      },
+      request: { params: ConversionKeyParams, query: WorldQuery },
       responses: {
         200: { description: "The conversion.", content: { "application/json": { schema: ConversionDetailSchema } } },
-        404: problem("No such conversion (yet: it reaches D1 moments after the postback is answered)."),
+        404: problem(
+          "No such conversion (yet: it reaches D1 moments after the postback is answered); the detail says when the transaction exists in the other world (test or live).",
+        ),
         ...ADMIN_PROBLEMS,
       },
     }),
     async (c) => {
       const { network_id, transaction_id } = c.req.valid("param");
-      const { conversion, events } = await getConversion(c.env.DB, network_id, transaction_id);
-      if (!conversion) {
-        throw new ProblemError("not_found", `No conversion "${transaction_id}" from network "${network_id}".`, [
-          { location: "path.transaction_id", message: "not found" },
-        ]);
-      }
+      const test = c.req.valid("query").test ?? false;
+      const { conversion, events, otherWorld } = await getConversion(c.env.DB, network_id, transaction_id, test);
+      if (!conversion) throw conversionNotFound(network_id, transaction_id, test, otherWorld);
       return c.json({ ...toConversion(conversion), events: events.map(toEvent) }, 200);
     },
   );
@@ -161,12 +194,50 @@ export function registerConversionRoutes(app: App): void {
     }),
     async (c) => {
       const { limit, cursor, ...filter } = c.req.valid("query");
-      const after = decodeCursor(cursor, 3) as [string, string, string] | null;
-      const rows = await listConversions(c.env.DB, filter, limit + 1, after);
+      const rows = await listConversions(c.env.DB, filter, limit + 1, listCursor(cursor));
       return c.json(
-        page(rows, limit, toConversion, (row) => [row.first_seen_at, row.network_id, row.transaction_id]),
+        page(rows, limit, toConversion, (row) => [
+          row.first_seen_at,
+          row.network_id,
+          row.transaction_id,
+          row.test === 1 ? "1" : "0",
+        ]),
         200,
       );
     },
+  );
+}
+
+function listCursor(cursor: string | undefined): ConversionListKey | null {
+  const key = decodeCursor(cursor, 4);
+  if (key === null) return null;
+  const [firstSeenAt = "", networkId = "", transactionId = "", test] = key;
+  if (test !== "0" && test !== "1") throw invalidCursor();
+  return [firstSeenAt, networkId, transactionId, test];
+}
+
+export function conversionNotFound(
+  networkId: string,
+  transactionId: string,
+  test: boolean,
+  otherWorld: boolean,
+): ProblemError {
+  const world = test ? "test" : "live";
+  const hint = !otherWorld
+    ? ""
+    : test
+      ? " Only a live conversion has this transaction id: ask without ?test=true."
+      : " Only a test conversion has this transaction id: ask with ?test=true.";
+  return new ProblemError(
+    "not_found",
+    `No ${world} conversion "${transactionId}" from network "${networkId}".${hint}`,
+    [
+      {
+        location: "path.transaction_id",
+        message: otherWorld
+          ? `not found among ${world} conversions; a ${test ? "live" : "test"} one exists`
+          : "not found",
+      },
+    ],
   );
 }

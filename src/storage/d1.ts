@@ -28,8 +28,10 @@ export interface ConversionRow {
   first_seen_at: string;
   updated_at: string;
   version: number;
-  /** 1 when the conversion came from test postbacks. */
+  /** 1 for the test conversion of the transaction (test postbacks), 0 for the live one. */
   test: number;
+  /** 1 when `event_time` came from the network, 0 when it is the receipt time of the event that set it. */
+  event_time_supplied: number;
 }
 
 export interface ConversionEventRow {
@@ -43,6 +45,9 @@ export interface ConversionEventRow {
   payload: string;
   received_at: string;
   test: number;
+  /** The event's link in the conversion's hash chain; null when recorded before the chain existed. */
+  hash: string | null;
+  prev_hash: string | null;
 }
 
 /** The lifecycle table as SQL rows, for the consumer's second line of defence below. */
@@ -59,8 +64,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
     db
       .prepare(
         `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload,
-           received_at, test)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+           received_at, test, hash, prev_hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
       )
       .bind(
         message.event_id,
@@ -73,6 +78,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
         JSON.stringify(message.event),
         message.received_at,
         message.test ? 1 : 0,
+        message.hash ?? null,
+        message.prev_hash ?? null,
       ),
   ];
   if (message.verdict !== "stale") {
@@ -81,21 +88,26 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
       db
         .prepare(
           `INSERT INTO conversions (network_id, transaction_id, status, amount, currency, event_type, event_time,
-             campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (network_id, transaction_id) DO UPDATE SET
+             campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test,
+             event_time_supplied)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
              status = excluded.status, amount = excluded.amount, currency = excluded.currency,
              event_type = excluded.event_type, event_time = excluded.event_time,
              campaign_id = excluded.campaign_id, click_id = excluded.click_id, user_id = excluded.user_id,
              device_id = excluded.device_id, platform = excluded.platform, meta = excluded.meta,
-             updated_at = excluded.updated_at, version = excluded.version, test = excluded.test
+             updated_at = excluded.updated_at, version = excluded.version,
+             event_time_supplied = excluded.event_time_supplied
            WHERE excluded.version > conversions.version
              AND (
                excluded.first_seen_at = conversions.first_seen_at
-               -- A snapshot from a later life of the Durable Object (it cleared itself after the
-               -- dedupe window) only applies when the lifecycle allows it against what D1 holds.
-               OR (excluded.event_time >= conversions.event_time
-                   AND (conversions.status, excluded.status) IN (VALUES ${TRANSITION_ROWS}))
+               -- A snapshot from a later life of the Durable Object (one that forgot the conversion
+               -- after the dedupe window) applies only when the lifecycle allows it against what D1
+               -- holds, and, when both times were supplied by the network, is not older. A receipt
+               -- time is not the network's clock: then arrival order decides, as in lifecycle.ts.
+               OR ((conversions.status, excluded.status) IN (VALUES ${TRANSITION_ROWS})
+                   AND (excluded.event_time_supplied = 0 OR conversions.event_time_supplied = 0
+                        OR excluded.event_time >= conversions.event_time))
              )`,
         )
         .bind(
@@ -116,6 +128,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
           message.received_at,
           c.version,
           message.test ? 1 : 0,
+          // An applied event's time is the conversion's: supplied exactly when the event carried one.
+          message.event.event_time === undefined ? 0 : 1,
         ),
     );
   }
@@ -133,21 +147,47 @@ export function deadLetterStatement(
     .bind(letter.id, letter.queue, letter.body, letter.reason, letter.attempts, letter.created_at);
 }
 
+/**
+ * One conversion of one world (live or test) with its history, oldest first, and whether the other
+ * world holds a conversion with the same key (so that a 404 can say where to look).
+ */
 export async function getConversion(
   db: D1,
   networkId: string,
   transactionId: string,
-): Promise<{ conversion: ConversionRow | null; events: ConversionEventRow[] }> {
-  const [conversion, events] = await db.batch([
+  test: boolean,
+): Promise<{
+  conversion: ConversionRow | null;
+  events: ConversionEventRow[];
+  otherWorld: boolean;
+  /** Where history retention cut the conversion's chain, if it did. */
+  pruned: PrunedChainRow | null;
+}> {
+  const world = test ? 1 : 0;
+  const [conversions, events, pruned] = await db.batch([
     db.prepare("SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ?").bind(networkId, transactionId),
     db
-      .prepare("SELECT * FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq")
-      .bind(networkId, transactionId),
+      .prepare(
+        "SELECT * FROM conversion_events WHERE network_id = ? AND transaction_id = ? AND test = ? ORDER BY seq, received_at",
+      )
+      .bind(networkId, transactionId, world),
+    db
+      .prepare("SELECT * FROM conversion_chain_pruned WHERE network_id = ? AND transaction_id = ? AND test = ?")
+      .bind(networkId, transactionId, world),
   ]);
+  const rows = (conversions?.results ?? []) as ConversionRow[];
   return {
-    conversion: (conversion?.results[0] as ConversionRow | undefined) ?? null,
+    conversion: rows.find((row) => row.test === world) ?? null,
     events: (events?.results ?? []) as ConversionEventRow[],
+    otherWorld: rows.some((row) => row.test !== world),
+    pruned: (pruned?.results[0] as PrunedChainRow | undefined) ?? null,
   };
+}
+
+export interface PrunedChainRow {
+  seq: number;
+  hash: string;
+  pruned_before: string;
 }
 
 export interface ConversionFilter {
@@ -160,12 +200,15 @@ export interface ConversionFilter {
   test?: boolean | undefined;
 }
 
+/** The list's sort key; `test` is part of it, since a test and a live conversion can share the rest. */
+export type ConversionListKey = [first_seen_at: string, network_id: string, transaction_id: string, test: "0" | "1"];
+
 /** Newest first by `first_seen_at`; `after` is the sort key of the last row of the previous page. */
 export async function listConversions(
   db: D1,
   filter: ConversionFilter,
   limit: number,
-  after: [string, string, string] | null,
+  after: ConversionListKey | null,
 ): Promise<ConversionRow[]> {
   const { results } = await db
     .prepare(
@@ -176,9 +219,9 @@ export async function listConversions(
          AND (?4 IS NULL OR platform = ?4)
          AND (?5 IS NULL OR first_seen_at >= ?5)
          AND (?6 IS NULL OR first_seen_at < ?6)
-         AND (?7 IS NULL OR (first_seen_at, network_id, transaction_id) < (?7, ?8, ?9))
+         AND (?7 IS NULL OR (first_seen_at, network_id, transaction_id, test) < (?7, ?8, ?9, ?12))
          AND (?11 IS NULL OR test = ?11)
-       ORDER BY first_seen_at DESC, network_id DESC, transaction_id DESC
+       ORDER BY first_seen_at DESC, network_id DESC, transaction_id DESC, test DESC
        LIMIT ?10`,
     )
     .bind(
@@ -193,6 +236,7 @@ export async function listConversions(
       after?.[2] ?? null,
       limit,
       filter.test === undefined ? null : filter.test ? 1 : 0,
+      after === null ? null : Number(after[3]),
     )
     .all<ConversionRow>();
   return results;
@@ -207,6 +251,9 @@ export async function checkSchema(db: D1): Promise<void> {
     db.prepare("SELECT 1 FROM delivery_attempts LIMIT 1"),
     db.prepare("SELECT auth, test_mode FROM networks LIMIT 1"),
     db.prepare("SELECT kind, last_used_at FROM network_secrets LIMIT 1"),
+    db.prepare(
+      "SELECT c.event_time_supplied, e.hash, p.seq FROM conversions c, conversion_events e, conversion_chain_pruned p LIMIT 1",
+    ),
   ]);
 }
 
@@ -215,7 +262,22 @@ export async function checkSchema(db: D1): Promise<void> {
  * conversions themselves are kept, and so is every delivery still pending, retrying or parked.
  */
 export async function pruneHistory(db: D1, before: string): Promise<{ events: number; deliveries: number }> {
-  const [events, deliveries] = await db.batch([
+  const [, events, deliveries] = await db.batch([
+    // First, in the same transaction: each conversion's last chained event about to go, so its proof
+    // can start from that hash (conversions/chain.ts) instead of reporting the events as missing.
+    db
+      .prepare(
+        `INSERT INTO conversion_chain_pruned (network_id, transaction_id, test, seq, hash, pruned_before)
+         SELECT network_id, transaction_id, test, seq, hash, ?1 FROM (
+           SELECT network_id, transaction_id, test, seq, hash,
+             row_number() OVER (PARTITION BY network_id, transaction_id, test ORDER BY seq DESC) AS latest
+           FROM conversion_events WHERE received_at < ?1 AND hash IS NOT NULL
+         ) WHERE latest = 1
+         ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
+           seq = excluded.seq, hash = excluded.hash, pruned_before = excluded.pruned_before
+         WHERE excluded.seq > conversion_chain_pruned.seq`,
+      )
+      .bind(before),
     db.prepare("DELETE FROM conversion_events WHERE received_at < ?").bind(before),
     db.prepare("DELETE FROM deliveries WHERE created_at < ? AND state IN ('delivered', 'failed', 'dead')").bind(before),
   ]);

@@ -60,7 +60,7 @@ export function insertDeliveryStatement(
       `INSERT INTO deliveries (id, event_id, partner_id, network_id, transaction_id, state, payload, created_at, updated_at)
        SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8
        WHERE EXISTS (
-         SELECT 1 FROM conversions c WHERE c.network_id = ?4 AND c.transaction_id = ?5
+         SELECT 1 FROM conversions c WHERE c.network_id = ?4 AND c.transaction_id = ?5 AND c.test = ?11
            AND (c.first_seen_at = ?9 OR c.version = ?10)
        )
        ON CONFLICT (event_id, partner_id) DO NOTHING`,
@@ -76,6 +76,7 @@ export function insertDeliveryStatement(
       delivery.now,
       p.conversion.first_seen_at,
       p.conversion.version,
+      p.test ? 1 : 0,
     );
 }
 

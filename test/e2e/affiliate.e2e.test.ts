@@ -405,9 +405,12 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
       test: true,
     });
 
-    // The conversions API: each conversion with the fields its parameters were mapped to.
-    const conversion = async (transactionId: string) => {
-      const response = await admin(`/v1/conversions/${networkId}/${encodeURIComponent(transactionId)}`);
+    // The conversions API: each conversion with the fields its parameters were mapped to (a test
+    // conversion is asked for with ?test=true: the detail serves the live one by default).
+    const conversion = async (transactionId: string, test: boolean) => {
+      const response = await admin(
+        `/v1/conversions/${networkId}/${encodeURIComponent(transactionId)}${test ? "?test=true" : ""}`,
+      );
       return { status: response.status, body: await response.text() };
     };
     const finalStates = new Map<string, ExpectedEvent>();
@@ -416,7 +419,7 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
       const eventCount = expected.filter((e) => e.transaction_id === transactionId).length;
       const found = await eventually(
         `conversion ${transactionId}`,
-        () => conversion(transactionId),
+        () => conversion(transactionId, last.test),
         ({ status, body }) => status === 200 && (JSON.parse(body) as ConversionDetail).events.length >= eventCount,
       );
       const detail = JSON.parse(found.body) as ConversionDetail;

@@ -1,0 +1,445 @@
+/**
+ * The hash chain of a conversion's events (docs/conversion-records.md). The conversion's Durable
+ * Object computes each recorded event's hash as it decides it, over the event's own content and
+ * the previous event's hash; D1 stores the chain; `verifyChain` checks what D1 holds against
+ * itself and against the object's head, and says where and why it breaks. Pure: plain data in,
+ * verdicts out; SHA-256 is synchronous so that hashing fits inside the object's SQLite transaction.
+ */
+import { z } from "@hono/zod-openapi";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
+import type { ConversionStatus } from "../ingest/postback-schema";
+import { utf8 } from "../lib/bytes";
+import { canonicalJson } from "../lib/canonical-json";
+import { type ConversionFields, MATERIAL_FIELDS, merge, type RecordedVerdict } from "./lifecycle";
+
+/** The version of the canonical content; a change of what is hashed gets a new one. */
+export const CHAIN_VERSION = 1;
+
+/** What one event's hash covers: the event as recorded and the hash of the event before it. */
+export interface ChainContent {
+  network_id: string;
+  transaction_id: string;
+  test: boolean;
+  seq: number;
+  event_id: string;
+  verdict: RecordedVerdict;
+  received_at: string;
+  /** The validated event fields as recorded (D1's `payload`); `event_time` only when the network sent one. */
+  event: Record<string, unknown>;
+  /** The previous event's hash; null for the first event of the chain. */
+  prev_hash: string | null;
+}
+
+/** The exact text that is hashed: RFC 8785 JSON of the content with `v`. */
+export function canonicalContent(content: ChainContent): string {
+  return canonicalJson({ v: CHAIN_VERSION, ...content });
+}
+
+/** Lowercase hex SHA-256 of the canonical content's UTF-8 bytes. */
+export function chainHash(content: ChainContent): string {
+  return bytesToHex(sha256(utf8(canonicalContent(content))));
+}
+
+// --- verification ------------------------------------------------------------------------------
+
+/** One event as D1 holds it; `payload` is the raw text of its `payload` column. */
+export interface StoredEvent {
+  event_id: string;
+  network_id: string;
+  transaction_id: string;
+  test: boolean;
+  seq: number;
+  verdict: string;
+  status: string;
+  event_time: string | null;
+  payload: string;
+  received_at: string;
+  hash: string | null;
+  prev_hash: string | null;
+}
+
+/** The conversion's row in D1: what the chain's events must add up to. */
+export interface StoredConversion {
+  status: string;
+  fields: ConversionFields;
+  event_time: string;
+  event_time_supplied: boolean;
+  first_seen_at: string;
+}
+
+/**
+ * The conversion object's own record of the chain: its last seq and hash, and the events it holds
+ * in its outbox until D1 confirms them (those may not be in D1 yet).
+ */
+export interface ChainHead {
+  seq: number;
+  hash: string | null;
+  in_flight: { seq: number; hash: string | null; prev_hash: string | null }[];
+}
+
+const HashSchema = z.string().openapi({ description: "Lowercase hex SHA-256.", example: "9f2c…" });
+
+const ProofEventSchema = z.object({
+  seq: z.number().int(),
+  event_id: z.string(),
+  verdict: z.string(),
+  received_at: z.string(),
+  chained: z.boolean().openapi({ description: "False for an event recorded before the chain existed (no hash)." }),
+  hash: HashSchema.nullable(),
+  prev_hash: HashSchema.nullable(),
+  content: z
+    .object({
+      v: z.number().int(),
+      network_id: z.string(),
+      transaction_id: z.string(),
+      test: z.boolean(),
+      seq: z.number().int(),
+      event_id: z.string(),
+      verdict: z.string(),
+      received_at: z.string(),
+      event: z.record(z.string(), z.unknown()),
+      prev_hash: HashSchema.nullable(),
+    })
+    .nullable()
+    .openapi({
+      description:
+        "What the hash covers, rebuilt from D1: hash = SHA-256(RFC 8785 JSON of this object). Null when the stored payload is not JSON.",
+    }),
+  computed_hash: HashSchema.nullable().openapi({ description: "The hash of `content`, computed now." }),
+  ok: z.boolean(),
+});
+
+const ChainBreakSchema = z.object({
+  seq: z.number().int().nullable(),
+  event_id: z.string().nullable(),
+  reason: z.string(),
+});
+
+export const ProofSchema = z
+  .object({
+    status: z.enum(["verified", "broken", "unchained"]).openapi({
+      description:
+        "verified: every event hashes to its hash and links to the one before, D1 agrees with the conversion's object and the conversion row is what the events add up to; broken: see `breaks`; unchained: no event has a hash (all were recorded before the chain existed).",
+    }),
+    verified: z.boolean(),
+    algorithm: z.string(),
+    head: z
+      .object({ seq: z.number().int(), hash: HashSchema })
+      .nullable()
+      .openapi({ description: "D1's last chained event." }),
+    events: z.array(ProofEventSchema).openapi({ description: "Every event D1 holds, by seq." }),
+    breaks: z.array(ChainBreakSchema).openapi({ description: "Where the chain breaks, and why; empty when verified." }),
+    anchor: z
+      .object({
+        seq: z.number().int(),
+        hash: HashSchema.nullable(),
+        in_flight: z.number().int(),
+        agrees: z.boolean(),
+        note: z.string(),
+      })
+      .nullable()
+      .openapi({
+        description:
+          "The chain head the conversion's Durable Object keeps (it outlives the dedupe window): catches deleted latest events and a rewritten chain.",
+      }),
+    state: z.object({ checked: z.boolean(), agrees: z.boolean().nullable(), note: z.string() }),
+    notes: z.array(z.string()),
+  })
+  .openapi("ConversionProof");
+
+export type Proof = z.infer<typeof ProofSchema>;
+type ProofEvent = z.infer<typeof ProofEventSchema>;
+type ChainBreak = z.infer<typeof ChainBreakSchema>;
+
+export const ALGORITHM =
+  "hash = lowercase hex SHA-256 of the UTF-8 bytes of the RFC 8785 (JCS) JSON of {v, network_id, transaction_id, test, seq, event_id, verdict, received_at, event, prev_hash}";
+
+const RECORDED_VERDICTS: readonly string[] = ["accepted", "updated", "stale"];
+
+function parsePayload(payload: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(payload);
+    return value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+function contentOf(row: StoredEvent, event: Record<string, unknown>): ChainContent {
+  return {
+    network_id: row.network_id,
+    transaction_id: row.transaction_id,
+    test: row.test,
+    seq: row.seq,
+    event_id: row.event_id,
+    verdict: row.verdict as RecordedVerdict,
+    received_at: row.received_at,
+    event,
+    prev_hash: row.prev_hash,
+  };
+}
+
+function safeHash(content: ChainContent): string | null {
+  try {
+    return chainHash(content);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Verifies a conversion's history as D1 holds it (`rows`, one world, any order) against itself,
+ * against D1's conversion row and against the object's head. Events without a hash were recorded
+ * before the chain existed: listed, never counted as a break.
+ */
+export function verifyChain(input: {
+  rows: readonly StoredEvent[];
+  conversion: StoredConversion | null;
+  anchor: ChainHead | null;
+  /** The last chained event history retention deleted, if it deleted any. */
+  pruned?: { seq: number; hash: string; pruned_before: string } | null;
+}): Proof {
+  const rows = [...input.rows].sort((a, b) => a.seq - b.seq || compare(a.received_at, b.received_at));
+  const breaks: ChainBreak[] = [];
+  const notes: string[] = [];
+  const fail = (row: StoredEvent | null, reason: string) =>
+    breaks.push({ seq: row?.seq ?? null, event_id: row?.event_id ?? null, reason });
+
+  const events: ProofEvent[] = [];
+  const chained: { row: StoredEvent; event: Record<string, unknown> | null }[] = [];
+  for (const row of rows) {
+    const event = parsePayload(row.payload);
+    const content = event ? contentOf(row, event) : null;
+    const computed = content && row.hash !== null ? safeHash(content) : null;
+    const proofEvent: ProofEvent = {
+      seq: row.seq,
+      event_id: row.event_id,
+      verdict: row.verdict,
+      received_at: row.received_at,
+      chained: row.hash !== null,
+      hash: row.hash,
+      prev_hash: row.prev_hash,
+      content: content ? { v: CHAIN_VERSION, ...content } : null,
+      computed_hash: computed,
+      ok: true,
+    };
+    events.push(proofEvent);
+    if (row.hash === null) continue;
+    chained.push({ row, event });
+    const before = breaks.length;
+    if (!event) fail(row, "its payload is not a JSON object, so its content cannot be hashed");
+    else if (!RECORDED_VERDICTS.includes(row.verdict))
+      fail(row, `its verdict "${row.verdict}" is not one the hub records`);
+    else if (computed === null) fail(row, "its content is not representable as RFC 8785 JSON");
+    else if (computed !== row.hash) {
+      fail(
+        row,
+        `its content hashes to ${computed}, not to its recorded hash ${row.hash}: it changed after it was recorded`,
+      );
+    }
+    if (event && event.status !== row.status) {
+      fail(
+        row,
+        `its status column says ${JSON.stringify(row.status)} but the hashed event says ${JSON.stringify(event.status)}`,
+      );
+    }
+    if (event && (event.event_time ?? null) !== row.event_time) {
+      fail(
+        row,
+        `its event_time column says ${JSON.stringify(row.event_time)} but the hashed event says ${JSON.stringify(event.event_time ?? null)}`,
+      );
+    }
+    if (breaks.length > before) proofEvent.ok = false;
+  }
+
+  if (chained.length === 0) {
+    const proof = emptyProof(events, breaks, notes);
+    if (rows.length > 0) {
+      notes.push(`All ${rows.length} events were recorded before the hash chain existed: they have no hash to verify.`);
+    }
+    return proof;
+  }
+
+  // Links: from the chain's first event (prev_hash null) to its head, one seq after the other.
+  const unchainedSeqs = new Set(rows.filter((row) => row.hash === null).map((row) => row.seq));
+  const first = chained[0]?.row;
+  const pruned = input.pruned ?? null;
+  if (first && pruned && first.prev_hash === pruned.hash && first.seq === pruned.seq + 1) {
+    notes.push(
+      `History retention deleted the events up to seq ${pruned.seq} (received before ${pruned.pruned_before}); the chain is verified from seq ${pruned.seq}'s hash, which it kept.`,
+    );
+  } else if (first && first.prev_hash !== null) {
+    fail(
+      first,
+      `it follows an event with hash ${first.prev_hash} that D1 does not hold, and no history retention run recorded deleting it: seq ${first.seq - 1} was deleted`,
+    );
+  } else if (first && first.seq > 1) {
+    notes.push(
+      `The chain begins at seq ${first.seq}: the ${first.seq - 1} events before it were recorded before the hash chain existed.`,
+    );
+  }
+  for (let i = 1; i < chained.length; i++) {
+    const previous = chained[i - 1]?.row;
+    const row = chained[i]?.row;
+    if (!previous || !row) continue;
+    if (row.seq === previous.seq) fail(row, `two events claim seq ${row.seq}`);
+    else if (row.seq !== previous.seq + 1) {
+      const stripped = [...unchainedSeqs].filter((seq) => seq > previous.seq && seq < row.seq).sort((a, b) => a - b);
+      fail(
+        row,
+        stripped.length > 0
+          ? `seq ${stripped.join(", ")} lost ${stripped.length === 1 ? "its hash" : "their hashes"} after the chain had begun`
+          : `${seqs(previous.seq + 1, row.seq - 1)} missing: the chain skips from ${previous.seq} to ${row.seq}`,
+      );
+    } else if (row.prev_hash !== previous.hash) {
+      fail(row, `its prev_hash ${row.prev_hash} is not the hash ${previous.hash} of seq ${previous.seq}`);
+    }
+  }
+  for (const event of events) {
+    if (breaks.some((b) => b.event_id === event.event_id)) event.ok = false;
+  }
+
+  const last = chained[chained.length - 1]?.row;
+  const head = last?.hash ? { seq: last.seq, hash: last.hash } : null;
+  const anchor = checkAnchor(input.anchor, head, fail);
+  const state = checkState(input.conversion, chained, first, fail);
+  const status = breaks.length === 0 ? "verified" : "broken";
+  return { status, verified: status === "verified", algorithm: ALGORITHM, head, events, breaks, anchor, state, notes };
+}
+
+function emptyProof(events: ProofEvent[], breaks: ChainBreak[], notes: string[]): Proof {
+  return {
+    status: "unchained",
+    verified: false,
+    algorithm: ALGORITHM,
+    head: null,
+    events,
+    breaks,
+    anchor: null,
+    state: { checked: false, agrees: null, note: "No chained event to check the conversion against." },
+    notes,
+  };
+}
+
+/** D1's head against the object's: equal, or D1 behind by exactly the events still in the outbox. */
+function checkAnchor(
+  anchor: ChainHead | null,
+  head: { seq: number; hash: string } | null,
+  fail: (row: StoredEvent | null, reason: string) => void,
+): Proof["anchor"] {
+  if (anchor === null || head === null) {
+    if (head !== null) fail(null, "the conversion's object holds no chain head for events D1 holds as chained");
+    return null;
+  }
+  const result = (agrees: boolean, note: string) => {
+    if (!agrees) fail(null, note);
+    return { seq: anchor.seq, hash: anchor.hash, in_flight: anchor.in_flight.length, agrees, note };
+  };
+  if (anchor.seq === head.seq) {
+    return anchor.hash === head.hash
+      ? result(true, "D1's last event is the object's last event.")
+      : result(false, `the object's last event (seq ${anchor.seq}) has hash ${anchor.hash}; D1's has ${head.hash}`);
+  }
+  if (anchor.seq < head.seq) {
+    return result(false, `D1 holds events up to seq ${head.seq}, but the object recorded only up to seq ${anchor.seq}`);
+  }
+  // The outbox keeps an event until D1 confirms it: one D1 lacks that is not there was deleted from D1.
+  const pending = new Map(anchor.in_flight.map((event) => [event.seq, event]));
+  const inFlightAfterHead = anchor.in_flight.filter((event) => event.seq > head.seq && event.seq <= anchor.seq);
+  if (inFlightAfterHead.length !== anchor.seq - head.seq) {
+    return result(
+      false,
+      `the object recorded up to seq ${anchor.seq} and D1 confirmed what is not in its outbox, but D1's chain ends at seq ${head.seq}: events after it were deleted from D1`,
+    );
+  }
+  const next = pending.get(head.seq + 1);
+  if (next && next.prev_hash !== head.hash) {
+    return result(false, `the object's seq ${next.seq} follows hash ${next.prev_hash}, not D1's head ${head.hash}`);
+  }
+  return result(
+    true,
+    `D1 is ${anchor.seq - head.seq} event(s) behind the object: seq ${head.seq + 1} to ${anchor.seq} are still on their way.`,
+  );
+}
+
+/** Folds the chain's applied events as the object does (lifecycle `merge`) and compares D1's row. */
+function checkState(
+  conversion: StoredConversion | null,
+  chained: readonly { row: StoredEvent; event: Record<string, unknown> | null }[],
+  first: StoredEvent | undefined,
+  fail: (row: StoredEvent | null, reason: string) => void,
+): Proof["state"] {
+  if (conversion === null) {
+    fail(null, "D1 has no conversion row for these events");
+    return { checked: true, agrees: false, note: "D1 has no conversion row for these events." };
+  }
+  if (first?.seq !== 1) {
+    return {
+      checked: false,
+      agrees: null,
+      note: "The chain does not begin at seq 1, so the conversion's fields cannot be rebuilt from it alone.",
+    };
+  }
+  if (conversion.first_seen_at !== first.received_at) {
+    return {
+      checked: false,
+      agrees: null,
+      note: "The conversion row predates the chain's first event (an earlier life of the conversion's object, before it kept its history's tail).",
+    };
+  }
+  let expected: StoredConversion | null = null;
+  for (const { row, event } of chained) {
+    if (!event || (row.verdict !== "accepted" && row.verdict !== "updated")) continue;
+    const fields = pickFields(event);
+    const suppliedTime = typeof event.event_time === "string" ? event.event_time : undefined;
+    expected = {
+      status: String(event.status),
+      fields: expected ? merge(expected.fields, fields) : fields,
+      event_time: suppliedTime ?? row.received_at,
+      event_time_supplied: suppliedTime !== undefined,
+      first_seen_at: first.received_at,
+    };
+  }
+  if (expected === null) return { checked: false, agrees: null, note: "No applied event in the chain." };
+  const differences: string[] = [];
+  const shown = (value: unknown) => JSON.stringify(value ?? null);
+  if (conversion.status !== expected.status)
+    differences.push(`status is ${shown(conversion.status)}, not ${shown(expected.status)}`);
+  for (const key of MATERIAL_FIELDS) {
+    if (key === "status") continue;
+    const held = conversion.fields[key];
+    const built = expected.fields[key];
+    if (canonicalJson(held ?? null) !== canonicalJson(built ?? null))
+      differences.push(`${key} is ${shown(held)}, not ${shown(built)}`);
+  }
+  if (conversion.event_time !== expected.event_time) {
+    differences.push(`event_time is ${shown(conversion.event_time)}, not ${shown(expected.event_time)}`);
+  }
+  if (conversion.event_time_supplied !== expected.event_time_supplied) {
+    differences.push(`event_time_supplied is ${conversion.event_time_supplied}, not ${expected.event_time_supplied}`);
+  }
+  if (differences.length > 0) {
+    const note = `the conversion row is not what its chained events add up to: ${differences.join("; ")}`;
+    fail(null, note);
+    return { checked: true, agrees: false, note };
+  }
+  return { checked: true, agrees: true, note: "The conversion row is what its chained events add up to." };
+}
+
+function pickFields(event: Record<string, unknown>): ConversionFields {
+  const fields: Record<string, unknown> = {};
+  for (const key of MATERIAL_FIELDS) if (event[key] !== undefined) fields[key] = event[key];
+  return { ...(fields as ConversionFields), status: event.status as ConversionStatus };
+}
+
+/** "seq 4 is" or "seq 4 to 9 are". */
+function seqs(from: number, to: number): string {
+  return from === to ? `seq ${from} is` : `seq ${from} to ${to} are`;
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,130 @@
+/**
+ * The conversion object's SQLite schema and the ordered upgrades that bring an object written by
+ * earlier code up to it. `schema_version` (one row) says how many upgrades an object has had;
+ * objects from before it existed count as 0. (`PRAGMA user_version` would be the usual place, but
+ * Durable Object SQLite refuses it with SQLITE_AUTH.)
+ *
+ * Tables are created by the first write, not when the object starts, so that a read (explain's
+ * `peek`, a stray receipt) never leaves an empty object behind.
+ */
+
+/** The tables as the last upgrade leaves them: what a new object is created with. */
+const SCHEMA = `
+  CREATE TABLE state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    network_id TEXT NOT NULL,
+    transaction_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    event_time TEXT NOT NULL,
+    -- 1: event_time came from the network; 0: it is the receipt time of the event that set the state.
+    event_time_supplied INTEGER NOT NULL,
+    fields TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    first_seen_at TEXT NOT NULL,
+    last_event_at TEXT NOT NULL,
+    -- The answer of the event that set the state, replayed for a duplicate of it.
+    answer TEXT,
+    -- The chain head: the last recorded event's seq and hash (NULL: recorded before the chain).
+    head_seq INTEGER NOT NULL DEFAULT 0,
+    head_hash TEXT
+  );
+  -- The history of the dedupe window; after it only the state row (the tail) stays.
+  CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    hash TEXT,
+    prev_hash TEXT
+  );
+  CREATE INDEX events_by_fingerprint ON events (fingerprint);
+  CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    message TEXT NOT NULL,
+    -- When the alarm should send the row (again), in ms; 0 = at once.
+    due_at INTEGER NOT NULL DEFAULT 0,
+    sends INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+`;
+
+type Upgrade = (sql: SqlStorage, tables: ReadonlyMap<string, string>) => void;
+
+/** In order; upgrade i takes an object from version i to i + 1. Append only. */
+const UPGRADES: readonly Upgrade[] = [
+  // 1. Outbox rows wait for D1's receipt: objects written before that have neither column.
+  (sql, tables) => {
+    if (tables.get("outbox")?.includes("due_at")) return;
+    sql.exec("ALTER TABLE outbox ADD COLUMN due_at INTEGER NOT NULL DEFAULT 0");
+    sql.exec("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0");
+  },
+  // 2. Whose clock set the state's time. An inferred time is exactly the receipt time of the event
+  // that set the state; any other time was supplied by the network. When that event cannot be
+  // found, the time counts as inferred, so arrival order (within the lifecycle) decides.
+  (sql) => {
+    sql.exec("ALTER TABLE state ADD COLUMN event_time_supplied INTEGER NOT NULL DEFAULT 0");
+    sql.exec(`
+      UPDATE state SET event_time_supplied = coalesce(
+        (SELECT state.event_time != received_at FROM events WHERE verdict != 'stale' ORDER BY seq DESC LIMIT 1), 0)
+    `);
+  },
+  // 3. The hash chain, and a tail that outlives the dedupe window. Events recorded before have no
+  // hash; the next event starts the chain (prev_hash NULL) and its seq follows theirs.
+  (sql) => {
+    sql.exec("ALTER TABLE events ADD COLUMN hash TEXT");
+    sql.exec("ALTER TABLE events ADD COLUMN prev_hash TEXT");
+    sql.exec("ALTER TABLE state ADD COLUMN answer TEXT");
+    sql.exec("ALTER TABLE state ADD COLUMN head_seq INTEGER NOT NULL DEFAULT 0");
+    sql.exec("ALTER TABLE state ADD COLUMN head_hash TEXT");
+    sql.exec(`
+      UPDATE state SET
+        head_seq = coalesce((SELECT max(seq) FROM events), 0),
+        answer = (SELECT answer FROM events WHERE verdict != 'stale' ORDER BY seq DESC LIMIT 1)
+    `);
+  },
+];
+
+export const SCHEMA_VERSION = UPGRADES.length;
+
+/**
+ * Whether the object holds anything; upgrades an older object on the way, in one transaction.
+ * One query for an object without tables, two for one that has them.
+ */
+export function openSchema(storage: DurableObjectStorage): boolean {
+  const sql = storage.sql;
+  const tables = new Map(
+    sql
+      .exec<{ name: string; sql: string }>(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('outbox', 'schema_version')",
+      )
+      .toArray()
+      .map((row) => [row.name, row.sql]),
+  );
+  // All tables are created together, so the outbox's presence says whether the object holds anything.
+  if (!tables.has("outbox")) return false;
+  const version = tables.has("schema_version")
+    ? sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version
+    : 0;
+  // An object at a later version (written by newer code, before a rollback) is left as it is.
+  if (version < SCHEMA_VERSION) {
+    storage.transactionSync(() => {
+      for (let step = version; step < SCHEMA_VERSION; step++) UPGRADES[step]?.(sql, tables);
+      sql.exec(
+        "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+      );
+      sql.exec(
+        "INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+        SCHEMA_VERSION,
+      );
+    });
+  }
+  return true;
+}
+
+/** Creates the tables of a new object at the current version. */
+export function createSchema(sql: SqlStorage): void {
+  sql.exec(SCHEMA);
+  sql.exec("INSERT INTO schema_version (id, version) VALUES (1, ?)", SCHEMA_VERSION);
+}

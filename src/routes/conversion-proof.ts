@@ -1,0 +1,82 @@
+/**
+ * The proof of a conversion's history: its hash chain as D1 holds it, checked event by event,
+ * against the conversion row, and against the chain head its Durable Object keeps, with where and
+ * why it breaks. docs/conversion-records.md says how anyone can check the same without the hub.
+ */
+import { createRoute } from "@hono/zod-openapi";
+import { ProofSchema, type StoredConversion, type StoredEvent, verifyChain } from "../conversions/chain";
+import { conversionObjectName } from "../conversions/conversion-object";
+import type { ConversionFields } from "../conversions/lifecycle";
+import { type ConversionEventRow, type ConversionRow, getConversion } from "../storage/d1";
+import { ADMIN_PROBLEMS, ADMIN_SECURITY, type App, problem } from "./common";
+import { ConversionKeyParams, conversionNotFound, WorldQuery } from "./conversions";
+
+const route = createRoute({
+  method: "get",
+  path: "/v1/conversions/{network_id}/{transaction_id}/proof",
+  tags: ["Conversions"],
+  summary: "Prove a conversion's history",
+  description:
+    "Every recorded event with the content its hash covers, recomputed from what D1 holds now; whether each links to the one before, whether D1 agrees with the chain head the conversion's Durable Object keeps, and whether the conversion row is what the events add up to. `?test=true` for the test conversion.",
+  security: ADMIN_SECURITY,
+  request: { params: ConversionKeyParams, query: WorldQuery },
+  responses: {
+    200: { description: "The proof, verified or not.", content: { "application/json": { schema: ProofSchema } } },
+    404: problem("No such conversion."),
+    ...ADMIN_PROBLEMS,
+  },
+});
+
+export function registerConversionProofRoute(app: App): void {
+  app.openapi(route, async (c) => {
+    const { network_id, transaction_id } = c.req.valid("param");
+    const test = c.req.valid("query").test ?? false;
+    const { conversion, events, otherWorld, pruned } = await getConversion(c.env.DB, network_id, transaction_id, test);
+    if (!conversion && events.length === 0) throw conversionNotFound(network_id, transaction_id, test, otherWorld);
+    // One RPC, off the hot path: the object's own head is what D1 cannot forge.
+    const anchor = await c.env.CONVERSIONS.getByName(
+      conversionObjectName(network_id, transaction_id, test),
+    ).chainHead();
+    const proof = verifyChain({
+      rows: events.map(storedEvent),
+      conversion: conversion ? storedConversion(conversion) : null,
+      anchor,
+      pruned,
+    });
+    return c.json(proof, 200);
+  });
+}
+
+function storedEvent(row: ConversionEventRow): StoredEvent {
+  return { ...row, test: row.test === 1 };
+}
+
+/** D1's row as fields; a meta column that no longer parses is kept as its text, so it shows as a difference. */
+function storedConversion(row: ConversionRow): StoredConversion {
+  let meta: unknown = row.meta;
+  try {
+    meta = row.meta === null ? undefined : JSON.parse(row.meta);
+  } catch {
+    // left as text
+  }
+  const fields: Record<string, unknown> = {
+    status: row.status,
+    amount: row.amount,
+    currency: row.currency,
+    event_type: row.event_type,
+    campaign_id: row.campaign_id,
+    click_id: row.click_id,
+    user_id: row.user_id,
+    device_id: row.device_id,
+    platform: row.platform,
+    meta,
+  };
+  for (const [key, value] of Object.entries(fields)) if (value === null) delete fields[key];
+  return {
+    status: row.status,
+    fields: fields as ConversionFields,
+    event_time: row.event_time,
+    event_time_supplied: row.event_time_supplied === 1,
+    first_seen_at: row.first_seen_at,
+  };
+}
