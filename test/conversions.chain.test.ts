@@ -16,12 +16,11 @@ import {
   verifyChain,
 } from "../src/conversions/chain";
 import vectors from "./fixtures/chain-vectors.json";
-
-const hex = (bytes: ArrayBuffer) => [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
+import { sha256Hex } from "./helpers";
 
 async function webCryptoHash(content: ChainContent): Promise<string> {
   const text = canonicalize({ v: 1, ...content }) ?? "";
-  return hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return sha256Hex(text);
 }
 
 describe("the canonical form", () => {

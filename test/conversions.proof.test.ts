@@ -24,6 +24,7 @@ import {
   makeEventMessage,
   makePostback,
   postback,
+  sha256Hex,
   type TestNetwork,
   uniqueId,
 } from "./helpers";
@@ -120,8 +121,7 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
         event: event.event,
         prev_hash: previous,
       };
-      const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonicalize(content)));
-      const hash = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+      const hash = await sha256Hex(canonicalize(content) ?? "");
       expect(event.prev_hash).toBe(previous);
       expect(event.hash).toBe(hash);
       previous = hash;

@@ -179,3 +179,10 @@ export function makeEventMessage(overrides: Partial<EventMessage> = {}): EventMe
     ...overrides,
   });
 }
+
+/** Lowercase hex SHA-256 of text (as UTF-8) or bytes, written apart from the hub's own helpers. */
+export async function sha256Hex(data: string | Uint8Array): Promise<string> {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}

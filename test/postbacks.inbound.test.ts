@@ -21,6 +21,7 @@ import {
   PARTNER,
   partnerLog,
   postback,
+  sha256Hex,
   uniqueId,
 } from "./helpers";
 import {
@@ -319,11 +320,6 @@ describe("a signed query authenticates only what it signs", () => {
   const signedQueryNetwork = () =>
     createInboundNetwork({ auth: { methods: ["signed_query"], ip_allowlist: [] }, mapping: TRACKER_MAPPING });
   const params = (txid: string) => ({ txid, payout: "12.50", status: "1" });
-
-  async function sha256Hex(text: string): Promise<string> {
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(text)));
-    return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-  }
 
   function postJson(networkId: string, pairs: Params, body: string, suffix = "") {
     return exports.default.fetch(

@@ -23,6 +23,7 @@ import {
   expectStatus,
   makePostback,
   postback,
+  sha256Hex,
   type TestNetwork,
   uniqueId,
 } from "./helpers";
@@ -75,9 +76,27 @@ function loggedRequests(networkId: string, count: number, query = ""): Promise<L
   });
 }
 
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+/** A record as the log builds it: a rejected POST with nothing but its ids. */
+function inboundRecord(networkId: string, requestId: string): InboundRecord {
+  return {
+    request_id: requestId,
+    network_id: networkId,
+    received_at: new Date().toISOString(),
+    route: "postback",
+    method: "POST",
+    auth_method: null,
+    credential_id: null,
+    client_ip: null,
+    transaction_id: null,
+    test: null,
+    status: 401,
+    verdict: "unauthorized",
+    errors: [],
+    items: null,
+    body_bytes: 0,
+    body_sha256: null,
+    excerpt: { query: null, headers: {}, body: null },
+  };
 }
 
 const tokenNetwork = () => createInboundNetwork({ auth: TOKEN_ONLY, mapping: TRACKER_MAPPING });
@@ -391,35 +410,17 @@ describe("the requests consumer", () => {
     };
   }
 
-  function record(networkId: string, requestId: string) {
-    return {
-      request_id: requestId,
-      network_id: networkId,
-      received_at: new Date().toISOString(),
-      route: "postback",
-      method: "GET",
-      auth_method: null,
-      credential_id: null,
-      client_ip: null,
-      transaction_id: null,
-      test: null,
-      status: 401,
-      verdict: "unauthorized",
-      errors: [],
-      items: null,
-      body_bytes: 0,
-      body_sha256: null,
-      excerpt: { query: null, headers: {}, body: null },
-    };
-  }
-
   it("writes a redelivered message once, and keeps the largest running count whatever the order", async () => {
     const networkId = uniqueId("net");
     const requestId = uniqueId("req");
     const minute = "2026-01-01T00:00:00.000Z";
     const count = (unlogged: number) => ({ network_id: networkId, minute, isolate_id: "iso-1", unlogged });
     const message = (unlogged: number) =>
-      RequestLogMessageSchema.parse({ v: 1, records: [record(networkId, requestId)], counts: [count(unlogged)] });
+      RequestLogMessageSchema.parse({
+        v: 1,
+        records: [inboundRecord(networkId, requestId)],
+        counts: [count(unlogged)],
+      });
     for (const unlogged of [3, 5, 4, 5]) {
       const { batch, acked } = batchOf([message(unlogged)]);
       await consumeRequestLog(batch, env.DB);
@@ -478,28 +479,6 @@ describe("an isolate's inbound log buffer", () => {
     };
   }
 
-  function entry(networkId: string, requestId: string): InboundRecord {
-    return {
-      request_id: requestId,
-      network_id: networkId,
-      received_at: new Date().toISOString(),
-      route: "postback",
-      method: "POST",
-      auth_method: null,
-      credential_id: null,
-      client_ip: null,
-      transaction_id: null,
-      test: null,
-      status: 401,
-      verdict: "unauthorized",
-      errors: [],
-      items: null,
-      body_bytes: 0,
-      body_sha256: null,
-      excerpt: { query: null, headers: {}, body: null },
-    };
-  }
-
   const now = Date.UTC(2026, 0, 1, 12, 0, 30);
 
   it("admits the cap per network and minute, counts the rest as a running total, and starts again next minute", async () => {
@@ -508,12 +487,12 @@ describe("an isolate's inbound log buffer", () => {
     const verdicts = Array.from({ length: 5 }, () => log.admit("a", now, 2));
     expect(verdicts).toEqual([true, true, false, false, false]);
     expect(log.admit("b", now, 2)).toBe(true);
-    log.add(entry("a", "r1"));
+    log.add(inboundRecord("a", "r1"));
     await log.flush(queue, now);
     expect(sent).toEqual([
       {
         v: 1,
-        records: [entry("a", "r1")].map((r) => ({ ...r, received_at: expect.any(String) })),
+        records: [inboundRecord("a", "r1")].map((r) => ({ ...r, received_at: expect.any(String) })),
         counts: [{ network_id: "a", minute: "2026-01-01T12:00:00.000Z", isolate_id: "iso", unlogged: 3 }],
       },
     ]);
@@ -537,11 +516,11 @@ describe("an isolate's inbound log buffer", () => {
   it("keeps what a refused send carried for the next flush", async () => {
     const log = new InboundLog({ isolateId: "iso" });
     const { queue, sent, refuseNext } = fakeQueue();
-    log.add(entry("a", "r1"));
+    log.add(inboundRecord("a", "r1"));
     refuseNext();
     await log.flush(queue, now);
     expect(sent).toEqual([]);
-    log.add(entry("a", "r2"));
+    log.add(inboundRecord("a", "r2"));
     await log.flush(queue, now);
     expect(sent.flatMap((message) => message.records.map((record) => record.request_id))).toEqual(["r1", "r2"]);
   });
@@ -549,7 +528,7 @@ describe("an isolate's inbound log buffer", () => {
   it("packs many records to a message, each under the queue's size", async () => {
     const log = new InboundLog({ isolateId: "iso" });
     const { queue, sent } = fakeQueue();
-    const big = { ...entry("a", "x"), excerpt: { query: null, headers: {}, body: "é".repeat(512) } };
+    const big = { ...inboundRecord("a", "x"), excerpt: { query: null, headers: {}, body: "é".repeat(512) } };
     for (let i = 0; i < 120; i++) log.add({ ...big, request_id: `r${i}` });
     await log.flush(queue, now);
     expect(sent.reduce((n, message) => n + message.records.length, 0)).toBe(120);

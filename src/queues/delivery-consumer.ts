@@ -56,16 +56,8 @@ async function processMessage(queue: string, message: Message<unknown>, deps: De
   const parsed = DeliveryMessageSchema.safeParse(message.body);
   try {
     if (!parsed.success) {
-      await deps.db.batch([
-        deadLetterStatement(deps.db, {
-          id: `${queue}:${message.id}`,
-          queue,
-          body: JSON.stringify(message.body) ?? "null",
-          reason: "invalid delivery message",
-          attempts: message.attempts,
-          created_at: new Date((deps.now ?? Date.now)()).toISOString(),
-        }),
-      ]);
+      const now = new Date((deps.now ?? Date.now)()).toISOString();
+      await deps.db.batch([deadLetterStatement(deps.db, queue, message, "invalid delivery message", now)]);
       message.ack();
       return;
     }
@@ -288,14 +280,7 @@ export async function consumeDeliveryDeadLetters(batch: MessageBatch<unknown>, d
       );
     }
     statements.push(
-      deadLetterStatement(db, {
-        id: `${batch.queue}:${message.id}`,
-        queue: batch.queue,
-        body: JSON.stringify(message.body) ?? "null",
-        reason: "exhausted its retries on the deliveries queue",
-        attempts: message.attempts,
-        created_at: now,
-      }),
+      deadLetterStatement(db, batch.queue, message, "exhausted its retries on the deliveries queue", now),
     );
   }
   await db.batch(statements);

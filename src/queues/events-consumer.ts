@@ -86,16 +86,7 @@ async function writeBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason
       ? deadLetterReason
       : `invalid event message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
     if (reason !== null) {
-      statements.push(
-        deadLetterStatement(db, {
-          id: `${batch.queue}:${message.id}`,
-          queue: batch.queue,
-          body: JSON.stringify(message.body) ?? "null",
-          reason,
-          attempts: message.attempts,
-          created_at: now,
-        }),
-      );
+      statements.push(deadLetterStatement(db, batch.queue, message, reason, now));
     }
   }
   if (statements.length > 0) await db.batch(statements);

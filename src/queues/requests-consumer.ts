@@ -30,16 +30,7 @@ async function processBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReas
     }
     const reason = parsed.success ? deadLetterReason : "invalid request log message";
     if (reason !== null) {
-      statements.push(
-        deadLetterStatement(db, {
-          id: `${batch.queue}:${message.id}`,
-          queue: batch.queue,
-          body: JSON.stringify(message.body) ?? "null",
-          reason,
-          attempts: message.attempts,
-          created_at: now,
-        }),
-      );
+      statements.push(deadLetterStatement(db, batch.queue, message, reason, now));
     }
   }
   try {

@@ -136,15 +136,19 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
   return statements;
 }
 
+/** A queue message kept for an operator, once per message (its id is the queue's and the message's). */
 export function deadLetterStatement(
   db: D1,
-  letter: { id: string; queue: string; body: string; reason: string; attempts: number; created_at: string },
+  queue: string,
+  message: Pick<Message<unknown>, "id" | "body" | "attempts">,
+  reason: string,
+  createdAt: string,
 ): D1PreparedStatement {
   return db
     .prepare(
       "INSERT INTO dead_letters (id, queue, body, reason, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
-    .bind(letter.id, letter.queue, letter.body, letter.reason, letter.attempts, letter.created_at);
+    .bind(`${queue}:${message.id}`, queue, JSON.stringify(message.body) ?? "null", reason, message.attempts, createdAt);
 }
 
 /**
