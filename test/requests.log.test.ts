@@ -499,18 +499,24 @@ describe("an isolate's inbound log buffer", () => {
     expect(log.admit("a", now + 60_000, 2)).toBe(true);
   });
 
-  it("reports a count that only a flood produced within the interval, by a later flush", async () => {
-    const log = new InboundLog({ isolateId: "iso", countsEveryMs: 50 });
+  it("sends what many requests logged in one flush, counts included, and nothing more after", async () => {
+    const log = new InboundLog({ isolateId: "iso", flushEveryMs: 20 });
     const { queue, sent } = fakeQueue();
+    // Ten requests finish at once: each adds its record (or a count) and asks for a flush.
+    const requests = Array.from({ length: 10 }, (_, i) => {
+      if (i % 2 === 0) log.add(inboundRecord("a", `r${i}`));
+      else log.countUnknown(Date.now());
+      return log.scheduleFlush(queue);
+    });
+    await Promise.all(requests);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.records.map((record) => record.request_id)).toEqual(["r0", "r2", "r4", "r6", "r8"]);
+    expect(sent[0]?.counts.map((count) => [count.network_id, count.unlogged])).toEqual([["", 5]]);
+    // What arrives during a flush leaves with the next one; a request with nothing new sends nothing.
     log.countUnknown(Date.now());
-    await log.flush(queue);
-    log.countUnknown(Date.now());
-    log.countUnknown(Date.now());
-    await log.flush(queue);
-    expect(sent.flatMap((message) => message.counts.map((count) => [count.network_id, count.unlogged]))).toEqual([
-      ["", 1],
-      ["", 3],
-    ]);
+    await log.scheduleFlush(queue);
+    await log.scheduleFlush(queue);
+    expect(sent.map((message) => message.counts.map((count) => count.unlogged))).toEqual([[5], [6]]);
   });
 
   it("keeps what a refused send carried for the next flush", async () => {

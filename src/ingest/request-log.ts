@@ -8,8 +8,8 @@
  * Flood control, per isolate: at most `capPerMinute` records per network and minute; beyond that,
  * and for requests to networks the hub does not know (their ids are the sender's to choose), only a
  * count is kept, reported as a running total per isolate and minute so that the consumer can keep
- * the largest report (exact under duplicate and reordered messages). Records waiting in this
- * isolate leave with the next request's flush, packed many to a message.
+ * the largest report (exact under duplicate and reordered messages). Records leave the isolate
+ * together, at most every FLUSH_EVERY_MS, packed many to a message.
  */
 import type { FieldError } from "../errors";
 import { toHex } from "../lib/bytes";
@@ -146,8 +146,12 @@ export interface RequestLogQueue {
 }
 
 const MINUTE_MS = 60_000;
-/** Counts alone (a flood being dropped) are reported at most this often per isolate. */
-export const COUNTS_EVERY_MS = 5_000;
+/**
+ * An isolate sends what its requests logged at most this often: one send carries every record
+ * (and changed count) that arrived meanwhile, so a busy isolate makes a few sends a second, not
+ * one per request, and a flood of dropped requests makes no more.
+ */
+export const FLUSH_EVERY_MS = 250;
 /** Records per message, and the size a message stays under (the queue takes 128 KB a message). */
 const RECORDS_PER_MESSAGE = 50;
 const MESSAGE_BYTES = 60_000;
@@ -169,14 +173,12 @@ export class InboundLog {
   private id: string | null;
   private waiting: InboundRecord[] = [];
   private readonly buckets = new Map<string, Bucket>();
-  private countsSentAtMs = Number.NEGATIVE_INFINITY;
-  private delayedFlush: Promise<void> | null = null;
+  private scheduled: Promise<void> | null = null;
+  private readonly flushEveryMs: number;
 
-  private readonly countsEveryMs: number;
-
-  constructor(options: { isolateId?: string; countsEveryMs?: number } = {}) {
+  constructor(options: { isolateId?: string; flushEveryMs?: number } = {}) {
     this.id = options.isolateId ?? null;
-    this.countsEveryMs = options.countsEveryMs ?? COUNTS_EVERY_MS;
+    this.flushEveryMs = options.flushEveryMs ?? FLUSH_EVERY_MS;
   }
 
   /** Drawn on first use: Workers refuse random values at module load. */
@@ -209,20 +211,32 @@ export class InboundLog {
   }
 
   /**
-   * Sends what is waiting: every record, and the counts that changed (at most every
-   * COUNTS_EVERY_MS when there are no records to travel with; a later flush is then scheduled
-   * inside this call, so a flood's last count is reported too). A refused send keeps its records
-   * for the next flush, up to a bound.
+   * Sends what is waiting within FLUSH_EVERY_MS, one flush at a time per isolate: the request
+   * that finds none scheduled runs it (in its waitUntil, until nothing is left to send); the
+   * others only add to what it will send.
    */
-  async flush(queue: RequestLogQueue, nowMs: number = Date.now(), countsNow = false): Promise<void> {
+  async scheduleFlush(queue: RequestLogQueue): Promise<void> {
+    if (this.scheduled) return;
+    this.scheduled = (async () => {
+      while (this.hasWork()) {
+        await new Promise((resolve) => setTimeout(resolve, this.flushEveryMs));
+        if (!(await this.flush(queue))) break;
+      }
+    })().finally(() => {
+      this.scheduled = null;
+    });
+    await this.scheduled;
+  }
+
+  /**
+   * Sends every waiting record and the counts that changed. A refused send keeps its records
+   * for the next flush, up to a bound; answers whether the send went through.
+   */
+  async flush(queue: RequestLogQueue, nowMs: number = Date.now()): Promise<boolean> {
     const records = this.waiting;
     this.waiting = [];
-    const countsDue = countsNow || records.length > 0 || nowMs - this.countsSentAtMs >= this.countsEveryMs;
-    const counts = countsDue ? this.changedCounts() : [];
-    if (records.length === 0 && counts.length === 0) {
-      if (!countsDue && this.hasUnreported()) await this.flushLater(queue);
-      return;
-    }
+    const counts = this.changedCounts();
+    if (records.length === 0 && counts.length === 0) return true;
     try {
       for (const batch of sendBatches(pack(records, counts))) {
         await queue.sendBatch(batch.map((body) => ({ body, contentType: "json" as const })));
@@ -232,28 +246,18 @@ export class InboundLog {
       console.warn(
         JSON.stringify({ message: "inbound log send failed; kept for the next flush", error: String(error) }),
       );
-      return;
+      return false;
     }
-    if (counts.length > 0) {
-      this.countsSentAtMs = nowMs;
-      for (const count of counts) {
-        const bucket = this.buckets.get(bucketKey(count.network_id, count.minute));
-        if (bucket) bucket.reported = Math.max(bucket.reported, count.unlogged);
-      }
+    for (const count of counts) {
+      const bucket = this.buckets.get(bucketKey(count.network_id, count.minute));
+      if (bucket) bucket.reported = Math.max(bucket.reported, count.unlogged);
     }
     this.forgetOldBuckets(nowMs);
+    return true;
   }
 
-  private async flushLater(queue: RequestLogQueue): Promise<void> {
-    if (this.delayedFlush) return;
-    const delayMs = Math.max(0, this.countsSentAtMs + this.countsEveryMs - Date.now());
-    this.delayedFlush = new Promise<void>((resolve) => setTimeout(resolve, delayMs))
-      // Due by construction: a clock read before the wait may lag (Workers' clocks move on I/O).
-      .then(() => this.flush(queue, Date.now(), true))
-      .finally(() => {
-        this.delayedFlush = null;
-      });
-    await this.delayedFlush;
+  private hasWork(): boolean {
+    return this.waiting.length > 0 || this.hasUnreported();
   }
 
   private bucket(networkId: string, nowMs: number): Bucket {
@@ -358,7 +362,7 @@ export async function logRequest(
   try {
     if (!facts.trace.known) log.countUnknown(facts.receivedAtMs);
     else if (log.admit(facts.networkId, facts.receivedAtMs, capPerMinute)) log.add(await buildRecord(facts));
-    await log.flush(queue);
+    await log.scheduleFlush(queue);
   } catch (error) {
     console.warn(JSON.stringify({ message: "inbound log failed", request_id: facts.requestId, error: String(error) }));
   }
