@@ -24,7 +24,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   });
 
   app.use(async (c, next) => {
-    const requestId = c.req.header("cf-ray") ?? crypto.randomUUID();
+    const requestId = rayId(c.req.header("cf-ray")) ?? crypto.randomUUID();
     c.set("requestId", requestId);
     await next();
     c.header("x-request-id", requestId);
@@ -93,6 +93,15 @@ export function createApp(): OpenAPIHono<AppEnv> {
     },
   });
   return app;
+}
+
+/**
+ * Cloudflare's ray id names the request in its logs too, so it is the request id when it looks
+ * like one (16 hex digits and a data centre); anything else a client could have sent itself
+ * (wrangler dev passes the header through), so it gets a fresh id instead.
+ */
+function rayId(header: string | undefined): string | null {
+  return header !== undefined && /^[0-9a-f]{16}(-[A-Z]{3,4})?$/.test(header) ? header : null;
 }
 
 /** Hono and its validators reject some requests themselves (a body that does not parse, a

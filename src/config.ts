@@ -37,6 +37,7 @@ const ConfigSchema = z.object({
   PARTNER_AUTO_DISABLE_HOURS: z.coerce.number().positive().default(24),
   PARTNER_AUTO_DISABLE_MIN_ATTEMPTS: z.coerce.number().int().min(1).default(10),
   INBOUND_LOG_PER_MINUTE: z.coerce.number().int().min(0).default(600),
+  INBOUND_LOG_UNAUTHENTICATED_PER_MINUTE: z.coerce.number().int().min(0).default(60),
   INBOUND_LOG_RETENTION_DAYS: z.coerce.number().positive().default(30),
   ALERT_URL: z
     .union([z.literal(""), z.url({ protocol: /^https?$/ })])

@@ -53,6 +53,10 @@ describe("PostbackSchema identifiers", () => {
     ["a left-to-right isolate", "\u2066ord1\u2069"],
     ["a byte order mark", "\uFEFFord1"],
     ["a soft hyphen", "ord\u00AD1"],
+    ["a combining grapheme joiner", "ord\u034F1"],
+    ["a variation selector", "ord1\uFE0F"],
+    ["a Hangul filler", "ord1\u3164"],
+    ["a Hangul choseong filler", "ord1\u115F"],
     ["a lone surrogate", "ord\uD8001"],
   ])("refuses %s in every identifier, naming the field", (_, value) => {
     for (const field of ids) {

@@ -8,7 +8,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
-import { InboundLog, type RequestLogQueue } from "../src/ingest/request-log";
+import { buildRecord, InboundLog, logRequest, newTrace, type RequestLogQueue } from "../src/ingest/request-log";
 import { utf8 } from "../src/lib/bytes";
 import { type InboundRecord, type RequestLogMessage, RequestLogMessageSchema } from "../src/queues/messages";
 import { consumeRequestLog } from "../src/queues/requests-consumer";
@@ -158,6 +158,9 @@ describe("the inbound log records every request of a known network", () => {
       errors: [{ location: "header.webhook-signature", message: expect.stringContaining("no v1 signature") }],
     });
     expect(await conversionInD1(network.id, String(body.transaction_id))).toBeNull();
+    // Anyone can send an unauthenticated request: its record keeps the body's size and digest, not the body.
+    expect(entry).toMatchObject({ body_bytes: utf8(raw).byteLength, body_sha256: await sha256Hex(raw) });
+    expect(entry?.excerpt.body).toBeNull();
     const one = await expectStatus<LoggedRequest>(await admin(`/v1/requests/${problem.request_id}`), 200);
     expect(one).toEqual(entry);
   });
@@ -260,10 +263,23 @@ describe("the inbound log records every request of a known network", () => {
     await expectStatus(await explain({}, { token: tokenOf(network) }), 200);
     await expectStatus(await getPostback(network.id, { txid: uniqueId("tx"), token: tokenOf(network) }), 200);
     const entries = await loggedRequests(network.id, 2);
-    expect(entries.map((entry) => [entry.route, entry.verdict])).toEqual([
-      ["postback", "accepted"],
-      ["explain", "explained"],
+    expect(entries.map((entry) => [entry.route, entry.verdict, entry.auth_method])).toEqual([
+      ["postback", "accepted", "token"],
+      ["explain", "explained", "token"],
     ]);
+    expect(entries[1]?.credential_id).toMatch(/^tok_/);
+  });
+
+  it("names a request by Cloudflare's ray id only when it looks like one", async () => {
+    const network = await createNetwork();
+    const ray = "8f1c2a3b4d5e6f70-SJC";
+    const named = await postback(network, makePostback(), { headers: { "cf-ray": ray } });
+    expect(named.headers.get("x-request-id")).toBe(ray);
+    const forged = await postback(network, makePostback(), { headers: { "cf-ray": `x${"y".repeat(300)}` } });
+    await expectStatus(forged, 200);
+    expect(forged.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    const entries = await loggedRequests(network.id, 2);
+    expect(entries.map((entry) => entry.request_id)).toContain(forged.headers.get("x-request-id"));
   });
 });
 
@@ -295,9 +311,9 @@ describe("what is counted instead of stored", () => {
     expect(stored?.n).toBe(0);
   });
 
-  it("logs at most INBOUND_LOG_PER_MINUTE requests per network and isolate, and counts the rest", async () => {
+  it("logs at most INBOUND_LOG_UNAUTHENTICATED_PER_MINUTE unauthenticated requests per network and isolate, and counts the rest", async () => {
     const network = await createNetwork();
-    const capped = { ...env, INBOUND_LOG_PER_MINUTE: "2" };
+    const capped = { ...env, INBOUND_LOG_UNAUTHENTICATED_PER_MINUTE: "2" };
     const rejected = async () => {
       const ctx = createExecutionContext();
       const request = new Request(`${BASE}/v1/postbacks/${network.id}`, {
@@ -351,7 +367,7 @@ describe("a network reads its own log", () => {
     expect(own.data.map((entry) => [entry.network_id, entry.verdict, entry.errors[0]?.location])).toEqual([
       [network.id, "validation_failed", "query.payout"],
     ]);
-    const signed = await signedQuery(network.secret, { status: "422" });
+    const signed = await signedQuery(network.secret, { status: "422", pb_scope: "requests" });
     const viaSignature = await expectStatus<Page<LoggedRequest>>(
       await exports.default.fetch(new Request(postbackUrl(network.id, signed, "/requests"))),
       200,
@@ -372,6 +388,39 @@ describe("a network reads its own log", () => {
     const { query, headers } = credentials(network, other);
     const response = await exports.default.fetch(new Request(postbackUrl(network.id, query, "/requests"), { headers }));
     await expectProblem(response, 401, "unauthorized");
+  });
+
+  it("takes a signed query only when it was signed for the log (pb_scope=requests), and a log read never posts", async () => {
+    const network = await createInboundNetwork({
+      auth: { methods: ["signed_query"], ip_allowlist: [] },
+      mapping: TRACKER_MAPPING,
+    });
+    const secretTx = uniqueId("secret-order");
+    await expectStatus(
+      await getPostback(network.id, await signedQuery(network.secret, { txid: secretTx, payout: "999.00" })),
+      200,
+    );
+    await loggedRequests(network.id, 1);
+
+    // A captured signed postback URL, replayed on /requests, reads nothing.
+    const captured = await signedQuery(network.secret, { txid: uniqueId("tx"), payout: "1.00" });
+    const replayed = await exports.default.fetch(new Request(postbackUrl(network.id, captured, "/requests")));
+    const refused = await expectProblem(replayed, 401, "unauthorized");
+    expect(refused.errors).toEqual([
+      { location: "query.pb_scope", message: expect.stringContaining("pb_scope=requests") },
+    ]);
+    expect(JSON.stringify(refused)).not.toContain(secretTx);
+
+    // A signed log read, replayed as a postback, posts nothing.
+    const read = await signedQuery(network.secret, { transaction_id: secretTx, pb_scope: "requests" });
+    await expectStatus(await exports.default.fetch(new Request(postbackUrl(network.id, read, "/requests"))), 200);
+    const explained = await exports.default.fetch(new Request(postbackUrl(network.id, read, "/explain")));
+    expect(explained.status).toBe(401);
+    const posted = await getPostback(network.id, read);
+    expect((await expectProblem(posted, 401, "unauthorized")).errors.map((error) => error.location)).toEqual([
+      "query.pb_scope",
+    ]);
+    expect((await conversionInD1(network.id, secretTx))?.status).toBe("approved");
   });
 
   it("names a malformed filter only after the credentials pass", async () => {
@@ -481,12 +530,14 @@ describe("an isolate's inbound log buffer", () => {
 
   const now = Date.UTC(2026, 0, 1, 12, 0, 30);
 
+  const caps = { authenticated: 2, unauthenticated: 1 };
+
   it("admits the cap per network and minute, counts the rest as a running total, and starts again next minute", async () => {
     const log = new InboundLog({ isolateId: "iso" });
     const { queue, sent } = fakeQueue();
-    const verdicts = Array.from({ length: 5 }, () => log.admit("a", now, 2));
+    const verdicts = Array.from({ length: 5 }, () => log.admit("a", true, now, caps));
     expect(verdicts).toEqual([true, true, false, false, false]);
-    expect(log.admit("b", now, 2)).toBe(true);
+    expect(log.admit("b", true, now, caps)).toBe(true);
     log.add(inboundRecord("a", "r1"));
     await log.flush(queue, now);
     expect(sent).toEqual([
@@ -496,7 +547,13 @@ describe("an isolate's inbound log buffer", () => {
         counts: [{ network_id: "a", minute: "2026-01-01T12:00:00.000Z", isolate_id: "iso", unlogged: 3 }],
       },
     ]);
-    expect(log.admit("a", now + 60_000, 2)).toBe(true);
+    expect(log.admit("a", true, now + 60_000, caps)).toBe(true);
+  });
+
+  it("keeps a budget apart for requests that did not authenticate, so strangers cannot crowd out the network", async () => {
+    const log = new InboundLog({ isolateId: "iso" });
+    expect(Array.from({ length: 3 }, () => log.admit("a", false, now, caps))).toEqual([true, false, false]);
+    expect(Array.from({ length: 3 }, () => log.admit("a", true, now, caps))).toEqual([true, true, false]);
   });
 
   it("sends what many requests logged in one flush, counts included, and nothing more after", async () => {
@@ -531,6 +588,67 @@ describe("an isolate's inbound log buffer", () => {
     expect(sent.flatMap((message) => message.records.map((record) => record.request_id))).toEqual(["r1", "r2"]);
   });
 
+  function facts(requestId: string, own: boolean, body = "") {
+    const trace = newTrace();
+    trace.known = true;
+    trace.body = new TextEncoder().encode(body);
+    if (own) Object.assign(trace, { authMethod: "token", credentialId: "tok_1" });
+    return {
+      requestId,
+      networkId: "acme",
+      route: "postback" as const,
+      receivedAtMs: Date.now(),
+      request: new Request(`${BASE}/v1/postbacks/acme`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+      }),
+      status: own ? 422 : 401,
+      problem: { code: own ? "validation_failed" : "unauthorized", errors: [] },
+      trace,
+    };
+  }
+
+  it("counts a stranger's request that the per-location limiter turns away, and never asks it about the network's own", async () => {
+    const log = new InboundLog({ isolateId: "iso", flushEveryMs: 1 });
+    const { queue, sent } = fakeQueue();
+    const asked: string[] = [];
+    const sinks = {
+      queue,
+      strangers: async (networkId: string) => {
+        asked.push(networkId);
+        return false;
+      },
+    };
+    await logRequest(facts("stranger", false), sinks, { authenticated: 10, unauthenticated: 10 }, log);
+    await logRequest(facts("own", true), sinks, { authenticated: 10, unauthenticated: 10 }, log);
+    expect(asked).toEqual(["acme"]);
+    expect(sent.flatMap((message) => message.records.map((record) => record.request_id))).toEqual(["own"]);
+    expect(sent.flatMap((message) => message.counts.map((count) => count.unlogged))).toEqual([1]);
+  });
+
+  it("sizes messages in UTF-8 bytes, so records of 3-byte characters still pass the real queue after a failed send", async () => {
+    let refuse = true;
+    const delivered: string[] = [];
+    const queue: RequestLogQueue = {
+      async sendBatch(messages) {
+        const list = [...messages];
+        if (refuse) {
+          refuse = false;
+          throw new Error("transient queue error");
+        }
+        await env.REQUEST_LOG.sendBatch(list); // the local queue enforces the size limits
+        for (const message of list) delivered.push(...message.body.records.map((record) => record.request_id));
+      },
+    };
+    const log = new InboundLog({ isolateId: "iso-utf8" });
+    for (let i = 0; i < 150; i++) log.add(await buildRecord(facts(`wide-${i}`, true, "中".repeat(700))));
+    expect(await log.flush(queue)).toBe(false);
+    log.add(await buildRecord(facts("after", true)));
+    expect(await log.flush(queue)).toBe(true);
+    expect(delivered).toHaveLength(151);
+    expect(delivered).toContain("after");
+  });
+
   it("packs many records to a message, each under the queue's size", async () => {
     const log = new InboundLog({ isolateId: "iso" });
     const { queue, sent } = fakeQueue();
@@ -539,6 +657,7 @@ describe("an isolate's inbound log buffer", () => {
     await log.flush(queue, now);
     expect(sent.reduce((n, message) => n + message.records.length, 0)).toBe(120);
     expect(sent.length).toBeGreaterThan(2);
-    for (const message of sent) expect(JSON.stringify(message).length).toBeLessThan(128_000);
+    for (const message of sent)
+      expect(new TextEncoder().encode(JSON.stringify(message)).byteLength).toBeLessThan(128_000);
   });
 });

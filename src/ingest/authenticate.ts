@@ -36,9 +36,20 @@ export interface AuthInput {
   params: readonly [string, string][];
   nowMs: number;
   toleranceSeconds: number;
+  /** What the request is for: a signed query counts only for the scope it signed (postback unless said). */
+  scope?: SignedQueryScope;
 }
 
 export const TOKEN_PARAM = "token";
+/**
+ * A signed query's scope: a postback (the default, without the parameter) or a read of the
+ * network's own inbound log (`pb_scope=requests`, signed). A signature covers its parameters, not
+ * the path, so without a scope a captured postback URL would read the log, and a signed log read
+ * with `transaction_id=…` would post that conversion.
+ */
+export const SCOPE_PARAM = "pb_scope";
+export type SignedQueryScope = "postback" | "requests";
+
 /** A signed query's digest of the body it vouches for: lowercase hex SHA-256 of the raw bytes. */
 export const BODY_DIGEST_PARAM = "pb_body_sha256";
 export const TOKEN_HEADER = "x-postback-token";
@@ -174,8 +185,8 @@ async function checkSignedQuery(auth: NetworkAuth, input: AuthInput): Promise<Au
     input.toleranceSeconds,
   );
   if (result.ok) {
-    const body = await checkBodyDigest(input);
-    if (body !== null) return body;
+    const refused = checkScope(input) ?? (await checkBodyDigest(input));
+    if (refused !== null) return refused;
     return { ok: true, method: "signed_query", credentialId: keys[result.keyIndex]?.id ?? "" };
   }
   return {
@@ -187,6 +198,30 @@ async function checkSignedQuery(auth: NetworkAuth, input: AuthInput): Promise<Au
     mismatch: result.location === "query.pb_sig" && result.signedContent !== null,
     ...(result.signedContent ? { signedContent: result.signedContent } : {}),
   };
+}
+
+/** A signed query counts only for the scope it signed: none for a postback, `requests` for the log. */
+function checkScope(input: AuthInput): AuthResult | null {
+  const given = input.params.filter(([name]) => name === SCOPE_PARAM).map(([, value]) => value);
+  const scope = input.scope ?? "postback";
+  const location = `query.${SCOPE_PARAM}`;
+  if (scope === "postback" && given.length > 0) {
+    return {
+      ok: false,
+      code: "unauthorized",
+      location,
+      message: `a signed query with ${SCOPE_PARAM} was signed for another route (${given.join(", ")}) and cannot post a conversion`,
+    };
+  }
+  if (scope === "requests" && (given.length !== 1 || given[0] !== "requests")) {
+    return {
+      ok: false,
+      code: "unauthorized",
+      location,
+      message: `reading the inbound log with a signed query needs ${SCOPE_PARAM}=requests among the signed parameters, so that a signed postback URL can never read it`,
+    };
+  }
+  return null;
 }
 
 /**

@@ -73,6 +73,10 @@ export async function explainPostback(networkId: string, request: Request, deps:
   const resolved = await resolveNetwork(networkId, deps);
   const payload = await readPayload(request, deps.maxBodyBytes);
   const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps);
+  if (deps.trace) {
+    deps.trace.body = payload.body;
+    if (result.ok) Object.assign(deps.trace, { authMethod: result.method, credentialId: result.credentialId });
+  }
   if (!result.ok && !deps.isAdmin) {
     throw new ProblemError(
       "unauthorized",

@@ -13,7 +13,7 @@ import {
 import { type FieldError, ProblemError, validationFailed, validationProblem, zodFieldErrors } from "../errors";
 import type { AuthMethod } from "../networks/network";
 import type { NetworkAuth } from "../networks/network-cache";
-import { type AuthResult, authenticate, TOKEN_HEADER, TOKEN_PARAM } from "./authenticate";
+import { type AuthResult, authenticate, type SignedQueryScope, TOKEN_HEADER, TOKEN_PARAM } from "./authenticate";
 import { parseJson, readRawBody } from "./body";
 import {
   type MappingResult,
@@ -113,6 +113,7 @@ export async function authenticateRequest(
   request: Request,
   payload: Payload,
   deps: IngestDeps,
+  scope: SignedQueryScope = "postback",
 ): Promise<{ auth: NetworkAuth; result: AuthResult }> {
   const input = {
     request,
@@ -121,6 +122,7 @@ export async function authenticateRequest(
     params: payload.params,
     nowMs: deps.nowMs,
     toleranceSeconds: deps.toleranceSeconds,
+    scope,
   };
   const first = await authenticate(auth, input);
   if (first.ok || !first.mismatch) return { auth, result: first };
@@ -281,12 +283,17 @@ async function record(networkId: string, postback: Postback, test: boolean, deps
 }
 
 /** Everything up to (not including) the body: network, payload, authentication, test marker. */
-export async function prepare(networkId: string, request: Request, deps: IngestDeps): Promise<Prepared> {
+export async function prepare(
+  networkId: string,
+  request: Request,
+  deps: IngestDeps,
+  scope: SignedQueryScope = "postback",
+): Promise<Prepared> {
   const resolved = await resolveNetwork(networkId, deps);
   const payload = await readPayload(request, deps.maxBodyBytes);
   const trace = deps.trace;
   if (trace) trace.body = payload.body;
-  const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps);
+  const { auth, result } = await authenticateRequest(networkId, resolved, request, payload, deps, scope);
   if (!result.ok) throw authProblem(result, auth.network.auth.methods);
   if (trace) {
     trace.authMethod = result.method;

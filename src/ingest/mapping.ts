@@ -29,7 +29,7 @@ const FIELD_ORDER: Record<PostbackField, true> = {
 export const POSTBACK_FIELDS = Object.keys(FIELD_ORDER) as readonly PostbackField[];
 
 /** Authentication parameters: checked by the auth layer, never data, so never in body or meta. */
-export const RESERVED_PARAMS = ["token", "pb_id", "pb_ts", "pb_sig", "pb_body_sha256"] as const;
+export const RESERVED_PARAMS = ["token", "pb_id", "pb_ts", "pb_sig", "pb_body_sha256", "pb_scope"] as const;
 
 export const PRESET_NAMES = ["generic", "keitaro", "binom", "voluum", "everflow", "tune", "hasoffers"] as const;
 export type PresetName = (typeof PRESET_NAMES)[number];

@@ -17,8 +17,12 @@ export const MAX_EVENT_TIME_AHEAD_SECONDS = 300;
 export const MAX_META_KEYS = 32;
 
 const CONTROL_CHARACTERS = /\p{Cc}/u;
-/** Zero-width characters, bidi controls, soft hyphens…: invisible, so two ids that look the same could differ. */
-const FORMAT_CHARACTERS = /\p{Cf}/u;
+/**
+ * Zero-width characters, bidi controls, soft hyphens, variation selectors, Hangul fillers…:
+ * invisible (format characters and every default-ignorable code point), so two ids that look the
+ * same could differ.
+ */
+const FORMAT_CHARACTERS = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
 const DECIMAL = /^(0|[1-9]\d{0,14})(\.\d{1,8})?$/;
 const RFC_3339 =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;

@@ -5,11 +5,16 @@
  * filled as the request goes through ingest, and the record is built and sent to the REQUEST_LOG
  * queue after the answer (waitUntil).
  *
- * Flood control, per isolate: at most `capPerMinute` records per network and minute; beyond that,
- * and for requests to networks the hub does not know (their ids are the sender's to choose), only a
- * count is kept, reported as a running total per isolate and minute so that the consumer can keep
- * the largest report (exact under duplicate and reordered messages). Records leave the isolate
- * together, at most every FLUSH_EVERY_MS, packed many to a message.
+ * Flood control. A request that did not authenticate could come from anyone who knows the
+ * network's id, so it gets a budget of its own, small and apart from the network's: a stranger's
+ * flood can neither fill D1 nor crowd out the network's own records. Per isolate, at most
+ * `caps.authenticated` records of authenticated requests and `caps.unauthenticated` of the others
+ * per network and minute; the latter also pass a per-location limiter and are kept short (no body
+ * excerpt). Beyond the budgets, and for requests to networks the hub does not know (their ids are
+ * the sender's to choose), only a count is kept, reported as a running total per isolate and
+ * minute so that the consumer can keep the largest report (exact under duplicate and reordered
+ * messages). Records leave the isolate together, at most every FLUSH_EVERY_MS, packed many to a
+ * message by their UTF-8 size.
  */
 import type { FieldError } from "../errors";
 import { toHex } from "../lib/bytes";
@@ -51,6 +56,8 @@ export function newTrace(): InboundTrace {
 
 export const MAX_LOGGED_ERRORS = 5;
 const EXCERPT_CHARS = 512;
+/** A query excerpt of a request that did not authenticate: anyone can send one. */
+const STRANGER_CHARS = 256;
 const REDACTED = "(redacted)";
 /** Parameters that carry a credential: their values never reach the log. */
 const SECRET_PARAMS = new Set(["token", "pb_sig"]);
@@ -79,12 +86,21 @@ export interface RequestFacts {
   trace: InboundTrace;
 }
 
-/** Builds the record (the body's digest included): after the answer, never before. */
+/** A request that passed authentication: the network's own, as far as the hub can tell. */
+export function authenticated(trace: InboundTrace): boolean {
+  return trace.authMethod !== null;
+}
+
+/**
+ * Builds the record (the body's digest included): after the answer, never before. A request that
+ * did not authenticate keeps no body excerpt and shorter headers: anyone can send it.
+ */
 export async function buildRecord(facts: RequestFacts): Promise<InboundRecord> {
   const { trace, request } = facts;
   const body = trace.body ?? new Uint8Array(0);
   const url = new URL(request.url);
   const errors = facts.problem ? facts.problem.errors : trace.itemErrors;
+  const own = authenticated(trace);
   return {
     request_id: facts.requestId,
     network_id: facts.networkId,
@@ -93,19 +109,21 @@ export async function buildRecord(facts: RequestFacts): Promise<InboundRecord> {
     method: request.method,
     auth_method: trace.authMethod,
     credential_id: trace.credentialId,
-    client_ip: request.headers.get("cf-connecting-ip"),
+    client_ip: cutOrNull(request.headers.get("cf-connecting-ip"), 64),
     transaction_id: trace.transactionId,
     test: trace.test,
     status: facts.status,
     verdict: facts.problem?.code ?? trace.verdict ?? (facts.status < 400 ? "answered" : "rejected"),
-    errors: errors.slice(0, MAX_LOGGED_ERRORS).map((e) => ({ location: e.location, message: cut(e.message) })),
+    errors: errors
+      .slice(0, MAX_LOGGED_ERRORS)
+      .map((e) => ({ location: cut(e.location, 256), message: cut(e.message) })),
     items: trace.items,
     body_bytes: body.byteLength,
     body_sha256: body.byteLength > 0 ? toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", body))) : null,
     excerpt: {
-      query: url.search ? cut(redactedParams(url.searchParams)) : null,
-      headers: excerptHeaders(request.headers),
-      body: body.byteLength > 0 ? excerptBody(body, request.headers.get("content-type")) : null,
+      query: url.search ? cut(redactedParams(url.searchParams), own ? EXCERPT_CHARS : STRANGER_CHARS) : null,
+      headers: excerptHeaders(request.headers, own ? 256 : 64),
+      body: own && body.byteLength > 0 ? excerptBody(body, request.headers.get("content-type")) : null,
     },
   };
 }
@@ -116,11 +134,11 @@ function redactedParams(params: URLSearchParams): string {
   return kept.toString();
 }
 
-function excerptHeaders(headers: Headers): Record<string, string> {
+function excerptHeaders(headers: Headers, chars: number): Record<string, string> {
   const kept: Record<string, string> = {};
   for (const name of KEPT_HEADERS) {
     const value = headers.get(name);
-    if (value !== null) kept[name] = cut(value, 256);
+    if (value !== null) kept[name] = cut(value, chars);
   }
   for (const name of SECRET_HEADERS) if (headers.has(name)) kept[name] = REDACTED;
   return kept;
@@ -131,6 +149,10 @@ function excerptBody(body: Uint8Array, contentType: string | null): string {
   const text = new TextDecoder().decode(body.subarray(0, EXCERPT_CHARS * 4));
   const form = contentType?.split(";")[0]?.trim().toLowerCase() === "application/x-www-form-urlencoded";
   return cut(form ? redactedParams(new URLSearchParams(text)) : text);
+}
+
+function cutOrNull(text: string | null, chars: number): string | null {
+  return text === null ? null : cut(text, chars);
 }
 
 function cut(text: string, chars = EXCERPT_CHARS): string {
@@ -152,11 +174,11 @@ const MINUTE_MS = 60_000;
  * one per request, and a flood of dropped requests makes no more.
  */
 export const FLUSH_EVERY_MS = 250;
-/** Records per message, and the size a message stays under (the queue takes 128 KB a message). */
+/** Records per message, and the UTF-8 size a message stays under (the queue takes 128 KB a message). */
 const RECORDS_PER_MESSAGE = 50;
-const MESSAGE_BYTES = 60_000;
-/** Messages per sendBatch, so one call stays under the queue's 256 KB a batch. */
-const MESSAGES_PER_SEND = 3;
+const MESSAGE_BYTES = 100_000;
+/** The UTF-8 size one sendBatch stays under (the queue takes 256 KB a batch). */
+const SEND_BYTES = 200_000;
 /** Records kept for a later flush when the queue refuses them; beyond that they are counted. */
 const MAX_WAITING_RECORDS = 1_000;
 const UNKNOWN_NETWORK = "";
@@ -164,9 +186,17 @@ const UNKNOWN_NETWORK = "";
 interface Bucket {
   networkId: string;
   minute: string;
+  /** Records admitted this minute: of authenticated requests, and of the others. */
   logged: number;
+  loggedUnauthenticated: number;
   unlogged: number;
   reported: number;
+}
+
+/** Records per network, minute and isolate: the network's own, and those of requests that did not authenticate. */
+export interface LogCaps {
+  authenticated: number;
+  unauthenticated: number;
 }
 
 export class InboundLog {
@@ -191,14 +221,20 @@ export class InboundLog {
    * Whether a request of a known network may be logged one by one this minute; when not, it is
    * counted instead. Decided before the record is built, so a flood costs no digests.
    */
-  admit(networkId: string, nowMs: number, capPerMinute: number): boolean {
+  admit(networkId: string, own: boolean, nowMs: number, caps: LogCaps): boolean {
     const bucket = this.bucket(networkId, nowMs);
-    if (bucket.logged < capPerMinute) {
-      bucket.logged++;
+    if (own ? bucket.logged < caps.authenticated : bucket.loggedUnauthenticated < caps.unauthenticated) {
+      if (own) bucket.logged++;
+      else bucket.loggedUnauthenticated++;
       return true;
     }
     bucket.unlogged++;
     return false;
+  }
+
+  /** A request admitted by this isolate that a later check (the per-location limiter) turned away. */
+  countUnlogged(networkId: string, nowMs: number): void {
+    this.bucket(networkId, nowMs).unlogged++;
   }
 
   /** A request to a network the hub does not know: counted, never stored one by one. */
@@ -265,7 +301,7 @@ export class InboundLog {
     const key = bucketKey(networkId, minute);
     let bucket = this.buckets.get(key);
     if (!bucket) {
-      bucket = { networkId, minute, logged: 0, unlogged: 0, reported: 0 };
+      bucket = { networkId, minute, logged: 0, loggedUnauthenticated: 0, unlogged: 0, reported: 0 };
       this.buckets.set(key, bucket);
     }
     return bucket;
@@ -309,13 +345,19 @@ export class InboundLog {
   }
 }
 
+const utf8 = new TextEncoder();
+
+function byteSize(value: unknown): number {
+  return utf8.encode(JSON.stringify(value)).byteLength;
+}
+
 /** Packs records many to a message, under the queue's message size; the counts ride on the first. */
 function pack(records: readonly InboundRecord[], counts: UnloggedCount[]): RequestLogMessage[] {
   const messages: RequestLogMessage[] = [];
   let current: InboundRecord[] = [];
-  let bytes = 0;
+  let bytes = byteSize(counts);
   for (const record of records) {
-    const size = JSON.stringify(record).length;
+    const size = byteSize(record);
     if (current.length > 0 && (current.length === RECORDS_PER_MESSAGE || bytes + size > MESSAGE_BYTES)) {
       messages.push({ v: 1, records: current, counts: [] });
       current = [];
@@ -331,9 +373,22 @@ function pack(records: readonly InboundRecord[], counts: UnloggedCount[]): Reque
   return messages;
 }
 
+/** Messages grouped into sendBatch calls under the queue's batch size. */
 function sendBatches(messages: RequestLogMessage[]): RequestLogMessage[][] {
   const batches: RequestLogMessage[][] = [];
-  for (let i = 0; i < messages.length; i += MESSAGES_PER_SEND) batches.push(messages.slice(i, i + MESSAGES_PER_SEND));
+  let current: RequestLogMessage[] = [];
+  let bytes = 0;
+  for (const message of messages) {
+    const size = byteSize(message);
+    if (current.length > 0 && bytes + size > SEND_BYTES) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(message);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
   return batches;
 }
 
@@ -348,21 +403,35 @@ function bucketKey(networkId: string, minute: string): string {
 /** This isolate's log: one per isolate, shared by its requests. */
 export const inboundLog = new InboundLog();
 
+export interface LogSinks {
+  queue: RequestLogQueue;
+  /**
+   * Per Cloudflare location, for requests that did not authenticate (an isolate's cap alone
+   * multiplies with the isolates a flood reaches): false when the network's budget is spent.
+   */
+  strangers(networkId: string): Promise<boolean>;
+}
+
 /**
  * After the answer: counts a request to an unknown network, or logs a known network's request
- * (within this isolate's cap), then flushes. Never throws: the log is a trace, not the record.
+ * (within its budget), then flushes. Never throws: the log is a trace, not the record.
  */
 export async function logRequest(
   facts: RequestFacts,
-  queue: RequestLogQueue,
-  capPerMinute: number,
+  sinks: LogSinks,
+  caps: LogCaps,
   log: InboundLog = inboundLog,
 ): Promise<void> {
   if (facts.trace.skip) return;
   try {
-    if (!facts.trace.known) log.countUnknown(facts.receivedAtMs);
-    else if (log.admit(facts.networkId, facts.receivedAtMs, capPerMinute)) log.add(await buildRecord(facts));
-    await log.scheduleFlush(queue);
+    const { trace, networkId, receivedAtMs } = facts;
+    const own = authenticated(trace);
+    if (!trace.known) log.countUnknown(receivedAtMs);
+    else if (log.admit(networkId, own, receivedAtMs, caps)) {
+      if (own || (await sinks.strangers(networkId))) log.add(await buildRecord(facts));
+      else log.countUnlogged(networkId, receivedAtMs);
+    }
+    await log.scheduleFlush(sinks.queue);
   } catch (error) {
     console.warn(JSON.stringify({ message: "inbound log failed", request_id: facts.requestId, error: String(error) }));
   }

@@ -123,9 +123,17 @@ const traceInbound: MiddlewareHandler<AppEnv> = async (c, next) => {
           : null,
     trace,
   };
-  const cap = configOf(c.env).INBOUND_LOG_PER_MINUTE;
+  const config = configOf(c.env);
+  const caps = {
+    authenticated: config.INBOUND_LOG_PER_MINUTE,
+    unauthenticated: config.INBOUND_LOG_UNAUTHENTICATED_PER_MINUTE,
+  };
+  const sinks = {
+    queue: c.env.REQUEST_LOG,
+    strangers: async (networkId: string) => (await c.env.INBOUND_LOG_LIMITER.limit({ key: networkId })).success,
+  };
   // A macrotask later: the answer has left before any of the log's work (a digest, a send) starts.
-  c.executionCtx.waitUntil(afterAnswer().then(() => logRequest(facts, c.env.REQUEST_LOG, cap)));
+  c.executionCtx.waitUntil(afterAnswer().then(() => logRequest(facts, sinks, caps)));
 };
 
 function afterAnswer(): Promise<void> {

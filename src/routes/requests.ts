@@ -223,6 +223,10 @@ export function registerRequestRoutes(app: App): void {
         params: NetworkPath,
         query: RequestFilterQuery.extend({
           token: z.string().optional(),
+          pb_scope: z
+            .literal("requests")
+            .optional()
+            .openapi({ description: "Required with a signed query, among the signed parameters." }),
           pb_id: z.string().optional(),
           pb_ts: z.string().optional(),
           pb_sig: z.string().optional(),
@@ -245,7 +249,7 @@ export function registerRequestRoutes(app: App): void {
     const networkId = c.req.param("network_id");
     const deps = ingestDeps(c);
     // Credentials first: a stranger learns nothing, not even which filters are malformed.
-    await prepare(networkId, c.req.raw, deps);
+    await prepare(networkId, c.req.raw, deps, "requests");
     await spendRateLimit(networkId, 1, deps);
     const query = RequestFilterQuery.safeParse(c.req.query());
     if (!query.success) throw validationProblem("query", query.error);

@@ -13,7 +13,7 @@ import { adminRequest, expectStatus, pollUntil } from "./admin";
 import { bodyDigest, signUrl } from "./signed-query-sender";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
-/** Small enough to exceed in a test: records per network, minute and isolate. */
+/** Small enough to exceed in a test: records of unauthenticated requests per network, minute and isolate. */
 const LOG_CAP = 6;
 const WAIT_MS = 30_000;
 
@@ -42,7 +42,10 @@ interface Page<T> {
 let hub: WranglerDev;
 
 beforeAll(async () => {
-  hub = await startWranglerDev({ vars: { INBOUND_LOG_PER_MINUTE: String(LOG_CAP) }, label: "e2e-inbound" });
+  hub = await startWranglerDev({
+    vars: { INBOUND_LOG_UNAUTHENTICATED_PER_MINUTE: String(LOG_CAP) },
+    label: "e2e-inbound",
+  });
 });
 
 afterAll(async () => {
@@ -193,6 +196,28 @@ describe("the inbound request log (real wrangler dev)", () => {
     // Another network's token reads nothing of it.
     const other = await createNetwork();
     expect((await fetch(postbackUrl(network.id, `token=${other.token}`, "/requests"))).status).toBe(401);
+
+    // With a signed query the read is signed for the log alone: it cannot post, and a signed postback cannot read.
+    const read = signUrl(
+      postbackUrl(network.id, `transaction_id=${txid}&pb_scope=requests`, "/requests"),
+      network.secret,
+      randomUUID(),
+    );
+    const signedRead = await expectStatus<Page<LoggedRequest>>(await fetch(read), 200);
+    expect(signedRead.data.every((entry) => entry.transaction_id === txid)).toBe(true);
+    const posted = await fetch(read.replace(`/v1/postbacks/${network.id}/requests?`, `/v1/postbacks/${network.id}?`));
+    expect(await expectStatus<{ errors: { location: string }[] }>(posted, 401)).toMatchObject({
+      errors: [{ location: "query.pb_scope" }],
+    });
+    const postbackUrlSigned = signUrl(
+      postbackUrl(network.id, `transaction_id=${txid}&amount=5.00`),
+      network.secret,
+      randomUUID(),
+    );
+    const readWithPostback = await fetch(
+      postbackUrlSigned.replace(`/v1/postbacks/${network.id}?`, `/v1/postbacks/${network.id}/requests?`),
+    );
+    expect(readWithPostback.status).toBe(401);
   });
 
   it("counts requests to unknown networks and those over the per-isolate cap, and stores neither", async () => {
