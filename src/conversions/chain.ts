@@ -66,16 +66,53 @@ export interface StoredConversion {
   event_time: string;
   event_time_supplied: boolean;
   first_seen_at: string;
+  /** D1's `version` column (rows built by hand may leave it out: then it is not compared). */
+  version?: number;
+}
+
+/** A conversion's state as its object holds it, or as an applied event in its outbox leaves it. */
+export interface AttestedState {
+  status: string;
+  fields: ConversionFields;
+  event_time: string;
+  event_time_supplied: boolean;
+  first_seen_at: string;
+  version: number;
+}
+
+/** Where history retention cut a conversion's chain: D1 may lack every event up to `seq`. */
+export interface RetentionCut {
+  seq: number;
+  /** The hash of seq `seq`, which the first event D1 keeps links to. */
+  hash: string;
+  /** The retention cutoff: the events deleted were received before it. */
+  before: string;
+}
+
+/** An event in the object's outbox: D1 may not hold it yet. */
+export interface InFlightEvent {
+  seq: number;
+  hash: string | null;
+  prev_hash: string | null;
+  verdict?: string | null;
+  /** The conversion's state after it, for an applied (not stale) event. */
+  state?: AttestedState | null;
 }
 
 /**
- * The conversion object's own record of the chain: its last seq and hash, and the events it holds
- * in its outbox until D1 confirms them (those may not be in D1 yet).
+ * The conversion object's own record of the chain: its last seq and hash, the events it holds in
+ * its outbox until D1 confirms them (those may not be in D1 yet), and, from the object (heads
+ * built by hand may leave them out), its current state, where its chain begins, and where
+ * retention cut it with its agreement.
  */
 export interface ChainHead {
   seq: number;
   hash: string | null;
-  in_flight: { seq: number; hash: string | null; prev_hash: string | null }[];
+  in_flight: InFlightEvent[];
+  state?: AttestedState | null;
+  /** The seq of the chain's first event; null when the chain has not begun or the object does not know. */
+  chain_from?: number | null;
+  retention?: RetentionCut | null;
 }
 
 const HashSchema = z.string().openapi({ description: "Lowercase hex SHA-256.", example: "9f2c…" });
