@@ -83,6 +83,38 @@ async function recordedHistory(network: TestNetwork) {
   return transactionId;
 }
 
+/** Makes the transaction's events up to `seq` older than any retention window, in D1 and in its object. */
+async function makeOld(network: TestNetwork, transactionId: string, seq: number) {
+  await tamper(
+    "UPDATE conversion_events SET received_at = '2000-01-01T00:00:00.000Z' WHERE network_id = ? AND transaction_id = ? AND seq <= ?",
+    network.id,
+    transactionId,
+    seq,
+  );
+  await runInDurableObject(stubFor(network.id, transactionId), (_instance, state) => {
+    state.storage.sql.exec("UPDATE events SET received_at = '2000-01-01T00:00:00.000Z' WHERE seq <= ?", seq);
+    state.storage.sql.exec("UPDATE state SET last_event_at = '2000-01-01T00:00:00.000Z' WHERE head_seq <= ?", seq);
+  });
+}
+
+async function runRetentionCron() {
+  const handler: ExportedHandler<Env> = worker;
+  await handler.scheduled?.(
+    createScheduledController({ cron: "17 3 * * *", scheduledTime: Date.now() }),
+    env,
+    createExecutionContext(),
+  );
+}
+
+async function eventsInD1(network: TestNetwork, transactionId: string): Promise<number[]> {
+  const { results } = await env.DB.prepare(
+    "SELECT seq FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq",
+  )
+    .bind(network.id, transactionId)
+    .all<{ seq: number }>();
+  return results.map((row) => row.seq);
+}
+
 async function tamper(sql: string, ...params: unknown[]) {
   const result = await env.DB.prepare(sql)
     .bind(...params)
@@ -428,18 +460,9 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
   it("verifies the chain that remains after history retention deleted its beginning", async () => {
     const network = await createNetwork();
     const transactionId = await recordedHistory(network);
-    // Seq 1 and 2 are older than the retention window; the cron deletes them.
-    await tamper(
-      "UPDATE conversion_events SET received_at = '2000-01-01T00:00:00.000Z' WHERE network_id = ? AND transaction_id = ? AND seq <= 2",
-      network.id,
-      transactionId,
-    );
-    const handler: ExportedHandler<Env> = worker;
-    await handler.scheduled?.(
-      createScheduledController({ cron: "17 3 * * *", scheduledTime: Date.now() }),
-      env,
-      createExecutionContext(),
-    );
+    // Seq 1 and 2 are older than the retention window, in D1 and by the object's own clock; the cron deletes them.
+    await makeOld(network, transactionId, 2);
+    await runRetentionCron();
     const proof = await proofOf(network, transactionId);
     expect(proof.events.map((e) => e.seq)).toEqual([3, 4]);
     expect(proof).toMatchObject({ status: "verified", breaks: [] });
@@ -458,6 +481,47 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
         reason: expect.stringMatching(/no history retention run recorded deleting it/),
       },
     ]);
+  });
+
+  it("deletes no event its object cannot vouch is old: backdating received_at in D1 does not make retention cut", async () => {
+    const network = await createNetwork();
+    const transactionId = await recordedHistory(network);
+    await tamper(
+      "UPDATE conversion_events SET received_at = '2000-01-01T00:00:00.000Z' WHERE network_id = ? AND transaction_id = ?",
+      network.id,
+      transactionId,
+    );
+    await runRetentionCron();
+    expect(await eventsInD1(network, transactionId)).toEqual([1, 2, 3, 4]);
+    expect((await stubFor(network.id, transactionId).chainHead())?.retention).toBeNull();
+    // The backdated events are still there to show the edit.
+    const proof = await proofOf(network, transactionId);
+    expect(proof.status).toBe("broken");
+    expect(proof.events.every((e) => !e.ok)).toBe(true);
+  });
+
+  it("asks the object again on the next run, and cuts no further than it agreed", async () => {
+    const network = await createNetwork();
+    const transactionId = await recordedHistory(network);
+    await makeOld(network, transactionId, 2);
+    await runRetentionCron();
+    await runRetentionCron();
+    expect(await eventsInD1(network, transactionId)).toEqual([3, 4]);
+    expect((await stubFor(network.id, transactionId).chainHead())?.retention).toMatchObject({ seq: 2 });
+    // Asking again for the same cut, or an earlier one, changes nothing.
+    const stub = stubFor(network.id, transactionId);
+    const head = await stub.chainHead();
+    const cut = head?.retention;
+    expect(cut).toBeTruthy();
+    if (!cut) return;
+    expect(await stub.cutChain(cut)).toMatchObject({ accepted: true });
+    expect(await stub.cutChain({ ...cut, seq: 1 })).toMatchObject({ accepted: true });
+    expect((await stub.chainHead())?.retention).toEqual(cut);
+    // A cut beyond what the object can vouch for is refused: seq 3 was received just now.
+    expect(await stub.cutChain({ seq: 3, hash: String(head?.hash), before: cut.before })).toMatchObject({
+      accepted: false,
+    });
+    expect((await proofOf(network, transactionId)).status).toBe("verified");
   });
 
   it("answers 404 for a conversion that does not exist", async () => {
