@@ -1,8 +1,10 @@
 /**
- * Cron: prunes history older than HISTORY_RETENTION_DAYS and the inbound request log older than
+ * Cron: prunes history older than HISTORY_RETENTION_DAYS (a chain only as far as its conversion's
+ * object agrees, see operations/chain-retention.ts) and the inbound request log older than
  * INBOUND_LOG_RETENTION_DAYS (one D1 database holds at most 10 GB).
  */
 import { configOf } from "./config";
+import { cutChains, objectCutter } from "./operations/chain-retention";
 import { pruneHistory } from "./storage/d1";
 import { pruneInboundLog } from "./storage/requests";
 
@@ -11,10 +13,13 @@ const DAY_MS = 86_400_000;
 export async function runRetention(env: Env, nowMs: number): Promise<void> {
   const config = configOf(env);
   const before = new Date(nowMs - config.HISTORY_RETENTION_DAYS * DAY_MS).toISOString();
-  const pruned = await pruneHistory(env.DB, before);
+  // Chained events first, each conversion's object agreeing to its cut; then what has no chain.
+  const chains = await cutChains(env.DB, objectCutter(env.CONVERSIONS), before);
+  const unchained = await pruneHistory(env.DB, before);
+  const pruned = { ...unchained, events: unchained.events + chains.events };
   const logBefore = new Date(nowMs - config.INBOUND_LOG_RETENTION_DAYS * DAY_MS).toISOString();
   const log = await pruneInboundLog(env.DB, logBefore);
   console.log(
-    JSON.stringify({ message: "retention", pruned, before, inbound_log: log, inbound_log_before: logBefore }),
+    JSON.stringify({ message: "retention", pruned, chains, before, inbound_log: log, inbound_log_before: logBefore }),
   );
 }

@@ -482,6 +482,42 @@ describe("ConversionObject outbox", () => {
     expect(proof.status).toBe("verified");
   });
 
+  it("keeps where its chain begins and where retention cut it in the tail, and vouches for a cut by its head's time", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved" });
+    const transactionId = String(body.transaction_id);
+    await send(network, body);
+    await send(network, { transaction_id: transactionId, status: "paid" });
+    const stub = stubFor(network.id, transactionId);
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+    await endDedupeWindow(stub);
+    const head = await stub.chainHead();
+    expect(head).toMatchObject({ seq: 2, chain_from: 1, retention: null, in_flight: [] });
+    expect(head?.state).toMatchObject({
+      status: "paid",
+      fields: { status: "paid", amount: "29.99" },
+      version: expect.any(Number),
+    });
+    const seq1 = await env.DB.prepare(
+      "SELECT hash FROM conversion_events WHERE network_id = ? AND transaction_id = ? AND seq = 1",
+    )
+      .bind(network.id, transactionId)
+      .first<{ hash: string }>();
+    const cut = { seq: 1, hash: String(seq1?.hash), before: new Date().toISOString() };
+    // The tail no longer knows when seq 1 was received; its last event (seq 2) was received "now".
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec("UPDATE state SET last_event_at = ?", new Date(Date.now() + 60_000).toISOString());
+    });
+    expect(await stub.cutChain(cut)).toMatchObject({ accepted: false });
+    // Once even its last event is older than the cutoff, any cut on its chain is within retention's rule.
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec("UPDATE state SET last_event_at = ?", "2000-01-01T00:00:00.000Z");
+    });
+    expect(await stub.cutChain(cut)).toMatchObject({ accepted: true });
+    expect(await stub.cutChain({ ...cut, seq: 3 })).toMatchObject({ accepted: false });
+    expect(await stub.chainHead()).toMatchObject({ chain_from: 1, retention: cut });
+  });
+
   it("keeps the tail through a shortened DEDUPE_WINDOW_DAYS, as configured", async () => {
     const network = await createNetwork();
     const body = makePostback();

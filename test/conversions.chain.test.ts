@@ -141,6 +141,69 @@ describe("verifyChain", () => {
     ]);
   });
 
+  /** The object's state after `rows`, as the object attests it. */
+  const attested = (rows: StoredEvent[], version = rows.length) => ({
+    ...conversionAfter(rows),
+    version,
+  });
+
+  it("breaks when D1 holds no chained event but the object holds a chain, unless its start is still on its way", () => {
+    const rows = chainOf(["pending", "paid"]);
+    const stripped = rows.map((row) => ({ ...row, hash: null, prev_hash: null }));
+    const anchor = { ...headOf(rows), state: attested(rows), chain_from: 1 };
+    const proof = verifyChain({ rows: stripped, conversion: conversionAfter(rows), anchor });
+    expect(proof.status).toBe("broken");
+    expect(proof.breaks.map((b) => [b.seq, b.reason])).toEqual([
+      [1, expect.stringMatching(/^it has no hash, though the chain began at seq 1: /)],
+      [2, expect.stringMatching(/^it has no hash, though the chain began at seq 1: /)],
+      [null, expect.stringMatching(/^the conversion's object holds a chain up to seq 2 /)],
+    ]);
+
+    // Events from before the chain in D1, the chain's first event still in the outbox: nothing is wrong yet.
+    const before = stripped.slice(0, 1);
+    const second = rows[1];
+    const inFlight = [{ seq: 2, hash: "a".repeat(64), prev_hash: null, verdict: "updated", state: attested(rows, 2) }];
+    const waiting = verifyChain({
+      rows: before,
+      conversion: { ...conversionAfter(before), version: 1 },
+      anchor: { seq: 2, hash: "a".repeat(64), in_flight: inFlight, state: attested(rows, 2), chain_from: 2 },
+    });
+    expect(second).toBeDefined();
+    expect(waiting).toMatchObject({ status: "unchained", breaks: [] });
+    expect(waiting.anchor).toMatchObject({ agrees: true, in_flight: 1 });
+    expect(waiting.object_state).toMatchObject({ checked: false, agrees: null });
+  });
+
+  it("compares D1's row with the object's state, or with the state an event still on its way leaves", () => {
+    const rows = chainOf(["pending", "approved", "paid", "reversed"]);
+    const inD1 = rows.slice(0, 3);
+    // D1 committed seq 3 (its receipt has not reached the object yet), not seq 4.
+    const inFlight = rows.slice(2).map((row) => ({
+      seq: row.seq,
+      hash: row.hash,
+      prev_hash: row.prev_hash,
+      verdict: row.verdict,
+      state: attested(rows.slice(0, row.seq), row.seq),
+    }));
+    const anchor = { ...headOf(rows, inFlight), state: attested(rows, 4), chain_from: 1 };
+    const ahead = verifyChain({ rows: inD1, conversion: { ...conversionAfter(inD1), version: 3 }, anchor });
+    expect(ahead.status).toBe("verified");
+    expect(ahead.object_state).toMatchObject({
+      checked: true,
+      agrees: true,
+      note: expect.stringMatching(/seq 3 left/),
+    });
+    // A version the object never reached is an edit.
+    const edited = verifyChain({
+      rows,
+      conversion: { ...conversionAfter(rows), version: 99 },
+      anchor: { ...headOf(rows), state: attested(rows, 4) },
+    });
+    expect(edited.breaks.map((b) => b.reason)).toEqual([
+      "D1's conversion row is not the state the conversion's object holds: version is 99, not 4",
+    ]);
+  });
+
   it("survives a tampered seq of any size without building a range of it", () => {
     const rows = chainOf(["pending", "approved"]);
     const last = rows[1];

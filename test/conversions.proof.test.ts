@@ -18,6 +18,7 @@ import { type ConversionObject, conversionObjectName } from "../src/conversions/
 import worker from "../src/index";
 import {
   admin,
+  conversionInD1,
   createNetwork,
   eventually,
   expectStatus,
@@ -81,6 +82,38 @@ async function recordedHistory(network: TestNetwork) {
   await send(network, { transaction_id: transactionId, status: "paid" });
   await settled(network, transactionId, 4);
   return transactionId;
+}
+
+/** Makes the transaction's events up to `seq` older than any retention window, in D1 and in its object. */
+async function makeOld(network: TestNetwork, transactionId: string, seq: number) {
+  await tamper(
+    "UPDATE conversion_events SET received_at = '2000-01-01T00:00:00.000Z' WHERE network_id = ? AND transaction_id = ? AND seq <= ?",
+    network.id,
+    transactionId,
+    seq,
+  );
+  await runInDurableObject(stubFor(network.id, transactionId), (_instance, state) => {
+    state.storage.sql.exec("UPDATE events SET received_at = '2000-01-01T00:00:00.000Z' WHERE seq <= ?", seq);
+    state.storage.sql.exec("UPDATE state SET last_event_at = '2000-01-01T00:00:00.000Z' WHERE head_seq <= ?", seq);
+  });
+}
+
+async function runRetentionCron() {
+  const handler: ExportedHandler<Env> = worker;
+  await handler.scheduled?.(
+    createScheduledController({ cron: "17 3 * * *", scheduledTime: Date.now() }),
+    env,
+    createExecutionContext(),
+  );
+}
+
+async function eventsInD1(network: TestNetwork, transactionId: string): Promise<number[]> {
+  const { results } = await env.DB.prepare(
+    "SELECT seq FROM conversion_events WHERE network_id = ? AND transaction_id = ? ORDER BY seq",
+  )
+    .bind(network.id, transactionId)
+    .all<{ seq: number }>();
+  return results.map((row) => row.seq);
 }
 
 async function tamper(sql: string, ...params: unknown[]) {
@@ -229,7 +262,7 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
     ]);
   });
 
-  it("breaks when the whole chain was rewritten consistently: only the object's head tells", async () => {
+  it("breaks when the whole chain was rewritten consistently: only the object tells, by its head and its state", async () => {
     const network = await createNetwork();
     const transactionId = await recordedHistory(network);
     // Someone with write access to D1 lowers the first amount and recomputes every hash after it.
@@ -273,7 +306,13 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
     expect(proof.status).toBe("broken");
     expect(proof.breaks).toEqual([
       { seq: null, event_id: null, reason: expect.stringMatching(/^the object's last event \(seq 4\) has hash/) },
+      {
+        seq: null,
+        event_id: null,
+        reason: `D1's conversion row is not the state the conversion's object holds: amount is "0.01", not "29.99"`,
+      },
     ]);
+    expect(proof.object_state).toEqual({ checked: true, agrees: false, note: proof.breaks[1]?.reason });
   });
 
   it("verifies while D1 is behind by events still in the object's outbox", async () => {
@@ -388,6 +427,9 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
       "The chain begins at seq 2: the 1 events before it were recorded before the hash chain existed.",
     ]);
     expect(proof.state.checked).toBe(false);
+    // The upgraded object knows where its chain began, and its state is D1's row.
+    expect(proof.anchor).toMatchObject({ chain_from: 2 });
+    expect(proof.object_state).toMatchObject({ checked: true, agrees: true });
   });
 
   it("refuses up front, with a 422, a string no chain can hash (a lone surrogate)", async () => {
@@ -428,22 +470,15 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
   it("verifies the chain that remains after history retention deleted its beginning", async () => {
     const network = await createNetwork();
     const transactionId = await recordedHistory(network);
-    // Seq 1 and 2 are older than the retention window; the cron deletes them.
-    await tamper(
-      "UPDATE conversion_events SET received_at = '2000-01-01T00:00:00.000Z' WHERE network_id = ? AND transaction_id = ? AND seq <= 2",
-      network.id,
-      transactionId,
-    );
-    const handler: ExportedHandler<Env> = worker;
-    await handler.scheduled?.(
-      createScheduledController({ cron: "17 3 * * *", scheduledTime: Date.now() }),
-      env,
-      createExecutionContext(),
-    );
+    // Seq 1 and 2 are older than the retention window, in D1 and by the object's own clock; the cron deletes them.
+    await makeOld(network, transactionId, 2);
+    await runRetentionCron();
     const proof = await proofOf(network, transactionId);
     expect(proof.events.map((e) => e.seq)).toEqual([3, 4]);
     expect(proof).toMatchObject({ status: "verified", breaks: [] });
     expect(proof.notes).toEqual([expect.stringMatching(/^History retention deleted the events up to seq 2 /)]);
+    expect(proof.anchor).toMatchObject({ chain_from: 1, retention: { seq: 2, hash: proof.events[0]?.prev_hash } });
+    expect(proof.object_state).toMatchObject({ checked: true, agrees: true });
 
     // Without retention's record, the same gap is a deletion.
     await tamper(
@@ -458,6 +493,246 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
         reason: expect.stringMatching(/no history retention run recorded deleting it/),
       },
     ]);
+  });
+
+  describe("what a D1 writer cannot pass off as verified (security review)", () => {
+    /** approved, then paid: in D1, confirmed, and verified. */
+    async function chained() {
+      const network = await createNetwork();
+      const body = makePostback({ status: "approved" });
+      const transactionId = String(body.transaction_id);
+      await send(network, body);
+      await send(network, { transaction_id: transactionId, status: "paid" });
+      await settled(network, transactionId, 2);
+      expect((await proofOf(network, transactionId)).status).toBe("verified");
+      return { network, transactionId };
+    }
+
+    it("breaks when the conversion row changed along with first_seen_at", async () => {
+      const { network, transactionId } = await chained();
+      await tamper(
+        "UPDATE conversions SET status = 'approved', amount = '9999.00', first_seen_at = '2020-01-01T00:00:00.000Z' WHERE network_id = ? AND transaction_id = ?",
+        network.id,
+        transactionId,
+      );
+      expect((await proofOf(network, transactionId)).status).toBe("broken");
+    });
+
+    it("breaks when every hash was stripped (and a payload changed), though the object's head holds one", async () => {
+      const { network, transactionId } = await chained();
+      await tamper(
+        "UPDATE conversion_events SET hash = NULL, prev_hash = NULL, payload = json_set(payload, '$.amount', '0.01') WHERE network_id = ? AND transaction_id = ?",
+        network.id,
+        transactionId,
+      );
+      expect((await proofOf(network, transactionId)).status).toBe("broken");
+    });
+
+    it("breaks when an unchained event was inserted after the chain began", async () => {
+      const { network, transactionId } = await chained();
+      await tamper(
+        `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload, received_at, test, hash, prev_hash)
+         VALUES (?, ?, ?, 3, 'updated', 'reversed', NULL, '{"status":"reversed"}', ?, 0, NULL, NULL)`,
+        uniqueId("evt"),
+        network.id,
+        transactionId,
+        new Date().toISOString(),
+      );
+      expect((await proofOf(network, transactionId)).status).toBe("broken");
+    });
+
+    it("breaks when the first event was deleted, a retention record faked and the row changed", async () => {
+      const { network, transactionId } = await chained();
+      const first = await env.DB.prepare(
+        "SELECT event_id, hash FROM conversion_events WHERE network_id = ? AND transaction_id = ? AND seq = 1",
+      )
+        .bind(network.id, transactionId)
+        .first<{ event_id: string; hash: string }>();
+      await env.DB.batch([
+        env.DB.prepare("DELETE FROM conversion_events WHERE event_id = ?").bind(first?.event_id),
+        env.DB.prepare(
+          "INSERT INTO conversion_chain_pruned (network_id, transaction_id, test, seq, hash, pruned_before) VALUES (?, ?, 0, 1, ?, '2020-01-01T00:00:00.000Z')",
+        ).bind(network.id, transactionId, first?.hash),
+        env.DB.prepare("UPDATE conversions SET amount = '0.01' WHERE network_id = ? AND transaction_id = ?").bind(
+          network.id,
+          transactionId,
+        ),
+      ]);
+      expect((await proofOf(network, transactionId)).status).toBe("broken");
+    });
+  });
+
+  it("verifies a conversion whose whole chain history retention deleted, against its object", async () => {
+    const network = await createNetwork();
+    const transactionId = await recordedHistory(network);
+    await makeOld(network, transactionId, 4);
+    await runRetentionCron();
+    expect(await eventsInD1(network, transactionId)).toEqual([]);
+    const proof = await proofOf(network, transactionId);
+    expect(proof).toMatchObject({ status: "verified", breaks: [], head: null, events: [] });
+    expect(proof.anchor).toMatchObject({ seq: 4, agrees: true, retention: { seq: 4 } });
+    expect(proof.notes).toEqual([
+      expect.stringMatching(/^History retention deleted every chained event, up to seq 4 /),
+    ]);
+    expect(proof.object_state).toMatchObject({ checked: true, agrees: true });
+
+    // The row is still checked against the object, though no event is left to rebuild it from.
+    await tamper(
+      "UPDATE conversions SET amount = '0.01' WHERE network_id = ? AND transaction_id = ?",
+      network.id,
+      transactionId,
+    );
+    const edited = await proofOf(network, transactionId);
+    expect(edited.status).toBe("broken");
+    expect(edited.object_state).toEqual({
+      checked: true,
+      agrees: false,
+      note: `D1's conversion row is not the state the conversion's object holds: amount is "0.01", not "29.99"`,
+    });
+  });
+
+  it("deletes no event its object cannot vouch is old: backdating received_at in D1 does not make retention cut", async () => {
+    const network = await createNetwork();
+    const transactionId = await recordedHistory(network);
+    await tamper(
+      "UPDATE conversion_events SET received_at = '2000-01-01T00:00:00.000Z' WHERE network_id = ? AND transaction_id = ?",
+      network.id,
+      transactionId,
+    );
+    await runRetentionCron();
+    expect(await eventsInD1(network, transactionId)).toEqual([1, 2, 3, 4]);
+    expect((await stubFor(network.id, transactionId).chainHead())?.retention).toBeNull();
+    // The backdated events are still there to show the edit.
+    const proof = await proofOf(network, transactionId);
+    expect(proof.status).toBe("broken");
+    expect(proof.events.every((e) => !e.ok)).toBe(true);
+  });
+
+  it("asks the object again on the next run, and cuts no further than it agreed", async () => {
+    const network = await createNetwork();
+    const transactionId = await recordedHistory(network);
+    await makeOld(network, transactionId, 2);
+    await runRetentionCron();
+    await runRetentionCron();
+    expect(await eventsInD1(network, transactionId)).toEqual([3, 4]);
+    expect((await stubFor(network.id, transactionId).chainHead())?.retention).toMatchObject({ seq: 2 });
+    // Asking again for the same cut, or an earlier one, changes nothing.
+    const stub = stubFor(network.id, transactionId);
+    const head = await stub.chainHead();
+    const cut = head?.retention;
+    expect(cut).toBeTruthy();
+    if (!cut) return;
+    expect(await stub.cutChain(cut)).toMatchObject({ accepted: true });
+    expect(await stub.cutChain({ ...cut, seq: 1 })).toMatchObject({ accepted: true });
+    expect((await stub.chainHead())?.retention).toEqual(cut);
+    // A cut beyond what the object can vouch for is refused: seq 3 was received just now.
+    expect(await stub.cutChain({ seq: 3, hash: String(head?.hash), before: cut.before })).toMatchObject({
+      accepted: false,
+    });
+    expect((await proofOf(network, transactionId)).status).toBe("verified");
+  });
+
+  it("breaks when the first event was deleted and a retention record faked, though the row was left alone", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "approved" });
+    const transactionId = String(body.transaction_id);
+    await send(network, body);
+    await send(network, { transaction_id: transactionId, status: "paid" });
+    await settled(network, transactionId, 2);
+    const first = await env.DB.prepare(
+      "SELECT event_id, hash FROM conversion_events WHERE network_id = ? AND transaction_id = ? AND seq = 1",
+    )
+      .bind(network.id, transactionId)
+      .first<{ event_id: string; hash: string }>();
+    await env.DB.batch([
+      env.DB.prepare("DELETE FROM conversion_events WHERE event_id = ?").bind(first?.event_id),
+      env.DB.prepare(
+        "INSERT INTO conversion_chain_pruned (network_id, transaction_id, test, seq, hash, pruned_before) VALUES (?, ?, 0, 1, ?, '2020-01-01T00:00:00.000Z')",
+      ).bind(network.id, transactionId, first?.hash),
+    ]);
+    const proof = await proofOf(network, transactionId);
+    expect(proof.status).toBe("broken");
+    expect(proof.breaks).toEqual([
+      {
+        seq: 2,
+        event_id: expect.any(String),
+        reason:
+          "D1 records history retention deleting the events up to seq 1, but the conversion's object, which retention asks before every cut, agreed to no cut: they were deleted some other way",
+      },
+    ]);
+  });
+
+  it("breaks when an event without a hash claims a seq the chain holds", async () => {
+    const network = await createNetwork();
+    const transactionId = await recordedHistory(network);
+    await tamper(
+      `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload, received_at, test, hash, prev_hash)
+       VALUES (?, ?, ?, 4, 'updated', 'reversed', NULL, '{"status":"reversed"}', ?, 0, NULL, NULL)`,
+      uniqueId("evt"),
+      network.id,
+      transactionId,
+      new Date().toISOString(),
+    );
+    const proof = await proofOf(network, transactionId);
+    expect(proof.breaks).toEqual([
+      {
+        seq: 4,
+        event_id: expect.any(String),
+        reason:
+          "it claims seq 4, which a chained event holds, without a hash, though the chain began at seq 1: it was inserted",
+      },
+    ]);
+  });
+
+  it("says which events are from an earlier life of the conversion, whose object was cleared before the chain", async () => {
+    const network = await createNetwork();
+    const transactionId = uniqueId("tx");
+    const receivedAt = new Date(Date.now() - 60_000).toISOString();
+    // The first life, recorded before the chain; its object was cleared by the code before the tail.
+    const old = makeEventMessage({
+      network_id: network.id,
+      transaction_id: transactionId,
+      received_at: receivedAt,
+      conversion: {
+        status: "pending",
+        amount: "5.00",
+        currency: "USD",
+        event_time: receivedAt,
+        first_seen_at: receivedAt,
+        version: 1,
+      },
+    });
+    await env.EVENTS.send(old, { contentType: "json" });
+    await eventually(async () => await conversionInD1(network.id, transactionId));
+    // The next life: a new object, whose chain begins at seq 1; D1 applies it (pending → approved).
+    await send(network, makePostback({ transaction_id: transactionId, status: "approved" }));
+    await settled(network, transactionId, 2);
+    const proof = await proofOf(network, transactionId);
+    expect(proof).toMatchObject({ status: "verified", breaks: [], head: { seq: 1 } });
+    expect(proof.events.map((e) => [e.seq, e.chained])).toEqual([
+      [1, false],
+      [1, true],
+    ]);
+    expect(proof.notes).toEqual([
+      `1 event(s) are from an earlier life of the conversion (first seen ${receivedAt}), whose object was cleared before the hash chain existed: they have no hash to verify.`,
+      expect.stringMatching(
+        new RegExp(`^D1's conversion was first seen at ${receivedAt}, in an earlier life of its object`),
+      ),
+    ]);
+    expect(proof.object_state).toMatchObject({ checked: true, agrees: true });
+
+    // Where D1 kept the earlier life's state (its second line of defence refused the next life's
+    // event), D1 and the object disagree on the state, and the proof says so.
+    await tamper(
+      "UPDATE conversions SET status = 'reversed' WHERE network_id = ? AND transaction_id = ?",
+      network.id,
+      transactionId,
+    );
+    const diverged = await proofOf(network, transactionId);
+    expect(diverged.status).toBe("broken");
+    expect(diverged.object_state.note).toMatch(
+      /^D1's conversion row is not the state the conversion's object holds: status is "reversed", not "approved" \(D1's conversion was first seen at .*, in an earlier life of its object/,
+    );
   });
 
   it("answers 404 for a conversion that does not exist", async () => {

@@ -16,7 +16,7 @@ import type { FieldError } from "../errors";
 import type { ConversionStatus, Postback } from "../ingest/postback-schema";
 import { newId } from "../lib/bytes";
 import type { EventMessage } from "../queues/messages";
-import { type ChainHead, chainHash } from "./chain";
+import { type AttestedState, type ChainHead, chainHash, type RetentionCut } from "./chain";
 import {
   type ConversionFields,
   type ConversionState,
@@ -81,6 +81,10 @@ interface StoredConversion {
   answer: IngestAnswer | null;
   /** The chain head: the last recorded event's seq, and its hash (null before the chain existed). */
   head: { seq: number; hash: string | null };
+  /** The seq of the chain's first event in this life; null before it began, or not known (see object-schema.ts). */
+  chain_from: number | null;
+  /** Where history retention cut the chain in D1, as retention told the object and the object checked. */
+  retention: RetentionCut | null;
 }
 
 interface StateRow extends Record<string, SqlStorageValue> {
@@ -94,6 +98,16 @@ interface StateRow extends Record<string, SqlStorageValue> {
   answer: string | null;
   head_seq: number;
   head_hash: string | null;
+  chain_from: number | null;
+  retention_seq: number | null;
+  retention_hash: string | null;
+  retention_before: string | null;
+}
+
+/** The answer to retention's `cutChain`: whether D1 may delete the chain up to the cut. */
+export interface CutAnswer {
+  accepted: boolean;
+  reason: string;
 }
 
 export class ConversionObject extends DurableObject<Env> {
@@ -265,10 +279,12 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   /**
-   * The object's own record of its chain, for the proof: the head, and the events still in the
-   * outbox (D1 may not hold them yet). Null when the object holds nothing.
+   * The object's own record of its chain, for the proof (one RPC): the head, where the chain begins,
+   * where retention cut it, the current state (kept for the conversion's whole life, also in the
+   * tail), and the events still in the outbox with the state each leaves (D1 may not hold them yet).
+   * Null when the object holds nothing.
    */
-  async chainHead(): Promise<ChainHead | null> {
+  async chainHead(): Promise<Required<ChainHead> | null> {
     if (!this.hasSchema()) return null;
     const stored = this.loadStored();
     if (!stored) return null;
@@ -277,9 +293,86 @@ export class ConversionObject extends DurableObject<Env> {
       .toArray()
       .map((row) => {
         const message = JSON.parse(row.message) as Partial<EventMessage>;
-        return { seq: message.seq ?? 0, hash: message.hash ?? null, prev_hash: message.prev_hash ?? null };
+        return {
+          seq: message.seq ?? 0,
+          hash: message.hash ?? null,
+          prev_hash: message.prev_hash ?? null,
+          verdict: message.verdict ?? null,
+          state: message.verdict !== "stale" && message.conversion ? stateAfter(message as EventMessage) : null,
+        };
       });
-    return { seq: stored.head.seq, hash: stored.head.hash, in_flight: inFlight };
+    return {
+      seq: stored.head.seq,
+      hash: stored.head.hash,
+      in_flight: inFlight,
+      state: {
+        status: stored.state.status,
+        fields: stored.state.fields,
+        event_time: stored.state.event_time,
+        event_time_supplied: stored.state.event_time_supplied,
+        first_seen_at: stored.first_seen_at,
+        version: stored.version,
+      },
+      chain_from: stored.chain_from,
+      retention: stored.retention,
+    };
+  }
+
+  /**
+   * History retention asks before it deletes a conversion's chained events from D1: may it delete
+   * them up to `cut.seq` (whose hash is `cut.hash`), all received before `cut.before`? The object
+   * agrees only to what it can vouch for: the cut is on its chain, and seq `cut.seq` was received
+   * before the cutoff by its own clock (from its history while it holds one; from its head's time
+   * in the tail). What D1 says of received_at is not trusted: a D1 writer could backdate recent
+   * events to have retention delete them. An agreed cut is kept, so the proof accepts that gap and
+   * no other; asking again, or for an earlier cut, changes nothing.
+   */
+  async cutChain(cut: RetentionCut): Promise<CutAnswer> {
+    const refuse = (reason: string): CutAnswer => ({ accepted: false, reason });
+    if (!this.hasSchema()) return refuse("the object holds no conversion");
+    const stored = this.loadStored();
+    if (!stored) return refuse("the object holds no conversion");
+    if (stored.retention && stored.retention.seq >= cut.seq) {
+      return { accepted: true, reason: `retention already cut the chain up to seq ${stored.retention.seq}` };
+    }
+    if (stored.head.hash === null || cut.seq > stored.head.seq) {
+      return refuse(
+        `the object's chain ends at seq ${stored.head.seq}${stored.head.hash === null ? " with no hash" : ""}`,
+      );
+    }
+    if (stored.chain_from !== null && cut.seq < stored.chain_from) {
+      return refuse(`the object's chain begins at seq ${stored.chain_from}`);
+    }
+    const cutoff = Date.parse(cut.before);
+    const held = this.sql
+      .exec<{ hash: string | null; received_at: string }>("SELECT hash, received_at FROM events WHERE seq = ?", cut.seq)
+      .toArray()[0];
+    if (held) {
+      if (held.hash !== cut.hash) return refuse(`seq ${cut.seq}'s hash is ${held.hash}, not ${cut.hash}`);
+      if (!(Date.parse(held.received_at) < cutoff)) {
+        return refuse(`seq ${cut.seq} was received at ${held.received_at}, not before ${cut.before}`);
+      }
+    } else if (cut.seq === stored.head.seq) {
+      if (stored.head.hash !== cut.hash) return refuse(`seq ${cut.seq}'s hash is ${stored.head.hash}, not ${cut.hash}`);
+      if (!(Date.parse(stored.last_event_at) < cutoff)) {
+        return refuse(`seq ${cut.seq} was received at ${stored.last_event_at}, not before ${cut.before}`);
+      }
+    } else if (this.count("events") > 0) {
+      // An object holds every event of its life until it keeps its tail.
+      return refuse(`the object holds its history, and no seq ${cut.seq} in it`);
+    } else if (!(Date.parse(stored.last_event_at) < cutoff)) {
+      // A tail knows only its head's time: seq cut.seq was received at or before it, maybe after the cutoff.
+      return refuse(
+        `the object keeps only its tail, whose last event (seq ${stored.head.seq}) was received at ${stored.last_event_at}, not before ${cut.before}: it cannot vouch for seq ${cut.seq}'s time`,
+      );
+    }
+    this.sql.exec(
+      "UPDATE state SET retention_seq = ?, retention_hash = ?, retention_before = ? WHERE id = 1",
+      cut.seq,
+      cut.hash,
+      cut.before,
+    );
+    return { accepted: true, reason: `retention may delete the chain up to seq ${cut.seq}` };
   }
 
   private async scheduleNext(): Promise<void> {
@@ -373,14 +466,17 @@ export class ConversionObject extends DurableObject<Env> {
       prevHash,
     );
     const stateAnswer = kept ? (kept.answer ?? this.latestAppliedAnswer()) : answer;
+    // chain_from: set once, by the event that begins the chain (prev_hash null); an object that
+    // does not know where its chain began (see object-schema.ts) never learns it from a later one.
     this.sql.exec(
       `INSERT INTO state (id, network_id, transaction_id, status, event_time, event_time_supplied, fields, version,
-         first_seen_at, last_event_at, answer, head_seq, head_hash)
-       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         first_seen_at, last_event_at, answer, head_seq, head_hash, chain_from)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET status = excluded.status, event_time = excluded.event_time,
          event_time_supplied = excluded.event_time_supplied, fields = excluded.fields, version = excluded.version,
          last_event_at = excluded.last_event_at, answer = excluded.answer, head_seq = excluded.head_seq,
-         head_hash = excluded.head_hash`,
+         head_hash = excluded.head_hash,
+         chain_from = CASE WHEN state.head_hash IS NULL THEN excluded.chain_from ELSE state.chain_from END`,
       input.network_id,
       input.transaction_id,
       conversion.status,
@@ -393,6 +489,7 @@ export class ConversionObject extends DurableObject<Env> {
       stateAnswer ? JSON.stringify(stateAnswer) : null,
       seq,
       hash,
+      prevHash === null ? seq : null,
     );
     const message: EventMessage = {
       v: 1,
@@ -430,6 +527,11 @@ export class ConversionObject extends DurableObject<Env> {
       last_event_at: row.last_event_at,
       answer: row.answer === null ? null : (JSON.parse(row.answer) as IngestAnswer),
       head: { seq: row.head_seq, hash: row.head_hash },
+      chain_from: row.chain_from,
+      retention:
+        row.retention_seq === null || row.retention_hash === null || row.retention_before === null
+          ? null
+          : { seq: row.retention_seq, hash: row.retention_hash, before: row.retention_before },
     };
   }
 
@@ -452,4 +554,18 @@ export class ConversionObject extends DurableObject<Env> {
   private count(table: "events" | "outbox"): number {
     return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
   }
+}
+
+/** The conversion's state as an outbox message leaves it (an applied event's snapshot). */
+function stateAfter(message: EventMessage): AttestedState {
+  const { event_time, first_seen_at, version, ...fields } = message.conversion;
+  return {
+    status: fields.status,
+    fields,
+    event_time,
+    // An applied event's time is the conversion's: supplied exactly when the event carried one.
+    event_time_supplied: message.event.event_time !== undefined,
+    first_seen_at,
+    version,
+  };
 }

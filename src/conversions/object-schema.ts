@@ -26,7 +26,15 @@ const SCHEMA = `
     answer TEXT,
     -- The chain head: the last recorded event's seq and hash (NULL: recorded before the chain).
     head_seq INTEGER NOT NULL DEFAULT 0,
-    head_hash TEXT
+    head_hash TEXT,
+    -- The seq of the chain's first event in this object's life (NULL: the chain has not begun, or,
+    -- with a head_hash, an object that was already a tail when this column came and never said).
+    chain_from INTEGER,
+    -- Where history retention cut the chain in D1: every event up to this seq may be gone from D1.
+    -- Only retention sets it (by RPC, after the object checked the cut against what it knows).
+    retention_seq INTEGER,
+    retention_hash TEXT,
+    retention_before TEXT
   );
   -- The history of the dedupe window; after it only the state row (the tail) stays.
   CREATE TABLE events (
@@ -83,6 +91,16 @@ const UPGRADES: readonly Upgrade[] = [
         head_seq = coalesce((SELECT max(seq) FROM events), 0),
         answer = (SELECT answer FROM events WHERE verdict != 'stale' ORDER BY seq DESC LIMIT 1)
     `);
+  },
+  // 4. What the object attests beyond its head, so that a D1 writer cannot pass edits off as history
+  // from before the chain or as retention: where its chain begins, and where retention cut it. An
+  // object that still holds its history knows where its chain begins; a tail does not say (NULL).
+  (sql) => {
+    sql.exec("ALTER TABLE state ADD COLUMN chain_from INTEGER");
+    sql.exec("ALTER TABLE state ADD COLUMN retention_seq INTEGER");
+    sql.exec("ALTER TABLE state ADD COLUMN retention_hash TEXT");
+    sql.exec("ALTER TABLE state ADD COLUMN retention_before TEXT");
+    sql.exec("UPDATE state SET chain_from = (SELECT min(seq) FROM events WHERE hash IS NOT NULL)");
   },
 ];
 

@@ -33,7 +33,8 @@ export function registerConversionProofRoute(app: App): void {
     const test = c.req.valid("query").test ?? false;
     const { conversion, events, otherWorld, pruned } = await getConversion(c.env.DB, network_id, transaction_id, test);
     if (!conversion && events.length === 0) throw conversionNotFound(network_id, transaction_id, test, otherWorld);
-    // One RPC, off the hot path: the object's own head is what D1 cannot forge.
+    // One RPC, off the hot path: what the object attests (its head, where its chain begins, where
+    // retention cut it, its state) is what a D1 writer cannot forge.
     const anchor = await c.env.CONVERSIONS.getByName(
       conversionObjectName(network_id, transaction_id, test),
     ).chainHead();
@@ -78,5 +79,6 @@ function storedConversion(row: ConversionRow): StoredConversion {
     event_time: row.event_time,
     event_time_supplied: row.event_time_supplied === 1,
     first_seen_at: row.first_seen_at,
+    version: row.version,
   };
 }

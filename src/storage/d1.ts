@@ -261,28 +261,86 @@ export async function checkSchema(db: D1): Promise<void> {
   ]);
 }
 
+/** A conversion whose chain retention would cut: its last chained event received before the cutoff. */
+export interface ChainCut {
+  network_id: string;
+  transaction_id: string;
+  test: number;
+  seq: number;
+  hash: string;
+}
+
+/** The key after which the next page of `chainCutCandidates` starts. */
+export type ChainCutKey = [network_id: string, transaction_id: string, test: number];
+
 /**
- * Retention: drops event history, finished deliveries and their attempts older than `before`;
- * conversions themselves are kept, and so is every delivery still pending, retrying or parked.
+ * One page of the conversions with chained events received before `before`, by key, each with the
+ * last such event (where retention would cut its chain). Conversions whose objects refused a cut
+ * keep their events, so the next page starts after `after`, not at the beginning.
  */
-export async function pruneHistory(db: D1, before: string): Promise<{ events: number; deliveries: number }> {
-  const [, events, deliveries] = await db.batch([
-    // First, in the same transaction: each conversion's last chained event about to go, so its proof
-    // can start from that hash (conversions/chain.ts) instead of reporting the events as missing.
+export async function chainCutCandidates(
+  db: D1,
+  before: string,
+  after: ChainCutKey | null,
+  limit: number,
+): Promise<ChainCut[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT network_id, transaction_id, test, seq, hash FROM (
+         SELECT network_id, transaction_id, test, seq, hash,
+           row_number() OVER (PARTITION BY network_id, transaction_id, test ORDER BY seq DESC) AS latest
+         FROM conversion_events
+         WHERE received_at < ?1 AND hash IS NOT NULL
+           AND (?2 IS NULL OR (network_id, transaction_id, test) > (?2, ?3, ?4))
+       ) WHERE latest = 1
+       ORDER BY network_id, transaction_id, test
+       LIMIT ?5`,
+    )
+    .bind(before, after?.[0] ?? null, after?.[1] ?? null, after?.[2] ?? null, limit)
+    .all<ChainCut>();
+  return results;
+}
+
+/**
+ * Cuts the chains of `cuts` (each agreed to by its conversion's object) in one transaction: records
+ * where each was cut (`conversion_chain_pruned`, only ever forward), and deletes its chained events
+ * up to there. Two statements, whatever the number of conversions.
+ */
+export function chainCutStatements(db: D1, cuts: readonly ChainCut[], before: string): D1PreparedStatement[] {
+  const list = JSON.stringify(cuts.map((cut) => [cut.network_id, cut.transaction_id, cut.test, cut.seq, cut.hash]));
+  return [
     db
       .prepare(
         `INSERT INTO conversion_chain_pruned (network_id, transaction_id, test, seq, hash, pruned_before)
-         SELECT network_id, transaction_id, test, seq, hash, ?1 FROM (
-           SELECT network_id, transaction_id, test, seq, hash,
-             row_number() OVER (PARTITION BY network_id, transaction_id, test ORDER BY seq DESC) AS latest
-           FROM conversion_events WHERE received_at < ?1 AND hash IS NOT NULL
-         ) WHERE latest = 1
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2 FROM json_each(?1) WHERE true
          ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
            seq = excluded.seq, hash = excluded.hash, pruned_before = excluded.pruned_before
          WHERE excluded.seq > conversion_chain_pruned.seq`,
       )
-      .bind(before),
-    db.prepare("DELETE FROM conversion_events WHERE received_at < ?").bind(before),
+      .bind(list, before),
+    db
+      .prepare(
+        `DELETE FROM conversion_events WHERE rowid IN (
+           SELECT e.rowid FROM json_each(?1) AS cut
+           JOIN conversion_events AS e
+             ON e.network_id = cut.value ->> 0 AND e.transaction_id = cut.value ->> 1 AND e.test = cut.value ->> 2
+               AND e.seq <= cut.value ->> 3
+           WHERE e.hash IS NOT NULL
+         )`,
+      )
+      .bind(list),
+  ];
+}
+
+/**
+ * Retention: drops the event history recorded before the chain existed (no hash: nothing to
+ * keep of it) and finished deliveries older than `before`; conversions themselves are kept, and so
+ * is every delivery still pending, retrying or parked. Chained events are cut per conversion, with
+ * its object's agreement (operations/chain-retention.ts).
+ */
+export async function pruneHistory(db: D1, before: string): Promise<{ events: number; deliveries: number }> {
+  const [events, deliveries] = await db.batch([
+    db.prepare("DELETE FROM conversion_events WHERE received_at < ? AND hash IS NULL").bind(before),
     db.prepare("DELETE FROM deliveries WHERE created_at < ? AND state IN ('delivered', 'failed', 'dead')").bind(before),
   ]);
   return { events: events?.meta.changes ?? 0, deliveries: deliveries?.meta.changes ?? 0 };
