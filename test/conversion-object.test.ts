@@ -1,8 +1,9 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { type ConversionObject, conversionObjectName, type EventsQueue } from "../src/conversions/conversion-object";
-import { PostbackSchema } from "../src/ingest/postback-schema";
+import type { ConversionObject, EventsQueue } from "../src/conversions/conversion-object";
+import { conversionObjectName } from "../src/domain/conversion";
+import { PostbackSchema } from "../src/domain/postback";
 import {
   admin,
   conversionInD1,

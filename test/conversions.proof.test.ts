@@ -14,7 +14,8 @@ import { env } from "cloudflare:workers";
 import canonicalize from "canonicalize";
 import { describe, expect, it } from "vitest";
 import { chainHash, type Proof } from "../src/conversions/chain";
-import { type ConversionObject, conversionObjectName } from "../src/conversions/conversion-object";
+import type { ConversionObject } from "../src/conversions/conversion-object";
+import { conversionObjectName } from "../src/domain/conversion";
 import worker from "../src/index";
 import {
   admin,

@@ -5,8 +5,8 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { conversionObjectName, TEST_OBJECT_PREFIX } from "../src/conversions/conversion-object";
-import { NETWORK_ID_PATTERN } from "../src/ingest/ingest";
+import { conversionObjectName, TEST_OBJECT_PREFIX } from "../src/domain/conversion";
+import { NETWORK_ID_PATTERN } from "../src/domain/network";
 import {
   ADMIN_TOKEN,
   admin,

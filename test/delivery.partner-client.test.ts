@@ -13,8 +13,8 @@ import {
   signedContent,
 } from "../src/delivery/partner-client";
 import { classify } from "../src/delivery/retry-policy";
-import { importSigningKey } from "../src/ingest/standard-webhooks";
 import { randomBytes, toBase64, utf8 } from "../src/lib/bytes";
+import { importSigningKey } from "../src/lib/standard-webhooks";
 
 interface FetchCall {
   url: string;

@@ -1,9 +1,9 @@
 /** Factories for tests running inside workerd: networks, postbacks, signed requests, admin calls. */
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import { importSigningKey, sign } from "../src/ingest/standard-webhooks";
+import { type EventMessage, EventMessageSchema } from "../src/domain/messages";
 import { utf8 } from "../src/lib/bytes";
-import { type EventMessage, EventMessageSchema } from "../src/queues/messages";
+import { importSigningKey, sign } from "../src/lib/standard-webhooks";
 
 export const BASE = "https://hub.test";
 export const ADMIN_TOKEN = env.ADMIN_TOKEN;

@@ -6,7 +6,7 @@
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import { signQuery } from "../src/ingest/signed-query";
-import { importSigningKey } from "../src/ingest/standard-webhooks";
+import { importSigningKey } from "../src/lib/standard-webhooks";
 import { admin, BASE, conversionInD1, eventually, expectStatus, type TestNetwork, uniqueId } from "./helpers";
 
 export interface InboundNetwork extends TestNetwork {

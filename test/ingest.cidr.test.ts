@@ -3,7 +3,7 @@
  * never match (or throw).
  */
 import { describe, expect, it } from "vitest";
-import { type Cidr, formatCidr, ipMatches, parseCidr, parseIp, validateCidrList } from "../src/ingest/cidr";
+import { type Cidr, formatCidr, ipMatches, parseCidr, parseIp, validateCidrList } from "../src/lib/cidr";
 
 function cidr(text: string): Cidr {
   const parsed = parseCidr(text);

@@ -1,5 +1,6 @@
 /** Network parameter mappings: tracker-style GET postbacks in, canonical postback bodies out. */
 import { describe, expect, it } from "vitest";
+import { PostbackSchema } from "../src/domain/postback";
 import { zodFieldErrors } from "../src/errors";
 import {
   describeMapping,
@@ -13,7 +14,6 @@ import {
   type ResolvedMapping,
   resolveMapping,
 } from "../src/ingest/mapping";
-import { PostbackSchema } from "../src/ingest/postback-schema";
 
 const HUB = "https://hub.test/v1/postbacks/acme";
 

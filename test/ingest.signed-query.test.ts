@@ -13,7 +13,7 @@ import {
   signQuery,
   verifySignedQuery,
 } from "../src/ingest/signed-query";
-import { importSigningKey } from "../src/ingest/standard-webhooks";
+import { importSigningKey } from "../src/lib/standard-webhooks";
 import fixture from "./fixtures/signed-query-vectors.json";
 import { sha256Hex } from "./helpers";
 

@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
-import {
-  ALLOWED_TRANSITIONS,
-  type ConversionFields,
-  type ConversionState,
-  decide,
-  differences,
-  fingerprint,
-  merge,
-  normalizeDecimal,
-  precedes,
-} from "../src/conversions/lifecycle";
-import { CONVERSION_STATUSES, type ConversionStatus } from "../src/ingest/postback-schema";
+import { decide, differences, fingerprint, merge, normalizeDecimal, precedes } from "../src/conversions/lifecycle";
+import { ALLOWED_TRANSITIONS, type ConversionFields, type ConversionState } from "../src/domain/conversion";
+import { CONVERSION_STATUSES, type ConversionStatus } from "../src/domain/postback";
 
 const T1 = "2026-11-01T10:00:00.000Z";
 const T2 = "2026-11-01T11:00:00.000Z";

@@ -4,9 +4,9 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { RecordInput } from "../src/conversions/conversion-object";
+import type { RecordInput } from "../src/domain/conversion";
+import { PostbackSchema } from "../src/domain/postback";
 import { ingestPostback } from "../src/ingest/ingest";
-import { PostbackSchema } from "../src/ingest/postback-schema";
 import { newId } from "../src/lib/bytes";
 import { loadNetworkAuth, refreshNetworkAuth } from "../src/networks/network-cache";
 import { encryptSecret, generateSecret } from "../src/networks/secrets";

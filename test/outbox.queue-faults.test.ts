@@ -7,7 +7,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect, it } from "vitest";
-import { type ConversionObject, conversionObjectName } from "../src/conversions/conversion-object";
+import type { ConversionObject } from "../src/conversions/conversion-object";
+import { conversionObjectName } from "../src/domain/conversion";
 import {
   createNetwork,
   createPartner,

@@ -8,7 +8,7 @@
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
-import { SECRET_PREFIX } from "../src/ingest/standard-webhooks";
+import { SECRET_PREFIX } from "../src/lib/standard-webhooks";
 import {
   admin,
   createNetwork,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { PostbackSchema } from "../src/domain/postback";
 import { zodFieldErrors } from "../src/errors";
-import { PostbackSchema } from "../src/ingest/postback-schema";
 
 function locations(input: unknown): string[] {
   const result = PostbackSchema.safeParse(input);

@@ -5,7 +5,7 @@
  */
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { RecordInput, RecordResult } from "../src/conversions/conversion-object";
+import type { RecordInput, RecordResult } from "../src/domain/conversion";
 import { type IngestDeps, ingestBatch } from "../src/ingest/ingest";
 import { utf8 } from "../src/lib/bytes";
 import { type NetworkAuth, tokenDigest } from "../src/networks/network-cache";

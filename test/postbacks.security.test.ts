@@ -7,8 +7,8 @@
 import { env, exports } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
-import { SECRET_PREFIX } from "../src/ingest/standard-webhooks";
 import { fromBase64, utf8 } from "../src/lib/bytes";
+import { SECRET_PREFIX } from "../src/lib/standard-webhooks";
 import {
   ADMIN_TOKEN,
   admin,

@@ -7,10 +7,10 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { type InboundRecord, type RequestLogMessage, RequestLogMessageSchema } from "../src/domain/messages";
 import worker from "../src/index";
 import { buildRecord, InboundLog, logRequest, newTrace, type RequestLogQueue } from "../src/ingest/request-log";
 import { utf8 } from "../src/lib/bytes";
-import { type InboundRecord, type RequestLogMessage, RequestLogMessageSchema } from "../src/queues/messages";
 import { consumeRequestLog } from "../src/queues/requests-consumer";
 import { runRetention } from "../src/retention";
 import {

@@ -4,6 +4,7 @@
  */
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
+import { utf8 } from "../src/lib/bytes";
 import {
   DEFAULT_TOLERANCE_SECONDS,
   importSigningKey,
@@ -11,8 +12,7 @@ import {
   type VerifyResult,
   verify,
   type WebhookHeaders,
-} from "../src/ingest/standard-webhooks";
-import { utf8 } from "../src/lib/bytes";
+} from "../src/lib/standard-webhooks";
 import vectors from "./fixtures/standard-webhooks.json";
 
 const [first, second] = vectors.valid;

@@ -15,6 +15,7 @@
  */
 import { type ChainContent, canonicalContent, chainHash } from "../../src/conversions/chain";
 import { materialFields } from "../../src/conversions/lifecycle";
+import { DEFAULT_AUTH, type Network } from "../../src/domain/network";
 import {
   authenticateRequest,
   candidateOf,
@@ -22,9 +23,8 @@ import {
   type Payload,
   validatePostback,
 } from "../../src/ingest/ingest";
-import { importSigningKey, sign } from "../../src/ingest/standard-webhooks";
 import { utf8 } from "../../src/lib/bytes";
-import { DEFAULT_AUTH, type Network } from "../../src/networks/network";
+import { importSigningKey, sign } from "../../src/lib/standard-webhooks";
 import type { NetworkAuth } from "../../src/networks/network-cache";
 import { generateSecret } from "../../src/networks/secrets";
 

@@ -8,10 +8,11 @@
 import { z } from "@hono/zod-openapi";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import type { ConversionStatus } from "../ingest/postback-schema";
+import { type ConversionFields, MATERIAL_FIELDS, type RecordedVerdict } from "../domain/conversion";
+import type { ConversionStatus } from "../domain/postback";
 import { utf8 } from "../lib/bytes";
 import { canonicalJson } from "../lib/canonical-json";
-import { type ConversionFields, MATERIAL_FIELDS, merge, type RecordedVerdict } from "./lifecycle";
+import { merge } from "./lifecycle";
 
 /** The version of the canonical content; a change of what is hashed gets a new one. */
 export const CHAIN_VERSION = 1;

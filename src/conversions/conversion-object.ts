@@ -12,44 +12,20 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { configOf } from "../config";
-import type { FieldError } from "../errors";
-import type { ConversionStatus, Postback } from "../ingest/postback-schema";
+import type {
+  ConversionFields,
+  ConversionState,
+  IngestAnswer,
+  RecordedVerdict,
+  RecordInput,
+  RecordResult,
+} from "../domain/conversion";
+import type { EventMessage } from "../domain/messages";
+import type { ConversionStatus } from "../domain/postback";
 import { newId } from "../lib/bytes";
-import type { EventMessage } from "../queues/messages";
 import { type AttestedState, type ChainHead, chainHash, type RetentionCut } from "./chain";
-import {
-  type ConversionFields,
-  type ConversionState,
-  decide,
-  fingerprint,
-  materialFields,
-  merge,
-  type RecordedVerdict,
-} from "./lifecycle";
+import { decide, fingerprint, materialFields, merge } from "./lifecycle";
 import { createSchema, openSchema } from "./object-schema";
-
-export interface RecordInput {
-  network_id: string;
-  transaction_id: string;
-  postback: Postback;
-  /** A test postback: stored flagged, delivered only to partners that take test traffic. */
-  test?: boolean;
-  /** When the edge received the request (ISO 8601). */
-  received_at: string;
-}
-
-/** The answer a network gets; replayed as-is (with `status: "duplicate"`) for a duplicate. */
-export interface IngestAnswer {
-  status: "accepted" | "duplicate" | "updated" | "stale";
-  event_id: string;
-  network_id: string;
-  transaction_id: string;
-  conversion_status: ConversionStatus;
-}
-
-export type RecordResult =
-  | { ok: true; answer: IngestAnswer }
-  | { ok: false; conversion_status: ConversionStatus; errors: FieldError[] };
 
 /** The queue seam: the alarm only needs `sendBatch`. */
 export type EventsQueue = Pick<Queue<EventMessage>, "sendBatch">;
@@ -58,19 +34,6 @@ const OUTBOX_BATCH = 100;
 const MAX_FLUSH_BACKOFF_MS = 5 * 60_000;
 /** An unconfirmed row is sent again after OUTBOX_RESEND_SECONDS, doubling each time up to this. */
 const MAX_RESEND_DELAY_MS = 60 * 60_000;
-
-/** Test objects' names start with this; a live name starts with a network id, which never has `~`. */
-export const TEST_OBJECT_PREFIX = "~test:";
-
-/**
- * The object's name: one object per network, transaction id and world (live or test), so that a
- * test postback can never block, change or hide a live conversion. Network ids never contain ':'
- * and never start with '~', so a name splits back unambiguously and no live name can collide with
- * a test one. Live names are what they were before test objects existed.
- */
-export function conversionObjectName(networkId: string, transactionId: string, test: boolean): string {
-  return `${test ? TEST_OBJECT_PREFIX : ""}${networkId}:${transactionId}`;
-}
 
 interface StoredConversion {
   state: ConversionState;

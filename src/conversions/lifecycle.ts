@@ -2,46 +2,14 @@
  * The conversion lifecycle and the decision rules of docs/architecture.md and docs/conversion-records.md, as pure functions over plain data.
  * The Durable Object feeds them its stored state; nothing here touches storage or a clock.
  */
+import {
+  ALLOWED_TRANSITIONS,
+  type ConversionFields,
+  type ConversionState,
+  MATERIAL_FIELDS,
+} from "../domain/conversion";
+import type { ConversionStatus, Postback } from "../domain/postback";
 import type { FieldError } from "../errors";
-import type { ConversionStatus, Postback } from "../ingest/postback-schema";
-
-export const ALLOWED_TRANSITIONS: Readonly<Record<ConversionStatus, readonly ConversionStatus[]>> = {
-  pending: ["approved", "declined", "paid"],
-  approved: ["paid", "declined", "reversed"],
-  paid: ["reversed"],
-  declined: [],
-  reversed: [],
-};
-
-export type Verdict = "accepted" | "duplicate" | "updated" | "stale" | "conflict";
-export type RecordedVerdict = "accepted" | "updated" | "stale";
-
-/** The fields that make two events the same event. `event_time` is not one: a re-sent postback
- * with a fresh timestamp is still the same conversion news. */
-export const MATERIAL_FIELDS = [
-  "status",
-  "amount",
-  "currency",
-  "event_type",
-  "campaign_id",
-  "click_id",
-  "user_id",
-  "device_id",
-  "platform",
-  "meta",
-] as const;
-
-export type MaterialField = (typeof MATERIAL_FIELDS)[number];
-export type ConversionFields = Pick<Postback, MaterialField>;
-
-export interface ConversionState {
-  status: ConversionStatus;
-  /** The effective time of the applied event: its `event_time`, else when the hub received it. */
-  event_time: string;
-  /** Whether `event_time` came from the network (true) or is the hub's receipt time (false). */
-  event_time_supplied: boolean;
-  fields: ConversionFields;
-}
 
 /** An event to decide: its fields, and its `event_time` only when the network sent one. */
 export interface IncomingEvent {

@@ -5,8 +5,9 @@
  * and at most `excerptBytes` of the answer are read. `fetch` is injected so that the consumer and
  * the tests decide where requests go.
  */
-import { sign } from "../ingest/standard-webhooks";
+
 import { utf8 } from "../lib/bytes";
+import { sign } from "../lib/standard-webhooks";
 import type { AttemptOutcome } from "./retry-policy";
 
 export interface PartnerRequest {

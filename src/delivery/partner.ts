@@ -1,51 +1,10 @@
 /**
- * Partners as the delivery code sees them, and routing: which partners an event goes to.
- * Pure: rows in, decisions out.
+ * Routing: which partners an event goes to, and what each delivery renders. Pure: rows in,
+ * decisions out.
  */
-import type { ConversionStatus, PLATFORMS } from "../ingest/postback-schema";
-import type { EventMessage } from "../queues/messages";
 
-/** The longest a partner may take to answer; bounds every attempt, and so the consumer's lease. */
-export const MAX_PARTNER_TIMEOUT_MS = 30_000;
-
-export interface PartnerFilters {
-  networks?: string[] | undefined;
-  campaign_ids?: string[] | undefined;
-  statuses?: ConversionStatus[] | undefined;
-  event_types?: string[] | undefined;
-  platforms?: (typeof PLATFORMS)[number][] | undefined;
-}
-
-export interface Partner {
-  id: string;
-  name: string;
-  status: "active" | "disabled";
-  disabled_reason: string | null;
-  url_template: string;
-  method: "GET" | "POST";
-  headers: Record<string, string>;
-  body_template: string | null;
-  sign: boolean;
-  timeout_ms: number;
-  retry_schedule_seconds: number[];
-  filters: PartnerFilters;
-  receives_test_traffic: boolean;
-  created_at: string;
-  updated_at: string;
-}
-
-/** What a delivery renders: the event, the conversion after it, and where it came from. */
-export interface DeliveryPayload {
-  network_id: string;
-  transaction_id: string;
-  event_id: string;
-  verdict: "accepted" | "updated";
-  received_at: string;
-  previous_status: ConversionStatus | null;
-  /** A test event: only partners that take test traffic receive it. */
-  test?: boolean;
-  conversion: EventMessage["conversion"];
-}
+import type { EventMessage } from "../domain/messages";
+import type { DeliveryPayload, Partner, PartnerFilters } from "../domain/partner";
 
 /** What routing looks at in an event. */
 export interface RoutedEvent {

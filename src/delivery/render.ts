@@ -1,8 +1,16 @@
 /** From a partner and a delivery to the exact request the partner receives (shared by sending and preview). */
 
-import type { DeliveryPayload, Partner } from "./partner";
-import type { PartnerRequest } from "./partner-client";
-import { defaultBody, dotSegmentFromValues, type MacroValues, renderBody, renderUrl } from "./template";
+import type { DeliveryPayload, Partner } from "../domain/partner";
+import { type PartnerRequest, signatureHeaders, signedContent } from "./partner-client";
+import {
+  CONVERSION_MACROS,
+  defaultBody,
+  dotSegmentFromValues,
+  type MacroValues,
+  renderBody,
+  renderUrl,
+} from "./template";
+import { checkOutboundUrl } from "./url-safety";
 
 export function macroValues(payload: DeliveryPayload, deliveryId: string, attempt: number): MacroValues {
   const c = payload.conversion;
@@ -10,17 +18,9 @@ export function macroValues(payload: DeliveryPayload, deliveryId: string, attemp
     values: {
       transaction_id: payload.transaction_id,
       network_id: payload.network_id,
-      status: c.status,
+      ...Object.fromEntries(CONVERSION_MACROS.map((field) => [field, c[field]])),
       previous_status: payload.previous_status,
-      amount: c.amount,
-      currency: c.currency,
       event_time: c.event_time,
-      event_type: c.event_type,
-      campaign_id: c.campaign_id,
-      click_id: c.click_id,
-      user_id: c.user_id,
-      device_id: c.device_id,
-      platform: c.platform,
       event_id: payload.event_id,
       delivery_id: deliveryId,
       attempt,
@@ -66,4 +66,50 @@ export function renderRequest(partner: Partner, values: MacroValues): PartnerReq
     headers: { ...partner.headers },
     body,
   };
+}
+
+/** Where a request can go once it is rendered: to the partner, or nowhere, and why. */
+export type BuiltRequest =
+  | { ok: true; request: PartnerRequest }
+  /** `render`: the templates cannot make a valid request for this conversion; `blocked`: its URL may not be connected to. */
+  | { ok: false; error_class: "render" | "blocked"; reason: string };
+
+export interface Signing {
+  keys: readonly CryptoKey[];
+  deliveryId: string;
+  timestampSeconds: number;
+}
+
+/**
+ * The exact request a partner receives, built the one way the delivery consumer, the partner
+ * preview and explain all use: render the templates, judge the rendered URL as `fetch` will parse
+ * it (with the rules in force now, not those of when the partner was saved), and sign it (a POST
+ * over its body, a GET over its request line) with the keys `signing` gives; it is asked only once
+ * the request can go, so a request that could not be sent never costs a key lookup. A request that
+ * cannot be built says why instead of throwing.
+ */
+export async function buildPartnerRequest(
+  partner: Partner,
+  values: MacroValues,
+  options: { allowInsecure: boolean; signing?: (() => Promise<Signing | null>) | undefined },
+): Promise<BuiltRequest> {
+  let request: PartnerRequest;
+  try {
+    request = renderRequest(partner, values);
+  } catch (error) {
+    if (!(error instanceof RenderError)) throw error;
+    return { ok: false, error_class: "render", reason: error.message };
+  }
+  const target = checkOutboundUrl(request.url, { allowInsecure: options.allowInsecure });
+  if (!target.ok) return { ok: false, error_class: "blocked", reason: target.reason };
+  request.url = target.url.href;
+  const signing = options.signing ? await options.signing() : null;
+  if (signing && signing.keys.length > 0) {
+    const content = signedContent(request.method, target.url, request.body);
+    Object.assign(
+      request.headers,
+      await signatureHeaders(signing.keys, signing.deliveryId, signing.timestampSeconds, content),
+    );
+  }
+  return { ok: true, request };
 }

@@ -4,9 +4,29 @@
  * (percent-encoded in a URL, JSON-escaped in a body) and can never change the shape of the request.
  * Braces around anything that is not a macro name stay literal, so JSON braces pass through.
  */
+import { MATERIAL_FIELDS, type MaterialField } from "../domain/conversion";
 import type { FieldError } from "../errors";
 
-export const KNOWN_MACROS = [
+/** The conversion's own fields, each a macro (meta goes by key: `{meta.KEY}`), derived from its schema. */
+export const CONVERSION_MACROS = MATERIAL_FIELDS.filter(
+  (field): field is Exclude<MaterialField, "meta"> => field !== "meta",
+);
+
+type ConversionMacro = (typeof CONVERSION_MACROS)[number];
+
+/**
+ * A list in the order partners have always seen it, with any conversion field the schema gained
+ * since appended after the last one it names: a new field needs no edit here, and nothing that was
+ * there moves.
+ */
+function withNewFields<T extends string>(order: readonly T[]): (T | ConversionMacro)[] {
+  const named = new Set<string>(order);
+  const last = order.findLastIndex((name) => (CONVERSION_MACROS as readonly string[]).includes(name));
+  const added = CONVERSION_MACROS.filter((field) => !named.has(field));
+  return [...order.slice(0, last + 1), ...added, ...order.slice(last + 1)];
+}
+
+export const KNOWN_MACROS = withNewFields([
   "transaction_id",
   "network_id",
   "status",
@@ -26,7 +46,7 @@ export const KNOWN_MACROS = [
   "verdict",
   "received_at",
   "test",
-] as const;
+] as const);
 
 export type KnownMacro = (typeof KNOWN_MACROS)[number];
 
@@ -147,7 +167,8 @@ export function lintBodyTemplate(template: string, location: string): FieldError
   return errors;
 }
 
-const DEFAULT_BODY_FIELDS = [
+/** The default body's fields, in the order partners have always received them. */
+const DEFAULT_BODY_FIELDS = withNewFields([
   "event_id",
   "delivery_id",
   "attempt",
@@ -168,7 +189,7 @@ const DEFAULT_BODY_FIELDS = [
   "meta",
   "received_at",
   "test",
-] as const;
+] as const);
 
 /** The body a POST partner gets without a template: one stable shape, amount kept as an exact decimal string. */
 export function defaultBody({ values, meta }: MacroValues): string {

@@ -7,12 +7,12 @@
  * but never an expected value.
  */
 
+import type { AuthMethod } from "../domain/network";
 import { toHex } from "../lib/bytes";
-import type { AuthMethod } from "../networks/network";
+import { ipMatches, parseCidr } from "../lib/cidr";
+import { headerPrefixOf, verify, webhookHeaders } from "../lib/standard-webhooks";
 import { live, type NetworkAuth, tokenDigest } from "../networks/network-cache";
-import { ipMatches, parseCidr } from "./cidr";
 import { verifySignedQuery } from "./signed-query";
-import { headerPrefixOf, verify, webhookHeaders } from "./standard-webhooks";
 
 export type AuthResult =
   | { ok: true; method: AuthMethod; credentialId: string }

@@ -6,11 +6,11 @@
  * partner's API keys) are shown to the admin only: a network explaining with its own credentials
  * is an outside party, and learns of each partner only whether it would be notified and why.
  */
-import { conversionObjectName, type IngestAnswer, type RecordInput } from "../conversions/conversion-object";
-import { type DeliveryPayload, type Partner, partnerReceives, type RoutedEvent } from "../delivery/partner";
+import { partnerReceives, type RoutedEvent } from "../delivery/partner";
 import type { PartnerRequest } from "../delivery/partner-client";
-import { macroValues, RenderError, renderRequest } from "../delivery/render";
-import { checkOutboundUrl } from "../delivery/url-safety";
+import { buildPartnerRequest, macroValues } from "../delivery/render";
+import { conversionObjectName, type IngestAnswer, type RecordInput } from "../domain/conversion";
+import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { FieldError } from "../errors";
 import { ProblemError } from "../errors";
 import { carriedMethods } from "./authenticate";
@@ -192,7 +192,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
   );
   const values = macroValues(deliveryPayload, "(assigned when recorded)", 1);
   for (const partner of visible) {
-    const verdict = partnerVerdict(partner, routed, values, deps.allowInsecurePartnerUrls);
+    const verdict = await partnerVerdict(partner, routed, values, deps.allowInsecurePartnerUrls);
     const { request, detail, ...seen } = verdict;
     const reason = deps.isAdmin && detail !== undefined ? `${seen.reason}: ${detail}` : seen.reason;
     explanation.partners.push({
@@ -216,12 +216,12 @@ interface PartnerVerdict {
 }
 
 /** What the events and delivery consumers would do with this event for this partner, without sending. */
-function partnerVerdict(
+async function partnerVerdict(
   partner: Partner,
   routed: RoutedEvent,
   values: ReturnType<typeof macroValues>,
   allowInsecure: boolean,
-): PartnerVerdict {
+): Promise<PartnerVerdict> {
   if (!partnerReceives(partner, routed)) {
     const reason =
       routed.test && !partner.receives_test_traffic ? "does not take test traffic" : "its filters exclude this event";
@@ -230,26 +230,12 @@ function partnerVerdict(
   if (partner.status !== "active") {
     return { notified: false, reason: "is disabled: the delivery would be parked", request: null };
   }
-  let request: PartnerRequest;
-  try {
-    request = renderRequest(partner, values);
-  } catch (error) {
-    if (!(error instanceof RenderError)) throw error;
-    return {
-      notified: false,
-      reason: "the delivery would fail: its request cannot be rendered for this conversion",
-      detail: error.message,
-      request: null,
-    };
-  }
-  const target = checkOutboundUrl(request.url, { allowInsecure });
-  if (!target.ok) {
-    return {
-      notified: false,
-      reason: "the delivery would fail: its URL would be blocked before sending",
-      detail: target.reason,
-      request: null,
-    };
-  }
-  return { notified: true, reason: "would be notified", request: { ...request, url: target.url.href } };
+  // Built as the delivery consumer builds it (unsigned: a signature depends on the moment of sending).
+  const built = await buildPartnerRequest(partner, values, { allowInsecure });
+  if (built.ok) return { notified: true, reason: "would be notified", request: built.request };
+  const reason =
+    built.error_class === "render"
+      ? "the delivery would fail: its request cannot be rendered for this conversion"
+      : "the delivery would fail: its URL would be blocked before sending";
+  return { notified: false, reason, detail: built.reason, request: null };
 }

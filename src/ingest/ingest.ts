@@ -4,14 +4,11 @@
  * event.
  * Nothing else happens before the answer: no D1 query (steady state), no queue send, no fetch.
  */
-import {
-  conversionObjectName,
-  type IngestAnswer,
-  type RecordInput,
-  type RecordResult,
-} from "../conversions/conversion-object";
+
+import { conversionObjectName, type IngestAnswer, type RecordInput, type RecordResult } from "../domain/conversion";
+import { type AuthMethod, NETWORK_ID_PATTERN } from "../domain/network";
+import { type Postback, PostbackSchema } from "../domain/postback";
 import { type FieldError, ProblemError, validationFailed, validationProblem, zodFieldErrors } from "../errors";
-import type { AuthMethod } from "../networks/network";
 import type { NetworkAuth } from "../networks/network-cache";
 import { type AuthResult, authenticate, type SignedQueryScope, TOKEN_HEADER, TOKEN_PARAM } from "./authenticate";
 import { parseJson, readRawBody } from "./body";
@@ -23,10 +20,8 @@ import {
   type ResolvedMapping,
   resolveMapping,
 } from "./mapping";
-import { type Postback, PostbackSchema } from "./postback-schema";
 import type { InboundTrace } from "./request-log";
 
-export const NETWORK_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{1,62}$/;
 export const MAX_BATCH_EVENTS = 100;
 export const TEST_HEADER = "x-postback-test";
 export const TEST_PARAM = "pb_test";

@@ -6,27 +6,25 @@
  * never validity. Pure, so that the explain endpoint shows exactly what a request turned into.
  */
 import { z } from "@hono/zod-openapi";
-import { ISO_4217_CODES } from "./currencies";
-import { CONVERSION_STATUSES, type ConversionStatus, MAX_META_KEYS, type PostbackInput } from "./postback-schema";
+import { ISO_4217_CODES } from "../domain/currencies";
+import {
+  CONVERSION_STATUSES,
+  type ConversionStatus,
+  MAX_META_KEYS,
+  PostbackFieldsSchema,
+  type PostbackInput,
+} from "../domain/postback";
 
-/** The fields a parameter can map to; a GET marks a test with the reserved `pb_test` parameter instead. */
-export type PostbackField = Exclude<keyof PostbackInput, "meta" | "test">;
+/** Fields no parameter maps to: meta takes parameters by name, and a GET marks a test with the reserved `pb_test`. */
+const NOT_MAPPED = ["meta", "test"] as const;
 
-// A record rather than a list, so the compiler notices when the canonical body gains a field.
-const FIELD_ORDER: Record<PostbackField, true> = {
-  transaction_id: true,
-  status: true,
-  amount: true,
-  currency: true,
-  event_time: true,
-  event_type: true,
-  campaign_id: true,
-  click_id: true,
-  user_id: true,
-  device_id: true,
-  platform: true,
-};
-export const POSTBACK_FIELDS = Object.keys(FIELD_ORDER) as readonly PostbackField[];
+/** The fields a parameter can map to. */
+export type PostbackField = Exclude<keyof PostbackInput, (typeof NOT_MAPPED)[number]>;
+
+/** Derived from the postback's schema, in its order: a field added there can be mapped at once. */
+export const POSTBACK_FIELDS = Object.keys(PostbackFieldsSchema.shape).filter(
+  (field) => !(NOT_MAPPED as readonly string[]).includes(field),
+) as readonly PostbackField[];
 
 /** Authentication parameters: checked by the auth layer, never data, so never in body or meta. */
 export const RESERVED_PARAMS = ["token", "pb_id", "pb_ts", "pb_sig", "pb_body_sha256", "pb_scope"] as const;
@@ -201,22 +199,17 @@ const TUNE = preset("tune", {
   meta_params: ["adv_sub", "aff_sub2", "aff_sub3", "aff_sub4", "aff_sub5", "goal_id", "source"],
 });
 
+const GENERIC_ALIASES: Partial<Record<PostbackField, readonly string[]>> = {
+  transaction_id: ["txid", "tid", "order_id"],
+  amount: ["payout", "revenue", "sum"],
+  campaign_id: ["offer_id", "camp"],
+  click_id: ["clickid", "subid", "cid"],
+};
+
 export const PRESETS: Readonly<Record<PresetName, ResolvedMapping>> = {
-  // The canonical names first, then aliases common across networks.
+  // Every field by its canonical name first, then aliases common across networks.
   generic: preset("generic", {
-    fields: {
-      transaction_id: ["transaction_id", "txid", "tid", "order_id"],
-      status: ["status"],
-      amount: ["amount", "payout", "revenue", "sum"],
-      currency: ["currency"],
-      event_time: ["event_time"],
-      event_type: ["event_type"],
-      campaign_id: ["campaign_id", "offer_id", "camp"],
-      click_id: ["click_id", "clickid", "subid", "cid"],
-      user_id: ["user_id"],
-      device_id: ["device_id"],
-      platform: ["platform"],
-    },
+    fields: fieldRecord((field) => [field, ...(GENERIC_ALIASES[field] ?? [])]),
     status_values: {
       "1": "approved",
       "0": "pending",

@@ -16,9 +16,10 @@
  * messages). Records leave the isolate together, at most every FLUSH_EVERY_MS, packed many to a
  * message by their UTF-8 size.
  */
+
+import type { InboundRecord, RequestLogMessage, UnloggedCount } from "../domain/messages";
 import type { FieldError } from "../errors";
 import { toHex } from "../lib/bytes";
-import type { InboundRecord, RequestLogMessage, UnloggedCount } from "../queues/messages";
 
 /** What a request revealed on its way through ingest; the route fills in the rest. */
 export interface InboundTrace {

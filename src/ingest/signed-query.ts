@@ -9,7 +9,7 @@
  * is docs/signed-query.md. Pure: no bindings, no clock of its own.
  */
 import { toBase64, utf8 } from "../lib/bytes";
-import { DEFAULT_TOLERANCE_SECONDS, parseSignatures } from "./standard-webhooks";
+import { DEFAULT_TOLERANCE_SECONDS, parseSignatures } from "../lib/standard-webhooks";
 
 export const SIGNED_QUERY_PARAMS = ["pb_id", "pb_ts", "pb_sig"] as const;
 export type SignedQueryParam = (typeof SIGNED_QUERY_PARAMS)[number];

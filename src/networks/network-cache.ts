@@ -4,10 +4,11 @@
  * A miss reads D1 through a Sessions API session, which may be served by a nearby replica.
  * Unknown networks are cached too, so a flood of posts to a wrong id costs no D1 reads.
  */
-import { importSigningKey } from "../ingest/standard-webhooks";
+
+import type { Network } from "../domain/network";
 import { utf8 } from "../lib/bytes";
+import { importSigningKey } from "../lib/standard-webhooks";
 import { activeSecrets, getNetwork } from "../storage/networks";
-import type { Network } from "./network";
 import { decryptSecret } from "./secrets";
 
 export interface SigningKey {

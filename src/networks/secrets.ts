@@ -3,8 +3,8 @@
  * under the ENCRYPTION_KEY secret, with the secret's row id as additional authenticated data.
  */
 
-import { SECRET_PREFIX } from "../ingest/standard-webhooks";
 import { fromBase64, randomBytes, toBase64, utf8 } from "../lib/bytes";
+import { SECRET_PREFIX } from "../lib/standard-webhooks";
 
 const IV_BYTES = 12;
 const keys = new Map<string, Promise<CryptoKey>>();

@@ -11,7 +11,7 @@
  * Object calls count as subrequests) and logs when more remain.
  */
 import type { ConversionObject, CutAnswer } from "../conversions/conversion-object";
-import { conversionObjectName } from "../conversions/conversion-object";
+import { conversionObjectName } from "../domain/conversion";
 import { type ChainCut, type ChainCutKey, chainCutCandidates, chainCutStatements, type D1 } from "../storage/d1";
 
 const PAGE = 200;

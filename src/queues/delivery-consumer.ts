@@ -5,12 +5,12 @@
  * Messages of one batch run in parallel, so a slow partner holds up only its own requests.
  */
 
-import { MAX_PARTNER_TIMEOUT_MS, type Partner } from "../delivery/partner";
-import { type PartnerRequest, sendPartnerRequest, signatureHeaders, signedContent } from "../delivery/partner-client";
+import { sendPartnerRequest } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
-import { macroValues, RenderError, renderRequest } from "../delivery/render";
+import { buildPartnerRequest, macroValues } from "../delivery/render";
 import { type AttemptOutcome, classify, nextRetryDelaySeconds } from "../delivery/retry-policy";
-import { checkOutboundUrl } from "../delivery/url-safety";
+import { DeliveryMessageSchema } from "../domain/messages";
+import { MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
 import {
@@ -25,7 +25,6 @@ import {
   payloadOf,
   releaseLeaseStatement,
 } from "../storage/deliveries";
-import { DeliveryMessageSchema } from "./messages";
 
 export interface DeliveryConsumerDeps {
   db: D1;
@@ -109,47 +108,39 @@ async function attemptClaimed(
 ): Promise<number | null> {
   const now = deps.now ?? Date.now;
   const iso = (ms: number) => new Date(ms).toISOString();
-  let request: PartnerRequest;
-  try {
-    request = renderRequest(partner, macroValues(payloadOf(delivery), delivery.id, delivery.attempts));
-  } catch (error) {
-    if (!(error instanceof RenderError)) throw error;
-    await failWithoutSending(delivery, partner, startedMs, deps, { error_class: "render", error: error.message });
-    return null;
-  }
-  // Judged again now, as `fetch` will parse it: a partner saved under other rules (insecure URLs
-  // allowed then), or a value the template checks could not foresee, must not make the hub connect.
-  const target = checkOutboundUrl(request.url, { allowInsecure: deps.allowInsecurePartnerUrls });
-  if (!target.ok) {
-    console.warn(
-      JSON.stringify({
-        message: "delivery blocked before sending",
-        delivery_id: delivery.id,
-        partner_id: partner.id,
-        reason: target.reason,
-      }),
-    );
+  // The URL is judged again now, as `fetch` will parse it: a partner saved under other rules
+  // (insecure URLs allowed then), or a value the template checks could not foresee, must not make
+  // the hub connect.
+  const built = await buildPartnerRequest(partner, macroValues(payloadOf(delivery), delivery.id, delivery.attempts), {
+    allowInsecure: deps.allowInsecurePartnerUrls,
+    signing: partner.sign
+      ? async () => {
+          const keys = await partnerSigningKeys(deps.db, deps.encryptionKey, partner.id, startedMs);
+          // A signing partner never gets an unsigned request; without a key the message is retried.
+          if (keys.length === 0) throw new Error(`partner ${partner.id} signs but has no active signing secret`);
+          return { keys, deliveryId: delivery.id, timestampSeconds: Math.floor(startedMs / 1000) };
+        }
+      : undefined,
+  });
+  if (!built.ok) {
+    const blocked = built.error_class === "blocked";
+    if (blocked) {
+      console.warn(
+        JSON.stringify({
+          message: "delivery blocked before sending",
+          delivery_id: delivery.id,
+          partner_id: partner.id,
+          reason: built.reason,
+        }),
+      );
+    }
     await failWithoutSending(delivery, partner, startedMs, deps, {
-      error_class: "blocked",
-      error: `blocked before sending: ${target.reason}`,
+      error_class: built.error_class,
+      error: blocked ? `blocked before sending: ${built.reason}` : built.reason,
     });
     return null;
   }
-  request.url = target.url.href;
-  if (partner.sign) {
-    const keys = await partnerSigningKeys(deps.db, deps.encryptionKey, partner.id, startedMs);
-    // A signing partner never gets an unsigned request; without a key the message is retried.
-    if (keys.length === 0) throw new Error(`partner ${partner.id} signs but has no active signing secret`);
-    Object.assign(
-      request.headers,
-      await signatureHeaders(
-        keys,
-        delivery.id,
-        Math.floor(startedMs / 1000),
-        signedContent(request.method, target.url, request.body),
-      ),
-    );
-  }
+  const request = built.request;
   const result = await sendPartnerRequest(request, { timeoutMs: partner.timeout_ms, fetch: deps.fetch, now });
   const finishedMs = now();
   if (partner.sign && result.outcome.kind === "response" && [401, 403].includes(result.outcome.status)) {

@@ -1,5 +1,5 @@
 /** Sending delivery messages: one per delivery id, in batches of the queue's limit. */
-import type { DeliveryMessage } from "./messages";
+import type { DeliveryMessage } from "../domain/messages";
 
 const SEND_BATCH_LIMIT = 100;
 

@@ -10,12 +10,13 @@
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
  * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
  */
-import { deliveryIdFor, deliveryPayload, notifies, type Partner, partnerReceives } from "../delivery/partner";
+import { deliveryIdFor, deliveryPayload, notifies, partnerReceives } from "../delivery/partner";
+import { type EventMessage, EventMessageSchema } from "../domain/messages";
+import type { Partner } from "../domain/partner";
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
 import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
 import { allPartners } from "../storage/partners";
 import { type DeliveriesQueue, enqueueDeliveries } from "./delivery-messages";
-import { type EventMessage, EventMessageSchema } from "./messages";
 import type { OutboxReceipts } from "./outbox-receipts";
 
 const MAX_RETRY_DELAY_SECONDS = 600;

@@ -3,8 +3,9 @@
  * object can drop the outbox row and stop re-sending it. A receipt that fails costs one more,
  * harmless, re-send (the consumer is idempotent), so failures are logged and never retried here.
  */
-import { type ConversionObject, conversionObjectName } from "../conversions/conversion-object";
-import type { EventMessage } from "./messages";
+import type { ConversionObject } from "../conversions/conversion-object";
+import { conversionObjectName } from "../domain/conversion";
+import type { EventMessage } from "../domain/messages";
 
 export interface OutboxReceipts {
   confirm(events: readonly EventMessage[]): Promise<void>;

@@ -5,11 +5,12 @@
  * retries the whole batch. Its dead-letter queue's consumer does the same and also keeps a
  * dead-letter row, so a log entry that outlived a D1 outage is still written.
  */
+
+import { RequestLogMessageSchema } from "../domain/messages";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
 import { insertInboundRequestsStatement, upsertUnloggedCountsStatement } from "../storage/requests";
 import { retryDelaySeconds } from "./events-consumer";
-import { RequestLogMessageSchema } from "./messages";
 
 export function consumeRequestLog(batch: MessageBatch<unknown>, db: D1): Promise<void> {
   return processBatch(batch, db, null);

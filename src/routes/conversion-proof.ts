@@ -5,8 +5,7 @@
  */
 import { createRoute } from "@hono/zod-openapi";
 import { ProofSchema, type StoredConversion, type StoredEvent, verifyChain } from "../conversions/chain";
-import { conversionObjectName } from "../conversions/conversion-object";
-import type { ConversionFields } from "../conversions/lifecycle";
+import { type ConversionFields, conversionObjectName } from "../domain/conversion";
 import { type ConversionEventRow, type ConversionRow, getConversion } from "../storage/d1";
 import { ADMIN_PROBLEMS, ADMIN_SECURITY, type App, problem } from "./common";
 import { ConversionKeyParams, conversionNotFound, WorldQuery } from "./conversions";

@@ -1,7 +1,7 @@
 /** Admin read API for conversions: one with its full history, or a filtered, paginated list. */
 import { createRoute, z } from "@hono/zod-openapi";
+import { CONVERSION_STATUSES, normalizeIdentifier, PLATFORMS } from "../domain/postback";
 import { ProblemError } from "../errors";
-import { CONVERSION_STATUSES, normalizeIdentifier, PLATFORMS } from "../ingest/postback-schema";
 import {
   type ConversionEventRow,
   type ConversionListKey,

@@ -5,12 +5,11 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { configOf } from "../config";
+import { AUTH_METHODS, type CredentialKind, DEFAULT_AUTH, NETWORK_ID_PATTERN, type Network } from "../domain/network";
 import { type FieldError, ProblemError, validationFailed } from "../errors";
-import { validateCidrList } from "../ingest/cidr";
-import { NETWORK_ID_PATTERN } from "../ingest/ingest";
 import { NetworkMappingSchema } from "../ingest/mapping";
 import { newId, randomBytes, toBase64Url } from "../lib/bytes";
-import { AUTH_METHODS, type CredentialKind, DEFAULT_AUTH, type Network } from "../networks/network";
+import { validateCidrList } from "../lib/cidr";
 import { invalidateNetwork } from "../networks/network-cache";
 import { encryptSecret, generateSecret, graceEndsAt } from "../networks/secrets";
 import {

@@ -5,16 +5,15 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { type Config, configOf } from "../config";
-import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../delivery/partner";
-import { type PartnerRequest, signatureHeaders, signedContent } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
-import { macroValues, RenderError, renderRequest } from "../delivery/render";
+import { buildPartnerRequest, macroValues } from "../delivery/render";
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, validateRetrySchedule } from "../delivery/retry-policy";
 import { lintBodyTemplate } from "../delivery/template";
-import { checkOutboundUrl, lintUrlTemplate } from "../delivery/url-safety";
+import { lintUrlTemplate } from "../delivery/url-safety";
+import { NETWORK_ID_PATTERN } from "../domain/network";
+import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
+import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../domain/postback";
 import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from "../errors";
-import { NETWORK_ID_PATTERN } from "../ingest/ingest";
-import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
 import { newId } from "../lib/bytes";
 import { encryptSecret, generateSecret, graceEndsAt } from "../networks/secrets";
 import { enqueueDeliveries } from "../queues/delivery-messages";
@@ -648,33 +647,30 @@ export function registerPartnerRoutes(app: App): void {
       if (!partner) throw missing(partner_id);
       const payload = samplePayload(body.conversion, body.meta);
       const deliveryId = "dlv_preview";
-      let request: PartnerRequest;
-      try {
-        request = renderRequest(partner, macroValues(payload, deliveryId, 1));
-      } catch (error) {
-        if (!(error instanceof RenderError)) throw error;
-        throw validationFailed([{ location: "body.conversion", message: error.message }]);
-      }
       const config = configOf(c.env);
-      // The same last check as the delivery consumer's, so a preview never shows a request that would not leave.
-      const target = checkOutboundUrl(request.url, { allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS });
-      if (!target.ok) {
+      const nowMs = Date.now();
+      // Built the one way deliveries are, so a preview never shows a request that would not leave.
+      const built = await buildPartnerRequest(partner, macroValues(payload, deliveryId, 1), {
+        allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS,
+        signing: partner.sign
+          ? async () => ({
+              keys: await partnerSigningKeys(c.env.DB, config.ENCRYPTION_KEY, partner.id, nowMs),
+              deliveryId,
+              timestampSeconds: Math.floor(nowMs / 1000),
+            })
+          : undefined,
+      });
+      if (!built.ok && built.error_class === "render") {
+        throw validationFailed([{ location: "body.conversion", message: built.reason }]);
+      }
+      if (!built.ok) {
         throw new ProblemError(
           "invalid_state",
-          `Deliveries to this partner would be blocked before sending: ${target.reason}.`,
-          [{ location: "path.partner_id", message: target.reason }],
+          `Deliveries to this partner would be blocked before sending: ${built.reason}.`,
+          [{ location: "path.partner_id", message: built.reason }],
         );
       }
-      request.url = target.url.href;
-      if (partner.sign) {
-        const nowMs = Date.now();
-        const keys = await partnerSigningKeys(c.env.DB, config.ENCRYPTION_KEY, partner.id, nowMs);
-        if (keys.length > 0) {
-          const content = signedContent(request.method, target.url, request.body);
-          Object.assign(request.headers, await signatureHeaders(keys, deliveryId, Math.floor(nowMs / 1000), content));
-        }
-      }
-      return c.json(request, 200);
+      return c.json(built.request, 200);
     },
   );
 

@@ -7,28 +7,16 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { configOf } from "../config";
+import { IngestAnswerSchema } from "../domain/conversion";
+import { PostbackSchema } from "../domain/postback";
 import { ProblemError } from "../errors";
 import { explainPostback } from "../ingest/explain";
 import { ingestBatch, ingestPostback, MAX_BATCH_EVENTS } from "../ingest/ingest";
-import { PostbackSchema } from "../ingest/postback-schema";
 import { logRequest, newTrace, type RequestFacts } from "../ingest/request-log";
 import { secretsEqual } from "../lib/bytes";
 import { allPartners } from "../storage/partners";
 import { type App, type AppEnv, problem } from "./common";
 import { ingestDeps } from "./ingest-deps";
-
-const IngestAnswerSchema = z
-  .object({
-    status: z.enum(["accepted", "duplicate", "updated", "stale"]).openapi({
-      description:
-        "accepted: a new conversion; duplicate: already recorded (the original answer, replayed); updated: a status change; stale: older than the recorded state, kept in history only.",
-    }),
-    event_id: z.string().openapi({ example: "evt_01jd5x4m2k8c7r1q0s9t6v3w2y" }),
-    network_id: z.string(),
-    transaction_id: z.string(),
-    conversion_status: z.enum(["pending", "approved", "paid", "declined", "reversed"]),
-  })
-  .openapi("IngestAnswer");
 
 const NetworkPath = z.object({
   network_id: z.string().openapi({ param: { name: "network_id", in: "path" }, example: "acme" }),

@@ -4,10 +4,10 @@
  * or signed query ("why was my postback rejected?").
  */
 import { createRoute, z } from "@hono/zod-openapi";
+import { INBOUND_ROUTES } from "../domain/messages";
+import { normalizeIdentifier } from "../domain/postback";
 import { ProblemError, validationProblem } from "../errors";
 import { prepare, spendRateLimit } from "../ingest/ingest";
-import { normalizeIdentifier } from "../ingest/postback-schema";
-import { INBOUND_ROUTES } from "../queues/messages";
 import {
   getInboundRequest,
   type InboundRequestFilter,

@@ -2,8 +2,9 @@
  * All SQL against D1, in one place: prepared statements with bound parameters only.
  * Functions take the smallest handle they need, so read paths can pass a D1 session.
  */
-import { ALLOWED_TRANSITIONS } from "../conversions/lifecycle";
-import type { EventMessage } from "../queues/messages";
+
+import { ALLOWED_TRANSITIONS } from "../domain/conversion";
+import type { EventMessage } from "../domain/messages";
 
 export type D1 = Pick<D1Database, "prepare" | "batch">;
 

@@ -1,5 +1,6 @@
 /** SQL for deliveries and their attempts. */
-import type { DeliveryPayload, Partner } from "../delivery/partner";
+
+import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { D1 } from "./d1";
 import { toPartner } from "./partners";
 

@@ -1,5 +1,5 @@
 /** SQL for networks and their credentials (signing secrets and tokens, both encrypted). */
-import type { CredentialKind, Network, NetworkAnswer, NetworkAuthConfig } from "../networks/network";
+import type { CredentialKind, Network, NetworkAnswer, NetworkAuthConfig } from "../domain/network";
 import type { D1 } from "./d1";
 
 interface NetworkRow {

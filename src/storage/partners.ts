@@ -1,5 +1,6 @@
 /** SQL for partners and their signing secrets. */
-import type { Partner, PartnerFilters } from "../delivery/partner";
+
+import type { Partner, PartnerFilters } from "../domain/partner";
 import type { D1 } from "./d1";
 
 interface PartnerRow {

@@ -1,5 +1,5 @@
 /** SQL for the inbound request log: written by the requests consumer, read by the admin and network APIs. */
-import type { InboundRecord, UnloggedCount } from "../queues/messages";
+import type { InboundRecord, UnloggedCount } from "../domain/messages";
 import type { D1 } from "./d1";
 
 export interface InboundRequestRow {

@@ -1,4 +1,7 @@
 /** A network as the hub knows it: who it is, how it authenticates, how its GET postbacks map. */
+/** Lowercase letters, digits, `_` and `-`, 2 to 63 long: never a `:` or a `~`, so conversion objects' names split back. */
+export const NETWORK_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{1,62}$/;
+
 export const AUTH_METHODS = ["standard_webhooks", "token", "signed_query"] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 

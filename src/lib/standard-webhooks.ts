@@ -3,7 +3,7 @@
  * `webhook-signature: v1,<base64(HMAC-SHA256(key, "<id>.<timestamp>.<raw body>"))>`, where the key
  * is the base64 part of a `whsec_…` secret. Pure: no bindings, no clock of its own.
  */
-import { fromBase64, toBase64, utf8 } from "../lib/bytes";
+import { fromBase64, toBase64, utf8 } from "./bytes";
 
 export const SECRET_PREFIX = "whsec_";
 export const DEFAULT_TOLERANCE_SECONDS = 300;

@@ -1,19 +1,29 @@
 /** Queue message bodies, versioned zod schemas shared by producers and consumers. */
 import { z } from "zod";
-import { CONVERSION_STATUSES, PLATFORMS } from "../ingest/postback-schema";
+import { type ConversionFields, MATERIAL_FIELDS, type MaterialField } from "./conversion";
+import { CONVERSION_STATUSES, PLATFORMS } from "./postback";
 
-const ConversionFieldsSchema = z.object({
-  status: z.enum(CONVERSION_STATUSES),
-  amount: z.string().optional(),
-  currency: z.string().optional(),
-  event_type: z.string().optional(),
-  campaign_id: z.string().optional(),
-  click_id: z.string().optional(),
-  user_id: z.string().optional(),
-  device_id: z.string().optional(),
-  platform: z.enum(PLATFORMS).optional(),
-  meta: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
-});
+/**
+ * How a conversion field reads back from a message: loosely, since it was validated when it
+ * arrived, so that a validation rule added later never refuses a message written before it (an
+ * outbox may hold one for days). A new text field needs nothing here.
+ */
+function storedField(field: MaterialField): z.ZodType {
+  switch (field) {
+    case "status":
+      return z.enum(CONVERSION_STATUSES);
+    case "platform":
+      return z.enum(PLATFORMS).optional();
+    case "meta":
+      return z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional();
+    default:
+      return z.string().optional();
+  }
+}
+
+const ConversionFieldsSchema = z.object(
+  Object.fromEntries(MATERIAL_FIELDS.map((field) => [field, storedField(field)])),
+) as unknown as z.ZodType<ConversionFields>;
 
 /** One recorded event, sent by a conversion's outbox to the EVENTS queue. */
 export const EventMessageSchema = z.object({
@@ -31,14 +41,17 @@ export const EventMessageSchema = z.object({
   test: z.boolean().default(false),
   received_at: z.string(),
   /** The event as the network sent it (after validation). */
-  event: ConversionFieldsSchema.extend({ event_time: z.string().optional() }),
+  event: z.intersection(ConversionFieldsSchema, z.object({ event_time: z.string().optional() })),
   /** The conversion after this event; for a stale event, unchanged. */
-  conversion: ConversionFieldsSchema.extend({
-    event_time: z.string(),
-    first_seen_at: z.string(),
-    /** Monotonic across the object's whole life, so D1 applies snapshots in order. */
-    version: z.number().int().positive(),
-  }),
+  conversion: z.intersection(
+    ConversionFieldsSchema,
+    z.object({
+      event_time: z.string(),
+      first_seen_at: z.string(),
+      /** Monotonic across the object's whole life, so D1 applies snapshots in order. */
+      version: z.number().int().positive(),
+    }),
+  ),
   /** The event's link in its conversion's hash chain (conversions/chain.ts); absent in messages sent before it. */
   hash: z
     .string()

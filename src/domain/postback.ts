@@ -126,57 +126,64 @@ function isObjectPayload(payload: { value: unknown }): boolean {
   return typeof payload.value === "object" && payload.value !== null && !Array.isArray(payload.value);
 }
 
-export const PostbackSchema = z
-  .strictObject({
-    transaction_id: identifier(128).openapi({
-      description: "The network's unique id of the conversion; the deduplication key.",
-      example: "ord_8812",
+/**
+ * The postback's fields, each declared once: every list of conversion fields elsewhere (material
+ * fields, mapping targets, macros, stored messages) is derived from this shape. Add a field here
+ * (at the end, before `test`: the order of the material fields is part of the dedupe fingerprint),
+ * in a migration and in the SQL.
+ */
+export const PostbackFieldsSchema = z.strictObject({
+  transaction_id: identifier(128).openapi({
+    description: "The network's unique id of the conversion; the deduplication key.",
+    example: "ord_8812",
+  }),
+  status: lowercased(
+    z.enum(CONVERSION_STATUSES, {
+      error: `must be one of ${CONVERSION_STATUSES.join(", ")}`,
     }),
-    status: lowercased(
-      z.enum(CONVERSION_STATUSES, {
-        error: `must be one of ${CONVERSION_STATUSES.join(", ")}`,
-      }),
-    )
-      .default(DEFAULT_STATUS)
-      .openapi({ description: "Lifecycle status; approved when omitted.", example: "approved" }),
-    amount: AmountSchema.optional(),
-    currency: lowercased(z.string())
-      .transform((value) => value.toUpperCase())
-      .refine((value) => ISO_4217_CODES.has(value), { error: "must be an ISO 4217 code such as USD" })
-      .optional()
-      .openapi({ description: "ISO 4217 currency of amount.", example: "USD" }),
-    event_time: EventTimeSchema.optional(),
-    event_type: lowercased(
-      z.string().regex(/^[a-z0-9][a-z0-9_.:-]{0,63}$/, {
-        error: `must be ${KNOWN_EVENT_TYPES.join(", ")}, or a custom name of letters, digits, _ . : - (at most 64)`,
-      }),
-    )
-      .optional()
-      .openapi({ description: `One of ${KNOWN_EVENT_TYPES.join(", ")}, or a custom name.`, example: "purchase" }),
-    campaign_id: identifier(128).optional().openapi({ example: "camp-987" }),
-    click_id: identifier(256).optional().openapi({ example: "clk_1f3a9" }),
-    user_id: identifier(256).optional(),
-    device_id: identifier(256).optional(),
-    platform: lowercased(z.enum(PLATFORMS, { error: `must be one of ${PLATFORMS.join(", ")}` }))
-      .optional()
-      .openapi({ example: "android" }),
-    meta: z
-      .record(
-        z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, {
-          error: "meta keys are 1 to 64 letters, digits, _ . -",
-        }),
-        MetaValueSchema,
-      )
-      .refine((meta) => Object.keys(meta).length <= MAX_META_KEYS, {
-        error: `must have at most ${MAX_META_KEYS} keys`,
-      })
-      .optional()
-      .openapi({ description: "Custom scalar fields kept with the conversion.", example: { sub1: "spring" } }),
-    test: z.boolean({ error: "must be true or false" }).optional().openapi({
-      description:
-        "true: a test postback, kept apart from live conversions and delivered only to partners that take test traffic. Inside the signed body, so it is the way to mark a signed postback as a test.",
+  )
+    .default(DEFAULT_STATUS)
+    .openapi({ description: "Lifecycle status; approved when omitted.", example: "approved" }),
+  amount: AmountSchema.optional(),
+  currency: lowercased(z.string())
+    .transform((value) => value.toUpperCase())
+    .refine((value) => ISO_4217_CODES.has(value), { error: "must be an ISO 4217 code such as USD" })
+    .optional()
+    .openapi({ description: "ISO 4217 currency of amount.", example: "USD" }),
+  event_time: EventTimeSchema.optional(),
+  event_type: lowercased(
+    z.string().regex(/^[a-z0-9][a-z0-9_.:-]{0,63}$/, {
+      error: `must be ${KNOWN_EVENT_TYPES.join(", ")}, or a custom name of letters, digits, _ . : - (at most 64)`,
     }),
-  })
+  )
+    .optional()
+    .openapi({ description: `One of ${KNOWN_EVENT_TYPES.join(", ")}, or a custom name.`, example: "purchase" }),
+  campaign_id: identifier(128).optional().openapi({ example: "camp-987" }),
+  click_id: identifier(256).optional().openapi({ example: "clk_1f3a9" }),
+  user_id: identifier(256).optional(),
+  device_id: identifier(256).optional(),
+  platform: lowercased(z.enum(PLATFORMS, { error: `must be one of ${PLATFORMS.join(", ")}` }))
+    .optional()
+    .openapi({ example: "android" }),
+  meta: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, {
+        error: "meta keys are 1 to 64 letters, digits, _ . -",
+      }),
+      MetaValueSchema,
+    )
+    .refine((meta) => Object.keys(meta).length <= MAX_META_KEYS, {
+      error: `must have at most ${MAX_META_KEYS} keys`,
+    })
+    .optional()
+    .openapi({ description: "Custom scalar fields kept with the conversion.", example: { sub1: "spring" } }),
+  test: z.boolean({ error: "must be true or false" }).optional().openapi({
+    description:
+      "true: a test postback, kept apart from live conversions and delivered only to partners that take test traffic. Inside the signed body, so it is the way to mark a signed postback as a test.",
+  }),
+});
+
+export const PostbackSchema = PostbackFieldsSchema
   // Run even when other fields failed, so that one 422 lists every problem.
   .refine((postback) => postback.currency === undefined || postback.amount !== undefined, {
     path: ["currency"],

@@ -1,0 +1,45 @@
+/** A partner as every part of the hub sees it (stored, routed, rendered, sent to), and what a delivery carries. */
+import type { EventMessage } from "./messages";
+import type { ConversionStatus, PLATFORMS } from "./postback";
+
+/** The longest a partner may take to answer; bounds every attempt, and so the consumer's lease. */
+export const MAX_PARTNER_TIMEOUT_MS = 30_000;
+
+export interface PartnerFilters {
+  networks?: string[] | undefined;
+  campaign_ids?: string[] | undefined;
+  statuses?: ConversionStatus[] | undefined;
+  event_types?: string[] | undefined;
+  platforms?: (typeof PLATFORMS)[number][] | undefined;
+}
+
+export interface Partner {
+  id: string;
+  name: string;
+  status: "active" | "disabled";
+  disabled_reason: string | null;
+  url_template: string;
+  method: "GET" | "POST";
+  headers: Record<string, string>;
+  body_template: string | null;
+  sign: boolean;
+  timeout_ms: number;
+  retry_schedule_seconds: number[];
+  filters: PartnerFilters;
+  receives_test_traffic: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+/** What a delivery renders: the event, the conversion after it, and where it came from. */
+export interface DeliveryPayload {
+  network_id: string;
+  transaction_id: string;
+  event_id: string;
+  verdict: "accepted" | "updated";
+  received_at: string;
+  previous_status: ConversionStatus | null;
+  /** A test event: only partners that take test traffic receive it. */
+  test?: boolean;
+  conversion: EventMessage["conversion"];
+}
