@@ -8,8 +8,8 @@ import type { RecordInput } from "../src/domain/conversion";
 import { PostbackSchema } from "../src/domain/postback";
 import { ingestPostback } from "../src/ingest/ingest";
 import { newId } from "../src/lib/bytes";
+import { encryptSecret, generateSecret } from "../src/lib/credentials";
 import { loadNetworkAuth, refreshNetworkAuth } from "../src/networks/network-cache";
-import { encryptSecret, generateSecret } from "../src/networks/secrets";
 import { rotateSecret } from "../src/storage/networks";
 import { createNetwork, makePostback, signedRequest } from "./helpers";
 

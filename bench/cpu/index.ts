@@ -24,9 +24,9 @@ import {
   validatePostback,
 } from "../../src/ingest/ingest";
 import { utf8 } from "../../src/lib/bytes";
+import { generateSecret } from "../../src/lib/credentials";
 import { importSigningKey, sign } from "../../src/lib/standard-webhooks";
 import type { NetworkAuth } from "../../src/networks/network-cache";
-import { generateSecret } from "../../src/networks/secrets";
 
 const NETWORK_ID = "bench-cpu";
 const MAX_ITERATIONS = 100_000_000;

@@ -4,8 +4,9 @@
  * grace period is never used, and a partner refusing our signature (401/403) drops the cache, so
  * the next delivery, or a replay of this one, signs with what D1 holds now.
  */
+
+import { decryptSecret } from "../lib/credentials";
 import { importSigningKey } from "../lib/standard-webhooks";
-import { decryptSecret } from "../networks/secrets";
 import type { D1 } from "../storage/d1";
 import { activePartnerSecrets } from "../storage/partners";
 

@@ -7,9 +7,9 @@
 
 import type { Network } from "../domain/network";
 import { utf8 } from "../lib/bytes";
+import { decryptSecret } from "../lib/credentials";
 import { importSigningKey } from "../lib/standard-webhooks";
 import { activeSecrets, getNetwork } from "../storage/networks";
-import { decryptSecret } from "./secrets";
 
 export interface SigningKey {
   id: string;

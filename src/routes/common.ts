@@ -100,3 +100,16 @@ export function page<Row, Item>(
     next_cursor: more && last !== undefined ? encodeCursor(keyOf(last)) : null,
   };
 }
+
+/** A rotation of a network's or a partner's credential: how long the ones it replaces keep working. */
+export const RotateCredentialBody = z
+  .strictObject({
+    grace_period_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86_400)
+      .optional()
+      .openapi({ description: "How long the previous ones keep working; the hub's default (24 h) when omitted." }),
+  })
+  .openapi("RotateCredential");

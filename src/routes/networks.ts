@@ -8,10 +8,9 @@ import { configOf } from "../config";
 import { AUTH_METHODS, type CredentialKind, DEFAULT_AUTH, NETWORK_ID_PATTERN, type Network } from "../domain/network";
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { NetworkMappingSchema } from "../ingest/mapping";
-import { newId, randomBytes, toBase64Url } from "../lib/bytes";
 import { validateCidrList } from "../lib/cidr";
+import { graceEndsAt, issueCredential } from "../lib/credentials";
 import { invalidateNetwork } from "../networks/network-cache";
-import { encryptSecret, generateSecret, graceEndsAt } from "../networks/secrets";
 import {
   getNetwork,
   insertNetwork,
@@ -31,6 +30,7 @@ import {
   PaginationQuerySchema,
   page,
   problem,
+  RotateCredentialBody,
 } from "./common";
 
 const NetworkIdSchema = z
@@ -132,18 +132,6 @@ const UpdateNetworkBody = z
 
 const UpdatedNetworkSchema = NetworkSchema.extend({ token: TokenValue.optional() }).openapi("UpdatedNetwork");
 
-const RotateBody = z
-  .strictObject({
-    grace_period_seconds: z
-      .number()
-      .int()
-      .min(0)
-      .max(30 * 86_400)
-      .optional()
-      .openapi({ description: "How long the previous ones keep working; the hub's default (24 h) when omitted." }),
-  })
-  .openapi("RotateCredential");
-
 const RotatedSecretSchema = z
   .object({ secret_id: z.string(), secret: SecretValue, previous_secrets_expire_at: z.string() })
   .openapi("RotatedSecret");
@@ -169,16 +157,13 @@ function requireValidAuth(network: Network): void {
   if (errors.length > 0) throw validationFailed(errors);
 }
 
-function generateToken(): string {
-  return `pbt_${toBase64Url(randomBytes(24))}`;
-}
-
 async function newCredential(env: Env, networkId: string, kind: CredentialKind, now: string) {
-  const value = kind === "signing" ? generateSecret() : generateToken();
-  const id = newId(kind === "signing" ? "sec" : "tok");
-  const ciphertext = await encryptSecret(configOf(env).ENCRYPTION_KEY, id, value);
-  const row: NewSecret = { id, network_id: networkId, kind, ciphertext, created_at: now };
-  return { value, row };
+  const issued = await issueCredential(
+    configOf(env).ENCRYPTION_KEY,
+    kind === "signing" ? "network-signing" : "network-token",
+  );
+  const row: NewSecret = { id: issued.id, network_id: networkId, kind, ciphertext: issued.ciphertext, created_at: now };
+  return { value: issued.value, row };
 }
 
 export function registerNetworkRoutes(app: App): void {
@@ -366,7 +351,7 @@ export function registerNetworkRoutes(app: App): void {
       security: ADMIN_SECURITY,
       request: {
         params: NetworkParams,
-        body: { required: false, content: { "application/json": { schema: RotateBody } } },
+        body: { required: false, content: { "application/json": { schema: RotateCredentialBody } } },
       },
       responses: {
         201: { description: "The new credential.", content: { "application/json": { schema } } },

@@ -15,7 +15,7 @@ import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../d
 import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../domain/postback";
 import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from "../errors";
 import { newId } from "../lib/bytes";
-import { encryptSecret, generateSecret, graceEndsAt } from "../networks/secrets";
+import { graceEndsAt, issueCredential } from "../lib/credentials";
 import { enqueueDeliveries } from "../queues/delivery-messages";
 import {
   countReplayable,
@@ -41,6 +41,7 @@ import {
   PaginationQuerySchema,
   page,
   problem,
+  RotateCredentialBody,
   TimestampSchema,
 } from "./common";
 
@@ -228,15 +229,6 @@ const ReplayResultSchema = z
   })
   .openapi("PartnerReplayResult");
 
-const RotateBody = z.strictObject({
-  grace_period_seconds: z
-    .number()
-    .int()
-    .min(0)
-    .max(30 * 86_400)
-    .optional(),
-});
-
 const RotatedSchema = z
   .object({ secret_id: z.string(), signing_secret: SigningSecret, previous_secrets_expire_at: z.string() })
   .openapi("RotatedPartnerSecret");
@@ -329,10 +321,11 @@ async function rejectPartnerBody(error: z.ZodError, target: string, c: HookConte
 }
 
 async function newSigningSecret(env: Env, partnerId: string, now: string) {
-  const secret = generateSecret();
-  const id = newId("psec");
-  const ciphertext = await encryptSecret(configOf(env).ENCRYPTION_KEY, id, secret);
-  return { secret, row: { id, partner_id: partnerId, ciphertext, created_at: now } };
+  const issued = await issueCredential(configOf(env).ENCRYPTION_KEY, "partner-signing");
+  return {
+    secret: issued.value,
+    row: { id: issued.id, partner_id: partnerId, ciphertext: issued.ciphertext, created_at: now },
+  };
 }
 
 /** A realistic conversion for previews, overridable field by field. */
@@ -595,7 +588,7 @@ export function registerPartnerRoutes(app: App): void {
       security: ADMIN_SECURITY,
       request: {
         params: PartnerParams,
-        body: { required: false, content: { "application/json": { schema: RotateBody } } },
+        body: { required: false, content: { "application/json": { schema: RotateCredentialBody } } },
       },
       responses: {
         201: { description: "The new secret.", content: { "application/json": { schema: RotatedSchema } } },

@@ -1,16 +1,47 @@
 /**
- * Network secrets: generated as Standard Webhooks `whsec_` secrets, stored AES-256-GCM encrypted
- * under the ENCRYPTION_KEY secret, with the secret's row id as additional authenticated data.
+ * Credentials, for networks and partners alike: issued here (a Standard Webhooks `whsec_` signing
+ * secret, or a network's static `pbt_` token), shown once by the call that issues them, stored
+ * AES-256-GCM encrypted under the ENCRYPTION_KEY secret with the credential's id as additional
+ * authenticated data (so a ciphertext cannot be moved to another row), and replaced by a rotation
+ * that lets the previous ones work for a grace period.
  */
 
-import { fromBase64, randomBytes, toBase64, utf8 } from "../lib/bytes";
-import { SECRET_PREFIX } from "../lib/standard-webhooks";
+import { fromBase64, newId, randomBytes, toBase64, toBase64Url, utf8 } from "./bytes";
+import { SECRET_PREFIX } from "./standard-webhooks";
 
 const IV_BYTES = 12;
 const keys = new Map<string, Promise<CryptoKey>>();
 
 export function generateSecret(): string {
   return SECRET_PREFIX + toBase64(randomBytes(32));
+}
+
+export function generateToken(): string {
+  return `pbt_${toBase64Url(randomBytes(24))}`;
+}
+
+/** What a credential is, and so its value's form and its id's prefix. */
+export type CredentialType = "network-signing" | "network-token" | "partner-signing";
+
+const ISSUED: Record<CredentialType, { prefix: string; generate: () => string }> = {
+  "network-signing": { prefix: "sec", generate: generateSecret },
+  "network-token": { prefix: "tok", generate: generateToken },
+  "partner-signing": { prefix: "psec", generate: generateSecret },
+};
+
+export interface IssuedCredential {
+  id: string;
+  /** The value itself: returned once, by the call that issued it, and never again. */
+  value: string;
+  ciphertext: string;
+}
+
+/** A new credential: its id, its value (to show once) and the ciphertext to store. */
+export async function issueCredential(encryptionKey: string, type: CredentialType): Promise<IssuedCredential> {
+  const { prefix, generate } = ISSUED[type];
+  const value = generate();
+  const id = newId(prefix);
+  return { id, value, ciphertext: await encryptSecret(encryptionKey, id, value) };
 }
 
 function encryptionKey(base64Key: string): Promise<CryptoKey> {
