@@ -5,10 +5,11 @@
  * Messages of one batch run in parallel, so a slow partner holds up only its own requests.
  */
 
+import { afterAttempt } from "../delivery/delivery-state";
 import { sendPartnerRequest } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { buildPartnerRequest, macroValues } from "../delivery/render";
-import { type AttemptOutcome, classify, nextRetryDelaySeconds } from "../delivery/retry-policy";
+import type { AttemptOutcome } from "../delivery/retry-policy";
 import { DeliveryMessageSchema } from "../domain/messages";
 import { MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
 import type { D1 } from "../storage/d1";
@@ -17,7 +18,6 @@ import {
   type AttemptRow,
   claimDelivery,
   type DeliveryRow,
-  type DeliveryState,
   disablePartnerStatements,
   finishAttemptStatements,
   markDeadStatement,
@@ -146,22 +146,13 @@ async function attemptClaimed(
   if (partner.sign && result.outcome.kind === "response" && [401, 403].includes(result.outcome.status)) {
     forgetPartnerKeys(partner.id);
   }
-  const verdict = classify(result.outcome);
-  const delay =
-    verdict === "retry"
-      ? nextRetryDelaySeconds(partner.retry_schedule_seconds, delivery.retries, result.outcome, finishedMs, deps.random)
-      : null;
-  const state: DeliveryState =
-    verdict === "delivered"
-      ? "delivered"
-      : verdict === "gone"
-        ? "parked"
-        : verdict === "failed"
-          ? "failed"
-          : delay === null
-            ? "dead"
-            : "retrying";
-
+  const next = afterAttempt({
+    outcome: result.outcome,
+    retries: delivery.retries,
+    schedule: partner.retry_schedule_seconds,
+    finishedMs,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
   const attemptRow: AttemptRow = {
     delivery_id: delivery.id,
     attempt: delivery.attempts,
@@ -170,22 +161,22 @@ async function attemptClaimed(
     ...describeOutcome(result.outcome),
     latency_ms: Math.max(0, Math.round(result.latencyMs)),
     response_excerpt: result.excerpt,
-    outcome: state === "dead" ? "dead" : verdict,
+    outcome: next.outcome,
   };
   const statements = finishAttemptStatements(deps.db, {
     attempt: attemptRow,
-    state,
-    retries: verdict === "retry" ? delivery.retries + 1 : delivery.retries,
-    next_attempt_at: delay === null ? null : iso(finishedMs + delay * 1000),
+    state: next.state,
+    retries: next.retries,
+    next_attempt_at: next.retryInSeconds === null ? null : iso(finishedMs + next.retryInSeconds * 1000),
     now: iso(finishedMs),
     lease: delivery.lease_until,
   });
-  if (verdict === "gone") statements.push(...disablePartnerStatements(deps.db, partner.id, "gone", iso(finishedMs)));
+  if (next.disablesPartner) statements.push(...disablePartnerStatements(deps.db, partner.id, "gone", iso(finishedMs)));
   await deps.db.batch(statements);
-  if (verdict === "gone") {
+  if (next.disablesPartner) {
     await deps.alert({ partner_id: partner.id, name: partner.name, reason: "the partner answered 410 Gone" });
   }
-  return state === "retrying" ? delay : null;
+  return next.retryInSeconds;
 }
 
 /** Records an attempt that never left (the request could not be rendered, or was blocked) and fails the delivery. */

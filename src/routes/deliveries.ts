@@ -1,10 +1,10 @@
 /** Admin API for deliveries: the delivery log (every attempt) and replay of one delivery. */
 import { createRoute, z } from "@hono/zod-openapi";
+import { DELIVERY_STATES } from "../domain/delivery";
 import { ProblemError } from "../errors";
 import { enqueueDeliveries } from "../queues/delivery-messages";
 import {
   type AttemptRow,
-  DELIVERY_STATES,
   type DeliveryRow,
   getDelivery,
   listDeliveries,

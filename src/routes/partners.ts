@@ -10,6 +10,7 @@ import { buildPartnerRequest, macroValues } from "../delivery/render";
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, validateRetrySchedule } from "../delivery/retry-policy";
 import { lintBodyTemplate } from "../delivery/template";
 import { lintUrlTemplate } from "../delivery/url-safety";
+import { REPLAYABLE_STATES } from "../domain/delivery";
 import { NETWORK_ID_PATTERN } from "../domain/network";
 import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
 import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../domain/postback";
@@ -17,13 +18,7 @@ import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from 
 import { newId } from "../lib/bytes";
 import { graceEndsAt, issueCredential } from "../lib/credentials";
 import { enqueueDeliveries } from "../queues/delivery-messages";
-import {
-  countReplayable,
-  disablePartnerStatements,
-  enablePartner,
-  REPLAYABLE_STATES,
-  replaySelected,
-} from "../storage/deliveries";
+import { countReplayable, disablePartnerStatements, enablePartner, replaySelected } from "../storage/deliveries";
 import {
   deletePartner,
   getPartner,

@@ -1,13 +1,21 @@
 /** SQL for deliveries and their attempts. */
 
+import { DELIVERY_MOVES, type DeliveryMove, type DeliveryState } from "../domain/delivery";
 import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { D1 } from "./d1";
 import { toPartner } from "./partners";
 
-export const DELIVERY_STATES = ["pending", "retrying", "delivered", "failed", "dead", "parked"] as const;
-export type DeliveryState = (typeof DELIVERY_STATES)[number];
-/** States an operator can replay. */
-export const REPLAYABLE_STATES = ["failed", "dead", "parked"] as const;
+/** The states a move applies to, as SQL (constants from the state table, never input). */
+function from(move: DeliveryMove): string {
+  return `state IN (${DELIVERY_MOVES[move].from.map((state) => `'${state}'`).join(", ")})`;
+}
+
+/** The one state a move leaves, as SQL. */
+function to(move: DeliveryMove): string {
+  const [state, ...others] = DELIVERY_MOVES[move].to;
+  if (state === undefined || others.length > 0) throw new Error(`move ${move} does not lead to one state`);
+  return `state = '${state}'`;
+}
 
 export interface DeliveryRow {
   id: string;
@@ -112,7 +120,7 @@ export async function claimDelivery(
     db
       .prepare(
         `UPDATE deliveries SET attempts = attempts + 1, lease_until = ?, updated_at = ?
-         WHERE id = ? AND state IN ('pending', 'retrying')
+         WHERE id = ? AND ${from("attempt")}
            AND (lease_until IS NULL OR lease_until < ?)
            AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
            AND EXISTS (SELECT 1 FROM partners p WHERE p.id = deliveries.partner_id AND p.status = 'active')
@@ -199,7 +207,7 @@ export async function takeStrandedDeliveries(db: D1, olderThan: string, now: str
       `UPDATE deliveries SET updated_at = ?3
        WHERE id IN (
          SELECT id FROM deliveries
-         WHERE state IN ('pending', 'retrying') AND updated_at < ?1
+         WHERE ${from("attempt")} AND updated_at < ?1
            AND (lease_until IS NULL OR lease_until < ?1)
            AND (next_attempt_at IS NULL OR next_attempt_at < ?1)
          ORDER BY updated_at LIMIT ?2
@@ -230,8 +238,8 @@ export function disablePartnerStatements(
 export function parkDeliveriesStatement(db: D1, partnerId: string, now: string): D1PreparedStatement {
   return db
     .prepare(
-      `UPDATE deliveries SET state = 'parked', lease_until = NULL, updated_at = ?
-       WHERE partner_id = ? AND state IN ('pending', 'retrying')`,
+      `UPDATE deliveries SET ${to("park")}, lease_until = NULL, updated_at = ?
+       WHERE partner_id = ? AND ${from("park")}`,
     )
     .bind(now, partnerId);
 }
@@ -250,8 +258,8 @@ export async function enablePartner(
       .bind(now, partnerId),
     db
       .prepare(
-        `UPDATE deliveries SET state = 'pending', retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
-         WHERE partner_id = ? AND state = 'parked' AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
+        `UPDATE deliveries SET ${to("resume")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
+         WHERE partner_id = ? AND ${from("resume")} AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
          RETURNING id`,
       )
       .bind(now, partnerId, partnerId),
@@ -266,8 +274,8 @@ export async function enablePartner(
 export async function replayDelivery(db: D1, id: string, now: string): Promise<DeliveryRow | null> {
   return db
     .prepare(
-      `UPDATE deliveries SET state = 'pending', retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
-       WHERE id = ? AND state IN ('failed', 'dead', 'parked')
+      `UPDATE deliveries SET ${to("replay")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
+       WHERE id = ? AND ${from("replay")}
          AND EXISTS (SELECT 1 FROM partners p WHERE p.id = deliveries.partner_id AND p.status = 'active')
        RETURNING *`,
     )
@@ -302,7 +310,7 @@ export async function replaySelected(
 ): Promise<string[]> {
   const { results } = await db
     .prepare(
-      `UPDATE deliveries SET state = 'pending', retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?5
+      `UPDATE deliveries SET ${to("replay")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?5
        WHERE id IN (SELECT id FROM deliveries WHERE ${REPLAY_WHERE} ORDER BY created_at, id LIMIT ?6)
        RETURNING id`,
     )
@@ -315,8 +323,8 @@ export async function replaySelected(
 export function markDeadStatement(db: D1, id: string, reason: string, now: string): D1PreparedStatement {
   return db
     .prepare(
-      `UPDATE deliveries SET state = 'dead', last_error = ?, lease_until = NULL, updated_at = ?
-       WHERE id = ? AND state IN ('pending', 'retrying')`,
+      `UPDATE deliveries SET ${to("giveUp")}, last_error = ?, lease_until = NULL, updated_at = ?
+       WHERE id = ? AND ${from("giveUp")}`,
     )
     .bind(reason, now, id);
 }
