@@ -1,4 +1,8 @@
-/** Small byte helpers over Web APIs: base64, random ids, constant-time comparison. */
+/**
+ * Small byte helpers over Web APIs: the runtime's own base64 and hex (`Uint8Array.fromBase64`,
+ * `toBase64`, `toHex`), held to the strict forms the hub accepts; random ids; constant-time
+ * comparison.
+ */
 
 const encoder = new TextEncoder();
 
@@ -7,38 +11,38 @@ export function utf8(text: string): Uint8Array<ArrayBuffer> {
 }
 
 export function toBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary);
+  return bytes.toBase64();
 }
 
-/** Decodes standard base64; returns null for anything that is not. */
+/**
+ * Decodes standard, padded base64; null for anything else. The runtime's decoder also skips
+ * whitespace and takes unpadded input: a secret or a signature must be exactly what was issued.
+ */
 export function fromBase64(text: string): Uint8Array<ArrayBuffer> | null {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return null;
-  try {
-    const binary = atob(text);
-    const bytes = new Uint8Array(binary.length);
-    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-    return bytes;
-  } catch {
-    return null;
-  }
+  return decoded(() => Uint8Array.fromBase64(text));
 }
 
 export function toHex(bytes: Uint8Array): string {
-  let hex = "";
-  for (const byte of bytes) hex += byte.toString(16).padStart(2, "0");
-  return hex;
+  return bytes.toHex();
 }
 
 export function toBase64Url(bytes: Uint8Array): string {
-  return toBase64(bytes).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  return bytes.toBase64({ alphabet: "base64url", omitPadding: true });
 }
 
+/** Decodes unpadded base64url (cursors); null for anything else. */
 export function fromBase64Url(text: string): Uint8Array<ArrayBuffer> | null {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
-  const padded = text.replaceAll("-", "+").replaceAll("_", "/");
-  return fromBase64(padded + "=".repeat((4 - (padded.length % 4)) % 4));
+  return decoded(() => Uint8Array.fromBase64(text, { alphabet: "base64url" }));
+}
+
+function decoded(decode: () => Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> | null {
+  try {
+    return decode();
+  } catch {
+    return null;
+  }
 }
 
 export function randomBytes(length: number): Uint8Array<ArrayBuffer> {
