@@ -10,9 +10,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminRequest, expectStatus } from "./admin";
 import { type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
 import { canonicalQuery, signature, signUrl } from "./signed-query-sender";
+import { adminRequest, eventually, expectStatus, sleep } from "./support";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 const DELIVERY_DEADLINE_MS = 60_000;
@@ -124,25 +124,9 @@ async function createPartner(body: Record<string, unknown>): Promise<Partner> {
   return { id: created.id, signingSecret: created.signing_secret };
 }
 
-/** D1 is written through the queues after the answer, so reads poll until `ready` holds. */
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T>,
-  ready: (value: T) => boolean,
-  timeoutMs = DELIVERY_DEADLINE_MS,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (ready(value)) return value;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `${what}: not ready within ${timeoutMs} ms; last value: ${JSON.stringify(value, null, 2)}\n` +
-          `partner saw: ${JSON.stringify(partnerServer.requests.map(summarise), null, 2)}\n${hub.log()}`,
-      );
-    }
-    await sleep(250);
-  }
+/** What to show when a poll times out: what the partner received, and what wrangler printed. */
+function context(): string {
+  return `partner saw: ${JSON.stringify(partnerServer.requests.map(summarise), null, 2)}\n${hub.log()}`;
 }
 
 async function deliveriesOf(partnerId: string): Promise<Delivery[]> {
@@ -157,10 +141,6 @@ async function deliveriesOf(partnerId: string): Promise<Delivery[]> {
 function summarise(request: ReceivedRequest) {
   const { webhookId, attempt, url, answeredStatus } = request;
   return { webhookId, attempt, url, answeredStatus };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
@@ -417,11 +397,12 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
     for (const event of expected) finalStates.set(event.transaction_id, event);
     for (const [transactionId, last] of finalStates) {
       const eventCount = expected.filter((e) => e.transaction_id === transactionId).length;
-      const found = await eventually(
-        `conversion ${transactionId}`,
-        () => conversion(transactionId, last.test),
-        ({ status, body }) => status === 200 && (JSON.parse(body) as ConversionDetail).events.length >= eventCount,
-      );
+      const found = await eventually(() => conversion(transactionId, last.test), `conversion ${transactionId}`, {
+        ready: ({ status, body }) =>
+          status === 200 && (JSON.parse(body) as ConversionDetail).events.length >= eventCount,
+        timeoutMs: DELIVERY_DEADLINE_MS,
+        context,
+      });
       const detail = JSON.parse(found.body) as ConversionDetail;
       expect(detail).toMatchObject({
         transaction_id: transactionId,
@@ -444,11 +425,11 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
     ];
     const deliveredBy = new Map<string, Delivery[]>();
     for (const { partner, events } of partners) {
-      const deliveries = await eventually(
-        `deliveries of ${partner.id}`,
-        () => deliveriesOf(partner.id),
-        (list) => list.length >= events.length && list.every((d) => d.state === "delivered"),
-      );
+      const deliveries = await eventually(() => deliveriesOf(partner.id), `deliveries of ${partner.id}`, {
+        ready: (list) => list.length >= events.length && list.every((d) => d.state === "delivered"),
+        timeoutMs: DELIVERY_DEADLINE_MS,
+        context,
+      });
       expect(deliveries.map((d) => d.event_id).sort()).toEqual(events.map((e) => e.event_id).sort());
       for (const delivery of deliveries) expect(delivery.network_id).toBe(networkId);
       deliveredBy.set(partner.id, deliveries);
@@ -491,11 +472,10 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
 
     // Rotation telemetry: every credential used above says so; the old token's grace has started.
     const detail = await eventually(
-      "credential last_used_at",
       async () =>
         expectStatus<{ secrets: Credential[] }>(await admin(`/v1/networks/${networkId}`), 200).then((d) => d.secrets),
-      (secrets) => secrets.every((s) => s.last_used_at !== null),
-      10_000,
+      "credential last_used_at",
+      { ready: (secrets) => secrets.every((s) => s.last_used_at !== null), timeoutMs: 10_000, context },
     );
     const newToken = detail.find((s) => s.id === rotated.token_id);
     const oldTokens = detail.filter((s) => s.kind === "token" && s.id !== rotated.token_id);

@@ -7,10 +7,9 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import canonicalize from "canonicalize";
-import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminRequest, expectStatus } from "./admin";
 import { type PartnerServer, startPartnerServer } from "./partner-server";
+import { adminRequest, expectStatus, signedPostback, eventually as waitFor } from "./support";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 const DEADLINE_MS = 60_000;
@@ -80,30 +79,11 @@ function admin(route: string, init: RequestInit = {}): Promise<Response> {
 }
 
 async function post(body: Record<string, unknown>): Promise<IngestAnswer> {
-  const payload = JSON.stringify(body);
-  const msgId = `msg_${randomUUID()}`;
-  const timestamp = new Date(Math.floor(Date.now() / 1000) * 1000);
-  const response = await fetch(`${hub.baseUrl}/v1/postbacks/${networkId}`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "webhook-id": msgId,
-      "webhook-timestamp": String(timestamp.getTime() / 1000),
-      "webhook-signature": new Webhook(secret).sign(msgId, timestamp, payload),
-    },
-    body: payload,
-  });
-  return expectStatus<IngestAnswer>(response, 200);
+  return expectStatus<IngestAnswer>(await signedPostback(hub, networkId, secret, body), 200);
 }
 
-async function eventually<T>(probe: () => Promise<T | null>, what: string): Promise<T> {
-  const deadline = Date.now() + DEADLINE_MS;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${DEADLINE_MS} ms\n${hub.log()}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+function eventually<T>(probe: () => Promise<T | null>, what: string): Promise<T> {
+  return waitFor(probe, what, { timeoutMs: DEADLINE_MS, context: () => hub.log() });
 }
 
 const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();

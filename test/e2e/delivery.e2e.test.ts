@@ -9,8 +9,8 @@
 import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminRequest, expectStatus } from "./admin";
 import { type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
+import { adminRequest, eventually, expectStatus, makePostback, signedPostback, sleep } from "./support";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 /** The partner's request timeout; the server holds its second answers well past it. */
@@ -110,32 +110,7 @@ function admin(route: string, init: RequestInit = {}): Promise<Response> {
 
 /** Posts `body` byte for byte, signed by the Standard Webhooks library as a network would. */
 async function post(body: Record<string, unknown>): Promise<IngestAnswer> {
-  const payload = JSON.stringify(body);
-  const msgId = `msg_${randomUUID()}`;
-  const timestamp = new Date(Math.floor(Date.now() / 1000) * 1000);
-  const response = await fetch(`${hub.baseUrl}/v1/postbacks/${networkId}`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "webhook-id": msgId,
-      "webhook-timestamp": String(timestamp.getTime() / 1000),
-      "webhook-signature": new Webhook(networkSecret).sign(msgId, timestamp, payload),
-    },
-    body: payload,
-  });
-  return expectStatus<IngestAnswer>(response, 200);
-}
-
-function makePostback(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    transaction_id: `tx-${randomUUID()}`,
-    status: "approved",
-    amount: "29.99",
-    currency: "USD",
-    event_type: "purchase",
-    campaign_id: "camp-e2e",
-    ...overrides,
-  };
+  return expectStatus<IngestAnswer>(await signedPostback(hub, networkId, networkSecret, body), 200);
 }
 
 async function partnerDeliveries(): Promise<Delivery[]> {
@@ -147,29 +122,17 @@ async function partnerDeliveries(): Promise<Delivery[]> {
   return list.data;
 }
 
-async function waitForDeliveries(count: number): Promise<Delivery[]> {
-  const deadline = Date.now() + DELIVERY_DEADLINE_MS;
-  for (;;) {
-    const deliveries = await partnerDeliveries();
-    if (deliveries.length === count && deliveries.every((d) => d.state === "delivered")) return deliveries;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `not all ${count} deliveries were delivered within ${DELIVERY_DEADLINE_MS} ms\n` +
-          `deliveries: ${JSON.stringify(deliveries, null, 2)}\n` +
-          `partner saw: ${JSON.stringify(partnerServer.requests.map(summarise), null, 2)}\n${hub.log()}`,
-      );
-    }
-    await sleep(250);
-  }
+function waitForDeliveries(count: number): Promise<Delivery[]> {
+  return eventually(partnerDeliveries, `all ${count} deliveries delivered`, {
+    ready: (deliveries) => deliveries.length === count && deliveries.every((d) => d.state === "delivered"),
+    timeoutMs: DELIVERY_DEADLINE_MS,
+    context: () => `partner saw: ${JSON.stringify(partnerServer.requests.map(summarise), null, 2)}\n${hub.log()}`,
+  });
 }
 
 function summarise(request: ReceivedRequest) {
   const { webhookId, attempt, url, answeredStatus, held, hubHungUp } = request;
   return { webhookId, attempt, url, answeredStatus, held, hubHungUp };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 describe("a flaky partner receiving from wrangler dev", () => {

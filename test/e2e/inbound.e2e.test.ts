@@ -9,8 +9,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminRequest, expectStatus, pollUntil } from "./admin";
 import { bodyDigest, signUrl } from "./signed-query-sender";
+import { adminRequest, expectStatus, pollUntil } from "./support";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 /** Small enough to exceed in a test: records of unauthenticated requests per network, minute and isolate. */

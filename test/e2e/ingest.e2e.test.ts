@@ -3,9 +3,8 @@
  * fetch, postbacks signed by the official Standard Webhooks library rather than the hub's own code.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminRequest, expectStatus } from "./admin";
+import { adminRequest, eventually, expectStatus, makePostback, signedPostback } from "./support";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 interface Network {
@@ -52,46 +51,9 @@ function admin(route: string, init: RequestInit = {}): Promise<Response> {
   return adminRequest(hub, route, init);
 }
 
-function makePostback(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    transaction_id: `tx-${randomUUID()}`,
-    status: "approved",
-    amount: "29.99",
-    currency: "USD",
-    event_type: "purchase",
-    campaign_id: "camp-e2e",
-    ...overrides,
-  };
-}
-
 /** Posts `body` byte for byte, signed as a network would sign it (a fresh timestamp per attempt). */
 function post(body: Record<string, unknown>, secret = network.secret): Promise<Response> {
-  const payload = JSON.stringify(body);
-  const msgId = `msg_${randomUUID()}`;
-  const timestamp = new Date(Math.floor(Date.now() / 1000) * 1000);
-  return fetch(`${hub.baseUrl}/v1/postbacks/${network.id}`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "webhook-id": msgId,
-      "webhook-timestamp": String(timestamp.getTime() / 1000),
-      "webhook-signature": new Webhook(secret).sign(msgId, timestamp, payload),
-    },
-    body: payload,
-  });
-}
-
-/** D1 is written through the EVENTS queue after the answer, so reads poll until `ready` holds. */
-async function eventually<T>(probe: () => Promise<T>, ready: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (ready(value)) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`not ready within ${timeoutMs} ms; last value: ${JSON.stringify(value)}\n${hub.log()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+  return signedPostback(hub, network.id, secret, body);
 }
 
 async function getConversion(transactionId: string): Promise<{ status: number; body: string }> {
@@ -117,10 +79,11 @@ describe("a network posting to wrangler dev", () => {
     expect(updated).toMatchObject({ status: "updated", conversion_status: "approved" });
 
     const transactionId = String(pending.transaction_id);
-    const found = await eventually(
-      () => getConversion(transactionId),
-      ({ status, body }) => status === 200 && (JSON.parse(body) as ConversionDetail).events.length >= 2,
-    );
+    const found = await eventually(() => getConversion(transactionId), "the conversion with both events", {
+      ready: ({ status, body }) => status === 200 && (JSON.parse(body) as ConversionDetail).events.length >= 2,
+      timeoutMs: 20_000,
+      context: () => hub.log(),
+    });
     const conversion = JSON.parse(found.body) as ConversionDetail;
     expect(conversion).toMatchObject({ status: "approved", amount: "29.99", currency: "USD" });
     expect(conversion.events.map(({ event_id, verdict, status }) => ({ event_id, verdict, status }))).toEqual([

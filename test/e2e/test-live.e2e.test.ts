@@ -7,8 +7,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminRequest, expectStatus } from "./admin";
 import { type PartnerServer, startPartnerServer } from "./partner-server";
+import { adminRequest, expectStatus, makePostback as makeSharedPostback, eventually as waitFor } from "./support";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 const DEADLINE_MS = 60_000;
@@ -92,14 +92,8 @@ async function post(body: Record<string, unknown>, test: boolean): Promise<Inges
   return expectStatus<IngestAnswer>(response, 200);
 }
 
-async function eventually<T>(probe: () => Promise<T | null>, what: string): Promise<T> {
-  const deadline = Date.now() + DEADLINE_MS;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${DEADLINE_MS} ms\n${hub.log()}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+function eventually<T>(probe: () => Promise<T | null>, what: string): Promise<T> {
+  return waitFor(probe, what, { timeoutMs: DEADLINE_MS, context: () => hub.log() });
 }
 
 /** The conversion of one world, once D1 holds it with `status`. */
@@ -137,14 +131,7 @@ function receivedFor(transactionId: string): [string, string | null, string | nu
 }
 
 function makePostback(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    transaction_id: `tx-${randomUUID()}`,
-    status: "approved",
-    amount: "42.00",
-    currency: "USD",
-    campaign_id: "camp-e2e",
-    ...overrides,
-  };
+  return makeSharedPostback({ amount: "42.00", ...overrides });
 }
 
 describe("test and live traffic for one transaction, through wrangler dev", () => {

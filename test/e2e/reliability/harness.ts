@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
-import { adminRequest, pollUntil } from "../admin";
+import { adminRequest, pollUntil } from "../support";
 
 export { pollUntil };
 
