@@ -1,0 +1,137 @@
+/**
+ * The documentation's tables agree with what they describe: the error codes with the error module,
+ * the vars, secrets and bindings with wrangler.toml, the routes with /openapi.json, the macros and
+ * the default body with the template module. `npm run docs:tables` rewrites the generated columns
+ * of the first two; the others name what to change.
+ */
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import apiPage from "../docs/api.md?raw";
+import configurationPage from "../docs/configuration.md?raw";
+import partnersPage from "../docs/partners-and-delivery.md?raw";
+import { defaultBody, KNOWN_MACROS, SAMPLE_VALUES } from "../src/delivery/template";
+import { PROBLEM_CODES } from "../src/errors";
+import wranglerToml from "../wrangler.toml?raw";
+import { expectStatus } from "./helpers";
+import { proseLines, tableWithHeader, unquote } from "./support/markdown";
+import { bindingNames, requiredSecrets, vars } from "./support/wrangler-toml";
+
+const REGENERATE = "run npm run docs:tables";
+
+describe("docs/api.md: the error codes", () => {
+  const table = tableWithHeader(apiPage, ["Status", "`code`", "Title", "When"]);
+
+  it(`are PROBLEM_CODES, in order, with their statuses and titles (${REGENERATE})`, () => {
+    expect(
+      table.rows.map(([status, code, title]) => [Number(status), unquote(code ?? ""), title]),
+      REGENERATE,
+    ).toEqual(Object.entries(PROBLEM_CODES).map(([code, { status, title }]) => [status, code, title]));
+  });
+
+  it("each say when they happen", () => {
+    for (const [, code, , when] of table.rows) expect(when, `the When of ${code}`).not.toBe("");
+  });
+});
+
+describe("docs/configuration.md", () => {
+  it(`documents every var of wrangler.toml's [vars], with its value as the default (${REGENERATE})`, () => {
+    const table = tableWithHeader(configurationPage, ["Var", "Default", "Accepted", "Meaning"]);
+    expect(
+      table.rows.map(([name, fallback]) => [unquote(name ?? ""), fallback === "empty" ? "" : unquote(fallback ?? "")]),
+      REGENERATE,
+    ).toEqual(vars(wranglerToml));
+    for (const [name, , accepted, meaning] of table.rows) {
+      expect(accepted, `what ${name} accepts`).not.toBe("");
+      expect(meaning, `what ${name} means`).not.toBe("");
+    }
+  });
+
+  it("and wrangler.toml repeats the same vars for production, since vars do not inherit", () => {
+    const names = (entries: [string, string][]) => entries.map(([name]) => name).sort();
+    expect(names(vars(wranglerToml, "production"))).toEqual(names(vars(wranglerToml)));
+  });
+
+  it("documents the required secrets", () => {
+    const table = tableWithHeader(configurationPage, ["Secret", "Requirement", "Generate"]);
+    expect(table.rows.map(([name]) => unquote(name ?? ""))).toEqual(requiredSecrets(wranglerToml));
+    expect(requiredSecrets(wranglerToml, "production")).toEqual(requiredSecrets(wranglerToml));
+  });
+
+  it("documents every binding, which production declares too", () => {
+    const table = tableWithHeader(configurationPage, ["Binding", "Kind", "What it is for"]);
+    const documented = table.rows.map(([name]) => unquote(name ?? "")).sort();
+    expect(documented).toEqual(bindingNames(wranglerToml).sort());
+    expect(bindingNames(wranglerToml, "production").sort()).toEqual(documented);
+  });
+});
+
+interface Operation {
+  security?: Record<string, unknown>[];
+  responses: Record<string, unknown>;
+}
+
+describe("docs/api.md: the routes", () => {
+  const table = tableWithHeader(apiPage, ["Route", "Auth", "Success", "Explained in"]);
+  const rows = table.rows.map(([route = "", auth = "", success = ""]) => ({ route: unquote(route), auth, success }));
+  // Served by the hub but not operations of the OpenAPI document: the document itself and its page.
+  const OUTSIDE_THE_DOCUMENT = ["GET /openapi.json", "GET /docs"];
+
+  it("are the operations of /openapi.json, each once, with its first 2xx status and who may call it", async () => {
+    const doc = await expectStatus<{ paths: Record<string, Record<string, Operation>> }>(
+      await exports.default.fetch("https://hub.test/openapi.json"),
+      200,
+    );
+    const operations = Object.entries(doc.paths).flatMap(([path, methods]) =>
+      Object.entries(methods)
+        .filter(([method]) => ["get", "post", "put", "patch", "delete"].includes(method))
+        .map(([method, operation]) => ({ route: `${method.toUpperCase()} ${path}`, operation })),
+    );
+    const inDocument = operations.map(({ route }) => route);
+    const outside = OUTSIDE_THE_DOCUMENT.filter((route) => !inDocument.includes(route));
+    expect(
+      rows.map(({ route }) => route).sort(),
+      "the routes table: add or remove rows to match /openapi.json",
+    ).toEqual([...inDocument, ...outside].sort());
+
+    for (const { route, operation } of operations) {
+      const row = rows.find((r) => r.route === route);
+      const success = Object.keys(operation.responses).find((status) => /^2\d\d$/.test(status));
+      expect(row?.success, `the success status of ${route}`).toBe(success);
+      // Admin-only routes declare the admin token; routes that also take the network's credentials may not.
+      const admin = (operation.security ?? []).some((scheme) => "adminToken" in scheme);
+      if (admin) expect(row?.auth, `who may call ${route}`).toMatch(/^admin/);
+      if (row?.auth === "admin") expect(admin, `${route} declares the admin token`).toBe(true);
+    }
+  });
+
+  it("outside the document, still answer", async () => {
+    for (const route of OUTSIDE_THE_DOCUMENT) {
+      const [method, path] = route.split(" ");
+      const response = await exports.default.fetch(`https://hub.test${path}`, { method });
+      expect(response.status, route).toBe(200);
+      await response.body?.cancel();
+    }
+  });
+});
+
+describe("docs/partners-and-delivery.md", () => {
+  it("lists every macro a template may use, and no other", () => {
+    const table = tableWithHeader(partnersPage, ["Macro", "Value"]);
+    const documented = table.rows.flatMap(([macros = ""]) =>
+      [...macros.matchAll(/`\{([^}]+)\}`/g)].map((match) => match[1] ?? ""),
+    );
+    expect(documented.sort()).toEqual([...KNOWN_MACROS, "meta.KEY"].sort());
+  });
+
+  it("lists the default body's fields in the order the hub writes them", () => {
+    const lines = proseLines(partnersPage);
+    const marker = lines.findIndex((line) => line.includes("checks this list against the body the hub renders"));
+    expect(marker).toBeGreaterThan(0);
+    const paragraph: string[] = [];
+    for (let i = marker + 2; i < lines.length && (lines[i] ?? "") !== ""; i++) paragraph.push(lines[i] ?? "");
+    const fields = [...paragraph.join(" ").matchAll(/`([a-z_]+)`/g)]
+      .map((match) => match[1])
+      .filter((f) => f !== "null");
+    expect(fields).toEqual(Object.keys(JSON.parse(defaultBody(SAMPLE_VALUES))));
+  });
+});
