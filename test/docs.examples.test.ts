@@ -14,7 +14,7 @@ import onboardingPage from "../docs/onboarding-a-network.md?raw";
 import sendingPage from "../docs/sending-postbacks.md?raw";
 import readme from "../README.md?raw";
 import { signQuery } from "../src/ingest/signed-query";
-import { importSigningKey } from "../src/ingest/standard-webhooks";
+import { importSigningKey } from "../src/lib/standard-webhooks";
 import { BASE, expectStatus, signedRequest } from "./helpers";
 import { signedQuery } from "./inbound";
 import { example, exampleNames, type FencedBlock } from "./support/markdown";
