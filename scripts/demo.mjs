@@ -359,7 +359,9 @@ async function report(network, partner, shots, deliveries, received) {
       `${ids.size} webhook-ids (every retry of a delivery keeps its webhook-id, so the partner can deduplicate)`,
   );
   say(`   took ${elapsed().trim()}`);
-  say("\nExplore (README: “API”, “Signing a postback”, “The conversion lifecycle”; the schema: GET /openapi.json)");
+  say(
+    "\nExplore (docs/sending-postbacks.md, docs/signing-postbacks.md, docs/conversion-records.md; the schema: GET /openapi.json)",
+  );
   const tokenHint =
     adminTokenSource === "$ADMIN_TOKEN" ? "" : `; ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' ${adminTokenSource})`;
   say(`   HUB=${HUB}${tokenHint}`);
