@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { admin, createNetwork, eventually, expectStatus, makePostback, postback, type TestNetwork } from "./helpers";
+import {
+  admin,
+  createNetwork,
+  eventually,
+  expectStatus,
+  makePostback,
+  postback,
+  type TestNetwork,
+} from "./support/helpers";
 
 interface Conversion {
   network_id: string;

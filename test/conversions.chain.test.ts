@@ -16,7 +16,7 @@ import {
   verifyChain,
 } from "../src/conversions/chain";
 import vectors from "./fixtures/chain-vectors.json";
-import { sha256Hex } from "./helpers";
+import { sha256Hex } from "./support/helpers";
 
 async function webCryptoHash(content: ChainContent): Promise<string> {
   const text = canonicalize({ v: 1, ...content }) ?? "";

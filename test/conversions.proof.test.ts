@@ -29,7 +29,7 @@ import {
   sha256Hex,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
+} from "./support/helpers";
 
 interface Detail {
   network_id: string;

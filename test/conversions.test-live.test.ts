@@ -13,6 +13,7 @@ import {
   conversionInD1,
   createNetwork,
   createPartner,
+  deliveriesOf,
   eventually,
   expectStatus,
   makePostback,
@@ -22,8 +23,7 @@ import {
   signedRequest,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
-import { deliveriesOf } from "./inbound";
+} from "./support/helpers";
 
 interface Answer {
   status: string;

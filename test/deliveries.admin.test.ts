@@ -18,8 +18,8 @@ import {
   postback,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
-import { expectLocations, expectProblem } from "./problems";
+} from "./support/helpers";
+import { expectLocations, expectProblem } from "./support/problems";
 
 interface Delivery {
   id: string;

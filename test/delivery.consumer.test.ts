@@ -13,7 +13,7 @@ import {
   type DeliveryConsumerDeps,
 } from "../src/queues/delivery-consumer";
 import type { DeliveriesQueue } from "../src/queues/delivery-messages";
-import { admin, createPartner, eventually, expectStatus, uniqueId } from "./helpers";
+import { admin, createPartner, eventually, expectStatus, uniqueId } from "./support/helpers";
 
 interface FakeMessage {
   id: string;

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import {
   createNetwork,
   createPartner,
+  deliveriesOf,
   eventually,
   expectStatus,
   makePostback,
@@ -17,16 +18,7 @@ import {
   signedContentOf,
   unexpectedRequests,
   uniqueId,
-} from "./helpers";
-
-async function deliveriesOf(partnerId: string) {
-  const { results } = await env.DB.prepare(
-    "SELECT id, event_id, state, attempts FROM deliveries WHERE partner_id = ? ORDER BY created_at, id",
-  )
-    .bind(partnerId)
-    .all<{ id: string; event_id: string; state: string; attempts: number }>();
-  return results;
-}
+} from "./support/helpers";
 
 async function received(prefix: string, count: number) {
   return eventually(async () => {

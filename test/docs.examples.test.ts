@@ -15,8 +15,8 @@ import sendingPage from "../docs/sending-postbacks.md?raw";
 import readme from "../README.md?raw";
 import { signQuery } from "../src/ingest/signed-query";
 import { importSigningKey } from "../src/lib/standard-webhooks";
-import { BASE, expectStatus, signedRequest } from "./helpers";
-import { signedQuery } from "./inbound";
+import { BASE, expectStatus, signedRequest } from "./support/helpers";
+import { signedQuery } from "./support/inbound";
 import { example, exampleNames, type FencedBlock } from "./support/markdown";
 
 const PAGES = { "README.md": readme, "onboarding-a-network.md": onboardingPage, "sending-postbacks.md": sendingPage };

@@ -12,7 +12,7 @@ import partnersPage from "../docs/partners-and-delivery.md?raw";
 import { defaultBody, KNOWN_MACROS, SAMPLE_VALUES } from "../src/delivery/template";
 import { PROBLEM_CODES } from "../src/errors";
 import wranglerToml from "../wrangler.toml?raw";
-import { expectStatus } from "./helpers";
+import { expectStatus } from "./support/helpers";
 import { proseLines, tableWithHeader, unquote } from "./support/markdown";
 import { bindingNames, requiredSecrets, vars } from "./support/wrangler-toml";
 

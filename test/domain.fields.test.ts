@@ -9,7 +9,7 @@ import { MATERIAL_FIELDS } from "../src/domain/conversion";
 import { EventMessageSchema } from "../src/domain/messages";
 import { PostbackFieldsSchema } from "../src/domain/postback";
 import { POSTBACK_FIELDS, PRESETS } from "../src/ingest/mapping";
-import { makeEventMessage } from "./helpers";
+import { makeEventMessage } from "./support/helpers";
 
 const schemaFields = Object.keys(PostbackFieldsSchema.shape);
 

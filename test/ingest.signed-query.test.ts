@@ -15,7 +15,7 @@ import {
 } from "../src/ingest/signed-query";
 import { importSigningKey } from "../src/lib/standard-webhooks";
 import fixture from "./fixtures/signed-query-vectors.json";
-import { sha256Hex } from "./helpers";
+import { sha256Hex } from "./support/helpers";
 
 const NOW = 1_767_225_600;
 const SECRET = "whsec_V+RuZ2l25nsp2UAheCv2DNmnWN9XoPJOuFstnpxmv6o=";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { admin, createNetwork, expectStatus, uniqueId } from "./helpers";
+import { admin, createNetwork, expectStatus, uniqueId } from "./support/helpers";
 
 interface Network {
   id: string;

@@ -1,6 +1,6 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { expectStatus } from "./helpers";
+import { expectStatus } from "./support/helpers";
 
 interface OpenApiDocument {
   openapi: string;

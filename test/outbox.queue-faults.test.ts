@@ -18,7 +18,7 @@ import {
   partnerLog,
   postback,
   uniqueId,
-} from "./helpers";
+} from "./support/helpers";
 
 const CONVERSIONS = 24;
 

@@ -12,6 +12,7 @@ import { SECRET_PREFIX } from "../src/lib/standard-webhooks";
 import {
   admin,
   createNetwork,
+  deliveriesOf,
   eventually,
   expectStatus,
   makePostback,
@@ -22,8 +23,8 @@ import {
   signedContentOf,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
-import { expectLocations, expectProblem, type ProblemBody } from "./problems";
+} from "./support/helpers";
+import { expectLocations, expectProblem, type ProblemBody } from "./support/problems";
 
 interface PartnerBody {
   id: string;
@@ -70,15 +71,6 @@ interface ReplayResult {
   remaining: number;
 }
 
-interface DeliveryRow {
-  id: string;
-  event_id: string;
-  state: string;
-  attempts: number;
-  last_error: string | null;
-  created_at: string;
-}
-
 const DEFAULT_RETRY_SCHEDULE_SECONDS = [5, 300, 1800, 7200, 18000, 36000, 36000];
 const SECRET_PATTERN = /^whsec_[A-Za-z0-9+/]{43}=$/;
 
@@ -113,15 +105,6 @@ function post(path: string, body?: Record<string, unknown>): Promise<Response> {
 
 async function replay(partnerId: string, body: Record<string, unknown>): Promise<ReplayResult> {
   return expectStatus<ReplayResult>(await post(`/v1/partners/${partnerId}/replay`, body), 200);
-}
-
-async function deliveriesOf(partnerId: string): Promise<DeliveryRow[]> {
-  const { results } = await env.DB.prepare(
-    "SELECT id, event_id, state, attempts, last_error, created_at FROM deliveries WHERE partner_id = ? ORDER BY created_at, id",
-  )
-    .bind(partnerId)
-    .all<DeliveryRow>();
-  return results;
 }
 
 /** Polls D1 until the partner has `count` deliveries, all in `state`. */

@@ -19,9 +19,9 @@ import {
   postback,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
-import { createInboundNetwork, type IngestAnswer, TOKEN_ONLY, testFlags, tokenOf } from "./inbound";
-import { expectLocations, expectNothingStored, expectProblem, locationsOf, signedHeaders } from "./problems";
+} from "./support/helpers";
+import { createInboundNetwork, type IngestAnswer, TOKEN_ONLY, testFlags, tokenOf } from "./support/inbound";
+import { expectLocations, expectNothingStored, expectProblem, locationsOf, signedHeaders } from "./support/problems";
 
 interface BatchResult {
   index: number;

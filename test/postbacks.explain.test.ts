@@ -22,7 +22,7 @@ import {
   postback,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
+} from "./support/helpers";
 import {
   createInboundNetwork,
   type InboundNetwork,
@@ -33,8 +33,8 @@ import {
   TOKEN_ONLY,
   TRACKER_MAPPING,
   tokenOf,
-} from "./inbound";
-import { expectLocations, expectProblem, signedHeaders } from "./problems";
+} from "./support/inbound";
+import { expectLocations, expectProblem, signedHeaders } from "./support/problems";
 
 interface Explanation {
   network: { id: string; status: string; test_mode: boolean; auth_methods: string[]; ip_allowlist: string[] };

@@ -1,7 +1,14 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { conversionInD1, eventually, expectStatus, uniqueId } from "./helpers";
-import { createInboundNetwork, getPostback, postbackUrl, TOKEN_ONLY, TRACKER_MAPPING, tokenOf } from "./inbound";
+import { conversionInD1, eventually, expectStatus, uniqueId } from "./support/helpers";
+import {
+  createInboundNetwork,
+  getPostback,
+  postbackUrl,
+  TOKEN_ONLY,
+  TRACKER_MAPPING,
+  tokenOf,
+} from "./support/inbound";
 
 describe("HEAD /v1/postbacks/{network_id}", () => {
   it("answers a link checker without recording anything", async () => {

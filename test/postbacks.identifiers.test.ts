@@ -13,8 +13,8 @@ import {
   makePostback,
   postback,
   uniqueId,
-} from "./helpers";
-import { expectNothingStored, expectProblem } from "./problems";
+} from "./support/helpers";
+import { expectNothingStored, expectProblem } from "./support/problems";
 
 interface Answer {
   status: string;

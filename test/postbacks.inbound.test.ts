@@ -15,6 +15,7 @@ import {
   BASE,
   conversionInD1,
   createPartner,
+  deliveriesOf,
   eventually,
   expectStatus,
   makePostback,
@@ -23,10 +24,9 @@ import {
   postback,
   sha256Hex,
   uniqueId,
-} from "./helpers";
+} from "./support/helpers";
 import {
   createInboundNetwork,
-  deliveriesOf,
   expectNotStored,
   formPostback,
   getPostback,
@@ -43,8 +43,8 @@ import {
   testFlags,
   tokenOf,
   withoutParam,
-} from "./inbound";
-import { expectLocations, expectProblem, locationsOf, signedHeaders } from "./problems";
+} from "./support/inbound";
+import { expectLocations, expectProblem, locationsOf, signedHeaders } from "./support/problems";
 
 function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);

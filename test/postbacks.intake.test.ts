@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { conversionInD1, createNetwork, eventually, expectStatus, makePostback, postback } from "./helpers";
+import { conversionInD1, createNetwork, eventually, expectStatus, makePostback, postback } from "./support/helpers";
 
 describe("POST /v1/postbacks/{network_id}: decisions", () => {
   it("accepts a new conversion and records it in D1", async () => {

@@ -21,7 +21,7 @@ import {
   postback,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
+} from "./support/helpers";
 import {
   expectLocations,
   expectNothingStored,
@@ -29,7 +29,7 @@ import {
   type ProblemBody,
   signatureFor,
   signedHeaders,
-} from "./problems";
+} from "./support/problems";
 
 interface RotatedSecret {
   secret_id: string;

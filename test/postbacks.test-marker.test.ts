@@ -8,7 +8,7 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../src/lib/bytes";
-import { BASE, createNetwork, eventually, expectStatus, makePostback, uniqueId } from "./helpers";
+import { BASE, createNetwork, eventually, expectStatus, makePostback, uniqueId } from "./support/helpers";
 import {
   createInboundNetwork,
   formPostback,
@@ -20,8 +20,8 @@ import {
   TRACKER_MAPPING,
   testFlags,
   tokenOf,
-} from "./inbound";
-import { expectProblem, signedHeaders } from "./problems";
+} from "./support/inbound";
+import { expectProblem, signedHeaders } from "./support/problems";
 
 /** Sends exactly `headers` and `raw` to `url`: a replay of a captured request, with extras. */
 function send(url: string, headers: Headers, raw: string, extra: Record<string, string> = {}) {

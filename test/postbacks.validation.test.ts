@@ -17,8 +17,8 @@ import {
   postback,
   signedRequest,
   uniqueId,
-} from "./helpers";
-import { expectLocations, expectNothingStored, expectProblem, postBytes, signedHeaders } from "./problems";
+} from "./support/helpers";
+import { expectLocations, expectNothingStored, expectProblem, postBytes, signedHeaders } from "./support/problems";
 
 const MAX_BODY_BYTES = Number(env.MAX_BODY_BYTES);
 

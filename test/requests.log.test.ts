@@ -26,7 +26,7 @@ import {
   sha256Hex,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
+} from "./support/helpers";
 import {
   createInboundNetwork,
   getPostback,
@@ -36,8 +36,8 @@ import {
   TOKEN_ONLY,
   TRACKER_MAPPING,
   tokenOf,
-} from "./inbound";
-import { expectProblem, signedHeaders } from "./problems";
+} from "./support/inbound";
+import { expectProblem, signedHeaders } from "./support/problems";
 
 interface LoggedRequest {
   request_id: string;

@@ -5,8 +5,8 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import { signQuery } from "../src/ingest/signed-query";
-import { importSigningKey } from "../src/lib/standard-webhooks";
+import { signQuery } from "../../src/ingest/signed-query";
+import { importSigningKey } from "../../src/lib/standard-webhooks";
 import { admin, BASE, conversionInD1, eventually, expectStatus, type TestNetwork, uniqueId } from "./helpers";
 
 export interface InboundNetwork extends TestNetwork {
@@ -160,15 +160,6 @@ export async function testFlags(networkId: string, transactionId: string, test?:
     .bind(networkId, transactionId, world)
     .all<{ test: number }>();
   return { conversion: conversion?.test ?? null, events: results.map((row) => row.test) };
-}
-
-export async function deliveriesOf(partnerId: string) {
-  const { results } = await env.DB.prepare(
-    "SELECT id, event_id, state FROM deliveries WHERE partner_id = ? ORDER BY created_at, id",
-  )
-    .bind(partnerId)
-    .all<{ id: string; event_id: string; state: string }>();
-  return results;
 }
 
 /**

@@ -1,9 +1,9 @@
 /** Factories for tests running inside workerd: networks, postbacks, signed requests, admin calls. */
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import { type EventMessage, EventMessageSchema } from "../src/domain/messages";
-import { utf8 } from "../src/lib/bytes";
-import { importSigningKey, sign } from "../src/lib/standard-webhooks";
+import { type EventMessage, EventMessageSchema } from "../../src/domain/messages";
+import { utf8 } from "../../src/lib/bytes";
+import { importSigningKey, sign } from "../../src/lib/standard-webhooks";
 
 export const BASE = "https://hub.test";
 export const ADMIN_TOKEN = env.ADMIN_TOKEN;
@@ -185,4 +185,23 @@ export async function sha256Hex(data: string | Uint8Array): Promise<string> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+export interface DeliveryRow {
+  id: string;
+  event_id: string;
+  state: string;
+  attempts: number;
+  last_error: string | null;
+  created_at: string;
+}
+
+/** A partner's deliveries as D1 holds them, oldest first. */
+export async function deliveriesOf(partnerId: string): Promise<DeliveryRow[]> {
+  const { results } = await env.DB.prepare(
+    "SELECT id, event_id, state, attempts, last_error, created_at FROM deliveries WHERE partner_id = ? ORDER BY created_at, id",
+  )
+    .bind(partnerId)
+    .all<DeliveryRow>();
+  return results;
 }

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
 import { retryDelaySeconds } from "../src/queues/events-consumer";
-import { conversionInD1, makeEventMessage } from "./helpers";
+import { conversionInD1, makeEventMessage } from "./support/helpers";
 
 let messageCounter = 0;
 async function deliver(queue: string, bodies: unknown[], testEnv: Env = env) {

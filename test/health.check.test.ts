@@ -2,7 +2,7 @@ import { createExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
-import { expectStatus } from "./helpers";
+import { expectStatus } from "./support/helpers";
 
 describe("GET /health", () => {
   it("answers ok when configured and migrated", async () => {

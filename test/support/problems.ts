@@ -5,8 +5,8 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import { utf8 } from "../src/lib/bytes";
-import { importSigningKey, sign } from "../src/lib/standard-webhooks";
+import { utf8 } from "../../src/lib/bytes";
+import { importSigningKey, sign } from "../../src/lib/standard-webhooks";
 import {
   BASE,
   conversionInD1,

@@ -15,7 +15,7 @@ import {
   postback,
   type TestNetwork,
   uniqueId,
-} from "./helpers";
+} from "./support/helpers";
 
 interface Answer {
   status: string;

@@ -11,7 +11,7 @@ import { newId } from "../src/lib/bytes";
 import { encryptSecret, generateSecret } from "../src/lib/credentials";
 import { loadNetworkAuth, refreshNetworkAuth } from "../src/networks/network-cache";
 import { rotateSecret } from "../src/storage/networks";
-import { createNetwork, makePostback, signedRequest } from "./helpers";
+import { createNetwork, makePostback, signedRequest } from "./support/helpers";
 
 function source(nowMs: number) {
   return { db: env.DB, encryptionKey: env.ENCRYPTION_KEY, ttlSeconds: 30, nowMs };

@@ -8,7 +8,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
-import { createNetwork, expectStatus, makePostback, signedRequest, type TestNetwork } from "./helpers";
+import { createNetwork, expectStatus, makePostback, signedRequest, type TestNetwork } from "./support/helpers";
 
 interface Counts {
   d1: number;
