@@ -99,6 +99,27 @@ async function makeOld(network: TestNetwork, transactionId: string, seq: number)
   });
 }
 
+/** A pending event as the events consumer recorded it before the chain existed (no hash), a minute ago. */
+async function recordedBeforeTheChain(network: TestNetwork, transactionId: string) {
+  const receivedAt = new Date(Date.now() - 60_000).toISOString();
+  const old = makeEventMessage({
+    network_id: network.id,
+    transaction_id: transactionId,
+    received_at: receivedAt,
+    conversion: {
+      status: "pending",
+      amount: "5.00",
+      currency: "USD",
+      event_time: receivedAt,
+      first_seen_at: receivedAt,
+      version: 1,
+    },
+  });
+  await env.EVENTS.send(old, { contentType: "json" });
+  await eventually(async () => await conversionInD1(network.id, transactionId));
+  return old;
+}
+
 async function runRetentionCron() {
   const handler: ExportedHandler<Env> = worker;
   await handler.scheduled?.(
@@ -356,25 +377,9 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
   it("says that events recorded before the chain have no hash, and verifies the chain that follows them", async () => {
     const network = await createNetwork();
     const transactionId = uniqueId("tx");
-    const receivedAt = new Date(Date.now() - 60_000).toISOString();
     // An event as the consumer recorded it before the chain: no hash in the message.
-    const old = makeEventMessage({
-      network_id: network.id,
-      transaction_id: transactionId,
-      received_at: receivedAt,
-      conversion: {
-        status: "pending",
-        amount: "5.00",
-        currency: "USD",
-        event_time: receivedAt,
-        first_seen_at: receivedAt,
-        version: 1,
-      },
-    });
-    await env.EVENTS.send(old, { contentType: "json" });
-    await eventually(
-      async () => await env.DB.prepare("SELECT 1 FROM conversion_events WHERE event_id = ?").bind(old.event_id).first(),
-    );
+    const old = await recordedBeforeTheChain(network, transactionId);
+    const receivedAt = old.received_at;
     expect(await proofOf(network, transactionId)).toMatchObject({
       status: "unchained",
       verified: false,
@@ -688,23 +693,8 @@ describe("GET /v1/conversions/{network_id}/{transaction_id}/proof", () => {
   it("says which events are from an earlier life of the conversion, whose object was cleared before the chain", async () => {
     const network = await createNetwork();
     const transactionId = uniqueId("tx");
-    const receivedAt = new Date(Date.now() - 60_000).toISOString();
     // The first life, recorded before the chain; its object was cleared by the code before the tail.
-    const old = makeEventMessage({
-      network_id: network.id,
-      transaction_id: transactionId,
-      received_at: receivedAt,
-      conversion: {
-        status: "pending",
-        amount: "5.00",
-        currency: "USD",
-        event_time: receivedAt,
-        first_seen_at: receivedAt,
-        version: 1,
-      },
-    });
-    await env.EVENTS.send(old, { contentType: "json" });
-    await eventually(async () => await conversionInD1(network.id, transactionId));
+    const { received_at: receivedAt } = await recordedBeforeTheChain(network, transactionId);
     // The next life: a new object, whose chain begins at seq 1; D1 applies it (pending → approved).
     await send(network, makePostback({ transaction_id: transactionId, status: "approved" }));
     await settled(network, transactionId, 2);
