@@ -6,7 +6,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../src/app";
-import { SCALAR_BUNDLE_PATH } from "../src/routes/docs";
+import { SCALAR_BUNDLE_PATH, SCALAR_STYLE_HASHES } from "../src/routes/docs";
 
 const ORIGIN = "https://hub.test";
 
@@ -46,7 +46,7 @@ describe("GET /docs", () => {
     expect(csp.split("; ")).toEqual([
       "default-src 'none'",
       `script-src 'nonce-${nonce}'`,
-      `style-src-elem 'nonce-${nonce}'`,
+      `style-src-elem 'nonce-${nonce}' ${SCALAR_STYLE_HASHES.map((hash) => `'${hash}'`).join(" ")}`,
       "style-src-attr 'unsafe-inline'",
       "connect-src 'self'",
       "img-src 'self' data:",
@@ -55,6 +55,9 @@ describe("GET /docs", () => {
       "form-action 'none'",
       "frame-ancestors 'none'",
     ]);
+    // Two stylesheets the bundle inserts without the nonce, by hash only (e2e checks they are these).
+    expect(SCALAR_STYLE_HASHES).toHaveLength(2);
+    for (const hash of SCALAR_STYLE_HASHES) expect(hash).toMatch(/^sha256-[A-Za-z0-9+/]{43}=$/);
     const tags = [...tagsOf(html, "script"), ...tagsOf(html, "style")];
     // The bundle, the call that starts it, and the theme.
     expect(tags.length).toBe(3);

@@ -129,10 +129,10 @@ describe("GET /openapi.json", () => {
     expect(doc.servers[1]?.url).toBe("https://{worker}.{subdomain}.workers.dev");
     expect(doc.servers[1]?.variables?.worker?.default).toBe("postback-hub-production");
     expect(doc.info.license?.name).toBeTruthy();
-    // The error table, generated from src/errors.ts: one row per code, with its status and title.
+    // The error codes, generated from src/errors.ts: one line per code, with its status and title.
     for (const code of Object.keys(PROBLEM_CODES) as ProblemCode[]) {
       const { status, title } = PROBLEM_CODES[code];
-      expect(doc.info.description).toContain(`| \`${code}\` | ${status} | ${title} |`);
+      expect(doc.info.description).toContain(`- **${status}** \`${code}\`: ${title}.`);
     }
   });
 

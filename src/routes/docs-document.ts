@@ -70,11 +70,16 @@ const TAGS = [
   { name: "Operations", description: "Health checks for load balancers and operators." },
 ];
 
-/** The error table and an example problem, generated from the error module so they cannot drift. */
+/** The error codes and an example problem, generated from the error module so they cannot drift. */
 export function errorsMarkdown(): string {
-  const rows = (Object.keys(PROBLEM_CODES) as ProblemCode[]).map((code) => {
+  // A list rather than a table: in the reference's narrow text column (and on a phone) a table's
+  // code column broke the codes mid-word.
+  const byStatus = (Object.keys(PROBLEM_CODES) as ProblemCode[]).sort(
+    (a, b) => PROBLEM_CODES[a].status - PROBLEM_CODES[b].status,
+  );
+  const rows = byStatus.map((code) => {
     const { status, title } = PROBLEM_CODES[code];
-    return `| \`${code}\` | ${status} | ${title} |`;
+    return `- **${status}** \`${code}\`: ${title}.`;
   });
   const example = validationFailed([
     { location: "body.amount", message: "must be a plain decimal with at most 15 integer and 8 fraction digits" },
@@ -85,8 +90,8 @@ export function errorsMarkdown(): string {
     "",
     "Every error is an RFC 9457 problem, `application/problem+json`. Branch on `code` (stable) and the HTTP status; `title` and `detail` are for people. `errors` lists each problem with its `location`: `body.amount`, `header.webhook-signature`, `query.limit`, `path.network_id`.",
     "",
-    "| Code | HTTP status | Title |",
-    "| --- | --- | --- |",
+    "The codes, with their HTTP status:",
+    "",
     ...rows,
     "",
     "A problem response:",
@@ -269,7 +274,7 @@ export function registerOpenApiComponents(app: App): void {
     path: "conversion",
     operationId: "receiveConversion",
     tags: ["Deliveries"],
-    summary: "A conversion, as a POST partner receives it",
+    summary: "Receive a conversion by POST",
     description:
       "The hub POSTs to the partner's rendered `url_template` when a conversion is accepted or changes status. Without a `body_template` the body is the JSON below; with one, it is that template with its macros filled in. Delivered at least once: deduplicate on `webhook-id` (or `delivery_id`).",
     security: DELIVERY_SECURITY,
@@ -284,7 +289,7 @@ export function registerOpenApiComponents(app: App): void {
     path: "conversion",
     operationId: "receiveConversionAsGet",
     tags: ["Deliveries"],
-    summary: "A conversion, as a GET partner receives it",
+    summary: "Receive a conversion by GET",
     description:
       "The hub sends a GET to the partner's rendered `url_template`; the query is whatever the template says. These parameters are what the template `https://partner.example/postback?transaction_id={transaction_id}&status={status}&amount={amount}&currency={currency}&event_id={event_id}&delivery_id={delivery_id}&network_id={network_id}&click_id={click_id}&campaign_id={campaign_id}&test={test}` sends; a template may name them differently or send others of the macros.",
     security: DELIVERY_SECURITY,

@@ -15,18 +15,30 @@ const NONCE_BYTES = 16;
 export const SCALAR_BUNDLE_PATH = "/assets/scalar/standalone.js";
 
 /**
- * As strict as Scalar allows. The one script file and the two inline scripts the page needs (the
- * bundle, and the call that starts it) carry the nonce; the bundle never evaluates strings. Its
- * stylesheet is a `<style>` it adds at run time with the nonce it reads from
- * `<meta property="csp-nonce">`. Vue, the editor and the popovers position and size elements through
- * `style` attributes, hence `style-src-attr 'unsafe-inline'` (attributes only: they cannot load
- * anything or run script). Requests go to this origin only: the document, and "Test request".
+ * The two stylesheets Scalar's bundle inserts without a nonce, allowed by their SHA-256 and nothing
+ * else: the theme (a `<style>` its Vue app renders, the same text for this configuration) and the
+ * toasts' (vue-sonner's, injected as the bundle loads). They change only with the bundle: after an
+ * upgrade of @scalar/api-reference, test/e2e/docs.browser.e2e.test.ts fails and names the new hashes.
+ */
+export const SCALAR_STYLE_HASHES = [
+  "sha256-T13Uev3xCax2N28XaoAE8DOzQZKvPp7ZQVAi1iRREjo=",
+  "sha256-l/2OpPg0d+2VLTLgwjf5mQo2CYwHDEqdj5TjbfEyVJI=",
+];
+
+/**
+ * As strict as Scalar allows. Scripts: the one bundle file and the inline call that starts it carry
+ * the nonce, and nothing else runs (the bundle's one `Function("")`, a probe for eval support inside
+ * a try, is refused and it carries on without). Style elements: the bundle's main stylesheet takes
+ * the nonce from `<meta property="csp-nonce">`, the two it inserts without one are allowed by hash.
+ * Style attributes: Vue, the editor and the popovers size and place elements through `style`
+ * attributes, hence `style-src-attr 'unsafe-inline'` (attributes only, which load nothing and run
+ * no script). Requests go to this origin only: the document, and "Test request".
  */
 export function contentSecurityPolicy(nonce: string): string {
   return [
     "default-src 'none'",
     `script-src 'nonce-${nonce}'`,
-    `style-src-elem 'nonce-${nonce}'`,
+    `style-src-elem 'nonce-${nonce}' ${SCALAR_STYLE_HASHES.map((hash) => `'${hash}'`).join(" ")}`,
     "style-src-attr 'unsafe-inline'",
     "connect-src 'self'",
     "img-src 'self' data:",
@@ -50,6 +62,8 @@ export function registerDocsRoutes(app: App): void {
       cdn: SCALAR_BUNDLE_PATH,
       nonce,
       pageTitle: "Postback Hub API reference",
+      // No request for /favicon.ico (a 404 problem).
+      favicon: "data:,",
       // "Test request" goes to the hub that served this page, wherever it runs: the document's own
       // servers (127.0.0.1:8787, a workers.dev placeholder) are for generated clients.
       servers: [{ url: new URL(c.req.url).origin, description: "This hub" }],
@@ -64,7 +78,8 @@ export function registerDocsRoutes(app: App): void {
       showDeveloperTools: "never",
       hideClientButton: false,
       documentDownloadType: "json",
-      defaultOpenFirstTag: true,
+      // 34 operations: all open, so the browser's find and a reader scrolling see everything (the old page did).
+      defaultOpenAllTags: true,
       orderRequiredPropertiesFirst: true,
     });
     return reference(c, next);
