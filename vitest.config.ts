@@ -1,9 +1,12 @@
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { fakePartner } from "./test/setup/fake-partner";
 
 const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
+// wrangler.toml's [assets] directory must hold /docs's bundle before the Worker starts, however vitest was run.
+execFileSync(process.execPath, [path.join(import.meta.dirname, "scripts", "docs-assets.mjs")], { stdio: "inherit" });
 
 export default defineConfig({
   plugins: [

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run dev`: everything a fresh clone needs, then `wrangler dev` on http://127.0.0.1:8787.
-// 1. creates .dev.vars from .dev.vars.example when missing (dev-only admin token and key);
+// 1. creates .dev.vars from .dev.vars.example when missing (dev-only admin token and key), and puts
+//    the /docs page's bundle in place (scripts/docs-assets.mjs);
 // 2. applies the D1 migrations to the local database;
 // 3. starts wrangler dev with local D1, Durable Objects and Queues. Extra arguments are passed on;
 // 4. runs the 15-minute cron (partner auto-disable, the sweep of stranded deliveries) once the hub
@@ -34,6 +35,10 @@ if (!existsSync(devVars)) {
     console.log(`• added to .dev.vars from .dev.vars.example: ${missing.map((l) => l.split("=")[0]).join(", ")}`);
   }
 }
+
+// /docs's browser bundle, in wrangler.toml's [assets] directory (npm install put it there; this keeps it current).
+const assets = spawnSync(process.execPath, [path.join(root, "scripts", "docs-assets.mjs")], { stdio: "inherit" });
+if (assets.status !== 0) process.exit(assets.status ?? 1);
 
 console.log("• applying D1 migrations to the local database");
 const migrate = spawnSync(wrangler, ["d1", "migrations", "apply", "DB", "--local", ...persist], {

@@ -1,27 +1,37 @@
-/** The HTTP app: request ids, problem responses for every error, the routes, the OpenAPI document. */
+/**
+ * The HTTP app: request ids, problem responses for every error, the public and network routes, the
+ * admin API on a sub-app that guards every route registered on it, the OpenAPI document and /docs.
+ */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
 import { requireAdmin } from "./routes/admin-auth";
-import type { AppEnv } from "./routes/common";
+import { ADMIN_SECURITY, type App, type AppEnv, problem } from "./routes/common";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
 import { registerConversionRoutes } from "./routes/conversions";
 import { registerDeliveryRoutes } from "./routes/deliveries";
 import { registerDocsRoutes } from "./routes/docs";
+import { documentRequestIds, OPENAPI_DOCUMENT, registerOpenApiComponents } from "./routes/docs-document";
 import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
 import { registerPartnerRoutes } from "./routes/partners";
 import { registerPostbackRoutes } from "./routes/postbacks";
-import { registerRequestRoutes } from "./routes/requests";
+import { registerNetworkRequestLogRoute, registerRequestRoutes } from "./routes/requests";
 
 const TARGET_LOCATIONS: Record<string, string> = { json: "body", query: "query", param: "path", header: "header" };
 
-export function createApp(): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>({
+/** An app with the hub's validation hook: the root and every sub-app answer bad input the same way. */
+function newApp(): App {
+  return new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) throw validationProblem(TARGET_LOCATIONS[result.target] ?? result.target, result.error);
     },
   });
+}
+
+/** `registerAdmin` puts the admin routes on the admin sub-app; tests pass their own to prove the guard. */
+export function createApp(registerAdmin: (admin: App) => void = registerAdminRoutes): App {
+  const app = newApp();
 
   app.use(async (c, next) => {
     const requestId = rayId(c.req.header("cf-ray")) ?? crypto.randomUUID();
@@ -63,36 +73,64 @@ export function createApp(): OpenAPIHono<AppEnv> {
     ),
   );
 
-  for (const resource of ["networks", "conversions", "partners", "deliveries", "requests"]) {
-    app.use(`/v1/${resource}`, requireAdmin);
-    app.use(`/v1/${resource}/*`, requireAdmin);
-  }
-
+  // Public and network-authenticated routes: each checks its own credentials (or needs none).
   registerHealthRoutes(app);
   registerPostbackRoutes(app);
-  registerNetworkRoutes(app);
-  registerConversionRoutes(app);
-  registerConversionProofRoute(app);
-  registerPartnerRoutes(app);
-  registerDeliveryRoutes(app);
-  registerRequestRoutes(app);
-  registerDocsRoutes(app);
+  registerNetworkRequestLogRoute(app);
+  app.route("/", createAdminApp(registerAdmin));
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", {
-    type: "http",
-    scheme: "bearer",
-    description: "The hub's ADMIN_TOKEN secret.",
-  });
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "Postback Hub",
-      version: "1.0.0",
-      description:
-        "Networks post conversions (signed JSON, or affiliate GET postbacks with a token or a signed query); the hub deduplicates them per transaction, records them and relays them to partners. Errors are RFC 9457 problem+json with a stable `code`.",
-    },
-  });
+  registerOpenApiComponents(app);
+  documentRequestIds(app);
+  app.doc31("/openapi.json", OPENAPI_DOCUMENT);
+  registerDocsRoutes(app);
   return app;
+}
+
+/** Every operator route. A route is admin because it is registered here, and only then. */
+export function registerAdminRoutes(admin: App): void {
+  registerNetworkRoutes(admin);
+  registerConversionRoutes(admin);
+  registerConversionProofRoute(admin);
+  registerPartnerRoutes(admin);
+  registerDeliveryRoutes(admin);
+  registerRequestRoutes(admin);
+}
+
+/**
+ * The admin API, guarded by construction: each route registered on it runs `requireAdmin` before
+ * anything else (its validators included, so a stranger learns nothing from a 422), and its
+ * operation declares the adminToken security in the document. Hono copies a sub-app's
+ * `use("*", …)` onto every path of the parent when mounted at "/", which would guard /health and
+ * the postback routes too, so the guard goes on each of the sub-app's own method and path instead.
+ */
+export function createAdminApp(registerAdmin: (admin: App) => void = registerAdminRoutes): App {
+  const routes = newApp();
+  registerAdmin(routes);
+  for (const definition of routes.openAPIRegistry.definitions) {
+    if (definition.type !== "route") continue;
+    const { route } = definition;
+    const declared = JSON.stringify(route.security ?? ADMIN_SECURITY);
+    if (declared !== JSON.stringify(ADMIN_SECURITY)) {
+      throw new Error(
+        `${route.method.toUpperCase()} ${route.path} is an admin route but declares security ${declared}`,
+      );
+    }
+    definition.route = {
+      ...route,
+      security: ADMIN_SECURITY,
+      responses: { 401: problem("Missing or wrong admin token."), ...route.responses },
+    };
+  }
+  const admin = newApp();
+  const guarded = new Set<string>();
+  for (const { method, path } of routes.routes) {
+    const key = `${method} ${path}`;
+    if (guarded.has(key)) continue;
+    guarded.add(key);
+    admin.on(method, path, requireAdmin);
+  }
+  admin.route("/", routes);
+  return admin;
 }
 
 /**

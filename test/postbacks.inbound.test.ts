@@ -968,14 +968,18 @@ describe("the OpenAPI document", () => {
     const security = (path: string, method: string) => document.paths[path]?.[method]?.security ?? [];
     expect(security("/v1/networks/{network_id}", "patch")).toEqual([{ adminToken: [] }]);
     expect(security("/v1/networks/{network_id}/tokens", "post")).toEqual([{ adminToken: [] }]);
-    for (const [path, method] of [
-      ["/v1/postbacks/{network_id}", "get"],
-      ["/v1/postbacks/{network_id}", "post"],
-      ["/v1/postbacks/{network_id}/batch", "post"],
-      ["/v1/postbacks/{network_id}/explain", "post"],
+    // The postback routes take the network's own credentials, each a way on its own (explain takes
+    // the admin token as one more way); none needs the admin token.
+    const body = [{ webhookSignature: [] }, { postbackToken: [] }, { postbackTokenQuery: [] }, { signedQuery: [] }];
+    const query = [{ postbackTokenQuery: [] }, { postbackToken: [] }, { signedQuery: [] }];
+    for (const [path, method, ways] of [
+      ["/v1/postbacks/{network_id}", "get", query],
+      ["/v1/postbacks/{network_id}", "post", body],
+      ["/v1/postbacks/{network_id}/batch", "post", body],
+      ["/v1/postbacks/{network_id}/explain", "post", [{ adminToken: [] }, ...body]],
     ] as const) {
       expect(document.paths[path]?.[method], `${method} ${path} is documented`).toBeDefined();
-      expect(security(path, method), `${method} ${path}`).toEqual([]);
+      expect(security(path, method), `${method} ${path}`).toEqual(ways);
     }
   });
 });

@@ -5,8 +5,10 @@
  * from the OpenAPI document so that a new admin route is covered without touching this file.
  */
 import { env, exports } from "cloudflare:workers";
+import { createRoute, z } from "@hono/zod-openapi";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
+import { createAdminApp, createApp, registerAdminRoutes } from "../src/app";
 import { fromBase64, utf8 } from "../src/lib/bytes";
 import { SECRET_PREFIX } from "../src/lib/standard-webhooks";
 import {
@@ -468,7 +470,12 @@ const operations: Operation[] = Object.entries(openApi.paths).flatMap(([path, it
     return operation ? [{ method: method.toUpperCase(), path, operation }] : [];
   }),
 );
-const adminOperations = operations.filter(({ operation }) => (operation.security ?? []).length > 0);
+/** Operations that only the admin token opens (explain takes it too, or the network's credentials). */
+const adminOperations = operations.filter(
+  ({ operation }) =>
+    (operation.security ?? []).length > 0 &&
+    (operation.security ?? []).every((requirement) => "adminToken" in (requirement as object)),
+);
 
 /** The path with each `{param}` replaced by its documented example, or a plausible id. */
 function concretePath({ path, operation }: Operation): string {
@@ -544,8 +551,27 @@ describe("admin authentication on every secured operation of /openapi.json", () 
     const health = openApi.paths["/health"]?.get;
     expect(ingest).toBeDefined();
     expect(health).toBeDefined();
-    expect(ingest?.security ?? []).toEqual([]);
+    // The ingest route takes the network's credentials, each a way of its own, never the admin token.
+    expect(ingest?.security).toEqual([
+      { webhookSignature: [] },
+      { postbackToken: [] },
+      { postbackTokenQuery: [] },
+      { signedQuery: [] },
+    ]);
     expect(health?.security ?? []).toEqual([]);
+  });
+
+  it("lets only explain take the admin token besides the admin operations", () => {
+    const either = operations
+      .filter(({ operation }) =>
+        (operation.security ?? []).some((requirement) => "adminToken" in (requirement as object)),
+      )
+      .filter((target) => !adminOperations.includes(target))
+      .map(({ method, path }) => `${method} ${path}`);
+    expect(either.sort()).toEqual([
+      "GET /v1/postbacks/{network_id}/explain",
+      "POST /v1/postbacks/{network_id}/explain",
+    ]);
   });
 
   it.each(authMatrix)("401 for $name", async ({ target, authorization }) => {
@@ -584,5 +610,87 @@ describe("admin authentication on every secured operation of /openapi.json", () 
     const text = await response.text();
     expect(response.status, text).not.toBe(401);
     expect(response.status, text).toBeLessThan(500);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Admin routes are guarded by construction: the admin sub-app of src/app.ts
+// ------------------------------------------------------------------------------------------------
+
+/** `METHOD /path/{param}` for each route of a Hono app, as the document names operations. */
+function routeNames(app: { routes: { method: string; path: string }[] }): string[] {
+  const names = app.routes.map(({ method, path }) => `${method} ${path.replace(/:([^/]+)/g, "{$1}")}`);
+  return [...new Set(names)].sort();
+}
+
+describe("the admin sub-app", () => {
+  it("holds exactly the operations that the document secures with the admin token alone", () => {
+    const documented = adminOperations.map(({ method, path }) => `${method} ${path}`).sort();
+    expect(routeNames(createAdminApp())).toEqual(documented);
+  });
+
+  it("declares the adminToken security on every operation registered on it, and nothing else does", () => {
+    for (const name of routeNames(createAdminApp())) {
+      const [method = "", path = ""] = name.split(" ");
+      const operation = openApi.paths[path]?.[method.toLowerCase() as (typeof HTTP_METHODS)[number]];
+      expect(operation, `${name} is not in /openapi.json`).toBeDefined();
+      expect(operation?.security, name).toEqual([{ adminToken: [] }]);
+    }
+    for (const name of ["GET /health", "POST /v1/postbacks/{network_id}", "GET /v1/postbacks/{network_id}/requests"]) {
+      expect(routeNames(createAdminApp())).not.toContain(name);
+    }
+  });
+
+  // A new admin route under a prefix no rule names, declaring no security: registering it on the
+  // sub-app is what guards it and documents it.
+  const REPORT = createRoute({
+    method: "get",
+    path: "/v2/reports/{report_id}",
+    operationId: "getReport",
+    summary: "A report",
+    request: { params: z.object({ report_id: z.string() }) },
+    responses: {
+      200: { description: "The report.", content: { "application/json": { schema: z.object({ ok: z.boolean() }) } } },
+    },
+  });
+  const withReport = () =>
+    createApp((routes) => {
+      registerAdminRoutes(routes);
+      routes.openapi(REPORT, (c) => c.json({ ok: true }, 200));
+    });
+
+  it("guards a route registered on it, whatever its path", async () => {
+    const app = withReport();
+    for (const [, authorization] of BAD_CREDENTIALS) {
+      const headers = authorization === null ? undefined : { authorization };
+      const response = await app.fetch(new Request(`${BASE}/v2/reports/r1`, { headers }), env);
+      const problem = await expectProblem(response, 401, "unauthorized");
+      expectLocations(problem, ["header.authorization"]);
+    }
+    const ok = await app.fetch(
+      new Request(`${BASE}/v2/reports/r1`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
+      env,
+    );
+    expect(await expectStatus(ok, 200)).toEqual({ ok: true });
+    // The guard is on the sub-app's routes only: the public and network routes stay as they were.
+    await expectStatus(await app.fetch(new Request(`${BASE}/health`), env), 200);
+    await expectProblem(await app.fetch(new Request(`${BASE}/v2/nothing-here`), env), 404, "not_found");
+  });
+
+  it("documents a route registered on it with the adminToken security and its 401", async () => {
+    const doc = (await (await withReport().fetch(new Request(`${BASE}/openapi.json`), env)).json()) as {
+      paths: Record<string, Record<string, { security?: unknown; responses: Record<string, unknown> }>>;
+    };
+    const report = doc.paths["/v2/reports/{report_id}"]?.get;
+    expect(report?.security).toEqual([{ adminToken: [] }]);
+    expect(Object.keys(report?.responses ?? {})).toEqual(expect.arrayContaining(["200", "401"]));
+  });
+
+  it("refuses, at start-up, an admin route that declares other security", () => {
+    expect(() =>
+      createApp((routes) => {
+        routes.openapi({ ...REPORT, security: [] }, (c) => c.json({ ok: true }, 200));
+      }),
+    ).toThrow(/GET \/v2\/reports\/\{report_id\} is an admin route but declares security \[\]/);
   });
 });

@@ -12,7 +12,35 @@ export interface AppEnv {
 
 export type App = OpenAPIHono<AppEnv>;
 
-export const ADMIN_SECURITY = [{ adminToken: [] }];
+/** One way to authenticate: the named security schemes, all of them (an operation lists the ways). */
+type SecurityRequirement = Record<string, string[]>;
+
+/** The operator's credential. Only routes on the admin sub-app (src/app.ts) require it alone. */
+export const ADMIN_SECURITY: SecurityRequirement[] = [{ adminToken: [] }];
+
+/** A network's credentials for a request with a body: any one of them (the schemes: docs-document.ts). */
+export const NETWORK_BODY_SECURITY: SecurityRequirement[] = [
+  { webhookSignature: [] },
+  { postbackToken: [] },
+  { postbackTokenQuery: [] },
+  { signedQuery: [] },
+];
+
+/** A network's credentials for a GET: Standard Webhooks signs a body, and a GET has none. */
+export const NETWORK_QUERY_SECURITY: SecurityRequirement[] = [
+  { postbackTokenQuery: [] },
+  { postbackToken: [] },
+  { signedQuery: [] },
+];
+
+/** The network's credentials, or the admin token instead (explain). */
+export function withAdmin(security: readonly SecurityRequirement[]): SecurityRequirement[] {
+  return [...ADMIN_SECURITY, ...security];
+}
+
+export const RATE_LIMITED_HEADERS = {
+  "Retry-After": { description: "Seconds to wait before sending again.", schema: { type: "integer" as const } },
+};
 
 export const ProblemSchema = z
   .object({

@@ -13,6 +13,7 @@ import { ConversionKeyParams, conversionNotFound, WorldQuery } from "./conversio
 const route = createRoute({
   method: "get",
   path: "/v1/conversions/{network_id}/{transaction_id}/proof",
+  operationId: "getConversionProof",
   tags: ["Conversions"],
   summary: "Prove a conversion's history",
   description:

@@ -85,12 +85,12 @@ function testFlag(description: string) {
 }
 
 export const ConversionKeyParams = z.object({
-  network_id: z.string().openapi({ param: { name: "network_id", in: "path" } }),
+  network_id: z.string().openapi({ param: { name: "network_id", in: "path" }, example: "acme" }),
   // As ingest names it (NFC), so an id typed in another Unicode form finds its conversion.
   transaction_id: z
     .string()
     .transform(normalizeIdentifier)
-    .openapi({ param: { name: "transaction_id", in: "path" } }),
+    .openapi({ param: { name: "transaction_id", in: "path" }, example: "ord_8812" }),
 });
 
 export const WorldQuery = z.object({
@@ -153,6 +153,7 @@ export function registerConversionRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/conversions/{network_id}/{transaction_id}",
+      operationId: "getConversion",
       tags,
       summary: "Get a conversion and its history",
       description: "The conversion's current state and every recorded event with its verdict, oldest first.",
@@ -179,6 +180,7 @@ export function registerConversionRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/conversions",
+      operationId: "listConversions",
       tags,
       summary: "List conversions",
       description: "Newest first by first_seen_at, filtered and paginated with a cursor.",

@@ -121,6 +121,7 @@ export function registerDeliveryRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/deliveries",
+      operationId: "listDeliveries",
       tags,
       summary: "List deliveries",
       description: "Newest first by created_at, filtered and paginated with a cursor.",
@@ -149,6 +150,7 @@ export function registerDeliveryRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/deliveries/{delivery_id}",
+      operationId: "getDelivery",
       tags,
       summary: "Get a delivery and every attempt",
       security: ADMIN_SECURITY,
@@ -171,6 +173,7 @@ export function registerDeliveryRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/deliveries/{delivery_id}/replay",
+      operationId: "replayDelivery",
       tags,
       summary: "Replay a failed, dead or parked delivery",
       description: "Sends it again from the start of the partner's retry schedule, with the same delivery id.",

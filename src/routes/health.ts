@@ -15,8 +15,11 @@ export function registerHealthRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/health",
+      operationId: "getHealth",
       tags: ["Operations"],
       summary: "Health check",
+      // Public, so that a load balancer can ask.
+      security: [],
       responses: {
         200: {
           description: "The hub is up and configured.",

@@ -140,6 +140,16 @@ const RotatedTokenSchema = z
   .object({ token_id: z.string(), token: TokenValue, previous_tokens_expire_at: z.string() })
   .openapi("RotatedToken");
 
+/**
+ * The documented network: the token method on, and no IP allowlist, so that the documented
+ * postbacks that follow work from localhost (test/docs.examples.test.ts sends them).
+ */
+const CREATE_NETWORK_EXAMPLE = {
+  id: "acme",
+  name: "Acme Network",
+  auth: { methods: ["standard_webhooks", "token"] },
+} satisfies z.input<typeof CreateNetworkBody>;
+
 const notFound = problem("No such network.");
 const tags = ["Networks"];
 
@@ -171,12 +181,18 @@ export function registerNetworkRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/networks",
+      operationId: "createNetwork",
       tags,
       summary: "Register a network",
       description:
         "Creates a network with its Standard Webhooks signing secret and, when `auth.methods` includes token, a static token. Both are shown only in this response.",
       security: ADMIN_SECURITY,
-      request: { body: { required: true, content: { "application/json": { schema: CreateNetworkBody } } } },
+      request: {
+        body: {
+          required: true,
+          content: { "application/json": { schema: CreateNetworkBody, example: CREATE_NETWORK_EXAMPLE } },
+        },
+      },
       responses: {
         201: { description: "Created.", content: { "application/json": { schema: CreatedNetworkSchema } } },
         409: problem("A network with this id exists."),
@@ -216,6 +232,7 @@ export function registerNetworkRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/networks",
+      operationId: "listNetworks",
       tags,
       summary: "List networks",
       security: ADMIN_SECURITY,
@@ -243,6 +260,7 @@ export function registerNetworkRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/networks/{network_id}",
+      operationId: "getNetwork",
       tags,
       summary: "Get a network",
       description: "With its credentials' metadata: when each was created, expires and was last used.",
@@ -270,6 +288,7 @@ export function registerNetworkRoutes(app: App): void {
     createRoute({
       method: "patch",
       path: "/v1/networks/{network_id}",
+      operationId: "updateNetwork",
       tags,
       summary: "Update a network's settings",
       description:
@@ -277,7 +296,10 @@ export function registerNetworkRoutes(app: App): void {
       security: ADMIN_SECURITY,
       request: {
         params: NetworkParams,
-        body: { required: true, content: { "application/json": { schema: UpdateNetworkBody } } },
+        body: {
+          required: true,
+          content: { "application/json": { schema: UpdateNetworkBody, example: { name: "Acme Affiliate Network" } } },
+        },
       },
       responses: {
         200: { description: "The network.", content: { "application/json": { schema: UpdatedNetworkSchema } } },
@@ -319,6 +341,7 @@ export function registerNetworkRoutes(app: App): void {
       createRoute({
         method: "post",
         path: `/v1/networks/{network_id}/${action}`,
+        operationId: `${action}Network`,
         tags,
         summary: action === "disable" ? "Disable a network (its postbacks get 403)" : "Enable a network",
         security: ADMIN_SECURITY,
@@ -344,6 +367,7 @@ export function registerNetworkRoutes(app: App): void {
     createRoute({
       method: "post",
       path: `/v1/networks/{network_id}/${path}`,
+      operationId: path === "secrets" ? "rotateNetworkSecret" : "rotateNetworkToken",
       tags,
       summary,
       description:

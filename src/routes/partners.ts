@@ -364,6 +364,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/partners",
+      operationId: "createPartner",
       tags,
       summary: "Register a partner",
       description: "Answers with the partner and, when `sign` is true, its signing secret (shown once).",
@@ -407,6 +408,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/partners",
+      operationId: "listPartners",
       tags,
       summary: "List partners",
       security: ADMIN_SECURITY,
@@ -433,6 +435,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/partners/{partner_id}",
+      operationId: "getPartner",
       tags,
       summary: "Get a partner",
       security: ADMIN_SECURITY,
@@ -458,6 +461,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "patch",
       path: "/v1/partners/{partner_id}",
+      operationId: "updatePartner",
       tags,
       summary: "Update a partner",
       description: "Changes the given fields. Turning `sign` on for the first time answers with a new signing secret.",
@@ -499,6 +503,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "delete",
       path: "/v1/partners/{partner_id}",
+      operationId: "deletePartner",
       tags,
       summary: "Delete a partner",
       description: "Its unfinished deliveries fail; the delivery log is kept.",
@@ -518,6 +523,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/partners/{partner_id}/disable",
+      operationId: "disablePartner",
       tags,
       summary: "Disable a partner",
       description: "Its pending and retrying deliveries are parked until it is enabled again.",
@@ -543,6 +549,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/partners/{partner_id}/enable",
+      operationId: "enablePartner",
       tags,
       summary: "Enable a partner",
       description: "Resumes its parked deliveries (each keeps its delivery id).",
@@ -576,6 +583,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/partners/{partner_id}/secrets",
+      operationId: "rotatePartnerSecret",
       tags,
       summary: "Rotate the partner's signing secret",
       description:
@@ -608,6 +616,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/partners/{partner_id}/preview",
+      operationId: "previewPartnerRequest",
       tags,
       summary: "Preview the partner's request",
       description: "Renders the request for a sample conversion, signature headers included. Sends nothing.",
@@ -666,6 +675,7 @@ export function registerPartnerRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/partners/{partner_id}/replay",
+      operationId: "replayPartnerDeliveries",
       tags,
       summary: "Replay the partner's failed, dead or parked deliveries",
       description: `In a time range on created_at; \`dry_run\` only counts. At most ${REPLAY_LIMIT} per call, oldest first; each keeps its delivery id.`,

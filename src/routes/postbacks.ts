@@ -15,27 +15,46 @@ import { ingestBatch, ingestPostback, MAX_BATCH_EVENTS } from "../ingest/ingest"
 import { logRequest, newTrace, type RequestFacts } from "../ingest/request-log";
 import { secretsEqual } from "../lib/bytes";
 import { allPartners } from "../storage/partners";
-import { type App, type AppEnv, problem } from "./common";
+import {
+  type App,
+  type AppEnv,
+  NETWORK_BODY_SECURITY,
+  NETWORK_QUERY_SECURITY,
+  problem,
+  RATE_LIMITED_HEADERS,
+  withAdmin,
+} from "./common";
 import { ingestDeps } from "./ingest-deps";
+
+/** The documented JSON postback: what "Try it" sends, and what test/docs.examples.test.ts posts. */
+export const POSTBACK_EXAMPLE = {
+  transaction_id: "ord_8812",
+  status: "approved",
+  amount: "29.99",
+  currency: "USD",
+  event_type: "purchase",
+  campaign_id: "camp-987",
+  click_id: "clk_1f3a9",
+};
 
 const NetworkPath = z.object({
   network_id: z.string().openapi({ param: { name: "network_id", in: "path" }, example: "acme" }),
 });
 
+// The credentials themselves (webhook-signature, x-postback-token, token, pb_sig) are the security
+// schemes; these are the parameters that go with them.
 const credentialHeaders = z.object({
-  "webhook-id": z.string().optional().openapi({ description: "Standard Webhooks: unique id of this message." }),
-  "webhook-timestamp": z.string().optional().openapi({ description: "Standard Webhooks: Unix seconds (±300 s)." }),
-  "webhook-signature": z.string().optional().openapi({
-    description:
-      "Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256>` over `<webhook-id>.<webhook-timestamp>.<raw body>`.",
-  }),
+  "webhook-id": z
+    .string()
+    .optional()
+    .openapi({ description: "Standard Webhooks (`webhookSignature`): unique id of this message." }),
+  "webhook-timestamp": z
+    .string()
+    .optional()
+    .openapi({ description: "Standard Webhooks (`webhookSignature`): Unix seconds (±300 s)." }),
   "svix-id": z.string().optional().openapi({ description: "Svix's name for webhook-id (same scheme)." }),
   "svix-timestamp": z.string().optional().openapi({ description: "Svix's name for webhook-timestamp." }),
   "svix-signature": z.string().optional().openapi({ description: "Svix's name for webhook-signature." }),
-  "x-postback-token": z
-    .string()
-    .optional()
-    .openapi({ description: "The network's static token (or the `token` parameter)." }),
   "x-postback-test": z.string().optional().openapi({
     description:
       '`1` or `true`: a test postback. Only with the token method: a header is outside every signature, so a signed postback marks a test with `"test": true` in its JSON body or a signed `pb_test=1` (401 otherwise).',
@@ -50,21 +69,71 @@ const rejections = {
   413: problem("Body too large."),
   415: problem("Not application/json (or form-encoded, for the parameter form)."),
   422: problem("Invalid fields; `errors` lists every one."),
-  429: problem("Over the network's rate limit; see Retry-After."),
+  429: {
+    ...problem("Over the network's rate limit; retry after `Retry-After` seconds."),
+    headers: RATE_LIMITED_HEADERS,
+  },
 };
 
 const success = {
   description:
     "Recorded (or recognised as already recorded). A network configured with a fixed answer (e.g. `OK`) gets that body instead, with the verdict in the `x-postback-status` header.",
+  headers: {
+    "idempotent-replayed": {
+      description: "`true` when this postback was a duplicate: the answer is the original one, replayed.",
+      schema: { type: "string" as const, enum: ["true"] },
+    },
+    "x-postback-status": {
+      description: "With a fixed answer only: the verdict (accepted, duplicate, updated, stale).",
+      schema: { type: "string" as const },
+    },
+    "x-event-id": { description: "With a fixed answer only: the event id.", schema: { type: "string" as const } },
+  },
   content: { "application/json": { schema: IngestAnswerSchema } },
 };
+
+/** The signed query's parameters besides `pb_sig` (the `signedQuery` scheme), and the test marker. */
+const SignedQueryParams = z.object({
+  pb_id: z.string().optional().openapi({ description: "Signed query: a unique message id." }),
+  pb_ts: z.string().optional().openapi({ description: "Signed query: Unix seconds (±300 s)." }),
+  pb_test: z
+    .string()
+    .optional()
+    .openapi({ description: "`1`: a test postback (a signed parameter, with a signed query)." }),
+});
+
+const BodyDigestParam = SignedQueryParams.extend({
+  pb_body_sha256: z.string().optional().openapi({
+    description:
+      "Signed query with a JSON body: lowercase hex SHA-256 of the body bytes, among the signed parameters; required for a JSON body.",
+  }),
+});
+
+/**
+ * A GET postback's query: the tracker's parameters, documented under their canonical names (which
+ * the generic mapping reads, besides aliases like txid and payout), and the signed query's. The
+ * examples are the JSON example's conversion, so trying both gives one conversion and a duplicate.
+ */
+const GetPostbackQuery = SignedQueryParams.extend({
+  transaction_id: z.string().optional().openapi({
+    description:
+      "The tracker's parameters, named as the network's mapping reads them; the generic preset also reads txid, payout, offer_id, subid and sub1…sub5, and status 1, 0 or -1.",
+    example: POSTBACK_EXAMPLE.transaction_id,
+  }),
+  status: z.string().optional().openapi({ example: POSTBACK_EXAMPLE.status }),
+  amount: z.string().optional().openapi({ example: POSTBACK_EXAMPLE.amount }),
+  currency: z.string().optional().openapi({ example: POSTBACK_EXAMPLE.currency }),
+  event_type: z.string().optional().openapi({ example: POSTBACK_EXAMPLE.event_type }),
+  campaign_id: z.string().optional().openapi({ example: POSTBACK_EXAMPLE.campaign_id }),
+  click_id: z.string().optional().openapi({ example: POSTBACK_EXAMPLE.click_id }),
+});
 
 const tags = ["Postbacks"];
 
 const QueryPostback = z.record(z.string(), z.string()).openapi("PostbackParameters", {
   description:
     "The tracker's parameters, mapped by the network's `mapping` (e.g. txid → transaction_id, payout → amount), plus credentials: `token`, or `pb_id`, `pb_ts`, `pb_sig` for a signed query; `pb_test=1` for a test.",
-  example: { txid: "ord_8812", payout: "29.99", status: "1", token: "pbt_…" },
+  example: { txid: "ord_8812", payout: "29.99", status: "1" },
 });
 
 const BatchBody = z.object({ events: z.array(PostbackSchema).min(1).max(MAX_BATCH_EVENTS) }).openapi("PostbackBatch");
@@ -140,17 +209,20 @@ export function registerPostbackRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/postbacks/{network_id}",
+      operationId: "postPostback",
       tags,
       summary: "Post a conversion",
       description:
         "A JSON body, or an `application/x-www-form-urlencoded` body mapped like a GET, authenticated by one of the network's methods: Standard Webhooks headers over the raw body, its static token, or a signed query. Idempotent per transaction_id: repeat a postback freely.",
+      security: NETWORK_BODY_SECURITY,
       request: {
         params: NetworkPath,
+        query: BodyDigestParam,
         headers: credentialHeaders,
         body: {
           required: true,
           content: {
-            "application/json": { schema: PostbackSchema },
+            "application/json": { schema: PostbackSchema, example: POSTBACK_EXAMPLE },
             "application/x-www-form-urlencoded": { schema: QueryPostback },
           },
         },
@@ -166,28 +238,13 @@ export function registerPostbackRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/postbacks/{network_id}",
+      operationId: "postPostbackAsGet",
       tags,
       summary: "Post a conversion as an affiliate GET",
       description:
         "For trackers that fire a URL with macros: `?txid={txid}&payout={payout}&status={status}&token=…`. The network's mapping turns the parameters into a postback, which goes through the same validation, Durable Object and pipeline as a JSON postback.",
-      request: {
-        params: NetworkPath,
-        query: z.object({
-          token: z.string().optional().openapi({ description: "The network's static token (token method)." }),
-          pb_id: z.string().optional().openapi({ description: "Signed query: a unique message id." }),
-          pb_ts: z.string().optional().openapi({ description: "Signed query: Unix seconds (±300 s)." }),
-          pb_sig: z.string().optional().openapi({ description: "Signed query: `v1,<base64 HMAC-SHA256>` entries." }),
-          pb_test: z
-            .string()
-            .optional()
-            .openapi({ description: "`1`: a test postback (a signed parameter, with a signed query)." }),
-          pb_body_sha256: z.string().optional().openapi({
-            description:
-              "Signed query with a JSON body (POST): lowercase hex SHA-256 of the body bytes, among the signed parameters; required for a JSON body.",
-          }),
-        }),
-        headers: credentialHeaders,
-      },
+      security: NETWORK_QUERY_SECURITY,
+      request: { params: NetworkPath, query: GetPostbackQuery, headers: credentialHeaders },
       responses: { 200: success, 409: problem("Contradicts the recorded conversion."), ...rejections },
     }),
   );
@@ -195,14 +252,20 @@ export function registerPostbackRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/postbacks/{network_id}/batch",
+      operationId: "postPostbackBatch",
       tags,
       summary: "Post up to 100 conversions at once",
       description:
         "One authenticated JSON request; each event is decided on its own with per-item results, and one bad item does not reject the others.",
+      security: NETWORK_BODY_SECURITY,
       request: {
         params: NetworkPath,
+        query: BodyDigestParam,
         headers: credentialHeaders,
-        body: { required: true, content: { "application/json": { schema: BatchBody } } },
+        body: {
+          required: true,
+          content: { "application/json": { schema: BatchBody, example: { events: [POSTBACK_EXAMPLE] } } },
+        },
       },
       responses: {
         200: { description: "Per-item results.", content: { "application/json": { schema: BatchResultSchema } } },
@@ -218,16 +281,19 @@ export function registerPostbackRoutes(app: App): void {
     },
     401: problem("Neither the admin token nor valid network credentials."),
     404: problem("Unknown network."),
+    429: { ...problem("Over the network's rate limit."), headers: RATE_LIMITED_HEADERS },
   };
   app.openAPIRegistry.registerPath(
     createRoute({
       method: "get",
       path: "/v1/postbacks/{network_id}/explain",
+      operationId: "explainPostbackAsGet",
       tags,
       summary: "Explain how a GET postback would be handled (dry run)",
       description:
         "The GET form of explain: the same query string you would send to the postback URL. Answers as the POST form does: partners' rendered requests are shown with the admin token only.",
-      request: { params: NetworkPath, headers: credentialHeaders },
+      security: withAdmin(NETWORK_QUERY_SECURITY),
+      request: { params: NetworkPath, query: GetPostbackQuery, headers: credentialHeaders },
       responses: explainResponses,
     }),
   );
@@ -235,11 +301,24 @@ export function registerPostbackRoutes(app: App): void {
     createRoute({
       method: "post",
       path: "/v1/postbacks/{network_id}/explain",
+      operationId: "explainPostback",
       tags,
       summary: "Explain how a postback would be handled (dry run)",
       description:
         "Send exactly the request you would send to the postback URL (JSON, form, or as a GET to the same path), with the admin token in `Authorization` or the network's own valid credentials. Answers the authentication verdict (with the string that should have been signed), the mapping, validation errors, the dedupe decision against the current state, and the partners: for each, `notified` (whether a request would be sent now) and the `reason`. Only with the admin token does each partner also carry `request`, the rendered request (method, URL, headers, body) as it would be sent, and a reason that quotes the partner's template; a network explaining with its own credentials sees only the partners that could receive its events, as `partner_id`, `name`, `notified` and `reason`, never their URLs, bodies, headers or methods, which often hold the partner's API keys. Stores and sends nothing.",
-      request: { params: NetworkPath, headers: credentialHeaders },
+      security: withAdmin(NETWORK_BODY_SECURITY),
+      request: {
+        params: NetworkPath,
+        query: BodyDigestParam,
+        headers: credentialHeaders,
+        body: {
+          required: false,
+          content: {
+            "application/json": { schema: PostbackSchema, example: POSTBACK_EXAMPLE },
+            "application/x-www-form-urlencoded": { schema: QueryPostback },
+          },
+        },
+      },
       responses: explainResponses,
     }),
   );

@@ -21,9 +21,11 @@ import {
   type App,
   decodeCursor,
   listOf,
+  NETWORK_QUERY_SECURITY,
   PaginationQuerySchema,
   page,
   problem,
+  RATE_LIMITED_HEADERS,
   TimestampSchema,
 } from "./common";
 import { ingestDeps } from "./ingest-deps";
@@ -112,11 +114,13 @@ const NetworkPath = z.object({
 const listDescription =
   "Newest first. Every request to a postback route of the network, rejections included, with its verdict; written moments after the answer. At most INBOUND_LOG_PER_MINUTE requests per network, minute and isolate are logged one by one (the rest are counted: GET /v1/requests/unlogged); kept INBOUND_LOG_RETENTION_DAYS days.";
 
+/** The operator's reads of the inbound log (admin routes). */
 export function registerRequestRoutes(app: App): void {
   app.openapi(
     createRoute({
       method: "get",
       path: "/v1/networks/{network_id}/requests",
+      operationId: "listInboundRequests",
       tags,
       summary: "List a network's inbound requests",
       description: listDescription,
@@ -142,6 +146,7 @@ export function registerRequestRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/requests/unlogged",
+      operationId: "listUnloggedRequests",
       tags,
       summary: "Count the requests not logged one by one",
       description:
@@ -182,6 +187,7 @@ export function registerRequestRoutes(app: App): void {
     createRoute({
       method: "get",
       path: "/v1/requests/{request_id}",
+      operationId: "getInboundRequest",
       tags,
       summary: "Get one inbound request",
       description: "By the request id a network quotes from its answer (`x-request-id`, or a problem's `request_id`).",
@@ -211,25 +217,28 @@ export function registerRequestRoutes(app: App): void {
       return c.json(toInboundRequest(row), 200);
     },
   );
+}
 
+/** A network's own inbound log: authenticated with the network's credentials, so not an admin route. */
+export function registerNetworkRequestLogRoute(app: App): void {
   app.openAPIRegistry.registerPath(
     createRoute({
       method: "get",
       path: "/v1/postbacks/{network_id}/requests",
+      operationId: "listOwnInboundRequests",
       tags,
       summary: "A network reads its own inbound log",
       description: `Authenticated like a GET postback, with the network's own token (\`token\` parameter or \`x-postback-token\` header) or a signed query over these parameters; counts against the network's rate limit. ${listDescription}`,
+      security: NETWORK_QUERY_SECURITY,
       request: {
         params: NetworkPath,
         query: RequestFilterQuery.extend({
-          token: z.string().optional(),
           pb_scope: z
             .literal("requests")
             .optional()
             .openapi({ description: "Required with a signed query, among the signed parameters." }),
-          pb_id: z.string().optional(),
-          pb_ts: z.string().optional(),
-          pb_sig: z.string().optional(),
+          pb_id: z.string().optional().openapi({ description: "Signed query: a unique message id." }),
+          pb_ts: z.string().optional().openapi({ description: "Signed query: Unix seconds (±300 s)." }),
         }),
       },
       responses: {
@@ -241,7 +250,7 @@ export function registerRequestRoutes(app: App): void {
         403: problem("The network is disabled, or the client address is not in its IP allowlist."),
         404: problem("Unknown network."),
         422: problem("A filter is malformed; `errors` names it."),
-        429: problem("Over the network's rate limit."),
+        429: { ...problem("Over the network's rate limit."), headers: RATE_LIMITED_HEADERS },
       },
     }),
   );

@@ -86,6 +86,9 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
   // Would select a deploy environment with other bindings and queue names.
   delete env.CLOUDFLARE_ENV;
 
+  // The hub's [assets] directory holds /docs's bundle, copied from node_modules (a no-op when in place).
+  await promisify(execFile)(process.execPath, [path.join(ROOT, "scripts", "docs-assets.mjs")]);
+
   if (options.migrate ?? true) {
     try {
       await promisify(execFile)(
