@@ -7,7 +7,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { ProofSchema, type StoredConversion, type StoredEvent, verifyChain } from "../conversions/chain";
 import { type ConversionFields, conversionObjectName } from "../domain/conversion";
 import { type ConversionEventRow, type ConversionRow, getConversion } from "../storage/d1";
-import { ADMIN_PROBLEMS, ADMIN_SECURITY, type App, problem } from "./common";
+import { ADMIN_PROBLEMS, type App, problem } from "./common";
 import { ConversionKeyParams, conversionNotFound, WorldQuery } from "./conversions";
 
 const route = createRoute({
@@ -18,7 +18,6 @@ const route = createRoute({
   summary: "Prove a conversion's history",
   description:
     "Every recorded event with the content its hash covers, recomputed from what D1 holds now; whether each links to the one before, whether D1 agrees with the chain head the conversion's Durable Object keeps, and whether the conversion row is what the events add up to. `?test=true` for the test conversion.",
-  security: ADMIN_SECURITY,
   request: { params: ConversionKeyParams, query: WorldQuery },
   responses: {
     200: { description: "The proof, verified or not.", content: { "application/json": { schema: ProofSchema } } },

@@ -11,7 +11,6 @@ import {
 } from "../storage/d1";
 import {
   ADMIN_PROBLEMS,
-  ADMIN_SECURITY,
   type App,
   decodeCursor,
   invalidCursor,
@@ -157,7 +156,6 @@ export function registerConversionRoutes(app: App): void {
       tags,
       summary: "Get a conversion and its history",
       description: "The conversion's current state and every recorded event with its verdict, oldest first.",
-      security: ADMIN_SECURITY,
       request: { params: ConversionKeyParams, query: WorldQuery },
       responses: {
         200: { description: "The conversion.", content: { "application/json": { schema: ConversionDetailSchema } } },
@@ -184,7 +182,6 @@ export function registerConversionRoutes(app: App): void {
       tags,
       summary: "List conversions",
       description: "Newest first by first_seen_at, filtered and paginated with a cursor.",
-      security: ADMIN_SECURITY,
       request: { query: ListQuery },
       responses: {
         200: {

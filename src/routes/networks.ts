@@ -23,7 +23,6 @@ import {
 } from "../storage/networks";
 import {
   ADMIN_PROBLEMS,
-  ADMIN_SECURITY,
   type App,
   decodeCursor,
   listOf,
@@ -186,7 +185,6 @@ export function registerNetworkRoutes(app: App): void {
       summary: "Register a network",
       description:
         "Creates a network with its Standard Webhooks signing secret and, when `auth.methods` includes token, a static token. Both are shown only in this response.",
-      security: ADMIN_SECURITY,
       request: {
         body: {
           required: true,
@@ -235,7 +233,6 @@ export function registerNetworkRoutes(app: App): void {
       operationId: "listNetworks",
       tags,
       summary: "List networks",
-      security: ADMIN_SECURITY,
       request: { query: PaginationQuerySchema },
       responses: {
         200: {
@@ -264,7 +261,6 @@ export function registerNetworkRoutes(app: App): void {
       tags,
       summary: "Get a network",
       description: "With its credentials' metadata: when each was created, expires and was last used.",
-      security: ADMIN_SECURITY,
       request: { params: NetworkParams },
       responses: {
         200: {
@@ -293,7 +289,6 @@ export function registerNetworkRoutes(app: App): void {
       summary: "Update a network's settings",
       description:
         "Changes the given fields. Adding the token method to a network without a token answers with a new one, shown once.",
-      security: ADMIN_SECURITY,
       request: {
         params: NetworkParams,
         body: {
@@ -344,7 +339,6 @@ export function registerNetworkRoutes(app: App): void {
         operationId: `${action}Network`,
         tags,
         summary: action === "disable" ? "Disable a network (its postbacks get 403)" : "Enable a network",
-        security: ADMIN_SECURITY,
         request: { params: NetworkParams },
         responses: {
           200: { description: "The network.", content: { "application/json": { schema: NetworkSchema } } },
@@ -372,7 +366,6 @@ export function registerNetworkRoutes(app: App): void {
       summary,
       description:
         "Issues a new one (shown once). The previous ones keep working for the grace period, so the network can switch without losing postbacks; their last use shows in GET /v1/networks/{network_id}.",
-      security: ADMIN_SECURITY,
       request: {
         params: NetworkParams,
         body: { required: false, content: { "application/json": { schema: RotateCredentialBody } } },

@@ -29,7 +29,6 @@ import {
 } from "../storage/partners";
 import {
   ADMIN_PROBLEMS,
-  ADMIN_SECURITY,
   type App,
   decodeCursor,
   listOf,
@@ -368,7 +367,6 @@ export function registerPartnerRoutes(app: App): void {
       tags,
       summary: "Register a partner",
       description: "Answers with the partner and, when `sign` is true, its signing secret (shown once).",
-      security: ADMIN_SECURITY,
       request: { body: { required: true, content: { "application/json": { schema: PartnerCreateSchema } } } },
       responses: {
         201: { description: "Created.", content: { "application/json": { schema: PartnerWithSecretSchema } } },
@@ -411,7 +409,6 @@ export function registerPartnerRoutes(app: App): void {
       operationId: "listPartners",
       tags,
       summary: "List partners",
-      security: ADMIN_SECURITY,
       request: { query: PaginationQuerySchema },
       responses: {
         200: {
@@ -438,7 +435,6 @@ export function registerPartnerRoutes(app: App): void {
       operationId: "getPartner",
       tags,
       summary: "Get a partner",
-      security: ADMIN_SECURITY,
       request: { params: PartnerParams },
       responses: {
         200: {
@@ -465,7 +461,6 @@ export function registerPartnerRoutes(app: App): void {
       tags,
       summary: "Update a partner",
       description: "Changes the given fields. Turning `sign` on for the first time answers with a new signing secret.",
-      security: ADMIN_SECURITY,
       request: {
         params: PartnerParams,
         body: { required: true, content: { "application/json": { schema: PartnerPatchSchema } } },
@@ -507,7 +502,6 @@ export function registerPartnerRoutes(app: App): void {
       tags,
       summary: "Delete a partner",
       description: "Its unfinished deliveries fail; the delivery log is kept.",
-      security: ADMIN_SECURITY,
       request: { params: PartnerParams },
       responses: { 204: { description: "Deleted." }, 404: notFound, ...ADMIN_PROBLEMS },
     }),
@@ -527,7 +521,6 @@ export function registerPartnerRoutes(app: App): void {
       tags,
       summary: "Disable a partner",
       description: "Its pending and retrying deliveries are parked until it is enabled again.",
-      security: ADMIN_SECURITY,
       request: { params: PartnerParams },
       responses: {
         200: { description: "The partner.", content: { "application/json": { schema: PartnerSchema } } },
@@ -553,7 +546,6 @@ export function registerPartnerRoutes(app: App): void {
       tags,
       summary: "Enable a partner",
       description: "Resumes its parked deliveries (each keeps its delivery id).",
-      security: ADMIN_SECURITY,
       request: { params: PartnerParams },
       responses: {
         200: {
@@ -588,7 +580,6 @@ export function registerPartnerRoutes(app: App): void {
       summary: "Rotate the partner's signing secret",
       description:
         "Issues a new secret (shown once). During the grace period every request carries a signature by each active secret.",
-      security: ADMIN_SECURITY,
       request: {
         params: PartnerParams,
         body: { required: false, content: { "application/json": { schema: RotateCredentialBody } } },
@@ -620,7 +611,6 @@ export function registerPartnerRoutes(app: App): void {
       tags,
       summary: "Preview the partner's request",
       description: "Renders the request for a sample conversion, signature headers included. Sends nothing.",
-      security: ADMIN_SECURITY,
       request: {
         params: PartnerParams,
         body: { required: false, content: { "application/json": { schema: PreviewBody } } },
@@ -679,7 +669,6 @@ export function registerPartnerRoutes(app: App): void {
       tags,
       summary: "Replay the partner's failed, dead or parked deliveries",
       description: `In a time range on created_at; \`dry_run\` only counts. At most ${REPLAY_LIMIT} per call, oldest first; each keeps its delivery id.`,
-      security: ADMIN_SECURITY,
       request: {
         params: PartnerParams,
         body: { required: false, content: { "application/json": { schema: ReplayBody } } },

@@ -17,7 +17,6 @@ import {
 } from "../storage/requests";
 import {
   ADMIN_PROBLEMS,
-  ADMIN_SECURITY,
   type App,
   decodeCursor,
   listOf,
@@ -124,7 +123,6 @@ export function registerRequestRoutes(app: App): void {
       tags,
       summary: "List a network's inbound requests",
       description: listDescription,
-      security: ADMIN_SECURITY,
       request: { params: NetworkPath, query: RequestFilterQuery },
       responses: {
         200: {
@@ -151,7 +149,6 @@ export function registerRequestRoutes(app: App): void {
       summary: "Count the requests not logged one by one",
       description:
         "Per network and minute, newest first: requests beyond an isolate's INBOUND_LOG_PER_MINUTE cap, and (network_id null) requests to networks the hub does not know, which are never stored one by one so that made-up ids cannot fill the log.",
-      security: ADMIN_SECURITY,
       request: {
         query: PaginationQuerySchema.extend({
           network_id: z.string().max(63).optional(),
@@ -191,7 +188,6 @@ export function registerRequestRoutes(app: App): void {
       tags,
       summary: "Get one inbound request",
       description: "By the request id a network quotes from its answer (`x-request-id`, or a problem's `request_id`).",
-      security: ADMIN_SECURITY,
       request: {
         params: z.object({
           request_id: z
