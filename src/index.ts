@@ -3,12 +3,12 @@ import { createApp } from "./app";
 import { configOf } from "./config";
 import { sendAlert } from "./operations/alerts";
 import { autoDisableFailingPartners } from "./operations/auto-disable";
+import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { outboxReceipts } from "./queues/outbox-receipts";
 import { consumeRequestLog, consumeRequestLogDeadLetters } from "./queues/requests-consumer";
-import { runRetention } from "./retention";
 
 export { ConversionObject } from "./conversions/conversion-object";
 

@@ -11,8 +11,8 @@ import { type InboundRecord, type RequestLogMessage, RequestLogMessageSchema } f
 import worker from "../src/index";
 import { buildRecord, InboundLog, logRequest, newTrace, type RequestLogQueue } from "../src/ingest/request-log";
 import { utf8 } from "../src/lib/bytes";
+import { runRetention } from "../src/operations/retention";
 import { consumeRequestLog } from "../src/queues/requests-consumer";
-import { runRetention } from "../src/retention";
 import {
   ADMIN_TOKEN,
   admin,

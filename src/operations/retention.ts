@@ -3,10 +3,10 @@
  * object agrees, see operations/chain-retention.ts) and the inbound request log older than
  * INBOUND_LOG_RETENTION_DAYS (one D1 database holds at most 10 GB).
  */
-import { configOf } from "./config";
-import { cutChains, objectCutter } from "./operations/chain-retention";
-import { pruneHistory } from "./storage/d1";
-import { pruneInboundLog } from "./storage/requests";
+import { configOf } from "../config";
+import { pruneHistory } from "../storage/d1";
+import { pruneInboundLog } from "../storage/requests";
+import { cutChains, objectCutter } from "./chain-retention";
 
 const DAY_MS = 86_400_000;
 
