@@ -10,7 +10,8 @@
 //      that step 4 must apply first);
 //   4. the remote D1 migrations are applied, before code that reads the new schema goes live;
 //   5. `wrangler deploy`, which finds the database and queues by name (no ids in wrangler.toml).
-// Any other argument goes on to `wrangler deploy`; with `--dry-run`, only step 5 runs (no account).
+// Any other argument goes on to `wrangler deploy`; with `--dry-run`, only step 5 runs (no account);
+// with `--prepare-only`, steps 1 to 4 (CI runs them before cloudflare/wrangler-action deploys).
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -22,17 +23,20 @@ const WRANGLER = process.env.WRANGLER_BIN ?? path.join(ROOT, "node_modules", ".b
 /** Splits this script's arguments into the environment (`--env`, `-e`, or CLOUDFLARE_ENV) and the rest. */
 export function parseArgs(argv, environment = process.env) {
   let env = environment.CLOUDFLARE_ENV ?? "";
+  let prepareOnly = false;
   const rest = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const inline = /^(?:--env|-e)=(.*)$/.exec(arg);
     if (inline) env = inline[1] ?? "";
     else if (arg === "--env" || arg === "-e") env = argv[++i] ?? "";
+    else if (arg === "--prepare-only") prepareOnly = true;
     else rest.push(arg);
   }
   return {
     env,
     rest,
+    prepareOnly,
     dryRun: rest.includes("--dry-run"),
     secretsFile: rest.some((a) => a === "--secrets-file" || a.startsWith("--secrets-file=")),
   };
@@ -125,7 +129,7 @@ async function queueExists(name, env) {
 }
 
 export async function deploy(argv) {
-  const { env, rest, dryRun, secretsFile } = parseArgs(argv);
+  const { env, rest, dryRun, secretsFile, prepareOnly } = parseArgs(argv);
   const target = env === "" ? "the top-level configuration" : `[env.${env}]`;
   // `--env=` names the top level explicitly, which is what wrangler asks for when environments exist.
   const deployArgs = ["deploy", env === "" ? "--env=" : `--env=${env}`, ...rest];
@@ -177,6 +181,10 @@ export async function deploy(argv) {
       console.error(`✗ the migrations of "${db.name}" failed; nothing was deployed`);
       return code;
     }
+  }
+  if (prepareOnly) {
+    log(`${target} is ready for \`wrangler deploy${env === "" ? "" : ` --env ${env}`}\``);
+    return 0;
   }
   log(`wrangler ${deployArgs.join(" ")}`);
   return (await wrangler(deployArgs, { show: true })).code;

@@ -134,7 +134,7 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
     expect(api.unhandled).toEqual([]);
   });
 
-  it("deploys [env.production] beside it with its own secrets, queues and database", async () => {
+  it("prepares, then deploys [env.production] beside it with its own secrets, queues and database", async () => {
     const refused = await deploy("--env", "production");
     expect(refused.code, refused.output).toBe(1);
     expect(refused.output).toContain("npx wrangler secret put ADMIN_TOKEN --env production");
@@ -147,9 +147,16 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
       );
       expect(code, output).toBe(0);
     }
-    const { code, output } = await deploy("--env", "production");
-    expect(code, output).toBe(0);
+    // As the workflow's deploy job does it: the script prepares, then cloudflare/wrangler-action deploys.
+    const prepared = await deploy("--env", "production", "--prepare-only");
+    expect(prepared.code, prepared.output).toBe(0);
     expect(migrationsApplied("postback-hub-production")).toEqual(MIGRATIONS);
+    expect(api.scripts.get("postback-hub-production")?.bindings, "only secret put's placeholder yet").toEqual([]);
+    const { code, output } = await run(path.join(BIN, "wrangler"), ["deploy", "--env", "production"]);
+    expect(code, output).toBe(0);
+    expect(api.scripts.get("postback-hub-production")?.bindings).toContainEqual(
+      expect.objectContaining({ type: "d1", name: "DB" }),
+    );
     for (const queue of PRODUCTION_QUEUES) {
       expect(
         api.queues.get(queue)?.consumers.map((c) => c.script),
@@ -173,5 +180,10 @@ describe("the deploy script's arguments", () => {
     expect(parseArgs([], { CLOUDFLARE_ENV: "production" })).toMatchObject({ env: "production" });
     expect(parseArgs(["--dry-run"], {})).toMatchObject({ env: "", dryRun: true });
     expect(parseArgs(["--secrets-file", ".secrets"], {})).toMatchObject({ secretsFile: true });
+    expect(parseArgs(["--prepare-only", "--env", "production"], {})).toMatchObject({
+      env: "production",
+      prepareOnly: true,
+      rest: [],
+    });
   });
 });
