@@ -59,7 +59,8 @@ export default defineConfig({
   ],
   test: {
     include: ["test/**/*.test.ts"],
-    exclude: ["test/e2e/**"],
+    // test/e2e runs against wrangler dev, test/tooling in plain Node (their own vitest configs).
+    exclude: ["test/e2e/**", "test/tooling/**"],
     setupFiles: ["./test/setup/apply-migrations.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -7,7 +7,7 @@ const root = path.resolve(import.meta.dirname, "..");
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-for (const name of ["workers.json", "e2e.json", "reliability.json"]) {
+for (const name of ["tooling.json", "workers.json", "e2e.json", "reliability.json"]) {
   const file = path.join(root, "reports", name);
   if (!existsSync(file)) continue;
   const report = JSON.parse(readFileSync(file, "utf8"));
