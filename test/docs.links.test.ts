@@ -30,7 +30,6 @@ const files = new Set(
  * Pages that other branches write and this one links to: a link to one is accepted while the page
  * is absent (without an anchor, which cannot be checked), and checked like any other once it exists.
  */
-const WRITTEN_ELSEWHERE = new Set(["docs/deploying.md", "docs/api-reference.md"]);
 
 /** Resolves `target` (relative to `from`, a repository path) to a repository path. */
 function resolve(from: string, target: string): string {
@@ -52,7 +51,7 @@ function brokenLinks(from: string, markdown: string, pagesByPath: Record<string,
     const page = pagesByPath[file];
     const exists = page !== undefined || known.has(file) || known.has(`${file}/`);
     if (!exists) {
-      if (!(WRITTEN_ELSEWHERE.has(file) && anchor === undefined)) problems.push(`${where}: no such file ${file}`);
+      problems.push(`${where}: no such file ${file}`);
       continue;
     }
     if (anchor === undefined || anchor === "") continue;
