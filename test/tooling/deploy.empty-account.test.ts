@@ -3,7 +3,7 @@
 // creates, in which order, that it refuses to start without the secrets, and that a second deploy
 // creates and migrates nothing.
 import { spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseArgs } from "../../scripts/deploy.mjs";
@@ -18,7 +18,16 @@ const PRODUCTION_QUEUES = ["events", "deliveries", "requests"].flatMap((q) => [
   `postback-${q}-production-dlq`,
 ]);
 
+// The API reference's bundle, which /docs loads from the Worker's static assets (public/).
+const SCALAR_BUNDLE = "/assets/scalar/standalone.js";
+
 let api: FakeCloudflareApi;
+
+/** The bytes the account serves at `file` beside the Worker `script`, if any. */
+const servedAsset = (script: string, file: string) => {
+  const hash = api.scripts.get(script)?.assets.get(file);
+  return hash === undefined ? undefined : api.assetFiles.get(hash);
+};
 
 /** Runs a command with the fake account's credentials; never blocks the fake's event loop. */
 function run(command: string, args: string[], input?: string): Promise<{ code: number; output: string }> {
@@ -120,6 +129,11 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
         queue,
       ).toEqual(["postback-hub"]);
     }
+    // The docs page's bundle went up with the Worker, byte for byte.
+    expect(calls).toContain("POST /workers/assets/upload");
+    expect(
+      servedAsset("postback-hub", SCALAR_BUNDLE)?.equals(readFileSync(path.join(ROOT, "public", SCALAR_BUNDLE))),
+    ).toBe(true);
     expect(api.unhandled).toEqual([]);
   });
 
@@ -131,6 +145,9 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
     expect(calls.filter((call) => call === "POST /queues" || call === "POST /d1/database")).toEqual([]);
     expect(migrationsApplied("postback-hub")).toEqual(MIGRATIONS);
     expect(calls.some((call) => call.startsWith("PUT /workers/scripts/postback-hub"))).toBe(true);
+    // The account already holds every asset: none is sent again, and the Worker still serves them.
+    expect(calls).not.toContain("POST /workers/assets/upload");
+    expect(servedAsset("postback-hub", SCALAR_BUNDLE)).toBeDefined();
     expect(api.unhandled).toEqual([]);
   });
 
@@ -169,6 +186,7 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
         queue,
       ).toEqual(["postback-hub"]);
     }
+    expect(servedAsset("postback-hub-production", SCALAR_BUNDLE)).toBeDefined();
     expect(api.unhandled).toEqual([]);
   });
 });

@@ -4,6 +4,9 @@
  * it through CLOUDFLARE_API_BASE_URL, so the deploy script can be run end to end without an
  * account. It keeps the account's state (Workers and their bindings, secrets, queues and their
  * consumers, D1 databases backed by node:sqlite so migrations really apply) and logs every call.
+ * Static assets go through the upload session wrangler opens before the Worker upload: the fake
+ * keeps every file's hash it has been sent, asks only for the new ones, and attaches the session's
+ * manifest to the Worker whose upload presents the completion token.
  * Modelled on what wrangler 4.164 sends; an endpoint it does not know answers 404 and is logged, so
  * a newer wrangler that calls something new fails a test loudly instead of passing by accident.
  */
@@ -30,6 +33,14 @@ interface Script {
   migrationTag?: string;
   /** Whether a real build was uploaded (a `wrangler secret put` on a new Worker uploads a placeholder). */
   deployed: boolean;
+  /** The static assets served beside the Worker: path to content hash. */
+  assets: Map<string, string>;
+}
+
+/** A static-assets upload session: the manifest wrangler sent, and the files it still has to send. */
+interface AssetSession {
+  manifest: Map<string, string>;
+  missing: Set<string>;
 }
 
 export interface FakeCloudflareApi {
@@ -43,6 +54,8 @@ export interface FakeCloudflareApi {
   queues: Map<string, Queue>;
   scripts: Map<string, Script>;
   secrets: Map<string, Set<string>>;
+  /** The static-asset files the account holds, by content hash. */
+  assetFiles: Map<string, Buffer>;
   close(): Promise<void>;
 }
 
@@ -56,6 +69,21 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
   const queues = new Map<string, Queue>();
   const scripts = new Map<string, Script>();
   const secrets = new Map<string, Set<string>>();
+  const assetFiles = new Map<string, Buffer>();
+  // Sessions by token. An upload token is the session's; the completion token is handed out once
+  // nothing is missing, and a Worker upload presents it.
+  const uploadTokens = new Map<string, AssetSession>();
+  const completionTokens = new Map<string, AssetSession>();
+  /** An unsigned JWT: wrangler reads `exp` (and the upload mode) from the payload, nothing else. */
+  const token = () => {
+    const part = (value: Json) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    return `${part({ alg: "none" })}.${part({ exp: Math.floor(Date.now() / 1000) + 3600, sid: randomUUID() })}.`;
+  };
+  const complete = (session: AssetSession) => {
+    const jwt = token();
+    completionTokens.set(jwt, session);
+    return jwt;
+  };
 
   const send = (res: ServerResponse, status: number, body: Json) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -99,7 +127,8 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks).toString("utf8");
+    const raw = Buffer.concat(chunks);
+    const body = raw.toString("utf8");
     const url = new URL(req.url ?? "/", "http://fake");
     const route = url.pathname.replace(/^\/client\/v4/, "").replace(`/accounts/${accountId}`, "");
     const call = `${req.method} ${route}`;
@@ -193,6 +222,44 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
       return ok(res, consumer);
     }
 
+    // Static assets
+    m = at(/^\/workers\/scripts\/([^/]+)\/assets-upload-session$/, "POST");
+    if (m) {
+      const { manifest } = json() as { manifest: Record<string, { hash: string; size: number }> };
+      const session: AssetSession = {
+        manifest: new Map(Object.entries(manifest).map(([file, { hash }]) => [file, hash])),
+        missing: new Set(
+          Object.values(manifest)
+            .map(({ hash }) => hash)
+            .filter((hash) => !assetFiles.has(hash)),
+        ),
+      };
+      if (session.missing.size === 0) return ok(res, { jwt: complete(session), buckets: [] });
+      const jwt = token();
+      uploadTokens.set(jwt, session);
+      return ok(res, { jwt, buckets: [[...session.missing]] });
+    }
+    if (route === "/workers/assets/upload" && req.method === "POST") {
+      const session = uploadTokens.get((req.headers.authorization ?? "").replace(/^Bearer /, ""));
+      if (!session) return fail(res, 401, 10001, "not an asset upload session's token");
+      const form = await new Response(raw, {
+        headers: { "content-type": req.headers["content-type"] ?? "" },
+      }).formData();
+      for (const [hash, file] of form) {
+        if (!session.missing.has(hash) || typeof file === "string") {
+          return fail(res, 400, 10002, `${hash} is not a file this session asked for`);
+        }
+        const text = await file.text();
+        assetFiles.set(
+          hash,
+          url.searchParams.get("base64") === "true" ? Buffer.from(text, "base64") : Buffer.from(text),
+        );
+        session.missing.delete(hash);
+      }
+      if (session.missing.size > 0) return send(res, 202, { success: true, errors: [], messages: [], result: {} });
+      return send(res, 201, { success: true, errors: [], messages: [], result: { jwt: complete(session) } });
+    }
+
     // Workers
     m = at(/^\/workers\/scripts\/([^/]+)$/, "PUT");
     if (m) {
@@ -201,6 +268,7 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
         bindings?: Script["bindings"];
         migrations?: { new_tag?: string };
         main_module?: string;
+        assets?: { jwt?: string };
       };
       const previous = scripts.get(name);
       for (const binding of metadata.bindings ?? []) {
@@ -211,7 +279,15 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
         }
       }
       const deployed = url.searchParams.has("excludeScript") || body.includes("index.js");
+      let assets = previous?.assets ?? new Map<string, string>();
+      if (metadata.assets?.jwt !== undefined) {
+        const session = completionTokens.get(metadata.assets.jwt);
+        if (!session) return fail(res, 400, 10003, "the assets completion token is not one this account issued");
+        completionTokens.delete(metadata.assets.jwt);
+        assets = session.manifest;
+      }
       scripts.set(name, {
+        assets,
         bindings: metadata.bindings ?? [],
         migrationTag: metadata.migrations?.new_tag ?? previous?.migrationTag,
         deployed: deployed || (previous?.deployed ?? false),
@@ -281,6 +357,7 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
     queues,
     scripts,
     secrets,
+    assetFiles,
     async close() {
       server.close();
       server.closeAllConnections();
