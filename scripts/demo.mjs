@@ -360,7 +360,7 @@ async function report(network, partner, shots, deliveries, received) {
   );
   say(`   took ${elapsed().trim()}`);
   say(
-    "\nExplore (docs/sending-postbacks.md, docs/signing-postbacks.md, docs/conversion-records.md; the schema: GET /openapi.json)",
+    "\nExplore (docs/sending-postbacks.md, docs/signing-postbacks.md, docs/conversion-records.md; the API reference: GET /docs, its schema: GET /openapi.json)",
   );
   const tokenHint =
     adminTokenSource === "$ADMIN_TOKEN" ? "" : `; ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' ${adminTokenSource})`;
