@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { decide, differences, fingerprint, merge, normalizeDecimal, precedes } from "../src/conversions/lifecycle";
-import { ALLOWED_TRANSITIONS, type ConversionFields, type ConversionState } from "../src/domain/conversion";
+import {
+  ALLOWED_TRANSITIONS,
+  type ConversionFields,
+  type ConversionState,
+  type EventSource,
+} from "../src/domain/conversion";
 import { CONVERSION_STATUSES, type ConversionStatus } from "../src/domain/postback";
 
 const T1 = "2026-11-01T10:00:00.000Z";
@@ -12,8 +17,13 @@ function fields(status: ConversionStatus, extra: Partial<ConversionFields> = {})
 }
 
 /** A stored state; its time is the network's unless `supplied` is false (then a receipt time). */
-function state(status: ConversionStatus, eventTime = T1, supplied = true): ConversionState {
-  return { status, event_time: eventTime, event_time_supplied: supplied, fields: fields(status) };
+function state(
+  status: ConversionStatus,
+  eventTime = T1,
+  supplied = true,
+  source: EventSource = "s2s",
+): ConversionState {
+  return { status, event_time: eventTime, event_time_supplied: supplied, fields: fields(status), source };
 }
 
 const nothingKnown = () => false;
@@ -90,6 +100,7 @@ describe("decisions", () => {
       event_time: T1,
       event_time_supplied: true,
       fields: { status: "approved", amount: "10.00", currency: "USD", campaign_id: "c-1", meta: { a: 1, b: 2 } },
+      source: "s2s",
     };
     for (const partial of [
       { status: "approved" },
@@ -228,5 +239,61 @@ describe("whose clock", () => {
     // network's time, earlier than the receipt of paid): the reversal is not stale.
     const paid = state("paid", T2, false);
     expect(decide(paid, { fields: fields("reversed"), event_time: T1 }, nothingKnown)).toEqual({ verdict: "updated" });
+  });
+});
+
+describe("pixels and postbacks", () => {
+  it("lets a network's postback confirm or correct what a pixel set, whatever the pixel said", () => {
+    const pixel = state("approved", T1, false, "pixel");
+    // The same fields: a confirmation, not a duplicate of the pixel's event.
+    const known = new Set([fingerprint(fields("approved"), "pixel")]);
+    expect(decide(pixel, { fields: fields("approved") }, (print) => known.has(print))).toEqual({ verdict: "updated" });
+    // Another amount, an earlier time, or a status the table would not allow from approved: still the network's word.
+    expect(decide(pixel, { fields: fields("approved", { amount: "12.00" }) }, nothingKnown).verdict).toBe("updated");
+    expect(decide(pixel, { fields: fields("pending"), event_time: T0 }, nothingKnown).verdict).toBe("updated");
+  });
+
+  it("never lets a pixel change what a postback set: it is kept in the history only", () => {
+    const postback = state("approved");
+    expect(decide(postback, { fields: fields("approved", { amount: "1" }), source: "pixel" }, nothingKnown)).toEqual({
+      verdict: "stale",
+    });
+    expect(decide(postback, { fields: fields("reversed"), source: "pixel" }, nothingKnown).verdict).toBe("stale");
+  });
+
+  it("decides pixels between themselves by the usual rules, and a reloaded pixel is a duplicate", () => {
+    const pixel = state("approved", T1, false, "pixel");
+    const known = new Set([fingerprint(fields("approved"), "pixel")]);
+    expect(decide(pixel, { fields: fields("approved"), source: "pixel" }, (print) => known.has(print))).toEqual({
+      verdict: "duplicate",
+      of: "recorded",
+    });
+    expect(decide(pixel, { fields: fields("approved", { amount: "3" }), source: "pixel" }, nothingKnown).verdict).toBe(
+      "conflict",
+    );
+    expect(decide(null, { fields: fields("approved"), source: "pixel" }, nothingKnown)).toEqual({
+      verdict: "accepted",
+    });
+  });
+
+  it("never fingerprints a pixel's event like the postback with the same fields", () => {
+    expect(fingerprint(fields("approved"), "pixel")).not.toBe(fingerprint(fields("approved")));
+  });
+});
+
+describe("the fingerprint of fields added after the first ones", () => {
+  it("leaves every fingerprint built before a field was added as it was", () => {
+    // The exact text of a fingerprint as stored before partner_id existed (every field positional).
+    expect(fingerprint(fields("approved", { click_id: "k" }))).toBe(
+      JSON.stringify(["approved", "10", "USD", null, null, "k", null, null, null, null]),
+    );
+  });
+
+  it("adds a newer field by name, and only when it is there", () => {
+    const named = fingerprint(fields("approved", { partner_id: "ptn_1" }));
+    expect(named).toBe(
+      JSON.stringify(["approved", "10", "USD", null, null, null, null, null, null, null, ["partner_id", "ptn_1"]]),
+    );
+    expect(named).not.toBe(fingerprint(fields("approved")));
   });
 });

@@ -159,6 +159,7 @@ describe("defaultBody", () => {
       "user_id",
       "device_id",
       "platform",
+      "partner_id",
       "meta",
       "received_at",
       "test",

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { defaultBody, KNOWN_MACROS, SAMPLE_VALUES } from "../src/delivery/template";
-import { MATERIAL_FIELDS } from "../src/domain/conversion";
+import { FINGERPRINT_POSITIONAL_FIELDS, MATERIAL_FIELDS } from "../src/domain/conversion";
 import { EventMessageSchema } from "../src/domain/messages";
 import { PostbackFieldsSchema } from "../src/domain/postback";
 import { POSTBACK_FIELDS, PRESETS } from "../src/ingest/mapping";
@@ -16,7 +16,7 @@ const schemaFields = Object.keys(PostbackFieldsSchema.shape);
 describe("conversion fields, derived from the postback's schema", () => {
   it("takes the material fields from the schema, in the order the dedupe fingerprint was always built in", () => {
     // Fingerprints of events already stored depend on this order: a new field goes at the end.
-    expect(MATERIAL_FIELDS).toEqual([
+    const first = [
       "status",
       "amount",
       "currency",
@@ -27,7 +27,9 @@ describe("conversion fields, derived from the postback's schema", () => {
       "device_id",
       "platform",
       "meta",
-    ]);
+    ];
+    expect(FINGERPRINT_POSITIONAL_FIELDS).toEqual(first);
+    expect(MATERIAL_FIELDS).toEqual([...first, "partner_id"]);
     expect(schemaFields.filter((field) => !["transaction_id", "event_time", "test"].includes(field))).toEqual(
       MATERIAL_FIELDS,
     );
@@ -58,6 +60,7 @@ describe("conversion fields, derived from the postback's schema", () => {
       device_id: "d",
       platform: "ios",
       meta: { sub1: "x" },
+      partner_id: "ptn_1",
     } as const;
     expect(Object.keys(fields).sort()).toEqual([...MATERIAL_FIELDS].sort());
     const message = makeEventMessage({

@@ -334,7 +334,7 @@ describe("describeMapping", () => {
       { field: "amount", params: ["payout"] },
       { field: "currency", params: ["currency"] },
     ]);
-    expect(describeMapping(PRESETS.generic).map((d) => d.field)).toHaveLength(11);
+    expect(describeMapping(PRESETS.generic).map((d) => d.field)).toHaveLength(12);
   });
 });
 

@@ -30,6 +30,8 @@ export interface ChainContent {
   event: Record<string, unknown>;
   /** The previous event's hash; null for the first event of the chain. */
   prev_hash: string | null;
+  /** "pixel" for an event a browser pixel reported; absent for a network's postback (so every hash from before pixels stays what it was). */
+  source?: "pixel" | undefined;
 }
 
 /** The exact text that is hashed: RFC 8785 JSON of the content with `v`. */
@@ -58,6 +60,8 @@ export interface StoredEvent {
   received_at: string;
   hash: string | null;
   prev_hash: string | null;
+  /** D1's `source` column: "s2s" or "pixel" (rows built by hand may leave it out: a postback). */
+  source?: string | undefined;
 }
 
 /** The conversion's row in D1: what the chain's events must add up to. */
@@ -233,6 +237,7 @@ function contentOf(row: StoredEvent, event: Record<string, unknown>): ChainConte
     received_at: row.received_at,
     event,
     prev_hash: row.prev_hash,
+    source: row.source === "pixel" ? "pixel" : undefined,
   };
 }
 

@@ -52,6 +52,7 @@ interface StoredConversion {
 
 interface StateRow extends Record<string, SqlStorageValue> {
   status: string;
+  source: string;
   event_time: string;
   event_time_supplied: number;
   fields: string;
@@ -132,12 +133,13 @@ export class ConversionObject extends DurableObject<Env> {
 
   private decideAndMaybeAppend(input: RecordInput, write: boolean): RecordResult {
     const fields = materialFields(input.postback);
-    const print = fingerprint(fields);
+    const source = input.source ?? "s2s";
+    const print = fingerprint(fields, source);
     const stored = this.loadStored();
     const state = stored?.state ?? null;
     const decision = decide(
       state,
-      { fields, event_time: input.postback.event_time },
+      { fields, event_time: input.postback.event_time, source },
       (candidate) => this.findAnswer(candidate) !== null,
     );
     if (decision.verdict === "duplicate") {
@@ -388,6 +390,7 @@ export class ConversionObject extends DurableObject<Env> {
           event_time: suppliedTime ?? input.received_at,
           event_time_supplied: suppliedTime !== undefined,
           fields: stored ? merge(stored.state.fields, fields) : fields,
+          source: input.source ?? "s2s",
         };
     const version = kept ? kept.version : Math.max((stored?.version ?? 0) + 1, receivedMs);
     const firstSeenAt = stored?.first_seen_at ?? input.received_at;
@@ -415,6 +418,7 @@ export class ConversionObject extends DurableObject<Env> {
       received_at: input.received_at,
       event,
       prev_hash: prevHash,
+      source: input.source === "pixel" ? "pixel" : undefined,
     });
     this.sql.exec(
       `INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at, hash, prev_hash)
@@ -433,9 +437,9 @@ export class ConversionObject extends DurableObject<Env> {
     // does not know where its chain began (see object-schema.ts) never learns it from a later one.
     this.sql.exec(
       `INSERT INTO state (id, network_id, transaction_id, status, event_time, event_time_supplied, fields, version,
-         first_seen_at, last_event_at, answer, head_seq, head_hash, chain_from)
-       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET status = excluded.status, event_time = excluded.event_time,
+         first_seen_at, last_event_at, answer, head_seq, head_hash, chain_from, source)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET status = excluded.status, event_time = excluded.event_time, source = excluded.source,
          event_time_supplied = excluded.event_time_supplied, fields = excluded.fields, version = excluded.version,
          last_event_at = excluded.last_event_at, answer = excluded.answer, head_seq = excluded.head_seq,
          head_hash = excluded.head_hash,
@@ -453,6 +457,7 @@ export class ConversionObject extends DurableObject<Env> {
       seq,
       hash,
       prevHash === null ? seq : null,
+      conversion.source,
     );
     const message: EventMessage = {
       v: 1,
@@ -462,10 +467,18 @@ export class ConversionObject extends DurableObject<Env> {
       seq,
       verdict,
       previous_status: stored?.state.status ?? null,
+      source: input.source ?? "s2s",
+      previous_source: stored?.state.source ?? null,
       test: input.test === true,
       received_at: input.received_at,
       event,
-      conversion: { ...conversion.fields, event_time: conversion.event_time, first_seen_at: firstSeenAt, version },
+      conversion: {
+        ...conversion.fields,
+        event_time: conversion.event_time,
+        first_seen_at: firstSeenAt,
+        version,
+        source: conversion.source,
+      },
       hash,
       prev_hash: prevHash,
     };
@@ -484,6 +497,7 @@ export class ConversionObject extends DurableObject<Env> {
         event_time: row.event_time,
         event_time_supplied: row.event_time_supplied === 1,
         fields: JSON.parse(row.fields) as ConversionFields,
+        source: row.source === "pixel" ? "pixel" : "s2s",
       },
       version: row.version,
       first_seen_at: row.first_seen_at,
@@ -521,7 +535,7 @@ export class ConversionObject extends DurableObject<Env> {
 
 /** The conversion's state as an outbox message leaves it (an applied event's snapshot). */
 function stateAfter(message: EventMessage): AttestedState {
-  const { event_time, first_seen_at, version, ...fields } = message.conversion;
+  const { event_time, first_seen_at, version, source: _source, ...fields } = message.conversion;
   return {
     status: fields.status,
     fields,

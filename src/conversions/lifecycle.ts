@@ -6,15 +6,19 @@ import {
   ALLOWED_TRANSITIONS,
   type ConversionFields,
   type ConversionState,
+  type EventSource,
+  FINGERPRINT_POSITIONAL_FIELDS,
   MATERIAL_FIELDS,
 } from "../domain/conversion";
 import type { ConversionStatus, Postback } from "../domain/postback";
 import type { FieldError } from "../errors";
 
-/** An event to decide: its fields, and its `event_time` only when the network sent one. */
+/** An event to decide: its fields, its `event_time` only when the network sent one, and where it came from. */
 export interface IncomingEvent {
   fields: ConversionFields;
   event_time?: string | undefined;
+  /** A network's postback when absent. */
+  source?: EventSource | undefined;
 }
 
 export type Decision =
@@ -59,17 +63,32 @@ export function normalizeDecimal(value: string): string {
   return trimmed ? `${integer}.${trimmed}` : integer;
 }
 
-/** A canonical string of the material fields: equal strings mean the same event. */
-export function fingerprint(fields: ConversionFields): string {
+/**
+ * A canonical string of the material fields: equal strings mean the same event. The fields the
+ * first fingerprints were built from keep their positions (absent ones as null); a field added
+ * later joins by name and only when present, so that no fingerprint already stored changes. An
+ * event a pixel reported is never the same event as the network's own postback with the same
+ * fields (that postback confirms it), so its fingerprint is marked.
+ */
+export function fingerprint(fields: ConversionFields, source: EventSource = "s2s"): string {
   const canonical: unknown[] = [];
   for (const key of MATERIAL_FIELDS) {
     const value = fields[key];
-    if (value === undefined) canonical.push(null);
-    else if (key === "amount" && typeof value === "string") canonical.push(normalizeDecimal(value));
-    else if (key === "meta" && typeof value === "object") canonical.push(sortedEntries(value));
-    else canonical.push(value);
+    const positional = (FINGERPRINT_POSITIONAL_FIELDS as readonly string[]).includes(key);
+    if (value === undefined) {
+      if (positional) canonical.push(null);
+      continue;
+    }
+    const canonicalValue =
+      key === "amount" && typeof value === "string"
+        ? normalizeDecimal(value)
+        : key === "meta" && typeof value === "object"
+          ? sortedEntries(value)
+          : value;
+    canonical.push(positional ? canonicalValue : [key, canonicalValue]);
   }
-  return JSON.stringify(canonical);
+  const text = JSON.stringify(canonical);
+  return source === "pixel" ? `pixel:${text}` : text;
 }
 
 function sortedEntries(record: Record<string, unknown>): [string, unknown][] {
@@ -98,14 +117,21 @@ function sortedEntries(record: Record<string, unknown>): [string, unknown][] {
  *
  * and for the same status with other fields: stale when both times are supplied and the event's
  * is older, a conflict otherwise.
+ *
+ * A pixel is the browser's word, a postback the network's: a postback on a conversion a pixel set
+ * confirms or corrects it (updated, whatever the pixel said), and a pixel never changes what a
+ * postback set (stale: kept in the history, not applied). Between pixels the rules above apply.
  */
 export function decide(
   state: ConversionState | null,
   incoming: IncomingEvent,
   isKnown: (fingerprint: string) => boolean,
 ): Decision {
-  if (isKnown(fingerprint(incoming.fields))) return { verdict: "duplicate", of: "recorded" };
+  const source = incoming.source ?? "s2s";
+  if (isKnown(fingerprint(incoming.fields, source))) return { verdict: "duplicate", of: "recorded" };
   if (state === null) return { verdict: "accepted" };
+  if (state.source === "pixel" && source === "s2s") return { verdict: "updated" };
+  if (state.source === "s2s" && source === "pixel") return { verdict: "stale" };
   const to = incoming.fields.status;
   // null: one of the two times is the hub's receipt time, and the clocks cannot be compared.
   const older =

@@ -34,7 +34,9 @@ const SCHEMA = `
     -- Only retention sets it (by RPC, after the object checked the cut against what it knows).
     retention_seq INTEGER,
     retention_hash TEXT,
-    retention_before TEXT
+    retention_before TEXT,
+    -- Where the event that set the state came from: s2s (a network's postback) or pixel.
+    source TEXT NOT NULL DEFAULT 's2s'
   );
   -- The history of the dedupe window; after it only the state row (the tail) stays.
   CREATE TABLE events (
@@ -101,6 +103,10 @@ const UPGRADES: readonly Upgrade[] = [
     sql.exec("ALTER TABLE state ADD COLUMN retention_hash TEXT");
     sql.exec("ALTER TABLE state ADD COLUMN retention_before TEXT");
     sql.exec("UPDATE state SET chain_from = (SELECT min(seq) FROM events WHERE hash IS NOT NULL)");
+  },
+  // 5. Browser pixels: where the event that set the state came from (every earlier one was a postback).
+  (sql) => {
+    sql.exec("ALTER TABLE state ADD COLUMN source TEXT NOT NULL DEFAULT 's2s'");
   },
 ];
 

@@ -81,6 +81,7 @@ export const SAMPLE_VALUES: MacroValues = {
     user_id: "user-42",
     device_id: "dev-7c1e",
     platform: "android",
+    partner_id: "ptn_01jcx5m2k8b3v9q4w7z6y1t0rs",
     event_id: "evt_01jcx5m2k8a7f3d9e2c4b6h8j0",
     delivery_id: "dlv_01jcx5m2k9n5p7r9s1t3v5w7x9",
     attempt: 1,

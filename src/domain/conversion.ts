@@ -35,6 +35,31 @@ export const MATERIAL_FIELDS = Object.keys(PostbackFieldsSchema.shape).filter(
 
 export type ConversionFields = Pick<Postback, MaterialField>;
 
+/**
+ * The material fields of the first stored fingerprints, which keep their positions in it; a field
+ * added since joins by name (conversions/lifecycle.ts `fingerprint`). Never edit this list.
+ */
+export const FINGERPRINT_POSITIONAL_FIELDS = [
+  "status",
+  "amount",
+  "currency",
+  "event_type",
+  "campaign_id",
+  "click_id",
+  "user_id",
+  "device_id",
+  "platform",
+  "meta",
+] as const satisfies readonly MaterialField[];
+
+/**
+ * Where an event came from: `s2s`, a network's authenticated postback; `pixel`, a browser pixel
+ * (authenticated only by a click id and the page's origin), which a postback confirms or corrects
+ * and which never changes what a postback recorded.
+ */
+export const EVENT_SOURCES = ["s2s", "pixel"] as const;
+export type EventSource = (typeof EVENT_SOURCES)[number];
+
 export interface ConversionState {
   status: ConversionStatus;
   /** The effective time of the applied event: its `event_time`, else when the hub received it. */
@@ -42,6 +67,8 @@ export interface ConversionState {
   /** Whether `event_time` came from the network (true) or is the hub's receipt time (false). */
   event_time_supplied: boolean;
   fields: ConversionFields;
+  /** Where the applied event came from: a pixel's state is the network's to confirm or correct. */
+  source: EventSource;
 }
 
 /** A D1 row's columns back into fields: a column per material field, NULL when absent. */
@@ -78,6 +105,8 @@ export interface RecordInput {
   test?: boolean;
   /** When the edge received the request (ISO 8601). */
   received_at: string;
+  /** `pixel` for the browser pixel route; a network's postback when absent. */
+  source?: EventSource;
 }
 
 /** The answer a network gets; replayed as-is (with `status: "duplicate"`) for a duplicate. */

@@ -1,6 +1,6 @@
 /** Queue message bodies, versioned zod schemas shared by producers and consumers. */
 import { z } from "zod";
-import { type ConversionFields, MATERIAL_FIELDS, type MaterialField } from "./conversion";
+import { type ConversionFields, EVENT_SOURCES, MATERIAL_FIELDS, type MaterialField } from "./conversion";
 import { CONVERSION_STATUSES, PLATFORMS } from "./postback";
 
 /**
@@ -36,6 +36,10 @@ export const EventMessageSchema = z.object({
   verdict: z.enum(["accepted", "updated", "stale"]),
   /** The conversion's status before this event; null for the first one. */
   previous_status: z.enum(CONVERSION_STATUSES).nullable().default(null),
+  /** Where the event came from: a browser pixel, or a network's postback (s2s, also when absent). */
+  source: z.enum(EVENT_SOURCES).optional(),
+  /** Where the event that set the state before this one came from; null or absent for the first event. */
+  previous_source: z.enum(EVENT_SOURCES).nullable().optional(),
   /** A test postback: decided by the transaction's test object (whose receipt this selects), kept
    * in its own D1 row, delivered only to partners that take test traffic. */
   test: z.boolean().default(false),
@@ -50,6 +54,8 @@ export const EventMessageSchema = z.object({
       first_seen_at: z.string(),
       /** Monotonic across the object's whole life, so D1 applies snapshots in order. */
       version: z.number().int().positive(),
+      /** Where the event that set this state came from (s2s when absent). */
+      source: z.enum(EVENT_SOURCES).optional(),
     }),
   ),
   /** The event's link in its conversion's hash chain (conversions/chain.ts); absent in messages sent before it. */

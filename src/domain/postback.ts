@@ -177,6 +177,11 @@ export const PostbackFieldsSchema = z.strictObject({
     })
     .optional()
     .openapi({ description: "Custom scalar fields kept with the conversion.", example: { sub1: "spring" } }),
+  partner_id: identifier(128).optional().openapi({
+    description:
+      "The hub partner (ptn_…) the network itself attributes the conversion to, for trackers that attribute without the hub's click id. Ignored when click_id is a valid hub click id.",
+    example: "ptn_01m8t94drzt2dvtb14rreyz833",
+  }),
   test: z.boolean({ error: "must be true or false" }).optional().openapi({
     description:
       "true: a test postback, kept apart from live conversions and delivered only to partners that take test traffic. Inside the signed body, so it is the way to mark a signed postback as a test.",

@@ -204,6 +204,7 @@ const GENERIC_ALIASES: Partial<Record<PostbackField, readonly string[]>> = {
   amount: ["payout", "revenue", "sum"],
   campaign_id: ["offer_id", "camp"],
   click_id: ["clickid", "subid", "cid"],
+  partner_id: ["aff_id", "affiliate_id"],
 };
 
 export const PRESETS: Readonly<Record<PresetName, ResolvedMapping>> = {

@@ -5,7 +5,7 @@
  */
 import { createRoute } from "@hono/zod-openapi";
 import { ProofSchema, type StoredConversion, type StoredEvent, verifyChain } from "../conversions/chain";
-import { type ConversionFields, conversionObjectName } from "../domain/conversion";
+import { type ConversionFields, conversionObjectName, MATERIAL_FIELDS } from "../domain/conversion";
 import { type ConversionEventRow, type ConversionRow, getConversion } from "../storage/d1";
 import { ADMIN_PROBLEMS, type App, problem } from "./common";
 import { ConversionKeyParams, conversionNotFound, WorldQuery } from "./conversions";
@@ -59,19 +59,11 @@ function storedConversion(row: ConversionRow): StoredConversion {
   } catch {
     // left as text
   }
-  const fields: Record<string, unknown> = {
-    status: row.status,
-    amount: row.amount,
-    currency: row.currency,
-    event_type: row.event_type,
-    campaign_id: row.campaign_id,
-    click_id: row.click_id,
-    user_id: row.user_id,
-    device_id: row.device_id,
-    platform: row.platform,
-    meta,
-  };
-  for (const [key, value] of Object.entries(fields)) if (value === null) delete fields[key];
+  const fields: Record<string, unknown> = {};
+  for (const field of MATERIAL_FIELDS) {
+    const value = field === "meta" ? meta : row[field];
+    if (value !== null && value !== undefined) fields[field] = value;
+  }
   return {
     status: row.status,
     fields: fields as ConversionFields,

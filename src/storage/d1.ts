@@ -33,6 +33,20 @@ export interface ConversionRow {
   test: number;
   /** 1 when `event_time` came from the network, 0 when it is the receipt time of the event that set it. */
   event_time_supplied: number;
+  /** The partner the network named (direct attribution), as sent. */
+  partner_id: string | null;
+  /** Whose conversion it is: the attribution verdict and what it found (domain/attribution.ts). */
+  attribution: string | null;
+  attribution_detail: string | null;
+  offer_id: string | null;
+  attributed_partner_id: string | null;
+  clicked_at: string | null;
+  payout: string | null;
+  payout_currency: string | null;
+  revenue: string | null;
+  revenue_currency: string | null;
+  /** s2s, or pixel until a network's postback confirms it. */
+  source: string;
 }
 
 export interface ConversionEventRow {
@@ -49,6 +63,10 @@ export interface ConversionEventRow {
   /** The event's link in the conversion's hash chain; null when recorded before the chain existed. */
   hash: string | null;
   prev_hash: string | null;
+  source: string;
+  /** The attributed partner's payout as of this event. */
+  payout: string | null;
+  payout_currency: string | null;
 }
 
 /** The lifecycle table as SQL rows, for the consumer's second line of defence below. */
@@ -65,8 +83,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
     db
       .prepare(
         `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload,
-           received_at, test, hash, prev_hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+           received_at, test, hash, prev_hash, source)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
       )
       .bind(
         message.event_id,
@@ -81,6 +99,7 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
         message.test ? 1 : 0,
         message.hash ?? null,
         message.prev_hash ?? null,
+        message.source ?? "s2s",
       ),
   ];
   if (message.verdict !== "stale") {
@@ -90,15 +109,16 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
         .prepare(
           `INSERT INTO conversions (network_id, transaction_id, status, amount, currency, event_type, event_time,
              campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test,
-             event_time_supplied)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             event_time_supplied, partner_id, source)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
              status = excluded.status, amount = excluded.amount, currency = excluded.currency,
              event_type = excluded.event_type, event_time = excluded.event_time,
              campaign_id = excluded.campaign_id, click_id = excluded.click_id, user_id = excluded.user_id,
              device_id = excluded.device_id, platform = excluded.platform, meta = excluded.meta,
              updated_at = excluded.updated_at, version = excluded.version,
-             event_time_supplied = excluded.event_time_supplied
+             event_time_supplied = excluded.event_time_supplied, partner_id = excluded.partner_id,
+             source = excluded.source
            WHERE excluded.version > conversions.version
              AND (
                excluded.first_seen_at = conversions.first_seen_at
@@ -131,6 +151,8 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
           message.test ? 1 : 0,
           // An applied event's time is the conversion's: supplied exactly when the event carried one.
           message.event.event_time === undefined ? 0 : 1,
+          c.partner_id ?? null,
+          c.source ?? "s2s",
         ),
     );
   }

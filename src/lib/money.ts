@@ -1,0 +1,40 @@
+/**
+ * Exact decimal arithmetic for money, over big.js (decimal digits, never binary floats): sums,
+ * percentages and rounding half to even at a currency's minor unit. Amounts go in and come out
+ * as plain decimal strings, the way the hub stores and sends them.
+ */
+import Big from "big.js";
+
+// Refuse numbers: a binary float must never become money by accident.
+const Decimal = Big();
+Decimal.strict = true;
+Decimal.DP = 20;
+Decimal.RM = Decimal.roundHalfEven;
+
+const PLAIN_DECIMAL = /^(0|[1-9]\d*)(\.\d+)?$/;
+
+export function isPlainDecimal(value: string): boolean {
+  return PLAIN_DECIMAL.test(value);
+}
+
+/** `amount` × `percent` / 100, unrounded. */
+export function percentOf(amount: string, percent: string): string {
+  return new Decimal(amount).times(new Decimal(percent)).div(100).toFixed();
+}
+
+export function add(a: string, b: string): string {
+  return new Decimal(a).plus(new Decimal(b)).toFixed();
+}
+
+/** Rounded half to even at `fractionDigits`, written with exactly that many ("2.50", "3"). */
+export function roundHalfEven(amount: string, fractionDigits: number): string {
+  return new Decimal(amount).round(fractionDigits, Decimal.roundHalfEven).toFixed(fractionDigits);
+}
+
+export function compare(a: string, b: string): -1 | 0 | 1 {
+  return new Decimal(a).cmp(new Decimal(b));
+}
+
+export function isZero(amount: string): boolean {
+  return new Decimal(amount).eq(0);
+}
