@@ -13,6 +13,9 @@ export interface PartnerFilters {
   platforms?: (typeof PLATFORMS)[number][] | undefined;
 }
 
+export const PARTNER_ROUTINGS = ["filters", "attributed"] as const;
+export type PartnerRouting = (typeof PARTNER_ROUTINGS)[number];
+
 export interface Partner {
   id: string;
   name: string;
@@ -27,6 +30,14 @@ export interface Partner {
   retry_schedule_seconds: number[];
   filters: PartnerFilters;
   receives_test_traffic: boolean;
+  /**
+   * filters: every conversion its filters match (an analytics sink, a warehouse); attributed:
+   * only the conversions attributed to it (its clicks, or a network naming it), filters still
+   * narrowing them.
+   */
+  routing: PartnerRouting;
+  /** Whether an attributed partner's postbacks carry the network's amount and currency. */
+  share_amount: boolean;
   created_at: string;
   updated_at: string;
 }

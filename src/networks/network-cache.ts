@@ -2,12 +2,13 @@
  * What the ingest path knows of a network: its status and its imported signing keys, cached in
  * the isolate for NETWORK_CACHE_TTL_SECONDS so that a steady-state postback never waits on D1.
  * A miss reads D1 through a Sessions API session, which may be served by a nearby replica.
- * Unknown networks are cached too, so a flood of posts to a wrong id costs no D1 reads.
+ * Unknown networks are cached too (lib/isolate-cache.ts).
  */
 
 import type { Network } from "../domain/network";
 import { utf8 } from "../lib/bytes";
 import { decryptSecret } from "../lib/credentials";
+import { IsolateCache } from "../lib/isolate-cache";
 import { importSigningKey } from "../lib/standard-webhooks";
 import { activeSecrets, getNetwork } from "../storage/networks";
 
@@ -31,15 +32,7 @@ export interface NetworkAuth {
   tokens: TokenDigest[];
 }
 
-interface Entry {
-  value: NetworkAuth | null;
-  loadedAtMs: number;
-}
-
-/** Bounds the memory that posts to made-up network ids can take. */
-const MAX_ENTRIES = 10_000;
-const cache = new Map<string, Entry>();
-const loading = new Map<string, Promise<NetworkAuth | null>>();
+const cache = new IsolateCache<NetworkAuth | null>();
 
 export interface NetworkSource {
   db: D1Database;
@@ -52,9 +45,7 @@ export interface NetworkSource {
 const REFRESH_AFTER_FAILURE_MS = 5_000;
 
 export async function loadNetworkAuth(id: string, source: NetworkSource): Promise<NetworkAuth | null> {
-  const hit = cache.get(id);
-  if (hit && source.nowMs - hit.loadedAtMs < source.ttlSeconds * 1000) return hit.value;
-  return reload(id, source);
+  return cache.get(id, source.nowMs, source.ttlSeconds * 1000, () => readNetworkAuth(id, source));
 }
 
 /**
@@ -63,30 +54,14 @@ export async function loadNetworkAuth(id: string, source: NetworkSource): Promis
  * signatures cannot make D1 reads more often than that.
  */
 export async function refreshNetworkAuth(id: string, source: NetworkSource): Promise<NetworkAuth | null> {
-  const hit = cache.get(id);
-  if (hit && source.nowMs - hit.loadedAtMs < REFRESH_AFTER_FAILURE_MS) return null;
-  return reload(id, source);
-}
-
-async function reload(id: string, source: NetworkSource): Promise<NetworkAuth | null> {
-  let pending = loading.get(id);
-  if (!pending) {
-    pending = readNetworkAuth(id, source).finally(() => loading.delete(id));
-    loading.set(id, pending);
-  }
-  const value = await pending;
-  cache.delete(id);
-  cache.set(id, { value, loadedAtMs: source.nowMs });
-  if (cache.size > MAX_ENTRIES) {
-    const oldest = cache.keys().next().value;
-    if (oldest !== undefined) cache.delete(oldest);
-  }
-  return value;
+  const loadedAtMs = cache.loadedAtMs(id);
+  if (loadedAtMs !== null && source.nowMs - loadedAtMs < REFRESH_AFTER_FAILURE_MS) return null;
+  return cache.reload(id, source.nowMs, () => readNetworkAuth(id, source));
 }
 
 /** Called after an admin write, so this isolate sees it at once; others within the TTL. */
 export function invalidateNetwork(id: string): void {
-  cache.delete(id);
+  cache.invalidate(id);
 }
 
 /** The credentials that verify at `nowMs`. */

@@ -4,6 +4,7 @@
  * rendered request, and replay failed, dead or parked deliveries in a time range.
  */
 import { createRoute, z } from "@hono/zod-openapi";
+import { invalidateClickPartner } from "../attribution/click-targets";
 import { type Config, configOf } from "../config";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { buildPartnerRequest, macroValues } from "../delivery/render";
@@ -12,7 +13,7 @@ import { lintBodyTemplate } from "../delivery/template";
 import { lintUrlTemplate } from "../delivery/url-safety";
 import { REPLAYABLE_STATES } from "../domain/delivery";
 import { NETWORK_ID_PATTERN } from "../domain/network";
-import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
+import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, PARTNER_ROUTINGS, type Partner } from "../domain/partner";
 import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../domain/postback";
 import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from "../errors";
 import { newId } from "../lib/bytes";
@@ -132,6 +133,14 @@ const PartnerPatchSchema = z
       .openapi({ description: "JSON body for POST with macros inside strings; null sends the conversion as JSON." }),
     timeout_ms: z.number().int().min(1000).max(MAX_PARTNER_TIMEOUT_MS).optional(),
     receives_test_traffic: z.boolean().optional(),
+    routing: z.enum(PARTNER_ROUTINGS).optional().openapi({
+      description:
+        "filters (the default): every conversion the filters match. attributed: only the conversions attributed to this partner (its tracking links' clicks, or a network naming it), with its payout; filters still narrow them. See docs/attribution.md.",
+    }),
+    share_amount: z.boolean().optional().openapi({
+      description:
+        "For an attributed partner: whether `{amount}` and `{currency}` carry the network's amount (default false: they render empty, and the partner sees its `{payout}` only).",
+    }),
   })
   .openapi("PartnerUpdate");
 
@@ -152,6 +161,8 @@ const PartnerSchema = z
     body_template: z.string().nullable(),
     timeout_ms: z.number(),
     receives_test_traffic: z.boolean(),
+    routing: z.enum(PARTNER_ROUTINGS),
+    share_amount: z.boolean(),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -391,6 +402,8 @@ export function registerPartnerRoutes(app: App): void {
         retry_schedule_seconds: input.retry_schedule_seconds ?? [...DEFAULT_RETRY_SCHEDULE_SECONDS],
         filters: input.filters ?? {},
         receives_test_traffic: input.receives_test_traffic ?? false,
+        routing: input.routing ?? "filters",
+        share_amount: input.share_amount ?? false,
         created_at: now,
         updated_at: now,
       };
@@ -489,6 +502,7 @@ export function registerPartnerRoutes(app: App): void {
       const signing = needsSecret ? await newSigningSecret(c.env, partner_id, now) : null;
       await updatePartner(c.env.DB, updated, signing?.row ?? null);
       forgetPartnerKeys(partner_id);
+      invalidateClickPartner(partner_id);
       return c.json({ ...toResponse(updated), ...(signing ? { signing_secret: signing.secret } : {}) }, 200);
     },
     partnerBodyHook,
@@ -509,6 +523,7 @@ export function registerPartnerRoutes(app: App): void {
       const { partner_id } = c.req.valid("param");
       if (!(await deletePartner(c.env.DB, partner_id, new Date().toISOString()))) throw missing(partner_id);
       forgetPartnerKeys(partner_id);
+      invalidateClickPartner(partner_id);
       return c.body(null, 204);
     },
   );

@@ -17,6 +17,8 @@ interface PartnerRow {
   retry_schedule: string;
   filters: string;
   receives_test_traffic: number;
+  routing: Partner["routing"];
+  share_amount: number;
   created_at: string;
   updated_at: string;
 }
@@ -44,6 +46,8 @@ export function toPartner(row: PartnerRow): Partner {
     retry_schedule_seconds: JSON.parse(row.retry_schedule) as number[],
     filters: JSON.parse(row.filters) as PartnerFilters,
     receives_test_traffic: row.receives_test_traffic === 1,
+    routing: row.routing,
+    share_amount: row.share_amount === 1,
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -63,6 +67,8 @@ function partnerValues(p: Partner): unknown[] {
     JSON.stringify(p.retry_schedule_seconds),
     JSON.stringify(p.filters),
     p.receives_test_traffic ? 1 : 0,
+    p.routing,
+    p.share_amount ? 1 : 0,
     p.updated_at,
   ];
 }
@@ -72,8 +78,8 @@ export async function insertPartner(db: D1, partner: Partner, secret: Omit<Partn
     db
       .prepare(
         `INSERT INTO partners (name, status, disabled_reason, url_template, method, headers, body_template, sign,
-           timeout_ms, retry_schedule, filters, receives_test_traffic, updated_at, id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           timeout_ms, retry_schedule, filters, receives_test_traffic, routing, share_amount, updated_at, id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(...partnerValues(partner), partner.id, partner.created_at),
   ];
@@ -88,7 +94,7 @@ export async function updatePartner(db: D1, partner: Partner, secret: Omit<Partn
       .prepare(
         `UPDATE partners SET name = ?, status = ?, disabled_reason = ?, url_template = ?, method = ?, headers = ?,
            body_template = ?, sign = ?, timeout_ms = ?, retry_schedule = ?, filters = ?, receives_test_traffic = ?,
-           updated_at = ?
+           routing = ?, share_amount = ?, updated_at = ?
          WHERE id = ?`,
       )
       .bind(...partnerValues(partner), partner.id),

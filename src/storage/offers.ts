@@ -1,0 +1,176 @@
+/** SQL for offers and clicks. */
+
+import type { Click } from "../domain/click";
+import type { Offer, Payouts, PixelSettings, PriceRule } from "../domain/offer";
+import type { D1 } from "./d1";
+
+interface OfferRow {
+  id: string;
+  network_id: string;
+  name: string;
+  status: Offer["status"];
+  landing_url: string;
+  attribution_window_days: number;
+  campaign_id: string | null;
+  revenue: string;
+  payouts: string;
+  partners: string | null;
+  pixel: string;
+  created_at: string;
+  updated_at: string;
+}
+
+function toOffer(row: OfferRow): Offer {
+  return {
+    id: row.id,
+    network_id: row.network_id,
+    name: row.name,
+    status: row.status,
+    landing_url: row.landing_url,
+    attribution_window_days: row.attribution_window_days,
+    campaign_id: row.campaign_id,
+    revenue: JSON.parse(row.revenue) as PriceRule[],
+    payouts: JSON.parse(row.payouts) as Payouts,
+    partners: row.partners === null ? null : (JSON.parse(row.partners) as string[]),
+    pixel: JSON.parse(row.pixel) as PixelSettings,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+function offerValues(o: Offer): unknown[] {
+  return [
+    o.name,
+    o.status,
+    o.landing_url,
+    o.attribution_window_days,
+    o.campaign_id,
+    JSON.stringify(o.revenue),
+    JSON.stringify(o.payouts),
+    o.partners === null ? null : JSON.stringify(o.partners),
+    JSON.stringify(o.pixel),
+    o.updated_at,
+  ];
+}
+
+export async function insertOffer(db: D1, offer: Offer): Promise<void> {
+  await db
+    .prepare(
+      `INSERT INTO offers (name, status, landing_url, attribution_window_days, campaign_id, revenue, payouts, partners,
+         pixel, updated_at, id, network_id, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    .bind(...offerValues(offer), offer.id, offer.network_id, offer.created_at)
+    .run();
+}
+
+/** Writes every mutable field (an offer's network never changes: its clicks name the offer). */
+export async function updateOffer(db: D1, offer: Offer): Promise<void> {
+  await db
+    .prepare(
+      `UPDATE offers SET name = ?, status = ?, landing_url = ?, attribution_window_days = ?, campaign_id = ?,
+         revenue = ?, payouts = ?, partners = ?, pixel = ?, updated_at = ?
+       WHERE id = ?`,
+    )
+    .bind(...offerValues(offer), offer.id)
+    .run();
+}
+
+export async function getOffer(db: D1, id: string): Promise<Offer | null> {
+  const row = await db.prepare("SELECT * FROM offers WHERE id = ?").bind(id).first<OfferRow>();
+  return row ? toOffer(row) : null;
+}
+
+/** The offers of a batch of conversions, by id, in one query. */
+export async function offersById(db: D1, ids: readonly string[]): Promise<Map<string, Offer>> {
+  if (ids.length === 0) return new Map();
+  const { results } = await db
+    .prepare("SELECT * FROM offers WHERE id IN (SELECT value FROM json_each(?))")
+    .bind(JSON.stringify([...new Set(ids)]))
+    .all<OfferRow>();
+  return new Map(results.map((row) => [row.id, toOffer(row)]));
+}
+
+/** The offer a network's own campaign id names, for conversions that name their partner directly. */
+export async function offersByCampaign(
+  db: D1,
+  keys: readonly { network_id: string; campaign_id: string }[],
+): Promise<Map<string, Offer>> {
+  if (keys.length === 0) return new Map();
+  const { results } = await db
+    .prepare(
+      `SELECT o.* FROM offers o JOIN json_each(?) k
+         ON o.network_id = json_extract(k.value, '$[0]') AND o.campaign_id = json_extract(k.value, '$[1]')`,
+    )
+    .bind(JSON.stringify(keys.map((k) => [k.network_id, k.campaign_id])))
+    .all<OfferRow>();
+  return new Map(results.map((row) => [campaignKey(row.network_id, row.campaign_id ?? ""), toOffer(row)]));
+}
+
+export function campaignKey(networkId: string, campaignId: string): string {
+  return `${networkId}\u0000${campaignId}`;
+}
+
+export async function listOffers(
+  db: D1,
+  limit: number,
+  afterId: string | null,
+  networkId: string | null,
+): Promise<Offer[]> {
+  const { results } = await db
+    .prepare(
+      "SELECT * FROM offers WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL OR network_id = ?2) ORDER BY id LIMIT ?3",
+    )
+    .bind(afterId, networkId, limit)
+    .all<OfferRow>();
+  return results.map(toOffer);
+}
+
+/** Records clicks; a click already recorded (a queue message delivered twice) stays one row. */
+export function insertClickStatements(db: D1, clicks: readonly Click[], recordedAt: string): D1PreparedStatement[] {
+  return clicks.map((c) =>
+    db
+      .prepare(
+        `INSERT INTO clicks (click_id, offer_id, partner_id, clicked_at, sub1, sub2, sub3, sub4, sub5, country, device,
+           os, browser, referrer, ip_prefix, recorded_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (click_id) DO NOTHING`,
+      )
+      .bind(
+        c.click_id,
+        c.offer_id,
+        c.partner_id,
+        c.clicked_at,
+        c.sub1,
+        c.sub2,
+        c.sub3,
+        c.sub4,
+        c.sub5,
+        c.country,
+        c.device,
+        c.os,
+        c.browser,
+        c.referrer,
+        c.ip_prefix,
+        recordedAt,
+      ),
+  );
+}
+
+export async function clicksById(db: D1, ids: readonly string[]): Promise<Map<string, Click>> {
+  if (ids.length === 0) return new Map();
+  const { results } = await db
+    .prepare("SELECT * FROM clicks WHERE click_id IN (SELECT value FROM json_each(?))")
+    .bind(JSON.stringify([...new Set(ids)]))
+    .all<Click & { recorded_at: string }>();
+  return new Map(results.map(({ recorded_at: _, ...click }) => [click.click_id, click]));
+}
+
+/** Counted clicks of an offer (optionally one partner's), for the offer's API object and tests. */
+export async function countClicks(db: D1, offerId: string, partnerId: string | null): Promise<number> {
+  const row = await db
+    .prepare("SELECT count(*) AS n FROM clicks WHERE offer_id = ?1 AND (?2 IS NULL OR partner_id = ?2)")
+    .bind(offerId, partnerId)
+    .first<{ n: number }>();
+  return row?.n ?? 0;
+}
