@@ -51,6 +51,13 @@ export default defineConfig({
             deadLetterQueue: "postback-requests-dlq",
           },
           "postback-requests-dlq": { maxBatchSize: 10, maxBatchTimeout: 0.05, maxRetries: 100 },
+          "postback-clicks": {
+            maxBatchSize: 10,
+            maxBatchTimeout: 0.05,
+            maxRetries: 20,
+            deadLetterQueue: "postback-clicks-dlq",
+          },
+          "postback-clicks-dlq": { maxBatchSize: 10, maxBatchTimeout: 0.05, maxRetries: 100 },
         },
         // The fake partner at https://partner.test; any other outbound request fails loudly (599).
         outboundService: fakePartner,

@@ -6,6 +6,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
 import { requireAdmin } from "./routes/admin-auth";
+import { registerClickRoutes } from "./routes/clicks";
 import { ADMIN_SECURITY, type App, type AppEnv, problem } from "./routes/common";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
 import { registerConversionRoutes } from "./routes/conversions";
@@ -76,6 +77,7 @@ export function createApp(registerAdmin: (admin: App) => void = registerAdminRou
   // Public and network-authenticated routes: each checks its own credentials (or needs none).
   registerHealthRoutes(app);
   registerPostbackRoutes(app);
+  registerClickRoutes(app);
   registerNetworkRequestLogRoute(app);
   app.route("/", createAdminApp(registerAdmin));
 

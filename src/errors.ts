@@ -16,6 +16,7 @@ export const PROBLEM_CODES = {
   partner_disabled: { status: 409, title: "The partner is disabled" },
   invalid_state: { status: 409, title: "Not possible in the current state" },
   conversion_conflict: { status: 409, title: "The postback conflicts with the recorded conversion" },
+  offer_paused: { status: 410, title: "The offer is paused" },
   payload_too_large: { status: 413, title: "The body is too large" },
   unsupported_media_type: { status: 415, title: "Unsupported content type" },
   rate_limited: { status: 429, title: "Too many requests" },

@@ -5,6 +5,7 @@ import { sendAlert } from "./operations/alerts";
 import { autoDisableFailingPartners } from "./operations/auto-disable";
 import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
+import { consumeClickDeadLetters, consumeClicks } from "./queues/clicks-consumer";
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { outboxReceipts } from "./queues/outbox-receipts";
@@ -14,7 +15,16 @@ export { ConversionObject } from "./conversions/conversion-object";
 
 const app = createApp();
 
-type QueueKind = "events" | "events-dlq" | "deliveries" | "deliveries-dlq" | "requests" | "requests-dlq" | "unknown";
+type QueueKind =
+  | "events"
+  | "events-dlq"
+  | "deliveries"
+  | "deliveries-dlq"
+  | "requests"
+  | "requests-dlq"
+  | "clicks"
+  | "clicks-dlq"
+  | "unknown";
 
 /** Queue names differ per deploy environment; the vars name them, the switch stays exhaustive. */
 function queueKind(env: Env, name: string): QueueKind {
@@ -31,6 +41,10 @@ function queueKind(env: Env, name: string): QueueKind {
       return "requests";
     case env.REQUESTS_DLQ_NAME:
       return "requests-dlq";
+    case env.CLICKS_QUEUE_NAME:
+      return "clicks";
+    case env.CLICKS_DLQ_NAME:
+      return "clicks-dlq";
     default:
       return "unknown";
   }
@@ -64,6 +78,10 @@ export default {
         return consumeRequestLog(batch, env.DB);
       case "requests-dlq":
         return consumeRequestLogDeadLetters(batch, env.DB);
+      case "clicks":
+        return consumeClicks(batch, env.DB);
+      case "clicks-dlq":
+        return consumeClickDeadLetters(batch, env.DB);
       case "unknown":
         throw new Error(`no consumer for queue ${batch.queue}`);
       default:

@@ -9,9 +9,8 @@ import { SUB_ID_NAMES } from "./offer";
 /** A sub id as a partner passes it: short text, kept as given. */
 export const SUB_ID_MAX_LENGTH = 255;
 
-/** What the redirect sends to the CLICKS queue; the consumer derives the stored row from it. */
-export const ClickMessageSchema = z.object({
-  v: z.literal(1),
+/** One click as the redirect saw it; the consumer derives the stored row from it. */
+export const ClickSeenSchema = z.object({
   click_id: z.string(),
   offer_id: z.string(),
   partner_id: z.string(),
@@ -23,6 +22,11 @@ export const ClickMessageSchema = z.object({
   referrer: z.string().nullable(),
   ip_prefix: z.string().nullable(),
 });
+
+export type ClickSeen = z.infer<typeof ClickSeenSchema>;
+
+/** What the redirects of one isolate send to the CLICKS queue: clicks packed many to a message. */
+export const ClickMessageSchema = z.object({ v: z.literal(1), clicks: z.array(ClickSeenSchema) });
 
 export type ClickMessage = z.infer<typeof ClickMessageSchema>;
 

@@ -5,6 +5,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import { ISO_4217_CODES } from "./currencies";
+import { PARTNER_ID_PATTERN } from "./partner";
 import type { ConversionStatus } from "./postback";
 
 export const OFFER_ID_PATTERN = /^ofr_[0-9a-hjkmnp-tv-z]{26}$/;
@@ -12,6 +13,8 @@ export const DEFAULT_ATTRIBUTION_WINDOW_DAYS = 30;
 export const MAX_ATTRIBUTION_WINDOW_DAYS = 365;
 export const SUB_ID_NAMES = ["sub1", "sub2", "sub3", "sub4", "sub5"] as const;
 export type SubIdName = (typeof SUB_ID_NAMES)[number];
+/** What an offer's landing URL may carry; `{click_id}` it must. */
+export const LANDING_URL_MACROS = ["click_id", "offer_id", "partner_id", ...SUB_ID_NAMES] as const;
 
 /** A conversion in one of these statuses is paid for; declined and reversed take the payout back. */
 export const PAYABLE_STATUSES = ["pending", "approved", "paid"] as const satisfies readonly ConversionStatus[];
@@ -67,7 +70,7 @@ export const PayoutsSchema = z
   .strictObject({
     default: PriceRulesSchema.default([]).openapi({ description: "For every partner without its own rules." }),
     partners: z
-      .record(z.string().regex(/^ptn_[0-9a-hjkmnp-tv-z]{26}$/, { error: "must be a partner id" }), PriceRulesSchema)
+      .record(z.string().regex(PARTNER_ID_PATTERN, { error: "must be a partner id" }), PriceRulesSchema)
       .default({})
       .openapi({ description: "Per-partner overrides: a partner listed here is priced by its rules only." }),
   })

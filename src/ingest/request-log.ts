@@ -20,6 +20,7 @@
 import type { InboundRecord, RequestLogMessage, UnloggedCount } from "../domain/messages";
 import type { FieldError } from "../errors";
 import { toHex } from "../lib/bytes";
+import { chunksBySize, jsonByteSize } from "../lib/chunks";
 
 /** What a request revealed on its way through ingest; the route fills in the rest. */
 export interface InboundTrace {
@@ -346,51 +347,23 @@ export class InboundLog {
   }
 }
 
-const utf8 = new TextEncoder();
-
-function byteSize(value: unknown): number {
-  return utf8.encode(JSON.stringify(value)).byteLength;
-}
-
 /** Packs records many to a message, under the queue's message size; the counts ride on the first. */
 function pack(records: readonly InboundRecord[], counts: UnloggedCount[]): RequestLogMessage[] {
-  const messages: RequestLogMessage[] = [];
-  let current: InboundRecord[] = [];
-  let bytes = byteSize(counts);
-  for (const record of records) {
-    const size = byteSize(record);
-    if (current.length > 0 && (current.length === RECORDS_PER_MESSAGE || bytes + size > MESSAGE_BYTES)) {
-      messages.push({ v: 1, records: current, counts: [] });
-      current = [];
-      bytes = 0;
-    }
-    current.push(record);
-    bytes += size;
-  }
-  if (current.length > 0) messages.push({ v: 1, records: current, counts: [] });
+  const messages: RequestLogMessage[] = chunksBySize(records, RECORDS_PER_MESSAGE, MESSAGE_BYTES).map((chunk) => ({
+    v: 1,
+    records: chunk,
+    counts: [],
+  }));
+  // The counts ride with the first records when they fit, else in a message of their own.
   const first = messages[0];
-  if (first) first.counts = counts;
-  else messages.push({ v: 1, records: [], counts });
+  if (first && jsonByteSize(first) + jsonByteSize(counts) <= MESSAGE_BYTES) first.counts = counts;
+  else if (counts.length > 0 || !first) messages.unshift({ v: 1, records: [], counts });
   return messages;
 }
 
 /** Messages grouped into sendBatch calls under the queue's batch size. */
 function sendBatches(messages: RequestLogMessage[]): RequestLogMessage[][] {
-  const batches: RequestLogMessage[][] = [];
-  let current: RequestLogMessage[] = [];
-  let bytes = 0;
-  for (const message of messages) {
-    const size = byteSize(message);
-    if (current.length > 0 && bytes + size > SEND_BYTES) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(message);
-    bytes += size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
+  return chunksBySize(messages, Number.POSITIVE_INFINITY, SEND_BYTES);
 }
 
 function minuteOf(ms: number): string {

@@ -121,3 +121,20 @@ function inRange(address: IpAddress, cidr: Cidr): boolean {
   const hostBits = BigInt(BITS[cidr.version] - cidr.prefixLength);
   return address.value >> hostBits === cidr.network >> hostBits;
 }
+
+/** Bits of a client address kept where an address must not be stored whole. */
+const KEPT_PREFIX_BITS: Record<IpVersion, number> = { 4: 24, 6: 48 };
+
+/**
+ * The range around a client address that can be kept without keeping the address: its /24 for
+ * IPv4 (an IPv4-mapped IPv6 address counts as IPv4), its /48 for IPv6. Null when not an address.
+ */
+export function truncatedAddress(ip: string): string | null {
+  const address = readAddress(ip);
+  if (!address) return null;
+  const plain = address instanceof ipaddr.IPv6 && address.isIPv4MappedAddress() ? address.toIPv4Address() : address;
+  const version = versionOf(plain);
+  const prefixLength = KEPT_PREFIX_BITS[version];
+  const range = { version, network: numberOf(plain), prefixLength };
+  return formatCidr({ ...range, network: range.network & ~hostMask(range) });
+}

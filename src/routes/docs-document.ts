@@ -43,6 +43,11 @@ const TAGS = [
       "Where networks post conversions: a signed JSON body, an affiliate GET (or form POST) mapped from its parameters, a batch, and explain (a dry run). Each is authenticated with the network's own credentials (one of the network security schemes), never with the admin token; explain also takes the admin token.",
   },
   {
+    name: "Tracking links",
+    description:
+      "What a partner's visitors click: a redirect to the offer's landing page with an authenticated click id, counted after the answer. A conversion that carries the click id is attributed to that partner (docs/attribution.md). Public.",
+  },
+  {
     name: "Inbound log",
     description:
       "Every request to a postback route of a known network, rejections included, with its verdict: read by the operator per network or by request id, and by a network, its own log, with its own credentials.",
