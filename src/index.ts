@@ -1,6 +1,7 @@
 /** Postback Hub: wiring only. HTTP to the Hono app, queue batches to their consumers, crons to operations. */
 import { createApp } from "./app";
 import { configOf } from "./config";
+import { hmacKey } from "./lib/keys";
 import { sendAlert } from "./operations/alerts";
 import { autoDisableFailingPartners } from "./operations/auto-disable";
 import { runRetention } from "./operations/retention";
@@ -58,7 +59,12 @@ export default {
   async queue(batch, env) {
     const kind = queueKind(env, batch.queue);
     const config = configOf(env);
-    const eventsDeps = () => ({ db: env.DB, deliveries: env.DELIVERIES, receipts: outboxReceipts(env.CONVERSIONS) });
+    const eventsDeps = () => ({
+      db: env.DB,
+      deliveries: env.DELIVERIES,
+      receipts: outboxReceipts(env.CONVERSIONS),
+      clickKey: () => hmacKey(config.ENCRYPTION_KEY, "click-id v1"),
+    });
     switch (kind) {
       case "events":
         return consumeEvents(batch, eventsDeps());

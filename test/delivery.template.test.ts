@@ -163,6 +163,18 @@ describe("defaultBody", () => {
       "meta",
       "received_at",
       "test",
+      "attribution",
+      "offer_id",
+      "clicked_at",
+      "payout",
+      "previous_payout",
+      "payout_currency",
+      "sub1",
+      "sub2",
+      "sub3",
+      "sub4",
+      "sub5",
+      "source",
     ]);
   });
 });

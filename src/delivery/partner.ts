@@ -4,21 +4,28 @@
  */
 
 import type { EventMessage } from "../domain/messages";
-import type { DeliveryPayload, Partner, PartnerFilters } from "../domain/partner";
+import type { DeliveryAttribution, DeliveryPayload, Partner, PartnerFilters } from "../domain/partner";
 
 /** What routing looks at in an event. */
 export interface RoutedEvent {
   network_id: string;
   test?: boolean;
   conversion: Pick<EventMessage["conversion"], "status" | "campaign_id" | "event_type" | "platform">;
+  /** The partner the conversion is attributed to, if any. */
+  attributed_partner_id?: string | null | undefined;
 }
 
-/** Test events go only to partners that take test traffic. */
+/**
+ * Test events go only to partners that take test traffic; an attributed partner hears only of
+ * the conversions attributed to it; and the filters narrow what is left.
+ */
 export function partnerReceives(
-  partner: Pick<Partner, "filters" | "receives_test_traffic">,
+  partner: Pick<Partner, "id" | "filters" | "receives_test_traffic" | "routing">,
   message: RoutedEvent,
 ): boolean {
-  return (!message.test || partner.receives_test_traffic) && partnerWants(partner.filters, message);
+  if (message.test && !partner.receives_test_traffic) return false;
+  if (partner.routing === "attributed" && message.attributed_partner_id !== partner.id) return false;
+  return partnerWants(partner.filters, message);
 }
 
 /** Empty or absent filters mean "everything"; each non-empty one must contain the event's value. */
@@ -52,7 +59,10 @@ export async function deliveryIdFor(eventId: string, partnerId: string): Promise
   return `dlv_${id}`;
 }
 
-export function deliveryPayload(message: EventMessage & { verdict: "accepted" | "updated" }): DeliveryPayload {
+export function deliveryPayload(
+  message: EventMessage & { verdict: "accepted" | "updated" },
+  attribution?: DeliveryAttribution,
+): DeliveryPayload {
   return {
     network_id: message.network_id,
     transaction_id: message.transaction_id,
@@ -62,5 +72,6 @@ export function deliveryPayload(message: EventMessage & { verdict: "accepted" | 
     previous_status: message.previous_status,
     test: message.test,
     conversion: message.conversion,
+    ...(attribution ? { attribution } : {}),
   };
 }

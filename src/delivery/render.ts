@@ -1,5 +1,7 @@
 /** From a partner and a delivery to the exact request the partner receives (shared by sending and preview). */
 
+import type { Click } from "../domain/click";
+import { SUB_ID_NAMES, type SubIdName } from "../domain/offer";
 import type { DeliveryPayload, Partner } from "../domain/partner";
 import { type PartnerRequest, signatureHeaders, signedContent } from "./partner-client";
 import {
@@ -12,13 +14,38 @@ import {
 } from "./template";
 import { checkOutboundUrl } from "./url-safety";
 
-export function macroValues(payload: DeliveryPayload, deliveryId: string, attempt: number): MacroValues {
+/** What a delivery renders besides its payload: who it goes to, and the click's record if D1 has it. */
+export interface RenderContext {
+  partner?: Pick<Partner, "routing" | "share_amount"> | undefined;
+  click?: Pick<Click, SubIdName> | null | undefined;
+}
+
+export function macroValues(
+  payload: DeliveryPayload,
+  deliveryId: string,
+  attempt: number,
+  context: RenderContext = {},
+): MacroValues {
   const c = payload.conversion;
+  const a = payload.attribution;
+  // An attributed partner sees its payout; the network's amount only when the operator shares it.
+  const hideAmount = context.partner?.routing === "attributed" && !context.partner.share_amount;
   return {
     values: {
       transaction_id: payload.transaction_id,
       network_id: payload.network_id,
       ...Object.fromEntries(CONVERSION_MACROS.map((field) => [field, c[field]])),
+      ...(hideAmount ? { amount: undefined, currency: undefined } : {}),
+      // The partner credited, when there is one; else the partner the network named.
+      partner_id: a?.partner_id ?? c.partner_id,
+      attribution: a?.verdict,
+      offer_id: a?.offer_id ?? undefined,
+      clicked_at: a?.clicked_at ?? undefined,
+      payout: a?.payout ?? undefined,
+      previous_payout: a?.previous_payout ?? undefined,
+      payout_currency: a?.payout_currency ?? undefined,
+      ...Object.fromEntries(SUB_ID_NAMES.map((name) => [name, context.click?.[name] ?? undefined])),
+      source: c.source ?? "s2s",
       previous_status: payload.previous_status,
       event_time: c.event_time,
       event_id: payload.event_id,

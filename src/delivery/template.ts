@@ -5,6 +5,7 @@
  * Braces around anything that is not a macro name stay literal, so JSON braces pass through.
  */
 import { MATERIAL_FIELDS, type MaterialField } from "../domain/conversion";
+import { SUB_ID_NAMES } from "../domain/offer";
 import type { FieldError } from "../errors";
 
 /** The conversion's own fields, each a macro (meta goes by key: `{meta.KEY}`), derived from its schema. */
@@ -26,6 +27,18 @@ function withNewFields<T extends string>(order: readonly T[]): (T | ConversionMa
   return [...order.slice(0, last + 1), ...added, ...order.slice(last + 1)];
 }
 
+/** Whose conversion it is and what it pays the credited partner (docs/attribution.md). */
+export const ATTRIBUTION_MACROS = [
+  "attribution",
+  "offer_id",
+  "clicked_at",
+  "payout",
+  "previous_payout",
+  "payout_currency",
+  ...SUB_ID_NAMES,
+  "source",
+] as const;
+
 export const KNOWN_MACROS = withNewFields([
   "transaction_id",
   "network_id",
@@ -46,6 +59,7 @@ export const KNOWN_MACROS = withNewFields([
   "verdict",
   "received_at",
   "test",
+  ...ATTRIBUTION_MACROS,
 ] as const);
 
 export type KnownMacro = (typeof KNOWN_MACROS)[number];
@@ -57,7 +71,7 @@ export type MacroValues = {
   meta: Readonly<Record<string, Scalar>>;
 };
 
-const MACRO = /\{([a-z_]+|meta\.[A-Za-z0-9_.-]{1,64})\}/g;
+const MACRO = /\{([a-z_][a-z0-9_]*|meta\.[A-Za-z0-9_.-]{1,64})\}/g;
 const META_PREFIX = "meta.";
 const KNOWN = new Set<string>(KNOWN_MACROS);
 const KNOWN_LIST = [...KNOWN_MACROS, "meta.KEY"].map((name) => `{${name}}`).join(", ");
@@ -88,6 +102,18 @@ export const SAMPLE_VALUES: MacroValues = {
     verdict: "accepted",
     received_at: "2026-11-27T12:34:57.120Z",
     test: false,
+    attribution: "click",
+    offer_id: "ofr_01jcx5m2k8b3v9q4w7z6y1t0rs",
+    clicked_at: "2026-11-27T11:02:13.000Z",
+    payout: "2.50",
+    previous_payout: "1.25",
+    payout_currency: "EUR",
+    sub1: 'banner "7" \\ ü',
+    sub2: "s2",
+    sub3: "s3",
+    sub4: "s4",
+    sub5: "s5",
+    source: "s2s",
   },
   meta: { sub1: 'spring "sale" \\ café', sub2: 7, vip: true },
 };
@@ -190,6 +216,7 @@ const DEFAULT_BODY_FIELDS = withNewFields([
   "meta",
   "received_at",
   "test",
+  ...ATTRIBUTION_MACROS,
 ] as const);
 
 /** The body a POST partner gets without a template: one stable shape, amount kept as an exact decimal string. */

@@ -55,4 +55,19 @@ export interface DeliveryPayload {
   /** A test event: only partners that take test traffic receive it. */
   test?: boolean;
   conversion: EventMessage["conversion"];
+  /** Whose conversion it is and what it pays; absent for deliveries made before attribution. */
+  attribution?: DeliveryAttribution;
+}
+
+/** The attribution a delivery carries (its macros: docs/partners-and-delivery.md). */
+export interface DeliveryAttribution {
+  verdict: string;
+  offer_id: string | null;
+  /** The partner credited (click or direct), else null. */
+  partner_id: string | null;
+  clicked_at: string | null;
+  /** The credited partner's payout after this event, and before it. */
+  payout: string | null;
+  previous_payout: string | null;
+  payout_currency: string | null;
 }

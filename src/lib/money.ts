@@ -19,7 +19,7 @@ export function isPlainDecimal(value: string): boolean {
 
 /** `amount` × `percent` / 100, unrounded. */
 export function percentOf(amount: string, percent: string): string {
-  return new Decimal(amount).times(new Decimal(percent)).div(100).toFixed();
+  return new Decimal(amount).times(new Decimal(percent)).div("100").toFixed();
 }
 
 export function add(a: string, b: string): string {
@@ -36,5 +36,5 @@ export function compare(a: string, b: string): -1 | 0 | 1 {
 }
 
 export function isZero(amount: string): boolean {
-  return new Decimal(amount).eq(0);
+  return new Decimal(amount).eq("0");
 }

@@ -10,8 +10,9 @@ import { sendPartnerRequest } from "../delivery/partner-client";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { buildPartnerRequest, macroValues } from "../delivery/render";
 import type { AttemptOutcome } from "../delivery/retry-policy";
+import type { Click } from "../domain/click";
 import { DeliveryMessageSchema } from "../domain/messages";
-import { MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
+import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
 import {
@@ -24,7 +25,9 @@ import {
   parkDeliveriesStatement,
   payloadOf,
   releaseLeaseStatement,
+  unclaimStatement,
 } from "../storage/deliveries";
+import { clicksById } from "../storage/offers";
 
 export interface DeliveryConsumerDeps {
   db: D1;
@@ -46,6 +49,23 @@ const DUE_SLACK_MS = 2_000;
  */
 const LEASE_MARGIN_MS = 15_000;
 const UNEXPECTED_ERROR_RETRY_SECONDS = 30;
+/**
+ * A click's record reaches D1 through its own queue, seconds after the redirect; a conversion
+ * that follows its click faster than that waits for it (up to CLICK_SETTLE_MS after the click), so
+ * its partner gets its sub ids. After that, the delivery goes without them.
+ */
+const CLICK_SETTLE_MS = 120_000;
+const CLICK_WAIT_SECONDS = 5;
+
+/** The attributed click's record, null when there is none to wait for, or "not yet". */
+async function clickOf(payload: DeliveryPayload, db: D1, nowMs: number): Promise<Click | null | "not yet"> {
+  const clickId = payload.conversion.click_id;
+  const clickedAt = payload.attribution?.clicked_at;
+  if (payload.attribution?.verdict !== "click" || !clickId || !clickedAt) return null;
+  const click = (await clicksById(db, [clickId.toLowerCase()])).get(clickId.toLowerCase());
+  if (click) return click;
+  return nowMs - Date.parse(clickedAt) < CLICK_SETTLE_MS ? "not yet" : null;
+}
 
 export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: DeliveryConsumerDeps): Promise<void> {
   await Promise.all(batch.messages.map((message) => processMessage(batch.queue, message, deps)));
@@ -111,7 +131,14 @@ async function attemptClaimed(
   // The URL is judged again now, as `fetch` will parse it: a partner saved under other rules
   // (insecure URLs allowed then), or a value the template checks could not foresee, must not make
   // the hub connect.
-  const built = await buildPartnerRequest(partner, macroValues(payloadOf(delivery), delivery.id, delivery.attempts), {
+  const payload = payloadOf(delivery);
+  const click = await clickOf(payload, deps.db, startedMs);
+  if (click === "not yet") {
+    await deps.db.batch([unclaimStatement(deps.db, delivery.id, delivery.lease_until)]);
+    return CLICK_WAIT_SECONDS;
+  }
+  const values = macroValues(payload, delivery.id, delivery.attempts, { partner, click });
+  const built = await buildPartnerRequest(partner, values, {
     allowInsecure: deps.allowInsecurePartnerUrls,
     signing: partner.sign
       ? async () => {

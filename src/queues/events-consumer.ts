@@ -10,11 +10,18 @@
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
  * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
  */
+import {
+  attributeBatch,
+  attributionRecord,
+  deliveryAttribution,
+  type EventAttribution,
+} from "../attribution/event-attribution";
 import { deliveryIdFor, deliveryPayload, notifies, partnerReceives } from "../delivery/partner";
 import { type EventMessage, EventMessageSchema } from "../domain/messages";
 import type { Partner } from "../domain/partner";
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
 import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
+import { attributionStatements } from "../storage/offers";
 import { allPartners } from "../storage/partners";
 import { type DeliveriesQueue, enqueueDeliveries } from "./delivery-messages";
 import type { OutboxReceipts } from "./outbox-receipts";
@@ -26,6 +33,8 @@ export interface EventsConsumerDeps {
   deliveries: DeliveriesQueue;
   /** Tells the conversions' outboxes which events D1 now holds. */
   receipts: OutboxReceipts;
+  /** The key click ids are verified with (lib/keys.ts). */
+  clickKey: () => Promise<CryptoKey>;
 }
 
 /** 5 s, 10 s, 20 s … capped at 10 min: rides out a D1 outage without hammering it. */
@@ -48,7 +57,7 @@ async function processBatch(
 ): Promise<void> {
   let events: EventMessage[];
   try {
-    events = await writeBatch(batch, deps.db, deadLetterReason);
+    events = await writeBatch(batch, deps, deadLetterReason);
     await enqueueNewDeliveries(deps, events);
   } catch (error) {
     // D1 batches are transactions and every step is idempotent: the whole batch goes back.
@@ -68,24 +77,37 @@ async function processBatch(
 }
 
 /** Writes the batch in one transaction; returns the events it recorded. */
-async function writeBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason: string | null) {
+async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps, deadLetterReason: string | null) {
+  const { db } = deps;
   const statements: D1PreparedStatement[] = [];
-  const events: EventMessage[] = [];
   const now = new Date().toISOString();
-  let partners: Partner[] | null = null;
-  for (const message of batch.messages) {
-    const parsed = EventMessageSchema.safeParse(message.body);
-    if (parsed.success) {
-      events.push(parsed.data);
-      statements.push(...recordEventStatements(db, parsed.data));
-      if (notifies(parsed.data)) {
-        partners ??= await allPartners(db);
-        statements.push(...(await deliveryStatements(db, parsed.data, partners, now)));
+  const parsed = batch.messages.map((message) => ({ message, result: EventMessageSchema.safeParse(message.body) }));
+  const events = parsed.flatMap(({ result }) => (result.success ? [result.data] : []));
+  const needsPartners = events.some((e) => e.verdict !== "stale");
+  const partners = needsPartners ? await allPartners(db) : [];
+  const attributions = needsPartners
+    ? await attributeBatch(db, await deps.clickKey(), events, partners)
+    : new Map<string, EventAttribution>();
+  for (const { message, result } of parsed) {
+    if (result.success) {
+      const event = result.data;
+      statements.push(...recordEventStatements(db, event));
+      const outcome = attributions.get(event.event_id);
+      if (outcome) {
+        statements.push(
+          ...attributionStatements(
+            db,
+            { ...event, test: event.test === true, version: event.conversion.version },
+            attributionRecord(outcome),
+          ),
+        );
       }
+      const told = notifies(event) ? whatPartnersHear(event, outcome) : null;
+      if (told) statements.push(...(await deliveryStatements(db, told, outcome, partners, now)));
     }
-    const reason = parsed.success
+    const reason = result.success
       ? deadLetterReason
-      : `invalid event message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
+      : `invalid event message: ${result.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
     if (reason !== null) {
       statements.push(deadLetterStatement(db, batch.queue, message, reason, now));
     }
@@ -94,16 +116,37 @@ async function writeBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason
   return events;
 }
 
+type Notifying = EventMessage & { verdict: "accepted" | "updated" };
+
+/**
+ * What partners are told of an event, or null for nothing. A pixel carries no secret: partners
+ * hear of a pixel-only conversion only when its offer says so (notify_before_confirmation). When
+ * the network's own postback then confirms it, partners that heard of the pixel are not told
+ * again unless something changed (status or payout); partners that did not hear of it are told
+ * now, as of a new conversion.
+ */
+function whatPartnersHear(event: Notifying, outcome: EventAttribution | undefined): Notifying | null {
+  const early = outcome?.offer?.pixel.notify_before_confirmation === true;
+  if (event.source === "pixel") return early ? event : null;
+  if (event.previous_source !== "pixel") return event;
+  if (!early) return { ...event, verdict: "accepted", previous_status: null };
+  const payout = outcome?.payout;
+  const changed = event.previous_status !== event.conversion.status || (payout && payout.previous !== payout.amount);
+  return changed ? event : null;
+}
+
 async function deliveryStatements(
   db: D1,
-  message: EventMessage & { verdict: "accepted" | "updated" },
+  message: Notifying,
+  outcome: EventAttribution | undefined,
   partners: readonly Partner[],
   now: string,
 ): Promise<D1PreparedStatement[]> {
-  const payload = deliveryPayload(message);
+  const payload = deliveryPayload(message, outcome && deliveryAttribution(outcome));
+  const routed = { ...message, attributed_partner_id: outcome?.attribution.partner_id ?? null };
   const statements: D1PreparedStatement[] = [];
   for (const partner of partners) {
-    if (!partnerReceives(partner, message)) continue;
+    if (!partnerReceives(partner, routed)) continue;
     statements.push(
       insertDeliveryStatement(db, {
         id: await deliveryIdFor(message.event_id, partner.id),

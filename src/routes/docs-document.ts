@@ -4,6 +4,9 @@
  * delivery as `webhooks`, so that generated clients and receivers come out with good names.
  */
 import { z } from "@hono/zod-openapi";
+import { ATTRIBUTION_VERDICTS } from "../attribution/attribute";
+import { EVENT_SOURCES } from "../domain/conversion";
+import { SUB_ID_NAMES } from "../domain/offer";
 import { CONVERSION_STATUSES, PLATFORMS } from "../domain/postback";
 import { PROBLEM_CODES, type ProblemCode, problemBody, validationFailed } from "../errors";
 import type { App } from "./common";
@@ -228,9 +231,33 @@ export const DeliveryBodySchema = z
     user_id: optionalText,
     device_id: optionalText,
     platform: z.enum(PLATFORMS).optional(),
+    partner_id: optionalText.openapi({
+      description: "The partner credited with the conversion (its click, or the network naming it).",
+    }),
     meta: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
     received_at: z.string().openapi({ description: "When the hub received the event (RFC 3339)." }),
     test: z.boolean().openapi({ description: "A test conversion: only partners that take test traffic get one." }),
+    attribution: z.enum(ATTRIBUTION_VERDICTS).optional().openapi({
+      description: "Whose conversion it is: click, direct, or why nobody's (docs/attribution.md).",
+    }),
+    offer_id: optionalText,
+    clicked_at: optionalText.openapi({ description: "When the credited click happened (RFC 3339)." }),
+    payout: optionalText.openapi({
+      description:
+        "The credited partner's payout after this event, an exact decimal string; 0 once declined or reversed.",
+      example: "2.50",
+    }),
+    previous_payout: optionalText.openapi({ description: "Its payout before this event.", example: "1.25" }),
+    payout_currency: optionalText.openapi({ example: "USD" }),
+    ...Object.fromEntries(
+      SUB_ID_NAMES.map((name) => [
+        name,
+        optionalText.openapi({ description: "The click's sub id, as the partner passed it." }),
+      ]),
+    ),
+    source: z.enum(EVENT_SOURCES).openapi({
+      description: "s2s: the network's postback; pixel: a browser pixel not yet confirmed by one.",
+    }),
   })
   .openapi("DeliveryBody", {
     description: "What a POST partner without a `body_template` receives. Absent fields had no value.",
@@ -248,6 +275,8 @@ const DeliveryQuerySchema = z.object({
   click_id: optionalText,
   campaign_id: optionalText,
   test: z.enum(["true", "false"]).optional(),
+  payout: optionalText.openapi({ description: "With `{payout}`: the credited partner's payout.", example: "2.50" }),
+  sub1: optionalText.openapi({ description: "With `{sub1}`…`{sub5}`: the click's sub ids." }),
 });
 
 const SIGNATURE_HEADERS = z.object({

@@ -652,7 +652,7 @@ export function registerPartnerRoutes(app: App): void {
       const config = configOf(c.env);
       const nowMs = Date.now();
       // Built the one way deliveries are, so a preview never shows a request that would not leave.
-      const built = await buildPartnerRequest(partner, macroValues(payload, deliveryId, 1), {
+      const built = await buildPartnerRequest(partner, macroValues(payload, deliveryId, 1, { partner }), {
         allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS,
         signing: partner.sign
           ? async () => ({

@@ -196,6 +196,13 @@ export function releaseLeaseStatement(db: D1, id: string, lease: string | null):
   return db.prepare("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND lease_until IS ?").bind(id, lease);
 }
 
+/** Gives a claim back unused (no request was made): the lease lapses and the attempt is not counted. */
+export function unclaimStatement(db: D1, id: string, lease: string | null): D1PreparedStatement {
+  return db
+    .prepare("UPDATE deliveries SET lease_until = NULL, attempts = attempts - 1 WHERE id = ? AND lease_until IS ?")
+    .bind(id, lease);
+}
+
 /**
  * Deliveries that should be moving but have no queue message in flight (a Worker died mid-attempt,
  * a send failed after the write): unfinished, unleased, due for a while and untouched for a while.

@@ -174,3 +174,89 @@ export async function countClicks(db: D1, offerId: string, partnerId: string | n
     .first<{ n: number }>();
   return row?.n ?? 0;
 }
+
+/** One event's place in its conversion's history, for looking up what came before it. */
+export interface EventPosition {
+  network_id: string;
+  transaction_id: string;
+  test: boolean;
+  seq: number;
+}
+
+export interface RecordedPayout {
+  seq: number;
+  payout: string | null;
+  payout_currency: string | null;
+}
+
+/**
+ * For each position, the payout recorded with the latest applied (not stale) event before it, in
+ * one query; absent when D1 holds no earlier applied event.
+ */
+export async function payoutsBefore(db: D1, positions: readonly EventPosition[]): Promise<(RecordedPayout | null)[]> {
+  if (positions.length === 0) return [];
+  const { results } = await db
+    .prepare(
+      `SELECT k.key AS i, e.seq, e.payout, e.payout_currency
+       FROM json_each(?) k
+       JOIN conversion_events e ON e.event_id = (
+         SELECT p.event_id FROM conversion_events p
+         WHERE p.network_id = json_extract(k.value, '$[0]') AND p.transaction_id = json_extract(k.value, '$[1]')
+           AND p.test = json_extract(k.value, '$[2]') AND p.seq < json_extract(k.value, '$[3]') AND p.verdict != 'stale'
+         ORDER BY p.seq DESC LIMIT 1
+       )`,
+    )
+    .bind(JSON.stringify(positions.map((p) => [p.network_id, p.transaction_id, p.test ? 1 : 0, p.seq])))
+    .all<RecordedPayout & { i: number }>();
+  const found: (RecordedPayout | null)[] = positions.map(() => null);
+  for (const { i, ...row } of results) found[i] = row;
+  return found;
+}
+
+/** Whose conversion it is and what it pays, as decided for one applied event. */
+export interface AttributionRecord {
+  attribution: string;
+  attribution_detail: string;
+  offer_id: string | null;
+  attributed_partner_id: string | null;
+  clicked_at: string | null;
+  payout: { amount: string; currency: string } | null;
+  revenue: { amount: string; currency: string } | null;
+}
+
+/**
+ * Writes the verdict on the event's history row and, when the event is still the conversion's
+ * latest (its version), on the conversion: a later event's verdict is never overwritten.
+ */
+export function attributionStatements(
+  db: D1,
+  event: { event_id: string; network_id: string; transaction_id: string; test: boolean; version: number },
+  record: AttributionRecord,
+): D1PreparedStatement[] {
+  return [
+    db
+      .prepare("UPDATE conversion_events SET payout = ?, payout_currency = ? WHERE event_id = ?")
+      .bind(record.payout?.amount ?? null, record.payout?.currency ?? null, event.event_id),
+    db
+      .prepare(
+        `UPDATE conversions SET attribution = ?, attribution_detail = ?, offer_id = ?, attributed_partner_id = ?,
+           clicked_at = ?, payout = ?, payout_currency = ?, revenue = ?, revenue_currency = ?
+         WHERE network_id = ? AND transaction_id = ? AND test = ? AND version = ?`,
+      )
+      .bind(
+        record.attribution,
+        record.attribution_detail,
+        record.offer_id,
+        record.attributed_partner_id,
+        record.clicked_at,
+        record.payout?.amount ?? null,
+        record.payout?.currency ?? null,
+        record.revenue?.amount ?? null,
+        record.revenue?.currency ?? null,
+        event.network_id,
+        event.transaction_id,
+        event.test ? 1 : 0,
+        event.version,
+      ),
+  ];
+}

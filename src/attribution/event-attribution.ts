@@ -1,0 +1,156 @@
+/**
+ * Attribution for one queue batch of events, in the events consumer: every click id read with the
+ * hub's key (CPU only), then three D1 reads for the whole batch at most (the offers the clicks and
+ * campaign ids name, and the payouts recorded before each update), then a verdict and a payout per
+ * applied event. Nothing of it runs on the ingest path: the network's answer never waits for it.
+ */
+import type { EventMessage } from "../domain/messages";
+import type { Offer } from "../domain/offer";
+import type { DeliveryAttribution, Partner } from "../domain/partner";
+import { type ClickIdReading, readClickId } from "../lib/click-id";
+import type { D1 } from "../storage/d1";
+import {
+  type AttributionRecord,
+  campaignKey,
+  offersByCampaign,
+  offersById,
+  payoutsBefore,
+  type RecordedPayout,
+} from "../storage/offers";
+import { type Attribution, attribute, hasHubClickId } from "./attribute";
+import { isPayable, type Payout, type Price, payoutFor, priceOf, revenueFor } from "./pricing";
+
+export interface EventAttribution {
+  attribution: Attribution;
+  offer: Offer | null;
+  payout: Payout | null;
+  revenue: Price | null;
+}
+
+type Applied = EventMessage & { verdict: "accepted" | "updated" };
+
+/** Attributes each applied event of the batch; the map is keyed by event id. */
+export async function attributeBatch(
+  db: D1,
+  clickKey: CryptoKey,
+  events: readonly EventMessage[],
+  partners: readonly Pick<Partner, "id">[],
+): Promise<Map<string, EventAttribution>> {
+  const applied = events.filter((e): e is Applied => e.verdict !== "stale");
+  const readings = new Map<string, ClickIdReading>();
+  for (const event of applied) {
+    const clickId = event.conversion.click_id;
+    if (hasHubClickId(clickId) && !readings.has(clickId)) readings.set(clickId, await readClickId(clickKey, clickId));
+  }
+  const directs = applied.filter(
+    (e) => !hasHubClickId(e.conversion.click_id) && e.conversion.partner_id && e.conversion.campaign_id,
+  );
+  const [offers, campaignOffers, before] = await Promise.all([
+    offersById(
+      db,
+      [...readings.values()].flatMap((r) => (r.ok ? [r.click.offer_id] : [])),
+    ),
+    offersByCampaign(
+      db,
+      directs.map((e) => ({ network_id: e.network_id, campaign_id: e.conversion.campaign_id ?? "" })),
+    ),
+    payoutsBefore(
+      db,
+      applied.map((e) => ({
+        network_id: e.network_id,
+        transaction_id: e.transaction_id,
+        test: e.test === true,
+        seq: e.seq,
+      })),
+    ),
+  ]);
+  const partnerIds = new Set(partners.map((p) => p.id));
+  const result = new Map<string, EventAttribution>();
+  // In seq order, so an update whose previous event is in this batch (not yet in D1) finds its payout.
+  const order = applied
+    .map((event, i) => ({ event, before: before[i] ?? null }))
+    .sort((a, b) => a.event.seq - b.event.seq);
+  const inBatch = new Map<string, RecordedPayout>();
+  for (const { event, before: recorded } of order) {
+    const c = event.conversion;
+    const attribution = attribute({
+      network_id: event.network_id,
+      click_id: c.click_id,
+      partner_id: c.partner_id,
+      campaign_id: c.campaign_id,
+      first_seen_at: c.first_seen_at,
+      reading: hasHubClickId(c.click_id) ? (readings.get(c.click_id) ?? null) : null,
+      offers,
+      campaignOffer: c.campaign_id ? campaignOffers.get(campaignKey(event.network_id, c.campaign_id)) : undefined,
+      partnerExists: (id) => partnerIds.has(id),
+    });
+    const offer = attribution.offer_id
+      ? (offers.get(attribution.offer_id) ??
+        campaignOffers.get(campaignKey(event.network_id, c.campaign_id ?? "")) ??
+        null)
+      : null;
+    const key = conversionKey(event);
+    const earlier = latest(recorded, inBatch.get(key), event.seq);
+    const credited = attribution.partner_id;
+    let payout: Payout | null = null;
+    if (offer && credited) {
+      const previous = previousPayout(earlier, offer, credited, event);
+      payout = payoutFor(offer, credited, c, previous);
+    }
+    inBatch.set(key, { seq: event.seq, payout: payout?.amount ?? null, payout_currency: payout?.currency ?? null });
+    result.set(event.event_id, { attribution, offer, payout, revenue: offer ? revenueFor(offer, c) : null });
+  }
+  return result;
+}
+
+/** The latest of what D1 recorded before this event and what this batch computed before it. */
+function latest(recorded: RecordedPayout | null, batch: RecordedPayout | undefined, seq: number) {
+  const candidates = [recorded, batch && batch.seq < seq ? batch : null].filter((x): x is RecordedPayout => !!x);
+  return candidates.sort((a, b) => b.seq - a.seq)[0] ?? null;
+}
+
+/**
+ * What the partner was told before this event: the payout recorded with the previous applied
+ * event, or, when D1 holds none (it was pruned, or written before attribution), the payout of the
+ * previous status priced by today's rules.
+ */
+function previousPayout(earlier: RecordedPayout | null, offer: Offer, partnerId: string, event: Applied): Price | null {
+  if (earlier) {
+    return earlier.payout !== null && earlier.payout_currency !== null
+      ? { amount: earlier.payout, currency: earlier.payout_currency }
+      : null;
+  }
+  const status = event.previous_status;
+  if (status === null || !isPayable(status)) return null;
+  return priceOf(offer.payouts.partners[partnerId] ?? offer.payouts.default, { ...event.conversion, status });
+}
+
+function conversionKey(event: EventMessage): string {
+  return `${event.network_id}\u0000${event.transaction_id}\u0000${event.test === true}`;
+}
+
+/** What D1 keeps of the verdict. */
+export function attributionRecord(outcome: EventAttribution): AttributionRecord {
+  return {
+    attribution: outcome.attribution.verdict,
+    attribution_detail: outcome.attribution.detail,
+    offer_id: outcome.attribution.offer_id,
+    attributed_partner_id: outcome.attribution.partner_id,
+    clicked_at: outcome.attribution.clicked_at,
+    payout: outcome.payout && { amount: outcome.payout.amount, currency: outcome.payout.currency },
+    revenue: outcome.revenue,
+  };
+}
+
+/** What a delivery carries of it. */
+export function deliveryAttribution(outcome: EventAttribution): DeliveryAttribution {
+  return {
+    verdict: outcome.attribution.verdict,
+    offer_id: outcome.attribution.offer_id,
+    partner_id: outcome.attribution.partner_id,
+    clicked_at: outcome.attribution.clicked_at,
+    payout: outcome.payout?.amount ?? null,
+    previous_payout: outcome.payout?.previous ?? null,
+    payout_currency: outcome.payout?.currency ?? null,
+  };
+}
