@@ -16,6 +16,7 @@ import { documentRequestIds, OPENAPI_DOCUMENT, registerOpenApiComponents } from 
 import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
 import { registerPartnerRoutes } from "./routes/partners";
+import { registerPixelRoutes } from "./routes/pixel";
 import { registerPostbackRoutes } from "./routes/postbacks";
 import { registerNetworkRequestLogRoute, registerRequestRoutes } from "./routes/requests";
 
@@ -78,6 +79,7 @@ export function createApp(registerAdmin: (admin: App) => void = registerAdminRou
   registerHealthRoutes(app);
   registerPostbackRoutes(app);
   registerClickRoutes(app);
+  registerPixelRoutes(app);
   registerNetworkRequestLogRoute(app);
   app.route("/", createAdminApp(registerAdmin));
 

@@ -10,6 +10,7 @@ export const PROBLEM_CODES = {
   unauthorized: { status: 401, title: "Authentication failed" },
   network_disabled: { status: 403, title: "The network is disabled" },
   ip_not_allowed: { status: 403, title: "The client address is not allowed" },
+  forbidden_origin: { status: 403, title: "The page's origin is not allowed" },
   not_found: { status: 404, title: "Not found" },
   network_not_found: { status: 404, title: "Unknown network" },
   already_exists: { status: 409, title: "Already exists" },
