@@ -5,7 +5,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { loadClickOffer } from "../attribution/click-targets";
 import { configOf } from "../config";
-import { IngestAnswerSchema } from "../domain/conversion";
 import { ingestPixel, PIXEL_GIF } from "../ingest/pixel";
 import { hmacKey } from "../lib/keys";
 import { loadNetworkAuth } from "../networks/network-cache";
