@@ -6,10 +6,12 @@
  * partner's API keys) are shown to the admin only: a network explaining with its own credentials
  * is an outside party, and learns of each partner only whether it would be notified and why.
  */
+import { deliveryAttribution, type EventAttribution } from "../attribution/event-attribution";
 import { partnerReceives, type RoutedEvent } from "../delivery/partner";
 import type { PartnerRequest } from "../delivery/partner-client";
 import { buildPartnerRequest, macroValues } from "../delivery/render";
 import { conversionObjectName, type IngestAnswer, type RecordInput } from "../domain/conversion";
+import type { EventMessage } from "../domain/messages";
 import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { FieldError } from "../errors";
 import { ProblemError } from "../errors";
@@ -30,6 +32,8 @@ export interface ExplainDeps extends IngestDeps {
   /** ALLOW_INSECURE_PARTNER_URLS now, as the delivery consumer would judge the URL. */
   allowInsecurePartnerUrls: boolean;
   partners(): Promise<Partner[]>;
+  /** Attributes the event as the events consumer would (reading D1, never writing). */
+  attribute(event: EventMessage, partners: readonly Partner[]): Promise<EventAttribution | null>;
   peek(
     name: string,
     input: RecordInput,
@@ -54,7 +58,19 @@ export interface Explanation {
   candidate: unknown;
   validation: { ok: boolean; errors: FieldError[] };
   decision: { verdict: string; current_status: string | null; conversion_status: string; errors: FieldError[] } | null;
+  /** Whose conversion it would be; the payout is shown to the admin only. */
+  attribution: ExplainedAttribution | null;
   partners: PartnerExplanation[];
+}
+
+export interface ExplainedAttribution {
+  verdict: string;
+  detail: string;
+  offer_id: string | null;
+  partner_id: string | null;
+  clicked_at: string | null;
+  attribution_window_days: number | null;
+  payout?: { amount: string; currency: string; previous: string | null } | null;
 }
 
 export interface PartnerExplanation {
@@ -123,6 +139,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
     candidate: null,
     validation: { ok: false, errors: [] },
     decision: null,
+    attribution: null,
     partners: [],
   };
 
@@ -174,7 +191,43 @@ export async function explainPostback(networkId: string, request: Request, deps:
       };
   if (!peeked.ok || (peeked.answer.status !== "accepted" && peeked.answer.status !== "updated")) return explanation;
 
-  const routed: RoutedEvent = { network_id: networkId, test, conversion: postback };
+  const conversion = {
+    ...postback,
+    event_time: postback.event_time ?? receivedAt,
+    first_seen_at: receivedAt,
+    version: 1,
+  };
+  const partners = await deps.partners();
+  const outcome = await deps.attribute(
+    {
+      v: 1,
+      event_id: "(not recorded)",
+      network_id: networkId,
+      transaction_id: postback.transaction_id,
+      // After every recorded event, so the payout before it is the conversion's latest.
+      seq: Number.MAX_SAFE_INTEGER,
+      verdict: peeked.answer.status,
+      previous_status: (peeked.current_status as DeliveryPayload["previous_status"]) ?? null,
+      event: postback,
+      received_at: receivedAt,
+      test,
+      conversion,
+    },
+    partners,
+  );
+  if (outcome) {
+    explanation.attribution = {
+      ...outcome.attribution,
+      attribution_window_days: outcome.offer?.attribution_window_days ?? null,
+      ...(deps.isAdmin ? { payout: outcome.payout } : {}),
+    };
+  }
+  const routed: RoutedEvent = {
+    network_id: networkId,
+    test,
+    conversion: postback,
+    attributed_partner_id: outcome?.attribution.partner_id ?? null,
+  };
   const deliveryPayload: DeliveryPayload = {
     network_id: networkId,
     transaction_id: postback.transaction_id,
@@ -183,15 +236,16 @@ export async function explainPostback(networkId: string, request: Request, deps:
     received_at: receivedAt,
     previous_status: (peeked.current_status as DeliveryPayload["previous_status"]) ?? null,
     test,
-    conversion: { ...postback, event_time: postback.event_time ?? receivedAt, first_seen_at: receivedAt, version: 1 },
+    conversion,
+    ...(outcome ? { attribution: deliveryAttribution(outcome) } : {}),
   };
   // A network explaining with its own credentials sees only the partners that could receive its
   // events, and of them only names and verdicts.
-  const visible = (await deps.partners()).filter(
+  const visible = partners.filter(
     (p) => deps.isAdmin || !p.filters.networks?.length || p.filters.networks.includes(networkId),
   );
-  const values = macroValues(deliveryPayload, "(assigned when recorded)", 1);
   for (const partner of visible) {
+    const values = macroValues(deliveryPayload, "(assigned when recorded)", 1, { partner });
     const verdict = await partnerVerdict(partner, routed, values, deps.allowInsecurePartnerUrls);
     const { request, detail, ...seen } = verdict;
     const reason = deps.isAdmin && detail !== undefined ? `${seen.reason}: ${detail}` : seen.reason;
@@ -224,7 +278,11 @@ async function partnerVerdict(
 ): Promise<PartnerVerdict> {
   if (!partnerReceives(partner, routed)) {
     const reason =
-      routed.test && !partner.receives_test_traffic ? "does not take test traffic" : "its filters exclude this event";
+      routed.test && !partner.receives_test_traffic
+        ? "does not take test traffic"
+        : partner.routing === "attributed" && routed.attributed_partner_id !== partner.id
+          ? "is an attributed partner, and this conversion is not attributed to it"
+          : "its filters exclude this event";
     return { notified: false, reason, request: null };
   }
   if (partner.status !== "active") {

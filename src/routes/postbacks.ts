@@ -6,6 +6,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
+import { attributeBatch } from "../attribution/event-attribution";
 import { configOf } from "../config";
 import { IngestAnswerSchema } from "../domain/conversion";
 import { PostbackSchema } from "../domain/postback";
@@ -14,6 +15,7 @@ import { explainPostback } from "../ingest/explain";
 import { ingestBatch, ingestPostback, MAX_BATCH_EVENTS } from "../ingest/ingest";
 import { logRequest, newTrace, type RequestFacts } from "../ingest/request-log";
 import { secretsEqual } from "../lib/bytes";
+import { hmacKey } from "../lib/keys";
 import { allPartners } from "../storage/partners";
 import {
   type App,
@@ -358,6 +360,10 @@ export function registerPostbackRoutes(app: App): void {
       isAdmin,
       allowInsecurePartnerUrls: config.ALLOW_INSECURE_PARTNER_URLS,
       partners: () => allPartners(c.env.DB),
+      attribute: async (event, partners) => {
+        const key = await hmacKey(config.ENCRYPTION_KEY, "click-id v1");
+        return (await attributeBatch(c.env.DB, key, [event], partners)).get(event.event_id) ?? null;
+      },
       peek: (name, input) => c.env.CONVERSIONS.getByName(name).peek(input),
     });
     if (trace) trace.verdict = "explained";
