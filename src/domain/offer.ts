@@ -34,7 +34,9 @@ export const PriceRuleSchema = z
   .strictObject({
     event_type: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9_.:-]{0,63}$/i, { error: "must be an event type such as purchase" })
+      // Both cases spelt out rather than the `i` flag: a JSON Schema pattern has no flags, and the
+      // OpenAPI document would otherwise carry a pattern that no event type matches.
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, { error: "must be an event type such as purchase" })
       .transform((value) => value.toLowerCase())
       .optional(),
     status: z
