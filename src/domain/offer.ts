@@ -5,6 +5,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import { ISO_4217_CODES } from "./currencies";
+import { PARTNER_ID_PATTERN } from "./partner";
 import type { ConversionStatus } from "./postback";
 
 export const OFFER_ID_PATTERN = /^ofr_[0-9a-hjkmnp-tv-z]{26}$/;
@@ -69,7 +70,7 @@ export const PayoutsSchema = z
   .strictObject({
     default: PriceRulesSchema.default([]).openapi({ description: "For every partner without its own rules." }),
     partners: z
-      .record(z.string().regex(/^ptn_[0-9a-hjkmnp-tv-z]{26}$/, { error: "must be a partner id" }), PriceRulesSchema)
+      .record(z.string().regex(PARTNER_ID_PATTERN, { error: "must be a partner id" }), PriceRulesSchema)
       .default({})
       .openapi({ description: "Per-partner overrides: a partner listed here is priced by its rules only." }),
   })
