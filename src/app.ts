@@ -6,7 +6,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
 import { requireAdmin } from "./routes/admin-auth";
-import { ADMIN_SECURITY, type App, type AppEnv, problem } from "./routes/common";
+import { ADMIN_SECURITY, type App, type AppEnv, problem, TARGET_LOCATIONS } from "./routes/common";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
 import { registerConversionRoutes } from "./routes/conversions";
 import { registerDeliveryRoutes } from "./routes/deliveries";
@@ -17,8 +17,6 @@ import { registerNetworkRoutes } from "./routes/networks";
 import { registerPartnerRoutes } from "./routes/partners";
 import { registerPostbackRoutes } from "./routes/postbacks";
 import { registerNetworkRequestLogRoute, registerRequestRoutes } from "./routes/requests";
-
-const TARGET_LOCATIONS: Record<string, string> = { json: "body", query: "query", param: "path", header: "header" };
 
 /** An app with the hub's validation hook: the root and every sub-app answer bad input the same way. */
 function newApp(): App {
