@@ -14,6 +14,7 @@ import { registerDocsRoutes } from "./routes/docs";
 import { documentRequestIds, OPENAPI_DOCUMENT, registerOpenApiComponents } from "./routes/docs-document";
 import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
+import { registerOfferRoutes } from "./routes/offers";
 import { registerPartnerRoutes } from "./routes/partners";
 import { registerPostbackRoutes } from "./routes/postbacks";
 import { registerNetworkRequestLogRoute, registerRequestRoutes } from "./routes/requests";
@@ -90,6 +91,7 @@ export function registerAdminRoutes(admin: App): void {
   registerConversionRoutes(admin);
   registerConversionProofRoute(admin);
   registerPartnerRoutes(admin);
+  registerOfferRoutes(admin);
   registerDeliveryRoutes(admin);
   registerRequestRoutes(admin);
 }
