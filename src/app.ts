@@ -7,7 +7,7 @@ import { HTTPException } from "hono/http-exception";
 import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
 import { requireAdmin } from "./routes/admin-auth";
 import { registerClickRoutes } from "./routes/clicks";
-import { ADMIN_SECURITY, type App, type AppEnv, problem } from "./routes/common";
+import { ADMIN_SECURITY, type App, type AppEnv, problem, TARGET_LOCATIONS } from "./routes/common";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
 import { registerConversionRoutes } from "./routes/conversions";
 import { registerDeliveryRoutes } from "./routes/deliveries";
@@ -15,12 +15,11 @@ import { registerDocsRoutes } from "./routes/docs";
 import { documentRequestIds, OPENAPI_DOCUMENT, registerOpenApiComponents } from "./routes/docs-document";
 import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
+import { registerOfferRoutes } from "./routes/offers";
 import { registerPartnerRoutes } from "./routes/partners";
 import { registerPixelRoutes } from "./routes/pixel";
 import { registerPostbackRoutes } from "./routes/postbacks";
 import { registerNetworkRequestLogRoute, registerRequestRoutes } from "./routes/requests";
-
-const TARGET_LOCATIONS: Record<string, string> = { json: "body", query: "query", param: "path", header: "header" };
 
 /** An app with the hub's validation hook: the root and every sub-app answer bad input the same way. */
 function newApp(): App {
@@ -96,6 +95,7 @@ export function registerAdminRoutes(admin: App): void {
   registerConversionRoutes(admin);
   registerConversionProofRoute(admin);
   registerPartnerRoutes(admin);
+  registerOfferRoutes(admin);
   registerDeliveryRoutes(admin);
   registerRequestRoutes(admin);
 }

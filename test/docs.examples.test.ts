@@ -9,20 +9,28 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import attributionPage from "../docs/attribution.md?raw";
 import mappingPage from "../docs/get-postbacks-mapping.md?raw";
 import onboardingPage from "../docs/onboarding-a-network.md?raw";
 import sendingPage from "../docs/sending-postbacks.md?raw";
 import readme from "../README.md?raw";
+import { OFFER_ID_PATTERN } from "../src/domain/offer";
 import { signQuery } from "../src/ingest/signed-query";
 import { importSigningKey } from "../src/lib/standard-webhooks";
 import { BASE, expectStatus, signedRequest } from "./support/helpers";
 import { signedQuery } from "./support/inbound";
 import { example, exampleNames, type FencedBlock } from "./support/markdown";
 
-const PAGES = { "README.md": readme, "onboarding-a-network.md": onboardingPage, "sending-postbacks.md": sendingPage };
+const PAGES = {
+  "README.md": readme,
+  "onboarding-a-network.md": onboardingPage,
+  "sending-postbacks.md": sendingPage,
+  "attribution.md": attributionPage,
+};
 const CHECKED: Record<string, string[]> = {
   "README.md": ["health"],
   "onboarding-a-network.md": ["network-created", "signed-query-network", "signed-query"],
+  "attribution.md": ["offer-created"],
   "sending-postbacks.md": ["postback-accepted", "postback-duplicate", "postback-invalid"],
   "get-postbacks-mapping.md": ["mapping-explained"],
 };
@@ -158,6 +166,22 @@ describe("the documentation's examples", () => {
     const created = await expectStatus<{ secret: string }>(await exports.default.fetch(curlRequest(command)), 201);
     expectDocumented(created, json(answer));
     acmeSecret = created.secret;
+  });
+
+  it("attribution: an offer created for acme", async () => {
+    const [request, answer] = blocksOf(attributionPage, "offer-created", 2);
+    const [command = ""] = commands(request as FencedBlock);
+    const created = await expectStatus<{ id: string; tracking_link: string }>(
+      await exports.default.fetch(curlRequest(command)),
+      201,
+    );
+    const documented = json(answer) as { id: string; tracking_link: string };
+    // The id is new on every run, and the tracking link carries it and the hub's address.
+    expect(created.id).toMatch(OFFER_ID_PATTERN);
+    expect(documented.id).toMatch(OFFER_ID_PATTERN);
+    expect(created.tracking_link).toBe(`${BASE}/c/${created.id}?p={partner_id}`);
+    expect(documented.tracking_link).toBe(`http://127.0.0.1:8787/c/${documented.id}?p={partner_id}`);
+    expectDocumented({ ...created, id: documented.id, tracking_link: documented.tracking_link }, documented);
   });
 
   /** A `post` line of the page, signed with the network's secret as the `post` function does. */

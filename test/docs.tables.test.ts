@@ -7,8 +7,10 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import apiPage from "../docs/api.md?raw";
+import attributionPage from "../docs/attribution.md?raw";
 import configurationPage from "../docs/configuration.md?raw";
 import partnersPage from "../docs/partners-and-delivery.md?raw";
+import { LANDING_MACROS } from "../src/attribution/landing-url";
 import { defaultBody, KNOWN_MACROS, SAMPLE_VALUES } from "../src/delivery/template";
 import { PROBLEM_CODES } from "../src/errors";
 import wranglerToml from "../wrangler.toml?raw";
@@ -134,5 +136,15 @@ describe("docs/partners-and-delivery.md", () => {
       .map((match) => match[1])
       .filter((f) => f !== "null");
     expect(fields).toEqual(Object.keys(JSON.parse(defaultBody(SAMPLE_VALUES))));
+  });
+});
+
+describe("docs/attribution.md", () => {
+  it("lists every landing URL macro, and no other", () => {
+    const table = tableWithHeader(attributionPage, ["Macro", "Value"]);
+    const documented = table.rows.flatMap(([macros = ""]) =>
+      [...macros.matchAll(/`\{([^}]+)\}`/g)].map((match) => match[1] ?? ""),
+    );
+    expect(documented.sort()).toEqual([...LANDING_MACROS].sort());
   });
 });

@@ -40,14 +40,22 @@ function exampleOf(parameter: Parameter): string | undefined {
   return example === undefined ? undefined : String(example);
 }
 
-/** The request the reference builds from an operation's examples: path, query and JSON body. */
-function exampleRequest(operationId: string, headers: Record<string, string>, query: Record<string, string> = {}) {
+/**
+ * The request the reference builds from an operation's examples: path, query and JSON body. `path`
+ * fills in a path parameter as a reader would, with an id the hub answered earlier.
+ */
+function exampleRequest(
+  operationId: string,
+  headers: Record<string, string>,
+  query: Record<string, string> = {},
+  pathValues: Record<string, string> = {},
+) {
   const { method, path, operation } = find(operationId);
   const parameters = operation.parameters ?? [];
   const url = new URL(
     `${BASE}${path.replace(/\{([^}]+)\}/g, (_, name: string) => {
       const parameter = parameters.find((p) => p.in === "path" && p.name === name);
-      const example = parameter && exampleOf(parameter);
+      const example = pathValues[name] ?? (parameter && exampleOf(parameter));
       if (example === undefined) throw new Error(`${operationId}: path parameter ${name} has no example`);
       return encodeURIComponent(example);
     })}`,
@@ -94,5 +102,32 @@ describe("the API reference's examples", () => {
       return response.status === 200 ? ((await response.json()) as { transaction_id: string; amount: string }) : null;
     });
     expect(conversion).toMatchObject({ transaction_id: answer.transaction_id, amount: "29.99" });
+  });
+
+  it("create an offer for the example network, update it, and read it back", async () => {
+    const adminAuth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    // The example network: created by the test above, or here when this one runs alone.
+    const network = await exports.default.fetch(exampleRequest("createNetwork", adminAuth));
+    expect([201, 409], await network.clone().text()).toContain(network.status);
+    await network.body?.cancel();
+
+    const created = await expectStatus<{ id: string; network_id: string; tracking_link: string }>(
+      await exports.default.fetch(exampleRequest("createOffer", adminAuth)),
+      201,
+    );
+    expect(created.tracking_link).toBe(`${BASE}/c/${created.id}?p={partner_id}`);
+
+    const path = { offer_id: created.id };
+    const updated = await expectStatus<{ name: string }>(
+      await exports.default.fetch(exampleRequest("updateOffer", adminAuth, {}, path)),
+      200,
+    );
+    const read = await expectStatus(await exports.default.fetch(exampleRequest("getOffer", adminAuth, {}, path)), 200);
+    expect(read).toMatchObject({ ...updated, clicks: 0 });
+    const listed = await expectStatus<{ data: { id: string }[] }>(
+      await exports.default.fetch(exampleRequest("listOffers", adminAuth, { network_id: created.network_id })),
+      200,
+    );
+    expect(listed.data.map((offer) => offer.id)).toContain(created.id);
   });
 });

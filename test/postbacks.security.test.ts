@@ -533,6 +533,12 @@ describe("admin authentication on every secured operation of /openapi.json", () 
         "GET /v1/networks/{network_id}",
         "POST /v1/networks/{network_id}/secrets",
         "GET /v1/conversions",
+        "POST /v1/offers",
+        "GET /v1/offers",
+        "GET /v1/offers/{offer_id}",
+        "PATCH /v1/offers/{offer_id}",
+        "POST /v1/offers/{offer_id}/pause",
+        "POST /v1/offers/{offer_id}/resume",
       ]),
     );
     expect(authMatrix.length).toBe(names.length * BAD_CREDENTIALS.length);

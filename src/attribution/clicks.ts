@@ -6,8 +6,9 @@
 import Bowser from "bowser";
 import { isbot } from "isbot";
 import { type Click, type ClickSeen, SUB_ID_MAX_LENGTH } from "../domain/click";
-import { LANDING_URL_MACROS, SUB_ID_NAMES, type SubIdName } from "../domain/offer";
+import { SUB_ID_NAMES, type SubIdName } from "../domain/offer";
 import { truncatedAddress } from "../lib/cidr";
+import { renderLandingUrl } from "./landing-url";
 
 /**
  * Why a request is redirected but not counted: a HEAD (link checkers, unfurlers), a browser's
@@ -44,15 +45,13 @@ export interface LandingValues {
   subIds: SubIds;
 }
 
-/** The offer's landing URL with its macros filled in, each value percent-encoded. */
+/** The offer's landing URL with the click's values filled in (landing-url.ts, each percent-encoded). */
 export function landingUrl(template: string, values: LandingValues): string {
-  return template.replace(/\{([a-z0-9_]+)\}/g, (whole, name: string) => {
-    if (!(LANDING_URL_MACROS as readonly string[]).includes(name)) return whole;
-    const value =
-      name === "click_id" || name === "offer_id" || name === "partner_id"
-        ? values[name]
-        : (values.subIds[name as SubIdName] ?? "");
-    return encodeURIComponent(value);
+  return renderLandingUrl(template, {
+    click_id: values.click_id,
+    offer_id: values.offer_id,
+    partner_id: values.partner_id,
+    ...values.subIds,
   });
 }
 

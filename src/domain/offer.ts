@@ -13,8 +13,6 @@ export const DEFAULT_ATTRIBUTION_WINDOW_DAYS = 30;
 export const MAX_ATTRIBUTION_WINDOW_DAYS = 365;
 export const SUB_ID_NAMES = ["sub1", "sub2", "sub3", "sub4", "sub5"] as const;
 export type SubIdName = (typeof SUB_ID_NAMES)[number];
-/** What an offer's landing URL may carry; `{click_id}` it must. */
-export const LANDING_URL_MACROS = ["click_id", "offer_id", "partner_id", ...SUB_ID_NAMES] as const;
 
 /** A conversion in one of these statuses is paid for; declined and reversed take the payout back. */
 export const PAYABLE_STATUSES = ["pending", "approved", "paid"] as const satisfies readonly ConversionStatus[];
@@ -37,7 +35,9 @@ export const PriceRuleSchema = z
   .strictObject({
     event_type: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9_.:-]{0,63}$/i, { error: "must be an event type such as purchase" })
+      // Both cases spelt out rather than the `i` flag: a JSON Schema pattern has no flags, and the
+      // OpenAPI document would otherwise carry a pattern that no event type matches.
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, { error: "must be an event type such as purchase" })
       .transform((value) => value.toLowerCase())
       .optional(),
     status: z

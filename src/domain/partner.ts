@@ -2,6 +2,7 @@
 import type { EventMessage } from "./messages";
 import type { ConversionStatus, PLATFORMS } from "./postback";
 
+/** A partner's id: `ptn_` and a sortable id (lib/bytes.ts newId). */
 export const PARTNER_ID_PATTERN = /^ptn_[0-9a-hjkmnp-tv-z]{26}$/;
 
 /** The longest a partner may take to answer; bounds every attempt, and so the consumer's lease. */

@@ -12,6 +12,14 @@ export interface AppEnv {
 
 export type App = OpenAPIHono<AppEnv>;
 
+/** Where a validator's target is, as a problem's `location` names it (`body.amount`, `path.offer_id`). */
+export const TARGET_LOCATIONS: Record<string, string> = {
+  json: "body",
+  query: "query",
+  param: "path",
+  header: "header",
+};
+
 /** One way to authenticate: the named security schemes, all of them (an operation lists the ways). */
 type SecurityRequirement = Record<string, string[]>;
 
@@ -141,3 +149,8 @@ export const RotateCredentialBody = z
       .openapi({ description: "How long the previous ones keep working; the hub's default (24 h) when omitted." }),
   })
   .openapi("RotateCredential");
+
+/** A PATCH body's fields that were sent (zod leaves absent optional keys undefined); null is sent. */
+export function definedOnly<T extends Record<string, unknown>>(patch: T): Partial<T> {
+  return Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as Partial<T>;
+}

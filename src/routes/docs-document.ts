@@ -71,6 +71,11 @@ const TAGS = [
       "Where conversions are relayed: a URL template with macros, GET or POST, optional Standard Webhooks signing, filters and a retry schedule. What a partner receives is described under Webhooks. Admin token.",
   },
   {
+    name: "Offers",
+    description:
+      "What an advertiser network pays for: the landing URL its tracking links send visitors to (with `{click_id}`), how long a click can earn a conversion, what the network pays and what each partner is paid, and which partners may promote it. Offers are paused, never deleted: clicks and conversions name them. Admin token.",
+  },
+  {
     name: "Deliveries",
     description:
       "One delivery per (event, partner), with every attempt; replay a failed, dead or parked one. Admin token.",

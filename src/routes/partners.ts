@@ -32,6 +32,7 @@ import {
   ADMIN_PROBLEMS,
   type App,
   decodeCursor,
+  definedOnly,
   listOf,
   PaginationQuerySchema,
   page,
@@ -721,9 +722,4 @@ export function registerPartnerRoutes(app: App): void {
       return c.json({ dry_run: false, matched, replayed: ids.length, remaining: matched - ids.length }, 200);
     },
   );
-}
-
-/** A PATCH body's fields that were sent (zod leaves absent optional keys undefined). */
-function definedOnly<T extends Record<string, unknown>>(patch: T): Partial<T> {
-  return Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as Partial<T>;
 }

@@ -53,27 +53,46 @@ function offerValues(o: Offer): unknown[] {
   ];
 }
 
-export async function insertOffer(db: D1, offer: Offer): Promise<void> {
-  await db
-    .prepare(
-      `INSERT INTO offers (name, status, landing_url, attribution_window_days, campaign_id, revenue, payouts, partners,
-         pixel, updated_at, id, network_id, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
-    .bind(...offerValues(offer), offer.id, offer.network_id, offer.created_at)
-    .run();
+/** False when another offer of the network has the same campaign_id (nothing is written then). */
+export async function insertOffer(db: D1, offer: Offer): Promise<boolean> {
+  return uniqueCampaign(
+    db
+      .prepare(
+        `INSERT INTO offers (name, status, landing_url, attribution_window_days, campaign_id, revenue, payouts, partners,
+           pixel, updated_at, id, network_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .bind(...offerValues(offer), offer.id, offer.network_id, offer.created_at)
+      .run(),
+  );
 }
 
-/** Writes every mutable field (an offer's network never changes: its clicks name the offer). */
-export async function updateOffer(db: D1, offer: Offer): Promise<void> {
-  await db
-    .prepare(
-      `UPDATE offers SET name = ?, status = ?, landing_url = ?, attribution_window_days = ?, campaign_id = ?,
-         revenue = ?, payouts = ?, partners = ?, pixel = ?, updated_at = ?
-       WHERE id = ?`,
-    )
-    .bind(...offerValues(offer), offer.id)
-    .run();
+/**
+ * Writes every mutable field (an offer's network never changes: its clicks name the offer).
+ * False when another offer of the network has the same campaign_id (nothing is written then).
+ */
+export async function updateOffer(db: D1, offer: Offer): Promise<boolean> {
+  return uniqueCampaign(
+    db
+      .prepare(
+        `UPDATE offers SET name = ?, status = ?, landing_url = ?, attribution_window_days = ?, campaign_id = ?,
+           revenue = ?, payouts = ?, partners = ?, pixel = ?, updated_at = ?
+         WHERE id = ?`,
+      )
+      .bind(...offerValues(offer), offer.id)
+      .run(),
+  );
+}
+
+/** The unique index offers_by_campaign decides, so two writers racing for one campaign id cannot both win. */
+async function uniqueCampaign(write: Promise<unknown>): Promise<boolean> {
+  try {
+    await write;
+    return true;
+  } catch (error) {
+    if (String(error).includes("UNIQUE constraint failed: offers.network_id, offers.campaign_id")) return false;
+    throw error;
+  }
 }
 
 export async function getOffer(db: D1, id: string): Promise<Offer | null> {

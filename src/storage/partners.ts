@@ -122,6 +122,16 @@ export async function listPartners(db: D1, limit: number, afterId: string | null
   return results.map(toPartner);
 }
 
+/** Which of `ids` are partners, in one query (for offers, which name partners by id). */
+export async function existingPartnerIds(db: D1, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const { results } = await db
+    .prepare("SELECT id FROM partners WHERE id IN (SELECT value FROM json_each(?))")
+    .bind(JSON.stringify([...new Set(ids)]))
+    .all<{ id: string }>();
+  return new Set(results.map((row) => row.id));
+}
+
 /** Every partner, for routing one queue batch of events. */
 export async function allPartners(db: D1): Promise<Partner[]> {
   const { results } = await db.prepare("SELECT * FROM partners ORDER BY id").all<PartnerRow>();

@@ -155,6 +155,37 @@ export async function createPartner(fields: Record<string, unknown>): Promise<Te
   );
 }
 
+/** An offer as the admin API answers it (POST and GET /v1/offers/{offer_id}). */
+export interface TestOffer {
+  id: string;
+  network_id: string;
+  name: string;
+  status: "active" | "paused";
+  landing_url: string;
+  attribution_window_days: number;
+  campaign_id: string | null;
+  revenue: Record<string, unknown>[];
+  payouts: { default: Record<string, unknown>[]; partners: Record<string, Record<string, unknown>[]> };
+  partners: string[] | null;
+  pixel: { allowed_origins: string[]; notify_before_confirmation: boolean };
+  tracking_link: string;
+  clicks: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Creates an offer through the admin API; without a `network_id`, of a network created for it. */
+export async function createOffer(fields: Record<string, unknown> = {}): Promise<TestOffer> {
+  const networkId = typeof fields.network_id === "string" ? fields.network_id : (await createNetwork()).id;
+  const body = {
+    name: uniqueId("offer"),
+    landing_url: "https://shop.test/landing?clickid={click_id}",
+    ...fields,
+    network_id: networkId,
+  };
+  return expectStatus<TestOffer>(await admin("/v1/offers", { method: "POST", body: JSON.stringify(body) }), 201);
+}
+
 /** A valid EVENTS message, as a conversion's outbox sends it; fields can be overridden. */
 export function makeEventMessage(overrides: Partial<EventMessage> = {}): EventMessage {
   const transactionId = overrides.transaction_id ?? uniqueId("tx");
