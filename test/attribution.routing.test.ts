@@ -11,6 +11,7 @@ import { mintClickId } from "../src/lib/click-id";
 import { hmacKey } from "../src/lib/keys";
 import { click, clickIdOf, clickRows, seedOffer } from "./support/attribution";
 import {
+  admin,
   conversionInD1,
   createNetwork,
   createPartner,
@@ -116,6 +117,20 @@ describe("owner routing", () => {
       revenue_currency: "USD",
     });
     expect(String(row.clicked_at)).toMatch(/^\d{4}-\d\d-\d\dT/);
+    // The conversion's API record joins the click: its sub ids, country and device.
+    const detail = await expectStatus<{ attribution: Record<string, unknown>; source: string }>(
+      await admin(`/v1/conversions/${network.id}/${tx}`),
+      200,
+    );
+    expect(detail.source).toBe("s2s");
+    expect(detail.attribution).toMatchObject({
+      verdict: "click",
+      offer_id: offer.id,
+      partner_id: alice.id,
+      payout: { amount: "5.00", currency: "USD" },
+      revenue: { amount: "29.99", currency: "USD" },
+      click: { sub1: "banner-7", sub2: "a b", sub3: null, device: "desktop", os: "Windows", browser: "Chrome" },
+    });
   });
 
   it("shares the amount with an attributed partner only when it is allowed to see it", async () => {

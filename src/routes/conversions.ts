@@ -1,5 +1,9 @@
 /** Admin read API for conversions: one with its full history, or a filtered, paginated list. */
 import { createRoute, z } from "@hono/zod-openapi";
+import { ATTRIBUTION_VERDICTS } from "../attribution/attribute";
+import type { Click } from "../domain/click";
+import { EVENT_SOURCES } from "../domain/conversion";
+import { SUB_ID_NAMES } from "../domain/offer";
 import { CONVERSION_STATUSES, normalizeIdentifier, PLATFORMS } from "../domain/postback";
 import { ProblemError } from "../errors";
 import {
@@ -22,6 +26,34 @@ import {
 } from "./common";
 
 const MetaSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+
+const MoneySchema = z.object({ amount: z.string().openapi({ example: "2.50" }), currency: z.string() });
+
+const ClickDetailSchema = z
+  .object({
+    ...Object.fromEntries(SUB_ID_NAMES.map((name) => [name, z.string().nullable()])),
+    country: z.string().nullable(),
+    device: z.string().nullable().openapi({ description: "desktop, mobile, tablet, tv…" }),
+    os: z.string().nullable(),
+    browser: z.string().nullable(),
+    referrer: z.string().nullable().openapi({ description: "The referring page's origin." }),
+  })
+  .openapi("ClickDetail");
+
+const AttributionSchema = z
+  .object({
+    verdict: z.enum(ATTRIBUTION_VERDICTS),
+    detail: z.string(),
+    offer_id: z.string().nullable(),
+    partner_id: z.string().nullable().openapi({ description: "The partner credited (click or direct)." }),
+    clicked_at: z.string().nullable(),
+    payout: MoneySchema.nullable().openapi({ description: "The credited partner's payout as of the latest event." }),
+    revenue: MoneySchema.nullable(),
+    click: ClickDetailSchema.nullable().openapi({
+      description: "The click's details, once its record is in D1 (the id alone attributes it before).",
+    }),
+  })
+  .openapi("Attribution");
 
 const ConversionSchema = z
   .object({
@@ -47,6 +79,13 @@ const ConversionSchema = z
     first_seen_at: z.string().openapi({ description: "When the hub accepted the first event." }),
     updated_at: z.string().openapi({ description: "When the hub received the event that set the current state." }),
     test: z.boolean().openapi({ description: "Recorded from test postbacks (delivered only to test partners)." }),
+    partner_id: z.string().nullable().openapi({ description: "The partner the network named, as sent." }),
+    source: z.enum(EVENT_SOURCES).openapi({
+      description: "s2s: set by the network's postback; pixel: by a browser pixel not yet confirmed by one.",
+    }),
+    attribution: AttributionSchema.nullable().openapi({
+      description: "Whose conversion it is and what it pays (docs/attribution.md); null until attributed.",
+    }),
   })
   .openapi("Conversion");
 
@@ -62,6 +101,8 @@ const ConversionEventSchema = z
     event: z
       .record(z.string(), z.unknown())
       .openapi({ description: "The event as the network sent it, after validation." }),
+    source: z.enum(EVENT_SOURCES),
+    payout: MoneySchema.nullable().openapi({ description: "The credited partner's payout as of this event." }),
     hash: z.string().nullable().openapi({
       description:
         "The event's link in the conversion's hash chain (see the proof route); null for events recorded before the chain existed.",
@@ -110,7 +151,32 @@ const ListQuery = PaginationQuerySchema.extend({
 
 const tags = ["Conversions"];
 
-function toConversion(row: ConversionRow): z.infer<typeof ConversionSchema> {
+function money(amount: string | null, currency: string | null) {
+  return amount !== null && currency !== null ? { amount, currency } : null;
+}
+
+function toAttribution(row: ConversionRow, click: Click | null): z.infer<typeof AttributionSchema> | null {
+  if (row.attribution === null) return null;
+  return {
+    verdict: row.attribution as z.infer<typeof AttributionSchema>["verdict"],
+    detail: row.attribution_detail ?? "",
+    offer_id: row.offer_id,
+    partner_id: row.attributed_partner_id,
+    clicked_at: row.clicked_at,
+    payout: money(row.payout, row.payout_currency),
+    revenue: money(row.revenue, row.revenue_currency),
+    click: click && {
+      ...Object.fromEntries(SUB_ID_NAMES.map((name) => [name, click[name]])),
+      country: click.country,
+      device: click.device,
+      os: click.os,
+      browser: click.browser,
+      referrer: click.referrer,
+    },
+  };
+}
+
+function toConversion(row: ConversionRow, click: Click | null = null): z.infer<typeof ConversionSchema> {
   return {
     network_id: row.network_id,
     transaction_id: row.transaction_id,
@@ -129,6 +195,9 @@ function toConversion(row: ConversionRow): z.infer<typeof ConversionSchema> {
     first_seen_at: row.first_seen_at,
     updated_at: row.updated_at,
     test: row.test === 1,
+    partner_id: row.partner_id,
+    source: row.source as z.infer<typeof ConversionSchema>["source"],
+    attribution: toAttribution(row, click),
   };
 }
 
@@ -142,6 +211,8 @@ function toEvent(row: ConversionEventRow): z.infer<typeof ConversionEventSchema>
     received_at: row.received_at,
     test: row.test === 1,
     event: JSON.parse(row.payload) as Record<string, unknown>,
+    source: row.source as z.infer<typeof ConversionEventSchema>["source"],
+    payout: money(row.payout, row.payout_currency),
     hash: row.hash,
     prev_hash: row.prev_hash,
   };
@@ -168,9 +239,9 @@ export function registerConversionRoutes(app: App): void {
     async (c) => {
       const { network_id, transaction_id } = c.req.valid("param");
       const test = c.req.valid("query").test ?? false;
-      const { conversion, events, otherWorld } = await getConversion(c.env.DB, network_id, transaction_id, test);
+      const { conversion, events, otherWorld, click } = await getConversion(c.env.DB, network_id, transaction_id, test);
       if (!conversion) throw conversionNotFound(network_id, transaction_id, test, otherWorld);
-      return c.json({ ...toConversion(conversion), events: events.map(toEvent) }, 200);
+      return c.json({ ...toConversion(conversion, click), events: events.map(toEvent) }, 200);
     },
   );
 
@@ -195,7 +266,7 @@ export function registerConversionRoutes(app: App): void {
       const { limit, cursor, ...filter } = c.req.valid("query");
       const rows = await listConversions(c.env.DB, filter, limit + 1, listCursor(cursor));
       return c.json(
-        page(rows, limit, toConversion, (row) => [
+        page(rows, limit, (row) => toConversion(row), (row) => [
           row.first_seen_at,
           row.network_id,
           row.transaction_id,

@@ -3,6 +3,7 @@
  * Functions take the smallest handle they need, so read paths can pass a D1 session.
  */
 
+import type { Click } from "../domain/click";
 import { ALLOWED_TRANSITIONS } from "../domain/conversion";
 import type { EventMessage } from "../domain/messages";
 
@@ -189,9 +190,11 @@ export async function getConversion(
   otherWorld: boolean;
   /** Where history retention cut the conversion's chain, if it did. */
   pruned: PrunedChainRow | null;
+  /** The click its click id names, once the click's record is in D1. */
+  click: Click | null;
 }> {
   const world = test ? 1 : 0;
-  const [conversions, events, pruned] = await db.batch([
+  const [conversions, events, pruned, clicks] = await db.batch([
     db.prepare("SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ?").bind(networkId, transactionId),
     db
       .prepare(
@@ -201,6 +204,12 @@ export async function getConversion(
     db
       .prepare("SELECT * FROM conversion_chain_pruned WHERE network_id = ? AND transaction_id = ? AND test = ?")
       .bind(networkId, transactionId, world),
+    db
+      .prepare(
+        `SELECT k.* FROM clicks k JOIN conversions c ON k.click_id = lower(c.click_id)
+         WHERE c.network_id = ? AND c.transaction_id = ? AND c.test = ?`,
+      )
+      .bind(networkId, transactionId, world),
   ]);
   const rows = (conversions?.results ?? []) as ConversionRow[];
   return {
@@ -208,6 +217,7 @@ export async function getConversion(
     events: (events?.results ?? []) as ConversionEventRow[],
     otherWorld: rows.some((row) => row.test !== world),
     pruned: (pruned?.results[0] as PrunedChainRow | undefined) ?? null,
+    click: (clicks?.results[0] as Click | undefined) ?? null,
   };
 }
 

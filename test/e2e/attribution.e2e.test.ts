@@ -167,7 +167,17 @@ describe("a partner's click, the advertiser's postback, the partner's payout", (
       await admin(`/v1/conversions/${networkId}/${getTx}`),
       200,
     );
-    expect(detail).toMatchObject({ transaction_id: getTx, status: "approved" });
+    expect(detail).toMatchObject({
+      transaction_id: getTx,
+      status: "approved",
+      attribution: {
+        verdict: "click",
+        offer_id: offer.id,
+        partner_id: alice.id,
+        payout: { amount: "4.50", currency: "USD" },
+        click: { sub1: "spring-banner", sub2: "hero slot", device: "desktop", os: "macOS", browser: "Safari" },
+      },
+    });
 
     // 6. The advertiser reverses Alice's GET conversion: she hears that her payout is taken back.
     const reversed = await fetch(
