@@ -266,12 +266,12 @@ export function registerConversionRoutes(app: App): void {
       const { limit, cursor, ...filter } = c.req.valid("query");
       const rows = await listConversions(c.env.DB, filter, limit + 1, listCursor(cursor));
       return c.json(
-        page(rows, limit, (row) => toConversion(row), (row) => [
-          row.first_seen_at,
-          row.network_id,
-          row.transaction_id,
-          row.test === 1 ? "1" : "0",
-        ]),
+        page(
+          rows,
+          limit,
+          (row) => toConversion(row),
+          (row) => [row.first_seen_at, row.network_id, row.transaction_id, row.test === 1 ? "1" : "0"],
+        ),
         200,
       );
     },
