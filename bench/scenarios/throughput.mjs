@@ -10,6 +10,7 @@ import { signedPostback, signer } from "../lib/sign.mjs";
 import { median } from "../lib/stats.mjs";
 import { fmt, met, printTable } from "../lib/table.mjs";
 import { ROOT, startWranglerDev } from "../lib/wrangler.mjs";
+import { clicksPool, runClicks } from "./clicks.mjs";
 import { duplicatesPool, runDuplicates } from "./duplicates.mjs";
 import { edgePool, HEALTH_POOL, runEdge } from "./edge.mjs";
 import { checkEndToEnd, runEndToEnd } from "./end-to-end.mjs";
@@ -19,7 +20,7 @@ import { floorPool, newConversionsPool, queuedFloorPool, runIngestNew } from "./
 export async function runThroughput(report) {
   const stops = [];
   try {
-    const { hub, floor, partner, queue, networks, e2eNetwork } = await setUp(stops);
+    const { hub, floor, partner, queue, networks, e2eNetwork, clickTarget } = await setUp(stops);
 
     report.e2e = await runEndToEnd({ hub, partner, queue, network: e2eNetwork });
     checkEndToEnd(report.e2e);
@@ -31,6 +32,7 @@ export async function runThroughput(report) {
       floor: floorRequests,
       queuedFloor: queuedFloorPool(floorRequests),
       newConversions: (round) => newConversionsPool(networks, round),
+      clicks: clicksPool(clickTarget.offerId, clickTarget.partnerIds),
     };
     log("warming up every target");
     await load(hub.baseUrl, pools.health, WARMUP_SECONDS);
@@ -38,11 +40,13 @@ export async function runThroughput(report) {
     await load(floor.baseUrl, pools.floor, WARMUP_SECONDS);
     await load(floor.baseUrl, pools.queuedFloor, WARMUP_SECONDS);
     await load(hub.baseUrl, pools.newConversions("w"), WARMUP_SECONDS);
+    await load(hub.baseUrl, pools.clicks, WARMUP_SECONDS);
 
     const edge = await runEdge({ hub, pools });
+    const clicks = await runClicks({ hub, pools });
     const { ingestNew, accepted } = await runIngestNew({ hub, floor, queue, pools });
     const duplicate = await runDuplicates({ hub, pools: { ...pools, duplicates: duplicatesPool(networks, accepted) } });
-    Object.assign(report.scenarios, { edge, ingest_new: ingestNew, duplicate });
+    Object.assign(report.scenarios, { edge, clicks, ingest_new: ingestNew, duplicate });
   } finally {
     log("stopping the hub, the floor worker and the partner");
     for (const stop of stops.reverse()) await stop().catch((error) => console.error(error));
@@ -81,14 +85,31 @@ async function setUp(stops) {
     url_template: `${partner.origin}/pb?tx={transaction_id}&status={status}`,
     filters: { networks: ["bench-e2e"] },
   });
-  log(`created ${SETTINGS.NETWORKS + 1} networks and a partner at ${partner.origin}`);
+  // (7)'s tracking links: one offer of the e2e network, promoted by three attributed partners.
+  const partnerIds = [];
+  for (let i = 0; i < 3; i++) {
+    const created = await admin(hub, "POST", "/v1/partners", {
+      name: `Bench affiliate ${i}`,
+      url_template: `${partner.origin}/aff${i}?tx={transaction_id}&payout={payout}&s1={sub1}`,
+      routing: "attributed",
+    });
+    partnerIds.push(created.id);
+  }
+  const offer = await admin(hub, "POST", "/v1/offers", {
+    network_id: "bench-e2e",
+    name: "Bench offer",
+    landing_url: "https://shop.example/landing?cid={click_id}&s1={sub1}",
+    payouts: { default: [{ fixed: { amount: "2.50", currency: "USD" } }] },
+  });
+  const clickTarget = { offerId: offer.id, partnerIds };
+  log(`created ${SETTINGS.NETWORKS + 1} networks, a partner at ${partner.origin}, and an offer with 3 affiliates`);
   for (const network of [...networks, e2eNetwork]) {
     const request = signedPostback(network, postbackBody(`warm-${network.id}`));
     const response = await fetch(`${hub.baseUrl}${request.path}`, request);
     const text = await response.text();
     if (response.status !== 200) throw new Error(`warm-up postback: ${response.status} ${text}`);
   }
-  return { hub, floor, partner, queue, networks, e2eNetwork };
+  return { hub, floor, partner, queue, networks, e2eNetwork, clickTarget };
 }
 
 const atLeast = (goal) => `≥ ${fmt(goal, 2)}`;
@@ -98,7 +119,7 @@ const atLeast = (goal) => `≥ ${fmt(goal, 2)}`;
  * the ratio's text, and the goal with whether it was met.
  */
 export function throughputRows(scenarios) {
-  const { edge, ingest_new: ingest, duplicate } = scenarios;
+  const { edge, clicks, ingest_new: ingest, duplicate } = scenarios;
   const runs = (rounds, key) => rounds.map((round) => round[key]);
   return [
     { label: "(1) GET /health", runs: runs(edge.rounds, "health"), ratio: "1" },
@@ -108,6 +129,13 @@ export function throughputRows(scenarios) {
       ratio: `${fmt(edge.ratio_median, 2)} of (1)`,
       goal: atLeast(GOALS.edge_vs_health),
       met: edge.ratio_median >= GOALS.edge_vs_health,
+    },
+    {
+      label: "(7) click redirect (302)",
+      runs: runs(clicks.rounds, "clicks"),
+      ratio: `${fmt(clicks.ratio_median, 2)} of (1)`,
+      goal: atLeast(GOALS.click_vs_health),
+      met: clicks.ratio_median >= GOALS.click_vs_health,
     },
     { label: "    floor (new DO + row)", runs: runs(ingest.rounds, "floor") },
     {
