@@ -3,6 +3,8 @@
 // Creates a demo network and a demo partner (a small HTTP server on 127.0.0.1 that this script
 // starts and that fails its first request once), fires signed postbacks (new, duplicate, status
 // update, another new one, a bad signature), then follows each delivery until the partner has it.
+// Then attribution: an offer, two affiliates' tracking links, a click, and the conversion that
+// only the clicking affiliate hears of, with its payout and sub ids.
 // HUB_URL (default http://127.0.0.1:8787) and ADMIN_TOKEN (default: .dev.vars, else
 // .dev.vars.example) point it elsewhere. Exits non-zero on any failure or after about a minute.
 import { randomBytes, randomUUID } from "node:crypto";
@@ -27,10 +29,11 @@ class DemoError extends Error {}
 const startedAt = Date.now();
 const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(1).padStart(5)}s`;
 const say = (line = "") => console.log(line);
-const step = (n, text) => say(`\n[${n}/6] ${text}`);
+const STEPS = 7;
+const step = (n, text) => say(`\n[${n}/${STEPS}] ${text}`);
 
 /** Whatever the demo started, so that it can be stopped on every way out. */
-const cleanup = { server: null, partnerId: null, done: false };
+const cleanup = { server: null, partnerId: null, affiliates: null, affiliateIds: [], done: false };
 
 // ---------------------------------------------------------------------------------------------
 // The hub's admin API
@@ -371,6 +374,89 @@ async function report(network, partner, shots, deliveries, received) {
   if (delivered !== deliveries.length) throw new DemoError("Not every delivery was delivered: see above.");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Attribution: whose conversion it is, and what it pays
+// ---------------------------------------------------------------------------------------------
+
+/** Two affiliates' postback endpoints on one server, by path; every request answered 200. */
+async function startAffiliates() {
+  const received = [];
+  const server = createServer((req, res) => {
+    received.push({ at: elapsed(), url: req.url });
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("ok");
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  cleanup.affiliates = server;
+  return { url: `http://127.0.0.1:${server.address().port}`, received };
+}
+
+async function attribution(network) {
+  step(7, "attribution: an offer, two affiliates' tracking links, and whose conversion it is");
+  const server = await startAffiliates();
+  const template = (name) =>
+    `${server.url}/${name}?tx={transaction_id}&status={status}&payout={payout}&cur={payout_currency}&s1={sub1}&by={attribution}`;
+  const affiliates = {};
+  for (const name of ["alice", "bob"]) {
+    const created = await admin("POST", "/v1/partners", 201, {
+      name: `Demo affiliate ${name}`,
+      url_template: template(name),
+      routing: "attributed",
+      retry_schedule_seconds: RETRY_SCHEDULE_SECONDS,
+    });
+    affiliates[name] = created.id;
+    cleanup.affiliateIds.push(created.id);
+  }
+  say(`      ✓ two attributed partners (routing "attributed": they hear only of their own conversions)`);
+  const offer = await admin("POST", "/v1/offers", 201, {
+    network_id: network.id,
+    name: "Demo spring sale",
+    landing_url: "https://shop.example/spring?clickid={click_id}&aff={partner_id}",
+    payouts: { default: [{ fixed: { amount: "2.50", currency: "USD" }, percent: "5" }] },
+  });
+  say(`      ✓ offer ${offer.id}: pays 2.50 USD + 5 % of the sale; tracking link ${offer.tracking_link}`);
+
+  const link = `${offer.tracking_link.replace("{partner_id}", affiliates.alice)}&sub1=demo-banner`;
+  const clicked = await fetch(link, {
+    redirect: "manual",
+    headers: { "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36" },
+  });
+  const location = clicked.headers.get("location") ?? "";
+  if (clicked.status !== 302 || !location) throw new DemoError(`the tracking link answered ${clicked.status}`);
+  const clickId = new URL(location).searchParams.get("clickid");
+  say(`      a) a visitor follows Alice's link → 302 ${location.slice(0, 60)}…`);
+  say(`         the click id (${clickId.length} chars) proves offer, partner and time; a warm isolate redirects from its cache alone`);
+
+  const tx = "ord-2001";
+  const answer = await postback(network, {
+    transaction_id: tx,
+    status: "approved",
+    amount: "40.00",
+    currency: "USD",
+    click_id: clickId,
+  });
+  if (answer.status !== 200) throw new DemoError(`the attributed postback answered ${answer.status}: ${answer.text}`);
+  say(`      b) the shop's network posts ${tx} (40.00 USD) with that click id → 200 ${answer.json.status}`);
+
+  const deadline = Date.now() + DELIVERY_DEADLINE_MS;
+  while (!server.received.some((r) => r.url.startsWith("/alice"))) {
+    if (Date.now() > deadline) throw new DemoError("Alice's postback did not arrive within a minute.");
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  for (const request of server.received) say(`      c) [${request.at}] affiliate got GET ${request.url}`);
+  const toBob = server.received.filter((r) => r.url.startsWith("/bob")).length;
+  say(`         Bob got ${toBob} requests: the conversion is not his`);
+  const conversion = await admin("GET", `/v1/conversions/${network.id}/${tx}`, 200);
+  const a = conversion.attribution;
+  say(
+    `      d) the record: ${a.verdict} by ${a.partner_id}, payout ${a.payout?.amount} ${a.payout?.currency}` +
+      ` (2.50 + 5 % of 40.00), sub1 ${a.click?.sub1 ?? "(the click's record is still on its way)"}; docs/attribution.md`,
+  );
+  if (toBob !== 0 || a.partner_id !== affiliates.alice) throw new DemoError("the conversion was credited wrongly");
+}
+
 /** Closes the partner server and disables the demo partner, whose address is gone with it. */
 async function stopEverything() {
   if (cleanup.done) return;
@@ -382,6 +468,11 @@ async function stopEverything() {
         ? `\n• disabled the demo partner ${cleanup.partnerId} (its server is gone; its deliveries stay in the log)`
         : `\n• could not disable the demo partner ${cleanup.partnerId}; POST /v1/partners/${cleanup.partnerId}/disable does it`,
     );
+  }
+  for (const id of cleanup.affiliateIds) await hub("POST", `/v1/partners/${id}/disable`).catch(() => null);
+  if (cleanup.affiliates) {
+    cleanup.affiliates.closeAllConnections();
+    await new Promise((resolve) => cleanup.affiliates.close(() => resolve()));
   }
   if (cleanup.server) {
     cleanup.server.closeAllConnections();
@@ -403,6 +494,7 @@ async function main() {
   const expected = shots.filter((s) => s.expect === "accepted" || s.expect === "updated").length;
   const deliveries = await waitForDeliveries(partner, expected, demoPartner.received);
   await report(network, partner, shots, deliveries, demoPartner.received);
+  await attribution(network);
 }
 
 for (const signal of ["SIGINT", "SIGTERM"]) {
