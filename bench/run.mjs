@@ -3,7 +3,7 @@
 // with its baseline in the same run so that ratios hold on a noisy machine. See BENCHMARKS.md.
 // Settings (env): BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (10), BENCH_NETWORKS (40),
 // BENCH_E2E_POSTBACKS (300), BENCH_E2E_RATE (20 per second), BENCH_CPU_REPEATS (5),
-// BENCH_CPU_TARGET_MS (200), BENCH_ONLY (e.g. "6"; scenarios 1–5 share one hub and run together).
+// BENCH_CPU_TARGET_MS (200), BENCH_ONLY (e.g. "6"; scenarios 1–5 and 7 share one hub and run together).
 // The scenarios are in bench/scenarios/, the settings, statistics and tables in bench/lib/.
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -14,7 +14,7 @@ import { cpuHeadline, printCpu, runCpu } from "./scenarios/cpu.mjs";
 import { printThroughput, runThroughput } from "./scenarios/throughput.mjs";
 
 const { ONLY } = SETTINGS;
-const RUN_THROUGHPUT = [1, 2, 3, 4, 5].some((n) => ONLY.has(n));
+const RUN_THROUGHPUT = [1, 2, 3, 4, 5, 7].some((n) => ONLY.has(n));
 const RUN_CPU = ONLY.has(6);
 
 async function main() {

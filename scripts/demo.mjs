@@ -426,7 +426,9 @@ async function attribution(network) {
   if (clicked.status !== 302 || !location) throw new DemoError(`the tracking link answered ${clicked.status}`);
   const clickId = new URL(location).searchParams.get("clickid");
   say(`      a) a visitor follows Alice's link → 302 ${location.slice(0, 60)}…`);
-  say(`         the click id (${clickId.length} chars) proves offer, partner and time; a warm isolate redirects from its cache alone`);
+  say(
+    `         the click id (${clickId.length} chars) proves offer, partner and time; a warm isolate redirects from its cache alone`,
+  );
 
   const tx = "ord-2001";
   const answer = await postback(network, {

@@ -4,13 +4,14 @@
  * conversion, with its payout and sub ids; filter-routed partners keep hearing of everything their
  * filters match; forged, foreign, expired and unknown credits go to nobody, with the reason kept.
  */
-import { env } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Offer } from "../src/domain/offer";
 import { mintClickId } from "../src/lib/click-id";
 import { hmacKey } from "../src/lib/keys";
 import { click, clickIdOf, clickRows, seedOffer } from "./support/attribution";
 import {
+  ADMIN_TOKEN,
   admin,
   conversionInD1,
   createNetwork,
@@ -21,9 +22,11 @@ import {
   PARTNER,
   partnerLog,
   postback,
+  signedRequest,
   type TestNetwork,
   uniqueId,
 } from "./support/helpers";
+import { createInboundNetwork, postbackUrl, tokenOf } from "./support/inbound";
 
 const MACROS =
   "tx={transaction_id}&status={status}&payout={payout}&was={previous_payout}&cur={payout_currency}&amount={amount}&offer={offer_id}&by={attribution}&s1={sub1}&s2={sub2}&cid={click_id}&p={partner_id}";
@@ -271,5 +274,87 @@ describe("attribution verdicts", () => {
     await received(`${tag}/warehouse`, 2);
     expect(await partnerLog(`/ok/${tag}/alice`)).toEqual([]);
     expect(await partnerLog(`/ok/${tag}/bob`)).toEqual([]);
+  });
+});
+
+describe("explain's attribution step", () => {
+  interface Explained {
+    attribution: Record<string, unknown> | null;
+    partners: { partner_id: string; notified: boolean; reason: string }[];
+  }
+
+  async function explain(network: TestNetwork, body: Record<string, unknown>, asAdmin: boolean) {
+    const signed = await signedRequest(network.id, body, network.secret);
+    const headers = new Headers(signed.headers);
+    if (asAdmin) headers.set("authorization", `Bearer ${ADMIN_TOKEN}`);
+    const request = new Request(`${signed.url}/explain`, { method: "POST", headers, body: JSON.stringify(body) });
+    return expectStatus<Explained>(await exports.default.fetch(request), 200);
+  }
+
+  it("shows the click's verdict, window, partner and payout, and routes attributed partners by it", async () => {
+    const { network, alice, bob, warehouse, offer } = await setUp({ attribution_window_days: 14 });
+    const clickId = await clickFor(offer, alice.id);
+    const body = makePostback({ click_id: clickId, status: "approved" });
+    const asAdmin = await explain(network, body, true);
+    expect(asAdmin.attribution).toMatchObject({
+      verdict: "click",
+      offer_id: offer.id,
+      partner_id: alice.id,
+      attribution_window_days: 14,
+      payout: { amount: "5.00", currency: "USD", previous: null },
+    });
+    const verdicts = Object.fromEntries(asAdmin.partners.map((p) => [p.partner_id, p]));
+    expect(verdicts[alice.id]).toMatchObject({ notified: true });
+    expect(verdicts[warehouse.id]).toMatchObject({ notified: true });
+    expect(verdicts[bob.id]).toMatchObject({
+      notified: false,
+      reason: "is an attributed partner, and this conversion is not attributed to it",
+    });
+    // The network itself learns whose conversion it is, but not what the partner is paid.
+    const asNetwork = await explain(network, body, false);
+    expect(asNetwork.attribution).toMatchObject({ verdict: "click", partner_id: alice.id });
+    expect(asNetwork.attribution).not.toHaveProperty("payout");
+    // A dry run: nothing was recorded.
+    expect(await conversionInD1(network.id, String(body.transaction_id))).toBeNull();
+  });
+
+  it("explains a forged click id as click_invalid", async () => {
+    const { network, alice, offer } = await setUp();
+    const real = await clickFor(offer, alice.id);
+    const forged = `${real.slice(0, 40)}${real[40] === "0" ? "1" : "0"}${real.slice(41)}`;
+    const explained = await explain(network, makePostback({ click_id: forged }), true);
+    expect(explained.attribution).toMatchObject({ verdict: "click_invalid", partner_id: null, payout: null });
+  });
+});
+
+describe("a tracker naming its affiliate in a GET", () => {
+  it("reads aff_id as the partner the network names", async () => {
+    const tag = uniqueId("attr");
+    const network = await createInboundNetwork({ auth: { methods: ["token"], ip_allowlist: [] } });
+    const erin = await attributedPartner(`${tag}/erin`);
+    await seedOffer(network.id, {
+      campaign_id: "camp-get",
+      payouts: { default: [{ fixed: { amount: "1.5", currency: "USD" } }], partners: {} },
+    });
+    const tx = uniqueId("tx");
+    const response = await exports.default.fetch(
+      postbackUrl(network.id, {
+        txid: tx,
+        status: "approved",
+        campaign_id: "camp-get",
+        aff_id: erin.id,
+        token: tokenOf(network),
+      }),
+    );
+    await expectStatus(response, 200);
+    const row = await recorded({ id: network.id, secret: "" }, tx);
+    expect(row).toMatchObject({
+      attribution: "direct",
+      partner_id: erin.id,
+      attributed_partner_id: erin.id,
+      payout: "1.50",
+    });
+    const [told] = await received(`${tag}/erin`, 1);
+    expect(told).toMatchObject({ tx, by: "direct", payout: "1.50", p: erin.id });
   });
 });

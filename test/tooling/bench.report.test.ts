@@ -45,6 +45,7 @@ describe("the bench's tables", () => {
     const run = (rps: number) => ({ rps, p50_ms: 10, p99_ms: 20 });
     const scenarios = {
       edge: { rounds: [{ health: run(200), edge: run(100) }], ratio_median: 0.5 },
+      clicks: { rounds: [{ health: run(200), clicks: run(190) }], ratio_median: 0.95 },
       ingest_new: {
         rounds: [{ health: run(200), floor: run(100), floor_queued: run(80), ingest: run(60) }],
         ratio_floor_median: 0.6,
@@ -56,8 +57,9 @@ describe("the bench's tables", () => {
     const lines = renderTable(THROUGHPUT_COLUMNS, throughputRows(scenarios));
     expect(lines[2]).toMatch(/^\(1\) GET \/health +200 +10 +20 +1 +$/);
     expect(lines[3]).toMatch(/^\(2\) edge checks \(422\) +100 .* 0\.50 of \(1\) +≥ 0\.60 +NO $/);
-    expect(lines[6]).toMatch(/\(3\) ingest new .* 0\.60 of floor, 0\.30 of \(1\) +≥ 0\.80 of floor +NO /);
-    expect(lines[7]).toMatch(/\(4\) ingest duplicates .* 0\.60 of \(1\) +≥ 0\.40 +yes/);
+    expect(lines[4]).toMatch(/^\(7\) click redirect \(302\) +190 .* 0\.95 of \(1\) +≥ 0\.80 +yes *$/);
+    expect(lines[7]).toMatch(/\(3\) ingest new .* 0\.60 of floor, 0\.30 of \(1\) +≥ 0\.80 of floor +NO /);
+    expect(lines[8]).toMatch(/\(4\) ingest duplicates .* 0\.60 of \(1\) +≥ 0\.40 +yes/);
   });
 
   it("builds the end-to-end rows, the batch goal judged under load", () => {
