@@ -1,8 +1,8 @@
 /**
  * Attribution for one queue batch of events, in the events consumer: every click id read with the
- * hub's key (CPU only), then three D1 reads for the whole batch at most (the offers the clicks and
- * campaign ids name, and the payouts recorded before each update), then a verdict and a payout per
- * applied event. Nothing of it runs on the ingest path: the network's answer never waits for it.
+ * hub's key (CPU only), then at most three D1 reads for the whole batch, each only when needed (the
+ * offers the clicks name, the offers the campaign ids name, and the payouts recorded before the
+ * credited events), then a verdict and a payout per applied event. Nothing of it runs on the ingest path: the network's answer never waits for it.
  */
 import type { EventMessage } from "../domain/messages";
 import type { Offer } from "../domain/offer";
@@ -45,7 +45,7 @@ export async function attributeBatch(
   const directs = applied.filter(
     (e) => !hasHubClickId(e.conversion.click_id) && e.conversion.partner_id && e.conversion.campaign_id,
   );
-  const [offers, campaignOffers, before] = await Promise.all([
+  const [offers, campaignOffers] = await Promise.all([
     offersById(
       db,
       [...readings.values()].flatMap((r) => (r.ok ? [r.click.offer_id] : [])),
@@ -54,24 +54,9 @@ export async function attributeBatch(
       db,
       directs.map((e) => ({ network_id: e.network_id, campaign_id: e.conversion.campaign_id ?? "" })),
     ),
-    payoutsBefore(
-      db,
-      applied.map((e) => ({
-        network_id: e.network_id,
-        transaction_id: e.transaction_id,
-        test: e.test === true,
-        seq: e.seq,
-      })),
-    ),
   ]);
   const partnerIds = new Set(partners.map((p) => p.id));
-  const result = new Map<string, EventAttribution>();
-  // In seq order, so an update whose previous event is in this batch (not yet in D1) finds its payout.
-  const order = applied
-    .map((event, i) => ({ event, before: before[i] ?? null }))
-    .sort((a, b) => a.event.seq - b.event.seq);
-  const inBatch = new Map<string, RecordedPayout>();
-  for (const { event, before: recorded } of order) {
+  const verdicts = applied.map((event) => {
     const c = event.conversion;
     const attribution = attribute({
       network_id: event.network_id,
@@ -84,21 +69,42 @@ export async function attributeBatch(
       campaignOffer: c.campaign_id ? campaignOffers.get(campaignKey(event.network_id, c.campaign_id)) : undefined,
       partnerExists: (id) => partnerIds.has(id),
     });
-    const offer = attribution.offer_id
-      ? (offers.get(attribution.offer_id) ??
-        campaignOffers.get(campaignKey(event.network_id, c.campaign_id ?? "")) ??
-        null)
-      : null;
+    const offer =
+      (attribution.offer_id &&
+        (offers.get(attribution.offer_id) ?? campaignOffers.get(campaignKey(event.network_id, c.campaign_id ?? "")))) ||
+      null;
+    return { event, attribution, offer };
+  });
+  // Only a credited, priced conversion needs what it paid before: most batches read nothing more.
+  const priced = verdicts.filter((v) => v.offer && v.attribution.partner_id);
+  const before = await payoutsBefore(
+    db,
+    priced.map(({ event }) => ({
+      network_id: event.network_id,
+      transaction_id: event.transaction_id,
+      test: event.test === true,
+      seq: event.seq,
+    })),
+  );
+  const recordedBefore = new Map(priced.map((v, i) => [v.event.event_id, before[i] ?? null]));
+  const result = new Map<string, EventAttribution>();
+  // In seq order, so an update whose previous event is in this batch (not yet in D1) finds its payout.
+  const inBatch = new Map<string, RecordedPayout>();
+  for (const { event, attribution, offer } of [...verdicts].sort((a, b) => a.event.seq - b.event.seq)) {
     const key = conversionKey(event);
-    const earlier = latest(recorded, inBatch.get(key), event.seq);
     const credited = attribution.partner_id;
     let payout: Payout | null = null;
     if (offer && credited) {
-      const previous = previousPayout(earlier, offer, credited, event);
-      payout = payoutFor(offer, credited, c, previous);
+      const earlier = latest(recordedBefore.get(event.event_id) ?? null, inBatch.get(key), event.seq);
+      payout = payoutFor(offer, credited, event.conversion, previousPayout(earlier, offer, credited, event));
     }
     inBatch.set(key, { seq: event.seq, payout: payout?.amount ?? null, payout_currency: payout?.currency ?? null });
-    result.set(event.event_id, { attribution, offer, payout, revenue: offer ? revenueFor(offer, c) : null });
+    result.set(event.event_id, {
+      attribution,
+      offer,
+      payout,
+      revenue: offer ? revenueFor(offer, event.conversion) : null,
+    });
   }
   return result;
 }

@@ -106,8 +106,18 @@ export function registerClickRoutes(app: App): void {
       subIds: read.subIds,
     };
     if (uncountedReason(c.req.raw) === null) {
-      clicks.add(clickSeen(c.req.raw, values, clickedAtSeconds));
-      c.executionCtx.waitUntil(clicks.scheduleFlush(c.env.CLICKS));
+      const seen = clickSeen(c.req.raw, values, clickedAtSeconds);
+      c.executionCtx.waitUntil(
+        (async () => {
+          // After the answer (a macrotask later): a flood from one address range is redirected
+          // but not recorded.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          const key = `${offer.id}|${seen.ip_prefix ?? "unknown"}`;
+          if (!(await c.env.CLICK_RECORD_LIMITER.limit({ key })).success) return;
+          clicks.add(seen);
+          await clicks.scheduleFlush(c.env.CLICKS);
+        })(),
+      );
     }
     // Every click has its own id: nothing on the way may keep this answer for another visitor.
     c.header("cache-control", "no-store");

@@ -65,7 +65,9 @@ export function registerPixelRoutes(app: App): void {
       loadOffer: (id) => loadClickOffer(id, source),
       loadNetwork: (id) => loadNetworkAuth(id, { ...source, encryptionKey: config.ENCRYPTION_KEY }),
       clickKey: () => hmacKey(config.ENCRYPTION_KEY, "click-id v1"),
-      withinRateLimit: async (id) => (await c.env.INGEST_RATE_LIMITER.limit({ key: id })).success,
+      // Its own budget per network: a flood of pixels (anyone can fire one) never spends the
+      // network's own postbacks' budget.
+      withinRateLimit: async (id) => (await c.env.INGEST_RATE_LIMITER.limit({ key: `pixel:${id}` })).success,
       conversion: (name) => c.env.CONVERSIONS.getByName(name),
     });
     return c.body(PIXEL_GIF, 200, {
