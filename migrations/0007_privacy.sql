@@ -9,12 +9,17 @@ ALTER TABLE networks ADD COLUMN hash_identifiers TEXT NOT NULL DEFAULT '[]';
 -- without the identifier cost nothing.
 CREATE INDEX conversions_by_user ON conversions (user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX conversions_by_device ON conversions (device_id) WHERE device_id IS NOT NULL;
-CREATE INDEX conversion_events_by_user ON conversion_events (json_extract(payload, '$.user_id'))
-  WHERE json_extract(payload, '$.user_id') IS NOT NULL;
-CREATE INDEX conversion_events_by_device ON conversion_events (json_extract(payload, '$.device_id'))
-  WHERE json_extract(payload, '$.device_id') IS NOT NULL;
-CREATE INDEX conversion_events_by_click ON conversion_events (json_extract(payload, '$.click_id'))
-  WHERE json_extract(payload, '$.click_id') IS NOT NULL;
+-- Guarded by json_valid, so a row whose payload is not JSON (the proof reports such a row) can still
+-- be written; src/storage/erasures.ts queries with the same expressions, so that the index serves.
+CREATE INDEX conversion_events_by_user
+  ON conversion_events ((CASE WHEN json_valid(payload) THEN json_extract(payload, '$.user_id') END))
+  WHERE (CASE WHEN json_valid(payload) THEN json_extract(payload, '$.user_id') END) IS NOT NULL;
+CREATE INDEX conversion_events_by_device
+  ON conversion_events ((CASE WHEN json_valid(payload) THEN json_extract(payload, '$.device_id') END))
+  WHERE (CASE WHEN json_valid(payload) THEN json_extract(payload, '$.device_id') END) IS NOT NULL;
+CREATE INDEX conversion_events_by_click
+  ON conversion_events ((CASE WHEN json_valid(payload) THEN json_extract(payload, '$.click_id') END))
+  WHERE (CASE WHEN json_valid(payload) THEN json_extract(payload, '$.click_id') END) IS NOT NULL;
 -- ...and their deliveries, whose payloads carry the conversion (also after retention cut the events).
 CREATE INDEX deliveries_by_conversion ON deliveries (network_id, transaction_id);
 

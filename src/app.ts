@@ -12,6 +12,7 @@ import { registerConversionRoutes } from "./routes/conversions";
 import { registerDeliveryRoutes } from "./routes/deliveries";
 import { registerDocsRoutes } from "./routes/docs";
 import { documentRequestIds, OPENAPI_DOCUMENT, registerOpenApiComponents } from "./routes/docs-document";
+import { registerErasureRoutes } from "./routes/erasures";
 import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
 import { registerPartnerRoutes } from "./routes/partners";
@@ -94,6 +95,7 @@ export function registerAdminRoutes(admin: App): void {
   registerPartnerRoutes(admin);
   registerDeliveryRoutes(admin);
   registerRequestRoutes(admin);
+  registerErasureRoutes(admin);
 }
 
 /**

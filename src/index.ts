@@ -1,10 +1,12 @@
 /** Postback Hub: wiring only. HTTP to the Hono app, queue batches to their consumers, crons to operations. */
 import { createApp } from "./app";
 import { configOf } from "./config";
+import { hmacKey } from "./lib/keys";
 import { sendAlert } from "./operations/alerts";
 import { autoDisableFailingPartners } from "./operations/auto-disable";
 import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
+import { inFlightErasures } from "./privacy/in-flight";
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { outboxReceipts } from "./queues/outbox-receipts";
@@ -44,7 +46,12 @@ export default {
   async queue(batch, env) {
     const kind = queueKind(env, batch.queue);
     const config = configOf(env);
-    const eventsDeps = () => ({ db: env.DB, deliveries: env.DELIVERIES, receipts: outboxReceipts(env.CONVERSIONS) });
+    const eventsDeps = () => ({
+      db: env.DB,
+      deliveries: env.DELIVERIES,
+      receipts: outboxReceipts(env.CONVERSIONS),
+      erasures: inFlightErasures(env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"), env.CONVERSIONS),
+    });
     switch (kind) {
       case "events":
         return consumeEvents(batch, eventsDeps());

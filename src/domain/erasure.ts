@@ -86,3 +86,120 @@ export interface ObjectErasure {
   /** D1's events of the conversion that held the value, with their erased payloads: what D1 must hold now. */
   rewrites: { event_id: string; payload: string }[];
 }
+
+/** What one run of an erasure did, and, in its record, what all runs did. */
+export interface ErasureCounts {
+  /** Rows rewritten, per D1 table. */
+  d1: {
+    conversions: number;
+    conversion_events: number;
+    deliveries: number;
+    delivery_attempts: number;
+    inbound_requests: number;
+    dead_letters: number;
+    clicks: number;
+  };
+  /** The conversions' Durable Objects. */
+  objects: {
+    /** Objects asked to erase. */
+    touched: number;
+    /** Of those, objects that held their conversion. */
+    held: number;
+    states: number;
+    fingerprints: number;
+    outbox: number;
+    in_flight: number;
+    /** Rewritten events whose erased content the object attested (the proof verifies them). */
+    attested: number;
+    /** Conversions whose chain in D1 did not verify before the erasure: their rewritten events cannot be attested. */
+    unverified_chains: number;
+  };
+}
+
+export function noCounts(): ErasureCounts {
+  return {
+    d1: {
+      conversions: 0,
+      conversion_events: 0,
+      deliveries: 0,
+      delivery_attempts: 0,
+      inbound_requests: 0,
+      dead_letters: 0,
+      clicks: 0,
+    },
+    objects: {
+      touched: 0,
+      held: 0,
+      states: 0,
+      fingerprints: 0,
+      outbox: 0,
+      in_flight: 0,
+      attested: 0,
+      unverified_chains: 0,
+    },
+  };
+}
+
+/** `a` + `b`, part by part (missing parts of an older record count as 0). */
+export function addCounts(a: ErasureCounts, b: ErasureCounts): ErasureCounts {
+  const sum = noCounts();
+  for (const group of ["d1", "objects"] as const) {
+    const target = sum[group] as Record<string, number>;
+    for (const key of Object.keys(target)) {
+      target[key] =
+        ((a[group] as Record<string, number> | undefined)?.[key] ?? 0) +
+        ((b[group] as Record<string, number> | undefined)?.[key] ?? 0);
+    }
+  }
+  return sum;
+}
+
+/** The text inside a JSON string literal for `value`. */
+function inJsonString(value: string): string {
+  return JSON.stringify(value).slice(1, -1);
+}
+
+/** A parameter value as URLSearchParams writes it (the inbound log's query and form excerpts). */
+function asParam(value: string): string {
+  return new URLSearchParams([["", value]]).toString().slice(1);
+}
+
+/**
+ * Where a value stands in a text column, delimited so that only the whole value is replaced (an
+ * erased `1` must not touch `31`), each with its replacement:
+ * - `json`: a JSON string in a JSON column (an event message kept as a dead letter, a detail);
+ * - `nested`: a JSON string inside a JSON string (the inbound log's body excerpt and messages,
+ *   a dead-lettered inbound record);
+ * - `param`: a URL-encoded parameter value (the inbound log's query and form excerpts), followed
+ *   by the next parameter or the end of the string.
+ */
+export function textReplacements(target: ErasureTarget, forms: readonly ("json" | "nested" | "param")[]) {
+  const pairs: [from: string, to: string][] = [];
+  for (const value of target.values) {
+    for (const form of forms) {
+      if (form === "json") pairs.push([`"${inJsonString(value)}"`, `"${inJsonString(target.marker)}"`]);
+      if (form === "nested") {
+        pairs.push([
+          `\\"${inJsonString(inJsonString(value))}\\"`,
+          `\\"${inJsonString(inJsonString(target.marker))}\\"`,
+        ]);
+      }
+      if (form === "param") {
+        for (const end of ["&", '"']) pairs.push([`=${asParam(value)}${end}`, `=${asParam(target.marker)}${end}`]);
+      }
+    }
+  }
+  return pairs.filter(([from], index) => pairs.findIndex(([other]) => other === from) === index);
+}
+
+/**
+ * A free-text column (a delivery attempt's error or the partner's answer): the value as it is, and
+ * as a URL carries it. Undelimited, so only applied to the attempts of the erased conversions.
+ */
+export function freeTextReplacements(target: ErasureTarget): [from: string, to: string][] {
+  const pairs: [string, string][] = [];
+  for (const value of target.values) {
+    for (const encode of [(v: string) => v, encodeURIComponent, asParam]) pairs.push([encode(value), target.marker]);
+  }
+  return pairs.filter(([from], index) => pairs.findIndex(([other]) => other === from) === index);
+}

@@ -9,10 +9,14 @@
  *
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
  * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
+ *
+ * Before anything is written, the batch goes through the erasures (privacy/in-flight.ts): an
+ * identifier erased while its event was on its way is written erased, never as it was.
  */
 import { deliveryIdFor, deliveryPayload, notifies, partnerReceives } from "../delivery/partner";
 import { type EventMessage, EventMessageSchema } from "../domain/messages";
 import type { Partner } from "../domain/partner";
+import type { InFlightErasures } from "../privacy/in-flight";
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
 import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
 import { allPartners } from "../storage/partners";
@@ -26,6 +30,8 @@ export interface EventsConsumerDeps {
   deliveries: DeliveriesQueue;
   /** Tells the conversions' outboxes which events D1 now holds. */
   receipts: OutboxReceipts;
+  /** Erases, from the batch, values erased after their events were received. */
+  erasures: InFlightErasures;
 }
 
 /** 5 s, 10 s, 20 s … capped at 10 min: rides out a D1 outage without hammering it. */
@@ -48,7 +54,7 @@ async function processBatch(
 ): Promise<void> {
   let events: EventMessage[];
   try {
-    events = await writeBatch(batch, deps.db, deadLetterReason);
+    events = await writeBatch(batch, deps, deadLetterReason);
     await enqueueNewDeliveries(deps, events);
   } catch (error) {
     // D1 batches are transactions and every step is idempotent: the whole batch goes back.
@@ -68,26 +74,35 @@ async function processBatch(
 }
 
 /** Writes the batch in one transaction; returns the events it recorded. */
-async function writeBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason: string | null) {
+async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps, deadLetterReason: string | null) {
+  const { db } = deps;
   const statements: D1PreparedStatement[] = [];
-  const events: EventMessage[] = [];
   const now = new Date().toISOString();
+  const parsedMessages = batch.messages.map((message) => ({
+    message,
+    parsed: EventMessageSchema.safeParse(message.body),
+  }));
+  const events = await deps.erasures.apply(
+    parsedMessages.flatMap(({ parsed }) => (parsed.success ? [parsed.data] : [])),
+  );
+  let next = 0;
   let partners: Partner[] | null = null;
-  for (const message of batch.messages) {
-    const parsed = EventMessageSchema.safeParse(message.body);
-    if (parsed.success) {
-      events.push(parsed.data);
-      statements.push(...recordEventStatements(db, parsed.data));
-      if (notifies(parsed.data)) {
+  for (const { message, parsed } of parsedMessages) {
+    const event = parsed.success ? events[next++] : undefined;
+    if (event) {
+      statements.push(...recordEventStatements(db, event));
+      if (notifies(event)) {
         partners ??= await allPartners(db);
-        statements.push(...(await deliveryStatements(db, parsed.data, partners, now)));
+        statements.push(...(await deliveryStatements(db, event, partners, now)));
       }
     }
     const reason = parsed.success
       ? deadLetterReason
       : `invalid event message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
     if (reason !== null) {
-      statements.push(deadLetterStatement(db, batch.queue, message, reason, now));
+      // A dead-letter row keeps the message as it may be stored: erased, when it was.
+      const body = event ? { id: message.id, attempts: message.attempts, body: event } : message;
+      statements.push(deadLetterStatement(db, batch.queue, body, reason, now));
     }
   }
   if (statements.length > 0) await db.batch(statements);
