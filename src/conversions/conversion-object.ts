@@ -8,7 +8,8 @@
  * has passed, the object drops its history and keeps a one-row tail (see `keepTail`).
  *
  * Each recorded event is a link of the conversion's hash chain (chain.ts), hashed inside the same
- * SQLite transaction that decides it.
+ * SQLite transaction that decides it. An erasure (`erase`, docs/privacy.md) rewrites one person's
+ * identifier in the object's records and attests the events it rewrites, so the chain still proves.
  */
 import { DurableObject } from "cloudflare:workers";
 import { configOf } from "../config";
@@ -163,7 +164,7 @@ export class ConversionObject extends DurableObject<Env> {
   private decideAndMaybeAppend(input: RecordInput, write: boolean): RecordResult {
     const stored = this.loadStored();
     // An erased conversion stays erased: whatever a later event brings for an erased field is the marker.
-    const fields = keepErased(materialFields(input.postback), stored?.erased ?? {});
+    const fields = keepErased(materialFields(input.postback), stored?.state.fields ?? null, stored?.erased ?? {});
     const source = input.source ?? "s2s";
     const print = fingerprint(fields, source);
     const state = stored?.state ?? null;
@@ -374,14 +375,7 @@ export class ConversionObject extends DurableObject<Env> {
     const stored = this.loadStored();
     if (!stored) return;
     const fields = eraseFields(stored.state.fields, target);
-    const marker = stored.erased[target.field];
-    // The first erasure of a field is the one a later event's value turns into (any later one finds nothing).
-    const erased = { ...stored.erased, [target.field]: marker ?? target.marker };
-    this.sql.exec(
-      "UPDATE state SET fields = ?, erased = ? WHERE id = 1",
-      JSON.stringify(fields ?? stored.state.fields),
-      JSON.stringify(erased),
-    );
+    if (fields) this.sql.exec("UPDATE state SET fields = ? WHERE id = 1", JSON.stringify(fields));
     outcome.state = fields !== null;
     for (const row of this.sql
       .exec<{ seq: number; fingerprint: string }>("SELECT seq, fingerprint FROM events")
@@ -411,6 +405,11 @@ export class ConversionObject extends DurableObject<Env> {
         hash: message.hash,
         content_hash: trusted ? chainHash(chainContentOf(rewritten)) : null,
       });
+    }
+    if (outcome.state || outcome.fingerprints > 0 || outcome.outbox > 0) {
+      // Remembered, so that no later event brings the value back; the first erasure of a field keeps its marker.
+      const erased = { [target.field]: target.marker, ...stored.erased };
+      this.sql.exec("UPDATE state SET erased = ? WHERE id = 1", JSON.stringify(erased));
     }
   }
 

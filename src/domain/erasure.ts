@@ -52,17 +52,25 @@ export function eraseEventMessage(message: EventMessage, target: ErasureTarget):
 }
 
 /**
- * A conversion's fields after an erasure, for an event decided later: once a field of a conversion
- * was erased, any value it brings for that field is replaced by the marker (one transaction is one
- * person's conversion). So a network that re-sends an erased postback gets `duplicate`, and a
- * status update applies without bringing the value back.
+ * A conversion's fields after an erasure, for an event decided later: once an erasure erased a
+ * field of a conversion, what a later event brings for it is recorded as the marker (one
+ * transaction is one person's conversion), so a network that re-sends an erased postback gets
+ * `duplicate`, and a status update applies without bringing the value back. Only while the state
+ * holds the marker for the field (or nothing): a state that holds a value no erasure named is
+ * judged as it is.
  */
-export function keepErased(fields: ConversionFields, erased: Readonly<Partial<Record<ErasableIdentifier, string>>>) {
+export function keepErased(
+  fields: ConversionFields,
+  state: ConversionFields | null,
+  erased: Readonly<Partial<Record<ErasableIdentifier, string>>>,
+): ConversionFields {
   let kept = fields;
   for (const field of ERASABLE_IDENTIFIERS) {
     const marker = erased[field];
-    if (marker !== undefined && kept[field] !== undefined && kept[field] !== marker)
-      kept = { ...kept, [field]: marker };
+    const current = state?.[field];
+    if (marker === undefined || kept[field] === undefined) continue;
+    if (current !== undefined && !current.startsWith(ERASED_PREFIX)) continue;
+    kept = { ...kept, [field]: current ?? marker };
   }
   return kept;
 }

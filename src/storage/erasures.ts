@@ -53,7 +53,7 @@ export async function startErasure(
   erasure: Pick<ErasureRow, "id" | "kind" | "identifier_hash" | "network_id">,
   now: string,
 ): Promise<{ row: ErasureRow; created: boolean }> {
-  const [inserted, row] = await db.batch([
+  const [, row] = await db.batch([
     db
       .prepare(
         `INSERT INTO erasures (id, kind, identifier_hash, network_id, requested_at, last_run_at, runs, status, counts)
@@ -65,7 +65,8 @@ export async function startErasure(
   ]);
   const stored = row?.results[0] as ErasureRow | undefined;
   if (!stored) throw new Error(`erasure ${erasure.id} was not recorded`);
-  return { row: stored, created: (inserted?.meta.changes ?? 0) > 0 && stored.runs === 0 };
+  // A first run, also when an earlier call failed before it finished one.
+  return { row: stored, created: stored.runs === 0 };
 }
 
 export async function finishErasureRun(
