@@ -340,29 +340,32 @@ export class ConversionObject extends DurableObject<Env> {
       rewrites: [],
     };
     const attestations = new Map<number, { hash: string; content_hash: string | null }>();
-    if (held) {
-      this.ctx.storage.transactionSync(() => {
-        this.eraseOwnRecords(target, outcome, attestations);
-      });
+    const rewriteD1 = () => {
+      const attested = this.erasedEventsBySeq();
+      for (const row of d1?.rows ?? []) {
+        const event = parseObject(row.payload);
+        const erased = event ? eraseFields(event, target) : null;
+        if (!erased) continue;
+        outcome.rewrites.push({ event_id: row.event_id, payload: JSON.stringify(erased) });
+        if (row.hash === null || attestations.has(row.seq)) continue;
+        // Only from a verified chain: then this row's content is what was recorded, or what an earlier erasure attested.
+        attestations.set(row.seq, {
+          hash: attested.get(row.seq)?.hash ?? row.hash,
+          content_hash: chain?.status === "verified" ? chainHash(contentOf(row, erased)) : null,
+        });
+      }
+    };
+    if (!held) {
+      rewriteD1();
+      return outcome;
     }
-    const attested = new Map(this.erasedEventsBySeq());
-    for (const row of d1?.rows ?? []) {
-      const event = parseObject(row.payload);
-      const erased = event ? eraseFields(event, target) : null;
-      if (!erased) continue;
-      outcome.rewrites.push({ event_id: row.event_id, payload: JSON.stringify(erased) });
-      if (row.hash === null || attestations.has(row.seq)) continue;
-      const before = attested.get(row.seq);
-      // Only from a verified chain: then this row's content is what was recorded, or what an earlier erasure attested.
-      attestations.set(row.seq, {
-        hash: before?.hash ?? row.hash,
-        content_hash: chain?.status === "verified" ? chainHash(contentOf(row, erased)) : null,
-      });
-    }
-    if (held && attestations.size > 0) {
-      this.ctx.storage.transactionSync(() => this.recordAttestations(target, attestations));
-      outcome.attested = [...attestations.values()].filter((a) => a.content_hash !== null).length;
-    }
+    // One transaction: the object's records and what it attests change together, or not at all.
+    this.ctx.storage.transactionSync(() => {
+      this.eraseOwnRecords(target, outcome, attestations);
+      rewriteD1();
+      this.recordAttestations(target, attestations);
+    });
+    outcome.attested = [...attestations.values()].filter((a) => a.content_hash !== null).length;
     return outcome;
   }
 
