@@ -13,6 +13,7 @@ import { registerConversionRoutes } from "./routes/conversions";
 import { registerDeliveryRoutes } from "./routes/deliveries";
 import { registerDocsRoutes } from "./routes/docs";
 import { documentRequestIds, OPENAPI_DOCUMENT, registerOpenApiComponents } from "./routes/docs-document";
+import { registerErasureRoutes } from "./routes/erasures";
 import { registerHealthRoutes } from "./routes/health";
 import { registerNetworkRoutes } from "./routes/networks";
 import { registerOfferRoutes } from "./routes/offers";
@@ -98,6 +99,7 @@ export function registerAdminRoutes(admin: App): void {
   registerOfferRoutes(admin);
   registerDeliveryRoutes(admin);
   registerRequestRoutes(admin);
+  registerErasureRoutes(admin);
 }
 
 /**

@@ -6,6 +6,7 @@ import { sendAlert } from "./operations/alerts";
 import { autoDisableFailingPartners } from "./operations/auto-disable";
 import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
+import { inFlightErasures } from "./privacy/in-flight";
 import { consumeClickDeadLetters, consumeClicks } from "./queues/clicks-consumer";
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
@@ -64,6 +65,7 @@ export default {
       deliveries: env.DELIVERIES,
       receipts: outboxReceipts(env.CONVERSIONS),
       clickKey: () => hmacKey(config.ENCRYPTION_KEY, "click-id v1"),
+      erasures: inFlightErasures(env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"), env.CONVERSIONS),
     });
     switch (kind) {
       case "events":

@@ -358,3 +358,30 @@ describe("a tracker naming its affiliate in a GET", () => {
     expect(told).toMatchObject({ tx, by: "direct", payout: "1.50", p: erin.id });
   });
 });
+
+describe("an erased click id", () => {
+  it("keeps the conversion's partner: it still hears of the reversal, with its payout taken back", async () => {
+    const { tag, network, alice, offer } = await setUp();
+    const clickId = await clickFor(offer, alice.id, "&sub1=to-erase");
+    await eventually(async () => ((await clickRows(offer.id)).length > 0 ? true : null));
+    const tx = uniqueId("tx");
+    await expectStatus(await postback(network, makePostback({ transaction_id: tx, click_id: clickId })), 200);
+    await received(`${tag}/alice`, 1);
+    await expectStatus(
+      await admin("/v1/erasure", { method: "POST", body: JSON.stringify({ click_id: clickId }) }),
+      201,
+    );
+    expect(String((await conversionInD1(network.id, tx))?.click_id)).toMatch(/^erased:/);
+    expect(await clickRows(offer.id)).toMatchObject([{ sub1: null, ip_prefix: null }]);
+
+    await expectStatus(
+      await postback(network, makePostback({ transaction_id: tx, status: "reversed", click_id: undefined })),
+      200,
+    );
+    const told = await received(`${tag}/alice`, 2);
+    expect(told[1]).toMatchObject({ tx, status: "reversed", payout: "0.00", was: "5.00", by: "click", p: alice.id });
+    const row = await recorded(network, tx);
+    expect(row).toMatchObject({ status: "reversed", attribution: "click", attributed_partner_id: alice.id });
+    expect(String(row.attribution_detail)).toContain("kept: the click id was erased since");
+  });
+});

@@ -8,7 +8,15 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
-import { createNetwork, expectStatus, makePostback, signedRequest, type TestNetwork } from "./support/helpers";
+import {
+  admin,
+  createNetwork,
+  expectStatus,
+  makePostback,
+  signedRequest,
+  type TestNetwork,
+  uniqueId,
+} from "./support/helpers";
 
 interface Counts {
   d1: number;
@@ -95,6 +103,29 @@ describe("ingest hot path", () => {
     expect(atAnswer[1]).toEqual({ ...zero(), requestLog: 1, objectStubs: 2, objectCalls: 2 });
     // After the answers, and only then, each request's inbound log record was sent.
     expect(counts).toEqual({ ...zero(), requestLog: 2, objectStubs: 2, objectCalls: 2 });
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  it("costs the same for a network that hashes identifiers: hashing is CPU only", async () => {
+    const network = await createNetwork();
+    await expectStatus(
+      await admin(`/v1/networks/${network.id}`, {
+        method: "PATCH",
+        body: JSON.stringify({ hash_identifiers: ["user_id", "device_id"] }),
+      }),
+      200,
+    );
+    const counts = zero();
+    const testEnv = countingEnv(counts);
+    const fetchSpy = vi.spyOn(globalThis, "fetch");
+    const identified = () => makePostback({ user_id: uniqueId("person"), device_id: uniqueId("device") });
+    await ingestWith(testEnv, counts, network, identified());
+
+    Object.assign(counts, zero());
+    const atAnswer: Counts[] = [];
+    expect((await ingestWith(testEnv, counts, network, identified(), atAnswer)).status).toBe("accepted");
+    expect(atAnswer[0]).toEqual({ ...zero(), objectStubs: 1, objectCalls: 1 });
+    expect(counts).toEqual({ ...zero(), requestLog: 1, objectStubs: 1, objectCalls: 1 });
     expect(fetchSpy).not.toHaveBeenCalled();
   });
 

@@ -9,6 +9,7 @@ import { PostbackSchema } from "../src/domain/postback";
 import { ingestPostback } from "../src/ingest/ingest";
 import { newId } from "../src/lib/bytes";
 import { encryptSecret, generateSecret } from "../src/lib/credentials";
+import { hmacKey } from "../src/lib/keys";
 import { loadNetworkAuth, refreshNetworkAuth } from "../src/networks/network-cache";
 import { rotateSecret } from "../src/storage/networks";
 import { createNetwork, makePostback, signedRequest } from "./support/helpers";
@@ -67,6 +68,7 @@ describe("ingest after a rotation elsewhere", () => {
       toleranceSeconds: 300,
       withinRateLimit: async () => true,
       noteCredentialUse: () => {},
+      identifierKey: () => hmacKey(env.ENCRYPTION_KEY, "identifier-hash v1"),
       loadNetwork: async () => stale,
       refreshNetwork: async () => {
         refreshes++;

@@ -3,11 +3,12 @@
  * decided on its own through the real Durable Objects, with per-item results; one bad item does
  * not reject the others, while a bad request (credentials, shape, media type) rejects all of them.
  */
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RecordInput, RecordResult } from "../src/domain/conversion";
 import { type IngestDeps, ingestBatch } from "../src/ingest/ingest";
 import { utf8 } from "../src/lib/bytes";
+import { hmacKey } from "../src/lib/keys";
 import { type NetworkAuth, tokenDigest } from "../src/networks/network-cache";
 import {
   BASE,
@@ -261,6 +262,7 @@ describe("batch order", () => {
         mapping: null,
         answer: null,
         test_mode: false,
+        hash_identifiers: [],
         created_at: now,
         updated_at: now,
       },
@@ -282,6 +284,7 @@ describe("batch order", () => {
       withinRateLimit: async () => true,
       noteCredentialUse: () => undefined,
       conversion: recorder.conversion,
+      identifierKey: () => hmacKey(env.ENCRYPTION_KEY, "identifier-hash v1"),
     };
     const events = [
       { transaction_id: "a", status: "pending" },

@@ -65,6 +65,7 @@ async function fixture(nowMs: number): Promise<Fixture> {
     mapping: null,
     answer: null,
     test_mode: false,
+    hash_identifiers: [],
     created_at: at,
     updated_at: at,
   };
@@ -93,6 +94,9 @@ async function fixture(nowMs: number): Promise<Fixture> {
     },
     withinRateLimit: async () => true,
     noteCredentialUse: () => undefined,
+    identifierKey: () => {
+      throw new Error("the bench's network hashes no identifiers");
+    },
     conversion: () => {
       throw new Error("the CPU bench records nothing");
     },

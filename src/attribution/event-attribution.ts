@@ -4,6 +4,7 @@
  * offers the clicks name, the offers the campaign ids name, and the payouts recorded before the
  * credited events), then a verdict and a payout per applied event. Nothing of it runs on the ingest path: the network's answer never waits for it.
  */
+import { ERASED_PREFIX } from "../domain/erasure";
 import type { EventMessage } from "../domain/messages";
 import type { Offer } from "../domain/offer";
 import type { DeliveryAttribution, Partner } from "../domain/partner";
@@ -16,6 +17,7 @@ import {
   offersById,
   payoutsBefore,
   type RecordedPayout,
+  storedAttributions,
 } from "../storage/offers";
 import { type Attribution, attribute, hasHubClickId } from "./attribute";
 import { isPayable, type Payout, type Price, payoutFor, priceOf, revenueFor } from "./pricing";
@@ -45,11 +47,22 @@ export async function attributeBatch(
   const directs = applied.filter(
     (e) => !hasHubClickId(e.conversion.click_id) && e.conversion.partner_id && e.conversion.campaign_id,
   );
+  // A click id erased (privacy/erasure.ts) no longer proves anything, but the verdict it earned
+  // stands: the partner still hears of its conversion's later events, and of a reversal.
+  const erased = applied.filter((e) => e.conversion.click_id?.startsWith(ERASED_PREFIX));
+  const kept = new Map(
+    (
+      await storedAttributions(
+        db,
+        erased.map((e) => ({ network_id: e.network_id, transaction_id: e.transaction_id, test: e.test === true })),
+      )
+    ).map((row) => [`${row.network_id}\u0000${row.transaction_id}\u0000${row.test === 1}`, row]),
+  );
   const [offers, campaignOffers] = await Promise.all([
-    offersById(
-      db,
-      [...readings.values()].flatMap((r) => (r.ok ? [r.click.offer_id] : [])),
-    ),
+    offersById(db, [
+      ...[...readings.values()].flatMap((r) => (r.ok ? [r.click.offer_id] : [])),
+      ...[...kept.values()].flatMap((row) => (row.offer_id ? [row.offer_id] : [])),
+    ]),
     offersByCampaign(
       db,
       directs.map((e) => ({ network_id: e.network_id, campaign_id: e.conversion.campaign_id ?? "" })),
@@ -58,17 +71,26 @@ export async function attributeBatch(
   const partnerIds = new Set(partners.map((p) => p.id));
   const verdicts = applied.map((event) => {
     const c = event.conversion;
-    const attribution = attribute({
-      network_id: event.network_id,
-      click_id: c.click_id,
-      partner_id: c.partner_id,
-      campaign_id: c.campaign_id,
-      first_seen_at: c.first_seen_at,
-      reading: hasHubClickId(c.click_id) ? (readings.get(c.click_id) ?? null) : null,
-      offers,
-      campaignOffer: c.campaign_id ? campaignOffers.get(campaignKey(event.network_id, c.campaign_id)) : undefined,
-      partnerExists: (id) => partnerIds.has(id),
-    });
+    const stored = kept.get(conversionKey(event));
+    const attribution: Attribution = stored?.attribution
+      ? {
+          verdict: stored.attribution as Attribution["verdict"],
+          detail: keptDetail(stored.attribution_detail ?? ""),
+          offer_id: stored.offer_id,
+          partner_id: stored.attributed_partner_id,
+          clicked_at: stored.clicked_at,
+        }
+      : attribute({
+          network_id: event.network_id,
+          click_id: c.click_id,
+          partner_id: c.partner_id,
+          campaign_id: c.campaign_id,
+          first_seen_at: c.first_seen_at,
+          reading: hasHubClickId(c.click_id) ? (readings.get(c.click_id) ?? null) : null,
+          offers,
+          campaignOffer: c.campaign_id ? campaignOffers.get(campaignKey(event.network_id, c.campaign_id)) : undefined,
+          partnerExists: (id) => partnerIds.has(id),
+        });
     const offer =
       (attribution.offer_id &&
         (offers.get(attribution.offer_id) ?? campaignOffers.get(campaignKey(event.network_id, c.campaign_id ?? "")))) ||
@@ -107,6 +129,12 @@ export async function attributeBatch(
     });
   }
   return result;
+}
+
+const KEPT = " (kept: the click id was erased since)";
+
+function keptDetail(detail: string): string {
+  return detail.endsWith(KEPT) ? detail : `${detail}${KEPT}`;
 }
 
 /** The latest of what D1 recorded before this event and what this batch computed before it. */

@@ -105,6 +105,22 @@ export interface InFlightEvent {
 }
 
 /**
+ * An event an erasure rewrote (docs/privacy.md): its hash still covers the content as it was
+ * recorded, which D1 no longer holds. Before rewriting, the object checked D1's chain against
+ * itself; when it verified, the object recorded `content_hash`, the hash of the content as erased,
+ * so the proof checks what D1 holds now against that, and the link against the original hash.
+ * `content_hash` is null when the chain did not verify at the erasure: then nothing vouches for
+ * the rewritten content.
+ */
+export interface ErasedEvent {
+  seq: number;
+  hash: string;
+  content_hash: string | null;
+  erasure_ids: string[];
+  fields: string[];
+}
+
+/**
  * The conversion object's own record of the chain: its last seq and hash, the events it holds in
  * its outbox until D1 confirms them (those may not be in D1 yet), and, from the object (heads
  * built by hand may leave them out), its current state, where its chain begins, and where
@@ -118,6 +134,8 @@ export interface ChainHead {
   /** The seq of the chain's first event; null when the chain has not begun or the object does not know. */
   chain_from?: number | null;
   retention?: RetentionCut | null;
+  /** Events erasures rewrote (absent in heads built by hand: none). */
+  erased?: ErasedEvent[];
 }
 
 const HashSchema = z.string().openapi({ description: "Lowercase hex SHA-256.", example: "9f2c…" });
@@ -149,6 +167,20 @@ const ProofEventSchema = z.object({
         "What the hash covers, rebuilt from D1: hash = SHA-256(RFC 8785 JSON of this object). Null when the stored payload is not JSON.",
     }),
   computed_hash: HashSchema.nullable().openapi({ description: "The hash of `content`, computed now." }),
+  erased: z
+    .object({
+      erasure_ids: z.array(z.string()),
+      fields: z.array(z.string()),
+      content_hash: HashSchema.nullable().openapi({
+        description:
+          "The hash of the content as erased, which the conversion's object recorded after checking the chain: `computed_hash` must be it. Null when the chain did not verify at the erasure.",
+      }),
+    })
+    .optional()
+    .openapi({
+      description:
+        "Present when an erasure (POST /v1/erasure) rewrote this event's identifiers: `hash` covers the content as recorded, which is gone, so `content` is checked against `content_hash` and the link uses `hash`.",
+    }),
   ok: z.boolean(),
 });
 
@@ -226,7 +258,8 @@ function parsePayload(payload: string): Record<string, unknown> | null {
   }
 }
 
-function contentOf(row: StoredEvent, event: Record<string, unknown>): ChainContent {
+/** What a D1 row's hash covers, with `event` as its fields. */
+export function contentOf(row: StoredEvent, event: Record<string, unknown>): ChainContent {
   return {
     network_id: row.network_id,
     transaction_id: row.transaction_id,
@@ -273,10 +306,13 @@ export function verifyChain(input: {
 
   const events: ProofEvent[] = [];
   const chained: { row: StoredEvent; event: Record<string, unknown> | null }[] = [];
+  const erasedBySeq = new Map((anchor?.erased ?? []).map((erased) => [erased.seq, erased]));
+  const verifiedErased: number[] = [];
   for (const row of rows) {
     const event = parsePayload(row.payload);
     const content = event ? contentOf(row, event) : null;
     const computed = content && row.hash !== null ? safeHash(content) : null;
+    const erased = row.hash !== null ? erasedBySeq.get(row.seq) : undefined;
     events.push({
       seq: row.seq,
       event_id: row.event_id,
@@ -287,18 +323,31 @@ export function verifyChain(input: {
       prev_hash: row.prev_hash,
       content: content ? { v: CHAIN_VERSION, ...content } : null,
       computed_hash: computed,
+      ...(erased
+        ? { erased: { erasure_ids: erased.erasure_ids, fields: erased.fields, content_hash: erased.content_hash } }
+        : {}),
       ok: true,
     });
     if (row.hash === null) continue;
     chained.push({ row, event });
+    const erasedBy = erased ? `erasure ${erased.erasure_ids.join(", ")} (${erased.fields.join(", ")})` : "";
     if (!event) fail(row, "its payload is not a JSON object, so its content cannot be hashed");
     else if (!RECORDED_VERDICTS.includes(row.verdict))
       fail(row, `its verdict "${row.verdict}" is not one the hub records`);
     else if (computed === null) fail(row, "its content is not representable as RFC 8785 JSON");
-    else if (computed !== row.hash) {
+    else if (computed !== row.hash && erased && erased.hash === row.hash && erased.content_hash === computed) {
+      verifiedErased.push(row.seq);
+    } else if (computed !== row.hash && erased && erased.hash === row.hash && erased.content_hash === null) {
       fail(
         row,
-        `its content hashes to ${computed}, not to its recorded hash ${row.hash}: it changed after it was recorded`,
+        `${erasedBy} rewrote it when D1's chain did not verify against the conversion's object, so its content can no longer be checked`,
+      );
+    } else if (computed !== row.hash) {
+      fail(
+        row,
+        erased && erased.hash === row.hash
+          ? `its content hashes to ${computed}, neither its recorded hash ${row.hash} nor the hash ${erased.content_hash} its object recorded when ${erasedBy} rewrote it: it changed after the erasure`
+          : `its content hashes to ${computed}, not to its recorded hash ${row.hash}: it changed after it was recorded`,
       );
     }
     if (event && event.status !== row.status) {
@@ -382,6 +431,11 @@ export function verifyChain(input: {
       // The chain's first events are still in the object's outbox.
       reference = { seq: start.seq - 1, hash: null };
     }
+  }
+  if (verifiedErased.length > 0) {
+    notes.push(
+      `Erasures rewrote ${seqsOf(verifiedErased)}: ${verifiedErased.length === 1 ? "its content is" : "their contents are"} checked against the hash the conversion's object recorded when it erased them (after checking the chain), and the links against the hashes they were recorded with.`,
+    );
   }
   const anchorProof = checkAnchor(anchor, reference, fail);
   const state = checkState(conversion, chained, first, fail);
@@ -733,6 +787,11 @@ function pickFields(event: Record<string, unknown>): ConversionFields {
   const fields: Record<string, unknown> = {};
   for (const key of MATERIAL_FIELDS) if (event[key] !== undefined) fields[key] = event[key];
   return { ...(fields as ConversionFields), status: event.status as ConversionStatus };
+}
+
+/** "seq 4" or "seq 4, 6". */
+function seqsOf(list: readonly number[]): string {
+  return `seq ${list.join(", ")}`;
 }
 
 /** "seq 4 is" or "seq 4 to 9 are". */

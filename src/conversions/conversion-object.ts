@@ -8,7 +8,8 @@
  * has passed, the object drops its history and keeps a one-row tail (see `keepTail`).
  *
  * Each recorded event is a link of the conversion's hash chain (chain.ts), hashed inside the same
- * SQLite transaction that decides it.
+ * SQLite transaction that decides it. An erasure (`erase`, docs/privacy.md) rewrites one person's
+ * identifier in the object's records and attests the events it rewrites, so the chain still proves.
  */
 import { DurableObject } from "cloudflare:workers";
 import { configOf } from "../config";
@@ -20,10 +21,29 @@ import type {
   RecordInput,
   RecordResult,
 } from "../domain/conversion";
+import {
+  type ErasableIdentifier,
+  type ErasureTarget,
+  eraseEventMessage,
+  eraseFields,
+  keepErased,
+  type ObjectErasure,
+} from "../domain/erasure";
 import type { EventMessage } from "../domain/messages";
 import type { ConversionStatus } from "../domain/postback";
 import { newId } from "../lib/bytes";
-import { type AttestedState, type ChainHead, chainHash, type RetentionCut } from "./chain";
+import {
+  type AttestedState,
+  type ChainHead,
+  chainHash,
+  contentOf,
+  type StoredConversion as D1Conversion,
+  type ErasedEvent,
+  type RetentionCut,
+  type StoredEvent,
+  verifyChain,
+} from "./chain";
+import { chainContentOf, eraseFingerprint } from "./erasure";
 import { decide, fingerprint, materialFields, merge } from "./lifecycle";
 import { createSchema, openSchema } from "./object-schema";
 
@@ -48,6 +68,15 @@ interface StoredConversion {
   chain_from: number | null;
   /** Where history retention cut the chain in D1, as retention told the object and the object checked. */
   retention: RetentionCut | null;
+  /** Fields erasures erased, with the marker each left: a later event's value for them becomes that marker. */
+  erased: Partial<Record<ErasableIdentifier, string>>;
+}
+
+/** D1's record of a conversion, as the erasure route read it: what the object checks before it rewrites. */
+export interface ErasureD1View {
+  rows: StoredEvent[];
+  conversion: D1Conversion | null;
+  pruned: { seq: number; hash: string; pruned_before: string } | null;
 }
 
 interface StateRow extends Record<string, SqlStorageValue> {
@@ -66,6 +95,7 @@ interface StateRow extends Record<string, SqlStorageValue> {
   retention_seq: number | null;
   retention_hash: string | null;
   retention_before: string | null;
+  erased: string | null;
 }
 
 /** The answer to retention's `cutChain`: whether D1 may delete the chain up to the cut. */
@@ -132,10 +162,11 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   private decideAndMaybeAppend(input: RecordInput, write: boolean): RecordResult {
-    const fields = materialFields(input.postback);
+    const stored = this.loadStored();
+    // An erased conversion stays erased: whatever a later event brings for an erased field is the marker.
+    const fields = keepErased(materialFields(input.postback), stored?.state.fields ?? null, stored?.erased ?? {});
     const source = input.source ?? "s2s";
     const print = fingerprint(fields, source);
-    const stored = this.loadStored();
     const state = stored?.state ?? null;
     const decision = decide(
       state,
@@ -280,7 +311,156 @@ export class ConversionObject extends DurableObject<Env> {
       },
       chain_from: stored.chain_from,
       retention: stored.retention,
+      erased: this.erasedEvents(),
     };
+  }
+
+  /**
+   * Erases one person's identifier from this conversion (docs/privacy.md): the value becomes the
+   * erasure's marker in the state, the dedupe fingerprints and the outbox, and the object remembers
+   * the field, so that no later event brings the value back. Given D1's record of the conversion,
+   * it first checks D1's chain against itself (as the proof does), then answers D1's events with
+   * the value rewritten; when the chain verified, it records the hash of each rewritten event's
+   * content beside its original hash, so the proof still verifies the erased history, and no one
+   * who can only write D1 can pass an edit off as an erasure. The outbox's events it attests from
+   * its own copy. Idempotent: a value already erased is not found again.
+   */
+  async erase(target: ErasureTarget, d1: ErasureD1View | null = null): Promise<ObjectErasure> {
+    const held = this.hasSchema() && this.loadStored() !== null;
+    const anchor = held ? await this.chainHead() : null;
+    const chain = d1 ? verifyChain({ rows: d1.rows, conversion: d1.conversion, anchor, pruned: d1.pruned }) : null;
+    const outcome: ObjectErasure = {
+      held,
+      state: false,
+      fingerprints: 0,
+      outbox: 0,
+      in_flight: 0,
+      chain: chain?.status ?? null,
+      attested: 0,
+      rewrites: [],
+    };
+    const attestations = new Map<number, { hash: string; content_hash: string | null }>();
+    const rewriteD1 = () => {
+      const attested = this.erasedEventsBySeq();
+      for (const row of d1?.rows ?? []) {
+        const event = parseObject(row.payload);
+        const erased = event ? eraseFields(event, target) : null;
+        if (!erased) continue;
+        outcome.rewrites.push({ event_id: row.event_id, payload: JSON.stringify(erased) });
+        if (row.hash === null || attestations.has(row.seq)) continue;
+        // Only from a verified chain: then this row's content is what was recorded, or what an earlier erasure attested.
+        attestations.set(row.seq, {
+          hash: attested.get(row.seq)?.hash ?? row.hash,
+          content_hash: chain?.status === "verified" ? chainHash(contentOf(row, erased)) : null,
+        });
+      }
+    };
+    if (!held) {
+      rewriteD1();
+      return outcome;
+    }
+    // One transaction: the object's records and what it attests change together, or not at all.
+    this.ctx.storage.transactionSync(() => {
+      this.eraseOwnRecords(target, outcome, attestations);
+      rewriteD1();
+      this.recordAttestations(target, attestations);
+    });
+    outcome.attested = [...attestations.values()].filter((a) => a.content_hash !== null).length;
+    return outcome;
+  }
+
+  /** The state, the history's fingerprints and the outbox, in the caller's transaction. */
+  private eraseOwnRecords(
+    target: ErasureTarget,
+    outcome: ObjectErasure,
+    attestations: Map<number, { hash: string; content_hash: string | null }>,
+  ): void {
+    const stored = this.loadStored();
+    if (!stored) return;
+    const fields = eraseFields(stored.state.fields, target);
+    if (fields) this.sql.exec("UPDATE state SET fields = ? WHERE id = 1", JSON.stringify(fields));
+    outcome.state = fields !== null;
+    for (const row of this.sql
+      .exec<{ seq: number; fingerprint: string }>("SELECT seq, fingerprint FROM events")
+      .toArray()) {
+      const print = eraseFingerprint(row.fingerprint, target);
+      if (print === null) continue;
+      this.sql.exec("UPDATE events SET fingerprint = ? WHERE seq = ?", print, row.seq);
+      outcome.fingerprints++;
+    }
+    const attested = this.erasedEventsBySeq();
+    const outbox = this.sql.exec<{ seq: number; message: string; sends: number }>(
+      "SELECT seq, message, sends FROM outbox",
+    );
+    for (const row of outbox.toArray()) {
+      const message = JSON.parse(row.message) as EventMessage;
+      const rewritten = eraseEventMessage(message, target);
+      if (!rewritten) continue;
+      this.sql.exec("UPDATE outbox SET message = ? WHERE seq = ?", JSON.stringify(rewritten), row.seq);
+      outcome.outbox++;
+      if (row.sends > 0) outcome.in_flight++;
+      if (!message.hash || rewritten.event === message.event) continue;
+      // The object's own copy: it is what the object hashed, or what an earlier erasure attested.
+      const before = attested.get(row.seq);
+      const current = chainHash(chainContentOf(message));
+      const trusted = before ? before.content_hash === current : current === message.hash;
+      attestations.set(row.seq, {
+        hash: message.hash,
+        content_hash: trusted ? chainHash(chainContentOf(rewritten)) : null,
+      });
+    }
+    if (outcome.state || outcome.fingerprints > 0 || outcome.outbox > 0) {
+      // Remembered, so that no later event brings the value back; the first erasure of a field keeps its marker.
+      const erased = { [target.field]: target.marker, ...stored.erased };
+      this.sql.exec("UPDATE state SET erased = ? WHERE id = 1", JSON.stringify(erased));
+    }
+  }
+
+  private recordAttestations(
+    target: ErasureTarget,
+    attestations: ReadonlyMap<number, { hash: string; content_hash: string | null }>,
+  ): void {
+    const before = this.erasedEventsBySeq();
+    for (const [seq, attestation] of attestations) {
+      const previous = before.get(seq);
+      const ids = [...new Set([...(previous?.erasure_ids ?? []), target.erasure_id])];
+      const fields = [...new Set([...(previous?.fields ?? []), target.field])];
+      this.sql.exec(
+        `INSERT INTO erased_events (seq, hash, content_hash, erasure_ids, fields) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (seq) DO UPDATE SET content_hash = excluded.content_hash, erasure_ids = excluded.erasure_ids,
+           fields = excluded.fields`,
+        seq,
+        attestation.hash,
+        attestation.content_hash,
+        JSON.stringify(ids),
+        JSON.stringify(fields),
+      );
+    }
+  }
+
+  private erasedEvents(): ErasedEvent[] {
+    return [...this.erasedEventsBySeq().values()];
+  }
+
+  private erasedEventsBySeq(): Map<number, ErasedEvent> {
+    if (!this.schemaReady) return new Map();
+    const rows = this.sql
+      .exec<{ seq: number; hash: string; content_hash: string | null; erasure_ids: string; fields: string }>(
+        "SELECT seq, hash, content_hash, erasure_ids, fields FROM erased_events ORDER BY seq",
+      )
+      .toArray();
+    return new Map(
+      rows.map((row) => [
+        row.seq,
+        {
+          seq: row.seq,
+          hash: row.hash,
+          content_hash: row.content_hash,
+          erasure_ids: JSON.parse(row.erasure_ids) as string[],
+          fields: JSON.parse(row.fields) as string[],
+        },
+      ]),
+    );
   }
 
   /**
@@ -509,6 +689,7 @@ export class ConversionObject extends DurableObject<Env> {
         row.retention_seq === null || row.retention_hash === null || row.retention_before === null
           ? null
           : { seq: row.retention_seq, hash: row.retention_hash, before: row.retention_before },
+      erased: row.erased === null ? {} : (JSON.parse(row.erased) as StoredConversion["erased"]),
     };
   }
 
@@ -530,6 +711,17 @@ export class ConversionObject extends DurableObject<Env> {
 
   private count(table: "events" | "outbox"): number {
     return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
+  }
+}
+
+function parseObject(text: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : null;
+  } catch {
+    return null;
   }
 }
 

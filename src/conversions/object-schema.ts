@@ -8,6 +8,21 @@
  * `peek`, a stray receipt) never leaves an empty object behind.
  */
 
+/**
+ * Events an erasure rewrote, kept for the conversion's whole life (also in the tail: D1 keeps the
+ * rewritten events): the hash each was recorded with, and the hash of its content as erased,
+ * which the object computed after checking the chain (NULL when it did not verify).
+ */
+const ERASED_EVENTS = `
+  CREATE TABLE erased_events (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    content_hash TEXT,
+    erasure_ids TEXT NOT NULL,
+    fields TEXT NOT NULL
+  );
+`;
+
 /** The tables as the last upgrade leaves them: what a new object is created with. */
 const SCHEMA = `
   CREATE TABLE state (
@@ -36,7 +51,10 @@ const SCHEMA = `
     retention_hash TEXT,
     retention_before TEXT,
     -- Where the event that set the state came from: s2s (a network's postback) or pixel.
-    source TEXT NOT NULL DEFAULT 's2s'
+    source TEXT NOT NULL DEFAULT 's2s',
+    -- Fields erasures erased, with the marker each left ({"user_id": "erased:ers_…"}): whatever a
+    -- later event brings for one of them is recorded as that marker. NULL: none.
+    erased TEXT
   );
   -- The history of the dedupe window; after it only the state row (the tail) stays.
   CREATE TABLE events (
@@ -58,6 +76,7 @@ const SCHEMA = `
     sends INTEGER NOT NULL DEFAULT 0
   );
   CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+  ${ERASED_EVENTS}
 `;
 
 type Upgrade = (sql: SqlStorage, tables: ReadonlyMap<string, string>) => void;
@@ -107,6 +126,11 @@ const UPGRADES: readonly Upgrade[] = [
   // 5. Browser pixels: where the event that set the state came from (every earlier one was a postback).
   (sql) => {
     sql.exec("ALTER TABLE state ADD COLUMN source TEXT NOT NULL DEFAULT 's2s'");
+  },
+  // 6. Erasure: the fields erased, and the events rewritten with the hashes the proof checks them by.
+  (sql) => {
+    sql.exec("ALTER TABLE state ADD COLUMN erased TEXT");
+    sql.exec(ERASED_EVENTS);
   },
 ];
 

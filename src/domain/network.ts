@@ -18,6 +18,13 @@ export interface NetworkAnswer {
   body: string;
 }
 
+/**
+ * Identifiers a network can have the hub keep only as keyed hashes (lib/identifier-hash.ts): hashed
+ * at ingest, before the conversion's object sees them, so the raw value is stored nowhere.
+ */
+export const HASHABLE_IDENTIFIERS = ["user_id", "device_id"] as const;
+export type HashableIdentifier = (typeof HASHABLE_IDENTIFIERS)[number];
+
 export interface Network {
   id: string;
   name: string;
@@ -27,6 +34,8 @@ export interface Network {
   mapping: Record<string, unknown> | null;
   answer: NetworkAnswer | null;
   test_mode: boolean;
+  /** Which of the postback's identifiers are stored as keyed hashes; empty: stored as sent. */
+  hash_identifiers: HashableIdentifier[];
   created_at: string;
   updated_at: string;
 }

@@ -21,6 +21,7 @@ import {
   candidateOf,
   checkCandidate,
   type IngestDeps,
+  protectIdentifiers,
   readPayload,
   resolveNetwork,
   testMarker,
@@ -165,7 +166,8 @@ export async function explainPostback(networkId: string, request: Request, deps:
     return explanation;
   }
   explanation.validation = { ok: true, errors: [] };
-  const postback = checked.postback;
+  // Decided and rendered as it would be recorded: with this network's identifiers hashed.
+  const postback = await protectIdentifiers(auth, checked.postback, deps);
   const test = requestTest || postback.test === true;
   explanation.test = test;
   const receivedAt = new Date(deps.nowMs).toISOString();

@@ -3,12 +3,14 @@
  * authentication → rate limit → JSON or parameter mapping → schema → one Durable Object call per
  * event.
  * Nothing else happens before the answer: no D1 query (steady state), no queue send, no fetch.
+ * A network that hashes identifiers has them hashed here, before the object call: CPU only.
  */
 
 import { conversionObjectName, type IngestAnswer, type RecordInput, type RecordResult } from "../domain/conversion";
-import { type AuthMethod, NETWORK_ID_PATTERN } from "../domain/network";
+import { type AuthMethod, type HashableIdentifier, NETWORK_ID_PATTERN } from "../domain/network";
 import { type Postback, PostbackSchema } from "../domain/postback";
 import { type FieldError, ProblemError, validationFailed, validationProblem, zodFieldErrors } from "../errors";
+import { hashIdentifier } from "../lib/identifier-hash";
 import type { NetworkAuth } from "../networks/network-cache";
 import { type AuthResult, authenticate, type SignedQueryScope, TOKEN_HEADER, TOKEN_PARAM } from "./authenticate";
 import { parseJson, readRawBody } from "./body";
@@ -20,7 +22,7 @@ import {
   type ResolvedMapping,
   resolveMapping,
 } from "./mapping";
-import type { InboundTrace } from "./request-log";
+import type { IdentifierProtection, InboundTrace } from "./request-log";
 
 export const MAX_BATCH_EVENTS = 100;
 export const TEST_HEADER = "x-postback-test";
@@ -43,6 +45,8 @@ export interface IngestDeps {
   noteCredentialUse(credentialId: string): void;
   /** The conversion's Durable Object, by `conversionObjectName` (test and live apart). */
   conversion(name: string): ConversionRecorder;
+  /** The key of identifier hashes (lib/keys.ts "identifier-hash v1"), derived once per isolate. */
+  identifierKey(): Promise<CryptoKey>;
   /** Filled as the request goes through, for the inbound log (written after the answer). */
   trace?: InboundTrace;
 }
@@ -73,7 +77,10 @@ export async function resolveNetwork(networkId: string, deps: IngestDeps): Promi
       { location: "path.network_id", message: "is not a registered network" },
     ]);
   }
-  if (deps.trace) deps.trace.known = true;
+  if (deps.trace) {
+    deps.trace.known = true;
+    deps.trace.identifiers = identifierProtection(auth, deps);
+  }
   if (auth.network.status !== "active") {
     throw new ProblemError("network_disabled", `Network "${networkId}" is disabled; ask the hub's operator.`);
   }
@@ -222,6 +229,41 @@ function mappingOf(auth: NetworkAuth): ResolvedMapping {
   return resolved;
 }
 
+/**
+ * For the inbound log of a network that hashes identifiers: which fields, and which parameters of
+ * a GET or form postback carry them (the names its mapping reads), so that the record's excerpt
+ * holds their hashes, never the values. Set as soon as the network is known: a request that fails
+ * authentication or validation is logged too.
+ */
+function identifierProtection(auth: NetworkAuth, deps: Pick<IngestDeps, "identifierKey">): IdentifierProtection | null {
+  const fields = auth.network.hash_identifiers;
+  if (fields.length === 0) return null;
+  const mapping = mappingOf(auth);
+  const params: Record<string, HashableIdentifier> = {};
+  for (const field of fields) for (const name of [field, ...mapping.fields[field]]) params[name] ??= field;
+  return { fields, params, key: () => deps.identifierKey() };
+}
+
+/**
+ * The postback as the hub may store it: a network's hashed identifiers replaced by their keyed
+ * hashes (docs/privacy.md). Before the object call, so the raw value reaches no store; CPU only
+ * (the key is derived once per isolate), so the hot path keeps its one call. Dedupe still works:
+ * the same value always hashes the same.
+ */
+export async function protectIdentifiers(
+  auth: NetworkAuth,
+  postback: Postback,
+  deps: Pick<IngestDeps, "identifierKey">,
+): Promise<Postback> {
+  let stored = postback;
+  for (const field of auth.network.hash_identifiers) {
+    const value = postback[field];
+    if (value === undefined) continue;
+    stored = { ...stored, [field]: await hashIdentifier(await deps.identifierKey(), field, value) };
+  }
+  return stored;
+}
+
 export function validatePostback(candidate: unknown): Postback {
   const parsed = PostbackSchema.safeParse(candidate);
   if (!parsed.success) throw validationProblem("body", parsed.error);
@@ -332,7 +374,7 @@ export async function ingestPostback(
   await spendRateLimit(networkId, 1, deps);
   const checked = checkCandidate(candidateOf(prepared.auth, prepared.payload, prepared.method), prepared.payload);
   if (!checked.ok) throw validationFailed(checked.errors);
-  const postback = checked.postback;
+  const postback = await protectIdentifiers(prepared.auth, checked.postback, deps);
   const test = prepared.test || postback.test === true;
   if (deps.trace) Object.assign(deps.trace, { transactionId: postback.transaction_id, test });
   const answer = await record(networkId, postback, test, deps);
@@ -372,7 +414,7 @@ export async function ingestBatch(networkId: string, request: Request, deps: Ing
     const test = prepared.test || parsed.data.test === true;
     const key = JSON.stringify([test, parsed.data.transaction_id]);
     const queue = inOrder.get(key) ?? [];
-    queue.push({ index, postback: parsed.data, test });
+    queue.push({ index, postback: await protectIdentifiers(prepared.auth, parsed.data, deps), test });
     inOrder.set(key, queue);
   }
   await Promise.all(

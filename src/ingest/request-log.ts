@@ -18,9 +18,20 @@
  */
 
 import type { InboundRecord, RequestLogMessage, UnloggedCount } from "../domain/messages";
+import type { HashableIdentifier } from "../domain/network";
 import type { FieldError } from "../errors";
 import { toHex } from "../lib/bytes";
 import { chunksBySize, jsonByteSize } from "../lib/chunks";
+import { hashIdentifier } from "../lib/identifier-hash";
+import { type HashValue, hashJsonMembers, hashParams } from "./log-identifiers";
+
+/** A network that hashes identifiers: its record's excerpts hold their hashes (see log-identifiers.ts). */
+export interface IdentifierProtection {
+  fields: readonly HashableIdentifier[];
+  /** Parameter name → the field it carries (the field's own name, and those the network's mapping reads). */
+  params: Readonly<Record<string, HashableIdentifier>>;
+  key(): Promise<CryptoKey>;
+}
 
 /** What a request revealed on its way through ingest; the route fills in the rest. */
 export interface InboundTrace {
@@ -39,6 +50,8 @@ export interface InboundTrace {
   items: number | null;
   /** A batch's per-item problems, as the answer named them. */
   itemErrors: FieldError[];
+  /** Set once the network is known, when it hashes identifiers. */
+  identifiers: IdentifierProtection | null;
 }
 
 export function newTrace(): InboundTrace {
@@ -53,6 +66,7 @@ export function newTrace(): InboundTrace {
     verdict: null,
     items: null,
     itemErrors: [],
+    identifiers: null,
   };
 }
 
@@ -61,6 +75,8 @@ const EXCERPT_CHARS = 512;
 /** A query excerpt of a request that did not authenticate: anyone can send one. */
 const STRANGER_CHARS = 256;
 const REDACTED = "(redacted)";
+const WITHHELD =
+  "(withheld: this network's identifiers are hashed, and they could not be told apart in this body to hash them)";
 /** Parameters that carry a credential: their values never reach the log. */
 const SECRET_PARAMS = new Set(["token", "pb_sig"]);
 /** Headers kept in the excerpt; the credential-bearing ones only as present. */
@@ -103,6 +119,11 @@ export async function buildRecord(facts: RequestFacts): Promise<InboundRecord> {
   const url = new URL(request.url);
   const errors = facts.problem ? facts.problem.errors : trace.itemErrors;
   const own = authenticated(trace);
+  const protection = trace.identifiers;
+  const hash: HashValue | null = protection
+    ? async (field, value) => hashIdentifier(await protection.key(), field, value)
+    : null;
+  const params = protection && hash ? await hashParams(url.searchParams, protection.params, hash) : url.searchParams;
   return {
     request_id: facts.requestId,
     network_id: facts.networkId,
@@ -123,9 +144,16 @@ export async function buildRecord(facts: RequestFacts): Promise<InboundRecord> {
     body_bytes: body.byteLength,
     body_sha256: body.byteLength > 0 ? toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", body))) : null,
     excerpt: {
-      query: url.search ? cut(redactedParams(url.searchParams), own ? EXCERPT_CHARS : STRANGER_CHARS) : null,
+      query: url.search ? cut(redactedParams(params), own ? EXCERPT_CHARS : STRANGER_CHARS) : null,
       headers: excerptHeaders(request.headers, own ? 256 : 64),
-      body: own && body.byteLength > 0 ? excerptBody(body, request.headers.get("content-type")) : null,
+      body:
+        own && body.byteLength > 0
+          ? await excerptBody(
+              body,
+              request.headers.get("content-type"),
+              protection && hash ? { protection, hash } : null,
+            )
+          : null,
     },
   };
 }
@@ -146,11 +174,21 @@ function excerptHeaders(headers: Headers, chars: number): Record<string, string>
   return kept;
 }
 
-function excerptBody(body: Uint8Array, contentType: string | null): string {
-  // Decoding a cut is lossy at its end only: the excerpt is for reading, the digest is exact.
-  const text = new TextDecoder().decode(body.subarray(0, EXCERPT_CHARS * 4));
+async function excerptBody(
+  body: Uint8Array,
+  contentType: string | null,
+  hashing: { protection: IdentifierProtection; hash: HashValue } | null,
+): Promise<string> {
+  // Decoding a cut is lossy at its end only: the excerpt is for reading, the digest is exact. With
+  // identifiers to hash, the whole body is read first, so that no value is cut before it is hashed.
+  const text = new TextDecoder().decode(hashing ? body : body.subarray(0, EXCERPT_CHARS * 4));
   const form = contentType?.split(";")[0]?.trim().toLowerCase() === "application/x-www-form-urlencoded";
-  return cut(form ? redactedParams(new URLSearchParams(text)) : text);
+  if (form) {
+    const fields = new URLSearchParams(text);
+    return cut(redactedParams(hashing ? await hashParams(fields, hashing.protection.params, hashing.hash) : fields));
+  }
+  if (!hashing) return cut(text);
+  return cut((await hashJsonMembers(text, hashing.protection.fields, hashing.hash)) ?? WITHHELD);
 }
 
 function cutOrNull(text: string | null, chars: number): string | null {

@@ -9,6 +9,9 @@
  *
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
  * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
+ *
+ * Before anything is written, the batch goes through the erasures (privacy/in-flight.ts): an
+ * identifier erased while its event was on its way is written erased, never as it was.
  */
 import {
   attributeBatch,
@@ -19,6 +22,7 @@ import {
 import { deliveryIdFor, deliveryPayload, notifies, partnerReceives } from "../delivery/partner";
 import { type EventMessage, EventMessageSchema } from "../domain/messages";
 import type { Partner } from "../domain/partner";
+import type { InFlightErasures } from "../privacy/in-flight";
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
 import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
 import { attributionStatements } from "../storage/offers";
@@ -35,6 +39,8 @@ export interface EventsConsumerDeps {
   receipts: OutboxReceipts;
   /** The key click ids are verified with (lib/keys.ts). */
   clickKey: () => Promise<CryptoKey>;
+  /** Erases, from the batch, values erased after their events were received. */
+  erasures: InFlightErasures;
 }
 
 /** 5 s, 10 s, 20 s … capped at 10 min: rides out a D1 outage without hammering it. */
@@ -82,15 +88,16 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
   const statements: D1PreparedStatement[] = [];
   const now = new Date().toISOString();
   const parsed = batch.messages.map((message) => ({ message, result: EventMessageSchema.safeParse(message.body) }));
-  const events = parsed.flatMap(({ result }) => (result.success ? [result.data] : []));
+  const events = await deps.erasures.apply(parsed.flatMap(({ result }) => (result.success ? [result.data] : [])));
   const needsPartners = events.some((e) => e.verdict !== "stale");
   const partners = needsPartners ? await allPartners(db) : [];
   const attributions = needsPartners
     ? await attributeBatch(db, await deps.clickKey(), events, partners)
     : new Map<string, EventAttribution>();
+  let next = 0;
   for (const { message, result } of parsed) {
-    if (result.success) {
-      const event = result.data;
+    const event = result.success ? events[next++] : undefined;
+    if (event) {
       statements.push(...recordEventStatements(db, event));
       const outcome = attributions.get(event.event_id);
       if (outcome) {
@@ -109,7 +116,9 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
       ? deadLetterReason
       : `invalid event message: ${result.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
     if (reason !== null) {
-      statements.push(deadLetterStatement(db, batch.queue, message, reason, now));
+      // A dead-letter row keeps the message as it may be stored: erased, when it was.
+      const body = event ? { id: message.id, attempts: message.attempts, body: event } : message;
+      statements.push(deadLetterStatement(db, batch.queue, body, reason, now));
     }
   }
   if (statements.length > 0) await db.batch(statements);

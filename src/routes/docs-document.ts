@@ -80,6 +80,11 @@ const TAGS = [
     description:
       "One delivery per (event, partner), with every attempt; replay a failed, dead or parked one. Admin token.",
   },
+  {
+    name: "Privacy",
+    description:
+      "Erasure of one person's identifier (a user id, device id or click id) everywhere the hub keeps it: D1's conversions, history, deliveries, inbound log, dead letters and clicks, and the conversions' Durable Objects, in bounded runs, each recorded without the identifier. Admin token.",
+  },
   { name: "Operations", description: "Health checks for load balancers and operators." },
 ];
 

@@ -2,6 +2,7 @@
 import type { Context } from "hono";
 import { configOf } from "../config";
 import type { IngestDeps } from "../ingest/ingest";
+import { hmacKey } from "../lib/keys";
 import { loadNetworkAuth, refreshNetworkAuth } from "../networks/network-cache";
 import { noteCredentialUse } from "../networks/usage";
 import type { AppEnv } from "./common";
@@ -26,6 +27,7 @@ export function ingestDeps(c: Context<AppEnv>): IngestDeps {
     noteCredentialUse: (credentialId) =>
       noteCredentialUse(c.env.DB, credentialId, nowMs, (promise) => c.executionCtx.waitUntil(promise)),
     conversion: (name) => c.env.CONVERSIONS.getByName(name),
+    identifierKey: () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"),
     ...(trace ? { trace } : {}),
   };
 }

@@ -5,7 +5,15 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { configOf } from "../config";
-import { AUTH_METHODS, type CredentialKind, DEFAULT_AUTH, NETWORK_ID_PATTERN, type Network } from "../domain/network";
+import {
+  AUTH_METHODS,
+  type CredentialKind,
+  DEFAULT_AUTH,
+  HASHABLE_IDENTIFIERS,
+  type HashableIdentifier,
+  NETWORK_ID_PATTERN,
+  type Network,
+} from "../domain/network";
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { NetworkMappingSchema } from "../ingest/mapping";
 import { validateCidrList } from "../lib/cidr";
@@ -68,6 +76,19 @@ const AnswerSchema = z
   })
   .openapi("NetworkAnswer", { description: "A fixed success answer for senders that expect one, e.g. OK." });
 
+const HASH_IDENTIFIERS_DESCRIPTION =
+  "Which of this network's identifiers the hub keeps only as keyed hashes (`h1:` + base64url HMAC-SHA-256 under a key derived from ENCRYPTION_KEY), hashed before anything is stored: the conversion's object, D1, the inbound log and partners' deliveries never see the raw value, and the same value always hashes the same, so joins still work. Applies to postbacks received from then on; what was stored before stays as it was (erase it with POST /v1/erasure). Empty: stored as sent.";
+
+const HashIdentifiersSchema = z
+  .array(z.enum(HASHABLE_IDENTIFIERS, { error: `must be one of ${HASHABLE_IDENTIFIERS.join(", ")}` }))
+  .refine((fields) => new Set(fields).size === fields.length, { error: "must not repeat a field" })
+  .openapi({ description: HASH_IDENTIFIERS_DESCRIPTION, example: ["user_id", "device_id"] });
+
+/** The setting in the schema's order, whatever order it was sent in. */
+function hashedInOrder(fields: readonly HashableIdentifier[]): HashableIdentifier[] {
+  return HASHABLE_IDENTIFIERS.filter((field) => fields.includes(field));
+}
+
 const NetworkSchema = z
   .object({
     id: z.string(),
@@ -80,6 +101,7 @@ const NetworkSchema = z
       .openapi({ description: "GET/form parameter mapping; null: the generic preset." }),
     answer: AnswerSchema.nullable(),
     test_mode: z.boolean().openapi({ description: "Every postback from this network is a test." }),
+    hash_identifiers: z.array(z.enum(HASHABLE_IDENTIFIERS)).openapi({ description: HASH_IDENTIFIERS_DESCRIPTION }),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -115,6 +137,7 @@ const SettingsFields = {
   mapping: NetworkMappingSchema.nullable().optional(),
   answer: AnswerSchema.nullable().optional(),
   test_mode: z.boolean().optional(),
+  hash_identifiers: HashIdentifiersSchema.optional(),
 };
 
 const CreateNetworkBody = z
@@ -208,6 +231,7 @@ export function registerNetworkRoutes(app: App): void {
         mapping: input.mapping ?? null,
         answer: input.answer ?? null,
         test_mode: input.test_mode ?? false,
+        hash_identifiers: hashedInOrder(input.hash_identifiers ?? []),
         created_at: now,
         updated_at: now,
       };
@@ -288,7 +312,7 @@ export function registerNetworkRoutes(app: App): void {
       tags,
       summary: "Update a network's settings",
       description:
-        "Changes the given fields. Adding the token method to a network without a token answers with a new one, shown once.",
+        "Changes the given fields. Adding the token method to a network without a token answers with a new one, shown once. `hash_identifiers` turns keyed hashing of `user_id` and `device_id` on or off for postbacks received from then on.",
       request: {
         params: NetworkParams,
         body: {
@@ -317,6 +341,7 @@ export function registerNetworkRoutes(app: App): void {
         mapping: patch.mapping === undefined ? current.mapping : patch.mapping,
         answer: patch.answer === undefined ? current.answer : patch.answer,
         test_mode: patch.test_mode ?? current.test_mode,
+        hash_identifiers: patch.hash_identifiers ? hashedInOrder(patch.hash_identifiers) : current.hash_identifiers,
         updated_at: now,
       };
       requireValidAuth(updated);

@@ -1,5 +1,12 @@
 /** SQL for networks and their credentials (signing secrets and tokens, both encrypted). */
-import type { CredentialKind, Network, NetworkAnswer, NetworkAuthConfig } from "../domain/network";
+import {
+  type CredentialKind,
+  HASHABLE_IDENTIFIERS,
+  type HashableIdentifier,
+  type Network,
+  type NetworkAnswer,
+  type NetworkAuthConfig,
+} from "../domain/network";
 import type { D1 } from "./d1";
 
 interface NetworkRow {
@@ -10,6 +17,8 @@ interface NetworkRow {
   mapping: string | null;
   answer: string | null;
   test_mode: number;
+  /** JSON array of HASHABLE_IDENTIFIERS (migration 0007). */
+  hash_identifiers: string;
   created_at: string;
   updated_at: string;
 }
@@ -36,9 +45,22 @@ function toNetwork(row: NetworkRow): Network {
     mapping: row.mapping ? (JSON.parse(row.mapping) as Record<string, unknown>) : null,
     answer: row.answer ? (JSON.parse(row.answer) as NetworkAnswer) : null,
     test_mode: row.test_mode === 1,
+    hash_identifiers: hashedFields(row.hash_identifiers),
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
+}
+
+/** Only the known names, in their canonical order, whatever the column holds. */
+function hashedFields(column: string | null | undefined): HashableIdentifier[] {
+  let stored: unknown = [];
+  try {
+    stored = JSON.parse(column ?? "[]");
+  } catch {
+    stored = [];
+  }
+  const names = Array.isArray(stored) ? stored : [];
+  return HASHABLE_IDENTIFIERS.filter((field) => names.includes(field));
 }
 
 function insertSecretStatement(db: D1, secret: NewSecret): D1PreparedStatement {
@@ -53,8 +75,8 @@ export async function insertNetwork(db: D1, network: Network, secrets: NewSecret
     await db.batch([
       db
         .prepare(
-          `INSERT INTO networks (id, name, status, auth, mapping, answer, test_mode, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO networks (id, name, status, auth, mapping, answer, test_mode, hash_identifiers, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .bind(
           network.id,
@@ -64,6 +86,7 @@ export async function insertNetwork(db: D1, network: Network, secrets: NewSecret
           network.mapping ? JSON.stringify(network.mapping) : null,
           network.answer ? JSON.stringify(network.answer) : null,
           network.test_mode ? 1 : 0,
+          JSON.stringify(network.hash_identifiers),
           network.created_at,
           network.updated_at,
         ),
@@ -81,7 +104,7 @@ export async function updateNetwork(db: D1, network: Network, secrets: NewSecret
   await db.batch([
     db
       .prepare(
-        "UPDATE networks SET name = ?, auth = ?, mapping = ?, answer = ?, test_mode = ?, updated_at = ? WHERE id = ?",
+        "UPDATE networks SET name = ?, auth = ?, mapping = ?, answer = ?, test_mode = ?, hash_identifiers = ?, updated_at = ? WHERE id = ?",
       )
       .bind(
         network.name,
@@ -89,6 +112,7 @@ export async function updateNetwork(db: D1, network: Network, secrets: NewSecret
         network.mapping ? JSON.stringify(network.mapping) : null,
         network.answer ? JSON.stringify(network.answer) : null,
         network.test_mode ? 1 : 0,
+        JSON.stringify(network.hash_identifiers),
         network.updated_at,
         network.id,
       ),

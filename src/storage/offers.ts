@@ -279,3 +279,33 @@ export function attributionStatements(
       ),
   ];
 }
+
+export interface StoredAttribution {
+  network_id: string;
+  transaction_id: string;
+  test: number;
+  attribution: string | null;
+  attribution_detail: string | null;
+  offer_id: string | null;
+  attributed_partner_id: string | null;
+  clicked_at: string | null;
+}
+
+/** The attribution D1 holds for each conversion (by network, transaction, test), in one query. */
+export async function storedAttributions(
+  db: D1,
+  keys: readonly { network_id: string; transaction_id: string; test: boolean }[],
+): Promise<StoredAttribution[]> {
+  if (keys.length === 0) return [];
+  const { results } = await db
+    .prepare(
+      `SELECT c.network_id, c.transaction_id, c.test, c.attribution, c.attribution_detail, c.offer_id,
+         c.attributed_partner_id, c.clicked_at
+       FROM conversions c JOIN json_each(?) k
+         ON c.network_id = json_extract(k.value, '$[0]') AND c.transaction_id = json_extract(k.value, '$[1]')
+        AND c.test = json_extract(k.value, '$[2]')`,
+    )
+    .bind(JSON.stringify(keys.map((k) => [k.network_id, k.transaction_id, k.test ? 1 : 0])))
+    .all<StoredAttribution>();
+  return results;
+}
