@@ -13,7 +13,7 @@ async function insertDelivery(id: string, state: string, createdAt: string) {
 }
 
 describe("retention cron", () => {
-  it("prunes old history and finished deliveries, keeping conversions and unfinished deliveries", async () => {
+  it("prunes old history, clicks and finished deliveries, keeping conversions and unfinished deliveries", async () => {
     const old = "2020-01-01T00:00:00.000Z";
     const recent = new Date().toISOString();
     await env.DB.batch([
@@ -26,6 +26,11 @@ describe("retention cron", () => {
          VALUES ('acme', 'tx', 'paid', ?, ?, ?, 2)`,
       ).bind(old, old, old),
     ]);
+    const click = (id: string, at: string) =>
+      env.DB.prepare(
+        "INSERT INTO clicks (click_id, offer_id, partner_id, clicked_at, recorded_at) VALUES (?, 'ofr_x', 'ptn_x', ?, ?)",
+      ).bind(id, at, at);
+    await env.DB.batch([click("click-old", old), click("click-new", recent)]);
     await insertDelivery("dlv_old_done", "delivered", old);
     await insertDelivery("dlv_old_parked", "parked", old);
     await insertDelivery("dlv_new_done", "delivered", recent);
@@ -47,6 +52,8 @@ describe("retention cron", () => {
     expect(events.results).toEqual([{ event_id: "evt_new" }]);
     const deliveries = await env.DB.prepare("SELECT id FROM deliveries ORDER BY id").all();
     expect(deliveries.results).toEqual([{ id: "dlv_new_done" }, { id: "dlv_old_parked" }]);
+    const clicks = await env.DB.prepare("SELECT click_id FROM clicks WHERE offer_id = 'ofr_x'").all();
+    expect(clicks.results).toEqual([{ click_id: "click-new" }]);
     const attempts = await env.DB.prepare("SELECT count(*) AS n FROM delivery_attempts").first();
     expect(attempts).toEqual({ n: 0 });
     expect(await env.DB.prepare("SELECT status FROM conversions WHERE transaction_id = 'tx'").first()).toEqual({

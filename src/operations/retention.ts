@@ -1,10 +1,11 @@
 /**
- * Cron: prunes history older than HISTORY_RETENTION_DAYS (a chain only as far as its conversion's
- * object agrees, see operations/chain-retention.ts) and the inbound request log older than
+ * Cron: prunes history and clicks older than HISTORY_RETENTION_DAYS (a chain only as far as its
+ * conversion's object agrees, see operations/chain-retention.ts) and the inbound request log older than
  * INBOUND_LOG_RETENTION_DAYS (one D1 database holds at most 10 GB).
  */
 import { configOf } from "../config";
 import { pruneHistory } from "../storage/d1";
+import { pruneClicks } from "../storage/offers";
 import { pruneInboundLog } from "../storage/requests";
 import { cutChains, objectCutter } from "./chain-retention";
 
@@ -16,7 +17,7 @@ export async function runRetention(env: Env, nowMs: number): Promise<void> {
   // Chained events first, each conversion's object agreeing to its cut; then what has no chain.
   const chains = await cutChains(env.DB, objectCutter(env.CONVERSIONS), before);
   const unchained = await pruneHistory(env.DB, before);
-  const pruned = { ...unchained, events: unchained.events + chains.events };
+  const pruned = { ...unchained, events: unchained.events + chains.events, clicks: await pruneClicks(env.DB, before) };
   const logBefore = new Date(nowMs - config.INBOUND_LOG_RETENTION_DAYS * DAY_MS).toISOString();
   const log = await pruneInboundLog(env.DB, logBefore);
   console.log(

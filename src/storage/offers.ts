@@ -309,3 +309,9 @@ export async function storedAttributions(
     .all<StoredAttribution>();
   return results;
 }
+
+/** Retention: drops the clicks before `before` (their ids still attribute: the id is self-contained). */
+export async function pruneClicks(db: D1, before: string): Promise<number> {
+  const result = await db.prepare("DELETE FROM clicks WHERE clicked_at < ?").bind(before).run();
+  return result.meta.changes ?? 0;
+}
