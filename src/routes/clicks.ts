@@ -50,6 +50,8 @@ export function registerClickRoutes(app: App): void {
     operationId: "followTrackingLink",
     tags: ["Tracking links"],
     summary: "Follow a partner's tracking link",
+    // No credential: a visitor's browser follows it (the pixel proves itself by its click id and origin).
+    security: [],
     description:
       "Redirects to the offer's landing URL with a new click id (and the partner, offer and sub ids) filled in. The click is counted after the answer; a HEAD, a prefetch or a crawler's User-Agent is redirected but not counted. Unauthenticated by design: the click id it mints is what a conversion is later attributed by.",
     request: { params: OfferPath, query: ClickQuery },

@@ -30,6 +30,8 @@ export function registerPixelRoutes(app: App): void {
     operationId: "firePixel",
     tags: ["Tracking links"],
     summary: "Fire the offer's conversion pixel",
+    // No credential: a visitor's browser follows it (the pixel proves itself by its click id and origin).
+    security: [],
     description:
       "For advertisers who can only place an image on their thank-you page. Authenticated by the click id (the hub's, for this offer) and the page's origin (the offer's `pixel.allowed_origins`, from `Origin` or the `Referer`); recorded with source `pixel` in the same conversion as the network's postback for the transaction, which confirms or corrects it.",
     request: { params: PixelPath, query: PixelQuery },
