@@ -12,7 +12,10 @@ import { type FakeCloudflareApi, startFakeCloudflareApi } from "./support/fake-c
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const BIN = path.join(ROOT, "node_modules", ".bin");
 const MIGRATIONS = readdirSync(path.join(ROOT, "migrations")).filter((f) => f.endsWith(".sql"));
-const TOP_QUEUES = ["events", "deliveries", "requests", "clicks"].flatMap((q) => [`postback-${q}`, `postback-${q}-dlq`]);
+const TOP_QUEUES = ["events", "deliveries", "requests", "clicks"].flatMap((q) => [
+  `postback-${q}`,
+  `postback-${q}-dlq`,
+]);
 const PRODUCTION_QUEUES = ["events", "deliveries", "requests", "clicks"].flatMap((q) => [
   `postback-${q}-production`,
   `postback-${q}-production-dlq`,
