@@ -241,6 +241,9 @@ describe("erasure by user_id", () => {
     expect(update.status).toBe("updated");
     await settled(network, transactionId, 2);
     expect((await conversionInD1(network.id, transactionId))?.user_id).toBe(`erased:${answer.id}`);
+    // The re-sent and updating requests are logged as they arrived (after the erasure), moments
+    // after their answers: the original, the re-sent one and the update.
+    await inboundLogged(network.id, 3);
     expect(await d1RowsContaining(String(body.user_id)).then((found) => Object.keys(found))).toEqual([
       "inbound_requests",
     ]);
