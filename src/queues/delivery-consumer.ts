@@ -1,71 +1,18 @@
 /**
- * DELIVERIES consumer: one attempt per message. Claims the delivery (due, unleased, partner
- * active), renders and signs the request, sends it with the partner's timeout, records the attempt
- * and the delivery's new state in one D1 batch, then acks, or retries on the partner's schedule.
- * Messages of one batch run in parallel, so a slow partner holds up only its own requests.
+ * DELIVERIES consumer: one attempt per message (delivery/attempt.ts), then an ack, or a retry on
+ * the partner's schedule. Messages of one batch run in parallel, so a slow partner holds up only
+ * its own requests.
  */
 
-import { afterAttempt } from "../delivery/delivery-state";
-import { sendPartnerRequest } from "../delivery/partner-client";
-import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
-import { buildPartnerRequest, macroValues } from "../delivery/render";
-import type { AttemptOutcome } from "../delivery/retry-policy";
-import type { Click } from "../domain/click";
+import { type AttemptDeps, attemptDelivery } from "../delivery/attempt";
 import { DeliveryMessageSchema } from "../domain/messages";
-import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
-import {
-  type AttemptRow,
-  claimDelivery,
-  type DeliveryRow,
-  disablePartnerStatements,
-  finishAttemptStatements,
-  markDeadStatement,
-  parkDeliveriesStatement,
-  payloadOf,
-  releaseLeaseStatement,
-  unclaimStatement,
-} from "../storage/deliveries";
-import { clicksById } from "../storage/offers";
+import { markDeadStatement } from "../storage/deliveries";
 
-export interface DeliveryConsumerDeps {
-  db: D1;
-  fetch: typeof fetch;
-  encryptionKey: string;
-  /** ALLOW_INSECURE_PARTNER_URLS as configured now, not when the partner was saved. */
-  allowInsecurePartnerUrls: boolean;
-  /** Told when a partner is disabled for answering 410. */
-  alert: (alert: { partner_id: string; name: string; reason: string }) => Promise<void>;
-  now?: () => number;
-  random?: () => number;
-}
+export type DeliveryConsumerDeps = AttemptDeps;
 
-/** Early queue redelivery is tolerated by this much before a message counts as not yet due. */
-const DUE_SLACK_MS = 2_000;
-/**
- * A lease outlives the longest attempt (the partner's timeout, then one D1 batch), so two messages
- * of one delivery never send at once; once it lapses, a crashed consumer's delivery is taken again.
- */
-const LEASE_MARGIN_MS = 15_000;
 const UNEXPECTED_ERROR_RETRY_SECONDS = 30;
-/**
- * A click's record reaches D1 through its own queue, seconds after the redirect; a conversion
- * that follows its click faster than that waits for it (up to CLICK_SETTLE_MS after the click), so
- * its partner gets its sub ids. After that, the delivery goes without them.
- */
-const CLICK_SETTLE_MS = 120_000;
-const CLICK_WAIT_SECONDS = 5;
-
-/** The attributed click's record, null when there is none to wait for, or "not yet". */
-async function clickOf(payload: DeliveryPayload, db: D1, nowMs: number): Promise<Click | null | "not yet"> {
-  const clickId = payload.conversion.click_id;
-  const clickedAt = payload.attribution?.clicked_at;
-  if (payload.attribution?.verdict !== "click" || !clickId || !clickedAt) return null;
-  const click = (await clicksById(db, [clickId.toLowerCase()])).get(clickId.toLowerCase());
-  if (click) return click;
-  return nowMs - Date.parse(clickedAt) < CLICK_SETTLE_MS ? "not yet" : null;
-}
 
 export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: DeliveryConsumerDeps): Promise<void> {
   await Promise.all(batch.messages.map((message) => processMessage(batch.queue, message, deps)));
@@ -80,7 +27,7 @@ async function processMessage(queue: string, message: Message<unknown>, deps: De
       message.ack();
       return;
     }
-    const retryIn = await attempt(parsed.data.delivery_id, deps);
+    const { retryInSeconds: retryIn } = await attemptDelivery(parsed.data.delivery_id, deps);
     if (retryIn === null) message.ack();
     else message.retry({ delaySeconds: retryIn });
   } catch (error) {
@@ -94,187 +41,6 @@ async function processMessage(queue: string, message: Message<unknown>, deps: De
     );
     message.retry({ delaySeconds: UNEXPECTED_ERROR_RETRY_SECONDS });
   }
-}
-
-/** Makes the attempt if it is due; returns seconds until the message should come back, or null to ack. */
-async function attempt(deliveryId: string, deps: DeliveryConsumerDeps): Promise<number | null> {
-  const now = deps.now ?? Date.now;
-  const startedMs = now();
-  const iso = (ms: number) => new Date(ms).toISOString();
-  const claim = await claimDelivery(
-    deps.db,
-    deliveryId,
-    iso(startedMs),
-    iso(startedMs + DUE_SLACK_MS),
-    iso(startedMs + MAX_PARTNER_TIMEOUT_MS + LEASE_MARGIN_MS),
-  );
-  if (!claim.claimed) return notClaimed(claim.delivery, claim.partner, startedMs, deps);
-  try {
-    return await attemptClaimed(claim.delivery, claim.partner, startedMs, deps);
-  } catch (error) {
-    // Let the retried message (or the sweep) take it again at once rather than after the lease.
-    await deps.db
-      .batch([releaseLeaseStatement(deps.db, claim.delivery.id, claim.delivery.lease_until)])
-      .catch(() => undefined);
-    throw error;
-  }
-}
-
-async function attemptClaimed(
-  delivery: DeliveryRow,
-  partner: Partner,
-  startedMs: number,
-  deps: DeliveryConsumerDeps,
-): Promise<number | null> {
-  const now = deps.now ?? Date.now;
-  const iso = (ms: number) => new Date(ms).toISOString();
-  // The URL is judged again now, as `fetch` will parse it: a partner saved under other rules
-  // (insecure URLs allowed then), or a value the template checks could not foresee, must not make
-  // the hub connect.
-  const payload = payloadOf(delivery);
-  const click = await clickOf(payload, deps.db, startedMs);
-  if (click === "not yet") {
-    await deps.db.batch([unclaimStatement(deps.db, delivery.id, delivery.lease_until)]);
-    return CLICK_WAIT_SECONDS;
-  }
-  const values = macroValues(payload, delivery.id, delivery.attempts, { partner, click });
-  const built = await buildPartnerRequest(partner, values, {
-    allowInsecure: deps.allowInsecurePartnerUrls,
-    signing: partner.sign
-      ? async () => {
-          const keys = await partnerSigningKeys(deps.db, deps.encryptionKey, partner.id, startedMs);
-          // A signing partner never gets an unsigned request; without a key the message is retried.
-          if (keys.length === 0) throw new Error(`partner ${partner.id} signs but has no active signing secret`);
-          return { keys, deliveryId: delivery.id, timestampSeconds: Math.floor(startedMs / 1000) };
-        }
-      : undefined,
-  });
-  if (!built.ok) {
-    const blocked = built.error_class === "blocked";
-    if (blocked) {
-      console.warn(
-        JSON.stringify({
-          message: "delivery blocked before sending",
-          delivery_id: delivery.id,
-          partner_id: partner.id,
-          reason: built.reason,
-        }),
-      );
-    }
-    await failWithoutSending(delivery, partner, startedMs, deps, {
-      error_class: built.error_class,
-      error: blocked ? `blocked before sending: ${built.reason}` : built.reason,
-    });
-    return null;
-  }
-  const request = built.request;
-  const result = await sendPartnerRequest(request, { timeoutMs: partner.timeout_ms, fetch: deps.fetch, now });
-  const finishedMs = now();
-  if (partner.sign && result.outcome.kind === "response" && [401, 403].includes(result.outcome.status)) {
-    forgetPartnerKeys(partner.id);
-  }
-  const next = afterAttempt({
-    outcome: result.outcome,
-    retries: delivery.retries,
-    schedule: partner.retry_schedule_seconds,
-    finishedMs,
-    ...(deps.random ? { random: deps.random } : {}),
-  });
-  const attemptRow: AttemptRow = {
-    delivery_id: delivery.id,
-    attempt: delivery.attempts,
-    partner_id: partner.id,
-    started_at: iso(startedMs),
-    ...describeOutcome(result.outcome),
-    latency_ms: Math.max(0, Math.round(result.latencyMs)),
-    response_excerpt: result.excerpt,
-    outcome: next.outcome,
-  };
-  const statements = finishAttemptStatements(deps.db, {
-    attempt: attemptRow,
-    state: next.state,
-    retries: next.retries,
-    next_attempt_at: next.retryInSeconds === null ? null : iso(finishedMs + next.retryInSeconds * 1000),
-    now: iso(finishedMs),
-    lease: delivery.lease_until,
-  });
-  if (next.disablesPartner) statements.push(...disablePartnerStatements(deps.db, partner.id, "gone", iso(finishedMs)));
-  await deps.db.batch(statements);
-  if (next.disablesPartner) {
-    await deps.alert({ partner_id: partner.id, name: partner.name, reason: "the partner answered 410 Gone" });
-  }
-  return next.retryInSeconds;
-}
-
-/** Records an attempt that never left (the request could not be rendered, or was blocked) and fails the delivery. */
-async function failWithoutSending(
-  delivery: DeliveryRow,
-  partner: Partner,
-  startedMs: number,
-  deps: DeliveryConsumerDeps,
-  failure: { error_class: "render" | "blocked"; error: string },
-): Promise<void> {
-  const iso = (ms: number) => new Date(ms).toISOString();
-  await deps.db.batch(
-    finishAttemptStatements(deps.db, {
-      attempt: {
-        delivery_id: delivery.id,
-        attempt: delivery.attempts,
-        partner_id: partner.id,
-        started_at: iso(startedMs),
-        http_status: null,
-        ...failure,
-        latency_ms: 0,
-        response_excerpt: null,
-        outcome: "failed",
-      },
-      state: "failed",
-      retries: delivery.retries,
-      next_attempt_at: null,
-      now: iso((deps.now ?? Date.now)()),
-      lease: delivery.lease_until,
-    }),
-  );
-}
-
-function describeOutcome(outcome: AttemptOutcome): Pick<AttemptRow, "http_status" | "error_class" | "error"> {
-  switch (outcome.kind) {
-    case "response":
-      return { http_status: outcome.status, error_class: null, error: null };
-    case "timeout":
-      return { http_status: null, error_class: "timeout", error: "no answer within the partner's timeout" };
-    case "network":
-      return { http_status: null, error_class: "network", error: outcome.error };
-  }
-}
-
-/**
- * Why a message found nothing to do: the delivery is finished or parked (ack), another consumer
- * holds it (ack: that one will finish it), it is not due yet (come back then), or its partner is
- * disabled or gone (park it, or fail it).
- */
-async function notClaimed(
-  delivery: DeliveryRow | null,
-  partner: Partner | null,
-  nowMs: number,
-  deps: DeliveryConsumerDeps,
-): Promise<number | null> {
-  if (!delivery || (delivery.state !== "pending" && delivery.state !== "retrying")) return null;
-  if (partner?.status !== "active") {
-    const now = new Date(nowMs).toISOString();
-    await deps.db.batch([
-      partner
-        ? parkDeliveriesStatement(deps.db, partner.id, now)
-        : markDeadStatement(deps.db, delivery.id, "the partner no longer exists", now),
-    ]);
-    return null;
-  }
-  // Held by another consumer, or not due yet: come back then. Never ack an unfinished delivery:
-  // if the holder dies, this message is what takes it up again (the claim prevents a double send).
-  const leaseMs = delivery.lease_until ? Date.parse(delivery.lease_until) - nowMs : 0;
-  const dueMs = delivery.next_attempt_at ? Date.parse(delivery.next_attempt_at) - nowMs : 0;
-  const waitMs = Math.max(leaseMs, dueMs);
-  return waitMs > 0 ? Math.max(1, Math.ceil(waitMs / 1000)) : 1;
 }
 
 /** DELIVERIES dead-letter queue: whatever exhausted the queue's own retries is dead and recorded. */
