@@ -14,6 +14,7 @@ import { outboxReceipts } from "./queues/outbox-receipts";
 import { consumeRequestLog, consumeRequestLogDeadLetters } from "./queues/requests-consumer";
 
 export { ConversionObject } from "./conversions/conversion-object";
+export { PartnerCoordinator } from "./coordinator/partner-coordinator";
 
 const app = createApp();
 
