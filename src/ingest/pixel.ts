@@ -84,7 +84,12 @@ export async function ingestPixel(offerId: string, request: Request, deps: Pixel
     throw new ProblemError(
       "conversion_conflict",
       `Transaction "${postback.transaction_id}" is ${result.conversion_status}; this pixel contradicts it.`,
-      result.errors.map((e) => ({ ...e, location: e.location.replace(/^body\./, "query.") })),
+      // Anyone holding a click id of the offer can fire a pixel: name the fields that differ, never
+      // the recorded values (another partner's click id, the order's amount).
+      result.errors.map((e) => ({
+        location: e.location.replace(/^body\./, "query."),
+        message: "differs from the recorded conversion",
+      })),
     );
   }
   return result.answer;
