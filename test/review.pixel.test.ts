@@ -120,6 +120,21 @@ describe("review: one partner's pixel against another's conversion", () => {
 });
 
 describe("review: what partners hear when the network's postback follows a pixel", () => {
+  it("a partner that never heard of the pixel is not told of a previous payout", async () => {
+    const { tag, network, alice, offer, aliceClick } = await setUp(false);
+    const tx = uniqueId("ord");
+    expect((await firePixel(offer.id, { click_id: aliceClick, transaction_id: tx })).status).toBe(200);
+    await settled(network.id, tx, (r) => r.attribution === "click");
+    expect(await deliveriesOf(alice.id)).toEqual([]);
+    await expectStatus(
+      await postback(network, makePostback({ transaction_id: tx, click_id: aliceClick, status: "declined" })),
+      200,
+    );
+    const [only] = await told(`${tag}/alice`, 1);
+    // Told of a new conversion: "was" would tell Alice to take back 4.00 she was never given.
+    expect(only).toMatchObject({ tx, status: "declined", verdict: "accepted", payout: "0.00", was: "" });
+  });
+
   // HOLE: with notify_before_confirmation on, the confirming postback is sent only "if it changes the
   // status or the payout" (events-consumer.ts `whatPartnersHear`), decided once for all partners. When
   // the network's postback credits another partner's click at the same status and payout, nothing is

@@ -110,7 +110,7 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
         );
       }
       const told = notifies(event) ? whatPartnersHear(event, outcome) : null;
-      if (told) statements.push(...(await deliveryStatements(db, told, outcome, partners, now)));
+      if (told) statements.push(...(await deliveryStatements(db, told.message, told.outcome, partners, now)));
     }
     const reason = result.success
       ? deadLetterReason
@@ -134,14 +134,25 @@ type Notifying = EventMessage & { verdict: "accepted" | "updated" };
  * again unless something changed (status or payout); partners that did not hear of it are told
  * now, as of a new conversion.
  */
-function whatPartnersHear(event: Notifying, outcome: EventAttribution | undefined): Notifying | null {
+function whatPartnersHear(
+  event: Notifying,
+  outcome: EventAttribution | undefined,
+): { message: Notifying; outcome: EventAttribution | undefined } | null {
   const early = outcome?.offer?.pixel.notify_before_confirmation === true;
-  if (event.source === "pixel") return early ? event : null;
-  if (event.previous_source !== "pixel") return event;
-  if (!early) return { ...event, verdict: "accepted", previous_status: null };
+  const as = (message: Notifying) => ({ message, outcome });
+  if (event.source === "pixel") return early ? as(event) : null;
+  if (event.previous_source !== "pixel") return as(event);
+  if (!early) {
+    // News to them: nothing was paid before, whatever the pixel's event recorded.
+    const payout = outcome?.payout && { ...outcome.payout, previous: null };
+    return {
+      message: { ...event, verdict: "accepted", previous_status: null },
+      outcome: outcome && { ...outcome, payout: payout ?? null },
+    };
+  }
   const payout = outcome?.payout;
   const changed = event.previous_status !== event.conversion.status || (payout && payout.previous !== payout.amount);
-  return changed ? event : null;
+  return changed ? as(event) : null;
 }
 
 async function deliveryStatements(
