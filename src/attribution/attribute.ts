@@ -89,6 +89,13 @@ function byClick(input: AttributionInput, reading: ClickIdReading): Attribution 
   if (!input.partnerExists(click.partner_id)) {
     return { ...none("partner_invalid", `the click's partner ${click.partner_id} does not exist`), ...seen };
   }
+  // As for a partner the network names: one the operator took off the offer since is not paid by it.
+  if (offer.partners !== null && !offer.partners.includes(click.partner_id)) {
+    return {
+      ...none("partner_invalid", `the click's partner ${click.partner_id} does not promote offer ${offer.id}`),
+      ...seen,
+    };
+  }
   const elapsedMs = Date.parse(input.first_seen_at) - click.clicked_at * 1000;
   if (elapsedMs < -CLOCK_SKEW_MS) {
     return { ...none("click_invalid", "the conversion was seen before the click"), ...seen };

@@ -1,0 +1,75 @@
+/**
+ * Review of who is credited: a click whose partner the offer no longer lists, a network naming a
+ * partner that has nothing to do with it, and a hub click id that reached the network wrapped in
+ * whitespace.
+ */
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { Offer } from "../src/domain/offer";
+import { click, clickIdOf, seedOffer } from "./support/attribution";
+import {
+  conversionInD1,
+  createNetwork,
+  createPartner,
+  deliveriesOf,
+  eventually,
+  expectStatus,
+  makePostback,
+  PARTNER,
+  postback,
+  type TestNetwork,
+  uniqueId,
+} from "./support/helpers";
+
+async function setUp(offerFields: Partial<Offer> = {}) {
+  const tag = uniqueId("review-attr");
+  const network = await createNetwork();
+  const alice = await createPartner({ url_template: `${PARTNER}/ok/${tag}/alice?tx={transaction_id}`, routing: "attributed" });
+  const bob = await createPartner({ url_template: `${PARTNER}/ok/${tag}/bob?tx={transaction_id}`, routing: "attributed" });
+  const offer = await seedOffer(network.id, {
+    payouts: { default: [{ fixed: { amount: "4", currency: "USD" } }], partners: {} },
+    ...offerFields,
+  });
+  return { network, alice, bob, offer };
+}
+
+async function attributed(network: TestNetwork, tx: string) {
+  return eventually(async () => {
+    const row = await conversionInD1(network.id, tx);
+    return row?.attribution ? row : null;
+  });
+}
+
+describe("review: whose conversion it is", () => {
+  it("a click credits nobody once its partner no longer promotes the offer", async () => {
+    const { network, alice, bob, offer } = await setUp();
+    await env.DB.prepare("UPDATE offers SET partners = ? WHERE id = ?").bind(JSON.stringify([alice.id]), offer.id).run();
+    const clickId = clickIdOf(await click(`/c/${offer.id}?p=${alice.id}`));
+    // The operator takes Alice off the offer (offer changes reach the events consumer from D1 at once).
+    await env.DB.prepare("UPDATE offers SET partners = ? WHERE id = ?").bind(JSON.stringify([bob.id]), offer.id).run();
+    const tx = uniqueId("tx");
+    await expectStatus(await postback(network, makePostback({ transaction_id: tx, click_id: clickId })), 200);
+    const row = await attributed(network, tx);
+    // docs/attribution.md: partner_invalid when the partner "does not promote the offer".
+    expect(row).toMatchObject({ attribution: "partner_invalid", attributed_partner_id: null, payout: null });
+  });
+
+  // HOLE: `direct` credits whatever partner a network names when no offer of that network has the
+  // postback's campaign_id (attribute.ts `direct`): nothing ties the partner to the network. Any
+  // authenticated network can push conversions into any attributed partner's endpoint (it receives
+  // them as its own), and fill its records with conversions of an advertiser it never promoted.
+  // A fix needs a rule for the relation (a direct credit needs a campaign offer, or the partner must
+  // promote one of the network's offers), which is a product decision.
+  it.fails("a network cannot credit a partner that promotes none of its offers", async () => {
+    const { alice } = await setUp();
+    const stranger = await createNetwork();
+    const tx = uniqueId("tx");
+    const body = makePostback({ transaction_id: tx, partner_id: alice.id });
+    delete body.click_id;
+    delete body.campaign_id;
+    await expectStatus(await postback(stranger, body), 200);
+    const row = await attributed(stranger, tx);
+    expect(row.attributed_partner_id).toBeNull();
+    expect(await deliveriesOf(alice.id)).toEqual([]);
+  });
+});
