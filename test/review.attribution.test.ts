@@ -54,6 +54,15 @@ describe("review: whose conversion it is", () => {
     expect(row).toMatchObject({ attribution: "partner_invalid", attributed_partner_id: null, payout: null });
   });
 
+  it("reads a hub click id with whitespace around it as the click it is", async () => {
+    const { network, alice, offer } = await setUp();
+    const clickId = clickIdOf(await click(`/c/${offer.id}?p=${alice.id}`));
+    const tx = uniqueId("tx");
+    // An advertiser's export padded it: still the hub's click, not "no click id of the hub's".
+    await expectStatus(await postback(network, makePostback({ transaction_id: tx, click_id: ` ${clickId} ` })), 200);
+    expect(await attributed(network, tx)).toMatchObject({ attribution: "click", attributed_partner_id: alice.id });
+  });
+
   // HOLE: `direct` credits whatever partner a network names when no offer of that network has the
   // postback's campaign_id (attribute.ts `direct`): nothing ties the partner to the network. Any
   // authenticated network can push conversions into any attributed partner's endpoint (it receives
