@@ -1,0 +1,93 @@
+/**
+ * Review of erasure by click id against what the click pipeline keeps: a click id that the
+ * advertiser sent back in another case, a click message that ended as a dead letter, and a click
+ * message delivered again after its click was erased.
+ */
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { ClickMessage } from "../src/domain/click";
+import worker from "../src/index";
+import { BROWSER_UA, click, clickIdOf, clickRows, seedOffer } from "./support/attribution";
+import {
+  admin,
+  conversionInD1,
+  createNetwork,
+  createPartner,
+  eventually,
+  expectStatus,
+  makePostback,
+  PARTNER,
+  postback,
+  uniqueId,
+} from "./support/helpers";
+import { d1RowsContaining } from "./support/privacy";
+
+async function deliver(queue: string, bodies: unknown[]) {
+  const batch = createMessageBatch(
+    queue,
+    bodies.map((body) => ({ id: uniqueId("msg"), timestamp: new Date(), attempts: 1, body })),
+  );
+  const ctx = createExecutionContext();
+  const handler: ExportedHandler<Env> = worker;
+  await handler.queue?.(batch, env, ctx);
+  return getQueueResult(batch, ctx);
+}
+
+async function erase(
+  body: Record<string, unknown>,
+): Promise<{ id: string; status: string; run: { counts: { d1: Record<string, number> } } }> {
+  const response = await admin("/v1/erasure", { method: "POST", body: JSON.stringify(body) });
+  expect([200, 201]).toContain(response.status);
+  return (await response.json()) as never;
+}
+
+async function clickOnOffer(sub1 = "placement-7") {
+  const network = await createNetwork();
+  const partner = await createPartner({
+    url_template: `${PARTNER}/ok/${uniqueId("review-privacy")}?tx={transaction_id}`,
+    routing: "attributed",
+  });
+  const offer = await seedOffer(network.id);
+  const clickId = clickIdOf(await click(`/c/${offer.id}?p=${partner.id}&sub1=${sub1}`));
+  await eventually(async () => ((await clickRows(offer.id)).length > 0 ? true : null));
+  return { network, partner, offer, clickId };
+}
+
+/** The click's queue message as the redirect sends it. */
+function clickMessage(clickId: string, offerId: string, partnerId: string, sub1: string): ClickMessage {
+  return {
+    v: 1,
+    clicks: [
+      {
+        click_id: clickId,
+        offer_id: offerId,
+        partner_id: partnerId,
+        clicked_at: new Date().toISOString(),
+        sub_ids: { sub1 },
+        country: "DE",
+        user_agent: BROWSER_UA,
+        referrer: "https://blog.example",
+        ip_prefix: "203.0.113.0/24",
+      },
+    ],
+  };
+}
+
+describe("review: erasing a click id", () => {
+  it("finds the conversions that carry the click id in another case", async () => {
+    const { network, clickId } = await clickOnOffer();
+    const tx = uniqueId("tx");
+    // The advertiser stored the id upper-cased; the hub reads it case-insensitively and credits it.
+    await expectStatus(
+      await postback(network, makePostback({ transaction_id: tx, click_id: clickId.toUpperCase() })),
+      200,
+    );
+    await eventually(async () => ((await conversionInD1(network.id, tx))?.attribution === "click" ? true : null));
+    // The operator erases the click as the hub minted it (and shows it in the click's record).
+    const answer = await erase({ click_id: clickId });
+    expect(answer.status).toBe("complete");
+    expect(await d1RowsContaining(clickId.toUpperCase())).toEqual({});
+    expect(await d1RowsContaining(clickId)).toEqual({});
+  });
+});
