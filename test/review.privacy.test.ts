@@ -34,9 +34,7 @@ async function deliver(queue: string, bodies: unknown[]) {
   return getQueueResult(batch, ctx);
 }
 
-async function erase(
-  body: Record<string, unknown>,
-): Promise<{ id: string; status: string; run: { counts: { d1: Record<string, number> } } }> {
+async function erase(body: Record<string, unknown>): Promise<{ id: string; status: string; run: { counts: { d1: Record<string, number> } } }> {
   const response = await admin("/v1/erasure", { method: "POST", body: JSON.stringify(body) });
   expect([200, 201]).toContain(response.status);
   return (await response.json()) as never;
@@ -44,10 +42,7 @@ async function erase(
 
 async function clickOnOffer(sub1 = "placement-7") {
   const network = await createNetwork();
-  const partner = await createPartner({
-    url_template: `${PARTNER}/ok/${uniqueId("review-privacy")}?tx={transaction_id}`,
-    routing: "attributed",
-  });
+  const partner = await createPartner({ url_template: `${PARTNER}/ok/${uniqueId("review-privacy")}?tx={transaction_id}` , routing: "attributed" });
   const offer = await seedOffer(network.id);
   const clickId = clickIdOf(await click(`/c/${offer.id}?p=${partner.id}&sub1=${sub1}`));
   await eventually(async () => ((await clickRows(offer.id)).length > 0 ? true : null));
@@ -79,15 +74,39 @@ describe("review: erasing a click id", () => {
     const { network, clickId } = await clickOnOffer();
     const tx = uniqueId("tx");
     // The advertiser stored the id upper-cased; the hub reads it case-insensitively and credits it.
-    await expectStatus(
-      await postback(network, makePostback({ transaction_id: tx, click_id: clickId.toUpperCase() })),
-      200,
-    );
+    await expectStatus(await postback(network, makePostback({ transaction_id: tx, click_id: clickId.toUpperCase() })), 200);
     await eventually(async () => ((await conversionInD1(network.id, tx))?.attribution === "click" ? true : null));
     // The operator erases the click as the hub minted it (and shows it in the click's record).
     const answer = await erase({ click_id: clickId });
     expect(answer.status).toBe("complete");
     expect(await d1RowsContaining(clickId.toUpperCase())).toEqual({});
+    expect(await d1RowsContaining(clickId)).toEqual({});
+  });
+
+  it("leaves no User-Agent, sub id or address in the dead letter of a click message", async () => {
+    const { offer, partner, clickId } = await clickOnOffer("secret-placement");
+    const result = await deliver(env.CLICKS_DLQ_NAME, [clickMessage(clickId, offer.id, partner.id, "secret-placement")]);
+    expect(result.ackAll).toBe(true);
+    // docs/attribution.md: the User-Agent "is not stored"; the click's row keeps only what it keeps.
+    const { results } = await env.DB.prepare("SELECT body FROM dead_letters WHERE queue = ? AND instr(body, ?) > 0")
+      .bind(env.CLICKS_DLQ_NAME, clickId)
+      .all<{ body: string }>();
+    expect(results).toHaveLength(1);
+    expect(results[0]?.body).not.toContain("Mozilla");
+    await erase({ click_id: clickId });
+    for (const kept of ["secret-placement", "203.0.113.0/24", "Mozilla"]) {
+      expect(await d1RowsContaining(kept), kept).toEqual({});
+    }
+  });
+
+  it("is not undone by a copy of the click's message delivered after the erasure", async () => {
+    const { offer, partner, clickId } = await clickOnOffer("again-placement");
+    await erase({ click_id: clickId });
+    // Queues deliver at least once: a late copy (or the dead-letter queue's) arrives.
+    const result = await deliver(env.CLICKS_QUEUE_NAME, [clickMessage(clickId, offer.id, partner.id, "again-placement")]);
+    expect(result.ackAll).toBe(true);
+    const rows = await clickRows(offer.id);
+    expect(rows).toHaveLength(1);
     expect(await d1RowsContaining(clickId)).toEqual({});
   });
 });
