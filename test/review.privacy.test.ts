@@ -16,6 +16,7 @@ import {
   createPartner,
   eventually,
   expectStatus,
+  makeEventMessage,
   makePostback,
   PARTNER,
   postback,
@@ -34,7 +35,9 @@ async function deliver(queue: string, bodies: unknown[]) {
   return getQueueResult(batch, ctx);
 }
 
-async function erase(body: Record<string, unknown>): Promise<{ id: string; status: string; run: { counts: { d1: Record<string, number> } } }> {
+async function erase(
+  body: Record<string, unknown>,
+): Promise<{ id: string; status: string; run: { counts: { d1: Record<string, number> } } }> {
   const response = await admin("/v1/erasure", { method: "POST", body: JSON.stringify(body) });
   expect([200, 201]).toContain(response.status);
   return (await response.json()) as never;
@@ -42,7 +45,10 @@ async function erase(body: Record<string, unknown>): Promise<{ id: string; statu
 
 async function clickOnOffer(sub1 = "placement-7") {
   const network = await createNetwork();
-  const partner = await createPartner({ url_template: `${PARTNER}/ok/${uniqueId("review-privacy")}?tx={transaction_id}` , routing: "attributed" });
+  const partner = await createPartner({
+    url_template: `${PARTNER}/ok/${uniqueId("review-privacy")}?tx={transaction_id}`,
+    routing: "attributed",
+  });
   const offer = await seedOffer(network.id);
   const clickId = clickIdOf(await click(`/c/${offer.id}?p=${partner.id}&sub1=${sub1}`));
   await eventually(async () => ((await clickRows(offer.id)).length > 0 ? true : null));
@@ -74,7 +80,10 @@ describe("review: erasing a click id", () => {
     const { network, clickId } = await clickOnOffer();
     const tx = uniqueId("tx");
     // The advertiser stored the id upper-cased; the hub reads it case-insensitively and credits it.
-    await expectStatus(await postback(network, makePostback({ transaction_id: tx, click_id: clickId.toUpperCase() })), 200);
+    await expectStatus(
+      await postback(network, makePostback({ transaction_id: tx, click_id: clickId.toUpperCase() })),
+      200,
+    );
     await eventually(async () => ((await conversionInD1(network.id, tx))?.attribution === "click" ? true : null));
     // The operator erases the click as the hub minted it (and shows it in the click's record).
     const answer = await erase({ click_id: clickId });
@@ -85,7 +94,9 @@ describe("review: erasing a click id", () => {
 
   it("leaves no User-Agent, sub id or address in the dead letter of a click message", async () => {
     const { offer, partner, clickId } = await clickOnOffer("secret-placement");
-    const result = await deliver(env.CLICKS_DLQ_NAME, [clickMessage(clickId, offer.id, partner.id, "secret-placement")]);
+    const result = await deliver(env.CLICKS_DLQ_NAME, [
+      clickMessage(clickId, offer.id, partner.id, "secret-placement"),
+    ]);
     expect(result.ackAll).toBe(true);
     // docs/attribution.md: the User-Agent "is not stored"; the click's row keeps only what it keeps.
     const { results } = await env.DB.prepare("SELECT body FROM dead_letters WHERE queue = ? AND instr(body, ?) > 0")
@@ -103,10 +114,41 @@ describe("review: erasing a click id", () => {
     const { offer, partner, clickId } = await clickOnOffer("again-placement");
     await erase({ click_id: clickId });
     // Queues deliver at least once: a late copy (or the dead-letter queue's) arrives.
-    const result = await deliver(env.CLICKS_QUEUE_NAME, [clickMessage(clickId, offer.id, partner.id, "again-placement")]);
+    const result = await deliver(env.CLICKS_QUEUE_NAME, [
+      clickMessage(clickId, offer.id, partner.id, "again-placement"),
+    ]);
     expect(result.ackAll).toBe(true);
     const rows = await clickRows(offer.id);
     expect(rows).toHaveLength(1);
     expect(await d1RowsContaining(clickId)).toEqual({});
+  });
+});
+
+describe("review: an erasure that overtakes a conversion", () => {
+  it("still credits the click of a conversion received before the erasure but written after it", async () => {
+    const { network, partner, offer, clickId } = await clickOnOffer();
+    const receivedAt = new Date(Date.now() - 1000).toISOString();
+    // The visitor asks for the click to be erased while its conversion is still in the EVENTS queue.
+    await erase({ click_id: clickId });
+    const tx = uniqueId("tx");
+    const message = makeEventMessage({
+      network_id: network.id,
+      transaction_id: tx,
+      received_at: receivedAt,
+      event: { status: "approved", click_id: clickId },
+      conversion: {
+        status: "approved",
+        click_id: clickId,
+        event_time: receivedAt,
+        first_seen_at: receivedAt,
+        version: 1,
+      },
+    });
+    const result = await deliver(env.EVENTS_QUEUE_NAME, [message]);
+    expect(result.ackAll).toBe(true);
+    const row = await conversionInD1(network.id, tx);
+    // Written erased, as docs/privacy.md says, but the verdict it earned stands.
+    expect(String(row?.click_id)).toMatch(/^erased:/);
+    expect(row).toMatchObject({ attribution: "click", offer_id: offer.id, attributed_partner_id: partner.id });
   });
 });

@@ -88,12 +88,15 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
   const statements: D1PreparedStatement[] = [];
   const now = new Date().toISOString();
   const parsed = batch.messages.map((message) => ({ message, result: EventMessageSchema.safeParse(message.body) }));
-  const events = await deps.erasures.apply(parsed.flatMap(({ result }) => (result.success ? [result.data] : [])));
-  const needsPartners = events.some((e) => e.verdict !== "stale");
+  const received = parsed.flatMap(({ result }) => (result.success ? [result.data] : []));
+  const needsPartners = received.some((e) => e.verdict !== "stale");
   const partners = needsPartners ? await allPartners(db) : [];
+  // Attributed as received: a click id erased while its event was on its way keeps the verdict it
+  // earned (the verdict names the offer and partner, never the id), as one erased later does.
   const attributions = needsPartners
-    ? await attributeBatch(db, await deps.clickKey(), events, partners)
+    ? await attributeBatch(db, await deps.clickKey(), received, partners)
     : new Map<string, EventAttribution>();
+  const events = await deps.erasures.apply(received);
   let next = 0;
   for (const { message, result } of parsed) {
     const event = result.success ? events[next++] : undefined;
