@@ -152,3 +152,30 @@ describe("review: an erasure that overtakes a conversion", () => {
     expect(row).toMatchObject({ attribution: "click", offer_id: offer.id, attributed_partner_id: partner.id });
   });
 });
+
+describe("review: erasing what a delivery's failure said", () => {
+  it("rewrites the delivery's last error as it rewrites the attempt's error it copies", async () => {
+    const network = await createNetwork();
+    await createPartner({
+      url_template: `${PARTNER}/ok/${uniqueId("review-privacy")}?tx={transaction_id}&u={user_id}`,
+      filters: { networks: [network.id] },
+    });
+    const person = uniqueId("person");
+    const body = makePostback({ user_id: person });
+    await expectStatus(await postback(network, body), 200);
+    const delivery = await eventually(async () =>
+      env.DB.prepare("SELECT id FROM deliveries WHERE network_id = ? AND transaction_id = ? AND attempts > 0")
+        .bind(network.id, body.transaction_id)
+        .first<{ id: string }>(),
+    );
+    // A failed attempt whose error quotes the request (a network error naming the URL): the
+    // delivery's last_error is that attempt's error (storage/deliveries.ts finishAttemptStatements).
+    const error = `network error: could not connect to https://partner.test/ok?u=${person}`;
+    await env.DB.batch([
+      env.DB.prepare("UPDATE delivery_attempts SET error = ? WHERE delivery_id = ?").bind(error, delivery.id),
+      env.DB.prepare("UPDATE deliveries SET last_error = ? WHERE id = ?").bind(error, delivery.id),
+    ]);
+    await erase({ user_id: person });
+    expect(await d1RowsContaining(person)).toEqual({});
+  });
+});
