@@ -70,7 +70,10 @@ describe("review: one partner's pixel against another's conversion", () => {
   it("a conflicting pixel is refused without being shown the recorded conversion's values", async () => {
     const { offer, aliceClick, bobClick } = await setUp(false);
     const tx = uniqueId("ord");
-    expect((await firePixel(offer.id, { click_id: aliceClick, transaction_id: tx, amount: "123.45", currency: "EUR" })).status).toBe(200);
+    expect(
+      (await firePixel(offer.id, { click_id: aliceClick, transaction_id: tx, amount: "123.45", currency: "EUR" }))
+        .status,
+    ).toBe(200);
     // Bob guesses the order id: the answer must not hand him Alice's click id or the order's amount.
     const problem = await expectProblem(
       await firePixel(offer.id, { click_id: bobClick, transaction_id: tx, amount: "1", currency: "EUR" }),
