@@ -5,9 +5,11 @@
  * conversion that another partner's pixel recorded matters; and so does what partners are told
  * when the network's postback confirms or corrects a pixel.
  */
-import { exports } from "cloudflare:workers";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Offer } from "../src/domain/offer";
+import worker from "../src/index";
 import { click, clickIdOf, seedOffer } from "./support/attribution";
 import {
   BASE,
@@ -157,5 +159,30 @@ describe("review: what partners hear when the network's postback follows a pixel
     expect(row.attributed_partner_id).toBe(bob.id);
     const [toBob] = await told(`${tag}/bob`, 1, 5_000);
     expect(toBob).toMatchObject({ tx, status: "pending", payout: "4.00", source: "s2s" });
+  });
+});
+
+describe("review: what a made-up pixel costs", () => {
+  it("answers a pixel for something that is not an offer id without a D1 query or a cache entry", async () => {
+    let queries = 0;
+    const db = new Proxy(env.DB, {
+      get(target, property) {
+        const value = Reflect.get(target, property);
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          queries++;
+          return value.apply(target, args);
+        };
+      },
+    });
+    // The click route checks the id's shape first; the pixel (which shares its isolate cache of
+    // offers) looked every made-up name up in D1 and cached it, evicting real offers.
+    for (const name of ["nope", `ofr_${"x".repeat(40)}`, "a%2Fb"]) {
+      const ctx = createExecutionContext();
+      const response = await worker.fetch(new Request(`${BASE}/p/${name}.gif`), { ...env, DB: db }, ctx);
+      await waitOnExecutionContext(ctx);
+      await expectProblem(response, 404, "not_found");
+    }
+    expect(queries).toBe(0);
   });
 });

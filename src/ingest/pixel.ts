@@ -7,7 +7,7 @@
  * corrects it, and is never a second conversion. Same budget as a postback: one object call.
  */
 import { conversionObjectName, type IngestAnswer } from "../domain/conversion";
-import type { Offer } from "../domain/offer";
+import { OFFER_ID_PATTERN, type Offer } from "../domain/offer";
 import { PostbackSchema } from "../domain/postback";
 import { ProblemError, validationProblem } from "../errors";
 import { readClickId } from "../lib/click-id";
@@ -33,7 +33,8 @@ export const PIXEL_GIF = Uint8Array.from(atob("R0lGODlhAQABAIAAAAAAAP///yH5BAEAA
 );
 
 export async function ingestPixel(offerId: string, request: Request, deps: PixelDeps): Promise<IngestAnswer> {
-  const offer = await deps.loadOffer(offerId);
+  // Anyone can fire a pixel: a name that cannot be an offer's costs no D1 read and no cache entry.
+  const offer = OFFER_ID_PATTERN.test(offerId) ? await deps.loadOffer(offerId) : null;
   if (!offer)
     throw new ProblemError("not_found", `No offer "${offerId}".`, [
       { location: "path.offer_id", message: "not found" },
