@@ -88,9 +88,9 @@ export default {
       case "requests-dlq":
         return consumeRequestLogDeadLetters(batch, env.DB);
       case "clicks":
-        return consumeClicks(batch, env.DB);
+        return consumeClicks(batch, env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"));
       case "clicks-dlq":
-        return consumeClickDeadLetters(batch, env.DB);
+        return consumeClickDeadLetters(batch, env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"));
       case "unknown":
         throw new Error(`no consumer for queue ${batch.queue}`);
       default:

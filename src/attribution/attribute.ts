@@ -21,7 +21,7 @@ export const ATTRIBUTION_VERDICTS = [
   "click_expired",
   /** The partner named (by the click or the network) does not exist, or does not promote the offer. */
   "partner_invalid",
-  /** The offer the click names is gone (never the case while offers cannot be deleted). */
+  /** The click's offer is gone, or the network named a partner without a campaign_id of its offers. */
   "offer_invalid",
   /** Neither a hub click id nor a partner: nobody's conversion. */
   "unattributed",
@@ -89,6 +89,13 @@ function byClick(input: AttributionInput, reading: ClickIdReading): Attribution 
   if (!input.partnerExists(click.partner_id)) {
     return { ...none("partner_invalid", `the click's partner ${click.partner_id} does not exist`), ...seen };
   }
+  // As for a partner the network names: one the operator took off the offer since is not paid by it.
+  if (offer.partners !== null && !offer.partners.includes(click.partner_id)) {
+    return {
+      ...none("partner_invalid", `the click's partner ${click.partner_id} does not promote offer ${offer.id}`),
+      ...seen,
+    };
+  }
   const elapsedMs = Date.parse(input.first_seen_at) - click.clicked_at * 1000;
   if (elapsedMs < -CLOCK_SKEW_MS) {
     return { ...none("click_invalid", "the conversion was seen before the click"), ...seen };
@@ -123,7 +130,13 @@ function direct(input: AttributionInput, partnerId: string): Attribution {
       offer_id: offer?.id ?? null,
     };
   }
-  if (offer && offer.partners !== null && !offer.partners.includes(partnerId)) {
+  // A network credits partners for its own offers only: without one, any network could push
+  // conversions (and their postbacks) into any attributed partner.
+  if (!offer) {
+    const which = input.campaign_id === undefined ? "no campaign_id" : `campaign_id "${input.campaign_id}"`;
+    return none("offer_invalid", `the network named partner ${partnerId}, but ${which} names none of its offers`);
+  }
+  if (offer.partners !== null && !offer.partners.includes(partnerId)) {
     return {
       ...none("partner_invalid", `partner ${partnerId} does not promote offer ${offer.id}`),
       offer_id: offer.id,
@@ -131,8 +144,8 @@ function direct(input: AttributionInput, partnerId: string): Attribution {
   }
   return {
     verdict: "direct",
-    detail: `the network named partner ${partnerId}${offer ? `; offer ${offer.id} by campaign_id` : "; no offer has this campaign_id"}`,
-    offer_id: offer?.id ?? null,
+    detail: `the network named partner ${partnerId}; offer ${offer.id} by its campaign_id`,
+    offer_id: offer.id,
     partner_id: partnerId,
     clicked_at: null,
   };

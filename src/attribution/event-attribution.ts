@@ -1,8 +1,9 @@
 /**
  * Attribution for one queue batch of events, in the events consumer: every click id read with the
- * hub's key (CPU only), then at most three D1 reads for the whole batch, each only when needed (the
- * offers the clicks name, the offers the campaign ids name, and the payouts recorded before the
- * credited events), then a verdict and a payout per applied event. Nothing of it runs on the ingest path: the network's answer never waits for it.
+ * hub's key (CPU only), then a few D1 reads for the whole batch, each only when needed (the offers
+ * the clicks name, the offers the campaign ids name, the stored attribution of conversions whose
+ * click id was erased, the payouts recorded before the credited events), then a verdict and a
+ * payout per applied event. Nothing of it runs on the ingest path: the network's answer never waits for it.
  */
 import { ERASED_PREFIX } from "../domain/erasure";
 import type { EventMessage } from "../domain/messages";

@@ -155,10 +155,18 @@ export class ConversionObject extends DurableObject<Env> {
    * What `record` would decide, without recording anything (for the explain endpoint). The event id
    * of a would-be new event is not known yet and reads `(not recorded)`.
    */
-  async peek(input: RecordInput): Promise<RecordResult & { current_status: ConversionStatus | null }> {
+  async peek(input: RecordInput): Promise<
+    RecordResult & {
+      current_status: ConversionStatus | null;
+      /** The conversion's fields as this event would leave them, and when it was first seen; null for a new one. */
+      merged: { fields: ConversionFields; first_seen_at: string } | null;
+    }
+  > {
     this.hasSchema();
-    const current = this.loadStored()?.state.status ?? null;
-    return { ...this.decideAndMaybeAppend(input, false), current_status: current };
+    const stored = this.loadStored();
+    const incoming = keepErased(materialFields(input.postback), stored?.state.fields ?? null, stored?.erased ?? {});
+    const merged = stored && { fields: merge(stored.state.fields, incoming), first_seen_at: stored.first_seen_at };
+    return { ...this.decideAndMaybeAppend(input, false), current_status: stored?.state.status ?? null, merged };
   }
 
   private decideAndMaybeAppend(input: RecordInput, write: boolean): RecordResult {

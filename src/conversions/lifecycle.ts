@@ -132,6 +132,15 @@ export function decide(
   if (state === null) return { verdict: "accepted" };
   if (state.source === "pixel" && source === "s2s") return { verdict: "updated" };
   if (state.source === "s2s" && source === "pixel") return { verdict: "stale" };
+  // A pixel never moves a pixel conversion to another click: with an allowed status change its click
+  // id would be merged over the recorded one, and whoever fired it would take the conversion over.
+  const click = incoming.fields.click_id;
+  if (source === "pixel" && click !== undefined && click.toLowerCase() !== state.fields.click_id?.toLowerCase()) {
+    return {
+      verdict: "conflict",
+      errors: [{ location: "body.click_id", message: "a pixel cannot change the click of a recorded conversion" }],
+    };
+  }
   const to = incoming.fields.status;
   // null: one of the two times is the hub's receipt time, and the clocks cannot be compared.
   const older =

@@ -67,7 +67,8 @@ async function clickOf(payload: DeliveryPayload, db: D1, nowMs: number): Promise
   const clickId = payload.conversion.click_id;
   const clickedAt = payload.attribution?.clicked_at;
   if (payload.attribution?.verdict !== "click" || !clickId || !clickedAt) return null;
-  const click = (await clicksById(db, [clickId.toLowerCase()])).get(clickId.toLowerCase());
+  const id = clickId.trim().toLowerCase();
+  const click = (await clicksById(db, [id])).get(id);
   if (click) return click;
   return nowMs - Date.parse(clickedAt) < CLICK_SETTLE_MS ? "not yet" : null;
 }

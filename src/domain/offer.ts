@@ -4,7 +4,7 @@
  * the click redirect, read by the events consumer to attribute and price each conversion.
  */
 import { z } from "@hono/zod-openapi";
-import { ISO_4217_CODES } from "./currencies";
+import { ISO_4217_CODES, minorUnits } from "./currencies";
 import { PARTNER_ID_PATTERN } from "./partner";
 import type { ConversionStatus } from "./postback";
 
@@ -46,6 +46,18 @@ export const PriceRuleSchema = z
       .openapi({ description: "Applies only in this status; declined and reversed always pay 0." }),
     fixed: z
       .strictObject({ amount: DecimalString, currency: CurrencySchema })
+      // An amount the currency cannot pay would be paid rounded (2.505 USD as 2.50, 0.4 JPY as 0).
+      .superRefine((fixed, ctx) => {
+        const digits = fixed.amount.split(".")[1]?.length ?? 0;
+        const allowed = minorUnits(fixed.currency);
+        if (digits > allowed) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["amount"],
+            message: `has ${digits} decimals, but ${fixed.currency} has ${allowed === 0 ? "none" : allowed}`,
+          });
+        }
+      })
       .optional()
       .openapi({ example: { amount: "2.50", currency: "USD" } }),
     percent: z
@@ -84,7 +96,7 @@ export const PixelSettingsSchema = z
       .array(
         z
           .url({ protocol: /^https?$/, error: "must be an origin such as https://shop.example" })
-          .refine((value) => new URL(value).origin === value.replace(/\/$/, ""), {
+          .refine((value) => URL.canParse(value) && new URL(value).origin === value.replace(/\/$/, ""), {
             error: "must be an origin only (scheme, host and port), such as https://shop.example",
           }),
       )

@@ -10,7 +10,7 @@ import { deliveryAttribution, type EventAttribution } from "../attribution/event
 import { partnerReceives, type RoutedEvent } from "../delivery/partner";
 import type { PartnerRequest } from "../delivery/partner-client";
 import { buildPartnerRequest, macroValues } from "../delivery/render";
-import { conversionObjectName, type IngestAnswer, type RecordInput } from "../domain/conversion";
+import { type ConversionFields, conversionObjectName, type IngestAnswer, type RecordInput } from "../domain/conversion";
 import type { EventMessage } from "../domain/messages";
 import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { FieldError } from "../errors";
@@ -39,8 +39,10 @@ export interface ExplainDeps extends IngestDeps {
     name: string,
     input: RecordInput,
   ): Promise<
-    | { ok: true; answer: IngestAnswer; current_status: string | null }
-    | { ok: false; conversion_status: string; errors: FieldError[]; current_status: string | null }
+    (
+      | { ok: true; answer: IngestAnswer; current_status: string | null }
+      | { ok: false; conversion_status: string; errors: FieldError[]; current_status: string | null }
+    ) & { merged?: { fields: ConversionFields; first_seen_at: string } | null }
   >;
 }
 
@@ -193,10 +195,13 @@ export async function explainPostback(networkId: string, request: Request, deps:
       };
   if (!peeked.ok || (peeked.answer.status !== "accepted" && peeked.answer.status !== "updated")) return explanation;
 
+  // An update is attributed as the conversion it leaves (a status update rarely repeats the click
+  // id), with the window from when the conversion was first seen, as the events consumer does.
   const conversion = {
     ...postback,
+    ...peeked.merged?.fields,
     event_time: postback.event_time ?? receivedAt,
-    first_seen_at: receivedAt,
+    first_seen_at: peeked.merged?.first_seen_at ?? receivedAt,
     version: 1,
   };
   const partners = await deps.partners();
@@ -227,7 +232,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
   const routed: RoutedEvent = {
     network_id: networkId,
     test,
-    conversion: postback,
+    conversion,
     attributed_partner_id: outcome?.attribution.partner_id ?? null,
   };
   const deliveryPayload: DeliveryPayload = {

@@ -7,9 +7,9 @@
  * corrects it, and is never a second conversion. Same budget as a postback: one object call.
  */
 import { conversionObjectName, type IngestAnswer } from "../domain/conversion";
-import type { Offer } from "../domain/offer";
+import { OFFER_ID_PATTERN, type Offer } from "../domain/offer";
 import { PostbackSchema } from "../domain/postback";
-import { ProblemError, validationProblem } from "../errors";
+import { ProblemError, validationFailed, validationProblem } from "../errors";
 import { readClickId } from "../lib/click-id";
 import type { NetworkAuth } from "../networks/network-cache";
 import type { ConversionRecorder } from "./ingest";
@@ -25,7 +25,7 @@ export interface PixelDeps {
 }
 
 /** What a pixel may say: the rest of a conversion is the network's to tell. */
-const PIXEL_PARAMS = ["transaction_id", "click_id", "amount", "currency", "status", "event_type"] as const;
+const PIXEL_PARAMS = ["transaction_id", "click_id", "amount", "currency", "event_type"] as const;
 
 /** The 1×1 transparent GIF every recorded pixel answers with. */
 export const PIXEL_GIF = Uint8Array.from(atob("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"), (ch) =>
@@ -33,7 +33,8 @@ export const PIXEL_GIF = Uint8Array.from(atob("R0lGODlhAQABAIAAAAAAAP///yH5BAEAA
 );
 
 export async function ingestPixel(offerId: string, request: Request, deps: PixelDeps): Promise<IngestAnswer> {
-  const offer = await deps.loadOffer(offerId);
+  // Anyone can fire a pixel: a name that cannot be an offer's costs no D1 read and no cache entry.
+  const offer = OFFER_ID_PATTERN.test(offerId) ? await deps.loadOffer(offerId) : null;
   if (!offer)
     throw new ProblemError("not_found", `No offer "${offerId}".`, [
       { location: "path.offer_id", message: "not found" },
@@ -60,6 +61,17 @@ export async function ingestPixel(offerId: string, request: Request, deps: Pixel
   if (network.network.status !== "active") {
     throw new ProblemError("network_disabled", `The offer's network "${offer.network_id}" is disabled.`);
   }
+  // A pixel proves no sale, so it reports one pending: approving, paying or reversing is the
+  // network's to say, through its own authenticated postback.
+  const status = query.get("status");
+  if (status !== null && status !== "" && status !== "pending") {
+    throw validationFailed([
+      {
+        location: "query.status",
+        message: "a pixel reports a pending conversion only; the network's postback approves it",
+      },
+    ]);
+  }
   const candidate: Record<string, string> = { status: "pending" };
   for (const name of PIXEL_PARAMS) {
     const value = query.get(name);
@@ -84,7 +96,12 @@ export async function ingestPixel(offerId: string, request: Request, deps: Pixel
     throw new ProblemError(
       "conversion_conflict",
       `Transaction "${postback.transaction_id}" is ${result.conversion_status}; this pixel contradicts it.`,
-      result.errors.map((e) => ({ ...e, location: e.location.replace(/^body\./, "query.") })),
+      // Anyone holding a click id of the offer can fire a pixel: name the fields that differ, never
+      // the recorded values (another partner's click id, the order's amount).
+      result.errors.map((e) => ({
+        location: e.location.replace(/^body\./, "query."),
+        message: "differs from the recorded conversion",
+      })),
     );
   }
   return result.answer;

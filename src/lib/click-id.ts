@@ -1,8 +1,8 @@
 /**
  * Click ids: self-contained and authenticated, so that a redirect needs no storage round trip
  * and a conversion can be attributed from its click id alone. One id is 84 characters of
- * lowercase Crockford base32 (URL-safe, and read case-insensitively, since advertisers' systems
- * sometimes change the case of what they store):
+ * lowercase Crockford base32 (URL-safe, and read case-insensitively and without surrounding
+ * whitespace, since advertisers' systems sometimes change the case of what they store, or pad it):
  *
  *   "1"  version
  *   26   the offer id without its `ofr_` prefix
@@ -48,7 +48,7 @@ export async function mintClickId(key: CryptoKey, click: Click): Promise<string>
 
 /** What a click id says, if the hub minted it: never trust a part of an id whose MAC failed. */
 export async function readClickId(key: CryptoKey, value: string): Promise<ClickIdReading> {
-  const id = value.toLowerCase();
+  const id = value.trim().toLowerCase();
   if (!CLICK_ID.test(id) || !id.startsWith(VERSION)) return { ok: false, reason: "malformed" };
   const signed = id.slice(0, SIGNED_CHARS);
   const expected = await macOf(key, signed);
@@ -64,7 +64,7 @@ export async function readClickId(key: CryptoKey, value: string): Promise<ClickI
 
 /** Whether `value` has the shape of a click id (not whether it is one the hub minted). */
 export function looksLikeClickId(value: string): boolean {
-  return CLICK_ID.test(value.toLowerCase());
+  return CLICK_ID.test(value.trim().toLowerCase());
 }
 
 function unprefixed(id: string, prefix: string): string {

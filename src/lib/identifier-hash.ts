@@ -8,6 +8,7 @@
  * erased (never the value), which is how the events consumer recognises an erased value in flight.
  */
 import { toBase64Url } from "./bytes";
+import { looksLikeClickId } from "./click-id";
 import { hmac } from "./keys";
 
 /** The version of the scheme, at the front of every hashed value. */
@@ -33,5 +34,14 @@ export function isHashedIdentifier(value: string): boolean {
  * by the hashed value a hashing network stored are the same erasure.
  */
 export async function identifierDigest(key: CryptoKey, kind: IdentifierKind, value: string): Promise<string> {
-  return kind !== "click_id" && isHashedIdentifier(value) ? value : hashIdentifier(key, kind, value);
+  if (kind === "click_id") return hashIdentifier(key, kind, canonicalClickId(value));
+  return isHashedIdentifier(value) ? value : hashIdentifier(key, kind, value);
+}
+
+/**
+ * A hub click id is read case-insensitively and without surrounding whitespace (lib/click-id.ts),
+ * so it has one digest in any spelling; a network's own click id is taken as it is.
+ */
+export function canonicalClickId(value: string): string {
+  return looksLikeClickId(value) ? value.trim().toLowerCase() : value;
 }

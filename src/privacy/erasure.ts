@@ -18,7 +18,8 @@ import {
   noCounts,
   type ObjectErasure,
 } from "../domain/erasure";
-import { identifierDigest } from "../lib/identifier-hash";
+import { looksLikeClickId } from "../lib/click-id";
+import { canonicalClickId, identifierDigest } from "../lib/identifier-hash";
 import { hmac } from "../lib/keys";
 import type { D1 } from "../storage/d1";
 import {
@@ -94,8 +95,11 @@ export async function erasureTarget(
   networkId: string | null,
 ): Promise<{ target: ErasureTarget; digest: string }> {
   const digest = await identifierDigest(key, kind, value);
-  // A click id is never stored hashed; a user or device id may be, by a network that hashes it.
-  const values = kind === "click_id" ? [value] : [...new Set([value, digest])];
+  // A click id is never stored hashed, but a hub click id counts in any case (advertisers' systems
+  // change it); a user or device id may be stored hashed, by a network that hashes it.
+  const click = canonicalClickId(value);
+  const spellings = looksLikeClickId(value) ? [click, click.toUpperCase()] : [];
+  const values = kind === "click_id" ? [...new Set([value, ...spellings])] : [...new Set([value, digest])];
   const id = await erasureId(key, kind, digest, networkId);
   return { target: { erasure_id: id, field: kind, values, marker: erasureMarker(id) }, digest };
 }

@@ -1,34 +1,59 @@
 /**
  * CLICKS consumer: writes the clicks of a queue batch to D1 in one `batch()`, then acks. A click
  * is keyed by its click id (`ON CONFLICT DO NOTHING`), so a message delivered twice, or a batch
- * retried after a partial failure, still counts each click once. A message that does not parse
- * is kept as a dead letter; a failed write retries the batch. The dead-letter queue's consumer
- * writes the clicks too (they reach D1 once D1 is back) and keeps a dead-letter row.
+ * retried after a partial failure, still counts each click once; a click erased since
+ * (docs/privacy.md) is not written again, since its row no longer holds its id. A message that does
+ * not parse is kept as a dead letter; a failed write retries the batch. The dead-letter queue's
+ * consumer writes the clicks too (they reach D1 once D1 is back) and keeps a dead-letter row that
+ * names the clicks, never what they told of the visitor (User-Agent, sub ids, address).
  */
 import { clickRecord } from "../attribution/clicks";
-import { ClickMessageSchema } from "../domain/click";
+import { ClickMessageSchema, type ClickSeen } from "../domain/click";
+import { identifierDigest } from "../lib/identifier-hash";
 import { type D1, deadLetterStatement } from "../storage/d1";
+import { erasuresOf } from "../storage/erasures";
 import { insertClickStatements } from "../storage/offers";
 import { retryDelaySeconds } from "./events-consumer";
 
-export function consumeClicks(batch: MessageBatch<unknown>, db: D1): Promise<void> {
-  return processBatch(batch, db, null);
+/** The identifier-hash key (lib/keys.ts): an erased click is known by its digest. */
+export type IdentifierKey = () => Promise<CryptoKey>;
+
+export function consumeClicks(batch: MessageBatch<unknown>, db: D1, key: IdentifierKey): Promise<void> {
+  return processBatch(batch, db, key, null);
 }
 
-export function consumeClickDeadLetters(batch: MessageBatch<unknown>, db: D1): Promise<void> {
-  return processBatch(batch, db, "exhausted its retries on the clicks queue");
+export function consumeClickDeadLetters(batch: MessageBatch<unknown>, db: D1, key: IdentifierKey): Promise<void> {
+  return processBatch(batch, db, key, "exhausted its retries on the clicks queue");
 }
 
-async function processBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason: string | null): Promise<void> {
+async function processBatch(
+  batch: MessageBatch<unknown>,
+  db: D1,
+  key: IdentifierKey,
+  deadLetterReason: string | null,
+): Promise<void> {
   const now = new Date().toISOString();
   const statements: D1PreparedStatement[] = [];
-  for (const message of batch.messages) {
-    const parsed = ClickMessageSchema.safeParse(message.body);
-    if (parsed.success) statements.push(...insertClickStatements(db, parsed.data.clicks.map(clickRecord), now));
-    const reason = parsed.success ? deadLetterReason : "invalid click message";
-    if (reason !== null) statements.push(deadLetterStatement(db, batch.queue, message, reason, now));
-  }
   try {
+    const parsed = batch.messages.map((message) => ({ message, result: ClickMessageSchema.safeParse(message.body) }));
+    const erased = await erasedClicks(
+      db,
+      key,
+      parsed.flatMap(({ result }) => (result.success ? result.data.clicks : [])),
+    );
+    for (const { message, result } of parsed) {
+      if (result.success) {
+        const kept = result.data.clicks.filter((seen) => !erased.has(seen.click_id));
+        statements.push(...insertClickStatements(db, kept.map(clickRecord), now));
+      }
+      const reason = result.success ? deadLetterReason : "invalid click message";
+      if (reason === null) continue;
+      // Which clicks, not what they told: the clicks themselves are in D1 now.
+      const body = result.success
+        ? { id: message.id, attempts: message.attempts, body: { v: 1, clicks: result.data.clicks.map(named) } }
+        : message;
+      statements.push(deadLetterStatement(db, batch.queue, body, reason, now));
+    }
     if (statements.length > 0) await db.batch(statements);
   } catch (error) {
     console.error(
@@ -43,4 +68,18 @@ async function processBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReas
     return;
   }
   batch.ackAll();
+}
+
+function named(seen: ClickSeen) {
+  return { click_id: seen.click_id, offer_id: seen.offer_id, partner_id: seen.partner_id, clicked_at: seen.clicked_at };
+}
+
+/** The click ids of `clicks` that an erasure named: one read for the batch. */
+async function erasedClicks(db: D1, key: IdentifierKey, clicks: readonly ClickSeen[]): Promise<Set<string>> {
+  if (clicks.length === 0) return new Set();
+  const hmacKey = await key();
+  const digests = new Map<string, string>();
+  for (const { click_id } of clicks) digests.set(await identifierDigest(hmacKey, "click_id", click_id), click_id);
+  const erasures = await erasuresOf(db, [...digests.keys()]);
+  return new Set(erasures.flatMap((row) => (row.kind === "click_id" ? [digests.get(row.identifier_hash) ?? ""] : [])));
 }

@@ -88,12 +88,15 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
   const statements: D1PreparedStatement[] = [];
   const now = new Date().toISOString();
   const parsed = batch.messages.map((message) => ({ message, result: EventMessageSchema.safeParse(message.body) }));
-  const events = await deps.erasures.apply(parsed.flatMap(({ result }) => (result.success ? [result.data] : [])));
-  const needsPartners = events.some((e) => e.verdict !== "stale");
+  const received = parsed.flatMap(({ result }) => (result.success ? [result.data] : []));
+  const needsPartners = received.some((e) => e.verdict !== "stale");
   const partners = needsPartners ? await allPartners(db) : [];
+  // Attributed as received: a click id erased while its event was on its way keeps the verdict it
+  // earned (the verdict names the offer and partner, never the id), as one erased later does.
   const attributions = needsPartners
-    ? await attributeBatch(db, await deps.clickKey(), events, partners)
+    ? await attributeBatch(db, await deps.clickKey(), received, partners)
     : new Map<string, EventAttribution>();
+  const events = await deps.erasures.apply(received);
   let next = 0;
   for (const { message, result } of parsed) {
     const event = result.success ? events[next++] : undefined;
@@ -110,7 +113,7 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
         );
       }
       const told = notifies(event) ? whatPartnersHear(event, outcome) : null;
-      if (told) statements.push(...(await deliveryStatements(db, told, outcome, partners, now)));
+      if (told) statements.push(...(await deliveryStatements(db, told.message, told.outcome, partners, now)));
     }
     const reason = result.success
       ? deadLetterReason
@@ -134,14 +137,25 @@ type Notifying = EventMessage & { verdict: "accepted" | "updated" };
  * again unless something changed (status or payout); partners that did not hear of it are told
  * now, as of a new conversion.
  */
-function whatPartnersHear(event: Notifying, outcome: EventAttribution | undefined): Notifying | null {
+function whatPartnersHear(
+  event: Notifying,
+  outcome: EventAttribution | undefined,
+): { message: Notifying; outcome: EventAttribution | undefined } | null {
   const early = outcome?.offer?.pixel.notify_before_confirmation === true;
-  if (event.source === "pixel") return early ? event : null;
-  if (event.previous_source !== "pixel") return event;
-  if (!early) return { ...event, verdict: "accepted", previous_status: null };
+  const as = (message: Notifying) => ({ message, outcome });
+  if (event.source === "pixel") return early ? as(event) : null;
+  if (event.previous_source !== "pixel") return as(event);
+  if (!early) {
+    // News to them: nothing was paid before, whatever the pixel's event recorded.
+    const payout = outcome?.payout && { ...outcome.payout, previous: null };
+    return {
+      message: { ...event, verdict: "accepted", previous_status: null },
+      outcome: outcome && { ...outcome, payout: payout ?? null },
+    };
+  }
   const payout = outcome?.payout;
   const changed = event.previous_status !== event.conversion.status || (payout && payout.previous !== payout.amount);
-  return changed ? event : null;
+  return changed ? as(event) : null;
 }
 
 async function deliveryStatements(

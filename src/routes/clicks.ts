@@ -65,7 +65,7 @@ export function registerClickRoutes(app: App): void {
       410: problem("The offer is paused."),
     },
   });
-  // Validation by hand (the query may carry the landing page's own parameters, passed on untouched).
+  // Validation by hand: `p` and the sub ids are read; any other parameter is ignored (not passed on).
   app.get(route.path.replace("{offer_id}", ":offer_id"), async (c) => {
     const offerId = c.req.param("offer_id") ?? "";
     const query = new URL(c.req.url).searchParams;

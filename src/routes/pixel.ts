@@ -19,7 +19,10 @@ const PixelQuery = z.object({
   transaction_id: z.string().openapi({ example: "ord_8812" }),
   amount: z.string().optional().openapi({ example: "29.99" }),
   currency: z.string().optional().openapi({ example: "USD" }),
-  status: z.string().optional().openapi({ description: "pending by default." }),
+  status: z
+    .string()
+    .optional()
+    .openapi({ description: "pending, or absent: a pixel reports a pending conversion only." }),
   event_type: z.string().optional().openapi({ example: "purchase" }),
 });
 

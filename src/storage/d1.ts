@@ -206,7 +206,7 @@ export async function getConversion(
       .bind(networkId, transactionId, world),
     db
       .prepare(
-        `SELECT k.* FROM clicks k JOIN conversions c ON k.click_id = lower(c.click_id)
+        `SELECT k.* FROM clicks k JOIN conversions c ON k.click_id = lower(trim(c.click_id))
          WHERE c.network_id = ? AND c.transaction_id = ? AND c.test = ?`,
       )
       .bind(networkId, transactionId, world),

@@ -254,6 +254,17 @@ export function conversionErasureStatements(
       )
       .bind(pairs, ...free.flat()),
   });
+  // A delivery's last error is its latest attempt's error (free text too); counted with the attempts.
+  statements.push({
+    label: null,
+    statement: db
+      .prepare(
+        `UPDATE deliveries SET last_error = ${replaced("last_error", free, 2)}
+         WHERE (network_id, transaction_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
+           AND (${contains("last_error", free, 2)})`,
+      )
+      .bind(pairs, ...free.flat()),
+  });
   if (target.field === "click_id") {
     // What attribution found for the click (its detail may name the click id); counted with the row above.
     const json = textReplacements(target, ["json"]);
