@@ -112,13 +112,10 @@ describe("review: one partner's pixel against another's conversion", () => {
     expect(row).toMatchObject({ click_id: aliceClick, attributed_partner_id: alice.id });
   });
 
-  // HOLE: fields only a pixel supplied survive the network's confirmation (lifecycle.ts `merge`), and
-  // attribution lets a verified click win over the partner the network names. So a pixel fired first
-  // (any partner holding a click id of the offer, with a guessed order id) decides who is credited,
-  // although "a pixel never overrules a postback". Which of a pixel's fields an S2S confirmation keeps
-  // is a design decision (drop the pixel's click id when the network names a partner, or let a
-  // network-named partner win over a click that only a pixel brought), so it is left open.
-  it.fails("the partner the network names wins over a click id that only a pixel brought", async () => {
+  // Was a hole: a click id only a pixel brought survived the network's confirmation and beat the
+  // partner the network named. Now an event that names a partner without a click id is the
+  // network's word, and wins over a click the conversion kept (attribute.ts `named_now`).
+  it("the partner the network names wins over a click id that only a pixel brought", async () => {
     const { network, bob, offer, aliceClick } = await setUp(false);
     const tx = uniqueId("ord");
     expect((await firePixel(offer.id, { click_id: aliceClick, transaction_id: tx })).status).toBe(200);
@@ -146,13 +143,11 @@ describe("review: what partners hear when the network's postback follows a pixel
     expect(only).toMatchObject({ tx, status: "declined", verdict: "accepted", payout: "0.00", was: "" });
   });
 
-  // HOLE: with notify_before_confirmation on, the confirming postback is sent only "if it changes the
-  // status or the payout" (events-consumer.ts `whatPartnersHear`), decided once for all partners. When
-  // the network's postback credits another partner's click at the same status and payout, nothing is
-  // sent: the partner now credited never hears of its conversion, and the one told of the pixel is
-  // never told it is not its own. Needs a per-partner decision (did this partner hear of the pixel?),
-  // e.g. from the deliveries of the conversion's earlier events.
-  it.fails("tells the partner the network's postback credits, when the pixel credited another", async () => {
+  // Was a hole: with notify_before_confirmation on, a confirmation at the same status and payout
+  // was not sent even when it credited another partner. A moved credit now counts as a change
+  // (events-consumer.ts `whatPartnersHear`). Still open: the partner told of the pixel is not told
+  // that the conversion is not its own.
+  it("tells the partner the network's postback credits, when the pixel credited another", async () => {
     const { tag, network, bob, offer, aliceClick, bobClick } = await setUp(true);
     const tx = uniqueId("ord");
     expect((await firePixel(offer.id, { click_id: aliceClick, transaction_id: tx })).status).toBe(200);

@@ -53,6 +53,8 @@ export interface AttributionInput {
   /** The network's offer whose campaign_id the conversion carries, for the direct path. */
   campaignOffer: Offer | undefined;
   partnerExists: (id: string) => boolean;
+  /** The event names the partner without a click id: the network's word wins over a kept click. */
+  named_now?: boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -65,6 +67,7 @@ export function hasHubClickId(clickId: string | undefined): clickId is string {
 }
 
 export function attribute(input: AttributionInput): Attribution {
+  if (input.named_now && input.partner_id !== undefined) return direct(withClickOffer(input), input.partner_id);
   if (input.reading && hasHubClickId(input.click_id)) return byClick(input, input.reading);
   if (input.partner_id !== undefined) return direct(input, input.partner_id);
   return none("unattributed", "no click id of the hub's and no partner_id");
@@ -149,6 +152,13 @@ function direct(input: AttributionInput, partnerId: string): Attribution {
     partner_id: partnerId,
     clicked_at: null,
   };
+}
+
+/** Without a campaign offer, the network's own offer that the kept click names prices a named partner. */
+function withClickOffer(input: AttributionInput): AttributionInput {
+  if (input.campaignOffer || !input.reading?.ok) return input;
+  const offer = input.offers.get(input.reading.click.offer_id);
+  return offer && offer.network_id === input.network_id ? { ...input, campaignOffer: offer } : input;
 }
 
 function none(verdict: AttributionVerdict, detail: string): Attribution {

@@ -26,6 +26,8 @@ import { isPayable, type Payout, type Price, payoutFor, priceOf, revenueFor } fr
 export interface EventAttribution {
   attribution: Attribution;
   offer: Offer | null;
+  /** The partner the conversion's previous applied event credited, when known. */
+  previous_partner_id: string | null;
   payout: Payout | null;
   revenue: Price | null;
 }
@@ -46,7 +48,10 @@ export async function attributeBatch(
     if (hasHubClickId(clickId) && !readings.has(clickId)) readings.set(clickId, await readClickId(clickKey, clickId));
   }
   const directs = applied.filter(
-    (e) => !hasHubClickId(e.conversion.click_id) && e.conversion.partner_id && e.conversion.campaign_id,
+    (e) =>
+      (!hasHubClickId(e.conversion.click_id) || namesPartnerNow(e)) &&
+      e.conversion.partner_id &&
+      e.conversion.campaign_id,
   );
   // A click id erased (privacy/erasure.ts) no longer proves anything, but the verdict it earned
   // stands: the partner still hears of its conversion's later events, and of a reversal.
@@ -91,6 +96,7 @@ export async function attributeBatch(
           offers,
           campaignOffer: c.campaign_id ? campaignOffers.get(campaignKey(event.network_id, c.campaign_id)) : undefined,
           partnerExists: (id) => partnerIds.has(id),
+          named_now: namesPartnerNow(event),
         });
     const offer =
       (attribution.offer_id &&
@@ -121,10 +127,20 @@ export async function attributeBatch(
       const earlier = latest(recordedBefore.get(event.event_id) ?? null, inBatch.get(key), event.seq);
       payout = payoutFor(offer, credited, event.conversion, previousPayout(earlier, offer, credited, event));
     }
-    inBatch.set(key, { seq: event.seq, payout: payout?.amount ?? null, payout_currency: payout?.currency ?? null });
+    const earlierCredit =
+      offer && credited
+        ? (latest(recordedBefore.get(event.event_id) ?? null, inBatch.get(key), event.seq)?.partner_id ?? null)
+        : null;
+    inBatch.set(key, {
+      seq: event.seq,
+      payout: payout?.amount ?? null,
+      payout_currency: payout?.currency ?? null,
+      partner_id: credited,
+    });
     result.set(event.event_id, {
       attribution,
       offer,
+      previous_partner_id: earlierCredit,
       payout,
       revenue: offer ? revenueFor(offer, event.conversion) : null,
     });
@@ -150,6 +166,8 @@ function latest(recorded: RecordedPayout | null, batch: RecordedPayout | undefin
  * previous status priced by today's rules.
  */
 function previousPayout(earlier: RecordedPayout | null, offer: Offer, partnerId: string, event: Applied): Price | null {
+  // The credit moved: what the earlier event paid was another partner's, not this one's.
+  if (earlier?.partner_id && earlier.partner_id !== partnerId) return null;
   if (earlier) {
     return earlier.payout !== null && earlier.payout_currency !== null
       ? { amount: earlier.payout, currency: earlier.payout_currency }
@@ -158,6 +176,14 @@ function previousPayout(earlier: RecordedPayout | null, offer: Offer, partnerId:
   const status = event.previous_status;
   if (status === null || !isPayable(status)) return null;
   return priceOf(offer.payouts.partners[partnerId] ?? offer.payouts.default, { ...event.conversion, status });
+}
+
+/**
+ * The event itself names the partner and carries no click id: the network's word, now, beats a
+ * click id the conversion kept from before (a pixel's, or an earlier postback's).
+ */
+function namesPartnerNow(event: EventMessage): boolean {
+  return event.event.partner_id !== undefined && event.event.click_id === undefined;
 }
 
 function conversionKey(event: EventMessage): string {

@@ -154,7 +154,10 @@ function whatPartnersHear(
     };
   }
   const payout = outcome?.payout;
-  const changed = event.previous_status !== event.conversion.status || (payout && payout.previous !== payout.amount);
+  const credit = outcome?.attribution.partner_id ?? null;
+  const creditMoved = outcome?.previous_partner_id != null && outcome.previous_partner_id !== credit;
+  const changed =
+    creditMoved || event.previous_status !== event.conversion.status || (payout && payout.previous !== payout.amount);
   return changed ? as(event) : null;
 }
 

@@ -206,6 +206,8 @@ export interface RecordedPayout {
   seq: number;
   payout: string | null;
   payout_currency: string | null;
+  /** The partner that payout was for; null for events recorded before migration 0009. */
+  partner_id: string | null;
 }
 
 /**
@@ -216,7 +218,7 @@ export async function payoutsBefore(db: D1, positions: readonly EventPosition[])
   if (positions.length === 0) return [];
   const { results } = await db
     .prepare(
-      `SELECT k.key AS i, e.seq, e.payout, e.payout_currency
+      `SELECT k.key AS i, e.seq, e.payout, e.payout_currency, e.payout_partner_id AS partner_id
        FROM json_each(?) k
        JOIN conversion_events e ON e.event_id = (
          SELECT p.event_id FROM conversion_events p
@@ -254,8 +256,13 @@ export function attributionStatements(
 ): D1PreparedStatement[] {
   return [
     db
-      .prepare("UPDATE conversion_events SET payout = ?, payout_currency = ? WHERE event_id = ?")
-      .bind(record.payout?.amount ?? null, record.payout?.currency ?? null, event.event_id),
+      .prepare("UPDATE conversion_events SET payout = ?, payout_currency = ?, payout_partner_id = ? WHERE event_id = ?")
+      .bind(
+        record.payout?.amount ?? null,
+        record.payout?.currency ?? null,
+        record.attributed_partner_id,
+        event.event_id,
+      ),
     db
       .prepare(
         `UPDATE conversions SET attribution = ?, attribution_detail = ?, offer_id = ?, attributed_partner_id = ?,
