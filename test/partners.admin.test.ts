@@ -681,21 +681,27 @@ describe("previewing a partner's request", () => {
   });
 
   it("answers 422, not 500, when the sample conversion cannot fill the body template", async () => {
-    // The template is valid with every field present, but an unquoted {amount} with no amount renders
-    // `{"payout":}`: the delivery consumer records that as a render failure, and the preview must say so.
+    // The template is valid with the lint's sample (its meta.sub2 is a number), but a text sub2 renders
+    // `{"n":seven}`: the delivery consumer records that as a render failure, and the preview must say so.
     const path = `/ok/${uniqueId("preview-broken")}`;
     const partner = await create({
       url_template: `${PARTNER}${path}`,
       method: "POST",
-      body_template: '{"payout":{amount}}',
+      body_template: '{"payout":{amount},"n":{meta.sub2}}',
       filters: nobodysEvents(),
     });
     const problem = await expectProblem(
-      await post(`/v1/partners/${partner.id}/preview`, { conversion: { amount: null } }),
+      await post(`/v1/partners/${partner.id}/preview`, { meta: { sub2: "seven" } }),
       422,
       "validation_failed",
     );
     expect(problem.errors.map((e) => e.message).join("\n")).toMatch(/JSON/);
+    // Without an amount, the unquoted {amount} is null: that body is sent, not refused.
+    const preview = await expectStatus<PreviewedRequest>(
+      await post(`/v1/partners/${partner.id}/preview`, { conversion: { amount: null }, meta: { sub2: 2 } }),
+      200,
+    );
+    expect(preview.body).toBe('{"payout":null,"n":2}');
     expect(await partnerLog(path)).toEqual([]);
   });
 
