@@ -44,6 +44,13 @@ interface PartnerBody {
   updated_at: string;
   signing_secret?: string;
   resumed_deliveries?: number;
+  /** Create, update and preview only: macros some conversions leave empty (test/partners.formatting.test.ts). */
+  warnings?: { location: string; message: string }[];
+}
+
+/** A create or update answer as GET answers it afterwards: without the secret shown once and the warnings. */
+function asStored({ signing_secret: _secret, warnings: _warnings, ...partner }: PartnerBody): PartnerBody {
+  return partner;
 }
 
 interface PartnerPage {
@@ -175,8 +182,8 @@ describe("creating a partner", () => {
       expect(Date.parse(partner.created_at)).toBeGreaterThanOrEqual(before - 1000);
       expect(partner.updated_at).toBe(partner.created_at);
       expect(await signingCiphertexts(partner.id)).toEqual([]);
-      const { signing_secret: _, ...stored } = partner;
-      expect(await fetchPartner(partner.id)).toEqual(stored);
+      expect(partner.warnings).toEqual([]);
+      expect(await fetchPartner(partner.id)).toEqual(asStored(partner));
     } finally {
       // Empty filters mean every event: this partner must not receive the rest of the file's events.
       await expectStatus(await admin(`/v1/partners/${partner.id}`, { method: "DELETE" }), 204);
@@ -460,7 +467,7 @@ describe("updating a partner", () => {
       body_template: '{"tx":"{transaction_id}"}',
       receives_test_traffic: true,
     });
-    expect(await fetchPartner(partner.id)).toEqual(retuned);
+    expect(await fetchPartner(partner.id)).toEqual(asStored(retuned));
 
     const cleared = await expectStatus<PartnerBody>(await patch(partner.id, { body_template: null }), 200);
     expect(cleared.body_template).toBeNull();
@@ -484,7 +491,7 @@ describe("updating a partner", () => {
     expectLocations(getWithBody, ["body.body_template"]);
     const unknown = await expectProblem(await patch(partner.id, { id: "ptn_other" }), 422, "validation_failed");
     expectLocations(unknown, ["body.id"]);
-    expect(await fetchPartner(partner.id)).toEqual(partner);
+    expect(await fetchPartner(partner.id)).toEqual(asStored(partner));
   });
 
   it("answers 404 for an unknown partner", async () => {
