@@ -126,12 +126,10 @@ const PartnerPatchSchema = z
         }
       })
       .optional(),
-    body_template: z
-      .string()
-      .max(8192)
-      .nullable()
-      .optional()
-      .openapi({ description: "JSON body for POST with macros inside strings; null sends the conversion as JSON." }),
+    body_template: z.string().max(8192).nullable().optional().openapi({
+      description:
+        "JSON body for POST with macros (formatting functions included, like {amount|cents}: docs/partners-and-delivery.md); text macros inside strings, and an unquoted macro without a value is null. null sends the conversion as JSON.",
+    }),
     timeout_ms: z.number().int().min(1000).max(MAX_PARTNER_TIMEOUT_MS).optional(),
     receives_test_traffic: z.boolean().optional(),
     routing: z.enum(PARTNER_ROUTINGS).optional().openapi({
