@@ -272,10 +272,31 @@ describe("delivery consumer: outcomes", () => {
     expect((await deliveryRow(second))?.state).toBe("pending");
   });
 
-  it("fails a delivery whose body template cannot render valid JSON for this conversion, sending nothing", async () => {
-    const partner = await partnerWith({ method: "POST", body_template: '{"payout":{amount}}' });
-    const id = await pendingDelivery(partner.id, { amount: "" });
-    await env.DB.prepare("UPDATE deliveries SET payload = json_remove(payload, '$.conversion.amount') WHERE id = ?")
+  it("delivers a conversion without an amount to an unquoted {amount}, which is null", async () => {
+    const partner = await partnerWith({
+      method: "POST",
+      body_template: '{"payout":{amount},"cents":{amount|cents},"currency":"{currency}"}',
+    });
+    const id = await pendingDelivery(partner.id);
+    await env.DB.prepare(
+      "UPDATE deliveries SET payload = json_remove(payload, '$.conversion.amount', '$.conversion.currency') WHERE id = ?",
+    )
+      .bind(id)
+      .run();
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    await consumeDeliveries(batchOf([message(id)]).batch, deps(fetch));
+    expect(calls).toHaveLength(1);
+    expect(await calls[0]?.text()).toBe('{"payout":null,"cents":null,"currency":""}');
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered" });
+  });
+
+  it("fails a delivery whose body still cannot render valid JSON (text where a number stands), sending nothing", async () => {
+    // The sample's meta.sub2 is a number, so the template passed; this conversion's is text.
+    const partner = await partnerWith({ method: "POST", body_template: '{"n":{meta.sub2}}' });
+    const id = await pendingDelivery(partner.id);
+    await env.DB.prepare(
+      "UPDATE deliveries SET payload = json_set(payload, '$.conversion.meta', json('{\"sub2\":\"seven\"}')) WHERE id = ?",
+    )
       .bind(id)
       .run();
     const { fetch, calls } = partnerFetch(new Response("ok"));
@@ -284,6 +305,7 @@ describe("delivery consumer: outcomes", () => {
     expect(calls).toHaveLength(0);
     expect(messages[0]?.ack).toHaveBeenCalledOnce();
     expect(await attemptsOf(id)).toMatchObject([{ error_class: "render", outcome: "failed" }]);
+    expect(String((await deliveryRow(id))?.last_error)).toContain("the body template rendered invalid JSON");
   });
 
   it("keeps an unreadable message as a dead letter and retries on a D1 failure", async () => {

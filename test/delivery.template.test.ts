@@ -48,6 +48,10 @@ describe("renderUrl and renderBody", () => {
 
   it("never reach the prototype through a macro name", () => {
     expect(renderUrl("{constructor}{__proto__}{meta.__proto__}{meta.toString}", makeValues())).toBe("");
+    // With functions too (which look the macro's currency up by its name).
+    expect(
+      renderUrl("{constructor|upper}{constructor|cents}{__proto__|cents}{meta.__proto__|default:x}", makeValues()),
+    ).toBe("x");
   });
 
   it("leave braces that are not macros as literal text", () => {

@@ -11,7 +11,15 @@ import attributionPage from "../docs/attribution.md?raw";
 import configurationPage from "../docs/configuration.md?raw";
 import partnersPage from "../docs/partners-and-delivery.md?raw";
 import { LANDING_MACROS } from "../src/attribution/landing-url";
-import { defaultBody, KNOWN_MACROS, SAMPLE_VALUES } from "../src/delivery/template";
+import { FORMATTING_FUNCTIONS } from "../src/delivery/formatting";
+import {
+  defaultBody,
+  KNOWN_MACROS,
+  type MacroValues,
+  renderBody,
+  SAMPLE_VALUES,
+  templateWarnings,
+} from "../src/delivery/template";
 import { PROBLEM_CODES } from "../src/errors";
 import wranglerToml from "../wrangler.toml?raw";
 import { expectStatus } from "./support/helpers";
@@ -124,6 +132,43 @@ describe("docs/partners-and-delivery.md", () => {
       [...macros.matchAll(/`\{([^}]+)\}`/g)].map((match) => match[1] ?? ""),
     );
     expect(documented.sort()).toEqual([...KNOWN_MACROS, "meta.KEY"].sort());
+  });
+
+  it("lists every formatting function, in order, and no other, each example rendering its output", () => {
+    const table = tableWithHeader(partnersPage, ["Function", "Argument", "What it does", "Example", "Output"]);
+    expect(table.rows.map(([name = ""]) => unquote(name))).toEqual([...FORMATTING_FUNCTIONS]);
+    // The conversion the page names above the table.
+    const conversion: MacroValues = {
+      values: {
+        transaction_id: "ord_8812",
+        status: "approved",
+        amount: "29.99",
+        currency: "EUR",
+        event_time: "2026-11-27T12:34:56.000Z",
+        platform: "android",
+      },
+      meta: {},
+    };
+    for (const [name = "", argument, does, example = "", output = ""] of table.rows) {
+      expect(argument, `the argument of ${name}`).not.toBe("");
+      expect(does, `what ${name} does`).not.toBe("");
+      expect(unquote(example), `the example of ${name} uses it`).toContain(`|${unquote(name)}`);
+      const rendered = JSON.parse(renderBody(`"${unquote(example)}"`, conversion));
+      expect(rendered, `the output of ${example}`).toBe(unquote(output));
+    }
+  });
+
+  it("lists the macros some conversions lack, which saving a template warns about", () => {
+    const lines = proseLines(partnersPage);
+    const marker = lines.findIndex((line) => line.includes("checks this list against the macros the hub warns about"));
+    expect(marker).toBeGreaterThan(0);
+    const paragraph: string[] = [];
+    for (let i = marker + 2; i < lines.length && (lines[i] ?? "") !== ""; i++) paragraph.push(lines[i] ?? "");
+    const documented = [...paragraph.join(" ").matchAll(/`\{([^}]+)\}`/g)].map((match) => match[1] ?? "");
+    const warned = [...KNOWN_MACROS, "meta.KEY"].filter(
+      (name) => templateWarnings(`{${name}}`, "body.url_template", "url").length > 0,
+    );
+    expect(documented.sort()).toEqual(warned.sort());
   });
 
   it("lists the default body's fields in the order the hub writes them", () => {

@@ -65,10 +65,12 @@ export class RenderError extends Error {
 }
 
 /**
- * The request without signature headers (they depend on the moment it is sent). A body template
- * is linted with a full sample when saved, but a conversion lacking a field can still leave an
- * unquoted macro empty (`"payout":}`): such a body is refused here rather than sent broken. So is a
- * value that would make a `.` or `..` path segment, which the URL parser would resolve.
+ * The request without signature headers (they depend on the moment it is sent). A value a
+ * conversion lacks never stops it: it renders empty, or `null` where it stands unquoted in a body.
+ * What is refused here cannot be sent faithfully: a body that is still not JSON (a text value where
+ * the template wants a number, `{"n":{meta.n}}` with `n` "seven", or a template saved before the
+ * checks of today), and a value that would make a `.` or `..` path segment, which the URL parser
+ * would resolve.
  */
 export function renderRequest(partner: Partner, values: MacroValues): PartnerRequest {
   const dots = dotSegmentFromValues(partner.url_template, values);

@@ -1,12 +1,15 @@
 /**
  * Partner postback templates: `https://partner.example/pb?tx={transaction_id}` or a JSON body with
- * macros. Conversion values come from networks, so each one is encoded for where it lands
- * (percent-encoded in a URL, JSON-escaped in a body) and can never change the shape of the request.
- * Braces around anything that is not a macro name stay literal, so JSON braces pass through.
+ * macros, each optionally formatted (`{amount|cents}`, formatting.ts). Conversion values come from
+ * networks, so each one is encoded for where it lands (percent-encoded in a URL, JSON-escaped in a
+ * body) after its functions ran, and can never change the shape of the request. Braces around
+ * anything that is not a macro name stay literal, so JSON braces pass through.
  */
-import { MATERIAL_FIELDS, type MaterialField } from "../domain/conversion";
+import { EVENT_SOURCES, MATERIAL_FIELDS, type MaterialField } from "../domain/conversion";
 import { SUB_ID_NAMES } from "../domain/offer";
+import { CONVERSION_STATUSES, PLATFORMS } from "../domain/postback";
 import type { FieldError } from "../errors";
+import { type CompiledChain, compileChain, type FunctionCall, type MacroTraits, parseCalls } from "./formatting";
 
 /** The conversion's own fields, each a macro (meta goes by key: `{meta.KEY}`), derived from its schema. */
 export const CONVERSION_MACROS = MATERIAL_FIELDS.filter(
@@ -71,7 +74,8 @@ export type MacroValues = {
   meta: Readonly<Record<string, Scalar>>;
 };
 
-const MACRO = /\{([a-z_][a-z0-9_]*|meta\.[A-Za-z0-9_.-]{1,64})\}/g;
+/** A name, then any functions: `{amount}`, `{meta.sub1}`, `{amount|cents|default:0}`. Sticky: tried at each `{`. */
+const MACRO = /\{([a-z_][a-z0-9_]*|meta\.[A-Za-z0-9_.-]{1,64})((?:\|[^{}|]*)*)\}/y;
 const META_PREFIX = "meta.";
 const KNOWN = new Set<string>(KNOWN_MACROS);
 const KNOWN_LIST = [...KNOWN_MACROS, "meta.KEY"].map((name) => `{${name}}`).join(", ");
@@ -118,22 +122,183 @@ export const SAMPLE_VALUES: MacroValues = {
   meta: { sub1: 'spring "sale" \\ café', sub2: 7, vip: true },
 };
 
+/** A macro as written in a template. */
+export interface MacroUse {
+  /** Where it starts in the template, counting from 0. */
+  start: number;
+  end: number;
+  /** As written: `{amount|cents}`. */
+  text: string;
+  /** `amount`, `meta.sub1`. */
+  name: string;
+  calls: FunctionCall[];
+  /** Inside a JSON string of the template's own (between its quotes): in a body, an empty unquoted macro is `null`. */
+  quoted: boolean;
+}
+
+/** Every macro in the template, in order, repeats included. */
+export function macroUses(template: string): MacroUse[] {
+  const uses: MacroUse[] = [];
+  let quoted = false;
+  for (let index = 0; index < template.length; ) {
+    const char = template.charAt(index);
+    if (char === "{") {
+      MACRO.lastIndex = index;
+      const match = MACRO.exec(template);
+      if (match !== null) {
+        const text = match[0];
+        uses.push({
+          start: index,
+          end: index + text.length,
+          text,
+          name: match[1] ?? "",
+          calls: parseCalls(match[2] ?? ""),
+          quoted,
+        });
+        index += text.length;
+        continue;
+      }
+    }
+    if (quoted && char === "\\" && /["\\]/.test(template.charAt(index + 1))) {
+      index += 2;
+      continue;
+    }
+    if (char === '"') quoted = !quoted;
+    index += 1;
+  }
+  return uses;
+}
+
 /** Every macro name in the template, in order, repeats included. */
 export function macroNames(template: string): string[] {
-  return [...template.matchAll(MACRO)].map((match) => match[1] ?? "");
+  return macroUses(template).map((use) => use.name);
 }
 
 export function isKnownMacro(name: string): boolean {
   return KNOWN.has(name) || name.startsWith(META_PREFIX);
 }
 
+/** The money macros, each with the macro of its currency (what `cents` needs). */
+const CURRENCY_OF: Readonly<Record<string, KnownMacro>> = {
+  amount: "currency",
+  payout: "payout_currency",
+  previous_payout: "payout_currency",
+};
+
+/** `Object.hasOwn`, so that `{constructor|upper}` cannot reach the prototype. */
+function currencyMacro(name: string): KnownMacro | null {
+  return Object.hasOwn(CURRENCY_OF, name) ? (CURRENCY_OF[name] ?? null) : null;
+}
+
+const TIME_MACROS: ReadonlySet<string> = new Set<KnownMacro>(["event_time", "received_at", "clicked_at"]);
+
+/** Macros whose every value is known, so that a `map` key none of them can be is refused. */
+const CLOSED_VALUES: Readonly<Partial<Record<KnownMacro, readonly string[]>>> = {
+  status: CONVERSION_STATUSES,
+  previous_status: CONVERSION_STATUSES,
+  verdict: ["accepted", "updated"],
+  test: ["true", "false"],
+  source: EVENT_SOURCES,
+  platform: PLATFORMS,
+};
+
+/**
+ * Macros every new delivery has. Any other may be empty for some conversions, a conversion field
+ * added to the schema since included, until it is named here.
+ */
+const ALWAYS_PRESENT: ReadonlySet<string> = new Set<KnownMacro>([
+  "transaction_id",
+  "network_id",
+  "status",
+  "event_time",
+  "event_id",
+  "delivery_id",
+  "attempt",
+  "verdict",
+  "received_at",
+  "test",
+  "source",
+  "attribution",
+]);
+
+/** For whom a macro that may be empty is empty, in the warnings' words ("{x} is empty for …"). */
+const EMPTY_FOR: Readonly<Partial<Record<KnownMacro, string>>> = {
+  previous_status: "a new conversion",
+  amount: "a conversion without an amount, and for an attributed partner that does not share it",
+  currency: "a conversion without an amount, and for an attributed partner that does not share it",
+  partner_id: "a conversion credited to no partner and naming none",
+  offer_id: "a conversion attributed to no offer",
+  clicked_at: "a conversion without a click",
+  payout: "a conversion that pays no partner",
+  previous_payout: "a conversion that paid no partner before this event",
+  payout_currency: "a conversion that pays no partner",
+};
+
+function traitsOf(name: string): MacroTraits {
+  if (name.startsWith(META_PREFIX)) {
+    return {
+      kind: "meta",
+      values: null,
+      emptyWhen: [`a conversion whose meta has no ${name.slice(META_PREFIX.length)}`],
+    };
+  }
+  // An unknown macro is refused on its own; its functions are checked as if it could be anything.
+  if (!KNOWN.has(name)) return { kind: "unknown", values: null, emptyWhen: [] };
+  const known = name as KnownMacro;
+  const subId = (SUB_ID_NAMES as readonly string[]).includes(name);
+  const emptyFor =
+    EMPTY_FOR[known] ??
+    (subId ? `a conversion without a click, or whose click had no ${name}` : `a conversion without ${name}`);
+  return {
+    kind: currencyMacro(name) !== null ? "money" : TIME_MACROS.has(name) ? "time" : "text",
+    values: CLOSED_VALUES[known] ?? null,
+    emptyWhen: ALWAYS_PRESENT.has(name) ? [] : [emptyFor],
+  };
+}
+
+function chainOf(use: MacroUse): CompiledChain {
+  return compileChain(use.name, traitsOf(use.name), use.calls);
+}
+
+/** Where a problem or a warning is: `at character 41: {amount|centz}` (counting from 1, as the URL checks do). */
+function at(use: MacroUse): string {
+  return `at character ${use.start + 1}: ${use.text}`;
+}
+
 export function lintTemplate(template: string, location: string): FieldError[] {
-  const unknown = new Set(macroNames(template).filter((name) => !isKnownMacro(name)));
-  return [...unknown].map((name) => ({ location, message: `unknown macro {${name}}; known: ${KNOWN_LIST}` }));
+  const uses = macroUses(template);
+  const unknown = new Set(uses.map((use) => use.name).filter((name) => !isKnownMacro(name)));
+  const errors = [...unknown].map((name) => ({ location, message: `unknown macro {${name}}; known: ${KNOWN_LIST}` }));
+  for (const use of uses) {
+    const chain = chainOf(use);
+    if (!chain.ok) errors.push(...chain.problems.map((problem) => ({ location, message: `${at(use)}: ${problem}` })));
+  }
+  return errors;
+}
+
+/**
+ * The macros that some conversions leave empty and no `default:` fills: not an error (an empty
+ * value is sent as the empty string, or `null` unquoted in a body), but worth a look when saving.
+ * One warning per macro as written, at its first place.
+ */
+export function templateWarnings(template: string, location: string, place: "url" | "body"): FieldError[] {
+  const warned = new Set<string>();
+  const warnings: FieldError[] = [];
+  for (const use of macroUses(template)) {
+    const chain = chainOf(use);
+    if (!chain.ok || chain.emptyWhen.length === 0 || !isKnownMacro(use.name) || warned.has(use.text)) continue;
+    warned.add(use.text);
+    const sentAs = place === "body" && !use.quoted ? "null" : "the empty string";
+    warnings.push({
+      location,
+      message: `${at(use)} is empty for ${chain.emptyWhen.join(", or for ")}; it is then sent as ${sentAs}. To send something else, add a default: ${use.text.slice(0, -1)}|default:…}`,
+    });
+  }
+  return warnings;
 }
 
 export function renderUrl(template: string, values: MacroValues): string {
-  return render(template, values, encodeURIComponent);
+  return render(template, values, encodeURIComponent, false);
 }
 
 /**
@@ -142,15 +307,40 @@ export function renderUrl(template: string, values: MacroValues): string {
  * and tolerates `https:host`, so this must too).
  */
 export function urlParts(template: string): { scheme: string; authority: string; path: string } {
-  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(template)?.[0] ?? "";
-  const rest = template.slice(scheme.length);
-  const authorityEnd = rest.search(/[/\\?#]|$/);
-  const afterAuthority = rest.slice(authorityEnd);
+  // Read with each macro masked: a value is percent-encoded, so a `/` in `{event_time|date:YYYY/MM}`
+  // never ends anything in the rendered URL.
+  const masked = maskMacros(template);
+  const schemeEnd = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(masked)?.[0].length ?? 0;
+  const authorityEnd = schemeEnd + masked.slice(schemeEnd).search(/[/\\?#]|$/);
+  const pathEnd = authorityEnd + masked.slice(authorityEnd).search(/[?#]|$/);
   return {
-    scheme,
-    authority: rest.slice(0, authorityEnd),
-    path: afterAuthority.slice(0, afterAuthority.search(/[?#]|$/)),
+    scheme: template.slice(0, schemeEnd),
+    authority: template.slice(schemeEnd, authorityEnd),
+    path: template.slice(authorityEnd, pathEnd),
   };
+}
+
+/** The template with every macro's characters replaced by `x`, so that positions stay the same. */
+function maskMacros(template: string): string {
+  let masked = "";
+  let last = 0;
+  for (const use of macroUses(template)) {
+    masked += template.slice(last, use.start) + "x".repeat(use.text.length);
+    last = use.end;
+  }
+  return masked + template.slice(last);
+}
+
+/** A path's segments as the URL parser splits the rendered path (at `/` and `\`, never inside a macro). */
+function pathSegments(path: string): string[] {
+  const segments: string[] = [];
+  let from = 0;
+  for (const separator of maskMacros(path).matchAll(/[/\\]/g)) {
+    segments.push(path.slice(from, separator.index));
+    from = separator.index + 1;
+  }
+  segments.push(path.slice(from));
+  return segments;
 }
 
 /** `.` and `..` as the URL parser sees path segments: `%2e` is a dot too, in either case. */
@@ -166,7 +356,7 @@ export function dotSegmentFromValues(
   template: string,
   values: MacroValues,
 ): { segment: string; macros: string[] } | null {
-  for (const segment of urlParts(template).path.split(/[/\\]/)) {
+  for (const segment of pathSegments(urlParts(template).path)) {
     const macros = macroNames(segment);
     if (macros.length === 0) continue;
     const rendered = renderUrl(segment, values);
@@ -175,23 +365,64 @@ export function dotSegmentFromValues(
   return null;
 }
 
-/** Values land inside JSON strings: `{"txid":"{transaction_id}","payout":{amount}}`. */
+/**
+ * Values land inside JSON strings, `{"txid":"{transaction_id}"}`, or stand as JSON numbers and
+ * booleans, `{"payout":{amount}}`; an unquoted macro with no value is `null`, so that a conversion
+ * without an amount still makes valid JSON.
+ */
 export function renderBody(template: string, values: MacroValues): string {
-  return render(template, values, (text) => JSON.stringify(text).slice(1, -1));
+  return render(template, values, (text) => JSON.stringify(text).slice(1, -1), true);
 }
+
+/**
+ * The sample, with a text value for every meta key the template names that the sample lacks: a
+ * meta value may be text, so an unquoted `{meta.KEY}` must not pass for lack of a sample.
+ */
+function lintSample(template: string): MacroValues {
+  const meta: Record<string, string | number | boolean> = { ...SAMPLE_VALUES.meta };
+  for (const name of macroNames(template)) {
+    const key = name.slice(META_PREFIX.length);
+    if (name.startsWith(META_PREFIX) && !Object.hasOwn(meta, key)) meta[key] = 'spring "sale" \\ café';
+  }
+  return { values: SAMPLE_VALUES.values, meta };
+}
+
+/**
+ * The sample with only what every delivery has: each macro some conversions lack is empty, as a
+ * conversion with nothing but a status would leave it.
+ */
+export const SPARSE_SAMPLE: MacroValues = {
+  values: Object.fromEntries(Object.entries(SAMPLE_VALUES.values).filter(([name]) => ALWAYS_PRESENT.has(name))),
+  meta: {},
+};
 
 export function lintBodyTemplate(template: string, location: string): FieldError[] {
   const errors = lintTemplate(template, location);
-  try {
-    JSON.parse(renderBody(template, SAMPLE_VALUES));
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+  // A macro whose functions are wrong is sent as written: JSON errors about it would only be noise.
+  if (macroUses(template).some((use) => !chainOf(use).ok)) return errors;
+  const fullError = jsonError(renderBody(template, lintSample(template)));
+  const emptyError = fullError === null ? jsonError(renderBody(template, SPARSE_SAMPLE)) : null;
+  if (fullError !== null) {
     errors.push({
       location,
-      message: `must be valid JSON once macros are filled in; with a sample conversion: ${reason}. Put text macros inside quotes, like "{transaction_id}"`,
+      message: `must be valid JSON once macros are filled in; with a sample conversion: ${fullError}. Put text macros inside quotes, like "{transaction_id}"`,
+    });
+  } else if (emptyError !== null) {
+    errors.push({
+      location,
+      message: `must be valid JSON when macros are empty too (an unquoted macro without a value is sent as null); for a conversion with none of the values some conversions lack: ${emptyError}. Put an unquoted macro where a JSON value goes, like {"payout":{amount}}`,
     });
   }
   return errors;
+}
+
+function jsonError(text: string): string | null {
+  try {
+    JSON.parse(text);
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
 }
 
 /** The default body's fields, in the order partners have always received them. */
@@ -240,8 +471,27 @@ function bodyValue(field: string, value: Scalar | null): Scalar | null {
   return String(value);
 }
 
-function render(template: string, values: MacroValues, encode: (text: string) => string): string {
-  return template.replace(MACRO, (_match, name: string) => encode(lookUp(name, values)));
+/**
+ * Each macro's value, formatted by its functions, then encoded. A macro whose functions do not
+ * compile (a template saved before they existed, where `{x|y}` was text) stays as it is written.
+ */
+function render(template: string, values: MacroValues, encode: (text: string) => string, json: boolean): string {
+  let rendered = "";
+  let last = 0;
+  for (const use of macroUses(template)) {
+    rendered += template.slice(last, use.start);
+    last = use.end;
+    const chain = use.calls.length === 0 ? null : chainOf(use);
+    if (chain !== null && !chain.ok) {
+      rendered += use.text;
+      continue;
+    }
+    const raw = lookUp(use.name, values);
+    const currency = currencyMacro(use.name);
+    const value = chain === null ? raw : chain.format(raw, currency === null ? "" : lookUp(currency, values));
+    rendered += json && !use.quoted && value === "" ? "null" : encode(value);
+  }
+  return rendered + template.slice(last);
 }
 
 function lookUp(name: string, { values, meta }: MacroValues): string {

@@ -11,12 +11,14 @@
 import ipaddr from "ipaddr.js";
 import type { FieldError } from "../errors";
 import {
+  dotSegmentFromValues,
   KNOWN_MACROS,
   lintTemplate,
   type MacroValues,
   macroNames,
   renderUrl,
   SAMPLE_VALUES,
+  SPARSE_SAMPLE,
   urlParts,
 } from "./template";
 
@@ -42,8 +44,29 @@ export function lintUrlTemplate(
   options: UrlSafetyOptions,
   location = "body.url_template",
 ): FieldError[] {
-  const problems = [...parserQuirks(template), ...templateProblems(template, options)];
+  const problems = [...parserQuirks(template), ...templateProblems(template, options), ...dotSegmentProblems(template)];
   return [...lintTemplate(template, location), ...problems.map((message) => ({ location, message }))];
+}
+
+/**
+ * A path segment that the template's own text turns into `.` or `..` (`/{sub1|default:..}/` for a
+ * click without sub1, `{status|map:approved=.}`): every such delivery would fail as a render error,
+ * so the template is refused when it is saved. A value a network sends is judged at send time.
+ */
+function dotSegmentProblems(template: string): string[] {
+  for (const [values, when] of [
+    [SAMPLE_VALUES, "for the sample conversion"],
+    [SPARSE_SAMPLE, "when they are empty"],
+  ] as const) {
+    const dots = dotSegmentFromValues(template, values);
+    if (dots !== null) {
+      const macros = dots.macros.map((name) => `{${name}}`).join(", ");
+      return [
+        `makes the path segment "${dots.segment}" from ${macros} ${when}, and the URL parser resolves "." and ".." segments, so the request would go to another path; change the function's argument, or put the macro in the query`,
+      ];
+    }
+  }
+  return [];
 }
 
 /**

@@ -31,6 +31,17 @@ export function roundHalfEven(amount: string, fractionDigits: number): string {
   return new Decimal(amount).round(fractionDigits, Decimal.roundHalfEven).toFixed(fractionDigits);
 }
 
+/**
+ * The amount in minor units, as an integer string ("29.99" at 2 digits is "2999"); an amount with
+ * more fraction digits than that is rounded half to even first, the hub's one rounding rule.
+ */
+export function toMinorUnits(amount: string, fractionDigits: number): string {
+  return new Decimal(amount)
+    .round(fractionDigits, Decimal.roundHalfEven)
+    .times(new Decimal("10").pow(fractionDigits))
+    .toFixed(0);
+}
+
 export function compare(a: string, b: string): -1 | 0 | 1 {
   return new Decimal(a).cmp(new Decimal(b));
 }

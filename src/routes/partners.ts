@@ -9,7 +9,7 @@ import { type Config, configOf } from "../config";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
 import { buildPartnerRequest, macroValues } from "../delivery/render";
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, validateRetrySchedule } from "../delivery/retry-policy";
-import { lintBodyTemplate } from "../delivery/template";
+import { lintBodyTemplate, templateWarnings } from "../delivery/template";
 import { lintUrlTemplate } from "../delivery/url-safety";
 import { REPLAYABLE_STATES } from "../domain/delivery";
 import { NETWORK_ID_PATTERN } from "../domain/network";
@@ -126,12 +126,10 @@ const PartnerPatchSchema = z
         }
       })
       .optional(),
-    body_template: z
-      .string()
-      .max(8192)
-      .nullable()
-      .optional()
-      .openapi({ description: "JSON body for POST with macros inside strings; null sends the conversion as JSON." }),
+    body_template: z.string().max(8192).nullable().optional().openapi({
+      description:
+        "JSON body for POST with macros (formatting functions included, like {amount|cents}: docs/partners-and-delivery.md); text macros inside strings, and an unquoted macro without a value is null. null sends the conversion as JSON.",
+    }),
     timeout_ms: z.number().int().min(1000).max(MAX_PARTNER_TIMEOUT_MS).optional(),
     receives_test_traffic: z.boolean().optional(),
     routing: z.enum(PARTNER_ROUTINGS).optional().openapi({
@@ -170,9 +168,26 @@ const PartnerSchema = z
   .openapi("Partner");
 
 const SigningSecret = z.string().openapi({ description: "Standard Webhooks secret; shown only in this response." });
-const PartnerWithSecretSchema = PartnerSchema.extend({ signing_secret: SigningSecret.optional() }).openapi(
-  "PartnerWithSecret",
-);
+
+const TemplateWarningsSchema = z
+  .array(
+    z.object({
+      location: z.string().openapi({ example: "body.url_template" }),
+      message: z.string().openapi({
+        example:
+          "at character 44: {amount|cents} is empty for a conversion without an amount, and for an attributed partner that does not share it; it is then sent as the empty string. To send something else, add a default: {amount|cents|default:…}",
+      }),
+    }),
+  )
+  .openapi("TemplateWarnings", {
+    description:
+      "Macros of the templates that some conversions leave empty, without a `default:`: the partner is saved, and such a value is sent as the empty string (`null` unquoted in a body). Empty when there is nothing to say.",
+  });
+
+const PartnerWithSecretSchema = PartnerSchema.extend({
+  signing_secret: SigningSecret.optional(),
+  warnings: TemplateWarningsSchema,
+}).openapi("PartnerWithSecret");
 
 const PartnerParams = z.object({
   partner_id: z
@@ -214,6 +229,7 @@ const PreviewSchema = z
     url: z.string(),
     headers: z.record(z.string(), z.string()),
     body: z.string().nullable(),
+    warnings: TemplateWarningsSchema,
   })
   .openapi("PreviewedRequest");
 
@@ -277,6 +293,16 @@ function lintPartner(fields: LintedFields, config: Config): FieldError[] {
 function requireValid(partner: Partner, config: Config): void {
   const errors = lintPartner(partner, config);
   if (errors.length > 0) throw validationFailed(errors);
+}
+
+/** What the templates may send empty (not an error: the answers of create, update and preview say it). */
+function partnerWarnings(partner: Pick<Partner, "url_template" | "body_template" | "method">): FieldError[] {
+  return [
+    ...templateWarnings(partner.url_template, "body.url_template", "url"),
+    ...(partner.method === "POST" && partner.body_template !== null
+      ? templateWarnings(partner.body_template, "body.body_template", "body")
+      : []),
+  ];
 }
 
 /**
@@ -378,7 +404,8 @@ export function registerPartnerRoutes(app: App): void {
       operationId: "createPartner",
       tags,
       summary: "Register a partner",
-      description: "Answers with the partner and, when `sign` is true, its signing secret (shown once).",
+      description:
+        "Answers with the partner and, when `sign` is true, its signing secret (shown once); `warnings` names the template macros some conversions leave empty.",
       request: { body: { required: true, content: { "application/json": { schema: PartnerCreateSchema } } } },
       responses: {
         201: { description: "Created.", content: { "application/json": { schema: PartnerWithSecretSchema } } },
@@ -411,7 +438,14 @@ export function registerPartnerRoutes(app: App): void {
       requireValid(partner, config);
       const signing = partner.sign ? await newSigningSecret(c.env, partner.id, now) : null;
       await insertPartner(c.env.DB, partner, signing?.row ?? null);
-      return c.json({ ...toResponse(partner), ...(signing ? { signing_secret: signing.secret } : {}) }, 201);
+      return c.json(
+        {
+          ...toResponse(partner),
+          ...(signing ? { signing_secret: signing.secret } : {}),
+          warnings: partnerWarnings(partner),
+        },
+        201,
+      );
     },
     partnerBodyHook,
   );
@@ -474,7 +508,8 @@ export function registerPartnerRoutes(app: App): void {
       operationId: "updatePartner",
       tags,
       summary: "Update a partner",
-      description: "Changes the given fields. Turning `sign` on for the first time answers with a new signing secret.",
+      description:
+        "Changes the given fields. Turning `sign` on for the first time answers with a new signing secret; `warnings` names the template macros some conversions leave empty.",
       request: {
         params: PartnerParams,
         body: { required: true, content: { "application/json": { schema: PartnerPatchSchema } } },
@@ -504,7 +539,14 @@ export function registerPartnerRoutes(app: App): void {
       await updatePartner(c.env.DB, updated, signing?.row ?? null);
       forgetPartnerKeys(partner_id);
       invalidateClickPartner(partner_id);
-      return c.json({ ...toResponse(updated), ...(signing ? { signing_secret: signing.secret } : {}) }, 200);
+      return c.json(
+        {
+          ...toResponse(updated),
+          ...(signing ? { signing_secret: signing.secret } : {}),
+          warnings: partnerWarnings(updated),
+        },
+        200,
+      );
     },
     partnerBodyHook,
   );
@@ -626,7 +668,8 @@ export function registerPartnerRoutes(app: App): void {
       operationId: "previewPartnerRequest",
       tags,
       summary: "Preview the partner's request",
-      description: "Renders the request for a sample conversion, signature headers included. Sends nothing.",
+      description:
+        "Renders the request for a sample conversion, signature headers included, with the templates' `warnings`. Sends nothing.",
       request: {
         params: PartnerParams,
         body: { required: false, content: { "application/json": { schema: PreviewBody } } },
@@ -673,7 +716,7 @@ export function registerPartnerRoutes(app: App): void {
           [{ location: "path.partner_id", message: built.reason }],
         );
       }
-      return c.json(built.request, 200);
+      return c.json({ ...built.request, warnings: partnerWarnings(partner) }, 200);
     },
   );
 
