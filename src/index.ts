@@ -11,47 +11,13 @@ import { consumeClickDeadLetters, consumeClicks } from "./queues/clicks-consumer
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { outboxReceipts } from "./queues/outbox-receipts";
+import { queueKind } from "./queues/queue-names";
 import { consumeRequestLog, consumeRequestLogDeadLetters } from "./queues/requests-consumer";
 
 export { ConversionObject } from "./conversions/conversion-object";
 export { PartnerCoordinator } from "./coordinator/partner-coordinator";
 
 const app = createApp();
-
-type QueueKind =
-  | "events"
-  | "events-dlq"
-  | "deliveries"
-  | "deliveries-dlq"
-  | "requests"
-  | "requests-dlq"
-  | "clicks"
-  | "clicks-dlq"
-  | "unknown";
-
-/** Queue names differ per deploy environment; the vars name them, the switch stays exhaustive. */
-function queueKind(env: Env, name: string): QueueKind {
-  switch (name) {
-    case env.EVENTS_QUEUE_NAME:
-      return "events";
-    case env.EVENTS_DLQ_NAME:
-      return "events-dlq";
-    case env.DELIVERIES_QUEUE_NAME:
-      return "deliveries";
-    case env.DELIVERIES_DLQ_NAME:
-      return "deliveries-dlq";
-    case env.REQUESTS_QUEUE_NAME:
-      return "requests";
-    case env.REQUESTS_DLQ_NAME:
-      return "requests-dlq";
-    case env.CLICKS_QUEUE_NAME:
-      return "clicks";
-    case env.CLICKS_DLQ_NAME:
-      return "clicks-dlq";
-    default:
-      return "unknown";
-  }
-}
 
 const RETENTION_CRON = "17 3 * * *";
 
