@@ -277,33 +277,74 @@ export async function enablePartner(
   };
 }
 
+/**
+ * What a replay does to a delivery, whichever replay it is (one, a partner's, a bulk job's): back to
+ * pending with its id kept (the partner's `webhook-id`), from the start of the retry schedule, no
+ * lease. `?` is the time.
+ */
+const REARM = `${to("replay")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?`;
+
+/** Only deliveries whose partner is active: a disabled partner's would only be parked again. */
+const PARTNER_ACTIVE = "EXISTS (SELECT 1 FROM partners p WHERE p.id = deliveries.partner_id AND p.status = 'active')";
+
 /** Puts one finished delivery back to pending, keeping its id; null when it is not replayable. */
 export async function replayDelivery(db: D1, id: string, now: string): Promise<DeliveryRow | null> {
   return db
-    .prepare(
-      `UPDATE deliveries SET ${to("replay")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
-       WHERE id = ? AND ${from("replay")}
-         AND EXISTS (SELECT 1 FROM partners p WHERE p.id = deliveries.partner_id AND p.status = 'active')
-       RETURNING *`,
-    )
+    .prepare(`UPDATE deliveries SET ${REARM} WHERE id = ? AND ${from("replay")} AND ${PARTNER_ACTIVE} RETURNING *`)
     .bind(now, id)
     .first<DeliveryRow>();
 }
 
+/** Which deliveries a replay takes: a partner's (its route), or any filter of a bulk replay. */
 export interface ReplaySelection {
-  partner_id: string;
+  partner_id?: string | null;
+  network_id?: string | null;
+  /** The status the delivery notifies (its payload's conversion status). */
+  conversion_status?: string | null;
   states: readonly string[];
+  /** On created_at: at or after `since`, before `until`. */
   since: string | null;
   until: string | null;
+  /** Leave out deliveries whose partner is not active (a bulk replay; a partner's own replay checks first). */
+  active_partners_only?: boolean;
 }
 
-const REPLAY_WHERE = `partner_id = ?1 AND state IN (SELECT value FROM json_each(?2))
-  AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4)`;
+/**
+ * The selection as SQL over `deliveries`, with its values appended to `params` in order. Only the
+ * conditions a selection has are written, so that a partner's replay still reads its index; the
+ * text is made of constants, and every value is bound.
+ */
+function selectionWhere(selection: ReplaySelection, params: unknown[]): string {
+  const conditions = ["state IN (SELECT value FROM json_each(?))"];
+  params.push(JSON.stringify(selection.states));
+  const equal: [string, string | null | undefined][] = [
+    ["partner_id", selection.partner_id],
+    ["network_id", selection.network_id],
+    ["json_extract(payload, '$.conversion.status')", selection.conversion_status],
+  ];
+  for (const [column, value] of equal) {
+    if (value === null || value === undefined) continue;
+    conditions.push(`${column} = ?`);
+    params.push(value);
+  }
+  if (selection.since !== null) {
+    conditions.push("created_at >= ?");
+    params.push(selection.since);
+  }
+  if (selection.until !== null) {
+    conditions.push("created_at < ?");
+    params.push(selection.until);
+  }
+  if (selection.active_partners_only) conditions.push(PARTNER_ACTIVE);
+  return conditions.join(" AND ");
+}
 
 export async function countReplayable(db: D1, selection: ReplaySelection): Promise<number> {
+  const params: unknown[] = [];
+  const where = selectionWhere(selection, params);
   const row = await db
-    .prepare(`SELECT count(*) AS n FROM deliveries WHERE ${REPLAY_WHERE}`)
-    .bind(selection.partner_id, JSON.stringify(selection.states), selection.since, selection.until)
+    .prepare(`SELECT count(*) AS n FROM deliveries WHERE ${where}`)
+    .bind(...params)
     .first<{ n: number }>();
   return row?.n ?? 0;
 }
@@ -315,15 +356,65 @@ export async function replaySelected(
   limit: number,
   now: string,
 ): Promise<string[]> {
+  const params: unknown[] = [now];
+  const where = selectionWhere(selection, params);
   const { results } = await db
     .prepare(
-      `UPDATE deliveries SET ${to("replay")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?5
-       WHERE id IN (SELECT id FROM deliveries WHERE ${REPLAY_WHERE} ORDER BY created_at, id LIMIT ?6)
+      `UPDATE deliveries SET ${REARM}
+       WHERE id IN (SELECT id FROM deliveries WHERE ${where} ORDER BY created_at, id LIMIT ?)
        RETURNING id`,
     )
-    .bind(selection.partner_id, JSON.stringify(selection.states), selection.since, selection.until, now, limit)
+    .bind(...params, limit)
     .all<{ id: string }>();
   return results.map((r) => r.id);
+}
+
+/** The sort key of a delivery in a replay's order (oldest first). */
+export interface ReplayPosition {
+  created_at: string;
+  id: string;
+}
+
+/** The next `limit` selected deliveries after `after` (exclusive), oldest first, without changing them. */
+export async function replayCandidates(
+  db: D1,
+  selection: ReplaySelection,
+  after: ReplayPosition | null,
+  limit: number,
+): Promise<ReplayPosition[]> {
+  const params: unknown[] = [];
+  let where = selectionWhere(selection, params);
+  if (after !== null) {
+    where += " AND (created_at, id) > (?, ?)";
+    params.push(after.created_at, after.id);
+  }
+  const { results } = await db
+    .prepare(`SELECT created_at, id FROM deliveries WHERE ${where} ORDER BY created_at, id LIMIT ?`)
+    .bind(...params, limit)
+    .all<ReplayPosition>();
+  return results;
+}
+
+/**
+ * Replays those of `ids` that the selection still takes, only while `guard` holds (a condition of
+ * the caller's, evaluated before the statement changes anything: a bulk job's step checks that
+ * no other step got there first). Runs in the caller's batch.
+ */
+export function replayIdsStatement(
+  db: D1,
+  ids: readonly string[],
+  selection: ReplaySelection,
+  now: string,
+  guard: { sql: string; params: unknown[] },
+): D1PreparedStatement {
+  const params: unknown[] = [now, JSON.stringify(ids)];
+  const where = selectionWhere(selection, params);
+  return db
+    .prepare(
+      `UPDATE deliveries SET ${REARM}
+       WHERE id IN (SELECT value FROM json_each(?)) AND ${where} AND ${guard.sql}`,
+    )
+    .bind(...params, ...guard.params);
 }
 
 /** The DLQ's verdict: a delivery whose messages exhausted the queue's retries is dead. */
