@@ -292,6 +292,7 @@ export async function checkSchema(db: D1): Promise<void> {
       "SELECT c.event_time_supplied, e.hash, p.seq FROM conversions c, conversion_events e, conversion_chain_pruned p LIMIT 1",
     ),
     db.prepare("SELECT n.hash_identifiers, e.identifier_hash FROM networks n, erasures e LIMIT 1"),
+    db.prepare("SELECT d.replayed_at, j.pending_ids FROM dead_letters d, replay_jobs j LIMIT 1"),
   ]);
 }
 
