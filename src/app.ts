@@ -10,6 +10,7 @@ import { registerClickRoutes } from "./routes/clicks";
 import { ADMIN_SECURITY, type App, type AppEnv, problem, TARGET_LOCATIONS } from "./routes/common";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
 import { registerConversionRoutes } from "./routes/conversions";
+import { registerDeadLetterRoutes } from "./routes/dead-letters";
 import { registerDeliveryRoutes } from "./routes/deliveries";
 import { registerDocsRoutes } from "./routes/docs";
 import { documentRequestIds, OPENAPI_DOCUMENT, registerOpenApiComponents } from "./routes/docs-document";
@@ -98,6 +99,7 @@ export function registerAdminRoutes(admin: App): void {
   registerPartnerRoutes(admin);
   registerOfferRoutes(admin);
   registerDeliveryRoutes(admin);
+  registerDeadLetterRoutes(admin);
   registerRequestRoutes(admin);
   registerErasureRoutes(admin);
 }

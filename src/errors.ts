@@ -22,6 +22,7 @@ export const PROBLEM_CODES = {
   unsupported_media_type: { status: 415, title: "Unsupported content type" },
   rate_limited: { status: 429, title: "Too many requests" },
   validation_failed: { status: 422, title: "The request failed validation" },
+  not_replayable: { status: 422, title: "The message cannot be replayed" },
   internal_error: { status: 500, title: "Internal error" },
   misconfigured: { status: 500, title: "The hub is misconfigured" },
   storage_unavailable: { status: 503, title: "Storage is unavailable" },

@@ -114,6 +114,9 @@ describe("GET /openapi.json", () => {
       "POST /v1/offers/{offer_id}/pause": "pauseOffer",
       "POST /v1/offers/{offer_id}/resume": "resumeOffer",
       "POST /v1/deliveries/{delivery_id}/replay": "replayDelivery",
+      "GET /v1/dead-letters": "listDeadLetters",
+      "GET /v1/dead-letters/{dead_letter_id}": "getDeadLetter",
+      "POST /v1/dead-letters/{dead_letter_id}/replay": "replayDeadLetter",
       "POST conversion": "receiveConversion",
       "GET conversion": "receiveConversionAsGet",
     });

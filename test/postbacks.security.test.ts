@@ -539,6 +539,8 @@ describe("admin authentication on every secured operation of /openapi.json", () 
         "PATCH /v1/offers/{offer_id}",
         "POST /v1/offers/{offer_id}/pause",
         "POST /v1/offers/{offer_id}/resume",
+        "GET /v1/dead-letters",
+        "POST /v1/dead-letters/{dead_letter_id}/replay",
       ]),
     );
     expect(authMatrix.length).toBe(names.length * BAD_CREDENTIALS.length);

@@ -81,6 +81,11 @@ const TAGS = [
       "One delivery per (event, partner), with every attempt; replay a failed, dead or parked one. Admin token.",
   },
   {
+    name: "Dead letters",
+    description:
+      "Queue messages a consumer gave up on (events, deliveries, the inbound log, clicks; their queues and dead-letter queues), with why: listed, inspected, and sent back to the queue they came from once the cause is fixed. A body that is not a valid message of its queue cannot be replayed. Admin token.",
+  },
+  {
     name: "Privacy",
     description:
       "Erasure of one person's identifier (a user id, device id or click id) everywhere the hub keeps it: D1's conversions, history, deliveries, inbound log, dead letters and clicks, and the conversions' Durable Objects, in bounded runs, each recorded without the identifier. Admin token.",
