@@ -21,6 +21,7 @@ import { registerOfferRoutes } from "./routes/offers";
 import { registerPartnerRoutes } from "./routes/partners";
 import { registerPixelRoutes } from "./routes/pixel";
 import { registerPostbackRoutes } from "./routes/postbacks";
+import { registerReplayRoutes } from "./routes/replays";
 import { registerNetworkRequestLogRoute, registerRequestRoutes } from "./routes/requests";
 
 /** An app with the hub's validation hook: the root and every sub-app answer bad input the same way. */
@@ -99,6 +100,7 @@ export function registerAdminRoutes(admin: App): void {
   registerPartnerRoutes(admin);
   registerOfferRoutes(admin);
   registerDeliveryRoutes(admin);
+  registerReplayRoutes(admin);
   registerDeadLetterRoutes(admin);
   registerRequestRoutes(admin);
   registerErasureRoutes(admin);

@@ -4,6 +4,7 @@ import { configOf } from "./config";
 import { hmacKey } from "./lib/keys";
 import { sendAlert } from "./operations/alerts";
 import { autoDisableFailingPartners } from "./operations/auto-disable";
+import { resumeStalledReplays } from "./operations/replays";
 import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
 import { inFlightErasures } from "./privacy/in-flight";
@@ -16,6 +17,7 @@ import { consumeRequestLog, consumeRequestLogDeadLetters } from "./queues/reques
 
 export { ConversionObject } from "./conversions/conversion-object";
 export { PartnerCoordinator } from "./coordinator/partner-coordinator";
+export { ReplayJobObject } from "./operations/replay-object";
 
 const app = createApp();
 
@@ -75,6 +77,7 @@ export default {
         controller.scheduledTime,
         configOf(env).DELIVERY_SWEEP_AFTER_SECONDS * 1000,
       );
+      await resumeStalledReplays(env.DB, env.REPLAY_JOBS, controller.scheduledTime);
     }
   },
 } satisfies ExportedHandler<Env>;

@@ -539,6 +539,8 @@ describe("admin authentication on every secured operation of /openapi.json", () 
         "PATCH /v1/offers/{offer_id}",
         "POST /v1/offers/{offer_id}/pause",
         "POST /v1/offers/{offer_id}/resume",
+        "POST /v1/replays",
+        "GET /v1/replays/{replay_id}",
         "GET /v1/dead-letters",
         "POST /v1/dead-letters/{dead_letter_id}/replay",
       ]),

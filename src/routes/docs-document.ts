@@ -81,6 +81,11 @@ const TAGS = [
       "One delivery per (event, partner), with every attempt; replay a failed, dead or parked one. Admin token.",
   },
   {
+    name: "Replays",
+    description:
+      "Bulk replay of failed, dead or parked deliveries by filter (partner, network, states, time range, conversion status): a dry run that counts, then a job that re-arms them in the background, a chunk a step, each keeping its delivery id (the partner's `webhook-id`), with progress to poll. Admin token.",
+  },
+  {
     name: "Dead letters",
     description:
       "Queue messages a consumer gave up on (events, deliveries, the inbound log, clicks; their queues and dead-letter queues), with why: listed, inspected, and sent back to the queue they came from once the cause is fixed. A body that is not a valid message of its queue cannot be replayed. Admin token.",
