@@ -180,6 +180,8 @@ describe("GET /v1/dead-letters/{id}", () => {
       replayable: true,
     });
     expect(letter.body).toEqual(JSON.parse(JSON.stringify(message)));
+    // The id's colon may be sent as it is, as the docs' curl examples do.
+    expect((await expectStatus<DeadLetterDetail>(await admin(`/v1/dead-letters/${id}`), 200)).id).toBe(id);
     await expectProblem(await admin(path("postback-events:nope")), 404, "not_found");
   });
 });
