@@ -169,7 +169,7 @@ export function registerReplayRoutes(app: App): void {
       path: "/v1/replays",
       operationId: "createReplay",
       tags,
-      summary: "Replay deliveries in bulk, by filter (or count them with a dry run)",
+      summary: "Replay deliveries in bulk by filter",
       description: `Selects failed or dead (or parked) deliveries of active partners created before now, by partner, network, time range and conversion status. \`dry_run\` answers 200 with the count and changes nothing; otherwise a job is created (202) and runs in the background: ${REPLAY_CHUNK_SIZE} deliveries a step, oldest first, ${REPLAY_STEP_PAUSE_MS / 1000} s between steps, each keeping its delivery id (the partner's \`webhook-id\`).`,
       request: { body: { required: true, content: { "application/json": { schema: ReplayRequest } } } },
       responses: {

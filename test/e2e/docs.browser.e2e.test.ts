@@ -109,9 +109,32 @@ async function horizontalOverflow(page: Page): Promise<number> {
  * way that nothing overflows, until every operation's summary is in the page. Answers the summaries
  * still missing, and the widest overflow seen.
  */
+/** The element that sticks out furthest past the viewport's right edge, to name it in a failure. */
+async function widestElement(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    let worst = { by: 0, what: "" };
+    for (const element of document.querySelectorAll("body *")) {
+      // Inside a scroll container, sticking out is scrolling, not overflow: judge the container.
+      let inside = false;
+      for (let up = element.parentElement; up && up !== document.body; up = up.parentElement) {
+        if (["auto", "scroll", "hidden"].includes(getComputedStyle(up).overflowX)) inside = true;
+      }
+      if (inside) continue;
+      const by = element.getBoundingClientRect().right - window.innerWidth;
+      if (by > worst.by) {
+        const text = (element.parentElement?.parentElement?.textContent ?? "").trim().slice(0, 120);
+        const section = element.closest("[id]")?.id ?? "";
+        worst = { by, what: `<${element.tagName.toLowerCase()} class="${element.className}"> in #${section}: ${text}` };
+      }
+    }
+    return worst.by > 0 ? `${Math.round(worst.by)} px: ${worst.what}` : "";
+  });
+}
+
 async function scrollThrough(page: Page, onStep?: (step: number) => Promise<void>) {
   let missing = summaries();
   let overflow = await horizontalOverflow(page);
+  let culprit = "";
   let atEnd = false;
   for (let step = 0; step < 400 && (missing.length > 0 || !atEnd); step += 1) {
     atEnd = await page.evaluate(() => {
@@ -119,12 +142,14 @@ async function scrollThrough(page: Page, onStep?: (step: number) => Promise<void
       return window.scrollY + window.innerHeight >= document.documentElement.scrollHeight - 1;
     });
     await page.waitForTimeout(150);
-    overflow = Math.max(overflow, await horizontalOverflow(page));
+    const now = await horizontalOverflow(page);
+    if (now > overflow && now > 0) culprit = await widestElement(page);
+    overflow = Math.max(overflow, now);
     await onStep?.(step);
     const text = await page.evaluate(() => document.body.textContent ?? "");
     missing = missing.filter((summary) => !text.includes(summary));
   }
-  return { missing, overflow };
+  return { missing, overflow, culprit };
 }
 
 describe("/docs in Chromium", () => {
@@ -220,12 +245,12 @@ describe("/docs in Chromium", () => {
       [40, "networks"],
       [80, "late"],
     ]);
-    const { missing, overflow } = await scrollThrough(page, async (step) => {
+    const { missing, overflow, culprit } = await scrollThrough(page, async (step) => {
       const name = shots.get(step);
       if (name) await page.screenshot({ path: path.join(REPORTS, `docs-420-${name}.png`) });
     });
     expect(missing, "operations that never rendered").toEqual([]);
-    expect(overflow, "the widest sideways overflow while scrolling").toBeLessThanOrEqual(0);
+    expect(overflow, `the widest sideways overflow while scrolling (${culprit})`).toBeLessThanOrEqual(0);
     await page.screenshot({ path: path.join(REPORTS, "docs-420-end.png") });
     // The menu that stands in for the sidebar.
     await page.evaluate(() => window.scrollTo(0, 0));
