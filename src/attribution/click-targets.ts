@@ -14,7 +14,7 @@ import { getPartner } from "../storage/partners";
  * links keep working (its postback endpoint failing is no reason to lose its traffic); its
  * deliveries wait until it is enabled.
  */
-export type ClickPartner = Pick<Partner, "id" | "routing">;
+export type ClickPartner = Pick<Partner, "id">;
 
 const offers = new IsolateCache<Offer | null>();
 const partners = new IsolateCache<ClickPartner | null>();
@@ -34,7 +34,7 @@ export function loadClickOffer(id: string, source: ClickTargetSource): Promise<O
 export function loadClickPartner(id: string, source: ClickTargetSource): Promise<ClickPartner | null> {
   return partners.get(id, source.nowMs, source.ttlSeconds * 1000, async () => {
     const partner = await getPartner(source.db.withSession("first-unconstrained"), id);
-    return partner && { id: partner.id, routing: partner.routing };
+    return partner && { id: partner.id };
   });
 }
 

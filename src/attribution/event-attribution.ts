@@ -62,7 +62,7 @@ export async function attributeBatch(
         db,
         erased.map((e) => ({ network_id: e.network_id, transaction_id: e.transaction_id, test: e.test === true })),
       )
-    ).map((row) => [`${row.network_id}\u0000${row.transaction_id}\u0000${row.test === 1}`, row]),
+    ).map((row) => [keyOf(row.network_id, row.transaction_id, row.test === 1), row]),
   );
   const [offers, campaignOffers] = await Promise.all([
     offersById(db, [
@@ -187,7 +187,11 @@ function namesPartnerNow(event: EventMessage): boolean {
 }
 
 function conversionKey(event: EventMessage): string {
-  return `${event.network_id}\u0000${event.transaction_id}\u0000${event.test === true}`;
+  return keyOf(event.network_id, event.transaction_id, event.test === true);
+}
+
+function keyOf(networkId: string, transactionId: string, test: boolean): string {
+  return `${networkId}\u0000${transactionId}\u0000${test}`;
 }
 
 /** What D1 keeps of the verdict. */

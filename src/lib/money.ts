@@ -41,11 +41,3 @@ export function toMinorUnits(amount: string, fractionDigits: number): string {
     .times(new Decimal("10").pow(fractionDigits))
     .toFixed(0);
 }
-
-export function compare(a: string, b: string): -1 | 0 | 1 {
-  return new Decimal(a).cmp(new Decimal(b));
-}
-
-export function isZero(amount: string): boolean {
-  return new Decimal(amount).eq("0");
-}

@@ -31,10 +31,6 @@ export class PackedSender<T, M> {
     this.#waiting.push(item);
   }
 
-  get waiting(): number {
-    return this.#waiting.length;
-  }
-
   async scheduleFlush(queue: Pick<Queue<M>, "sendBatch">): Promise<void> {
     if (this.#scheduled) return;
     this.#scheduled = (async () => {
