@@ -336,11 +336,12 @@ async function report(network, partner, shots, deliveries, received) {
       .filter((r) => r.status === 200 && new URL(r.url, "http://partner").searchParams.get("tx") === tx)
       .at(-1);
     const lastStatus = lastAccepted && new URL(lastAccepted.url, "http://partner").searchParams.get("status");
-    if (lastStatus && lastStatus !== conversion.status) {
+    if (lastStatus) {
       say(
-        `     note: the last request the partner took (200) for ${tx} said "${lastStatus}", not "${conversion.status}": ` +
-          "each delivery retries on its own, so an older event can arrive after a newer one. A partner that cares " +
-          "about order can add {event_time} or {previous_status} to its template.",
+        lastStatus === conversion.status
+          ? `     the partner's last word on ${tx} is "${lastStatus}", the conversion's status ✓ (its deliveries go in order)`
+          : `     unexpected: the last request the partner took (200) for ${tx} said "${lastStatus}", not ` +
+              `"${conversion.status}"; look for a superseded or failed delivery above.`,
       );
     }
   }

@@ -4,7 +4,7 @@
 //    the /docs page's bundle in place (scripts/docs-assets.mjs);
 // 2. applies the D1 migrations to the local database;
 // 3. starts wrangler dev with local D1, Durable Objects and Queues. Extra arguments are passed on;
-// 4. runs the 15-minute cron (partner auto-disable, the sweep of stranded deliveries) once the hub
+// 4. runs the 15-minute cron (alerts sent again, the sweep of stranded deliveries) once the hub
 //    answers and every 15 minutes, as the deployed trigger would: wrangler dev never runs crons, and
 //    its queues live in memory, so after a crash the sweep is what brings lost deliveries back.
 import { spawn, spawnSync } from "node:child_process";

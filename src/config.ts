@@ -34,13 +34,26 @@ const ConfigSchema = z.object({
     .transform((value) => value === "true"),
   OUTBOX_RESEND_SECONDS: seconds(300),
   DELIVERY_SWEEP_AFTER_SECONDS: seconds(600),
-  PARTNER_AUTO_DISABLE_HOURS: z.coerce.number().positive().default(24),
-  PARTNER_AUTO_DISABLE_MIN_ATTEMPTS: z.coerce.number().int().min(1).default(10),
   INBOUND_LOG_PER_MINUTE: z.coerce.number().int().min(0).default(600),
   INBOUND_LOG_UNAUTHENTICATED_PER_MINUTE: z.coerce.number().int().min(0).default(60),
   INBOUND_LOG_RETENTION_DAYS: z.coerce.number().positive().default(30),
   ALERT_URL: z
     .union([z.literal(""), z.url({ protocol: /^https?$/ })])
+    .default("")
+    .transform((value) => value || null),
+  /** Signs every alert (Standard Webhooks): a secret, not a var (wrangler secret put ALERT_SECRET). */
+  ALERT_SECRET: z
+    .union([
+      z.literal(""),
+      z
+        .string()
+        .refine(
+          (value) => /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(value) && (fromBase64(value.slice(6))?.length ?? 0) >= 24,
+          {
+            error: "must be whsec_ followed by at least 24 random bytes in base64 (npm run alert-secret prints one)",
+          },
+        ),
+    ])
     .default("")
     .transform((value) => value || null),
 });

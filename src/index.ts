@@ -1,9 +1,8 @@
 /** Postback Hub: wiring only. HTTP to the Hono app, queue batches to their consumers, crons to operations. */
+import { alertTarget, resendDueAlerts } from "./alerts/alerts";
 import { createApp } from "./app";
 import { configOf } from "./config";
 import { hmacKey } from "./lib/keys";
-import { sendAlert } from "./operations/alerts";
-import { autoDisableFailingPartners } from "./operations/auto-disable";
 import { resumeStalledReplays } from "./operations/replays";
 import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
@@ -44,10 +43,9 @@ export default {
       case "deliveries":
         return consumeDeliveries(batch, {
           db: env.DB,
-          fetch: (input, init) => fetch(input, init),
-          encryptionKey: config.ENCRYPTION_KEY,
-          allowInsecurePartnerUrls: config.ALLOW_INSECURE_PARTNER_URLS,
-          alert: (alert) => sendAlert(config.ALERT_URL, { type: "partner_disabled", ...alert }),
+          coordinators: {
+            submit: (partnerId, items) => env.COORDINATORS.getByName(partnerId).submit(partnerId, items),
+          },
         });
       case "deliveries-dlq":
         return consumeDeliveryDeadLetters(batch, env.DB);
@@ -70,7 +68,7 @@ export default {
     if (controller.cron === RETENTION_CRON) {
       await runRetention(env, controller.scheduledTime);
     } else {
-      await autoDisableFailingPartners(env.DB, configOf(env), controller.scheduledTime);
+      await resendDueAlerts(env.DB, alertTarget(configOf(env)), controller.scheduledTime);
       await requeueStrandedDeliveries(
         env.DB,
         env.DELIVERIES,

@@ -2,17 +2,18 @@
  * The partner coordinator (a Durable Object per partner): each conversion's deliveries in order,
  * other conversions in parallel; never more in flight than the pace allows; paused by Retry-After;
  * the breaker opening on failure density, probing after its cool-down and closing; its state
- * surviving the object's restart. Its attempts are scripted here (the real attempt is
- * delivery/attempt.ts, tested with the DELIVERIES consumer), with a clock the test moves: a year
- * ahead of the runtime's, so the object's own alarms never fire on their own during a test.
+ * surviving the object's restart; coalescing, superseding an older event the partner must not
+ * hear after a newer one, the rate cap, and the breaker giving up. Its attempts are scripted here
+ * (the real attempt is delivery/attempt.ts: test/delivery.attempt.test.ts), with a clock the test
+ * moves: a year ahead of the runtime's, so the object's own alarms never fire on their own.
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { CoordinatorDeps, PartnerCoordinator, WorkItem } from "../src/coordinator/partner-coordinator";
 import type { AttemptReport } from "../src/delivery/attempt";
-import { DEFAULT_BREAKER } from "../src/delivery/breaker";
-import { uniqueId } from "./support/helpers";
+import { DEFAULT_BREAKER } from "../src/domain/partner";
+import { eventually, uniqueId } from "./support/helpers";
 
 type Answer = { status: number; latencyMs?: number; retryAfter?: number } | "timeout";
 
@@ -22,26 +23,65 @@ interface Script {
   log: { id: string; at: number; inFlight: number }[];
   clock: { now: number };
   transitions: { to: string; reason: string }[];
+  superseded: { id: string; reason: string }[];
+  /** What `{previous_status}` each attempt was told to render (undefined: the payload's own). */
+  previousStatus: Map<string, string | null | undefined>;
+  order: "ordered" | "coalesce";
+  /** An attempt of a delivery named here waits for its promise before answering. */
+  gates: Map<string, Promise<void>>;
 }
 
-function scripted(answers: Script["answers"], max_in_flight = 4): { deps: CoordinatorDeps; script: Script } {
-  const script: Script = { answers, log: [], clock: { now: Date.now() + 365 * 86_400_000 }, transitions: [] };
+interface ScriptOptions {
+  max_per_second?: number;
+  disable_after_seconds?: number;
+  /** The clock moves with the runtime's (a year ahead), for a pump that waits in real time. */
+  realTime?: boolean;
+}
+
+function scripted(
+  answers: Script["answers"],
+  max_in_flight = 4,
+  options: ScriptOptions = {},
+): { deps: CoordinatorDeps; script: Script } {
+  const realStart = Date.now();
+  const script: Script = {
+    gates: new Map(),
+    answers,
+    log: [],
+    clock: { now: Date.now() + 365 * 86_400_000 },
+    transitions: [],
+    superseded: [],
+    previousStatus: new Map(),
+    order: "ordered",
+  };
   const attempts = new Map<string, number>();
   let inFlight = 0;
   const deps: CoordinatorDeps = {
-    now: () => script.clock.now,
+    now: () => (options.realTime ? script.clock.now + (Date.now() - realStart) : script.clock.now),
+    supersede: async (ids, reason) => {
+      script.superseded.push(...ids.map((id) => ({ id, reason })));
+    },
     settings: async () => ({
-      pace: { max_in_flight, max_per_second: null },
-      breaker: { ...DEFAULT_BREAKER, min_attempts: 4, failure_percent: 75, cooldown_seconds: 60 },
+      order: script.order,
+      pace: { max_in_flight, max_per_second: options.max_per_second ?? null },
+      breaker: {
+        ...DEFAULT_BREAKER,
+        min_attempts: 4,
+        failure_percent: 75,
+        cooldown_seconds: 60,
+        ...(options.disable_after_seconds ? { disable_after_seconds: options.disable_after_seconds } : {}),
+      },
     }),
     transition: async (_partner, transition) => {
       script.transitions.push({ to: transition.to, reason: transition.reason });
     },
-    attempt: async (id): Promise<AttemptReport> => {
+    attempt: async (id, options): Promise<AttemptReport> => {
+      script.previousStatus.set(id, options.previousStatus);
       const n = (attempts.get(id) ?? 0) + 1;
       attempts.set(id, n);
       inFlight++;
-      script.log.push({ id, at: script.clock.now, inFlight });
+      script.log.push({ id, at: deps.now(), inFlight });
+      await script.gates.get(id);
       // Let the other attempts of the wave start before this one answers.
       await new Promise((resolve) => setTimeout(resolve, 5));
       inFlight--;
@@ -79,11 +119,20 @@ async function withDeps(stub: DurableObjectStub<PartnerCoordinator>, deps: Coord
   });
 }
 
-const item = (id: string, conversion: string, position: number, due_ms = 0): WorkItem => ({
+const item = (
+  id: string,
+  conversion: string,
+  position: number,
+  due_ms = 0,
+  extra: Partial<Pick<WorkItem, "status" | "fresh">> = {},
+): WorkItem => ({
   delivery_id: id,
   conversion,
   position,
   due_ms,
+  status: "approved",
+  fresh: 1,
+  ...extra,
 });
 
 /** Runs the alarm until nothing is due at the script's clock (moving nothing). */
@@ -210,5 +259,116 @@ describe("restarts", () => {
       expect(rows).toEqual([{ delivery_id: "r1" }, { delivery_id: "r2" }]);
     });
     expect(before.pace.changes.at(-1)?.reason).toBe("HTTP 500");
+  });
+});
+
+describe("coalescing", () => {
+  it("sends only the newest waiting state, with {previous_status} the last one the partner received", async () => {
+    const stub = coordinator();
+    let up = true;
+    const { deps, script } = scripted(() => (up ? { status: 200 } : { status: 503 }));
+    script.order = "coalesce";
+    await withDeps(stub, deps);
+    await stub.submit("ptn_coalesce", [item("k1", "K", 1, 0, { status: "pending" })]);
+    await drain(stub);
+    // The partner goes down: the approval fails and waits for its retry; then a reversal comes.
+    up = false;
+    await stub.submit("ptn_coalesce", [item("k2", "K", 2, 0, { status: "approved" })]);
+    await drain(stub);
+    await stub.submit("ptn_coalesce", [item("k3", "K", 3, 0, { status: "reversed" })]);
+    expect(script.superseded).toEqual([
+      { id: "k2", reason: "superseded by k3: a newer state of the conversion was waiting (coalesce)" },
+    ]);
+    up = true;
+    script.clock.now += 5_000;
+    await stub.pump();
+    expect(script.log.map((l) => l.id)).toEqual(["k1", "k2", "k3"]);
+    // k3 tells the partner it last knew "pending": it never received the approval.
+    expect(script.previousStatus.get("k3")).toBe("pending");
+    expect((await stub.status()).waiting).toBe(0);
+  });
+
+  it("leaves the payload's own {previous_status} to an ordered partner", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted(() => ({ status: 200 }));
+    await withDeps(stub, deps);
+    await stub.submit("ptn_ordered", [item("o1", "O", 1), item("o2", "O", 2)]);
+    await drain(stub);
+    expect(script.log.map((l) => l.id)).toEqual(["o1", "o2"]);
+    expect(script.previousStatus.get("o2")).toBeUndefined();
+    expect(script.superseded).toEqual([]);
+  });
+});
+
+describe("order under late and concurrent arrivals", () => {
+  it("never starts a conversion's delivery while another of it is in flight; an older first delivery after a newer one is superseded", async () => {
+    const stub = coordinator();
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const { deps, script } = scripted(() => ({ status: 200 }));
+    script.gates.set("n2", gate);
+    await withDeps(stub, deps);
+    await stub.submit("ptn_late", [item("n2", "N", 2)]);
+    const pumping = stub.pump();
+    await eventually(async () => (script.log.length === 1 ? true : null));
+    // The older event's delivery arrives while the newer one is being sent: it waits.
+    await stub.submit("ptn_late", [item("n1", "N", 1)]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(script.log.map((l) => l.id)).toEqual(["n2"]);
+    release();
+    await pumping;
+    // The partner has the newer state: the older one is never sent.
+    expect(script.log.map((l) => l.id)).toEqual(["n2"]);
+    expect(script.superseded).toEqual([
+      { id: "n1", reason: "a newer event of this conversion had already been delivered" },
+    ]);
+    // An operator's replay of it (not fresh) is sent as asked.
+    await stub.submit("ptn_late", [item("n1", "N", 1, 0, { fresh: 0 })]);
+    await drain(stub);
+    expect(script.log.map((l) => l.id)).toEqual(["n2", "n1"]);
+  });
+});
+
+describe("rate cap", () => {
+  it("starts no more than max_per_second attempts in any second", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted(() => ({ status: 200 }), 10, { max_per_second: 2, realTime: true });
+    await withDeps(stub, deps);
+    await stub.submit(
+      "ptn_rate",
+      Array.from({ length: 6 }, (_, i) => item(`q${i}`, `c${i}`, 1)),
+    );
+    await stub.pump();
+    const starts = script.log.map((l) => l.at);
+    expect(starts).toHaveLength(6);
+    for (const start of starts) {
+      expect(starts.filter((at) => at >= start && at < start + 1000).length).toBeLessThanOrEqual(2);
+    }
+    expect((await stub.status()).pace.max_per_second).toBe(2);
+  });
+});
+
+describe("breaker giving up", () => {
+  it("disables the partner after staying open, forgets its work and starts closed when it is enabled", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted(() => ({ status: 500 }), 1, { disable_after_seconds: 100 });
+    await withDeps(stub, deps);
+    await stub.submit(
+      "ptn_gives_up",
+      Array.from({ length: 5 }, (_, i) => item(`g${i}`, `c${i}`, 1)),
+    );
+    for (let i = 0; i < 5; i++) {
+      await stub.pump();
+      script.clock.now += 1_000;
+    }
+    expect(script.transitions.map((t) => t.to)).toEqual(["open"]);
+    script.clock.now += 200_000;
+    await stub.pump();
+    expect(script.transitions.map((t) => t.to)).toEqual(["open", "disabled"]);
+    expect(script.transitions.at(-1)?.reason).toBe("open for 100 s: disabled");
+    const status = await stub.status();
+    expect(status).toMatchObject({ waiting: 0, breaker: { position: "closed" } });
   });
 });

@@ -5,15 +5,9 @@
  * off on a bad one, and disabling the partner after staying open.
  */
 import { describe, expect, it } from "vitest";
-import {
-  afterAttempt,
-  type BreakerSettings,
-  breakerAllows,
-  closedBreaker,
-  DEFAULT_BREAKER,
-  withTime,
-} from "../src/delivery/breaker";
+import { afterAttempt, breakerAllows, closedBreaker, withTime } from "../src/delivery/breaker";
 import { afterSignal, capacity, initialPace, type PaceSettings, type PaceState, signalOf } from "../src/delivery/pace";
+import { type BreakerSettings, DEFAULT_BREAKER } from "../src/domain/partner";
 
 const SETTINGS: PaceSettings = { max_in_flight: 8, max_per_second: null };
 const T0 = Date.parse("2026-12-01T00:00:00Z");

@@ -5,6 +5,7 @@ declare global {
     interface Env {
       TEST_MIGRATIONS: D1Migration[];
       UNMIGRATED_DB: D1Database;
+      MIGRATION_DB: D1Database;
       TEST_RATE_LIMITER: RateLimit;
     }
   }

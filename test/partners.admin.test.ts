@@ -29,8 +29,11 @@ import { expectLocations, expectProblem, type ProblemBody } from "./support/prob
 interface PartnerBody {
   id: string;
   name: string;
-  status: "active" | "disabled";
+  status: "active" | "paused" | "disabled";
   disabled_reason: string | null;
+  paused_reason: string | null;
+  max_in_flight: number;
+  breaker: Record<string, number>;
   url_template: string;
   method: "GET" | "POST";
   sign: boolean;
@@ -98,8 +101,15 @@ async function create(fields: Record<string, unknown>): Promise<PartnerBody> {
   return expectStatus<PartnerBody>(await createRequest(fields), 201);
 }
 
+/** The partner as stored; what its coordinator says (`pace`, `health`) is checked on its own. */
 async function fetchPartner(id: string): Promise<PartnerBody> {
-  return expectStatus<PartnerBody>(await admin(`/v1/partners/${id}`), 200);
+  const { pace, health, ...stored } = await expectStatus<PartnerBody & { pace: unknown; health: unknown }>(
+    await admin(`/v1/partners/${id}`),
+    200,
+  );
+  expect(pace).toMatchObject({ max_in_flight: stored.max_in_flight });
+  expect(health).toMatchObject({ breaker: expect.stringMatching(/^(closed|open|half_open)$/) });
+  return stored;
 }
 
 function patch(id: string, fields: Record<string, unknown>): Promise<Response> {
@@ -177,6 +187,18 @@ describe("creating a partner", () => {
         headers: {},
         body_template: null,
         receives_test_traffic: false,
+        delivery_order: "ordered",
+        max_in_flight: 10,
+        max_per_second: null,
+        breaker: {
+          window_seconds: 259_200,
+          min_attempts: 10,
+          failure_percent: 80,
+          cooldown_seconds: 300,
+          disable_after_seconds: 432_000,
+        },
+        paused_reason: null,
+        paused_at: null,
       });
       expect("signing_secret" in partner, JSON.stringify(partner)).toBe(false);
       expect(Date.parse(partner.created_at)).toBeGreaterThanOrEqual(before - 1000);
@@ -904,5 +926,62 @@ describe("replaying a partner's deliveries", () => {
       404,
       "not_found",
     );
+  });
+});
+
+describe("a partner's order, pace and breaker settings", () => {
+  it("keeps what the operator sets, merges a breaker patch over the rest, and shows the coordinator's view", async () => {
+    const created = await expectStatus<PartnerBody>(
+      await admin("/v1/partners", {
+        method: "POST",
+        body: JSON.stringify({
+          name: uniqueId("paced"),
+          url_template: `${PARTNER}/ok/${uniqueId("paced")}`,
+          filters: { networks: ["nobody-sends-here"] },
+          delivery_order: "coalesce",
+          max_in_flight: 4,
+          max_per_second: 20,
+          breaker: { min_attempts: 25, cooldown_seconds: 30 },
+        }),
+      }),
+      201,
+    );
+    expect(created).toMatchObject({
+      delivery_order: "coalesce",
+      max_in_flight: 4,
+      max_per_second: 20,
+      breaker: { min_attempts: 25, cooldown_seconds: 30, failure_percent: 80, window_seconds: 259_200 },
+    });
+    const patched = await expectStatus<PartnerBody>(
+      await patch(created.id, { breaker: { failure_percent: 50 }, max_per_second: null }),
+      200,
+    );
+    expect(patched).toMatchObject({
+      max_per_second: null,
+      breaker: { min_attempts: 25, cooldown_seconds: 30, failure_percent: 50 },
+    });
+    const read = await expectStatus<PartnerBody & { pace: Record<string, unknown>; health: Record<string, unknown> }>(
+      await admin(`/v1/partners/${created.id}`),
+      200,
+    );
+    expect(read.pace).toMatchObject({ max_in_flight: 4, max_per_second: null, in_flight_limit: 2, changes: [] });
+    expect(read.health).toEqual({ breaker: "closed", reason: null, probe_at: null, waiting: 0, transitions: [] });
+  });
+
+  it.each([
+    [{ delivery_order: "random" }, "body.delivery_order"],
+    [{ max_in_flight: 0 }, "body.max_in_flight"],
+    [{ max_in_flight: 101 }, "body.max_in_flight"],
+    [{ max_per_second: 0 }, "body.max_per_second"],
+    [{ breaker: { failure_percent: 101 } }, "body.breaker.failure_percent"],
+    [{ breaker: { cooldown_seconds: 0 } }, "body.breaker.cooldown_seconds"],
+    [{ breaker: { threshold: 3 } }, "body.breaker.threshold"],
+  ])("refuses %j with a 422 naming %s", async (fields, location) => {
+    const response = await admin("/v1/partners", {
+      method: "POST",
+      body: JSON.stringify({ name: uniqueId("bad"), url_template: `${PARTNER}/ok/bad`, ...fields }),
+    });
+    const problem = await expectStatus<{ errors: { location: string }[] }>(response, 422);
+    expect(problem.errors.map((e) => e.location)).toContain(location);
   });
 });

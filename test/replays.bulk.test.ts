@@ -70,6 +70,8 @@ async function failingPartner(network: TestNetwork, unique: string): Promise<Tes
     retry_schedule_seconds: [1],
     sign: true,
     filters: { networks: [network.id] },
+    // Its failures must not open its breaker: the replay is what these tests watch.
+    breaker: { min_attempts: 100_000 },
   });
 }
 

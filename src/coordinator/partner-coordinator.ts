@@ -1,37 +1,33 @@
 /**
  * PartnerCoordinator: one per partner. It owns what only one place can know for a partner: the
  * order of each conversion's deliveries (the delivery of a conversion's next event waits until the
- * previous one is finished), how many may be in flight at once (its pace, delivery/pace.ts), and
+ * previous one is finished, or, for a coalescing partner, only the newest waiting state goes), how
+ * many may be in flight at once and how many start per second (its pace, delivery/pace.ts), and
  * whether deliveries should wait at all (its breaker, delivery/breaker.ts). It makes the attempts
- * itself (delivery/attempt.ts, the same function the DELIVERIES consumer uses), so a slow or failing
- * partner only ever slows its own object. D1 stays the record of every delivery and attempt; the
+ * itself (delivery/attempt.ts), so a slow or failing partner only ever slows its own object. D1 stays the record of every delivery and attempt; the
  * object keeps its work list, the pace, the breaker and the window of recent outcomes in SQLite,
  * and its alarm runs the work: an object that restarts picks up where it was.
  *
  * Nothing of it is on the ingest path: deliveries reach it from the DELIVERIES queue's consumer.
  */
 import { DurableObject } from "cloudflare:workers";
+import { alertTarget, raiseAlert } from "../alerts/alerts";
 import { configOf } from "../config";
 import { type AttemptDeps, type AttemptReport, attemptDelivery } from "../delivery/attempt";
 import {
-  type BreakerSettings,
   type BreakerState,
   afterAttempt as breakerAfterAttempt,
   breakerAllows,
   closedBreaker,
-  DEFAULT_BREAKER,
   type Transition,
   withTime,
 } from "../delivery/breaker";
-import {
-  afterSignal,
-  capacity,
-  DEFAULT_PACE,
-  initialPace,
-  type PaceSettings,
-  type PaceState,
-  signalOf,
-} from "../delivery/pace";
+import { afterSignal, capacity, initialPace, type PaceSettings, type PaceState, signalOf } from "../delivery/pace";
+import { type BreakerSettings, DEFAULT_BREAKER, DEFAULT_MAX_IN_FLIGHT, type DeliveryOrder } from "../domain/partner";
+import type { ConversionStatus } from "../domain/postback";
+import { supersedeDeliveriesStatement } from "../storage/deliveries";
+import { partnerCoordination } from "../storage/partners";
+import { recordTransition } from "./partner-health";
 
 /** One delivery for the coordinator to make: its conversion and its place in that conversion's events. */
 // A type, not an interface: SQL rows are read into it, and only a type satisfies their index signature.
@@ -43,16 +39,28 @@ export type WorkItem = {
   position: number;
   /** When it may be attempted (epoch ms). */
   due_ms: number;
+  /** The conversion's status after the delivery's event (what the partner will know once it is delivered). */
+  status: ConversionStatus | null;
+  /** 1 when the delivery was never attempted; 0 for one replayed or resumed (sent as the operator asked). */
+  fresh: number;
 };
 
 export interface CoordinatorSettings {
+  order: DeliveryOrder;
   pace: PaceSettings;
   breaker: BreakerSettings;
 }
 
 export interface CoordinatorStatus {
-  pace: { in_flight_limit: number; max_in_flight: number; paused_until: string | null; changes: PaceState["changes"] };
+  pace: {
+    in_flight_limit: number;
+    max_in_flight: number;
+    max_per_second: number | null;
+    paused_until: string | null;
+    changes: PaceState["changes"];
+  };
   breaker: { position: BreakerState["position"]; reason: string | null; probe_at: string | null };
+  /** Deliveries the coordinator holds (waiting their turn, their retry, or the breaker). */
   waiting: number;
   transitions: Transition[];
 }
@@ -62,9 +70,15 @@ const PUMP_BUDGET_MS = 25_000;
 /** An attempt that throws (D1 trouble, a bug) is taken again after this long. */
 const ERROR_RETRY_MS = 30_000;
 const KEPT_TRANSITIONS = 20;
+/** What the partner last received of a conversion is kept this long (past the dedupe window). */
+const DELIVERED_KEPT_MS = 40 * 86_400_000;
+const PRUNE_EVERY_MS = 86_400_000;
 
 export interface CoordinatorDeps {
-  attempt(deliveryId: string): Promise<AttemptReport>;
+  /** One attempt; `previousStatus`, when given, is what `{previous_status}` renders (a coalescing partner). */
+  attempt(deliveryId: string, options: { previousStatus?: ConversionStatus | null }): Promise<AttemptReport>;
+  /** Marks deliveries superseded in D1 (never sent: a newer state went, or had gone, instead). */
+  supersede(deliveryIds: readonly string[], reason: string): Promise<void>;
   /** Told of every breaker transition (recorded and alerted by the caller). */
   transition(partnerId: string, transition: Transition): Promise<void>;
   settings(partnerId: string): Promise<CoordinatorSettings | null>;
@@ -75,6 +89,12 @@ export class PartnerCoordinator extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** Replaced in tests; by default the real attempt, D1 and the partner's settings. */
   deps: CoordinatorDeps;
+  /** Deliveries whose attempt is running now (lost with the instance: D1's lease guards a resend). */
+  private readonly inFlight = new Set<string>();
+  /** When the last attempts started (epoch ms), for `max_per_second`. */
+  private starts: number[] = [];
+  /** Wakes a running pump when new work arrives. */
+  private kick: (() => void) | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -84,47 +104,70 @@ export class PartnerCoordinator extends DurableObject<Env> {
         delivery_id TEXT PRIMARY KEY,
         conversion TEXT NOT NULL,
         position INTEGER NOT NULL,
-        due_ms INTEGER NOT NULL
+        due_ms INTEGER NOT NULL,
+        status TEXT,
+        fresh INTEGER NOT NULL DEFAULT 1
       );
       CREATE INDEX IF NOT EXISTS work_by_conversion ON work (conversion, position);
+      CREATE TABLE IF NOT EXISTS delivered (
+        conversion TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        status TEXT,
+        at_ms INTEGER NOT NULL
+      );
       CREATE TABLE IF NOT EXISTS outcomes (at_ms INTEGER NOT NULL, ok INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `);
     this.deps = defaultDeps(env);
   }
 
-  /** Takes deliveries to make (a delivery already waiting keeps its place; an earlier due time wins). */
-  async submit(partnerId: string, items: readonly WorkItem[]): Promise<void> {
+  /**
+   * Takes deliveries to make (one already waiting keeps its place; an earlier due time wins). For
+   * a coalescing partner, a conversion's older waiting deliveries are superseded by its newest.
+   */
+  async submit(partnerId: string, items: readonly Omit<WorkItem, "fresh">[] | readonly WorkItem[]): Promise<void> {
     this.setMeta("partner_id", partnerId);
     for (const item of items) {
       this.sql.exec(
-        `INSERT INTO work (delivery_id, conversion, position, due_ms) VALUES (?, ?, ?, ?)
+        `INSERT INTO work (delivery_id, conversion, position, due_ms, status, fresh) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (delivery_id) DO UPDATE SET due_ms = min(due_ms, excluded.due_ms)`,
         item.delivery_id,
         item.conversion,
         item.position,
         item.due_ms,
+        item.status,
+        "fresh" in item ? item.fresh : 1,
       );
     }
+    const settings = await this.currentSettings();
+    if (settings?.order === "coalesce") {
+      for (const conversion of new Set(items.map((item) => item.conversion))) await this.coalesce(conversion);
+    }
+    this.kick?.();
     await this.wake(this.deps.now());
   }
 
-  async status(): Promise<CoordinatorStatus> {
-    const settings = await this.currentSettings();
-    const pace = this.pace(settings?.pace ?? DEFAULT_PACE);
-    const breaker = this.breaker(settings?.breaker ?? DEFAULT_BREAKER);
+  async status(partnerId?: string): Promise<CoordinatorStatus> {
+    if (partnerId && !this.getMeta<string>("partner_id")) this.setMeta("partner_id", partnerId);
+    const settings = (await this.currentSettings()) ?? defaultSettings();
+    const pace = this.pace(settings.pace);
+    const breaker = this.breaker(settings.breaker);
     const waiting = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM work").one().n;
     return {
       pace: {
-        in_flight_limit: Math.floor(pace.limit),
-        max_in_flight: settings?.pace.max_in_flight ?? DEFAULT_PACE.max_in_flight,
+        in_flight_limit: Math.floor(Math.min(pace.limit, settings.pace.max_in_flight)),
+        max_in_flight: settings.pace.max_in_flight,
+        max_per_second: settings.pace.max_per_second,
         paused_until: pace.paused_until_ms === null ? null : new Date(pace.paused_until_ms).toISOString(),
         changes: pace.changes,
       },
       breaker: {
         position: breaker.position,
         reason: breaker.reason,
-        probe_at: breaker.probe_at_ms === null ? null : new Date(breaker.probe_at_ms).toISOString(),
+        probe_at:
+          breaker.position === "open" && breaker.probe_at_ms !== null
+            ? new Date(breaker.probe_at_ms).toISOString()
+            : null,
       },
       waiting,
       transitions: this.getMeta<Transition[]>("transitions") ?? [],
@@ -154,7 +197,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
     if (!partnerId) return;
     const settings = await this.currentSettings();
     if (!settings) {
-      // The partner is gone: D1 has already failed its unfinished deliveries.
+      // The partner is gone: its unfinished deliveries are failed when an attempt finds it missing.
       this.sql.exec("DELETE FROM work");
       return;
     }
@@ -163,49 +206,94 @@ export class PartnerCoordinator extends DurableObject<Env> {
     for (;;) {
       const now = this.deps.now();
       await this.advanceBreaker(partnerId, settings, now);
-      const breaker = this.breaker(settings.breaker);
-      if (breaker.position === "disabled") break;
-      const room = Math.min(
+      const inBudget = now - started < PUMP_BUDGET_MS;
+      const paceRoom = Math.min(
         capacity(this.pace(settings.pace), settings.pace, running.size, now),
-        breakerAllows(breaker, running.size),
+        breakerAllows(this.breaker(settings.breaker), running.size),
       );
-      if (room > 0 && now - started < PUMP_BUDGET_MS) {
-        for (const item of this.heads(now, room, [...running.keys()])) {
+      const rate = this.rateRoom(settings.pace, now);
+      const room = inBudget ? Math.min(paceRoom, rate.room) : 0;
+      let startedNow = 0;
+      if (room > 0) {
+        for (const item of this.heads(now, room)) {
+          startedNow++;
+          this.starts.push(now);
+          this.inFlight.add(item.delivery_id);
           running.set(
             item.delivery_id,
-            this.run(partnerId, item, settings).finally(() => running.delete(item.delivery_id)),
+            this.run(partnerId, item, settings).finally(() => {
+              this.inFlight.delete(item.delivery_id);
+              running.delete(item.delivery_id);
+            }),
           );
         }
       }
-      if (running.size === 0) break;
-      await Promise.race(running.values());
+      // Held back by the rate cap alone, with work that could start: wait for the next start.
+      const rateNow = this.rateRoom(settings.pace, now);
+      const rateBound = inBudget && paceRoom > startedNow && rateNow.room === 0;
+      const waitForRate = rateBound && this.heads(now, 1).length > 0 ? rateNow.waitMs : null;
+      if (running.size === 0 && waitForRate === null) break;
+      const kicked = new Promise<void>((resolve) => {
+        this.kick = resolve;
+      });
+      const waits: Promise<unknown>[] = [...running.values(), kicked];
+      if (waitForRate !== null) waits.push(sleep(waitForRate));
+      await Promise.race(waits);
+      this.kick = null;
     }
+    this.prune(this.deps.now());
     await this.scheduleNext(settings);
   }
 
-  /** The first unfinished delivery of each conversion that is due, soonest first. */
-  private heads(nowMs: number, limit: number, running: readonly string[]): WorkItem[] {
+  /** How many attempts may start now under `max_per_second`, and how long until one more may. */
+  private rateRoom(pace: PaceSettings, nowMs: number): { room: number; waitMs: number } {
+    this.starts = this.starts.filter((at) => nowMs - at < 1000);
+    if (pace.max_per_second === null) return { room: Number.POSITIVE_INFINITY, waitMs: 0 };
+    const room = Math.max(0, pace.max_per_second - this.starts.length);
+    const oldest = this.starts[0];
+    return { room, waitMs: room > 0 || oldest === undefined ? 0 : Math.max(1, oldest + 1000 - nowMs) };
+  }
+
+  /**
+   * The first unfinished delivery of each conversion that is due and has nothing in flight, soonest
+   * first: a conversion's next delivery never starts while its previous one is still being sent.
+   */
+  private heads(nowMs: number, limit: number): WorkItem[] {
     return this.sql
       .exec<WorkItem>(
-        `SELECT w.delivery_id, w.conversion, w.position, w.due_ms FROM work w
+        `SELECT w.delivery_id, w.conversion, w.position, w.due_ms, w.status, w.fresh FROM work w
          WHERE w.position = (SELECT min(x.position) FROM work x WHERE x.conversion = w.conversion)
-           AND w.due_ms <= ? AND w.delivery_id NOT IN (SELECT value FROM json_each(?))
+           AND w.due_ms <= ?
+           AND w.conversion NOT IN (
+             SELECT r.conversion FROM work r WHERE r.delivery_id IN (SELECT value FROM json_each(?))
+           )
          ORDER BY w.due_ms LIMIT ?`,
         nowMs,
-        JSON.stringify(running),
+        JSON.stringify([...this.inFlight]),
         limit,
       )
       .toArray();
   }
 
   private async run(partnerId: string, item: WorkItem, settings: CoordinatorSettings): Promise<void> {
+    const last = this.lastDelivered(item.conversion);
+    // A first delivery of an older event than one the partner already has: sending it now would
+    // tell the partner something older than what it knows. (A replay is sent as asked.)
+    if (item.fresh === 1 && last !== null && last.position > item.position) {
+      await this.supersede([item.delivery_id], "a newer event of this conversion had already been delivered");
+      return;
+    }
     let report: AttemptReport;
     try {
-      report = await this.deps.attempt(item.delivery_id);
+      report = await this.deps.attempt(
+        item.delivery_id,
+        settings.order === "coalesce" ? { previousStatus: last?.status ?? null } : {},
+      );
     } catch (error) {
       console.error(
         JSON.stringify({
           message: "coordinator attempt failed; retrying",
+          partner_id: partnerId,
           delivery_id: item.delivery_id,
           error: String(error),
         }),
@@ -221,13 +309,67 @@ export class PartnerCoordinator extends DurableObject<Env> {
     if (report.sent) await this.learn(partnerId, settings, report.sent, now);
     if (report.retryInSeconds === null) {
       this.sql.exec("DELETE FROM work WHERE delivery_id = ?", item.delivery_id);
-    } else {
-      this.sql.exec(
-        "UPDATE work SET due_ms = ? WHERE delivery_id = ?",
-        now + report.retryInSeconds * 1000,
-        item.delivery_id,
-      );
+      const sent = report.sent?.outcome;
+      if (sent?.kind === "response" && sent.status >= 200 && sent.status <= 299) {
+        this.sql.exec(
+          `INSERT INTO delivered (conversion, position, status, at_ms) VALUES (?, ?, ?, ?)
+           ON CONFLICT (conversion) DO UPDATE SET position = excluded.position, status = excluded.status,
+             at_ms = excluded.at_ms
+           WHERE excluded.position >= delivered.position`,
+          item.conversion,
+          item.position,
+          item.status,
+          now,
+        );
+      }
+      return;
     }
+    this.sql.exec(
+      "UPDATE work SET due_ms = ?, fresh = 0 WHERE delivery_id = ?",
+      now + report.retryInSeconds * 1000,
+      item.delivery_id,
+    );
+    // A coalescing partner gets the newest state next rather than this one again.
+    if (settings.order === "coalesce") await this.coalesce(item.conversion);
+  }
+
+  /** Supersedes a conversion's waiting deliveries older than its newest (none in flight is touched). */
+  private async coalesce(conversion: string): Promise<void> {
+    const rows = this.sql
+      .exec<{ delivery_id: string; newest: string }>(
+        `SELECT w.delivery_id,
+           (SELECT n.delivery_id FROM work n WHERE n.conversion = w.conversion ORDER BY n.position DESC LIMIT 1) AS newest
+         FROM work w
+         WHERE w.conversion = ? AND w.position < (SELECT max(m.position) FROM work m WHERE m.conversion = w.conversion)
+           AND w.delivery_id NOT IN (SELECT value FROM json_each(?))`,
+        conversion,
+        JSON.stringify([...this.inFlight]),
+      )
+      .toArray();
+    const newest = rows[0]?.newest;
+    if (!newest) return;
+    await this.supersede(
+      rows.map((row) => row.delivery_id),
+      `superseded by ${newest}: a newer state of the conversion was waiting (coalesce)`,
+    );
+  }
+
+  /** Marks deliveries superseded in D1 first, then forgets them: a failed write leaves them waiting. */
+  private async supersede(ids: readonly string[], reason: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.deps.supersede(ids, reason);
+    this.sql.exec("DELETE FROM work WHERE delivery_id IN (SELECT value FROM json_each(?))", JSON.stringify(ids));
+  }
+
+  private lastDelivered(conversion: string): { position: number; status: ConversionStatus | null } | null {
+    return (
+      this.sql
+        .exec<{ position: number; status: ConversionStatus | null }>(
+          "SELECT position, status FROM delivered WHERE conversion = ?",
+          conversion,
+        )
+        .toArray()[0] ?? null
+    );
   }
 
   /** What an answer teaches: the pace adapts, the breaker's window counts it. */
@@ -275,14 +417,27 @@ export class PartnerCoordinator extends DurableObject<Env> {
     if (!transition) return;
     this.setMeta("breaker", state);
     await this.record(partnerId, transition);
-    // Disabled: D1 parks the partner's deliveries (deps.transition), and enabling it resubmits them.
-    if (transition.to === "disabled") this.sql.exec("DELETE FROM work");
+    if (transition.to === "disabled") {
+      // D1 now has the partner disabled and its deliveries parked (deps.transition); enabling it
+      // resubmits them, to a breaker that starts closed with an empty window.
+      this.sql.exec("DELETE FROM work");
+      this.sql.exec("DELETE FROM outcomes");
+      this.setMeta("breaker", closedBreaker(settings.breaker));
+      this.settingsCache = null;
+    }
   }
 
   private async record(partnerId: string, transition: Transition): Promise<void> {
     const transitions = [...(this.getMeta<Transition[]>("transitions") ?? []), transition].slice(-KEPT_TRANSITIONS);
     this.setMeta("transitions", transitions);
     await this.deps.transition(partnerId, transition);
+  }
+
+  private prune(nowMs: number): void {
+    const last = this.getMeta<number>("pruned_at") ?? 0;
+    if (nowMs - last < PRUNE_EVERY_MS) return;
+    this.sql.exec("DELETE FROM delivered WHERE at_ms < ?", nowMs - DELIVERED_KEPT_MS);
+    this.setMeta("pruned_at", nowMs);
   }
 
   private async scheduleNext(settings: CoordinatorSettings): Promise<void> {
@@ -299,6 +454,8 @@ export class PartnerCoordinator extends DurableObject<Env> {
       next,
       breaker.position === "open" ? (breaker.probe_at_ms ?? next) : next,
       pace.paused_until_ms ?? 0,
+      // Stopped by the budget or the rate cap with work due: carry on at once (the alarm runs soon).
+      this.deps.now(),
     );
     await this.ctx.storage.setAlarm(at);
   }
@@ -318,6 +475,11 @@ export class PartnerCoordinator extends DurableObject<Env> {
     const value = await this.deps.settings(partnerId);
     this.settingsCache = { value, atMs: now };
     return value;
+  }
+
+  /** Forgets the cached settings, so the next pump reads the partner's as saved (its API calls it). */
+  async settingsChanged(): Promise<void> {
+    this.settingsCache = null;
   }
 
   private pace(settings: PaceSettings): PaceState {
@@ -342,6 +504,18 @@ export class PartnerCoordinator extends DurableObject<Env> {
   }
 }
 
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function defaultSettings(): CoordinatorSettings {
+  return {
+    order: "ordered",
+    pace: { max_in_flight: DEFAULT_MAX_IN_FLIGHT, max_per_second: null },
+    breaker: DEFAULT_BREAKER,
+  };
+}
+
 function defaultDeps(env: Env): CoordinatorDeps {
   const attemptDeps = (): AttemptDeps => {
     const config = configOf(env);
@@ -350,13 +524,16 @@ function defaultDeps(env: Env): CoordinatorDeps {
       fetch: (input, init) => fetch(input, init),
       encryptionKey: config.ENCRYPTION_KEY,
       allowInsecurePartnerUrls: config.ALLOW_INSECURE_PARTNER_URLS,
-      alert: async () => undefined,
+      alert: (alert) => raiseAlert(env.DB, alertTarget(config), { type: "partner_disabled", ...alert }),
     };
   };
   return {
-    attempt: (deliveryId) => attemptDelivery(deliveryId, attemptDeps()),
-    transition: async () => undefined,
-    settings: async () => ({ pace: DEFAULT_PACE, breaker: DEFAULT_BREAKER }),
+    attempt: (deliveryId, options) => attemptDelivery(deliveryId, attemptDeps(), options),
+    supersede: async (ids, reason) => {
+      await env.DB.batch([supersedeDeliveriesStatement(env.DB, ids, reason, new Date().toISOString())]);
+    },
+    transition: (partnerId, transition) => recordTransition(env.DB, alertTarget(configOf(env)), partnerId, transition),
+    settings: (partnerId) => partnerCoordination(env.DB, partnerId),
     now: () => Date.now(),
   };
 }

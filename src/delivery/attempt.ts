@@ -7,6 +7,7 @@
 
 import type { Click } from "../domain/click";
 import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
+import type { ConversionStatus } from "../domain/postback";
 import type { D1 } from "../storage/d1";
 import {
   type AttemptRow,
@@ -73,8 +74,18 @@ async function clickOf(payload: DeliveryPayload, db: D1, nowMs: number): Promise
   return nowMs - Date.parse(clickedAt) < CLICK_SETTLE_MS ? "not yet" : null;
 }
 
+/** How one attempt renders, when its caller knows better than the delivery's payload. */
+export interface AttemptOptions {
+  /** What `{previous_status}` says: for a coalescing partner, the status it last received. */
+  previousStatus?: ConversionStatus | null;
+}
+
 /** Makes the attempt if it is due. */
-export async function attemptDelivery(deliveryId: string, deps: AttemptDeps): Promise<AttemptReport> {
+export async function attemptDelivery(
+  deliveryId: string,
+  deps: AttemptDeps,
+  options: AttemptOptions = {},
+): Promise<AttemptReport> {
   const now = deps.now ?? Date.now;
   const startedMs = now();
   const iso = (ms: number) => new Date(ms).toISOString();
@@ -88,7 +99,7 @@ export async function attemptDelivery(deliveryId: string, deps: AttemptDeps): Pr
   if (!claim.claimed)
     return { retryInSeconds: await notClaimed(claim.delivery, claim.partner, startedMs, deps), sent: null };
   try {
-    return await attemptClaimed(claim.delivery, claim.partner, startedMs, deps);
+    return await attemptClaimed(claim.delivery, claim.partner, startedMs, deps, options);
   } catch (error) {
     // Let the retried message (or the sweep) take it again at once rather than after the lease.
     await deps.db
@@ -103,13 +114,16 @@ async function attemptClaimed(
   partner: Partner,
   startedMs: number,
   deps: AttemptDeps,
+  options: AttemptOptions,
 ): Promise<AttemptReport> {
   const now = deps.now ?? Date.now;
   const iso = (ms: number) => new Date(ms).toISOString();
   // The URL is judged again now, as `fetch` will parse it: a partner saved under other rules
   // (insecure URLs allowed then), or a value the template checks could not foresee, must not make
   // the hub connect.
-  const payload = payloadOf(delivery);
+  const stored = payloadOf(delivery);
+  const payload =
+    options.previousStatus === undefined ? stored : { ...stored, previous_status: options.previousStatus };
   const click = await clickOf(payload, deps.db, startedMs);
   if (click === "not yet") {
     await deps.db.batch([unclaimStatement(deps.db, delivery.id, delivery.lease_until)]);

@@ -7,21 +7,7 @@
  * after 5 days of failing. Pure: the coordinator keeps the state and the window's outcomes.
  */
 
-export interface BreakerSettings {
-  window_seconds: number;
-  min_attempts: number;
-  failure_percent: number;
-  cooldown_seconds: number;
-  disable_after_seconds: number;
-}
-
-export const DEFAULT_BREAKER: BreakerSettings = {
-  window_seconds: 72 * 3600,
-  min_attempts: 10,
-  failure_percent: 80,
-  cooldown_seconds: 300,
-  disable_after_seconds: 5 * 86_400,
-};
+import type { BreakerSettings } from "../domain/partner";
 
 const MAX_COOLDOWN_SECONDS = 3600;
 
@@ -60,6 +46,15 @@ export function closedBreaker(settings: BreakerSettings): BreakerState {
   };
 }
 
+/** A span of seconds as an operator reads it: 90 s, 5 min, 72 h, 5 days. */
+export function duration(seconds: number): string {
+  const round = (n: number) => Math.round(n * 10) / 10;
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${round(seconds / 60)} min`;
+  if (seconds < 4 * 86_400) return `${round(seconds / 3600)} h`;
+  return `${round(seconds / 86_400)} days`;
+}
+
 /** After an attempt's outcome, with the window's counts including it. */
 export function afterAttempt(
   state: BreakerState,
@@ -89,8 +84,7 @@ export function afterAttempt(
   if (counts.attempts < settings.min_attempts) return { state, transition: null };
   const percent = (100 * counts.failures) / counts.attempts;
   if (percent < settings.failure_percent) return { state, transition: null };
-  const hours = Math.round(settings.window_seconds / 360) / 10;
-  const reason = `${counts.failures} of ${counts.attempts} attempts failed in ${hours} h (${Math.round(percent)} %, the limit is ${settings.failure_percent} %)`;
+  const reason = `${counts.failures} of ${counts.attempts} attempts failed in ${duration(settings.window_seconds)} (${Math.round(percent)} %, the limit is ${settings.failure_percent} %)`;
   const next: BreakerState = {
     position: "open",
     reason,
@@ -110,8 +104,7 @@ export function withTime(
   if (state.position !== "open") return { state, transition: null };
   const at = new Date(nowMs).toISOString();
   if (state.opened_at_ms !== null && nowMs - state.opened_at_ms >= settings.disable_after_seconds * 1000) {
-    const days = Math.round(settings.disable_after_seconds / 8640) / 10;
-    const reason = `open for ${days} days: disabled`;
+    const reason = `open for ${duration(settings.disable_after_seconds)}: disabled`;
     return {
       state: { ...state, position: "disabled", reason, probe_at_ms: null },
       transition: { from: "open", to: "disabled", reason, at },

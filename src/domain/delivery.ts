@@ -3,13 +3,13 @@
  * the admin API follow (the decision after an attempt is delivery/delivery-state.ts).
  */
 
-export const DELIVERY_STATES = ["pending", "retrying", "delivered", "failed", "dead", "parked"] as const;
+export const DELIVERY_STATES = ["pending", "retrying", "delivered", "failed", "dead", "parked", "superseded"] as const;
 export type DeliveryState = (typeof DELIVERY_STATES)[number];
 
 /** States a delivery is still moving in: a consumer may take it for an attempt. */
 export const UNFINISHED_STATES = ["pending", "retrying"] as const satisfies readonly DeliveryState[];
 /** States an operator can replay (back to pending, keeping the delivery's id). */
-export const REPLAYABLE_STATES = ["failed", "dead", "parked"] as const satisfies readonly DeliveryState[];
+export const REPLAYABLE_STATES = ["failed", "dead", "parked", "superseded"] as const satisfies readonly DeliveryState[];
 
 /** Every move, from the states it applies to, to the state it leaves. */
 export const DELIVERY_MOVES = {
@@ -21,6 +21,12 @@ export const DELIVERY_MOVES = {
   resume: { from: ["parked"], to: ["pending"] },
   /** An operator replays it. */
   replay: { from: REPLAYABLE_STATES, to: ["pending"] },
+  /**
+   * Its partner's coordinator sent a newer state of its conversion instead (a coalescing partner),
+   * or a newer one had already been delivered when it came: sending it would tell the partner
+   * something older than what it knows.
+   */
+  supersede: { from: UNFINISHED_STATES, to: ["superseded"] },
   /** Its queue message exhausted the queue's retries, or its partner no longer exists. */
   giveUp: { from: UNFINISHED_STATES, to: ["dead"] },
 } as const satisfies Record<string, { from: readonly DeliveryState[]; to: readonly DeliveryState[] }>;

@@ -16,6 +16,40 @@ export interface PartnerFilters {
   platforms?: (typeof PLATFORMS)[number][] | undefined;
 }
 
+/**
+ * How a partner hears of a conversion's events: `ordered`, every one, each after the one before
+ * it is finished; `coalesce`, only the newest state when several are waiting (docs/partners-and-delivery.md).
+ */
+export const DELIVERY_ORDERS = ["ordered", "coalesce"] as const;
+export type DeliveryOrder = (typeof DELIVERY_ORDERS)[number];
+
+/** The operator's caps on a partner's pace (delivery/pace.ts adapts under them). */
+export const DEFAULT_MAX_IN_FLIGHT = 10;
+export const MAX_IN_FLIGHT_LIMIT = 100;
+export const MAX_PER_SECOND_LIMIT = 1000;
+
+/**
+ * A partner's breaker (delivery/breaker.ts): over `window_seconds`, at least `min_attempts`
+ * attempts of which at least `failure_percent` % failed open it; a probe goes after
+ * `cooldown_seconds`; open for `disable_after_seconds`, the partner is disabled.
+ */
+export interface BreakerSettings {
+  window_seconds: number;
+  min_attempts: number;
+  failure_percent: number;
+  cooldown_seconds: number;
+  disable_after_seconds: number;
+}
+
+/** From the anchors: Everflow disables after 10 failures in 72 h, Svix after 5 days of failing. */
+export const DEFAULT_BREAKER: BreakerSettings = {
+  window_seconds: 72 * 3600,
+  min_attempts: 10,
+  failure_percent: 80,
+  cooldown_seconds: 300,
+  disable_after_seconds: 5 * 86_400,
+};
+
 export const PARTNER_ROUTINGS = ["filters", "attributed"] as const;
 export type PartnerRouting = (typeof PARTNER_ROUTINGS)[number];
 
@@ -41,6 +75,14 @@ export interface Partner {
   routing: PartnerRouting;
   /** Whether an attributed partner's postbacks carry the network's amount and currency. */
   share_amount: boolean;
+  delivery_order: DeliveryOrder;
+  max_in_flight: number;
+  /** Attempts started per second at most; null for no cap. */
+  max_per_second: number | null;
+  breaker: BreakerSettings;
+  /** Set while the partner's breaker is open or half-open: its deliveries wait (status `paused`). */
+  paused_reason: string | null;
+  paused_at: string | null;
   created_at: string;
   updated_at: string;
 }

@@ -13,7 +13,17 @@ import { lintBodyTemplate, templateWarnings } from "../delivery/template";
 import { lintUrlTemplate } from "../delivery/url-safety";
 import { REPLAYABLE_STATES } from "../domain/delivery";
 import { NETWORK_ID_PATTERN } from "../domain/network";
-import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, PARTNER_ROUTINGS, type Partner } from "../domain/partner";
+import {
+  DEFAULT_BREAKER,
+  DEFAULT_MAX_IN_FLIGHT,
+  DELIVERY_ORDERS,
+  type DeliveryPayload,
+  MAX_IN_FLIGHT_LIMIT,
+  MAX_PARTNER_TIMEOUT_MS,
+  MAX_PER_SECOND_LIMIT,
+  PARTNER_ROUTINGS,
+  type Partner,
+} from "../domain/partner";
 import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../domain/postback";
 import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from "../errors";
 import { newId } from "../lib/bytes";
@@ -25,6 +35,7 @@ import {
   getPartner,
   insertPartner,
   listPartners,
+  partnerTransitions,
   rotatePartnerSecret,
   updatePartner,
 } from "../storage/partners";
@@ -81,6 +92,65 @@ const FiltersSchema = z
     platforms: z.array(z.enum(PLATFORMS)).optional(),
   })
   .openapi("PartnerFilters", { description: "Which events the partner receives; an empty or absent list means all." });
+
+const BreakerSettingsPatch = z
+  .strictObject({
+    window_seconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(30 * 86_400)
+      .optional(),
+    min_attempts: z.number().int().min(1).max(100_000).optional(),
+    failure_percent: z.number().int().min(1).max(100).optional(),
+    cooldown_seconds: z.number().int().min(1).max(86_400).optional(),
+    disable_after_seconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(90 * 86_400)
+      .optional(),
+  })
+  .openapi("PartnerBreakerUpdate", {
+    description:
+      'Changes the given breaker settings (docs/partners-and-delivery.md, "Health"): over `window_seconds`, `min_attempts` attempts of which `failure_percent` % failed open it; a probe after `cooldown_seconds`; open for `disable_after_seconds`, the partner is disabled.',
+  });
+
+const BreakerSettingsSchema = z
+  .object({
+    window_seconds: z.number().openapi({ example: DEFAULT_BREAKER.window_seconds }),
+    min_attempts: z.number().openapi({ example: DEFAULT_BREAKER.min_attempts }),
+    failure_percent: z.number().openapi({ example: DEFAULT_BREAKER.failure_percent }),
+    cooldown_seconds: z.number().openapi({ example: DEFAULT_BREAKER.cooldown_seconds }),
+    disable_after_seconds: z.number().openapi({ example: DEFAULT_BREAKER.disable_after_seconds }),
+  })
+  .openapi("PartnerBreakerSettings");
+
+const PaceSchema = z
+  .object({
+    in_flight_limit: z
+      .number()
+      .openapi({ description: "Requests in flight allowed now (adapts under max_in_flight)." }),
+    max_in_flight: z.number(),
+    max_per_second: z.number().nullable(),
+    paused_until: z.string().nullable().openapi({ description: "Set while a Retry-After asks the hub to wait." }),
+    changes: z
+      .array(z.object({ at: z.string(), from: z.number(), to: z.number(), reason: z.string() }))
+      .openapi({ description: "The last changes of in_flight_limit and why, newest last." }),
+  })
+  .openapi("PartnerPace");
+
+const HealthSchema = z
+  .object({
+    breaker: z.enum(["closed", "open", "half_open"]),
+    reason: z.string().nullable(),
+    probe_at: z.string().nullable().openapi({ description: "While open: when the next probe goes." }),
+    waiting: z.number().openapi({ description: "Deliveries the partner's coordinator holds." }),
+    transitions: z
+      .array(z.object({ from: z.string(), to: z.string(), reason: z.string(), at: z.string() }))
+      .openapi({ description: "The breaker's last transitions, newest first." }),
+  })
+  .openapi("PartnerHealth");
 
 const PartnerPatchSchema = z
   .strictObject({
@@ -140,6 +210,23 @@ const PartnerPatchSchema = z
       description:
         "For an attributed partner: whether `{amount}` and `{currency}` carry the network's amount (default false: they render empty, and the partner sees its `{payout}` only).",
     }),
+    delivery_order: z.enum(DELIVERY_ORDERS).optional().openapi({
+      description:
+        "ordered (the default): every event of a conversion, each once the one before it is finished. coalesce: when newer events wait, only the newest state goes, `{previous_status}` saying what the partner last received. See docs/partners-and-delivery.md.",
+    }),
+    max_in_flight: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_IN_FLIGHT_LIMIT)
+      .optional()
+      .openapi({
+        description: `Requests in flight at once at most (default ${DEFAULT_MAX_IN_FLIGHT}); the adaptive pace stays under it.`,
+      }),
+    max_per_second: z.number().int().min(1).max(MAX_PER_SECOND_LIMIT).nullable().optional().openapi({
+      description: "Requests started per second at most; null (the default) for no cap.",
+    }),
+    breaker: BreakerSettingsPatch.optional(),
   })
   .openapi("PartnerUpdate");
 
@@ -149,8 +236,13 @@ const PartnerSchema = z
   .object({
     id: z.string(),
     name: z.string(),
-    status: z.enum(["active", "disabled"]),
+    status: z.enum(["active", "paused", "disabled"]).openapi({
+      description:
+        "paused: its breaker is open (deliveries wait, none is lost); disabled: by an operator, a 410 or the breaker.",
+    }),
     disabled_reason: z.string().nullable(),
+    paused_reason: z.string().nullable(),
+    paused_at: z.string().nullable(),
     url_template: z.string(),
     method: z.enum(["GET", "POST"]),
     sign: z.boolean(),
@@ -162,6 +254,12 @@ const PartnerSchema = z
     receives_test_traffic: z.boolean(),
     routing: z.enum(PARTNER_ROUTINGS),
     share_amount: z.boolean(),
+    delivery_order: z.enum(DELIVERY_ORDERS),
+    max_in_flight: z.number(),
+    max_per_second: z.number().nullable(),
+    breaker: BreakerSettingsSchema,
+    pace: PaceSchema.optional().openapi({ description: "Only when reading one partner." }),
+    health: HealthSchema.optional().openapi({ description: "Only when reading one partner." }),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -237,7 +335,11 @@ const ReplayBody = z
   .strictObject({
     since: TimestampSchema.optional().openapi({ description: "Deliveries created at or after." }),
     until: TimestampSchema.optional().openapi({ description: "Deliveries created before." }),
-    states: z.array(z.enum(REPLAYABLE_STATES)).min(1).optional().openapi({ description: "Default: all three." }),
+    states: z
+      .array(z.enum(REPLAYABLE_STATES))
+      .min(1)
+      .optional()
+      .openapi({ description: "Default: failed, dead and parked (superseded only when asked)." }),
     dry_run: z.boolean().default(false).openapi({ description: "Only count what would be replayed." }),
   })
   .openapi("PartnerReplay");
@@ -262,7 +364,40 @@ function missing(id: string): ProblemError {
 }
 
 function toResponse(partner: Partner) {
-  return { ...partner, filters: partner.filters };
+  const status = partner.status === "disabled" ? "disabled" : partner.paused_reason ? "paused" : "active";
+  return { ...partner, status: status as "active" | "paused" | "disabled" };
+}
+
+/** The partner's pace and breaker as its coordinator has them; absent when it cannot be asked now. */
+async function coordination(env: Env, partnerId: string) {
+  try {
+    const [status, transitions] = await Promise.all([
+      env.COORDINATORS.getByName(partnerId).status(partnerId),
+      partnerTransitions(env.DB, partnerId, 20),
+    ]);
+    return {
+      pace: status.pace,
+      health: {
+        breaker: status.breaker.position === "disabled" ? ("open" as const) : status.breaker.position,
+        reason: status.breaker.reason,
+        probe_at: status.breaker.probe_at,
+        waiting: status.waiting,
+        transitions: transitions.map(({ from, to, reason, at }) => ({ from, to, reason, at })),
+      },
+    };
+  } catch (error) {
+    console.error(
+      JSON.stringify({ message: "partner coordinator unavailable", partner_id: partnerId, error: String(error) }),
+    );
+    return {};
+  }
+}
+
+/** Tells the partner's coordinator to read its settings again (best effort: it rereads within 30 s anyway). */
+async function settingsChanged(env: Env, partnerId: string): Promise<void> {
+  await env.COORDINATORS.getByName(partnerId)
+    .settingsChanged()
+    .catch(() => undefined);
 }
 
 type LintedFields = Partial<Pick<Partner, "url_template" | "retry_schedule_seconds" | "body_template" | "method">>;
@@ -432,6 +567,12 @@ export function registerPartnerRoutes(app: App): void {
         receives_test_traffic: input.receives_test_traffic ?? false,
         routing: input.routing ?? "filters",
         share_amount: input.share_amount ?? false,
+        delivery_order: input.delivery_order ?? "ordered",
+        max_in_flight: input.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT,
+        max_per_second: input.max_per_second ?? null,
+        breaker: { ...DEFAULT_BREAKER, ...definedOnly(input.breaker ?? {}) },
+        paused_reason: null,
+        paused_at: null,
         created_at: now,
         updated_at: now,
       };
@@ -497,7 +638,7 @@ export function registerPartnerRoutes(app: App): void {
       const { partner_id } = c.req.valid("param");
       const partner = await getPartner(c.env.DB, partner_id);
       if (!partner) throw missing(partner_id);
-      return c.json(toResponse(partner), 200);
+      return c.json({ ...toResponse(partner), ...(await coordination(c.env, partner_id)) }, 200);
     },
   );
 
@@ -529,7 +670,12 @@ export function registerPartnerRoutes(app: App): void {
       const current = await getPartner(c.env.DB, partner_id);
       if (!current) throw missing(partner_id);
       const now = new Date().toISOString();
-      const updated: Partner = { ...current, ...definedOnly(patch), updated_at: now };
+      const updated: Partner = {
+        ...current,
+        ...definedOnly(patch),
+        breaker: { ...current.breaker, ...definedOnly(patch.breaker ?? {}) },
+        updated_at: now,
+      };
       requireValid(updated, configOf(c.env));
       const needsSecret =
         updated.sign &&
@@ -539,6 +685,7 @@ export function registerPartnerRoutes(app: App): void {
       await updatePartner(c.env.DB, updated, signing?.row ?? null);
       forgetPartnerKeys(partner_id);
       invalidateClickPartner(partner_id);
+      await settingsChanged(c.env, partner_id);
       return c.json(
         {
           ...toResponse(updated),
@@ -592,7 +739,7 @@ export function registerPartnerRoutes(app: App): void {
       await c.env.DB.batch(disablePartnerStatements(c.env.DB, partner_id, "operator", new Date().toISOString()));
       const partner = await getPartner(c.env.DB, partner_id);
       if (!partner) throw missing(partner_id);
-      return c.json(toResponse(partner), 200);
+      return c.json({ ...toResponse(partner), ...(await coordination(c.env, partner_id)) }, 200);
     },
   );
 
@@ -749,7 +896,7 @@ export function registerPartnerRoutes(app: App): void {
       if (!partner) throw missing(partner_id);
       const selection = {
         partner_id,
-        states: body.states ?? [...REPLAYABLE_STATES],
+        states: body.states ?? ["failed", "dead", "parked"],
         since: body.since ?? null,
         until: body.until ?? null,
       };

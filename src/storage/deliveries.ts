@@ -2,6 +2,7 @@
 
 import { DELIVERY_MOVES, type DeliveryMove, type DeliveryState } from "../domain/delivery";
 import type { DeliveryPayload, Partner } from "../domain/partner";
+import type { ConversionStatus } from "../domain/postback";
 import type { D1 } from "./d1";
 import { toPartner } from "./partners";
 
@@ -101,6 +102,43 @@ export async function unsentDeliveryIds(db: D1, eventIds: readonly string[]): Pr
   return results.map((r) => r.id);
 }
 
+/** What a partner's coordinator is told of a delivery (queues/delivery-consumer.ts). */
+export interface DeliveryToCoordinate {
+  id: string;
+  partner_id: string;
+  network_id: string;
+  transaction_id: string;
+  test: number;
+  /** The conversion's version after the delivery's event. */
+  position: number;
+  status: ConversionStatus | null;
+  attempts: number;
+  next_attempt_at: string | null;
+}
+
+/**
+ * The unfinished deliveries among `ids`, with every other unfinished delivery of the same
+ * conversion to the same partner (read through deliveries_by_conversion), in one statement.
+ */
+export async function deliveriesToCoordinate(db: D1, ids: readonly string[]): Promise<DeliveryToCoordinate[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT DISTINCT d.id, d.partner_id, d.network_id, d.transaction_id,
+         coalesce(json_extract(d.payload, '$.test'), 0) AS test,
+         json_extract(d.payload, '$.conversion.version') AS position,
+         json_extract(d.payload, '$.conversion.status') AS status,
+         d.attempts, d.next_attempt_at
+       FROM deliveries m
+       JOIN deliveries d ON d.network_id = m.network_id AND d.transaction_id = m.transaction_id
+         AND d.partner_id = m.partner_id
+       WHERE m.id IN (SELECT value FROM json_each(?)) AND d.${from("attempt")}
+         AND coalesce(json_extract(d.payload, '$.test'), 0) = coalesce(json_extract(m.payload, '$.test'), 0)`,
+    )
+    .bind(JSON.stringify(ids))
+    .all<DeliveryToCoordinate>();
+  return results;
+}
+
 export type Claim =
   | { claimed: true; delivery: DeliveryRow; partner: Partner }
   | { claimed: false; delivery: DeliveryRow | null; partner: Partner | null };
@@ -191,6 +229,25 @@ export function finishAttemptStatements(db: D1, record: AttemptRecord): D1Prepar
   ];
 }
 
+/**
+ * Marks waiting deliveries superseded (never sent: their partner's coordinator sent, or had sent,
+ * a newer state of their conversion); one being attempted right now keeps its lease and its state.
+ */
+export function supersedeDeliveriesStatement(
+  db: D1,
+  ids: readonly string[],
+  reason: string,
+  now: string,
+): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE deliveries SET ${to("supersede")}, last_error = ?, next_attempt_at = NULL, updated_at = ?
+       WHERE id IN (SELECT value FROM json_each(?)) AND ${from("supersede")}
+         AND (lease_until IS NULL OR lease_until < ?)`,
+    )
+    .bind(reason, now, JSON.stringify(ids), now);
+}
+
 /** Gives a claimed delivery back after an unexpected error, so it can be attempted again at once. */
 export function releaseLeaseStatement(db: D1, id: string, lease: string | null): D1PreparedStatement {
   return db.prepare("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND lease_until IS ?").bind(id, lease);
@@ -217,6 +274,10 @@ export async function takeStrandedDeliveries(db: D1, olderThan: string, now: str
          WHERE ${from("attempt")} AND updated_at < ?1
            AND (lease_until IS NULL OR lease_until < ?1)
            AND (next_attempt_at IS NULL OR next_attempt_at < ?1)
+           -- A paused partner's deliveries wait for its breaker, in its coordinator: not stranded.
+           AND NOT EXISTS (
+             SELECT 1 FROM partners p WHERE p.id = deliveries.partner_id AND p.paused_reason IS NOT NULL
+           )
          ORDER BY updated_at LIMIT ?2
        )
        RETURNING id`,

@@ -1,6 +1,12 @@
 /** SQL for partners and their signing secrets. */
 
-import type { Partner, PartnerFilters } from "../domain/partner";
+import {
+  type BreakerSettings,
+  DEFAULT_BREAKER,
+  type DeliveryOrder,
+  type Partner,
+  type PartnerFilters,
+} from "../domain/partner";
 import type { D1 } from "./d1";
 
 interface PartnerRow {
@@ -19,8 +25,19 @@ interface PartnerRow {
   receives_test_traffic: number;
   routing: Partner["routing"];
   share_amount: number;
+  delivery_order: DeliveryOrder;
+  max_in_flight: number;
+  max_per_second: number | null;
+  breaker: string;
+  paused_reason: string | null;
+  paused_at: string | null;
   created_at: string;
   updated_at: string;
+}
+
+/** A partner's breaker as stored ('{}', or the fields the operator set) over the defaults. */
+function breakerOf(stored: string): BreakerSettings {
+  return { ...DEFAULT_BREAKER, ...(JSON.parse(stored) as Partial<BreakerSettings>) };
 }
 
 export interface PartnerSecretRow {
@@ -48,6 +65,12 @@ export function toPartner(row: PartnerRow): Partner {
     receives_test_traffic: row.receives_test_traffic === 1,
     routing: row.routing,
     share_amount: row.share_amount === 1,
+    delivery_order: row.delivery_order,
+    max_in_flight: row.max_in_flight,
+    max_per_second: row.max_per_second,
+    breaker: breakerOf(row.breaker),
+    paused_reason: row.paused_reason,
+    paused_at: row.paused_at,
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -69,6 +92,10 @@ function partnerValues(p: Partner): unknown[] {
     p.receives_test_traffic ? 1 : 0,
     p.routing,
     p.share_amount ? 1 : 0,
+    p.delivery_order,
+    p.max_in_flight,
+    p.max_per_second,
+    JSON.stringify(p.breaker),
     p.updated_at,
   ];
 }
@@ -78,8 +105,9 @@ export async function insertPartner(db: D1, partner: Partner, secret: Omit<Partn
     db
       .prepare(
         `INSERT INTO partners (name, status, disabled_reason, url_template, method, headers, body_template, sign,
-           timeout_ms, retry_schedule, filters, receives_test_traffic, routing, share_amount, updated_at, id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           timeout_ms, retry_schedule, filters, receives_test_traffic, routing, share_amount, delivery_order, max_in_flight,
+           max_per_second, breaker, updated_at, id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(...partnerValues(partner), partner.id, partner.created_at),
   ];
@@ -94,7 +122,8 @@ export async function updatePartner(db: D1, partner: Partner, secret: Omit<Partn
       .prepare(
         `UPDATE partners SET name = ?, status = ?, disabled_reason = ?, url_template = ?, method = ?, headers = ?,
            body_template = ?, sign = ?, timeout_ms = ?, retry_schedule = ?, filters = ?, receives_test_traffic = ?,
-           routing = ?, share_amount = ?, updated_at = ?
+           routing = ?, share_amount = ?, delivery_order = ?, max_in_flight = ?, max_per_second = ?, breaker = ?,
+           updated_at = ?
          WHERE id = ?`,
       )
       .bind(...partnerValues(partner), partner.id),
@@ -174,31 +203,63 @@ export async function rotatePartnerSecret(db: D1, secret: Omit<PartnerSecretRow,
   ]);
 }
 
-/**
- * Partners to disable for failing: every attempt since their last success failed, the first of
- * those failures is older than `since`, and there are at least `minAttempts` of them.
- */
-export async function partnersFailingSince(
+/** What a partner's coordinator needs of it: its order, caps and breaker; null when it is gone. */
+export async function partnerCoordination(
   db: D1,
-  since: string,
-  minAttempts: number,
-): Promise<{ id: string; name: string; failures: number; failing_since: string }[]> {
+  id: string,
+): Promise<{
+  order: DeliveryOrder;
+  pace: { max_in_flight: number; max_per_second: number | null };
+  breaker: BreakerSettings;
+} | null> {
+  const row = await db
+    .prepare("SELECT delivery_order, max_in_flight, max_per_second, breaker FROM partners WHERE id = ?")
+    .bind(id)
+    .first<Pick<PartnerRow, "delivery_order" | "max_in_flight" | "max_per_second" | "breaker">>();
+  if (!row) return null;
+  return {
+    order: row.delivery_order,
+    pace: { max_in_flight: row.max_in_flight, max_per_second: row.max_per_second },
+    breaker: breakerOf(row.breaker),
+  };
+}
+
+/** Marks an active partner paused with `reason` (its breaker open), or no longer paused (null). */
+export function pausePartnerStatement(db: D1, id: string, reason: string | null, at: string): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE partners SET paused_reason = ?1, paused_at = CASE WHEN ?1 IS NULL THEN NULL ELSE coalesce(paused_at, ?2) END
+       WHERE id = ?3`,
+    )
+    .bind(reason, at, id);
+}
+
+export interface TransitionRow {
+  id: string;
+  partner_id: string;
+  from: string;
+  to: string;
+  reason: string;
+  at: string;
+}
+
+export function insertTransitionStatement(db: D1, row: TransitionRow): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO partner_transitions (id, partner_id, from_state, to_state, reason, at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO NOTHING`,
+    )
+    .bind(row.id, row.partner_id, row.from, row.to, row.reason, row.at);
+}
+
+/** A partner's breaker transitions, newest first. */
+export async function partnerTransitions(db: D1, partnerId: string, limit: number): Promise<TransitionRow[]> {
   const { results } = await db
     .prepare(
-      `WITH last_success AS (
-         SELECT partner_id, max(started_at) AS at FROM delivery_attempts WHERE outcome = 'delivered' GROUP BY partner_id
-       ),
-       failing AS (
-         SELECT a.partner_id, count(*) AS failures, min(a.started_at) AS failing_since
-         FROM delivery_attempts a LEFT JOIN last_success s ON s.partner_id = a.partner_id
-         WHERE a.outcome != 'delivered' AND (s.at IS NULL OR a.started_at > s.at)
-         GROUP BY a.partner_id
-       )
-       SELECT p.id, p.name, f.failures, f.failing_since
-       FROM partners p JOIN failing f ON f.partner_id = p.id
-       WHERE p.status = 'active' AND f.failing_since <= ? AND f.failures >= ?`,
+      `SELECT id, partner_id, from_state AS "from", to_state AS "to", reason, at FROM partner_transitions
+       WHERE partner_id = ? ORDER BY at DESC, id DESC LIMIT ?`,
     )
-    .bind(since, minAttempts)
-    .all<{ id: string; name: string; failures: number; failing_since: string }>();
+    .bind(partnerId, limit)
+    .all<TransitionRow>();
   return results;
 }
