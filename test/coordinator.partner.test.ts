@@ -372,3 +372,32 @@ describe("breaker giving up", () => {
     expect(status).toMatchObject({ waiting: 0, breaker: { position: "closed" } });
   });
 });
+
+describe("transitions when D1 is down", () => {
+  it("keeps a transition D1 could not take and tells it again on the next pump, in order", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted(() => ({ status: 500 }), 1);
+    let d1Down = true;
+    const told = deps.transition;
+    deps.transition = async (partner, transition) => {
+      if (d1Down) throw new Error("D1_ERROR: injected");
+      await told(partner, transition);
+    };
+    await withDeps(stub, deps);
+    await stub.submit(
+      "ptn_d1_down",
+      Array.from({ length: 4 }, (_, i) => item(`x${i}`, `c${i}`, 1)),
+    );
+    for (let i = 0; i < 4; i++) {
+      await stub.pump();
+      script.clock.now += 1_000;
+    }
+    // The breaker opened (its own state says so) but D1 has not been told.
+    expect((await stub.status()).breaker.position).toBe("open");
+    expect(script.transitions).toEqual([]);
+    d1Down = false;
+    script.clock.now += 60_000;
+    await stub.pump();
+    expect(script.transitions.map((t) => t.to)).toEqual(["open", "half_open", "open"]);
+  });
+});

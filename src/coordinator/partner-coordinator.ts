@@ -201,6 +201,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
       this.sql.exec("DELETE FROM work");
       return;
     }
+    await this.reportTransitions(partnerId);
     const started = this.deps.now();
     const running = new Map<string, Promise<void>>();
     for (;;) {
@@ -427,10 +428,37 @@ export class PartnerCoordinator extends DurableObject<Env> {
     }
   }
 
+  /**
+   * Keeps the transition, then tells D1 (and the operator). A transition D1 could not take stays
+   * in `unreported` and is told again by the next pump, in order: none is lost to a D1 outage.
+   */
   private async record(partnerId: string, transition: Transition): Promise<void> {
     const transitions = [...(this.getMeta<Transition[]>("transitions") ?? []), transition].slice(-KEPT_TRANSITIONS);
     this.setMeta("transitions", transitions);
-    await this.deps.transition(partnerId, transition);
+    this.setMeta("unreported", [...(this.getMeta<Transition[]>("unreported") ?? []), transition]);
+    await this.reportTransitions(partnerId);
+  }
+
+  private async reportTransitions(partnerId: string): Promise<void> {
+    const pending = this.getMeta<Transition[]>("unreported") ?? [];
+    while (pending.length > 0) {
+      const [next] = pending;
+      if (!next) break;
+      try {
+        await this.deps.transition(partnerId, next);
+      } catch (error) {
+        console.error(
+          JSON.stringify({
+            message: "breaker transition not recorded yet; retrying",
+            partner_id: partnerId,
+            error: String(error),
+          }),
+        );
+        return;
+      }
+      pending.shift();
+      this.setMeta("unreported", pending);
+    }
   }
 
   private prune(nowMs: number): void {
@@ -447,7 +475,12 @@ export class PartnerCoordinator extends DurableObject<Env> {
          WHERE w.position = (SELECT min(x.position) FROM work x WHERE x.conversion = w.conversion)`,
       )
       .one().due;
-    if (next === null) return;
+    // Transitions D1 has not taken yet are told again soon, work or none.
+    const unreported = (this.getMeta<Transition[]>("unreported") ?? []).length > 0;
+    if (next === null) {
+      if (unreported) await this.ctx.storage.setAlarm(this.deps.now() + ERROR_RETRY_MS);
+      return;
+    }
     const breaker = this.breaker(settings.breaker);
     const pace = this.pace(settings.pace);
     const at = Math.max(
