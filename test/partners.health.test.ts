@@ -18,6 +18,7 @@ import {
   admin,
   createNetwork,
   createPartner,
+  deliveriesOf,
   eventually,
   expectStatus,
   makePostback,
@@ -205,6 +206,51 @@ describe("order through the pipeline", () => {
       const firstOfNext = ["approved", "paid"].map((s) => statuses.indexOf(s));
       expect(firstOfNext[0]).toBeGreaterThan(lastOfEach[0] as number);
       expect(firstOfNext[1]).toBeGreaterThan(lastOfEach[1] as number);
+    }
+  });
+
+  it("sends a coalescing partner only the newest state once it recovers, telling it the status it last had", async () => {
+    const network = await createNetwork();
+    const unique = uniqueId("coalesce");
+    const partner = await createPartner({
+      url_template: `${PARTNER}/fail/${unique}?tx={transaction_id}&s={status}&was={previous_status}`,
+      retry_schedule_seconds: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+      filters: { networks: [network.id] },
+      delivery_order: "coalesce",
+      breaker: { min_attempts: 1000 },
+    });
+    const transaction_id = uniqueId("tx");
+    for (const status of ["pending", "approved", "paid"]) {
+      expect((await postback(network, makePostback({ transaction_id, status }))).status).toBe(200);
+    }
+    // All three deliveries exist, and the partner has failed at least one request.
+    await eventually(async () => {
+      const rows = await deliveriesOf(partner.id);
+      return rows.length === 3 && (await partnerLog(`/fail/${unique}`)).length > 0 ? rows : null;
+    });
+    await expectStatus(
+      await admin(`/v1/partners/${partner.id}`, {
+        method: "PATCH",
+        body: JSON.stringify({
+          url_template: `${PARTNER}/ok/${unique}?tx={transaction_id}&s={status}&was={previous_status}`,
+        }),
+      }),
+      200,
+    );
+    const rows = await eventually(async () => {
+      const all = await deliveriesOf(partner.id);
+      return all.every((d) => d.state === "delivered" || d.state === "superseded") ? all : null;
+    }, 30_000);
+    expect(rows.map((d) => d.state).sort()).toEqual(["delivered", "superseded", "superseded"]);
+    const received = await partnerLog(`/ok/${unique}`);
+    // The partner never took a request before: it hears only the newest state, with nothing before it.
+    expect(received.map((r) => Object.fromEntries(new URL(r.url).searchParams))).toEqual([
+      { tx: transaction_id, s: "paid", was: "" },
+    ]);
+    for (const superseded of rows.filter((d) => d.state === "superseded")) {
+      expect(superseded.last_error).toMatch(
+        /^superseded by dlv_\w+: a newer state of the conversion was waiting \(coalesce\)$/,
+      );
     }
   });
 });

@@ -125,7 +125,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
    * Takes deliveries to make (one already waiting keeps its place; an earlier due time wins). For
    * a coalescing partner, a conversion's older waiting deliveries are superseded by its newest.
    */
-  async submit(partnerId: string, items: readonly Omit<WorkItem, "fresh">[] | readonly WorkItem[]): Promise<void> {
+  async submit(partnerId: string, items: readonly WorkItem[]): Promise<void> {
     this.setMeta("partner_id", partnerId);
     for (const item of items) {
       this.sql.exec(
@@ -136,7 +136,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
         item.position,
         item.due_ms,
         item.status,
-        "fresh" in item ? item.fresh : 1,
+        item.fresh,
       );
     }
     const settings = await this.currentSettings();
