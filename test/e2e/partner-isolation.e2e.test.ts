@@ -243,7 +243,7 @@ describe("a failing partner beside a healthy one, through wrangler dev", () => {
     const failingBeside = failingRequests.filter((r) => besideTransactions.has(transactionOf(failingServer, r)));
     expect(failingBeside.filter((r) => r.answeredStatus === 500).length).toBeGreaterThan(0);
     const holds = failingBeside.filter((r) => r.held && r.hubHungUp && r.endedAtMs !== null);
-    expect(holds.length, JSON.stringify(failingRequests.map(summarise))).toBeGreaterThan(1);
+    expect(holds.length, JSON.stringify(failingRequests.map(summarise))).toBeGreaterThan(0);
     expect(failingBeside.some((r) => r.answeredStatus === 200)).toBe(false);
 
     // The healthy partner kept receiving while the hub waited on the failing partner's answers: its
