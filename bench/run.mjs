@@ -3,7 +3,8 @@
 // with its baseline in the same run so that ratios hold on a noisy machine. See BENCHMARKS.md.
 // Settings (env): BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (10), BENCH_NETWORKS (40),
 // BENCH_E2E_POSTBACKS (300), BENCH_E2E_RATE (20 per second), BENCH_CPU_REPEATS (5),
-// BENCH_CPU_TARGET_MS (200), BENCH_ONLY (e.g. "6"; scenarios 1–5 and 7 share one hub and run together).
+// BENCH_CPU_TARGET_MS (200), BENCH_ISOLATION_POSTBACKS (100), BENCH_ONLY (e.g. "6"; scenarios 1–5 and 7
+// share one hub and run together, 6 and 8 each have their own).
 // The scenarios are in bench/scenarios/, the settings, statistics and tables in bench/lib/.
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -11,11 +12,13 @@ import path from "node:path";
 import { GOALS, log, machine, SETTINGS, started } from "./lib/settings.mjs";
 import { ROOT } from "./lib/wrangler.mjs";
 import { cpuHeadline, printCpu, runCpu } from "./scenarios/cpu.mjs";
+import { printPartnerIsolation, runPartnerIsolation } from "./scenarios/isolation.mjs";
 import { printThroughput, runThroughput } from "./scenarios/throughput.mjs";
 
 const { ONLY } = SETTINGS;
 const RUN_THROUGHPUT = [1, 2, 3, 4, 5, 7].some((n) => ONLY.has(n));
 const RUN_CPU = ONLY.has(6);
+const RUN_ISOLATION = ONLY.has(8);
 
 async function main() {
   const s = SETTINGS;
@@ -40,6 +43,11 @@ async function main() {
       await runThroughput(report);
       printThroughput(report);
       if (RUN_CPU) console.log(`${cpuHeadline(report.scenarios.cpu_in_runtime)} (table above)`);
+    }
+    // (8) last, on its own hub once the others are stopped: its failing partner retries all along.
+    if (RUN_ISOLATION) {
+      report.scenarios.partner_isolation = await runPartnerIsolation();
+      printPartnerIsolation(report.scenarios.partner_isolation);
     }
   } catch (error) {
     // What was measured before the failure is still written down.

@@ -121,6 +121,19 @@ describe("breaker", () => {
     expect(closed.state.opened_at_ms).toBeNull();
   });
 
+  it("opens with the cool-down the settings have now, not the one it had when it last closed", () => {
+    // The state was stored under a 300 s cool-down; the operator has since set 2 s (PATCH).
+    const closedUnderOld = closedBreaker({ ...settings, cooldown_seconds: 300 });
+    const now = { ...settings, cooldown_seconds: 2 };
+    const opened = afterAttempt(closedUnderOld, now, false, { attempts: 10, failures: 10 }, T0).state;
+    expect(opened.probe_at_ms).toBe(T0 + 2_000);
+    const half = withTime(opened, now, T0 + 2_000).state;
+    // A failed probe doubles the cool-down the streak started with.
+    expect(afterAttempt(half, now, false, { attempts: 11, failures: 11 }, T0 + 3_000).state.probe_at_ms).toBe(
+      T0 + 3_000 + 4_000,
+    );
+  });
+
   it("disables the partner once open for disable_after_seconds", () => {
     const open = afterAttempt(closedBreaker(settings), settings, false, { attempts: 10, failures: 10 }, T0).state;
     const later = withTime(open, settings, T0 + settings.disable_after_seconds * 1000);

@@ -22,7 +22,8 @@ export async function admin(hub, method, route, payload) {
   });
   const text = await response.text();
   if (!response.ok) throw new Error(`${method} ${route}: ${response.status} ${text}`);
-  return JSON.parse(text);
+  // A 204 (a DELETE) has no body.
+  return text ? JSON.parse(text) : null;
 }
 
 /** When the partner first received each transaction, by the `tx` parameter of its URL template. */

@@ -10,6 +10,8 @@ export const SETTINGS = {
   NETWORKS: number("BENCH_NETWORKS", 40),
   E2E_POSTBACKS: number("BENCH_E2E_POSTBACKS", 300),
   E2E_RATE: number("BENCH_E2E_RATE", 20),
+  // (8): postbacks per phase (the healthy partner alone, then beside the failing one), at E2E_RATE.
+  ISOLATION_POSTBACKS: number("BENCH_ISOLATION_POSTBACKS", 100),
   // New-conversion requests signed per round; more than any round can send on this kind of machine.
   NEW_POOL: number("BENCH_NEW_POOL", 30_000),
   CPU_REPEATS: number("BENCH_CPU_REPEATS", 5),
@@ -33,13 +35,18 @@ export const GOALS = {
   ingest_duplicate_vs_health: 0.4,
   e2e_p50_ms: 2000,
   rows_per_d1_batch: 20,
+  /** (8): the healthy partner's p50 beside a failing partner, over its p50 alone, at most. */
+  healthy_beside_failing_vs_alone: 1.2,
 };
 
-/** BENCH_ONLY, e.g. "6" or "1,6"; every scenario when unset. Scenarios 1 to 5 and 7 share one hub and run together. */
+/**
+ * BENCH_ONLY, e.g. "6" or "1,6"; every scenario when unset. Scenarios 1 to 5 and 7 share one hub and
+ * run together; 6 and 8 each start their own.
+ */
 export function parseOnly(value) {
-  const only = value ? new Set(value.split(",").map((n) => Number(n.trim()))) : new Set([1, 2, 3, 4, 5, 6, 7]);
+  const only = value ? new Set(value.split(",").map((n) => Number(n.trim()))) : new Set([1, 2, 3, 4, 5, 6, 7, 8]);
   for (const n of only)
-    if (!(Number.isInteger(n) && n >= 1 && n <= 7)) throw new Error("BENCH_ONLY lists scenarios 1 to 7");
+    if (!(Number.isInteger(n) && n >= 1 && n <= 8)) throw new Error("BENCH_ONLY lists scenarios 1 to 8");
   return only;
 }
 

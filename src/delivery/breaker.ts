@@ -85,12 +85,14 @@ export function afterAttempt(
   const percent = (100 * counts.failures) / counts.attempts;
   if (percent < settings.failure_percent) return { state, transition: null };
   const reason = `${counts.failures} of ${counts.attempts} attempts failed in ${duration(settings.window_seconds)} (${Math.round(percent)} %, the limit is ${settings.failure_percent} %)`;
+  // A streak starts from the cool-down as the partner's settings have it now: the state's own was
+  // copied when the breaker last closed (or first ran), before any PATCH since.
   const next: BreakerState = {
     position: "open",
     reason,
     opened_at_ms: state.opened_at_ms ?? nowMs,
-    probe_at_ms: nowMs + state.cooldown_seconds * 1000,
-    cooldown_seconds: state.cooldown_seconds,
+    probe_at_ms: nowMs + settings.cooldown_seconds * 1000,
+    cooldown_seconds: settings.cooldown_seconds,
   };
   return { state: next, transition: { from: "closed", to: "open", reason, at } };
 }

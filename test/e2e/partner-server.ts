@@ -24,6 +24,8 @@ export interface ReceivedRequest {
   held: boolean;
   /** The hub closed the connection before the server answered. */
   hubHungUp: boolean;
+  /** When the exchange ended (answered, or the hub hung up); null while it is still open. */
+  endedAtMs: number | null;
 }
 
 export interface PartnerServer {
@@ -57,9 +59,11 @@ export async function startPartnerServer(script: (attempt: number) => PartnerAns
         answeredStatus: null,
         held: "holdMs" in answer,
         hubHungUp: false,
+        endedAtMs: null,
       };
       requests.push(record);
       res.on("close", () => {
+        record.endedAtMs = Date.now();
         if (!res.writableEnded) record.hubHungUp = true;
       });
       const respond = () => {

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { batchSummary, median, medianOf, percentile } from "../../bench/lib/stats.mjs";
 import { fmt, renderTable } from "../../bench/lib/table.mjs";
+import { ISOLATION_COLUMNS, isolationRows } from "../../bench/scenarios/isolation.mjs";
 import { endToEndRows, THROUGHPUT_COLUMNS, throughputRows } from "../../bench/scenarios/throughput.mjs";
 
 describe("the bench's statistics", () => {
@@ -70,5 +71,20 @@ describe("the bench's tables", () => {
     );
     expect(rows.map((row: { met?: boolean }) => row.met)).toEqual([true, undefined, undefined, false]);
     expect(rows[0]?.goal).toBe("< 2000 ms");
+  });
+
+  it("builds (8)'s rows, one per round and the median ratio judged against its goal (at most)", () => {
+    const round = (aloneMs: number, besideMs: number) => ({
+      alone: { p50_ms: aloneMs, p99_ms: 2 * aloneMs },
+      beside: { p50_ms: besideMs, p99_ms: 2 * besideMs },
+      failing: { requests: 12, answered_500: 6, held: 6 },
+      ratio: besideMs / aloneMs,
+    });
+    const rounds = [round(1000, 1100), round(1000, 1300), round(900, 900)];
+    const lines = renderTable(ISOLATION_COLUMNS, isolationRows({ rounds, ratio_median: 1.1 }));
+    expect(lines[2]).toMatch(/^round 1 +1000 \/ 2000 ms +1100 \/ 2200 ms +12 \(6 × 500, 6 held\) +1\.10 +$/);
+    expect(lines[5]).toMatch(/^median +1\.10 +≤ 1\.20 +yes$/);
+    const missed = isolationRows({ rounds, ratio_median: 1.3 }).at(-1);
+    expect(missed).toMatchObject({ met: false, goal: "≤ 1.20" });
   });
 });

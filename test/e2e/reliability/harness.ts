@@ -57,11 +57,20 @@ export interface Partner {
   signingSecret: string;
 }
 
+/** A partner's breaker settings (docs/partners-and-delivery.md, "Health and alerts"); any left out keep their defaults. */
+export interface BreakerSettings {
+  window_seconds?: number;
+  min_attempts?: number;
+  failure_percent?: number;
+  cooldown_seconds?: number;
+  disable_after_seconds?: number;
+}
+
 export async function createPartner(
   hub: Hub,
   origin: string,
   networkIds: string[],
-  options: { timeoutMs?: number; retrySchedule?: number[] } = {},
+  options: { timeoutMs?: number; retrySchedule?: number[]; breaker?: BreakerSettings } = {},
 ): Promise<Partner> {
   const created = await adminJson<{ id: string; signing_secret?: string }>(hub, "/v1/partners", 201, {
     method: "POST",
@@ -73,6 +82,7 @@ export async function createPartner(
       retry_schedule_seconds: options.retrySchedule ?? [1, 1, 1, 2, 2, 2, 3, 3, 3, 5],
       timeout_ms: options.timeoutMs ?? 5_000,
       filters: { networks: networkIds },
+      breaker: options.breaker,
     }),
   });
   if (created.signing_secret === undefined) throw new Error("a signed partner came back without a signing_secret");
