@@ -39,7 +39,7 @@ export default defineConfig({
           },
           "postback-events-dlq": { maxBatchSize: 100, maxBatchTimeout: 0.05, maxRetries: 100 },
           "postback-deliveries": {
-            maxBatchSize: 100,
+            maxBatchSize: 10,
             maxBatchTimeout: 0.05,
             maxRetries: 100,
             deadLetterQueue: "postback-deliveries-dlq",

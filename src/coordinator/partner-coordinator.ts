@@ -195,7 +195,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
   private async pumpOnce(): Promise<void> {
     const partnerId = this.getMeta<string>("partner_id");
     if (!partnerId) return;
-    const settings = await this.currentSettings();
+    let settings = await this.currentSettings();
     if (!settings) {
       // The partner is gone: its unfinished deliveries are failed when an attempt finds it missing.
       this.sql.exec("DELETE FROM work");
@@ -205,6 +205,8 @@ export class PartnerCoordinator extends DurableObject<Env> {
     const started = this.deps.now();
     const running = new Map<string, Promise<void>>();
     for (;;) {
+      // An operator's change (a PATCH clears the cache) applies from the next wave, not the next alarm.
+      settings = (await this.currentSettings()) ?? settings;
       const now = this.deps.now();
       await this.advanceBreaker(partnerId, settings, now);
       const inBudget = now - started < PUMP_BUDGET_MS;
