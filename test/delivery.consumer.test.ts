@@ -8,12 +8,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { WorkItem } from "../src/coordinator/partner-coordinator";
-import {
-  type Coordinators,
-  consumeDeliveries,
-  consumeDeliveryDeadLetters,
-  conversionKey,
-} from "../src/queues/delivery-consumer";
+import { conversionKeyOf } from "../src/domain/conversion";
+import { type Coordinators, consumeDeliveries, consumeDeliveryDeadLetters } from "../src/queues/delivery-consumer";
 import { batchOf, deliveryRow, message, pendingDelivery } from "./support/deliveries";
 import { createPartner, uniqueId } from "./support/helpers";
 
@@ -44,7 +40,7 @@ describe("delivery consumer: handing over to coordinators", () => {
     for (const m of messages) expect(m.ack).toHaveBeenCalledOnce();
     // The first delivery's own message has not come yet: its partner's coordinator learns of it
     // now, so it goes first.
-    const key = conversionKey("acme", tx, false);
+    const key = conversionKeyOf("acme", tx, false);
     expect(submitted.get(a.id)?.sort((x, y) => x.position - y.position)).toEqual([
       { delivery_id: first, conversion: key, position: 1, due_ms: expect.any(Number), status: "pending", fresh: 1 },
       { delivery_id: second, conversion: key, position: 2, due_ms: expect.any(Number), status: "approved", fresh: 1 },

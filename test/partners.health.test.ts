@@ -146,6 +146,16 @@ describe("alerts", () => {
     expect(received).toHaveLength(3);
   });
 
+  it("are kept, not attempted, without ALERT_URL", async () => {
+    const partner = await createPartner({ url_template: `${PARTNER}/ok/${uniqueId("h")}` });
+    const { target, received } = receiver(200);
+    await recordTransition(env.DB, { ...target, url: null }, partner.id, move("closed", "open", "failing"));
+    expect(received).toHaveLength(0);
+    expect(await alertRows(partner.id)).toMatchObject([
+      { attempts: 0, next_attempt_at: null, delivered_at: null, last_error: "ALERT_URL is not set" },
+    ]);
+  });
+
   it("are never sent unsigned: without ALERT_SECRET they are kept with the reason", async () => {
     const partner = await createPartner({ url_template: `${PARTNER}/ok/${uniqueId("h")}` });
     const { target, received } = receiver(200);

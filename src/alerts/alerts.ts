@@ -55,7 +55,8 @@ export async function raiseAlert(db: D1, target: AlertTarget, alert: Alert, id?:
   };
   try {
     const [inserted] = await db.batch([insertAlertStatement(db, row)]);
-    if ((inserted?.meta.changes ?? 0) === 0) return;
+    // Kept once; with nowhere to send it, kept only.
+    if ((inserted?.meta.changes ?? 0) === 0 || !target.url) return;
     await sendAlertRow(db, target, row);
   } catch (error) {
     console.error(JSON.stringify({ message: "alert could not be kept or sent", error: String(error) }));

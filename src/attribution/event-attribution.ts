@@ -5,6 +5,7 @@
  * click id was erased, the payouts recorded before the credited events), then a verdict and a
  * payout per applied event. Nothing of it runs on the ingest path: the network's answer never waits for it.
  */
+import { conversionKeyOf } from "../domain/conversion";
 import { ERASED_PREFIX } from "../domain/erasure";
 import type { EventMessage } from "../domain/messages";
 import type { Offer } from "../domain/offer";
@@ -62,7 +63,7 @@ export async function attributeBatch(
         db,
         erased.map((e) => ({ network_id: e.network_id, transaction_id: e.transaction_id, test: e.test === true })),
       )
-    ).map((row) => [keyOf(row.network_id, row.transaction_id, row.test === 1), row]),
+    ).map((row) => [conversionKeyOf(row.network_id, row.transaction_id, row.test === 1), row]),
   );
   const [offers, campaignOffers] = await Promise.all([
     offersById(db, [
@@ -187,11 +188,7 @@ function namesPartnerNow(event: EventMessage): boolean {
 }
 
 function conversionKey(event: EventMessage): string {
-  return keyOf(event.network_id, event.transaction_id, event.test === true);
-}
-
-function keyOf(networkId: string, transactionId: string, test: boolean): string {
-  return `${networkId}\u0000${transactionId}\u0000${test}`;
+  return conversionKeyOf(event.network_id, event.transaction_id, event.test === true);
 }
 
 /** What D1 keeps of the verdict. */

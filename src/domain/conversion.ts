@@ -128,3 +128,8 @@ export type IngestAnswer = z.infer<typeof IngestAnswerSchema>;
 export type RecordResult =
   | { ok: true; answer: IngestAnswer }
   | { ok: false; conversion_status: ConversionStatus; errors: FieldError[] };
+
+/** One conversion's key in maps and stores: network, transaction, test or live (test and live never share state). */
+export function conversionKeyOf(networkId: string, transactionId: string, test: boolean): string {
+  return `${networkId}\u0000${transactionId}\u0000${test}`;
+}

@@ -7,6 +7,7 @@
  */
 
 import type { WorkItem } from "../coordinator/partner-coordinator";
+import { conversionKeyOf } from "../domain/conversion";
 import { DeliveryMessageSchema } from "../domain/messages";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
@@ -25,25 +26,22 @@ export interface DeliveryConsumerDeps {
 
 const UNEXPECTED_ERROR_RETRY_SECONDS = 30;
 
-/** The key of a delivery's conversion within its partner: network, transaction, test or live. */
-export function conversionKey(networkId: string, transactionId: string, test: boolean): string {
-  return JSON.stringify([networkId, transactionId, test]);
-}
-
 export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: DeliveryConsumerDeps): Promise<void> {
   const nowMs = (deps.now ?? Date.now)();
   const valid: { message: Message<unknown>; id: string }[] = [];
-  const invalid: D1PreparedStatement[] = [];
+  const invalid: Message<unknown>[] = [];
   for (const message of batch.messages) {
     const parsed = DeliveryMessageSchema.safeParse(message.body);
     if (parsed.success) valid.push({ message, id: parsed.data.delivery_id });
-    else
-      invalid.push(
-        deadLetterStatement(deps.db, batch.queue, message, "invalid delivery message", new Date(nowMs).toISOString()),
-      );
+    else invalid.push(message);
   }
-  if (invalid.length > 0) await deps.db.batch(invalid);
-  for (const message of batch.messages) if (!valid.some((v) => v.message === message)) message.ack();
+  if (invalid.length > 0) {
+    const now = new Date(nowMs).toISOString();
+    await deps.db.batch(
+      invalid.map((m) => deadLetterStatement(deps.db, batch.queue, m, "invalid delivery message", now)),
+    );
+    for (const message of invalid) message.ack();
+  }
   if (valid.length === 0) return;
 
   let rows: Awaited<ReturnType<typeof deliveriesToCoordinate>>;
@@ -58,7 +56,7 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: Deli
     const items = byPartner.get(row.partner_id) ?? [];
     items.push({
       delivery_id: row.id,
-      conversion: conversionKey(row.network_id, row.transaction_id, row.test === 1),
+      conversion: conversionKeyOf(row.network_id, row.transaction_id, row.test === 1),
       position: row.position,
       due_ms: row.next_attempt_at ? Date.parse(row.next_attempt_at) : nowMs,
       status: row.status,
