@@ -4,8 +4,10 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
+import { ACCESS, type Access, scopesOf } from "./access/policy";
 import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
-import { requireAdmin } from "./routes/admin-auth";
+import { registerAccessRoutes } from "./routes/access";
+import { requireAccess } from "./routes/admin-auth";
 import { registerClickRoutes } from "./routes/clicks";
 import { ADMIN_SECURITY, type App, type AppEnv, problem, TARGET_LOCATIONS } from "./routes/common";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
@@ -33,8 +35,14 @@ function newApp(): App {
   });
 }
 
-/** `registerAdmin` puts the admin routes on the admin sub-app; tests pass their own to prove the guard. */
-export function createApp(registerAdmin: (admin: App) => void = registerAdminRoutes): App {
+/**
+ * `registerAdmin` puts the admin routes on the admin sub-app and `access` says who may call each;
+ * tests pass their own to prove the guard.
+ */
+export function createApp(
+  registerAdmin: (admin: App) => void = registerAdminRoutes,
+  access: Readonly<Record<string, Access>> = ACCESS,
+): App {
   const app = newApp();
 
   app.use(async (c, next) => {
@@ -83,7 +91,7 @@ export function createApp(registerAdmin: (admin: App) => void = registerAdminRou
   registerClickRoutes(app);
   registerPixelRoutes(app);
   registerNetworkRequestLogRoute(app);
-  app.route("/", createAdminApp(registerAdmin));
+  app.route("/", createAdminApp(registerAdmin, access));
 
   registerOpenApiComponents(app);
   documentRequestIds(app);
@@ -104,40 +112,62 @@ export function registerAdminRoutes(admin: App): void {
   registerDeadLetterRoutes(admin);
   registerRequestRoutes(admin);
   registerErasureRoutes(admin);
+  registerAccessRoutes(admin);
 }
 
 /**
- * The admin API, guarded by construction: each route registered on it runs `requireAdmin` before
- * anything else (its validators included, so a stranger learns nothing from a 422), and its
- * operation declares the adminToken security in the document. Hono copies a sub-app's
+ * The admin API, guarded by construction: each route registered on it runs `requireAccess` before
+ * anything else (its validators included, so a stranger learns nothing from a 422) with the
+ * operation's entry in access/policy.ts (a route without one stops the app from starting), and its
+ * operation declares the apiKey security and its scopes in the document. Hono copies a sub-app's
  * `use("*", …)` onto every path of the parent when mounted at "/", which would guard /health and
  * the postback routes too, so the guard goes on each of the sub-app's own method and path instead.
  */
-export function createAdminApp(registerAdmin: (admin: App) => void = registerAdminRoutes): App {
+export function createAdminApp(
+  registerAdmin: (admin: App) => void = registerAdminRoutes,
+  policy: Readonly<Record<string, Access>> = ACCESS,
+): App {
   const routes = newApp();
   registerAdmin(routes);
+  const guards = new Map<string, ReturnType<typeof requireAccess>>();
   for (const definition of routes.openAPIRegistry.definitions) {
     if (definition.type !== "route") continue;
     const { route } = definition;
+    const name = `${route.method.toUpperCase()} ${route.path}`;
     const declared = JSON.stringify(route.security ?? ADMIN_SECURITY);
     if (declared !== JSON.stringify(ADMIN_SECURITY)) {
-      throw new Error(
-        `${route.method.toUpperCase()} ${route.path} is an admin route but declares security ${declared}`,
-      );
+      throw new Error(`${name} is an admin route but declares security ${declared}`);
     }
+    const access = route.operationId === undefined ? undefined : policy[route.operationId];
+    if (!access || route.operationId === undefined) {
+      throw new Error(`${name} (${route.operationId}) has no entry in access/policy.ts: say which scopes may call it`);
+    }
+    const scopes = `Scopes: ${scopesOf(access).join(", ")}.`;
     definition.route = {
       ...route,
+      description: route.description ? `${route.description}\n\n${scopes}` : scopes,
       security: ADMIN_SECURITY,
-      responses: { 401: problem("Missing or wrong admin token."), ...route.responses },
+      responses: {
+        401: problem("Missing, wrong, disabled or expired key."),
+        403: problem("The key's scope does not reach this operation, or this network's or partner's records."),
+        ...route.responses,
+      },
     };
+    // OpenAPI's {param} is Hono's :param.
+    guards.set(
+      `${route.method.toUpperCase()} ${route.path.replace(/\{([^}]+)\}/g, ":$1")}`,
+      requireAccess(route.operationId, access),
+    );
   }
   const admin = newApp();
   const guarded = new Set<string>();
   for (const { method, path } of routes.routes) {
     const key = `${method} ${path}`;
     if (guarded.has(key)) continue;
+    const guard = guards.get(key);
+    if (!guard) throw new Error(`${key} is on the admin app without an OpenAPI definition: register it with openapi()`);
     guarded.add(key);
-    admin.on(method, path, requireAdmin);
+    admin.on(method, path, guard);
   }
   admin.route("/", routes);
   return admin;

@@ -8,6 +8,8 @@ export const PROBLEM_CODES = {
   malformed_json: { status: 400, title: "The body is not valid JSON" },
   invalid_request: { status: 400, title: "The request is invalid" },
   unauthorized: { status: 401, title: "Authentication failed" },
+  forbidden: { status: 403, title: "Outside the key's scope" },
+  csrf_failed: { status: 403, title: "The form's CSRF token is missing or wrong" },
   network_disabled: { status: 403, title: "The network is disabled" },
   ip_not_allowed: { status: 403, title: "The client address is not allowed" },
   forbidden_origin: { status: 403, title: "The page's origin is not allowed" },

@@ -77,6 +77,7 @@ describe("docs/configuration.md", () => {
 
 interface Operation {
   security?: Record<string, unknown>[];
+  description?: string;
   responses: Record<string, unknown>;
 }
 
@@ -109,9 +110,11 @@ describe("docs/api.md: the routes", () => {
       const success = Object.keys(operation.responses).find((status) => /^[23]\d\d$/.test(status));
       expect(row?.success, `the success status of ${route}`).toBe(success);
       // Admin-only routes declare the admin token; routes that also take the network's credentials may not.
-      const admin = (operation.security ?? []).some((scheme) => "adminToken" in scheme);
-      if (admin) expect(row?.auth, `who may call ${route}`).toMatch(/^admin/);
-      if (row?.auth === "admin") expect(admin, `${route} declares the admin token`).toBe(true);
+      const admin = operation.security?.length === 1 && "apiKey" in (operation.security[0] ?? {});
+      // Its scopes, as the operation's description names them (from access/policy.ts).
+      const scopes = /Scopes: (.*)\.$/.exec(operation.description ?? "")?.[1];
+      if (admin) expect(row?.auth, `who may call ${route}`).toBe(scopes);
+      if (row?.auth.startsWith("admin")) expect(admin, `${route} declares the apiKey security alone`).toBe(true);
     }
   });
 

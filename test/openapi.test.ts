@@ -151,7 +151,7 @@ describe("GET /openapi.json", () => {
   it("models every credential as a security scheme, and says which ones each operation takes", async () => {
     const doc = await getDocument();
     expect(doc.components.securitySchemes).toMatchObject({
-      adminToken: { type: "http", scheme: "bearer" },
+      apiKey: { type: "http", scheme: "bearer" },
       webhookSignature: { type: "apiKey", in: "header", name: "webhook-signature" },
       postbackToken: { type: "apiKey", in: "header", name: "x-postback-token" },
       postbackTokenQuery: { type: "apiKey", in: "query", name: "token" },
@@ -164,8 +164,8 @@ describe("GET /openapi.json", () => {
     expect(postbacks?.post?.security).toEqual(body);
     expect(postbacks?.get?.security).toEqual(query);
     expect(doc.paths["/v1/postbacks/{network_id}/batch"]?.post?.security).toEqual(body);
-    expect(doc.paths["/v1/postbacks/{network_id}/explain"]?.post?.security).toEqual([{ adminToken: [] }, ...body]);
-    expect(doc.paths["/v1/postbacks/{network_id}/explain"]?.get?.security).toEqual([{ adminToken: [] }, ...query]);
+    expect(doc.paths["/v1/postbacks/{network_id}/explain"]?.post?.security).toEqual([{ apiKey: [] }, ...body]);
+    expect(doc.paths["/v1/postbacks/{network_id}/explain"]?.get?.security).toEqual([{ apiKey: [] }, ...query]);
     expect(doc.paths["/v1/postbacks/{network_id}/requests"]?.get?.security).toEqual(query);
     expect(doc.paths["/health"]?.get?.security).toEqual([]);
     // A credential is a scheme, not also a parameter that a client would fill in twice.

@@ -966,8 +966,8 @@ describe("the OpenAPI document", () => {
       200,
     );
     const security = (path: string, method: string) => document.paths[path]?.[method]?.security ?? [];
-    expect(security("/v1/networks/{network_id}", "patch")).toEqual([{ adminToken: [] }]);
-    expect(security("/v1/networks/{network_id}/tokens", "post")).toEqual([{ adminToken: [] }]);
+    expect(security("/v1/networks/{network_id}", "patch")).toEqual([{ apiKey: [] }]);
+    expect(security("/v1/networks/{network_id}/tokens", "post")).toEqual([{ apiKey: [] }]);
     // The postback routes take the network's own credentials, each a way on its own (explain takes
     // the admin token as one more way); none needs the admin token.
     const body = [{ webhookSignature: [] }, { postbackToken: [] }, { postbackTokenQuery: [] }, { signedQuery: [] }];
@@ -976,7 +976,7 @@ describe("the OpenAPI document", () => {
       ["/v1/postbacks/{network_id}", "get", query],
       ["/v1/postbacks/{network_id}", "post", body],
       ["/v1/postbacks/{network_id}/batch", "post", body],
-      ["/v1/postbacks/{network_id}/explain", "post", [{ adminToken: [] }, ...body]],
+      ["/v1/postbacks/{network_id}/explain", "post", [{ apiKey: [] }, ...body]],
     ] as const) {
       expect(document.paths[path]?.[method], `${method} ${path} is documented`).toBeDefined();
       expect(security(path, method), `${method} ${path}`).toEqual(ways);

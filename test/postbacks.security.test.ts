@@ -8,6 +8,7 @@ import { env, exports } from "cloudflare:workers";
 import { createRoute, z } from "@hono/zod-openapi";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
+import { ACCESS } from "../src/access/policy";
 import { createAdminApp, createApp, registerAdminRoutes } from "../src/app";
 import { fromBase64, utf8 } from "../src/lib/bytes";
 import { SECRET_PREFIX } from "../src/lib/standard-webhooks";
@@ -474,7 +475,7 @@ const operations: Operation[] = Object.entries(openApi.paths).flatMap(([path, it
 const adminOperations = operations.filter(
   ({ operation }) =>
     (operation.security ?? []).length > 0 &&
-    (operation.security ?? []).every((requirement) => "adminToken" in (requirement as object)),
+    (operation.security ?? []).every((requirement) => "apiKey" in (requirement as object)),
 );
 
 /** The path with each `{param}` replaced by its documented example, or a plausible id. */
@@ -551,8 +552,8 @@ describe("admin authentication on every secured operation of /openapi.json", () 
   it("documents the bearer scheme that the secured operations name", () => {
     const schemes = (openApi as { components?: { securitySchemes?: Record<string, unknown> } }).components
       ?.securitySchemes;
-    expect(schemes?.adminToken).toMatchObject({ type: "http", scheme: "bearer" });
-    for (const { operation } of adminOperations) expect(operation.security).toEqual([{ adminToken: [] }]);
+    expect(schemes?.apiKey).toMatchObject({ type: "http", scheme: "bearer" });
+    for (const { operation } of adminOperations) expect(operation.security).toEqual([{ apiKey: [] }]);
   });
 
   it("leaves the ingest route and /health unsecured by the admin token", () => {
@@ -573,9 +574,7 @@ describe("admin authentication on every secured operation of /openapi.json", () 
 
   it("lets only explain take the admin token besides the admin operations", () => {
     const either = operations
-      .filter(({ operation }) =>
-        (operation.security ?? []).some((requirement) => "adminToken" in (requirement as object)),
-      )
+      .filter(({ operation }) => (operation.security ?? []).some((requirement) => "apiKey" in (requirement as object)))
       .filter((target) => !adminOperations.includes(target))
       .map(({ method, path }) => `${method} ${path}`);
     expect(either.sort()).toEqual([
@@ -639,12 +638,12 @@ describe("the admin sub-app", () => {
     expect(routeNames(createAdminApp())).toEqual(documented);
   });
 
-  it("declares the adminToken security on every operation registered on it, and nothing else does", () => {
+  it("declares the apiKey security on every operation registered on it, and nothing else does", () => {
     for (const name of routeNames(createAdminApp())) {
       const [method = "", path = ""] = name.split(" ");
       const operation = openApi.paths[path]?.[method.toLowerCase() as (typeof HTTP_METHODS)[number]];
       expect(operation, `${name} is not in /openapi.json`).toBeDefined();
-      expect(operation?.security, name).toEqual([{ adminToken: [] }]);
+      expect(operation?.security, name).toEqual([{ apiKey: [] }]);
     }
     for (const name of ["GET /health", "POST /v1/postbacks/{network_id}", "GET /v1/postbacks/{network_id}/requests"]) {
       expect(routeNames(createAdminApp())).not.toContain(name);
@@ -664,10 +663,13 @@ describe("the admin sub-app", () => {
     },
   });
   const withReport = () =>
-    createApp((routes) => {
-      registerAdminRoutes(routes);
-      routes.openapi(REPORT, (c) => c.json({ ok: true }, 200));
-    });
+    createApp(
+      (routes) => {
+        registerAdminRoutes(routes);
+        routes.openapi(REPORT, (c) => c.json({ ok: true }, 200));
+      },
+      { ...ACCESS, getReport: { scopes: ["operator", "read-only"] } },
+    );
 
   it("guards a route registered on it, whatever its path", async () => {
     const app = withReport();
@@ -687,13 +689,21 @@ describe("the admin sub-app", () => {
     await expectProblem(await app.fetch(new Request(`${BASE}/v2/nothing-here`), env), 404, "not_found");
   });
 
-  it("documents a route registered on it with the adminToken security and its 401", async () => {
+  it("documents a route registered on it with the apiKey security and its 401", async () => {
     const doc = (await (await withReport().fetch(new Request(`${BASE}/openapi.json`), env)).json()) as {
       paths: Record<string, Record<string, { security?: unknown; responses: Record<string, unknown> }>>;
     };
     const report = doc.paths["/v2/reports/{report_id}"]?.get;
-    expect(report?.security).toEqual([{ adminToken: [] }]);
+    expect(report?.security).toEqual([{ apiKey: [] }]);
     expect(Object.keys(report?.responses ?? {})).toEqual(expect.arrayContaining(["200", "401"]));
+  });
+
+  it("refuses, at start-up, an admin route that no entry of the access policy names", () => {
+    expect(() =>
+      createApp((routes) => {
+        routes.openapi(REPORT, (c) => c.json({ ok: true }, 200));
+      }),
+    ).toThrow(/GET \/v2\/reports\/\{report_id\} \(getReport\) has no entry in access\/policy.ts/);
   });
 
   it("refuses, at start-up, an admin route that declares other security", () => {

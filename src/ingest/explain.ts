@@ -28,8 +28,10 @@ import {
 } from "./ingest";
 
 export interface ExplainDeps extends IngestDeps {
-  /** True when the caller presented the admin token (then failed network credentials still explain). */
+  /** The operator's view: partners' rendered requests, payouts and templates are shown. */
   isAdmin: boolean;
+  /** The caller presented a hub key (the operator's or the network's own): failed network credentials still explain. */
+  keyHolder: boolean;
   /** ALLOW_INSECURE_PARTNER_URLS now, as the delivery consumer would judge the URL. */
   allowInsecurePartnerUrls: boolean;
   partners(): Promise<Partner[]>;
@@ -96,14 +98,14 @@ export async function explainPostback(networkId: string, request: Request, deps:
     deps.trace.body = payload.body;
     if (result.ok) Object.assign(deps.trace, { authMethod: result.method, credentialId: result.credentialId });
   }
-  if (!result.ok && !deps.isAdmin) {
+  if (!result.ok && !deps.keyHolder) {
     throw new ProblemError(
       "unauthorized",
       `Explain needs the admin token or this network's valid credentials: ${result.message}.`,
       [{ location: result.location, message: result.message }],
     );
   }
-  if (!deps.isAdmin && !(await deps.withinRateLimit(networkId))) {
+  if (!deps.keyHolder && !(await deps.withinRateLimit(networkId))) {
     throw new ProblemError("rate_limited", `Network "${networkId}" is over its rate limit.`, [], {
       "retry-after": "60",
     });

@@ -6,7 +6,7 @@
  */
 import { fromBase64, utf8 } from "./bytes";
 
-export type KeyPurpose = "click-id v1" | "identifier-hash v1";
+export type KeyPurpose = "click-id v1" | "identifier-hash v1" | "api-key v1" | "console-session v1";
 
 const derived = new Map<string, Promise<CryptoKey>>();
 

@@ -1,5 +1,6 @@
 /** What every route file shares: the app type, problem and list schemas, cursors, admin security. */
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Principal } from "../domain/access";
 import { PROBLEM_CODES, ProblemError } from "../errors";
 import type { InboundTrace } from "../ingest/request-log";
 import { fromBase64Url, toBase64Url, utf8 } from "../lib/bytes";
@@ -7,7 +8,8 @@ import { fromBase64Url, toBase64Url, utf8 } from "../lib/bytes";
 export interface AppEnv {
   Bindings: Env;
   /** `inbound`: the trace of a request to a postback route (see ingest/request-log.ts). */
-  Variables: { requestId: string; inbound: InboundTrace | undefined };
+  /** `principal`: who an admin route's caller is, set by its guard (routes/admin-auth.ts). */
+  Variables: { requestId: string; inbound: InboundTrace | undefined; principal: Principal | undefined };
 }
 
 export type App = OpenAPIHono<AppEnv>;
@@ -23,8 +25,8 @@ export const TARGET_LOCATIONS: Record<string, string> = {
 /** One way to authenticate: the named security schemes, all of them (an operation lists the ways). */
 type SecurityRequirement = Record<string, string[]>;
 
-/** The operator's credential. Only routes on the admin sub-app (src/app.ts) require it alone. */
-export const ADMIN_SECURITY: SecurityRequirement[] = [{ adminToken: [] }];
+/** An API key or the ADMIN_TOKEN. Only routes on the admin sub-app (src/app.ts) require it alone. */
+export const ADMIN_SECURITY: SecurityRequirement[] = [{ apiKey: [] }];
 
 /** A network's credentials for a request with a body: any one of them (the schemes: docs-document.ts). */
 export const NETWORK_BODY_SECURITY: SecurityRequirement[] = [
@@ -69,7 +71,8 @@ export function problem(description: string) {
 /** The problem responses every admin route can give. */
 export const ADMIN_PROBLEMS = {
   400: problem("A parameter is malformed."),
-  401: problem("Missing or wrong admin token."),
+  401: problem("Missing, wrong, disabled or expired key."),
+  403: problem("The key's scope does not reach this operation, or this network's or partner's records."),
   422: problem("A field failed validation; `errors` names each one."),
 } as const;
 

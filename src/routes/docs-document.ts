@@ -58,42 +58,46 @@ const TAGS = [
   {
     name: "Networks",
     description:
-      "The senders of postbacks: their authentication methods and credentials (shown once, rotated with an overlap), IP allowlist, GET parameter mapping, fixed answer and test mode. Admin token.",
+      "The senders of postbacks: their authentication methods and credentials (shown once, rotated with an overlap), IP allowlist, GET parameter mapping, fixed answer and test mode.",
   },
   {
     name: "Conversions",
     description:
-      "One record per (network, transaction, test or live): its current state, its history of events, and the proof of that history's hash chain. Admin token.",
+      "One record per (network, transaction, test or live): its current state, its history of events, and the proof of that history's hash chain.",
   },
   {
     name: "Partners",
     description:
-      "Where conversions are relayed: a URL template with macros, GET or POST, optional Standard Webhooks signing, filters and a retry schedule. What a partner receives is described under Webhooks. Admin token.",
+      "Where conversions are relayed: a URL template with macros, GET or POST, optional Standard Webhooks signing, filters and a retry schedule. What a partner receives is described under Webhooks.",
   },
   {
     name: "Offers",
     description:
-      "What an advertiser network pays for: the landing URL its tracking links send visitors to (with `{click_id}`), how long a click can earn a conversion, what the network pays and what each partner is paid, and which partners may promote it. Offers are paused, never deleted: clicks and conversions name them. Admin token.",
+      "What an advertiser network pays for: the landing URL its tracking links send visitors to (with `{click_id}`), how long a click can earn a conversion, what the network pays and what each partner is paid, and which partners may promote it. Offers are paused, never deleted: clicks and conversions name them.",
   },
   {
     name: "Deliveries",
-    description:
-      "One delivery per (event, partner), with every attempt; replay a failed, dead or parked one. Admin token.",
+    description: "One delivery per (event, partner), with every attempt; replay a failed, dead or parked one.",
   },
   {
     name: "Replays",
     description:
-      "Bulk replay of failed, dead or parked deliveries by filter (partner, network, states, time range, conversion status): a dry run that counts, then a job that re-arms them in the background, a chunk a step, each keeping its delivery id (the partner's `webhook-id`), with progress to poll. Admin token.",
+      "Bulk replay of failed, dead or parked deliveries by filter (partner, network, states, time range, conversion status): a dry run that counts, then a job that re-arms them in the background, a chunk a step, each keeping its delivery id (the partner's `webhook-id`), with progress to poll.",
   },
   {
     name: "Dead letters",
     description:
-      "Queue messages a consumer gave up on (events, deliveries, the inbound log, clicks; their queues and dead-letter queues), with why: listed, inspected, and sent back to the queue they came from once the cause is fixed. A body that is not a valid message of its queue cannot be replayed. Admin token.",
+      "Queue messages a consumer gave up on (events, deliveries, the inbound log, clicks; their queues and dead-letter queues), with why: listed, inspected, and sent back to the queue they came from once the cause is fixed. A body that is not a valid message of its queue cannot be replayed.",
   },
   {
     name: "Privacy",
     description:
-      "Erasure of one person's identifier (a user id, device id or click id) everywhere the hub keeps it: D1's conversions, history, deliveries, inbound log, dead letters and clicks, and the conversions' Durable Objects, in bounded runs, each recorded without the identifier. Admin token.",
+      "Erasure of one person's identifier (a user id, device id or click id) everywhere the hub keeps it: D1's conversions, history, deliveries, inbound log, dead letters and clicks, and the conversions' Durable Objects, in bounded runs, each recorded without the identifier.",
+  },
+  {
+    name: "Access",
+    description:
+      "API keys with scopes (admin, operator, read-only, one network's, one partner's): created and rotated with the value shown once, kept hashed, expirable, disabled, each with `last_used_at`; and the audit log of every change made through the admin API or the console, with the key that made it. Admin keys only, but the audit log, which operators read too.",
   },
   { name: "Operations", description: "Health checks for load balancers and operators." },
 ];
@@ -145,7 +149,7 @@ const DESCRIPTION = [
   "",
   "**Networks** authenticate each postback with one of the methods the operator enabled for them: Standard Webhooks headers over the raw body (`webhookSignature`), a static token (`postbackToken` header or `postbackTokenQuery` parameter), or a signed query (`signedQuery`). An IP allowlist may apply on top. A failure is a 401 whose `errors` name the check that failed; explain shows what should have been signed.",
   "",
-  "**Operators** send the hub's `ADMIN_TOKEN` as `Authorization: Bearer …` (`adminToken`) on every admin route. This page keeps what you type in memory only: it is gone when you close or reload the tab.",
+  "**Operators** send an API key (`phk_…`, made with **Access → Create an API key**) or the hub's bootstrap `ADMIN_TOKEN` as `Authorization: Bearer …` (`apiKey`) on every admin route. Each operation names the scopes that may call it: `admin`, `operator` (everything but API keys and credentials), `read-only`, a `network` key (its own conversions and inbound log) and a `partner` key (its own deliveries and replays). Another scope gets a 403; every change is in the audit log (`GET /v1/audit`). This page keeps what you type in memory only: it is gone when you close or reload the tab.",
   "",
   "## Conventions",
   "",
@@ -184,10 +188,11 @@ export const OPENAPI_DOCUMENT: DocumentConfig = {
 
 /** Security schemes: the operator's bearer token and each way a network can authenticate. */
 const SECURITY_SCHEMES = {
-  adminToken: {
+  apiKey: {
     type: "http",
     scheme: "bearer",
-    description: "The hub's ADMIN_TOKEN secret, as `Authorization: Bearer <ADMIN_TOKEN>`.",
+    description:
+      "An API key (`phk_…`, POST /v1/keys) or the hub's bootstrap ADMIN_TOKEN secret, as `Authorization: Bearer <key>`; each operation's description names the scopes that may call it.",
   },
   webhookSignature: {
     type: "apiKey",

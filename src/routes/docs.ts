@@ -69,7 +69,7 @@ export function registerDocsRoutes(app: App): void {
       servers: [{ url: new URL(c.req.url).origin, description: "This hub" }],
       // The admin token stays in the tab's memory: never localStorage (Scalar's default, said again).
       persistAuth: false,
-      authentication: { preferredSecurityScheme: "adminToken" },
+      authentication: { preferredSecurityScheme: "apiKey" },
       // Nothing leaves for Scalar's services: no telemetry, no hosted fonts, no AI agent, no MCP.
       telemetry: false,
       withDefaultFonts: false,

@@ -3,6 +3,7 @@
  * modes, IP allowlist, GET mapping, fixed answer, test mode), disable/enable, rotate the signing
  * secret and the static token (each with an overlap), and when each credential was last used.
  */
+
 import { createRoute, z } from "@hono/zod-openapi";
 import { configOf } from "../config";
 import {
@@ -29,6 +30,7 @@ import {
   setNetworkStatus,
   updateNetwork,
 } from "../storage/networks";
+import { requireAdminScope } from "./admin-auth";
 import {
   ADMIN_PROBLEMS,
   type App,
@@ -346,10 +348,11 @@ export function registerNetworkRoutes(app: App): void {
       };
       requireValidAuth(updated);
       const hasToken = (await listSecretMetadata(c.env.DB, network_id, now)).some((s) => s.kind === "token");
-      const token =
-        updated.auth.methods.includes("token") && !hasToken
-          ? await newCredential(c.env, network_id, "token", now)
-          : null;
+      const issuesToken = updated.auth.methods.includes("token") && !hasToken;
+      // The answer would carry a new credential: an operator key may change everything else.
+      if (issuesToken)
+        requireAdminScope(c, "turn the token method on (the answer holds the new token)", "body.auth.methods");
+      const token = issuesToken ? await newCredential(c.env, network_id, "token", now) : null;
       await updateNetwork(c.env.DB, updated, token ? [token.row] : []);
       invalidateNetwork(network_id);
       return c.json({ ...toResponse(updated), ...(token ? { token: token.value } : {}) }, 200);

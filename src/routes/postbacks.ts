@@ -6,15 +6,16 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
+import { authenticateToken, bearerToken } from "../access/keys";
 import { attributeBatch } from "../attribution/event-attribution";
 import { configOf } from "../config";
+import { isSubjectScope } from "../domain/access";
 import { IngestAnswerSchema } from "../domain/conversion";
 import { PostbackSchema } from "../domain/postback";
 import { ProblemError } from "../errors";
 import { explainPostback } from "../ingest/explain";
 import { ingestBatch, ingestPostback, MAX_BATCH_EVENTS } from "../ingest/ingest";
 import { logRequest, newTrace, type RequestFacts } from "../ingest/request-log";
-import { secretsEqual } from "../lib/bytes";
 import { hmacKey } from "../lib/keys";
 import { allPartners } from "../storage/partners";
 import {
@@ -350,14 +351,16 @@ export function registerPostbackRoutes(app: App): void {
 
   const explain = async (c: Context<AppEnv>) => {
     const config = configOf(c.env);
-    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
-    const isAdmin = bearer !== undefined && (await secretsEqual(bearer, config.ADMIN_TOKEN));
+    const networkId = c.req.param("network_id") ?? "";
+    const caller = await explainCaller(c, networkId);
+    const isAdmin = caller === "operator";
     const trace = c.get("inbound");
-    // The operator's own dry run is not a request of the network's.
-    if (trace && isAdmin) trace.skip = true;
-    const explanation = await explainPostback(c.req.param("network_id") ?? "", c.req.raw, {
+    // A dry run made with a hub key (the operator's, or the network's own) is not a postback request.
+    if (trace && caller !== null) trace.skip = true;
+    const explanation = await explainPostback(networkId, c.req.raw, {
       ...ingestDeps(c),
       isAdmin,
+      keyHolder: caller !== null,
       allowInsecurePartnerUrls: config.ALLOW_INSECURE_PARTNER_URLS,
       partners: () => allPartners(c.env.DB),
       attribute: async (event, partners) => {
@@ -371,4 +374,22 @@ export function registerPostbackRoutes(app: App): void {
   };
   app.post("/v1/postbacks/:network_id/explain", explain);
   app.get("/v1/postbacks/:network_id/explain", explain);
+}
+
+/**
+ * Who asks for an explanation with a hub key: the operator (admin, operator or read-only: the
+ * partners' rendered requests too), the network's own network key (the network's view, even when
+ * the request's own credentials fail: that is what it is debugging), or nobody (null: the request's
+ * own credentials decide). A key of another network, or a partner's, is refused outright.
+ */
+async function explainCaller(c: Context<AppEnv>, networkId: string): Promise<"operator" | "network" | null> {
+  const token = bearerToken(c.req.header("authorization"));
+  if (token === undefined) return null;
+  const principal = await authenticateToken(c.env, token);
+  if (!principal) return null;
+  if (principal.scope === "network" && principal.subject_id === networkId) return "network";
+  if (!isSubjectScope(principal.scope)) return "operator";
+  throw new ProblemError("forbidden", `This ${principal.scope} key may not explain postbacks of "${networkId}".`, [
+    { location: "header.authorization", message: `is a ${principal.scope} key of ${principal.subject_id}` },
+  ]);
 }
