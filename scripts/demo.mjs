@@ -4,7 +4,8 @@
 // starts and that fails its first request once), fires signed postbacks (new, duplicate, status
 // update, another new one, a bad signature), then follows each delivery until the partner has it.
 // Then attribution: an offer, two affiliates' tracking links, a click, and the conversion that
-// only the clicking affiliate hears of, with its payout and sub ids.
+// only the clicking affiliate hears of, with its payout and sub ids. It ends with the console's URL
+// and an operator key to sign in with (the demo's own key, rotated on every run, expiring in 7 days).
 // HUB_URL (default http://127.0.0.1:8787) and ADMIN_TOKEN (default: .dev.vars, else
 // .dev.vars.example) point it elsewhere. Exits non-zero on any failure or after about a minute.
 import { randomBytes, randomUUID } from "node:crypto";
@@ -29,7 +30,7 @@ class DemoError extends Error {}
 const startedAt = Date.now();
 const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(1).padStart(5)}s`;
 const say = (line = "") => console.log(line);
-const STEPS = 7;
+const STEPS = 8;
 const step = (n, text) => say(`\n[${n}/${STEPS}] ${text}`);
 
 /** Whatever the demo started, so that it can be stopped on every way out. */
@@ -498,6 +499,34 @@ async function main() {
   const deliveries = await waitForDeliveries(partner, expected, demoPartner.received);
   await report(network, partner, shots, deliveries, demoPartner.received);
   await attribution(network);
+  await consoleKey(network);
+}
+
+const DEMO_KEY_NAME = "Demo console (npm run demo)";
+const DEMO_KEY_DAYS = 7;
+
+/**
+ * An operator key to sign in to the console with: the one an earlier run made, rotated (a value is
+ * shown only once, so a new one is the only way to print it again), or a new one.
+ */
+async function consoleKey(network) {
+  step(8, "the console: sign in and look");
+  const expires_at = new Date(Date.now() + DEMO_KEY_DAYS * 86_400_000).toISOString();
+  const existing = (await admin("GET", "/v1/keys?scope=operator&limit=200", 200)).data.find(
+    (key) => key.name === DEMO_KEY_NAME,
+  );
+  let key;
+  if (existing) {
+    await admin("PATCH", `/v1/keys/${existing.id}`, 200, { status: "active", expires_at });
+    key = await admin("POST", `/v1/keys/${existing.id}/rotate`, 200, {});
+    say(`      ✓ rotated the demo's operator key ${key.id} (the previous run's value no longer works)`);
+  } else {
+    key = await admin("POST", "/v1/keys", 201, { name: DEMO_KEY_NAME, scope: "operator", expires_at });
+    say(`      ✓ created an operator key ${key.id}, expiring in ${DEMO_KEY_DAYS} days`);
+  }
+  say(`\n   Console: ${HUB}/console (the demo's conversions: ${HUB}/console/conversions?network_id=${network.id})`);
+  say(`   Sign in with this operator key (shown once; admin actions such as rotating secrets need an admin key):`);
+  say(`   ${key.key}`);
 }
 
 for (const signal of ["SIGINT", "SIGTERM"]) {

@@ -7,87 +7,49 @@
  * Content-Security-Policy, the admin token stays in memory, and nothing overflows at 420 px.
  * Screenshots go to reports/ (git-ignored): look at them after a change to the page.
  */
-import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type Browser,
+  DESKTOP,
+  horizontalOverflow,
+  launchBrowser,
+  type PageWatch,
+  PHONE,
+  REPORTS,
+  watchPage,
+  widestElement,
+} from "./browser";
 import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
-
-const ROOT = path.resolve(import.meta.dirname, "../..");
-const REPORTS = path.join(ROOT, "reports");
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-const PHONE = { width: 420, height: 900 };
-const DESKTOP = { width: 1280, height: 900 };
 
 interface OpenApiDocument {
   tags: { name: string }[];
   paths: Record<string, Record<string, { summary?: string }>>;
 }
 
-interface PageWatch {
-  /** Every URL the page requested. */
-  requests: string[];
-  errors: string[];
-}
-
 let hub: WranglerDev;
-let profile: string;
-let browser: BrowserContext;
+let browser: Browser;
 let doc: OpenApiDocument;
 
 beforeAll(async () => {
-  // The project's own step, so a fresh machine (CI's) has the browser too.
-  execFileSync(process.execPath, [path.join(ROOT, "scripts", "ensure-chromium.mjs")], { stdio: "inherit" });
-  await mkdir(REPORTS, { recursive: true });
+  browser = await launchBrowser();
   hub = await startWranglerDev({ label: "docs" });
   doc = (await (await fetch(`${hub.baseUrl}/openapi.json`)).json()) as OpenApiDocument;
-  profile = await mkdtemp(path.join(tmpdir(), "postback-hub-chromium-"));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: DESKTOP,
-  });
 });
 
 afterAll(async () => {
   await browser?.close();
   await hub?.stop();
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 /** Opens /docs, recording requests, page errors and CSP violations (as the page reports them). */
 async function openDocs(viewport: { width: number; height: number }, hash = ""): Promise<{ page: Page } & PageWatch> {
-  const page = await browser.newPage();
+  const page = await browser.context.newPage();
   await page.setViewportSize(viewport);
-  const watch: PageWatch = { requests: [], errors: [] };
-  page.on("request", (request) => watch.requests.push(request.url()));
-  page.on("pageerror", (error) => watch.errors.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.text().startsWith("csp-violation ")) watch.errors.push(message.text());
-  });
-  await page.addInitScript(() => {
-    document.addEventListener("securitypolicyviolation", (event) => {
-      // The bundle probes for eval with Function("") inside a try; refusing it is the point of the policy.
-      if (event.effectiveDirective === "script-src" && event.blockedURI === "eval") return;
-      console.log(
-        `csp-violation ${event.effectiveDirective} ${event.blockedURI} at ${event.sourceFile}:${event.lineNumber}`,
-      );
-    });
-  });
+  // The bundle probes for eval with Function("") inside a try; refusing it is the point of the policy.
+  const watch = await watchPage(page, (directive, blocked) => directive === "script-src" && blocked === "eval");
   await page.goto(`${hub.baseUrl}/docs${hash}`);
   await page.getByRole("heading", { name: "Postback Hub", level: 1 }).waitFor();
   return { page, ...watch };
@@ -97,40 +59,11 @@ function summaries(): string[] {
   return Object.values(doc.paths).flatMap((item) => Object.values(item).flatMap((op) => op.summary ?? []));
 }
 
-/** The page is no wider than its viewport: nothing makes the phone scroll sideways. */
-async function horizontalOverflow(page: Page): Promise<number> {
-  return page.evaluate(
-    () => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth,
-  );
-}
-
 /**
  * Scalar renders sections as they come into view: scrolls to the end of the page, checking on the
  * way that nothing overflows, until every operation's summary is in the page. Answers the summaries
  * still missing, and the widest overflow seen.
  */
-/** The element that sticks out furthest past the viewport's right edge, to name it in a failure. */
-async function widestElement(page: Page): Promise<string> {
-  return page.evaluate(() => {
-    let worst = { by: 0, what: "" };
-    for (const element of document.querySelectorAll("body *")) {
-      // Inside a scroll container, sticking out is scrolling, not overflow: judge the container.
-      let inside = false;
-      for (let up = element.parentElement; up && up !== document.body; up = up.parentElement) {
-        if (["auto", "scroll", "hidden"].includes(getComputedStyle(up).overflowX)) inside = true;
-      }
-      if (inside) continue;
-      const by = element.getBoundingClientRect().right - window.innerWidth;
-      if (by > worst.by) {
-        const text = (element.parentElement?.parentElement?.textContent ?? "").trim().slice(0, 120);
-        const section = element.closest("[id]")?.id ?? "";
-        worst = { by, what: `<${element.tagName.toLowerCase()} class="${element.className}"> in #${section}: ${text}` };
-      }
-    }
-    return worst.by > 0 ? `${Math.round(worst.by)} px: ${worst.what}` : "";
-  });
-}
-
 async function scrollThrough(page: Page, onStep?: (step: number) => Promise<void>) {
   let missing = summaries();
   let overflow = await horizontalOverflow(page);
