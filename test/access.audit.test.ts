@@ -5,7 +5,10 @@
  * GET /v1/audit filters and pages it, newest first, for admin and operator keys only.
  */
 import { env } from "cloudflare:workers";
+import { createRoute, z } from "@hono/zod-openapi";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ACCESS } from "../src/access/policy";
+import { createApp, registerAdminRoutes } from "../src/app";
 import { auditCount, auditRowsOf, createApiKey, type TestApiKey, withKey } from "./support/access";
 import { pendingDelivery } from "./support/deliveries";
 import { createPartner, expectStatus, PARTNER, uniqueId } from "./support/helpers";
@@ -116,6 +119,41 @@ describe("a change writes one row", () => {
     const after = await auditRowsOf("admin_token");
     expect(after.length).toBe(before.length + 1);
     expect(after.at(-1)).toMatchObject({ key_name: "ADMIN_TOKEN", scope: "admin", action: "createApiKey" });
+  });
+});
+
+describe("a change that fails on the hub's side (5xx)", () => {
+  // A route that changes something and then fails: the change may have happened, so the row stays.
+  const HALF_DONE = createRoute({
+    method: "post",
+    path: "/v2/half-done/{thing_id}",
+    operationId: "halfDone",
+    request: { params: z.object({ thing_id: z.string() }) },
+    responses: { 200: { description: "Never." } },
+  });
+
+  it("writes its row with the status, so an action that took effect in part is not lost", async () => {
+    const app = createApp(
+      (routes) => {
+        registerAdminRoutes(routes);
+        routes.openapi(HALF_DONE, () => {
+          throw new Error("the queue is down after the row was written");
+        });
+      },
+      { ...ACCESS, halfDone: { scopes: ["operator"] } },
+    );
+    const before = await auditRowsOf(operator.id);
+    const response = await app.fetch(
+      new Request("https://hub.test/v2/half-done/t1", {
+        method: "POST",
+        headers: { authorization: `Bearer ${operator.key}` },
+      }),
+      env,
+    );
+    await expectProblem(response, 500, "internal_error");
+    const after = await auditRowsOf(operator.id);
+    expect(after.length).toBe(before.length + 1);
+    expect(after.at(-1)).toMatchObject({ action: "halfDone", status: 500, target: JSON.stringify({ thing_id: "t1" }) });
   });
 });
 

@@ -38,13 +38,16 @@ export function requireAccess(operationId: string, access: Access): MiddlewareHa
     if (rule) await requireOwnSubject(c, principal, rule);
     c.set("principal", principal);
     await next();
-    if (!READ_METHODS.has(c.req.method) && c.res.status < 400) {
+    // A refusal (4xx) changed nothing; a failure (5xx) may have changed part of what it was asked,
+    // so its row is kept, with its status, rather than lose an action that took effect.
+    const status = c.res.status;
+    if (!READ_METHODS.has(c.req.method) && (status < 400 || status >= 500)) {
       await recordAudit(c.env.DB, principal, {
         action: operationId,
         method: c.req.method,
         path: c.req.path,
         target: await auditTarget(c),
-        status: c.res.status,
+        status,
         request_id: c.get("requestId"),
         via: "api",
       });
