@@ -6,10 +6,12 @@
  */
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import accessPage from "../docs/access.md?raw";
 import apiPage from "../docs/api.md?raw";
 import attributionPage from "../docs/attribution.md?raw";
 import configurationPage from "../docs/configuration.md?raw";
 import partnersPage from "../docs/partners-and-delivery.md?raw";
+import { ACCESS, type SubjectRule } from "../src/access/policy";
 import { LANDING_MACROS } from "../src/attribution/landing-url";
 import { FORMATTING_FUNCTIONS } from "../src/delivery/formatting";
 import {
@@ -194,5 +196,37 @@ describe("docs/attribution.md", () => {
       [...macros.matchAll(/`\{([^}]+)\}`/g)].map((match) => match[1] ?? ""),
     );
     expect(documented.sort()).toEqual([...LANDING_MACROS].sort());
+  });
+});
+
+describe("docs/access.md: who may call each operation", () => {
+  /** How the page words a network's or partner's rule. */
+  function subjectCell(rule: SubjectRule | undefined): string {
+    if (!rule) return "no";
+    if ("path" in rule) return `its own (${"`"}${rule.path}${"`"} in the path)`;
+    if ("query" in rule) return `its own (${"`"}?${rule.query}=${"`"} required)`;
+    return rule.owner === "delivery" ? "its own (the delivery's partner)" : "its own (the request's network)";
+  }
+
+  it("is access/policy.ts's ACCESS, an operation a row, in its order", () => {
+    const table = tableWithHeader(accessPage, [
+      "Operation",
+      "admin",
+      "operator",
+      "read-only",
+      "network key",
+      "partner key",
+    ]);
+    const expected = Object.entries(ACCESS).map(([operationId, access]) => [
+      `${"`"}${operationId}${"`"}`,
+      "yes",
+      access.scopes.includes("operator") ? "yes" : "no",
+      access.scopes.includes("read-only") ? "yes" : "no",
+      subjectCell(access.network),
+      subjectCell(access.partner),
+    ]);
+    expect(table.rows, `the rows should be:\n${expected.map((row) => `| ${row.join(" | ")} |`).join("\n")}`).toEqual(
+      expected,
+    );
   });
 });

@@ -17,6 +17,11 @@ const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 export function requireAccess(operationId: string, access: Access): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
+    // A path can match two routes' patterns (/v1/requests/unlogged is also /v1/requests/{request_id}),
+    // and each pattern has its guard. Guards run in the routes' order, and the first route to match
+    // is the one that answers, so the first guard decides; a later one checking its own operation's
+    // rule would refuse what the answering one allows (and write a second audit row for a change).
+    if (c.get("principal")) return next();
     const header = c.req.header("authorization");
     const token = bearerToken(header);
     const principal = token === undefined ? null : await authenticateToken(c.env, token);
@@ -33,18 +38,44 @@ export function requireAccess(operationId: string, access: Access): MiddlewareHa
     if (rule) await requireOwnSubject(c, principal, rule);
     c.set("principal", principal);
     await next();
-    if (!READ_METHODS.has(c.req.method) && c.res.status < 400) {
+    // A refusal (4xx) changed nothing; a failure (5xx) may have changed part of what it was asked,
+    // so its row is kept, with its status, rather than lose an action that took effect.
+    const status = c.res.status;
+    if (!READ_METHODS.has(c.req.method) && (status < 400 || status >= 500)) {
       await recordAudit(c.env.DB, principal, {
         action: operationId,
         method: c.req.method,
         path: c.req.path,
-        target: c.req.param() as Record<string, string>,
-        status: c.res.status,
+        target: await auditTarget(c),
+        status,
         request_id: c.get("requestId"),
         via: "api",
       });
     }
   };
+}
+
+/** What the answer names beside the path's ids: a credential it issued, never its value. */
+const ISSUED_IDS = ["secret_id", "token_id"] as const;
+
+/**
+ * The ids an action was on: the path's, and what the answer says it made (a create has no id in its
+ * path, so without the answer's `id` its row could not say which key or network it created).
+ */
+async function auditTarget(c: Context<AppEnv>): Promise<Record<string, string>> {
+  const target: Record<string, string> = { ...(c.req.param() as Record<string, string>) };
+  if (!(c.res.headers.get("content-type") ?? "").startsWith("application/json")) return target;
+  let answer: unknown;
+  try {
+    answer = await c.res.clone().json();
+  } catch {
+    return target;
+  }
+  if (typeof answer !== "object" || answer === null) return target;
+  const fields = answer as Record<string, unknown>;
+  if (Object.keys(target).length === 0 && typeof fields.id === "string") target.id = fields.id;
+  for (const name of ISSUED_IDS) if (typeof fields[name] === "string") target[name] = fields[name];
+  return target;
 }
 
 /** The principal of a guarded route (set by `requireAccess`, which runs before every handler). */

@@ -39,6 +39,7 @@ import {
   rotatePartnerSecret,
   updatePartner,
 } from "../storage/partners";
+import { requireAdminScope } from "./admin-auth";
 import {
   ADMIN_PROBLEMS,
   type App,
@@ -681,6 +682,8 @@ export function registerPartnerRoutes(app: App): void {
         updated.sign &&
         !current.sign &&
         (await partnerSigningKeys(c.env.DB, configOf(c.env).ENCRYPTION_KEY, partner_id, Date.now())).length === 0;
+      // The answer would carry a new signing secret: an operator key may change everything else.
+      if (needsSecret) requireAdminScope(c, "turn signing on (the answer holds the new secret)", "body.sign");
       const signing = needsSecret ? await newSigningSecret(c.env, partner_id, now) : null;
       await updatePartner(c.env.DB, updated, signing?.row ?? null);
       forgetPartnerKeys(partner_id);

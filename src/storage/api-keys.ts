@@ -100,7 +100,7 @@ export async function updateApiKey(
     .first<ApiKeyRow>();
 }
 
-/** A new value: the current hash becomes the previous one, working until `previousExpiresAt`. */
+/** A new value: the current hash becomes the previous one, working until `previousExpiresAt` (none when that is now). */
 export async function rotateApiKey(
   db: D1,
   id: string,
@@ -111,7 +111,10 @@ export async function rotateApiKey(
 ): Promise<ApiKeyRow | null> {
   return db
     .prepare(
-      `UPDATE api_keys SET previous_secret_hash = secret_hash, previous_expires_at = ?3,
+      // No grace: the previous value is forgotten, not kept until a time that an isolate whose
+      // clock lags behind would still find in the future.
+      `UPDATE api_keys SET previous_secret_hash = CASE WHEN ?3 > ?5 THEN secret_hash END,
+         previous_expires_at = CASE WHEN ?3 > ?5 THEN ?3 END,
          secret_hash = ?2, prefix = ?4, rotated_at = ?5
        WHERE id = ?1 RETURNING ${COLUMNS}`,
     )
