@@ -10,6 +10,7 @@ import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index";
 import { utf8 } from "../src/lib/bytes";
+import { createApiKey } from "./support/access";
 import {
   admin,
   BASE,
@@ -953,6 +954,38 @@ describe("rate limiting per network", () => {
       for (const event of exact) await storedConversion(fresh.id, String(event.transaction_id));
       for (const event of tooMany) expect(await conversionInD1(network.id, String(event.transaction_id))).toBeNull();
       expect(await conversionInD1(fresh.id, afterTx)).toBeNull();
+      return;
+    }
+  });
+  // A network's own key is handed to people outside the hub (its portal): its dry runs are that
+  // network's traffic and spend its limit; the operator's do not.
+  it(`limits explain with a network's own key like its postbacks, but not the operator's`, async () => {
+    for (let attempt = 1; ; attempt++) {
+      const network = await tokenNetwork();
+      const key = await createApiKey({ scope: "network", subject_id: network.id });
+      const startedAt = Date.now();
+      const explain = (bearer: string) => {
+        const request = new Request(
+          postbackUrl(
+            network.id,
+            { txid: uniqueId("tx"), payout: "1.00", status: "1", token: tokenOf(network) },
+            "/explain",
+          ),
+          { headers: { authorization: `Bearer ${bearer}` } },
+        );
+        return limitedFetch(request);
+      };
+      const within: Response[] = [];
+      for (let i = 0; i < LIMIT; i++) within.push(await explain(key.key));
+      const over = await explain(key.key);
+      const operator = await explain(env.ADMIN_TOKEN);
+      const endedAt = Date.now();
+      const sameWindow = Math.floor((startedAt - 1000) / WINDOW_MS) === Math.floor((endedAt + 1000) / WINDOW_MS);
+      if (!sameWindow && attempt < 3) continue;
+
+      for (const response of within) await expectStatus(response, 200);
+      await expectProblem(over, 429, "rate_limited");
+      await expectStatus(operator, 200);
       return;
     }
   });

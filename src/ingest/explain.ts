@@ -105,7 +105,8 @@ export async function explainPostback(networkId: string, request: Request, deps:
       [{ location: result.location, message: result.message }],
     );
   }
-  if (!deps.keyHolder && !(await deps.withinRateLimit(networkId))) {
+  // The operator's dry runs are not the network's traffic; a network's own key (a portal user) is.
+  if (!deps.isAdmin && !(await deps.withinRateLimit(networkId))) {
     throw new ProblemError("rate_limited", `Network "${networkId}" is over its rate limit.`, [], {
       "retry-after": "60",
     });
