@@ -129,6 +129,18 @@ describe("the overview", () => {
       rejected: 2,
     });
     expect(totals(html, "attempts-chart")).toEqual({ delivered: 8, retry: 2, failed: 2, dead: 0, gone: 0 });
+    // The bars and the table beside them: one row per minute with postbacks (2, 10, 20 and 30 minutes ago).
+    const data = html.slice(
+      html.indexOf('id="postbacks-chart-data"'),
+      html.indexOf("</table>", html.indexOf('id="postbacks-chart-data"')),
+    );
+    expect(data.match(/<tr><th scope="row">/g)?.length).toBe(4);
+    const svg = html.slice(
+      html.indexOf('<svg role="img" aria-labelledby="postbacks-chart-title'),
+      html.indexOf("</svg>"),
+    );
+    expect(svg.match(/<rect [^>]*class="bar c-accepted"/g)?.length).toBe(2);
+    expect(svg.match(/<rect [^>]*class="bar c-rejected"/g)?.length).toBe(1);
     // Accessible charts: an image with a title and a description naming the totals.
     expect(html).toMatch(/<svg role="img" aria-labelledby="postbacks-chart-title postbacks-chart-desc"/);
     expect(html).toContain("8 in all: accepted 3, duplicate 1, updated 1, stale 1, rejected 2.");

@@ -106,7 +106,10 @@ export function createConsoleApp(): ConsoleApp {
     // A nonce is only worth something if every response has its own; and pages hold operators' data.
     c.header("cache-control", "no-store");
     c.header("x-content-type-options", "nosniff");
-    c.header("referrer-policy", "no-referrer");
+    // same-origin, not no-referrer: under no-referrer a browser posts the console's own forms with
+    // `Origin: null`, which the Origin check below must refuse (a page elsewhere can send it too).
+    // Other sites still get no referrer from the console.
+    c.header("referrer-policy", "same-origin");
     c.header("x-frame-options", "DENY");
   });
 

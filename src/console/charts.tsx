@@ -104,8 +104,13 @@ export function StackedBars<S extends string>(props: StackedBarsProps<S>): Retur
                   </rect>
                 );
               })}
-              {index % labelEvery === 0 ? (
-                <text x={LEFT + index * slot} y={HEIGHT - BOTTOM + 16} class="axis-label">
+              {(props.buckets.length - 1 - index) % labelEvery === 0 ? (
+                <text
+                  x={index === props.buckets.length - 1 ? WIDTH - RIGHT : LEFT + index * slot + slot / 2}
+                  y={HEIGHT - BOTTOM + 16}
+                  text-anchor={index === props.buckets.length - 1 ? "end" : "middle"}
+                  class="axis-label"
+                >
                   {timeLabel(bucket)}
                 </text>
               ) : null}

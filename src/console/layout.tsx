@@ -53,7 +53,6 @@ const Head: FC<{ title: string; nonce: string }> = ({ title, nonce }) => (
   <head>
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
-    <meta name="referrer" content="no-referrer" />
     <title>{`${title} · Postback Hub console`}</title>
     <link rel="icon" href="data:," />
     <link rel="stylesheet" href={STYLESHEET} />

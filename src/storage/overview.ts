@@ -2,7 +2,8 @@
  * The console overview's numbers, read from raw rows (issue 14 brings hourly roll-ups): postbacks by
  * verdict from the inbound request log, delivery attempts by outcome and latency from
  * delivery_attempts, the backlog from deliveries, and paused partners and silent networks.
- * Buckets are `bucket_seconds` wide, keyed by their start in Unix seconds.
+ * Buckets are `bucket_seconds` wide, keyed by their start in Unix seconds (D1 binds a JS number as a
+ * REAL, hence the casts: the division must be an integer one).
  */
 import type { D1 } from "./d1";
 
@@ -30,7 +31,7 @@ export async function postbacksByVerdict(
 ): Promise<BucketCount<PostbackVerdict>[]> {
   const { results } = await db
     .prepare(
-      `SELECT (CAST(strftime('%s', received_at) AS INTEGER) / ?2) * ?2 AS bucket,
+      `SELECT (CAST(strftime('%s', received_at) AS INTEGER) / CAST(?2 AS INTEGER)) * CAST(?2 AS INTEGER) AS bucket,
          CASE WHEN status >= 400 THEN 'rejected' ELSE verdict END AS series, count(*) AS n
        FROM inbound_requests
        WHERE received_at >= ?1 AND route IN ('postback', 'batch')
@@ -50,7 +51,8 @@ export async function attemptsByOutcome(
 ): Promise<BucketCount<AttemptOutcome>[]> {
   const { results } = await db
     .prepare(
-      `SELECT (CAST(strftime('%s', started_at) AS INTEGER) / ?2) * ?2 AS bucket, outcome AS series, count(*) AS n
+      `SELECT (CAST(strftime('%s', started_at) AS INTEGER) / CAST(?2 AS INTEGER)) * CAST(?2 AS INTEGER) AS bucket,
+         outcome AS series, count(*) AS n
        FROM delivery_attempts WHERE started_at >= ?1
        GROUP BY bucket, series ORDER BY bucket`,
     )
