@@ -1,6 +1,6 @@
 /**
- * The direction imports run in (docs/architecture.md, "Code layout"): routes → ingest, delivery,
- * queues, conversions, networks, operations → domain and lib. `npm run check` fails on a violation.
+ * The direction imports run in (docs/architecture.md, "Code layout"): routes and console → ingest,
+ * delivery, queues, conversions, networks, operations → domain and lib. `npm run check` fails on a violation.
  * @type {import('dependency-cruiser').IConfiguration}
  */
 module.exports = {
@@ -48,6 +48,14 @@ module.exports = {
       to: { path: "^src/", pathNot: "^src/(storage/|domain/|lib/|errors\\.ts$)" },
     },
     {
+      name: "only-the-app-mounts-the-console",
+      comment:
+        "The console (src/console/) is pages over the same operations and queries as the API: app.ts mounts it; nothing below it imports it.",
+      severity: "error",
+      from: { path: "^src/", pathNot: "^src/(console/|app\\.ts$)" },
+      to: { path: "^src/console/" },
+    },
+    {
       name: "only-index-wires-the-worker",
       comment: "index.ts wires fetch, queues and crons; nothing imports it.",
       severity: "error",
@@ -59,7 +67,7 @@ module.exports = {
     doNotFollow: { path: "node_modules" },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
-    enhancedResolveOptions: { extensions: [".ts", ".js", ".json"] },
+    enhancedResolveOptions: { extensions: [".ts", ".tsx", ".js", ".json"] },
     exclude: { path: "^(test|bench|scripts)/" },
   },
 };

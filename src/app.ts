@@ -1,10 +1,12 @@
 /**
  * The HTTP app: request ids, problem responses for every error, the public and network routes, the
- * admin API on a sub-app that guards every route registered on it, the OpenAPI document and /docs.
+ * admin API on a sub-app that guards every route registered on it, the OpenAPI document, /docs and
+ * the operator console (/console).
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import { ACCESS, type Access, scopesOf } from "./access/policy";
+import { createConsoleApp } from "./console/app";
 import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
 import { registerAccessRoutes } from "./routes/access";
 import { requireAccess } from "./routes/admin-auth";
@@ -97,6 +99,8 @@ export function createApp(
   documentRequestIds(app);
   app.doc31("/openapi.json", OPENAPI_DOCUMENT);
   registerDocsRoutes(app);
+  // The operator console (docs/console.md): HTML pages with sessions of their own, outside the document.
+  app.route("/console", createConsoleApp());
   return app;
 }
 

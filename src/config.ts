@@ -37,6 +37,12 @@ const ConfigSchema = z.object({
   INBOUND_LOG_PER_MINUTE: z.coerce.number().int().min(0).default(600),
   INBOUND_LOG_UNAUTHENTICATED_PER_MINUTE: z.coerce.number().int().min(0).default(60),
   INBOUND_LOG_RETENTION_DAYS: z.coerce.number().positive().default(30),
+  /** How long a console sign-in lasts (src/console/session.ts). */
+  CONSOLE_SESSION_HOURS: z.coerce
+    .number()
+    .positive()
+    .max(24 * 7)
+    .default(8),
   ALERT_URL: z
     .union([z.literal(""), z.url({ protocol: /^https?$/ })])
     .default("")

@@ -11,10 +11,13 @@
  * tolerate: the consumer's claim lets one attempt through, and a finished delivery's is acked.
  */
 import { jobUntil, REPLAY_CHUNK_SIZE, REPLAY_SAMPLE_SIZE, type ReplayFilter } from "../domain/replay";
+import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { newId } from "../lib/bytes";
 import { type DeliveriesQueue, enqueueDeliveries } from "../queues/delivery-messages";
 import type { D1 } from "../storage/d1";
 import { countReplayable, type ReplaySelection, replayCandidates } from "../storage/deliveries";
+import { getNetwork } from "../storage/networks";
+import { getPartner } from "../storage/partners";
 import {
   armChunk,
   confirmChunk,
@@ -119,4 +122,44 @@ export async function resumeStalledReplays(db: D1, runners: ReplayRunners, nowMs
   for (const id of ids) await startReplayJob(runners, id);
   if (ids.length > 0) console.warn(JSON.stringify({ message: "restarted stalled replay jobs", jobs: ids }));
   return ids;
+}
+
+/** The filter must name a partner and a network that exist; the partner must be active (409). */
+export async function checkReplayFilter(db: D1, filter: ReplayFilter): Promise<void> {
+  const [partner, network] = await Promise.all([
+    filter.partner_id === null ? null : getPartner(db, filter.partner_id),
+    filter.network_id === null ? null : getNetwork(db, filter.network_id),
+  ]);
+  const errors: FieldError[] = [];
+  if (filter.partner_id !== null && !partner) errors.push({ location: "body.partner_id", message: "no such partner" });
+  if (filter.network_id !== null && !network) errors.push({ location: "body.network_id", message: "no such network" });
+  if (errors.length > 0) throw validationFailed(errors);
+  if (partner && partner.status !== "active") {
+    throw new ProblemError(
+      "partner_disabled",
+      `Partner "${partner.id}" is disabled: enable it (which resumes its parked deliveries) before replaying.`,
+      [{ location: "body.partner_id", message: "is disabled" }],
+    );
+  }
+}
+
+/**
+ * A bulk replay as POST /v1/replays and the console ask for it: the filter checked, then either the
+ * dry run's count or a job, recorded and started (should it not start now, the 15-minute cron starts it).
+ */
+export async function requestBulkReplay(
+  env: Env,
+  filter: ReplayFilter,
+  dryRun: boolean,
+): Promise<{ dry_run: true; total: number; sample: string[] } | { dry_run: false; job: ReplayJobRow }> {
+  await checkReplayFilter(env.DB, filter);
+  const nowMs = Date.now();
+  if (dryRun) return { dry_run: true, ...(await dryRunReplay(env.DB, filter, new Date(nowMs).toISOString())) };
+  const job = await createReplayJob(env.DB, filter, nowMs);
+  await startReplayJob(env.REPLAY_JOBS, job.id).catch((error: unknown) =>
+    console.error(
+      JSON.stringify({ message: "replay job not started; the cron will", job_id: job.id, error: String(error) }),
+    ),
+  );
+  return { dry_run: false, job };
 }

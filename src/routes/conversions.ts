@@ -147,6 +147,9 @@ const ListQuery = PaginationQuerySchema.extend({
   since: TimestampSchema.optional().openapi({ description: "First seen at or after (RFC 3339)." }),
   until: TimestampSchema.optional().openapi({ description: "First seen before (RFC 3339)." }),
   test: testFlag("Only test conversions (`true`) or only live ones (`false`); both when absent."),
+  transaction_id: z.string().min(1).max(128).transform(normalizeIdentifier).optional(),
+  click_id: z.string().min(1).max(256).optional(),
+  partner_id: z.string().max(64).optional().openapi({ description: "The partner credited with it (attribution)." }),
 });
 
 const tags = ["Conversions"];

@@ -1,17 +1,9 @@
 /** Admin API for deliveries: the delivery log (every attempt) and replay of one delivery. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { DELIVERY_STATES } from "../domain/delivery";
-import { ProblemError } from "../errors";
-import { enqueueDeliveries } from "../queues/delivery-messages";
-import {
-  type AttemptRow,
-  type DeliveryRow,
-  getDelivery,
-  listDeliveries,
-  payloadOf,
-  replayDelivery,
-} from "../storage/deliveries";
-import { getPartner } from "../storage/partners";
+import { normalizeIdentifier } from "../domain/postback";
+import { deliveryNotFound, replayOneDelivery } from "../operations/deliveries";
+import { type AttemptRow, type DeliveryRow, getDelivery, listDeliveries, payloadOf } from "../storage/deliveries";
 import {
   ADMIN_PROBLEMS,
   type App,
@@ -68,6 +60,14 @@ const ListQuery = PaginationQuerySchema.extend({
   event_id: z.string().max(64).optional(),
   since: TimestampSchema.optional().openapi({ description: "Created at or after (RFC 3339)." }),
   until: TimestampSchema.optional().openapi({ description: "Created before (RFC 3339)." }),
+  network_id: z.string().max(63).optional().openapi({ description: "Only deliveries of this network's conversions." }),
+  transaction_id: z
+    .string()
+    .min(1)
+    .max(128)
+    .transform(normalizeIdentifier)
+    .optional()
+    .openapi({ description: "Only deliveries of this transaction's conversion (with network_id)." }),
 });
 
 const Params = z.object({
@@ -107,12 +107,6 @@ function toAttempt(row: AttemptRow): z.infer<typeof AttemptSchema> {
     response_excerpt: row.response_excerpt,
     outcome: row.outcome,
   };
-}
-
-function missing(id: string): ProblemError {
-  return new ProblemError("not_found", `No delivery "${id}".`, [
-    { location: "path.delivery_id", message: "not found" },
-  ]);
 }
 
 export function registerDeliveryRoutes(app: App): void {
@@ -161,7 +155,7 @@ export function registerDeliveryRoutes(app: App): void {
     async (c) => {
       const { delivery_id } = c.req.valid("param");
       const { delivery, attempts } = await getDelivery(c.env.DB, delivery_id);
-      if (!delivery) throw missing(delivery_id);
+      if (!delivery) throw deliveryNotFound(delivery_id);
       return c.json({ ...toDelivery(delivery), attempts_log: attempts.map(toAttempt) }, 200);
     },
   );
@@ -184,25 +178,7 @@ export function registerDeliveryRoutes(app: App): void {
     }),
     async (c) => {
       const { delivery_id } = c.req.valid("param");
-      const replayed = await replayDelivery(c.env.DB, delivery_id, new Date().toISOString());
-      if (!replayed) {
-        const { delivery } = await getDelivery(c.env.DB, delivery_id);
-        if (!delivery) throw missing(delivery_id);
-        const partner = await getPartner(c.env.DB, delivery.partner_id);
-        if (partner?.status !== "active") {
-          throw new ProblemError(
-            "partner_disabled",
-            `The partner of delivery "${delivery_id}" is ${partner ? "disabled: enable it first" : "deleted"}.`,
-            [{ location: "path.delivery_id", message: "its partner is not active" }],
-          );
-        }
-        throw new ProblemError(
-          "invalid_state",
-          `Delivery "${delivery_id}" is ${delivery.state}; only failed, dead or parked deliveries can be replayed.`,
-          [{ location: "path.delivery_id", message: `is ${delivery.state}` }],
-        );
-      }
-      await enqueueDeliveries(c.env.DELIVERIES, [replayed.id]);
+      const replayed = await replayOneDelivery({ db: c.env.DB, deliveries: c.env.DELIVERIES }, delivery_id);
       return c.json(toDelivery(replayed), 202);
     },
   );

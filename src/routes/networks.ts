@@ -5,10 +5,8 @@
  */
 
 import { createRoute, z } from "@hono/zod-openapi";
-import { configOf } from "../config";
 import {
   AUTH_METHODS,
-  type CredentialKind,
   DEFAULT_AUTH,
   HASHABLE_IDENTIFIERS,
   type HashableIdentifier,
@@ -18,18 +16,14 @@ import {
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { NetworkMappingSchema } from "../ingest/mapping";
 import { validateCidrList } from "../lib/cidr";
-import { graceEndsAt, issueCredential } from "../lib/credentials";
 import { invalidateNetwork } from "../networks/network-cache";
 import {
-  getNetwork,
-  insertNetwork,
-  listNetworks,
-  listSecretMetadata,
-  type NewSecret,
-  rotateSecret,
-  setNetworkStatus,
-  updateNetwork,
-} from "../storage/networks";
+  networkNotFound,
+  newNetworkCredential,
+  rotateNetworkCredential,
+  setNetworkStatusNow,
+} from "../operations/networks";
+import { getNetwork, insertNetwork, listNetworks, listSecretMetadata, updateNetwork } from "../storage/networks";
 import { requireAdminScope } from "./admin-auth";
 import {
   ADMIN_PROBLEMS,
@@ -179,25 +173,12 @@ const tags = ["Networks"];
 
 const toResponse = (network: Network) => ({ ...network });
 
-function missing(id: string): ProblemError {
-  return new ProblemError("not_found", `No network "${id}".`, [{ location: "path.network_id", message: "not found" }]);
-}
-
 /** The checks the schema cannot make: CIDR syntax. */
 function requireValidAuth(network: Network): void {
   const errors: FieldError[] = network.auth.ip_allowlist.flatMap((entry, index) =>
     validateCidrList([entry]).map((message) => ({ location: `body.auth.ip_allowlist[${index}]`, message })),
   );
   if (errors.length > 0) throw validationFailed(errors);
-}
-
-async function newCredential(env: Env, networkId: string, kind: CredentialKind, now: string) {
-  const issued = await issueCredential(
-    configOf(env).ENCRYPTION_KEY,
-    kind === "signing" ? "network-signing" : "network-token",
-  );
-  const row: NewSecret = { id: issued.id, network_id: networkId, kind, ciphertext: issued.ciphertext, created_at: now };
-  return { value: issued.value, row };
 }
 
 export function registerNetworkRoutes(app: App): void {
@@ -238,9 +219,9 @@ export function registerNetworkRoutes(app: App): void {
         updated_at: now,
       };
       requireValidAuth(network);
-      const signing = await newCredential(c.env, network.id, "signing", now);
+      const signing = await newNetworkCredential(c.env, network.id, "signing", now);
       const token = network.auth.methods.includes("token")
-        ? await newCredential(c.env, network.id, "token", now)
+        ? await newNetworkCredential(c.env, network.id, "token", now)
         : null;
       if (!(await insertNetwork(c.env.DB, network, token ? [signing.row, token.row] : [signing.row]))) {
         throw new ProblemError("already_exists", `A network "${network.id}" exists already.`, [
@@ -300,7 +281,7 @@ export function registerNetworkRoutes(app: App): void {
     async (c) => {
       const { network_id } = c.req.valid("param");
       const network = await getNetwork(c.env.DB, network_id);
-      if (!network) throw missing(network_id);
+      if (!network) throw networkNotFound(network_id);
       const secrets = await listSecretMetadata(c.env.DB, network_id, new Date().toISOString());
       return c.json({ ...toResponse(network), secrets }, 200);
     },
@@ -332,7 +313,7 @@ export function registerNetworkRoutes(app: App): void {
       const { network_id } = c.req.valid("param");
       const patch = c.req.valid("json");
       const current = await getNetwork(c.env.DB, network_id);
-      if (!current) throw missing(network_id);
+      if (!current) throw networkNotFound(network_id);
       const now = new Date().toISOString();
       const updated: Network = {
         ...current,
@@ -352,7 +333,7 @@ export function registerNetworkRoutes(app: App): void {
       // The answer would carry a new credential: an operator key may change everything else.
       if (issuesToken)
         requireAdminScope(c, "turn the token method on (the answer holds the new token)", "body.auth.methods");
-      const token = issuesToken ? await newCredential(c.env, network_id, "token", now) : null;
+      const token = issuesToken ? await newNetworkCredential(c.env, network_id, "token", now) : null;
       await updateNetwork(c.env.DB, updated, token ? [token.row] : []);
       invalidateNetwork(network_id);
       return c.json({ ...toResponse(updated), ...(token ? { token: token.value } : {}) }, 200);
@@ -376,10 +357,7 @@ export function registerNetworkRoutes(app: App): void {
       }),
       async (c) => {
         const { network_id } = c.req.valid("param");
-        const status = action === "disable" ? "disabled" : "active";
-        const network = await setNetworkStatus(c.env.DB, network_id, status, new Date().toISOString());
-        if (!network) throw missing(network_id);
-        invalidateNetwork(network_id);
+        const network = await setNetworkStatusNow(c.env, network_id, action === "disable" ? "disabled" : "active");
         return c.json(toResponse(network), 200);
       },
     );
@@ -405,25 +383,15 @@ export function registerNetworkRoutes(app: App): void {
       },
     });
 
-  const rotate = async (env: Env, networkId: string, graceSeconds: number | undefined, kind: CredentialKind) => {
-    if (!(await getNetwork(env.DB, networkId))) throw missing(networkId);
-    const nowMs = Date.now();
-    const endsAt = graceEndsAt(nowMs, graceSeconds, configOf(env).SECRET_GRACE_PERIOD_SECONDS);
-    const { value, row } = await newCredential(env, networkId, kind, new Date(nowMs).toISOString());
-    await rotateSecret(env.DB, row, endsAt);
-    invalidateNetwork(networkId);
-    return { id: row.id, value, endsAt };
-  };
-
   app.openapi(rotationRoute("secrets", "Rotate the network's signing secret", RotatedSecretSchema), async (c) => {
     const grace = c.req.valid("json")?.grace_period_seconds;
-    const rotated = await rotate(c.env, c.req.valid("param").network_id, grace, "signing");
+    const rotated = await rotateNetworkCredential(c.env, c.req.valid("param").network_id, grace, "signing");
     return c.json({ secret_id: rotated.id, secret: rotated.value, previous_secrets_expire_at: rotated.endsAt }, 201);
   });
 
   app.openapi(rotationRoute("tokens", "Rotate the network's static token", RotatedTokenSchema), async (c) => {
     const grace = c.req.valid("json")?.grace_period_seconds;
-    const rotated = await rotate(c.env, c.req.valid("param").network_id, grace, "token");
+    const rotated = await rotateNetworkCredential(c.env, c.req.valid("param").network_id, grace, "token");
     return c.json({ token_id: rotated.id, token: rotated.value, previous_tokens_expire_at: rotated.endsAt }, 201);
   });
 }

@@ -7,9 +7,8 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { invalidateClickPartner } from "../attribution/click-targets";
 import { type Config, configOf } from "../config";
 import { forgetPartnerKeys, partnerSigningKeys } from "../delivery/partner-keys";
-import { buildPartnerRequest, macroValues } from "../delivery/render";
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, validateRetrySchedule } from "../delivery/retry-policy";
-import { lintBodyTemplate, templateWarnings } from "../delivery/template";
+import { lintBodyTemplate } from "../delivery/template";
 import { lintUrlTemplate } from "../delivery/url-safety";
 import { REPLAYABLE_STATES } from "../domain/delivery";
 import { NETWORK_ID_PATTERN } from "../domain/network";
@@ -17,7 +16,6 @@ import {
   DEFAULT_BREAKER,
   DEFAULT_MAX_IN_FLIGHT,
   DELIVERY_ORDERS,
-  type DeliveryPayload,
   MAX_IN_FLIGHT_LIMIT,
   MAX_PARTNER_TIMEOUT_MS,
   MAX_PER_SECOND_LIMIT,
@@ -25,20 +23,22 @@ import {
   type Partner,
 } from "../domain/partner";
 import { AmountSchema, CONVERSION_STATUSES, PLATFORMS } from "../domain/postback";
-import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from "../errors";
+import { type FieldError, validationFailed, zodFieldErrors } from "../errors";
 import { newId } from "../lib/bytes";
-import { graceEndsAt, issueCredential } from "../lib/credentials";
-import { enqueueDeliveries } from "../queues/delivery-messages";
-import { countReplayable, disablePartnerStatements, enablePartner, replaySelected } from "../storage/deliveries";
 import {
-  deletePartner,
-  getPartner,
-  insertPartner,
-  listPartners,
-  partnerTransitions,
-  rotatePartnerSecret,
-  updatePartner,
-} from "../storage/partners";
+  disablePartnerNow,
+  enablePartnerNow,
+  newSigningSecret,
+  partnerCoordinationOf,
+  partnerNotFound,
+  partnerView,
+  partnerWarnings,
+  previewPartner,
+  REPLAY_LIMIT,
+  replayPartnerDeliveries,
+  rotatePartnerSigningSecret,
+} from "../operations/partners";
+import { deletePartner, getPartner, insertPartner, listPartners, updatePartner } from "../storage/partners";
 import { requireAdminScope } from "./admin-auth";
 import {
   ADMIN_PROBLEMS,
@@ -54,8 +54,6 @@ import {
 } from "./common";
 
 const tags = ["Partners"];
-/** Replays per request; a larger range is replayed by calling again (`remaining` says how many are left). */
-const REPLAY_LIMIT = 1000;
 const RESERVED_HEADERS = new Set([
   "host",
   "content-length",
@@ -360,40 +358,6 @@ const RotatedSchema = z
 
 const notFound = problem("No such partner.");
 
-function missing(id: string): ProblemError {
-  return new ProblemError("not_found", `No partner "${id}".`, [{ location: "path.partner_id", message: "not found" }]);
-}
-
-function toResponse(partner: Partner) {
-  const status = partner.status === "disabled" ? "disabled" : partner.paused_reason ? "paused" : "active";
-  return { ...partner, status: status as "active" | "paused" | "disabled" };
-}
-
-/** The partner's pace and breaker as its coordinator has them; absent when it cannot be asked now. */
-async function coordination(env: Env, partnerId: string) {
-  try {
-    const [status, transitions] = await Promise.all([
-      env.COORDINATORS.getByName(partnerId).status(partnerId),
-      partnerTransitions(env.DB, partnerId, 20),
-    ]);
-    return {
-      pace: status.pace,
-      health: {
-        breaker: status.breaker.position === "disabled" ? ("open" as const) : status.breaker.position,
-        reason: status.breaker.reason,
-        probe_at: status.breaker.probe_at,
-        waiting: status.waiting,
-        transitions: transitions.map(({ from, to, reason, at }) => ({ from, to, reason, at })),
-      },
-    };
-  } catch (error) {
-    console.error(
-      JSON.stringify({ message: "partner coordinator unavailable", partner_id: partnerId, error: String(error) }),
-    );
-    return {};
-  }
-}
-
 /** Tells the partner's coordinator to read its settings again (best effort: it rereads within 30 s anyway). */
 async function settingsChanged(env: Env, partnerId: string): Promise<void> {
   await env.COORDINATORS.getByName(partnerId)
@@ -429,16 +393,6 @@ function lintPartner(fields: LintedFields, config: Config): FieldError[] {
 function requireValid(partner: Partner, config: Config): void {
   const errors = lintPartner(partner, config);
   if (errors.length > 0) throw validationFailed(errors);
-}
-
-/** What the templates may send empty (not an error: the answers of create, update and preview say it). */
-function partnerWarnings(partner: Pick<Partner, "url_template" | "body_template" | "method">): FieldError[] {
-  return [
-    ...templateWarnings(partner.url_template, "body.url_template", "url"),
-    ...(partner.method === "POST" && partner.body_template !== null
-      ? templateWarnings(partner.body_template, "body.body_template", "body")
-      : []),
-  ];
 }
 
 /**
@@ -486,50 +440,6 @@ async function rejectPartnerBody(error: z.ZodError, target: string, c: HookConte
     }
   }
   throw validationFailed(errors);
-}
-
-async function newSigningSecret(env: Env, partnerId: string, now: string) {
-  const issued = await issueCredential(configOf(env).ENCRYPTION_KEY, "partner-signing");
-  return {
-    secret: issued.value,
-    row: { id: issued.id, partner_id: partnerId, ciphertext: issued.ciphertext, created_at: now },
-  };
-}
-
-/** A realistic conversion for previews, overridable field by field. */
-function samplePayload(
-  overrides: Record<string, string | number | boolean | null> = {},
-  meta: Record<string, string | number | boolean> = { sub1: "spring" },
-): DeliveryPayload {
-  const now = new Date().toISOString();
-  const field = (key: string, fallback: string | undefined): string | undefined => {
-    const value = overrides[key];
-    if (value === undefined) return fallback;
-    return value === null ? undefined : String(value);
-  };
-  return {
-    network_id: field("network_id", "acme") ?? "acme",
-    transaction_id: field("transaction_id", "ord_8812") ?? "ord_8812",
-    event_id: "evt_preview",
-    verdict: "accepted",
-    received_at: now,
-    previous_status: null,
-    conversion: {
-      status: (field("status", "approved") ?? "approved") as DeliveryPayload["conversion"]["status"],
-      amount: field("amount", "29.99"),
-      currency: field("currency", "USD"),
-      event_type: field("event_type", "purchase"),
-      campaign_id: field("campaign_id", "camp-987"),
-      click_id: field("click_id", "clk_1f3a9"),
-      user_id: field("user_id", undefined),
-      device_id: field("device_id", undefined),
-      platform: field("platform", "web") as DeliveryPayload["conversion"]["platform"],
-      meta,
-      event_time: field("event_time", now) ?? now,
-      first_seen_at: now,
-      version: 1,
-    },
-  };
 }
 
 export function registerPartnerRoutes(app: App): void {
@@ -582,7 +492,7 @@ export function registerPartnerRoutes(app: App): void {
       await insertPartner(c.env.DB, partner, signing?.row ?? null);
       return c.json(
         {
-          ...toResponse(partner),
+          ...partnerView(partner),
           ...(signing ? { signing_secret: signing.secret } : {}),
           warnings: partnerWarnings(partner),
         },
@@ -612,7 +522,7 @@ export function registerPartnerRoutes(app: App): void {
       const { limit, cursor } = c.req.valid("query");
       const rows = await listPartners(c.env.DB, limit + 1, decodeCursor(cursor, 1)?.[0] ?? null);
       return c.json(
-        page(rows, limit, toResponse, (p) => [p.id]),
+        page(rows, limit, partnerView, (p) => [p.id]),
         200,
       );
     },
@@ -638,8 +548,8 @@ export function registerPartnerRoutes(app: App): void {
     async (c) => {
       const { partner_id } = c.req.valid("param");
       const partner = await getPartner(c.env.DB, partner_id);
-      if (!partner) throw missing(partner_id);
-      return c.json({ ...toResponse(partner), ...(await coordination(c.env, partner_id)) }, 200);
+      if (!partner) throw partnerNotFound(partner_id);
+      return c.json({ ...partnerView(partner), ...(await partnerCoordinationOf(c.env, partner_id)) }, 200);
     },
   );
 
@@ -669,7 +579,7 @@ export function registerPartnerRoutes(app: App): void {
       const { partner_id } = c.req.valid("param");
       const patch = c.req.valid("json");
       const current = await getPartner(c.env.DB, partner_id);
-      if (!current) throw missing(partner_id);
+      if (!current) throw partnerNotFound(partner_id);
       const now = new Date().toISOString();
       const updated: Partner = {
         ...current,
@@ -691,7 +601,7 @@ export function registerPartnerRoutes(app: App): void {
       await settingsChanged(c.env, partner_id);
       return c.json(
         {
-          ...toResponse(updated),
+          ...partnerView(updated),
           ...(signing ? { signing_secret: signing.secret } : {}),
           warnings: partnerWarnings(updated),
         },
@@ -714,7 +624,7 @@ export function registerPartnerRoutes(app: App): void {
     }),
     async (c) => {
       const { partner_id } = c.req.valid("param");
-      if (!(await deletePartner(c.env.DB, partner_id, new Date().toISOString()))) throw missing(partner_id);
+      if (!(await deletePartner(c.env.DB, partner_id, new Date().toISOString()))) throw partnerNotFound(partner_id);
       forgetPartnerKeys(partner_id);
       invalidateClickPartner(partner_id);
       return c.body(null, 204);
@@ -738,11 +648,8 @@ export function registerPartnerRoutes(app: App): void {
     }),
     async (c) => {
       const { partner_id } = c.req.valid("param");
-      if (!(await getPartner(c.env.DB, partner_id))) throw missing(partner_id);
-      await c.env.DB.batch(disablePartnerStatements(c.env.DB, partner_id, "operator", new Date().toISOString()));
-      const partner = await getPartner(c.env.DB, partner_id);
-      if (!partner) throw missing(partner_id);
-      return c.json({ ...toResponse(partner), ...(await coordination(c.env, partner_id)) }, 200);
+      const partner = await disablePartnerNow(c.env, partner_id);
+      return c.json({ ...partnerView(partner), ...(await partnerCoordinationOf(c.env, partner_id)) }, 200);
     },
   );
 
@@ -770,12 +677,8 @@ export function registerPartnerRoutes(app: App): void {
     }),
     async (c) => {
       const { partner_id } = c.req.valid("param");
-      const { found, resumed } = await enablePartner(c.env.DB, partner_id, new Date().toISOString());
-      if (!found) throw missing(partner_id);
-      await enqueueDeliveries(c.env.DELIVERIES, resumed);
-      const partner = await getPartner(c.env.DB, partner_id);
-      if (!partner) throw missing(partner_id);
-      return c.json({ ...toResponse(partner), resumed_deliveries: resumed.length }, 200);
+      const { partner, resumed } = await enablePartnerNow(c.env, partner_id);
+      return c.json({ ...partnerView(partner), resumed_deliveries: resumed }, 200);
     },
   );
 
@@ -801,13 +704,7 @@ export function registerPartnerRoutes(app: App): void {
     async (c) => {
       const { partner_id } = c.req.valid("param");
       const body = c.req.valid("json") ?? {};
-      if (!(await getPartner(c.env.DB, partner_id))) throw missing(partner_id);
-      const nowMs = Date.now();
-      const endsAt = graceEndsAt(nowMs, body.grace_period_seconds, configOf(c.env).SECRET_GRACE_PERIOD_SECONDS);
-      const { secret, row } = await newSigningSecret(c.env, partner_id, new Date(nowMs).toISOString());
-      await rotatePartnerSecret(c.env.DB, row, endsAt);
-      forgetPartnerKeys(partner_id);
-      return c.json({ secret_id: row.id, signing_secret: secret, previous_secrets_expire_at: endsAt }, 201);
+      return c.json(await rotatePartnerSigningSecret(c.env, partner_id, body.grace_period_seconds), 201);
     },
   );
 
@@ -839,34 +736,7 @@ export function registerPartnerRoutes(app: App): void {
     async (c) => {
       const { partner_id } = c.req.valid("param");
       const body = c.req.valid("json") ?? {};
-      const partner = await getPartner(c.env.DB, partner_id);
-      if (!partner) throw missing(partner_id);
-      const payload = samplePayload(body.conversion, body.meta);
-      const deliveryId = "dlv_preview";
-      const config = configOf(c.env);
-      const nowMs = Date.now();
-      // Built the one way deliveries are, so a preview never shows a request that would not leave.
-      const built = await buildPartnerRequest(partner, macroValues(payload, deliveryId, 1, { partner }), {
-        allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS,
-        signing: partner.sign
-          ? async () => ({
-              keys: await partnerSigningKeys(c.env.DB, config.ENCRYPTION_KEY, partner.id, nowMs),
-              deliveryId,
-              timestampSeconds: Math.floor(nowMs / 1000),
-            })
-          : undefined,
-      });
-      if (!built.ok && built.error_class === "render") {
-        throw validationFailed([{ location: "body.conversion", message: built.reason }]);
-      }
-      if (!built.ok) {
-        throw new ProblemError(
-          "invalid_state",
-          `Deliveries to this partner would be blocked before sending: ${built.reason}.`,
-          [{ location: "path.partner_id", message: built.reason }],
-        );
-      }
-      return c.json({ ...built.request, warnings: partnerWarnings(partner) }, 200);
+      return c.json(await previewPartner(c.env, partner_id, body.conversion, body.meta), 200);
     },
   );
 
@@ -895,24 +765,7 @@ export function registerPartnerRoutes(app: App): void {
     async (c) => {
       const { partner_id } = c.req.valid("param");
       const body = c.req.valid("json") ?? { dry_run: false };
-      const partner = await getPartner(c.env.DB, partner_id);
-      if (!partner) throw missing(partner_id);
-      const selection = {
-        partner_id,
-        states: body.states ?? ["failed", "dead", "parked"],
-        since: body.since ?? null,
-        until: body.until ?? null,
-      };
-      const matched = await countReplayable(c.env.DB, selection);
-      if (body.dry_run) return c.json({ dry_run: true, matched, replayed: 0, remaining: matched }, 200);
-      if (partner.status !== "active") {
-        throw new ProblemError("partner_disabled", `Partner "${partner_id}" is disabled; enable it first.`, [
-          { location: "path.partner_id", message: "is disabled" },
-        ]);
-      }
-      const ids = await replaySelected(c.env.DB, selection, REPLAY_LIMIT, new Date().toISOString());
-      await enqueueDeliveries(c.env.DELIVERIES, ids);
-      return c.json({ dry_run: false, matched, replayed: ids.length, remaining: matched - ids.length }, 200);
+      return c.json(await replayPartnerDeliveries(c.env, partner_id, body), 200);
     },
   );
 }

@@ -14,10 +14,8 @@ import {
   REPLAY_STEP_PAUSE_MS,
   type ReplayFilter,
 } from "../domain/replay";
-import { type FieldError, ProblemError, validationFailed } from "../errors";
-import { createReplayJob, dryRunReplay, startReplayJob } from "../operations/replays";
-import { getNetwork } from "../storage/networks";
-import { getPartner } from "../storage/partners";
+import { ProblemError } from "../errors";
+import { requestBulkReplay } from "../operations/replays";
 import { filterOf, getReplayJob, listReplayJobs, type ReplayJobRow } from "../storage/replays";
 import {
   ADMIN_PROBLEMS,
@@ -143,25 +141,6 @@ function toJob(row: ReplayJobRow): z.infer<typeof JobSchema> {
   };
 }
 
-/** The filter must name a partner and a network that exist; the partner must be active (409). */
-async function checkFilter(db: D1Database, filter: ReplayFilter): Promise<void> {
-  const [partner, network] = await Promise.all([
-    filter.partner_id === null ? null : getPartner(db, filter.partner_id),
-    filter.network_id === null ? null : getNetwork(db, filter.network_id),
-  ]);
-  const errors: FieldError[] = [];
-  if (filter.partner_id !== null && !partner) errors.push({ location: "body.partner_id", message: "no such partner" });
-  if (filter.network_id !== null && !network) errors.push({ location: "body.network_id", message: "no such network" });
-  if (errors.length > 0) throw validationFailed(errors);
-  if (partner && partner.status !== "active") {
-    throw new ProblemError(
-      "partner_disabled",
-      `Partner "${partner.id}" is disabled: enable it (which resumes its parked deliveries) before replaying.`,
-      [{ location: "body.partner_id", message: "is disabled" }],
-    );
-  }
-}
-
 export function registerReplayRoutes(app: App): void {
   app.openapi(
     createRoute({
@@ -205,20 +184,10 @@ export function registerReplayRoutes(app: App): void {
         until: body.until ?? null,
         conversion_status: body.conversion_status ?? null,
       };
-      await checkFilter(c.env.DB, filter);
-      const nowMs = Date.now();
-      if (body.dry_run) {
-        const { total, sample } = await dryRunReplay(c.env.DB, filter, new Date(nowMs).toISOString());
-        return c.json({ dry_run: true as const, filter, total, sample }, 200);
-      }
-      const job = await createReplayJob(c.env.DB, filter, nowMs);
-      // The job is recorded: should its runner not start now, the 15-minute cron starts it.
-      await startReplayJob(c.env.REPLAY_JOBS, job.id).catch((error: unknown) =>
-        console.error(
-          JSON.stringify({ message: "replay job not started; the cron will", job_id: job.id, error: String(error) }),
-        ),
-      );
-      return c.json(toJob(job), 202);
+      const answer = await requestBulkReplay(c.env, filter, body.dry_run);
+      if (answer.dry_run)
+        return c.json({ dry_run: true as const, filter, total: answer.total, sample: answer.sample }, 200);
+      return c.json(toJob(answer.job), 202);
     },
   );
 

@@ -72,6 +72,11 @@ const RequestFilterQuery = PaginationQuerySchema.extend({
   since: TimestampSchema.optional().openapi({ description: "Received at or after (RFC 3339)." }),
   until: TimestampSchema.optional().openapi({ description: "Received before (RFC 3339)." }),
   transaction_id: z.string().min(1).max(128).transform(normalizeIdentifier).optional(),
+  rejected: z
+    .enum(["true", "false"], { error: "must be true or false" })
+    .optional()
+    .transform((value) => (value === undefined ? undefined : value === "true"))
+    .openapi({ description: "`true`: only requests answered with an error (status ≥ 400); `false`: only the others." }),
 });
 
 const UnloggedSchema = z

@@ -235,6 +235,10 @@ export interface ConversionFilter {
   since?: string | undefined;
   until?: string | undefined;
   test?: boolean | undefined;
+  transaction_id?: string | undefined;
+  click_id?: string | undefined;
+  /** The partner credited with it (attribution). */
+  partner_id?: string | undefined;
 }
 
 /** The list's sort key; `test` is part of it, since a test and a live conversion can share the rest. */
@@ -258,6 +262,9 @@ export async function listConversions(
          AND (?6 IS NULL OR first_seen_at < ?6)
          AND (?7 IS NULL OR (first_seen_at, network_id, transaction_id, test) < (?7, ?8, ?9, ?12))
          AND (?11 IS NULL OR test = ?11)
+         AND (?13 IS NULL OR transaction_id = ?13)
+         AND (?14 IS NULL OR click_id = ?14)
+         AND (?15 IS NULL OR attributed_partner_id = ?15)
        ORDER BY first_seen_at DESC, network_id DESC, transaction_id DESC, test DESC
        LIMIT ?10`,
     )
@@ -274,6 +281,9 @@ export async function listConversions(
       limit,
       filter.test === undefined ? null : filter.test ? 1 : 0,
       after === null ? null : Number(after[3]),
+      filter.transaction_id ?? null,
+      filter.click_id ?? null,
+      filter.partner_id ?? null,
     )
     .all<ConversionRow>();
   return results;

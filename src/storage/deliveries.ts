@@ -508,6 +508,8 @@ export interface DeliveryFilter {
   event_id?: string | undefined;
   since?: string | undefined;
   until?: string | undefined;
+  network_id?: string | undefined;
+  transaction_id?: string | undefined;
 }
 
 /** Newest first by `created_at`; `after` is the sort key of the last row of the previous page. */
@@ -523,6 +525,7 @@ export async function listDeliveries(
        WHERE (?1 IS NULL OR partner_id = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR event_id = ?3)
          AND (?4 IS NULL OR created_at >= ?4) AND (?5 IS NULL OR created_at < ?5)
          AND (?6 IS NULL OR (created_at, id) < (?6, ?7))
+         AND (?9 IS NULL OR network_id = ?9) AND (?10 IS NULL OR transaction_id = ?10)
        ORDER BY created_at DESC, id DESC LIMIT ?8`,
     )
     .bind(
@@ -534,7 +537,22 @@ export async function listDeliveries(
       after?.[0] ?? null,
       after?.[1] ?? null,
       limit,
+      filter.network_id ?? null,
+      filter.transaction_id ?? null,
     )
     .all<DeliveryRow>();
+  return results;
+}
+
+/** Every attempt of these deliveries, by delivery and attempt number (a conversion's page shows them all). */
+export async function attemptsOfDeliveries(db: D1, ids: readonly string[]): Promise<AttemptRow[]> {
+  if (ids.length === 0) return [];
+  const { results } = await db
+    .prepare(
+      `SELECT * FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))
+       ORDER BY delivery_id, attempt`,
+    )
+    .bind(JSON.stringify(ids))
+    .all<AttemptRow>();
   return results;
 }

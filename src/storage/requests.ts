@@ -83,6 +83,8 @@ export interface InboundRequestFilter {
   since?: string | undefined;
   until?: string | undefined;
   transaction_id?: string | undefined;
+  /** Only the requests answered with an error (status 400 or above). */
+  rejected?: boolean | undefined;
 }
 
 /** Newest first; `after` is the (received_at, request_id) of the last row of the previous page. */
@@ -100,6 +102,7 @@ export async function listInboundRequests(
          AND (?4 IS NULL OR received_at >= ?4) AND (?5 IS NULL OR received_at < ?5)
          AND (?6 IS NULL OR transaction_id = ?6)
          AND (?7 IS NULL OR (received_at, request_id) < (?7, ?8))
+         AND (?10 IS NULL OR (status >= 400) = ?10)
        ORDER BY received_at DESC, request_id DESC LIMIT ?9`,
     )
     .bind(
@@ -112,6 +115,7 @@ export async function listInboundRequests(
       after?.[0] ?? null,
       after?.[1] ?? null,
       limit,
+      filter.rejected === undefined ? null : filter.rejected ? 1 : 0,
     )
     .all<InboundRequestRow>();
   return results;

@@ -1,0 +1,63 @@
+/** What the console's handlers share: their Hono environment, rendering, and the refusals they throw. */
+import type { Context, Hono } from "hono";
+import type { Principal } from "../domain/access";
+import type { InboundTrace } from "../ingest/request-log";
+import type { PageContext } from "./layout";
+import type { ConsoleOperation } from "./scopes";
+import type { Session } from "./session";
+
+export interface ConsoleEnv {
+  Bindings: Env;
+  Variables: {
+    requestId: string;
+    inbound: InboundTrace | undefined;
+    principal: Principal | undefined;
+    nonce: string;
+    session: Session | undefined;
+    csrf: string | undefined;
+  };
+}
+
+export type ConsoleApp = Hono<ConsoleEnv>;
+export type ConsoleContext = Context<ConsoleEnv>;
+
+/** A page or action outside the key's scope: the 403 page names the operation and the scopes it needs. */
+export class NotAllowed extends Error {
+  constructor(readonly operation: ConsoleOperation) {
+    super(`not allowed: ${operation}`);
+  }
+}
+
+/** A record the page names does not exist. */
+export class NotFoundPage extends Error {}
+
+export async function render(
+  c: ConsoleContext,
+  element: unknown,
+  status: 200 | 401 | 403 | 404 | 409 | 422 | 500 = 200,
+) {
+  return c.html(`<!DOCTYPE html>${await (element as Promise<string> | string)}`, status);
+}
+
+/** The signed-in page's context (set by the session middleware before every signed-in handler). */
+export function pageOf(c: ConsoleContext): PageContext & { session: Session } {
+  const principal = c.get("principal");
+  const session = c.get("session");
+  const csrf = c.get("csrf");
+  if (!principal || !session || csrf === undefined) throw new Error(`${c.req.path} is not behind the console session`);
+  return { nonce: c.get("nonce"), principal, session, csrf, path: c.req.path };
+}
+
+/** A form field as a trimmed string; undefined when absent or empty. */
+export function field(form: Record<string, unknown>, name: string): string | undefined {
+  const value = form[name];
+  if (typeof value !== "string") return undefined;
+  const trimmed = value.trim();
+  return trimmed === "" ? undefined : trimmed;
+}
+
+/** A query parameter, trimmed; undefined when absent or empty. */
+export function param(c: ConsoleContext, name: string): string | undefined {
+  const value = c.req.query(name)?.trim();
+  return value ? value : undefined;
+}
