@@ -11,7 +11,15 @@ import { authenticateToken, principalForSession } from "../access/keys";
 import { ADMIN_TOKEN_KEY_ID } from "../domain/access";
 import { ProblemError } from "../errors";
 import { randomBytes, toBase64 } from "../lib/bytes";
-import { type ConsoleApp, type ConsoleContext, type ConsoleEnv, NotAllowed, NotFoundPage, render } from "./context";
+import {
+  type ConsoleApp,
+  type ConsoleContext,
+  type ConsoleEnv,
+  formOf,
+  NotAllowed,
+  NotFoundPage,
+  render,
+} from "./context";
 import { NotAllowedBody, ProblemBody, Shell } from "./feedback";
 import { Bare, type PageContext } from "./layout";
 import { registerConversionPages } from "./pages/conversions";
@@ -132,7 +140,7 @@ export function createConsoleApp(): ConsoleApp {
   );
 
   app.post("/login", async (c) => {
-    const form = await c.req.parseBody();
+    const form = await formOf(c);
     const key = typeof form.key === "string" ? form.key.trim() : "";
     const principal = key === "" ? null : await authenticateToken(c.env, key);
     if (!principal) {
@@ -166,7 +174,7 @@ export function createConsoleApp(): ConsoleApp {
     c.set("principal", principal);
     c.set("csrf", await csrfTokenOf(c.env, session.id));
     if (c.req.method === "POST") {
-      const form = await c.req.parseBody({ all: true });
+      const form = await formOf(c);
       if (!(await csrfTokenMatches(c.env, session.id, form.csrf))) {
         throw new ProblemError(
           "csrf_failed",
