@@ -1,6 +1,8 @@
 /**
  * The console under attack, through the real app: a form body the parser cannot read is a clear
- * 400 page (never a 500), signed in or not.
+ * 400 page (never a 500), signed in or not; and a network key, on its own conversion's page, sees
+ * what the network pays (revenue) but never what the hub pays the credited partner (payout: with
+ * revenue, the operator's margin).
  */
 import { env, exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -49,5 +51,43 @@ describe("a form body that cannot be read", () => {
     expect(row?.status).toBe("active");
     // The session still works, and a well-formed form still goes through the CSRF check.
     expect(await csrfOf(session)).toBeTruthy();
+  });
+});
+
+describe("a network key on its own conversion", () => {
+  let path: string;
+  let networkKey: string;
+  beforeAll(async () => {
+    const network = await createNetwork(uniqueId("margin"));
+    const partner = await createPartner({
+      url_template: `${PARTNER}/ok/${uniqueId("margin")}`,
+      filters: { networks: ["nowhere"] },
+    });
+    const tx = uniqueId("tx");
+    await expectStatus(await postback(network, makePostback({ transaction_id: tx, amount: "40.00" })), 200);
+    await eventually(() => conversionInD1(network.id, tx));
+    await env.DB.prepare(
+      `UPDATE conversions SET attribution = 'attributed', attribution_detail = 'click', attributed_partner_id = ?,
+         payout = '2.50', payout_currency = 'USD', revenue = '4.80', revenue_currency = 'USD'
+       WHERE network_id = ? AND transaction_id = ?`,
+    )
+      .bind(partner.id, network.id, tx)
+      .run();
+    path = `/console/conversions/${encodeURIComponent(network.id)}/${encodeURIComponent(tx)}`;
+    networkKey = (await createApiKey("network", network.id)).key;
+  });
+
+  it("shows the revenue but not the partner's payout", async () => {
+    const html = await page(await signIn(networkKey), path);
+    const attribution = textOf(html, "attribution");
+    expect(attribution).toContain("Revenue 4.80 USD");
+    expect(attribution).not.toContain("Payout");
+    expect(html).not.toContain("2.50");
+  });
+
+  it("while an operator's view of the same page shows both", async () => {
+    const attribution = textOf(await page(await signIn(), path), "attribution");
+    expect(attribution).toContain("Payout 2.50 USD");
+    expect(attribution).toContain("Revenue 4.80 USD");
   });
 });
