@@ -1,12 +1,12 @@
 /**
  * The console under attack, through the real app: a form body the parser cannot read is a clear
- * 400 page (never a 500), signed in or not; and a network key, on its own conversion's page, sees
+ * 400 page (never a 500), signed in or not; every response over https carries HSTS; and a network key, on its own conversion's page, sees
  * what the network pays (revenue) but never what the hub pays the credited partner (payout: with
  * revenue, the operator's margin).
  */
 import { env, exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { createApiKey, csrfOf, page, signIn, textOf } from "./support/console";
+import { consoleFetch, createApiKey, csrfOf, HTTP_BASE, page, signIn, textOf } from "./support/console";
 import {
   BASE,
   conversionInD1,
@@ -51,6 +51,26 @@ describe("a form body that cannot be read", () => {
     expect(row?.status).toBe("active");
     // The session still works, and a well-formed form still goes through the CSRF check.
     expect(await csrfOf(session)).toBeTruthy();
+  });
+});
+
+describe("over https", () => {
+  it("every console response, sign-in, redirects and refusals included, tells the browser to stay on https", async () => {
+    const session = await signIn();
+    const responses = [
+      await consoleFetch(null, "/console/login"),
+      await consoleFetch(null, "/console"),
+      await consoleFetch(session, "/console"),
+      await consoleFetch(session, "/console/nope"),
+      await consoleFetch(session, "/console/logout", { form: { csrf: "wrong" } }),
+    ];
+    for (const response of responses) {
+      expect(response.headers.get("strict-transport-security"), response.url).toBe("max-age=31536000");
+    }
+    // Not over http (wrangler dev on a laptop), where the header means nothing and would only confuse.
+    const http = await consoleFetch(await signIn(undefined, HTTP_BASE), "/console");
+    expect(http.status).toBe(200);
+    expect(http.headers.get("strict-transport-security")).toBeNull();
   });
 });
 

@@ -119,6 +119,9 @@ export function createConsoleApp(): ConsoleApp {
     // Other sites still get no referrer from the console.
     c.header("referrer-policy", "same-origin");
     c.header("x-frame-options", "DENY");
+    // A console reached over https once is never asked for over plain http again, where a hostile
+    // network could strip TLS and read the key typed into the sign-in form. Not over http (wrangler dev).
+    if (isHttps(c)) c.header("strict-transport-security", "max-age=31536000");
   });
 
   // A form posted from another origin is refused before anything else, sign-in included.
