@@ -11,7 +11,15 @@ import { authenticateToken, principalForSession } from "../access/keys";
 import { ADMIN_TOKEN_KEY_ID } from "../domain/access";
 import { ProblemError } from "../errors";
 import { randomBytes, toBase64 } from "../lib/bytes";
-import { type ConsoleApp, type ConsoleContext, type ConsoleEnv, NotAllowed, NotFoundPage, render } from "./context";
+import {
+  type ConsoleApp,
+  type ConsoleContext,
+  type ConsoleEnv,
+  formOf,
+  NotAllowed,
+  NotFoundPage,
+  render,
+} from "./context";
 import { NotAllowedBody, ProblemBody, Shell } from "./feedback";
 import { Bare, type PageContext } from "./layout";
 import { registerConversionPages } from "./pages/conversions";
@@ -111,6 +119,9 @@ export function createConsoleApp(): ConsoleApp {
     // Other sites still get no referrer from the console.
     c.header("referrer-policy", "same-origin");
     c.header("x-frame-options", "DENY");
+    // A console reached over https once is never asked for over plain http again, where a hostile
+    // network could strip TLS and read the key typed into the sign-in form. Not over http (wrangler dev).
+    if (isHttps(c)) c.header("strict-transport-security", "max-age=31536000");
   });
 
   // A form posted from another origin is refused before anything else, sign-in included.
@@ -132,7 +143,7 @@ export function createConsoleApp(): ConsoleApp {
   );
 
   app.post("/login", async (c) => {
-    const form = await c.req.parseBody();
+    const form = await formOf(c);
     const key = typeof form.key === "string" ? form.key.trim() : "";
     const principal = key === "" ? null : await authenticateToken(c.env, key);
     if (!principal) {
@@ -166,7 +177,7 @@ export function createConsoleApp(): ConsoleApp {
     c.set("principal", principal);
     c.set("csrf", await csrfTokenOf(c.env, session.id));
     if (c.req.method === "POST") {
-      const form = await c.req.parseBody({ all: true });
+      const form = await formOf(c);
       if (!(await csrfTokenMatches(c.env, session.id, form.csrf))) {
         throw new ProblemError(
           "csrf_failed",

@@ -1,6 +1,7 @@
 /** What the console's handlers share: their Hono environment, rendering, and the refusals they throw. */
 import type { Context, Hono } from "hono";
 import type { Principal } from "../domain/access";
+import { ProblemError } from "../errors";
 import type { InboundTrace } from "../ingest/request-log";
 import type { PageContext } from "./layout";
 import type { ConsoleOperation } from "./scopes";
@@ -34,7 +35,7 @@ export class NotFoundPage extends Error {}
 export async function render(
   c: ConsoleContext,
   element: unknown,
-  status: 200 | 401 | 403 | 404 | 409 | 422 | 500 = 200,
+  status: 200 | 400 | 401 | 403 | 404 | 409 | 422 | 500 = 200,
 ) {
   return c.html(`<!DOCTYPE html>${await (element as Promise<string> | string)}`, status);
 }
@@ -46,6 +47,21 @@ export function pageOf(c: ConsoleContext): PageContext & { session: Session } {
   const csrf = c.get("csrf");
   if (!principal || !session || csrf === undefined) throw new Error(`${c.req.path} is not behind the console session`);
   return { nonce: c.get("nonce"), principal, session, csrf, path: c.req.path };
+}
+
+/**
+ * The posted form (every value of a repeated field). A body the parser cannot read (a multipart
+ * body without its boundary, a truncated one) is the sender's mistake: a 400 page, not a 500.
+ */
+export async function formOf(c: ConsoleContext): Promise<Record<string, string | File | (string | File)[]>> {
+  try {
+    return await c.req.parseBody({ all: true });
+  } catch {
+    throw new ProblemError(
+      "invalid_request",
+      "The form's body could not be read: nothing was done. Submit the form again.",
+    );
+  }
 }
 
 /** A form field as a trimmed string; undefined when absent or empty. */

@@ -255,8 +255,15 @@ export function registerConversionPages(app: ConsoleApp): void {
                 <dd>
                   <Time iso={conversion.clicked_at} />
                 </dd>
-                <dt>Payout</dt>
-                <dd>{conversion.payout === null ? "—" : `${conversion.payout} ${conversion.payout_currency ?? ""}`}</dd>
+                {/* What the hub pays the partner is not the network's to see: with the revenue, it is the operator's margin. */}
+                {page.principal.scope === "network" ? null : (
+                  <>
+                    <dt>Payout</dt>
+                    <dd>
+                      {conversion.payout === null ? "—" : `${conversion.payout} ${conversion.payout_currency ?? ""}`}
+                    </dd>
+                  </>
+                )}
                 <dt>Revenue</dt>
                 <dd>
                   {conversion.revenue === null ? "—" : `${conversion.revenue} ${conversion.revenue_currency ?? ""}`}

@@ -14,6 +14,7 @@ import {
   type ConsoleApp,
   type ConsoleContext,
   field,
+  formOf,
   NotAllowed,
   NotFoundPage,
   pageOf,
@@ -247,7 +248,7 @@ export function registerDeliveryPages(app: ConsoleApp): void {
 
   app.post("/deliveries/replay", async (c) => {
     const page = pageOf(c);
-    const form = await c.req.parseBody({ all: true });
+    const form = await formOf(c);
     const partnerId =
       page.principal.scope === "partner" ? (page.principal.subject_id ?? undefined) : field(form, "partner_id");
     const asked = form.states;
