@@ -1,5 +1,7 @@
 /** Admin read API for conversions: one with its full history, or a filtered, paginated list. */
+
 import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { ATTRIBUTION_VERDICTS } from "../attribution/attribute";
 import type { Click } from "../domain/click";
 import { EVENT_SOURCES } from "../domain/conversion";
@@ -13,9 +15,11 @@ import {
   getConversion,
   listConversions,
 } from "../storage/d1";
+import { principalOf } from "./admin-auth";
 import {
   ADMIN_PROBLEMS,
   type App,
+  type AppEnv,
   decodeCursor,
   invalidCursor,
   listOf,
@@ -47,7 +51,10 @@ const AttributionSchema = z
     offer_id: z.string().nullable(),
     partner_id: z.string().nullable().openapi({ description: "The partner credited (click or direct)." }),
     clicked_at: z.string().nullable(),
-    payout: MoneySchema.nullable().openapi({ description: "The credited partner's payout as of the latest event." }),
+    payout: MoneySchema.nullable().openapi({
+      description:
+        "The credited partner's payout as of the latest event; null for a network key (the operator's business).",
+    }),
     revenue: MoneySchema.nullable(),
     click: ClickDetailSchema.nullable().openapi({
       description: "The click's details, once its record is in D1 (the id alone attributes it before).",
@@ -244,7 +251,11 @@ export function registerConversionRoutes(app: App): void {
       const test = c.req.valid("query").test ?? false;
       const { conversion, events, otherWorld, click } = await getConversion(c.env.DB, network_id, transaction_id, test);
       if (!conversion) throw conversionNotFound(network_id, transaction_id, test, otherWorld);
-      return c.json({ ...toConversion(conversion, click), events: events.map(toEvent) }, 200);
+      const detail = { ...toConversion(conversion, click), events: events.map(toEvent) };
+      return c.json(
+        seesPayouts(c) ? detail : { ...withoutPayout(detail), events: detail.events.map(withoutPayout) },
+        200,
+      );
     },
   );
 
@@ -272,13 +283,29 @@ export function registerConversionRoutes(app: App): void {
         page(
           rows,
           limit,
-          (row) => toConversion(row),
+          seesPayouts(c) ? (row) => toConversion(row) : (row) => withoutPayout(toConversion(row)),
           (row) => [row.first_seen_at, row.network_id, row.transaction_id, row.test === 1 ? "1" : "0"],
         ),
         200,
       );
     },
   );
+}
+
+/**
+ * What the hub pays the credited partner is the operator's business, not the network's: with the
+ * revenue beside it, it is the operator's margin. A network's own key (its portal) reads its
+ * conversions without it (null), as explain already answers a network.
+ */
+function seesPayouts(c: Context<AppEnv>): boolean {
+  return principalOf(c).scope !== "network";
+}
+
+function withoutPayout<T extends { payout?: unknown; attribution?: { payout: unknown } | null }>(item: T): T {
+  if ("attribution" in item) {
+    return { ...item, attribution: item.attribution ? { ...item.attribution, payout: null } : item.attribution };
+  }
+  return { ...item, payout: null };
 }
 
 function listCursor(cursor: string | undefined): ConversionListKey | null {
