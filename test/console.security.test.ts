@@ -111,3 +111,24 @@ describe("a network key on its own conversion", () => {
     expect(attribution).toContain("Revenue 4.80 USD");
   });
 });
+
+describe("a filter from an edited URL", () => {
+  // Silently unfiltered results would let an operator read every row as the ones they asked for.
+  it("is a 422 page naming the parameter, not a page of unfiltered rows", async () => {
+    const session = await signIn();
+    for (const [path, location] of [
+      ["/console/conversions?status=bogus", "query.status"],
+      ["/console/conversions?from=garbage", "query.from"],
+      ["/console/conversions?to=2026-02-30", "query.to"],
+      ["/console/deliveries?state=lost", "query.state"],
+    ] as const) {
+      const html = await page(session, path, 422);
+      expect(html, path).toContain(location);
+      expect(html, path).not.toContain('id="conversions"');
+      expect(html, path).not.toContain('id="deliveries"');
+    }
+    // The values the forms offer still filter.
+    await page(session, "/console/conversions?status=approved&from=2026-01-01&to=2026-12-31", 200);
+    await page(session, "/console/deliveries?state=failed", 200);
+  });
+});

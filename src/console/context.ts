@@ -1,7 +1,7 @@
 /** What the console's handlers share: their Hono environment, rendering, and the refusals they throw. */
 import type { Context, Hono } from "hono";
 import type { Principal } from "../domain/access";
-import { ProblemError } from "../errors";
+import { ProblemError, validationFailed } from "../errors";
 import type { InboundTrace } from "../ingest/request-log";
 import type { PageContext } from "./layout";
 import type { ConsoleOperation } from "./scopes";
@@ -76,4 +76,26 @@ export function field(form: Record<string, unknown>, name: string): string | und
 export function param(c: ConsoleContext, name: string): string | undefined {
   const value = c.req.query(name)?.trim();
   return value ? value : undefined;
+}
+
+/**
+ * A query parameter that must be one of `allowed` (a select's options): undefined when absent; a
+ * value from elsewhere (an edited URL) is a 422 page naming it, never silently unfiltered results.
+ */
+export function choiceParam<T extends string>(c: ConsoleContext, name: string, allowed: readonly T[]): T | undefined {
+  const value = param(c, name);
+  if (value === undefined) return undefined;
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw validationFailed([{ location: `query.${name}`, message: `must be one of ${allowed.join(", ")}` }]);
+}
+
+/** A date input's value (YYYY-MM-DD, a real day): undefined when absent, a 422 page naming it otherwise. */
+export function dayParam(c: ConsoleContext, name: string): string | undefined {
+  const value = param(c, name);
+  if (value === undefined) return undefined;
+  const ms = /^\d{4}-\d{2}-\d{2}$/.test(value) ? Date.parse(`${value}T00:00:00.000Z`) : Number.NaN;
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== value) {
+    throw validationFailed([{ location: `query.${name}`, message: "must be a day as YYYY-MM-DD" }]);
+  }
+  return value;
 }

@@ -11,7 +11,17 @@ import { CONVERSION_STATUSES, normalizeIdentifier } from "../../domain/postback"
 import { fromBase64Url, toBase64Url, utf8 } from "../../lib/bytes";
 import { type ConversionFilter, type ConversionListKey, getConversion, listConversions } from "../../storage/d1";
 import { type AttemptRow, attemptsOfDeliveries, type DeliveryRow, listDeliveries } from "../../storage/deliveries";
-import { type ConsoleApp, type ConsoleContext, NotAllowed, NotFoundPage, pageOf, param, render } from "../context";
+import {
+  type ConsoleApp,
+  type ConsoleContext,
+  choiceParam,
+  dayParam,
+  NotAllowed,
+  NotFoundPage,
+  pageOf,
+  param,
+  render,
+} from "../context";
 import { ActionForm, Layout, type PageContext, StateBadge, Table, Time } from "../layout";
 import { allows } from "../scopes";
 import { conversionHref } from "./overview";
@@ -43,19 +53,16 @@ export function dayBound(value: string | undefined, end: boolean): string | unde
   return new Date(ms + (end ? 86_400_000 : 0)).toISOString();
 }
 
-const STATUSES: readonly string[] = CONVERSION_STATUSES;
-
 function searchOf(c: ConsoleContext, ownNetwork: string | null) {
-  const status = param(c, "status");
   const transaction = param(c, "transaction_id");
   return {
     transaction_id: transaction === undefined ? undefined : normalizeIdentifier(transaction),
     click_id: param(c, "click_id"),
     network_id: ownNetwork ?? param(c, "network_id"),
     partner_id: param(c, "partner_id"),
-    status: status !== undefined && STATUSES.includes(status) ? status : undefined,
-    from: param(c, "from"),
-    to: param(c, "to"),
+    status: choiceParam(c, "status", CONVERSION_STATUSES),
+    from: dayParam(c, "from"),
+    to: dayParam(c, "to"),
   };
 }
 
@@ -84,7 +91,7 @@ const SearchForm: FC<{ search: ReturnType<typeof searchOf>; ownNetwork: string |
         <span>Status</span>
         <select name="status">
           <option value="">any</option>
-          {STATUSES.map((s) => (
+          {CONVERSION_STATUSES.map((s) => (
             <option value={s} selected={s === search.status}>
               {s}
             </option>

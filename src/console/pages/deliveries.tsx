@@ -13,6 +13,7 @@ import { type DeliveryRow, getDelivery, listDeliveries } from "../../storage/del
 import {
   type ConsoleApp,
   type ConsoleContext,
+  choiceParam,
   field,
   formOf,
   NotAllowed,
@@ -69,8 +70,7 @@ export function registerDeliveryPages(app: ConsoleApp): void {
     const page = pageOf(c);
     const partnerId = partnerFilter(page, c);
     if (!allows(page.principal, "listDeliveries", partnerId)) throw new NotAllowed("listDeliveries");
-    const stateParam = param(c, "state");
-    const state = stateParam !== undefined && STATES.includes(stateParam) ? stateParam : undefined;
+    const state = choiceParam(c, "state", DELIVERY_STATES);
     const rows = await deliveriesToShow(c.env.DB, partnerId, state);
     const ownPartner = page.principal.scope === "partner";
     const canBulk = partnerId
