@@ -8,10 +8,12 @@ import { configOf } from "../config";
 import { ADMIN_TOKEN_KEY_ID, API_KEY_PREFIX, type Principal } from "../domain/access";
 import { randomBytes, secretsEqual, toBase64Url } from "../lib/bytes";
 import { hmac, hmacKey } from "../lib/keys";
+import { UseThrottle } from "../lib/use-throttle";
 import { type ApiKeyRow, apiKeyByHash, apiKeyById, touchApiKey } from "../storage/api-keys";
 
-/** How often `last_used_at` is written for a busy key. */
+/** How often `last_used_at` is written for a busy key (per isolate, and in D1 whatever the isolate). */
 const LAST_USED_RESOLUTION_MS = 60_000;
+const uses = new UseThrottle(LAST_USED_RESOLUTION_MS);
 
 /** Shown beside a key's name so an operator can tell which one is which: never enough to use. */
 const PREFIX_SHOWN = API_KEY_PREFIX.length + 6;
@@ -61,7 +63,15 @@ export async function authenticateToken(env: Env, token: string, nowMs = Date.no
   const now = new Date(nowMs).toISOString();
   const row = await apiKeyByHash(env.DB, await apiKeyHash(config.ENCRYPTION_KEY, token), now);
   if (!row || !keyIsLive(row, now)) return null;
-  await touchApiKey(env.DB, row.id, now, new Date(nowMs - LAST_USED_RESOLUTION_MS).toISOString());
+  if (uses.due(row.id, nowMs)) {
+    // Telemetry: a failed write must not fail the request it describes; the next use tries again.
+    await touchApiKey(env.DB, row.id, now, new Date(nowMs - LAST_USED_RESOLUTION_MS).toISOString()).catch(
+      (error: unknown) => {
+        uses.forget(row.id);
+        console.warn(JSON.stringify({ message: "could not record API key use", key_id: row.id, error: String(error) }));
+      },
+    );
+  }
   return principalOf(row);
 }
 

@@ -3,11 +3,11 @@
  * uses an old secret or token before it expires. Recorded after the answer (waitUntil), at most
  * once a minute per credential and isolate, so it costs the hot path nothing.
  */
+import { UseThrottle } from "../lib/use-throttle";
 import type { D1 } from "../storage/d1";
 import { touchSecrets } from "../storage/networks";
 
-const RECORD_EVERY_MS = 60_000;
-const lastRecorded = new Map<string, number>();
+const uses = new UseThrottle(60_000);
 
 export function noteCredentialUse(
   db: D1,
@@ -16,12 +16,10 @@ export function noteCredentialUse(
   waitUntil: (promise: Promise<unknown>) => void,
 ): void {
   if (!credentialId) return;
-  const last = lastRecorded.get(credentialId);
-  if (last !== undefined && nowMs - last < RECORD_EVERY_MS) return;
-  lastRecorded.set(credentialId, nowMs);
+  if (!uses.due(credentialId, nowMs)) return;
   waitUntil(
     touchSecrets(db, [{ id: credentialId, at: new Date(nowMs).toISOString() }]).catch((error: unknown) => {
-      lastRecorded.delete(credentialId);
+      uses.forget(credentialId);
       console.warn(JSON.stringify({ message: "could not record credential use", error: String(error) }));
     }),
   );
