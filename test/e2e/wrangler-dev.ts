@@ -1,13 +1,15 @@
 /**
  * Starts the real `wrangler dev` for end-to-end tests, the reliability suite and the bench, isolated
- * from the developer's setup: a free port, a fresh state directory (migrated first) and its own
- * secrets, so that it never reads or writes .wrangler/state or .dev.vars in the repo. The bench
- * (plain Node) imports this file as it is: Node 22.18+ strips the types.
+ * from the developer's setup: a free port, a fresh state directory (migrated first: a copy of one
+ * that wrangler migrated once, see copyMigratedState) and its own secrets, so that it never reads
+ * or writes .wrangler/state or .dev.vars in the repo. The bench (plain Node) imports this file as it
+ * is: Node 22.18+ strips the types.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -16,6 +18,9 @@ import { promisify, stripVTControlCharacters } from "node:util";
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const BIN = path.join(ROOT, "node_modules", ".bin");
 const WRANGLER = path.join(BIN, "wrangler");
+const MIGRATIONS = path.join(ROOT, "migrations");
+/** Migrated state directories to copy (see copyMigratedState); node_modules/.cache goes with `npm ci`. */
+const TEMPLATES = path.join(ROOT, "node_modules", ".cache", "postback-hub-e2e");
 const START_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 10_000;
 const INTERRUPTS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
@@ -91,11 +96,8 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
 
   if (options.migrate ?? true) {
     try {
-      await promisify(execFile)(
-        WRANGLER,
-        ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, ...configArgs],
-        { cwd: ROOT, env },
-      );
+      if (options.config === undefined) await copyMigratedState(stateDir, env);
+      else await applyMigrations(stateDir, configArgs, env);
     } catch (error) {
       await rm(stateDir, { recursive: true, force: true });
       throw new Error(`${label}: applying the D1 migrations failed: ${describeExecError(error)}`);
@@ -176,6 +178,51 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
       return () => listeners.delete(listener);
     },
   };
+}
+
+function applyMigrations(stateDir: string, configArgs: string[], env: NodeJS.ProcessEnv): Promise<unknown> {
+  return promisify(execFile)(
+    WRANGLER,
+    ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, ...configArgs],
+    { cwd: ROOT, env },
+  );
+}
+
+/**
+ * `wrangler d1 migrations apply` is a whole wrangler and Miniflare start (about 8 s on a 2-core
+ * machine) and makes the same state directory every time. So wrangler applies the migrations once
+ * per set of migrations, wrangler.toml and wrangler version, into a template under
+ * node_modules/.cache that each hub's fresh state directory is then copied from (milliseconds).
+ * A template is complete or absent: it is made aside and renamed into place, so that two processes
+ * making it at once both end up with one of the two.
+ */
+async function copyMigratedState(stateDir: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const template = path.join(TEMPLATES, await templateKey());
+  if (!existsSync(template)) {
+    await mkdir(TEMPLATES, { recursive: true });
+    const fresh = await mkdtemp(`${template}.tmp-`);
+    try {
+      await applyMigrations(fresh, [], env);
+      await rename(fresh, template);
+    } catch (error) {
+      await rm(fresh, { recursive: true, force: true });
+      if (!existsSync(template)) throw error; // otherwise another process renamed its template first
+    }
+  }
+  await cp(template, stateDir, { recursive: true });
+}
+
+/** Whatever decides what the migrated state holds: the migrations, the hub's config, wrangler's version. */
+async function templateKey(): Promise<string> {
+  const hash = createHash("sha256");
+  const wrangler = JSON.parse(await readFile(path.join(ROOT, "node_modules", "wrangler", "package.json"), "utf8"));
+  hash.update(`wrangler ${String(wrangler.version)}\0`);
+  hash.update(await readFile(path.join(ROOT, "wrangler.toml")));
+  for (const name of (await readdir(MIGRATIONS)).sort()) {
+    hash.update(`\0${name}\0`);
+    hash.update(await readFile(path.join(MIGRATIONS, name)));
+  }
+  return `migrated-${hash.digest("hex").slice(0, 16)}`;
 }
 
 export async function freePort(): Promise<number> {
