@@ -11,9 +11,9 @@ import path from "node:path";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
+import { type SharedHub, sharedHub } from "./shared-hub";
 import { canonicalQuery, signature, signUrl } from "./signed-query-sender";
 import { adminRequest, eventually, expectStatus, sleep } from "./support";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 const DELIVERY_DEADLINE_MS = 60_000;
 /** After the last delivery, how long to keep listening for a stray repeat. */
@@ -85,17 +85,16 @@ interface Partner {
   signingSecret: string;
 }
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let partnerServer: PartnerServer;
 
 beforeAll(async () => {
   partnerServer = await startPartnerServer(() => ({ status: 200, body: "ok" }));
-  hub = await startWranglerDev();
+  hub = sharedHub();
 });
 
 afterAll(async () => {
   await partnerServer?.close();
-  await hub?.stop();
 });
 
 /** A tracker's postback URL template with its macros filled in, each value URL-encoded. */

@@ -8,15 +8,15 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
+import { type SharedHub, sharedHub } from "./shared-hub";
 import { adminRequest, eventually, expectStatus, signedPostback, sleep } from "./support";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 /** After the last expected delivery, how long to keep listening for a stray one. */
 const QUIET_MS = 3_000;
 const BROWSER_UA =
   "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15";
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let alicesServer: PartnerServer;
 let bobsServer: PartnerServer;
 
@@ -25,12 +25,11 @@ beforeAll(async () => {
     startPartnerServer(() => ({ status: 200, body: "ok" })),
     startPartnerServer(() => ({ status: 200, body: "ok" })),
   ]);
-  hub = await startWranglerDev({ label: "e2e-attribution" });
+  hub = sharedHub();
 });
 
 afterAll(async () => {
   await Promise.all([alicesServer?.close(), bobsServer?.close()]);
-  await hub?.stop();
 });
 
 function admin(route: string, init: RequestInit = {}) {

@@ -9,8 +9,8 @@ import { createHash, randomUUID } from "node:crypto";
 import canonicalize from "canonicalize";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PartnerServer, startPartnerServer } from "./partner-server";
+import { type SharedHub, sharedHub } from "./shared-hub";
 import { adminRequest, expectStatus, signedPostback, eventually as waitFor } from "./support";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 const DEADLINE_MS = 60_000;
 const QUIET_MS = 2_500;
@@ -40,14 +40,14 @@ interface ConversionDetail {
   }[];
 }
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let partner: PartnerServer;
 let networkId: string;
 let secret: string;
 
 beforeAll(async () => {
   partner = await startPartnerServer(() => ({ status: 200, body: "ok" }));
-  hub = await startWranglerDev({ label: "e2e-clocks" });
+  hub = sharedHub();
   networkId = `e2e-clk-${randomUUID().slice(0, 8)}`;
   secret = (
     await expectStatus<{ secret: string }>(
@@ -71,7 +71,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await partner?.close();
-  await hub?.stop();
 });
 
 function admin(route: string, init: RequestInit = {}): Promise<Response> {

@@ -23,8 +23,8 @@ import {
   widestElement,
 } from "./browser";
 import { type PartnerServer, startPartnerServer } from "./partner-server";
+import { type SharedHub, sharedHub } from "./shared-hub";
 import { adminRequest, eventually, expectStatus, makePostback, signedPostback } from "./support";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 interface Delivery {
   id: string;
@@ -34,7 +34,7 @@ interface Delivery {
   attempts: number;
 }
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let browser: Browser;
 /** Refuses every request (a 400: not retried, so its delivery fails at once) until `accepting`. */
 let refusing: PartnerServer;
@@ -54,7 +54,7 @@ beforeAll(async () => {
     accepting ? { status: 200, body: "ok" } : { status: 400, body: "unknown offer" },
   );
   healthy = await startPartnerServer(() => ({ status: 200, body: "ok" }));
-  hub = await startWranglerDev({ label: "console" });
+  hub = sharedHub();
   networkId = `e2e-console-${randomUUID().slice(0, 8)}`;
   networkSecret = (
     await expectStatus<{ secret: string }>(
@@ -70,7 +70,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await hub?.stop();
   await refusing?.close();
   await healthy?.close();
 });

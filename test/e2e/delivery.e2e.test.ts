@@ -10,8 +10,8 @@ import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
+import { type SharedHub, sharedHub } from "./shared-hub";
 import { adminRequest, eventually, expectStatus, makePostback, signedPostback, sleep } from "./support";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 /** The partner's request timeout; the server holds its second answers well past it. */
 const PARTNER_TIMEOUT_MS = 1_000;
@@ -59,7 +59,7 @@ interface ExpectedDelivery {
   amount: string;
 }
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let partnerServer: PartnerServer;
 let networkId: string;
 let networkSecret: string;
@@ -72,7 +72,7 @@ beforeAll(async () => {
     if (attempt === 2) return { holdMs: HOLD_MS, status: 200, body: "too late" };
     return { status: 200, body: OK_BODY };
   });
-  hub = await startWranglerDev();
+  hub = sharedHub();
   networkId = `e2e-dlv-${randomUUID().slice(0, 8)}`;
   const network = await expectStatus<{ secret: string }>(
     await admin("/v1/networks", { method: "POST", body: JSON.stringify({ id: networkId, name: "E2E Deliveries" }) }),
@@ -101,7 +101,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await partnerServer?.close();
-  await hub?.stop();
 });
 
 function admin(route: string, init: RequestInit = {}): Promise<Response> {

@@ -22,26 +22,25 @@ import {
   watchPage,
   widestElement,
 } from "./browser";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
+import { type SharedHub, sharedHub } from "./shared-hub";
 
 interface OpenApiDocument {
   tags: { name: string }[];
   paths: Record<string, Record<string, { summary?: string }>>;
 }
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let browser: Browser;
 let doc: OpenApiDocument;
 
 beforeAll(async () => {
   browser = await launchBrowser();
-  hub = await startWranglerDev({ label: "docs" });
+  hub = sharedHub();
   doc = (await (await fetch(`${hub.baseUrl}/openapi.json`)).json()) as OpenApiDocument;
 });
 
 afterAll(async () => {
   await browser?.close();
-  await hub?.stop();
 });
 
 /** Opens /docs, recording requests, page errors and CSP violations (as the page reports them). */

@@ -3,9 +3,9 @@
  * fetch, postbacks signed by the official Standard Webhooks library rather than the hub's own code.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { type SharedHub, sharedHub } from "./shared-hub";
 import { adminRequest, eventually, expectStatus, makePostback, signedPostback } from "./support";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 interface Network {
   id: string;
@@ -30,21 +30,17 @@ interface ConversionDetail {
   events: { event_id: string; verdict: string; status: string }[];
 }
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let network: Network;
 
 beforeAll(async () => {
-  hub = await startWranglerDev();
+  hub = sharedHub();
   const id = `e2e-${randomUUID().slice(0, 8)}`;
   const created = await expectStatus<Network>(
     await admin("/v1/networks", { method: "POST", body: JSON.stringify({ id, name: "E2E Network" }) }),
     201,
   );
   network = { id, secret: created.secret };
-});
-
-afterAll(async () => {
-  await hub?.stop();
 });
 
 function admin(route: string, init: RequestInit = {}): Promise<Response> {

@@ -12,8 +12,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PartnerAnswer, type PartnerServer, type ReceivedRequest, startPartnerServer } from "./partner-server";
+import { type SharedHub, sharedHub } from "./shared-hub";
 import { adminRequest, eventually, expectStatus, makePostback, signedPostback, sleep } from "./support";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 const POSTBACKS_PER_PHASE = 12;
 const POST_EVERY_MS = 400;
@@ -68,7 +68,7 @@ interface PartnerView {
   };
 }
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let healthyServer: PartnerServer;
 let failingServer: PartnerServer;
 /** What the failing partner's server does now: fail (a 500, then a hold past the timeout, and so on), or recover. */
@@ -85,7 +85,7 @@ beforeAll(async () => {
     failures++;
     return failures % 2 === 1 ? { status: 500, body: "down" } : { holdMs: HOLD_MS, status: 200, body: "too late" };
   });
-  hub = await startWranglerDev();
+  hub = sharedHub();
   networkId = `e2e-iso-${randomUUID().slice(0, 8)}`;
   const network = await expectStatus<{ secret: string }>(
     await admin("/v1/networks", { method: "POST", body: JSON.stringify({ id: networkId, name: "E2E isolation" }) }),
@@ -98,7 +98,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await healthyServer?.close();
   await failingServer?.close();
-  await hub?.stop();
 });
 
 function admin(route: string, init: RequestInit = {}): Promise<Response> {

@@ -8,8 +8,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PartnerServer, startPartnerServer } from "./partner-server";
+import { type SharedHub, sharedHub } from "./shared-hub";
 import { adminRequest, expectStatus, makePostback as makeSharedPostback, eventually as waitFor } from "./support";
-import { startWranglerDev, type WranglerDev } from "./wrangler-dev";
 
 const DEADLINE_MS = 60_000;
 /** After the expected deliveries, how long to keep listening for a stray one. */
@@ -28,14 +28,14 @@ interface Conversion {
   events: { event_id: string; status: string; test: boolean }[];
 }
 
-let hub: WranglerDev;
+let hub: SharedHub;
 let partners: PartnerServer;
 let networkId: string;
 let token: string;
 
 beforeAll(async () => {
   partners = await startPartnerServer(() => ({ status: 200, body: "ok" }));
-  hub = await startWranglerDev({ label: "e2e-test-live" });
+  hub = sharedHub();
   networkId = `e2e-tl-${randomUUID().slice(0, 8)}`;
   const network = await expectStatus<{ token?: string }>(
     await admin("/v1/networks", {
@@ -72,7 +72,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await partners?.close();
-  await hub?.stop();
 });
 
 function admin(route: string, init: RequestInit = {}): Promise<Response> {
