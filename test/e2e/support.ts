@@ -2,6 +2,11 @@
  * What the e2e tests and the reliability scenarios share, written once: admin calls to a running
  * hub, a status check that shows the body, polling, a postback signed by the official Standard
  * Webhooks library (as a network signs one, none of the hub's code), and a postback factory.
+ *
+ * A new e2e file gets its hub with `sharedHub()` (./shared-hub.ts: one `wrangler dev` for the run,
+ * nothing to stop), or with `startWranglerDev()` (./wrangler-dev.ts) when it kills or restarts it,
+ * sets vars or counts something hub-wide; ./README.md says how, and what a file on the shared hub
+ * must scope. Every helper here takes either.
  */
 import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
