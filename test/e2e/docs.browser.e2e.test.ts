@@ -59,7 +59,8 @@ function summaries(): string[] {
 }
 
 /**
- * Scalar renders sections as they come into view (and drops them again further on): scrolls to the
+ * Scalar renders sections as they come into view (the page's height shrinks again further on, as if
+ * it dropped the ones behind): scrolls to the
  * end of the page a viewport at a time, so that every part of it is in view once, checking at each
  * step that nothing overflows, until every operation's summary is in the page. Answers the
  * summaries still missing, and the widest overflow seen. One round trip to the page per step: the
