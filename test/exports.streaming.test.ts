@@ -91,6 +91,7 @@ describe("exports of conversions", () => {
       /^attachment; filename="conversions-\d{8}T\d{6}Z\.csv"$/,
     );
     expect(response.headers.get("cache-control")).toBe("no-store");
+    expect(response.headers.get("vary")).toBe("Accept");
     // The runtime hands the body over in pieces of its own size, so pieces prove nothing; what does:
     // a row of the last page, changed after the first piece was read, is exported as changed (that
     // page was read from D1 only then), and the export logs how many D1 pages it read.
@@ -108,7 +109,12 @@ describe("exports of conversions", () => {
     const text = textOf(chunks);
     const finished = logged.mock.calls.map(([line]) => JSON.parse(String(line)) as Record<string, unknown>);
     expect(finished.filter((line) => line.message === "export finished" && line.format === "csv")).toEqual([
-      expect.objectContaining({ export: "conversions", rows: 2600, pages: pagesFor(2600) }),
+      expect.objectContaining({
+        export: "conversions",
+        rows: 2600,
+        pages: pagesFor(2600),
+        request_id: response.headers.get("x-request-id"),
+      }),
     ]);
     expect(pagesFor(2600)).toBeGreaterThanOrEqual(3);
     const changed = json.find((item) => item.transaction_id === oldest);
@@ -230,13 +236,20 @@ describe("exports of conversions", () => {
       "invalid_request",
     );
     expect(accepted.errors.map((e) => e.location)).toEqual(["query.limit"]);
+    const forged = await expectProblem(
+      await admin(`/v1/conversions?network_id=${network.id}&format=csv&cursor=bm90LWEtY3Vyc29y`),
+      400,
+      "invalid_request",
+    );
+    expect(forged.errors.map((e) => e.location)).toEqual(["query.cursor"]);
     const unknown = await expectProblem(await admin(`/v1/conversions?format=xlsx`), 422, "validation_failed");
     expect(unknown.errors.map((e) => e.location)).toEqual(["query.format"]);
-    // format=json wins over Accept: the paged list, as before.
-    const page: { data: Item[] } = await expectStatus(
-      await admin(`/v1/conversions?network_id=${network.id}&format=json&limit=5`, { headers: { accept: "text/csv" } }),
-      200,
-    );
+    // format=json wins over Accept: the paged list, as before, which varies by Accept too.
+    const response = await admin(`/v1/conversions?network_id=${network.id}&format=json&limit=5`, {
+      headers: { accept: "text/csv" },
+    });
+    expect(response.headers.get("vary")).toBe("Accept");
+    const page: { data: Item[] } = await expectStatus(response, 200);
     expect(page.data).toHaveLength(5);
   });
 

@@ -40,6 +40,8 @@ export function exportPageRows(index: number): number {
 
 /** The format a list answers in, or a 400 when a stream is asked with a parameter it cannot honour. */
 export function listFormat(c: Context<AppEnv>, query: ExportFormat | undefined): ExportFormat {
+  // The answer's type depends on Accept, JSON pages included: a cache must not hand one to the other.
+  c.header("vary", "Accept");
   const format = negotiateFormat(query, c.req.header("accept"));
   if (format !== "json" && c.req.query("limit") !== undefined) {
     throw new ProblemError(
@@ -121,6 +123,7 @@ export async function exportResponse<Item>(c: Context<AppEnv>, request: ExportRe
       "content-disposition": `attachment; filename="${request.name}-${stamp}.${request.format}"`,
       "cache-control": "no-store",
       "x-content-type-options": "nosniff",
+      vary: "Accept",
     },
   });
 }
