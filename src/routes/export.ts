@@ -30,7 +30,7 @@ export const FormatQuerySchema = z
 /**
  * Rows per D1 query of an export, by page: the first pages small so the answer starts at once, then
  * doubling to a ceiling, so that a large export spends few queries (D1 allows 1,000 per invocation on
- * Workers Paid: about 3.9 million rows) while a slow reader still holds one page at most.
+ * Workers Paid: about 4 million rows) while a slow reader still holds one page at most.
  */
 export const EXPORT_FIRST_PAGE_ROWS = 250;
 export const EXPORT_MAX_PAGE_ROWS = 4000;
