@@ -8,6 +8,7 @@ import { EVENT_SOURCES } from "../domain/conversion";
 import { SUB_ID_NAMES } from "../domain/offer";
 import { CONVERSION_STATUSES, normalizeIdentifier, PLATFORMS } from "../domain/postback";
 import { ProblemError } from "../errors";
+import { type ExportColumn, keysetPages, mapPages, scalarCell } from "../lib/export-stream";
 import {
   type ConversionEventRow,
   type ConversionListKey,
@@ -28,6 +29,7 @@ import {
   problem,
   TimestampSchema,
 } from "./common";
+import { EXPORT_HEADERS, exportContent, exportPageRows, exportResponse, FormatQuerySchema, listFormat } from "./export";
 
 const MetaSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
 
@@ -157,6 +159,35 @@ const ListQuery = PaginationQuerySchema.extend({
   transaction_id: z.string().min(1).max(128).transform(normalizeIdentifier).optional(),
   click_id: z.string().min(1).max(256).optional(),
   partner_id: z.string().max(64).optional().openapi({ description: "The partner credited with it (attribution)." }),
+  format: FormatQuerySchema,
+});
+
+type Conversion = z.infer<typeof ConversionSchema>;
+
+/**
+ * An export's CSV columns (docs/reports.md#exports): the list item's fields in its order, flat. meta
+ * is its JSON text; attribution is spread into its own columns, money as amount and currency. They
+ * read the item the JSON list shows, so what a key may not see (a network key's payout) is empty
+ * here for the same reason it is null there.
+ */
+const ATTRIBUTION_COLUMNS: ExportColumn<Conversion>[] = [
+  { name: "attribution_verdict", value: (item) => item.attribution?.verdict ?? null },
+  { name: "attribution_detail", value: (item) => item.attribution?.detail ?? null },
+  { name: "offer_id", value: (item) => item.attribution?.offer_id ?? null },
+  { name: "attributed_partner_id", value: (item) => item.attribution?.partner_id ?? null },
+  { name: "clicked_at", value: (item) => item.attribution?.clicked_at ?? null },
+  { name: "payout", value: (item) => item.attribution?.payout?.amount ?? null },
+  { name: "payout_currency", value: (item) => item.attribution?.payout?.currency ?? null },
+  { name: "revenue", value: (item) => item.attribution?.revenue?.amount ?? null },
+  { name: "revenue_currency", value: (item) => item.attribution?.revenue?.currency ?? null },
+];
+
+export const CONVERSION_COLUMNS: readonly ExportColumn<Conversion>[] = (
+  Object.keys(ConversionSchema.shape) as (keyof Conversion)[]
+).flatMap((name): ExportColumn<Conversion>[] => {
+  if (name === "attribution") return ATTRIBUTION_COLUMNS;
+  if (name === "meta") return [{ name, value: (item) => (item.meta === null ? null : JSON.stringify(item.meta)) }];
+  return [{ name, value: (item) => scalarCell(name, item[name]) }];
 });
 
 const tags = ["Conversions"];
@@ -266,28 +297,44 @@ export function registerConversionRoutes(app: App): void {
       operationId: "listConversions",
       tags,
       summary: "List conversions",
-      description: "Newest first by first_seen_at, filtered and paginated with a cursor.",
+      description:
+        "Newest first by first_seen_at, filtered and paginated with a cursor. With `format=csv` or `format=ndjson` (or `Accept: text/csv` / `application/x-ndjson`), every matching conversion instead, streamed as an attachment: the same filters, `cursor` to start after a JSON page, no `limit` (docs/reports.md#exports).",
       request: { query: ListQuery },
       responses: {
         200: {
-          description: "A page of conversions.",
-          content: { "application/json": { schema: listOf(ConversionSchema, "ConversionList") } },
+          description: "A page of conversions, or the export of every matching one.",
+          headers: EXPORT_HEADERS,
+          content: {
+            "application/json": { schema: listOf(ConversionSchema, "ConversionList") },
+            ...exportContent("conversion", CONVERSION_COLUMNS),
+          },
         },
         ...ADMIN_PROBLEMS,
       },
     }),
     async (c) => {
-      const { limit, cursor, ...filter } = c.req.valid("query");
-      const rows = await listConversions(c.env.DB, filter, limit + 1, listCursor(cursor));
-      return c.json(
-        page(
-          rows,
-          limit,
-          seesPayouts(c) ? (row) => toConversion(row) : (row) => withoutPayout(toConversion(row)),
-          (row) => [row.first_seen_at, row.network_id, row.transaction_id, row.test === 1 ? "1" : "0"],
-        ),
-        200,
-      );
+      const { limit, cursor, format: query, ...filter } = c.req.valid("query");
+      const format = listFormat(c, query);
+      const after = listCursor(cursor);
+      const toItem = seesPayouts(c)
+        ? (row: ConversionRow) => toConversion(row)
+        : (row: ConversionRow) => withoutPayout(toConversion(row));
+      if (format !== "json") {
+        const rows = keysetPages(
+          (start: ConversionListKey | null, size) => listConversions(c.env.DB, filter, size, start),
+          conversionKey,
+          exportPageRows,
+          after,
+        );
+        return exportResponse(c, {
+          name: "conversions",
+          format,
+          columns: CONVERSION_COLUMNS,
+          pages: mapPages(rows, toItem),
+        });
+      }
+      const rows = await listConversions(c.env.DB, filter, limit + 1, after);
+      return c.json(page(rows, limit, toItem, conversionKey), 200);
     },
   );
 }
@@ -306,6 +353,10 @@ function withoutPayout<T extends { payout?: unknown; attribution?: { payout: unk
     return { ...item, attribution: item.attribution ? { ...item.attribution, payout: null } : item.attribution };
   }
   return { ...item, payout: null };
+}
+
+function conversionKey(row: ConversionRow): ConversionListKey {
+  return [row.first_seen_at, row.network_id, row.transaction_id, row.test === 1 ? "1" : "0"];
 }
 
 function listCursor(cursor: string | undefined): ConversionListKey | null {

@@ -2,6 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { DELIVERY_STATES } from "../domain/delivery";
 import { normalizeIdentifier } from "../domain/postback";
+import { type ExportColumn, keysetPages, mapPages, scalarCell } from "../lib/export-stream";
 import { deliveryNotFound, replayOneDelivery } from "../operations/deliveries";
 import { type AttemptRow, type DeliveryRow, getDelivery, listDeliveries, payloadOf } from "../storage/deliveries";
 import {
@@ -14,6 +15,7 @@ import {
   problem,
   TimestampSchema,
 } from "./common";
+import { EXPORT_HEADERS, exportContent, exportPageRows, exportResponse, FormatQuerySchema, listFormat } from "./export";
 
 const tags = ["Deliveries"];
 
@@ -68,7 +70,19 @@ const ListQuery = PaginationQuerySchema.extend({
     .transform(normalizeIdentifier)
     .optional()
     .openapi({ description: "Only deliveries of this transaction's conversion (with network_id)." }),
+  format: FormatQuerySchema,
 });
+
+type Delivery = z.infer<typeof DeliverySchema>;
+
+/** An export's CSV columns: the list item's fields, in its order (all of them scalars). */
+export const DELIVERY_COLUMNS: readonly ExportColumn<Delivery>[] = (
+  Object.keys(DeliverySchema.shape) as (keyof Delivery)[]
+).map((name) => ({ name, value: (item: Delivery) => scalarCell(name, item[name]) }));
+
+function deliveryKey(row: DeliveryRow): [string, string] {
+  return [row.created_at, row.id];
+}
 
 const Params = z.object({
   delivery_id: z
@@ -117,24 +131,41 @@ export function registerDeliveryRoutes(app: App): void {
       operationId: "listDeliveries",
       tags,
       summary: "List deliveries",
-      description: "Newest first by created_at, filtered and paginated with a cursor.",
+      description:
+        "Newest first by created_at, filtered and paginated with a cursor. With `format=csv` or `format=ndjson` (or `Accept: text/csv` / `application/x-ndjson`), every matching delivery instead, streamed as an attachment: the same filters, `cursor` to start after a JSON page, no `limit` (docs/reports.md#exports).",
       request: { query: ListQuery },
       responses: {
         200: {
-          description: "A page of deliveries.",
-          content: { "application/json": { schema: listOf(DeliverySchema, "DeliveryList") } },
+          description: "A page of deliveries, or the export of every matching one.",
+          headers: EXPORT_HEADERS,
+          content: {
+            "application/json": { schema: listOf(DeliverySchema, "DeliveryList") },
+            ...exportContent("delivery", DELIVERY_COLUMNS),
+          },
         },
         ...ADMIN_PROBLEMS,
       },
     }),
     async (c) => {
-      const { limit, cursor, ...filter } = c.req.valid("query");
+      const { limit, cursor, format: query, ...filter } = c.req.valid("query");
+      const format = listFormat(c, query);
       const after = decodeCursor(cursor, 2) as [string, string] | null;
+      if (format !== "json") {
+        const rows = keysetPages(
+          (start: [string, string] | null, size) => listDeliveries(c.env.DB, filter, size, start),
+          deliveryKey,
+          exportPageRows,
+          after,
+        );
+        return exportResponse(c, {
+          name: "deliveries",
+          format,
+          columns: DELIVERY_COLUMNS,
+          pages: mapPages(rows, toDelivery),
+        });
+      }
       const rows = await listDeliveries(c.env.DB, filter, limit + 1, after);
-      return c.json(
-        page(rows, limit, toDelivery, (row) => [row.created_at, row.id]),
-        200,
-      );
+      return c.json(page(rows, limit, toDelivery, deliveryKey), 200);
     },
   );
 
