@@ -27,6 +27,7 @@ import { registerPixelRoutes } from "./routes/pixel";
 import { registerPostbackRoutes } from "./routes/postbacks";
 import { registerReplayRoutes } from "./routes/replays";
 import { registerNetworkRequestLogRoute, registerRequestRoutes } from "./routes/requests";
+import { registerStatsRoutes } from "./routes/stats";
 
 /** An app with the hub's validation hook: the root and every sub-app answer bad input the same way. */
 function newApp(): App {
@@ -113,6 +114,7 @@ export function registerAdminRoutes(admin: App): void {
   registerOfferRoutes(admin);
   registerDeliveryRoutes(admin);
   registerReplayRoutes(admin);
+  registerStatsRoutes(admin);
   registerDeadLetterRoutes(admin);
   registerRequestRoutes(admin);
   registerErasureRoutes(admin);

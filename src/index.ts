@@ -2,6 +2,7 @@
 import { alertTarget, resendDueAlerts } from "./alerts/alerts";
 import { createApp } from "./app";
 import { configOf } from "./config";
+import { STATS_BACKFILL_PAGE } from "./domain/stats";
 import { hmacKey } from "./lib/keys";
 import { resumeStalledReplays } from "./operations/replays";
 import { runRetention } from "./operations/retention";
@@ -13,6 +14,7 @@ import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { outboxReceipts } from "./queues/outbox-receipts";
 import { queueKind } from "./queues/queue-names";
 import { consumeRequestLog, consumeRequestLogDeadLetters } from "./queues/requests-consumer";
+import { backfillStatsPage } from "./storage/stats";
 
 export { ConversionObject } from "./conversions/conversion-object";
 export { PartnerCoordinator } from "./coordinator/partner-coordinator";
@@ -76,6 +78,8 @@ export default {
         configOf(env).DELIVERY_SWEEP_AFTER_SECONDS * 1000,
       );
       await resumeStalledReplays(env.DB, env.REPLAY_JOBS, controller.scheduledTime);
+      // Conversions recorded before the stats roll-ups existed: counted a page per minute.
+      await backfillStatsPage(env.DB, STATS_BACKFILL_PAGE);
     }
   },
 } satisfies ExportedHandler<Env>;

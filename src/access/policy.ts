@@ -37,6 +37,8 @@ export const ACCESS: Record<string, Access> = {
   listConversions: { ...READ, network: { query: "network_id" } },
   getConversion: { ...READ, network: { path: "network_id" } },
   getConversionProof: { ...READ, network: { path: "network_id" } },
+  // Reports: a network's key sees its own network's numbers, without the partners' payouts.
+  getStats: { ...READ, network: { query: "network_id" } },
   // Partners: creating one with `sign` answers with its signing secret.
   createPartner: ADMIN_ONLY,
   listPartners: READ,

@@ -13,6 +13,7 @@ import { identifierDigest } from "../lib/identifier-hash";
 import { type D1, deadLetterStatement } from "../storage/d1";
 import { erasuresOf } from "../storage/erasures";
 import { insertClickStatements } from "../storage/offers";
+import { countNewClicksStatement, recountClickConversionsStatements } from "../storage/stats";
 import { retryDelaySeconds } from "./events-consumer";
 
 /** The identifier-hash key (lib/keys.ts): an erased click is known by its digest. */
@@ -41,10 +42,12 @@ async function processBatch(
       key,
       parsed.flatMap(({ result }) => (result.success ? result.data.clicks : [])),
     );
+    const recorded: ReturnType<typeof clickRecord>[] = [];
     for (const { message, result } of parsed) {
       if (result.success) {
-        const kept = result.data.clicks.filter((seen) => !erased.has(seen.click_id));
-        statements.push(...insertClickStatements(db, kept.map(clickRecord), now));
+        const kept = result.data.clicks.filter((seen) => !erased.has(seen.click_id)).map(clickRecord);
+        recorded.push(...kept);
+        statements.push(...insertClickStatements(db, kept, now));
       }
       const reason = result.success ? deadLetterReason : "invalid click message";
       if (reason === null) continue;
@@ -53,6 +56,12 @@ async function processBatch(
         ? { id: message.id, attempts: message.attempts, body: { v: 1, clicks: result.data.clicks.map(named) } }
         : message;
       statements.push(deadLetterStatement(db, batch.queue, body, reason, now));
+    }
+    if (recorded.length > 0) {
+      // Counted before they are written (a click already in D1 is not counted again); then their
+      // conversions, which take their country, device and sub1 from them, are recounted.
+      statements.unshift(...countNewClicksStatement(db, recorded));
+      statements.push(...recountClickConversionsStatements(db, [...new Set(recorded.map((c) => c.click_id))]));
     }
     if (statements.length > 0) await db.batch(statements);
   } catch (error) {

@@ -27,6 +27,7 @@ import { type D1, deadLetterStatement, recordEventStatements } from "../storage/
 import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
 import { attributionStatements } from "../storage/offers";
 import { allPartners } from "../storage/partners";
+import { recountConversionsStatements } from "../storage/stats";
 import { type DeliveriesQueue, enqueueDeliveries } from "./delivery-messages";
 import type { OutboxReceipts } from "./outbox-receipts";
 
@@ -124,6 +125,13 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
       statements.push(deadLetterStatement(db, batch.queue, body, reason, now));
     }
   }
+  // Last, once the batch's conversions and attributions are written: the roll-ups follow them.
+  statements.push(
+    ...recountConversionsStatements(
+      db,
+      events.map((e) => [e.network_id, e.transaction_id, e.test ? 1 : 0] as const),
+    ),
+  );
   if (statements.length > 0) await db.batch(statements);
   return events;
 }

@@ -66,6 +66,11 @@ const TAGS = [
       "One record per (network, transaction, test or live): its current state, its history of events, and the proof of that history's hash chain.",
   },
   {
+    name: "Reports",
+    description:
+      "Stats from the hourly roll-ups the consumers keep: counts, rates and exact per-currency money by any dimension, in a time zone (docs/reports.md).",
+  },
+  {
     name: "Partners",
     description:
       "Where conversions are relayed: a URL template with macros, GET or POST, optional Standard Webhooks signing, filters and a retry schedule. What a partner receives is described under Webhooks.",

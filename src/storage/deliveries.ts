@@ -5,6 +5,7 @@ import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
 import type { D1 } from "./d1";
 import { toPartner } from "./partners";
+import { countAttemptStatement } from "./stats";
 
 /** The states a move applies to, as SQL (constants from the state table, never input). */
 function from(move: DeliveryMove): string {
@@ -190,6 +191,7 @@ export interface AttemptRecord {
 export function finishAttemptStatements(db: D1, record: AttemptRecord): D1PreparedStatement[] {
   const a = record.attempt;
   return [
+    countAttemptStatement(db, a),
     db
       .prepare(
         `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, error_class, error,

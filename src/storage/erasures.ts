@@ -11,6 +11,7 @@ import {
   textReplacements,
 } from "../domain/erasure";
 import type { ConversionEventRow, ConversionRow, D1, PrunedChainRow } from "./d1";
+import { eraseClickStatsStatements, recountClickConversionsStatements, recountConversionsStatements } from "./stats";
 
 /** The conversions table's column for each identifier (constants, never input). */
 const COLUMN: Record<ErasableIdentifier, string> = {
@@ -279,6 +280,10 @@ export function conversionErasureStatements(
         .bind(list, ...json.flat()),
     });
   }
+  // The roll-ups follow what the conversions hold now (a click id erased takes its visitor's
+  // country, device and sub1 with it).
+  const keyed = keys.map((key) => [key.network_id, key.transaction_id, key.test] as const);
+  for (const statement of recountConversionsStatements(db, keyed)) statements.push({ label: null, statement });
   return statements;
 }
 
@@ -366,14 +371,17 @@ export async function eraseDeadLetters(db: D1, target: ErasureTarget, networkId:
  * prefix) is gone.
  */
 export async function eraseClick(db: D1, target: ErasureTarget, networkId: string | null): Promise<number> {
-  const result = await db
+  const erase = db
     .prepare(
       `UPDATE clicks SET click_id = ?2, sub1 = NULL, sub2 = NULL, sub3 = NULL, sub4 = NULL, sub5 = NULL,
          country = NULL, device = NULL, os = NULL, browser = NULL, referrer = NULL, ip_prefix = NULL
        WHERE click_id IN (SELECT lower(value) FROM json_each(?1))
          AND (?3 IS NULL OR offer_id IN (SELECT id FROM offers WHERE network_id = ?3))`,
     )
-    .bind(JSON.stringify(target.values), target.marker, networkId)
-    .run();
-  return result.meta.changes ?? 0;
+    .bind(JSON.stringify(target.values), target.marker, networkId);
+  // The roll-ups forget what the click told too: its count moves to the rows without a visitor,
+  // and the conversions that named it are recounted without its country, device and sub1.
+  const moves = eraseClickStatsStatements(db, target.values, networkId);
+  const results = await db.batch([...moves, erase, ...recountClickConversionsStatements(db, [target.marker])]);
+  return results[moves.length]?.meta.changes ?? 0;
 }
