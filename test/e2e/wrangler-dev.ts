@@ -27,6 +27,8 @@ const INTERRUPTS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 export interface WranglerDev {
   baseUrl: string;
+  /** Its --persist-to directory (local D1, Durable Objects, queues): the bench seeds D1 there. */
+  stateDir: string;
   adminToken: string;
   /** Everything wrangler printed so far, stdout and stderr interleaved. */
   log(): string;
@@ -166,6 +168,7 @@ export async function startWranglerDev(options: WranglerDevOptions = {}): Promis
   };
   return {
     baseUrl,
+    stateDir,
     adminToken: secrets.ADMIN_TOKEN,
     log: () => output,
     kill,
