@@ -7,7 +7,7 @@
 
 -- Conversions by the hour they were first seen, and everything a report groups or filters by.
 -- `status` is the conversion's current one: a status change moves the conversion between rows.
-CREATE TABLE stats_conversions_hourly (
+CREATE TABLE stats_conversions_by_sub1_hourly (
   hour TEXT NOT NULL,
   test INTEGER NOT NULL,
   network_id TEXT NOT NULL,
@@ -34,7 +34,35 @@ CREATE TABLE stats_conversions_hourly (
     status, sub1, amount_currency, revenue_currency, payout_currency)
 ) WITHOUT ROWID;
 
--- What each conversion is counted as in stats_conversions_hourly right now. A recount compares it
+-- The same without sub1 (a partner's sub id, the one dimension that can make a row per conversion):
+-- what a query that neither groups nor filters by sub1 reads, small whatever the sub ids.
+CREATE TABLE stats_conversions_hourly (
+  hour TEXT NOT NULL,
+  test INTEGER NOT NULL,
+  network_id TEXT NOT NULL,
+  offer_id TEXT NOT NULL,
+  campaign_id TEXT NOT NULL,
+  partner_id TEXT NOT NULL,
+  platform TEXT NOT NULL,
+  country TEXT NOT NULL,
+  device TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  amount_currency TEXT NOT NULL,
+  revenue_currency TEXT NOT NULL,
+  payout_currency TEXT NOT NULL,
+  conversions INTEGER NOT NULL,
+  amount_integer INTEGER NOT NULL,
+  amount_fraction INTEGER NOT NULL,
+  revenue_integer INTEGER NOT NULL,
+  revenue_fraction INTEGER NOT NULL,
+  payout_integer INTEGER NOT NULL,
+  payout_fraction INTEGER NOT NULL,
+  PRIMARY KEY (hour, test, network_id, offer_id, campaign_id, partner_id, platform, country, device, event_type,
+    status, amount_currency, revenue_currency, payout_currency)
+) WITHOUT ROWID;
+
+-- What each conversion is counted as in the conversions roll-ups right now. A recount compares it
 -- with what the conversion's rows say today and moves the difference, so counting a conversion
 -- again (a message delivered twice, a batch retried) changes nothing, and a conversion whose status,
 -- payout or click changed moves from its old row to its new one exactly once.

@@ -99,6 +99,12 @@ describe("GET /v1/stats", () => {
       .bind(id)
       .all();
     expect(rows.results).toEqual([{ status: "approved", conversions: 1 }]);
+    const detailed = await env.DB.prepare(
+      "SELECT status, conversions FROM stats_conversions_by_sub1_hourly WHERE network_id = ?",
+    )
+      .bind(id)
+      .all();
+    expect(detailed.results).toEqual([{ status: "approved", conversions: 1 }]);
   });
 
   it("takes country, device and sub1 from the click, when the click arrives after its conversion too", async () => {
@@ -179,6 +185,7 @@ describe("GET /v1/stats", () => {
     // As if written before migration 0013: no roll-up, and a backfill to run.
     await env.DB.batch([
       env.DB.prepare("DELETE FROM stats_conversions_hourly WHERE network_id = ?").bind(id),
+      env.DB.prepare("DELETE FROM stats_conversions_by_sub1_hourly WHERE network_id = ?").bind(id),
       env.DB.prepare("DELETE FROM stats_conversions_counted WHERE network_id = ?").bind(id),
       env.DB.prepare("INSERT OR REPLACE INTO stats_backfill VALUES ('conversions', '', '', -1)"),
     ]);

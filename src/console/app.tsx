@@ -28,6 +28,7 @@ import { registerInboundPages } from "./pages/inbound";
 import { registerNetworkPages } from "./pages/networks";
 import { registerOverview } from "./pages/overview";
 import { registerPartnerPages } from "./pages/partners";
+import { registerReportPages } from "./pages/reports";
 import {
   adminTokenUnchanged,
   CONSOLE_PATH,
@@ -198,6 +199,7 @@ export function createConsoleApp(): ConsoleApp {
   registerNetworkPages(app);
   registerPartnerPages(app);
   registerInboundPages(app);
+  registerReportPages(app);
 
   app.all("*", () => {
     throw new NotFoundPage("No such console page.");

@@ -22,6 +22,8 @@ export interface StackedBarsProps<S extends string> {
   /** Bucket starts (Unix seconds), oldest first: every bucket, empty ones too. */
   buckets: readonly number[];
   bucketLabel: string;
+  /** How a bucket is written under its bar; the time of day (HH:MM, UTC) by default. */
+  label?: (seconds: number) => string;
 }
 
 function timeLabel(seconds: number): string {
@@ -100,7 +102,7 @@ export function StackedBars<S extends string>(props: StackedBarsProps<S>): Retur
                     height={height}
                     class={`bar c-${series}`}
                   >
-                    <title>{`${timeLabel(bucket)} ${series}: ${n}`}</title>
+                    <title>{`${(props.label ?? timeLabel)(bucket)} ${series}: ${n}`}</title>
                   </rect>
                 );
               })}
@@ -111,7 +113,7 @@ export function StackedBars<S extends string>(props: StackedBarsProps<S>): Retur
                   text-anchor={index === props.buckets.length - 1 ? "end" : "middle"}
                   class="axis-label"
                 >
-                  {timeLabel(bucket)}
+                  {(props.label ?? timeLabel)(bucket)}
                 </text>
               ) : null}
             </g>

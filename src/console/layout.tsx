@@ -37,6 +37,7 @@ export function navigationFor(principal: Principal): NavItem[] {
   else if (own !== null && allows(principal, "getPartner", own)) {
     items.push({ href: `/console/partners/${encodeURIComponent(own)}`, label: "My partner" });
   }
+  if (allows(principal, "getStats", own)) items.push({ href: "/console/reports", label: "Reports" });
   if (allows(principal, "listInboundRequests", own) || allows(principal, "listNetworks")) {
     items.push({
       href:

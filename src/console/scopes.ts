@@ -30,6 +30,7 @@ export const CONSOLE_OPERATIONS = [
   "rotatePartnerSecret",
   "previewPartnerRequest",
   "listInboundRequests",
+  "getStats",
 ] as const;
 
 export type ConsoleOperation = (typeof CONSOLE_OPERATIONS)[number];

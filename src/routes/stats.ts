@@ -1,14 +1,8 @@
 /** GET /v1/stats: counts, rates and exact per-currency money from the hourly roll-ups (docs/reports.md#stats). */
 import { createRoute, z } from "@hono/zod-openapi";
-import {
-  STATS_COLUMN_DIMENSIONS,
-  STATS_COLUMNS,
-  STATS_DIMENSIONS,
-  STATS_MONEY,
-  type StatsColumn,
-} from "../domain/stats";
-import { type ExportColumn, negotiateFormat } from "../lib/export-stream";
-import { queryStats, type StatsGroupRow } from "../reports/stats";
+import { STATS_COLUMN_DIMENSIONS, STATS_COLUMNS, STATS_DIMENSIONS, type StatsColumn } from "../domain/stats";
+import { negotiateFormat } from "../lib/export-stream";
+import { queryStats, statsExportColumns } from "../reports/stats";
 import { principalOf } from "./admin-auth";
 import { ADMIN_PROBLEMS, type App } from "./common";
 import { EXPORT_HEADERS, exportResponse, FormatQuerySchema } from "./export";
@@ -173,39 +167,11 @@ export function registerStatsRoutes(app: App): void {
       return exportResponse(c, {
         name: "stats",
         format,
-        columns: statsColumns(answer.group_by, answer.totals),
+        columns: statsExportColumns(answer.group_by, answer.totals),
         pages: (async function* () {
           yield answer.data;
         })(),
       });
     },
   );
-}
-
-/** One column per group dimension, per metric, and per money kind and currency that appears. */
-function statsColumns(
-  groupBy: readonly (typeof STATS_DIMENSIONS)[number][],
-  totals: { amount: { currency: string }[]; revenue: { currency: string }[]; payout: { currency: string }[] | null },
-): ExportColumn<StatsGroupRow>[] {
-  const money = STATS_MONEY.flatMap((kind) =>
-    (totals[kind] ?? []).map(({ currency }) => ({
-      name: `${kind}_${currency}`,
-      value: (row: StatsGroupRow) => row[kind]?.find((m) => m.currency === currency)?.amount ?? "0",
-    })),
-  );
-  return [
-    ...groupBy.map((name) => ({ name, value: (row: StatsGroupRow) => row.group[name] ?? null })),
-    { name: "clicks", value: (row) => row.clicks },
-    { name: "conversions", value: (row) => row.conversions },
-    { name: "conversion_rate", value: (row) => row.conversion_rate },
-    ...(["pending", "approved", "paid", "declined", "reversed"] as const).map((status) => ({
-      name: status,
-      value: (row: StatsGroupRow) => row.statuses[status],
-    })),
-    ...money,
-    { name: "delivery_attempts", value: (row) => row.deliveries?.attempts ?? null },
-    { name: "deliveries_delivered", value: (row) => row.deliveries?.delivered ?? null },
-    { name: "deliveries_failed", value: (row) => row.deliveries?.failed ?? null },
-    { name: "delivery_success_rate", value: (row) => row.deliveries?.success_rate ?? null },
-  ];
 }

@@ -108,42 +108,60 @@ function changedCte(selection: string): string {
     )`;
 }
 
-const hourlyKeyOf = (prefix: "old" | "cur") =>
-  HOURLY_KEY.map((col) => (col === "test" ? "test" : `${prefix}_${col}`)).join(", ");
+/**
+ * The conversions roll-ups: one by every dimension, and one without sub1 (a partner's sub id, the
+ * dimension that can make a row per conversion), which a query neither grouping nor filtering by
+ * sub1 reads: a year of it stays small however many distinct sub ids there are.
+ */
+export const CONVERSION_ROLLUPS = {
+  detailed: { table: "stats_conversions_by_sub1_hourly", key: HOURLY_KEY },
+  lean: { table: "stats_conversions_hourly", key: HOURLY_KEY.filter((col) => col !== "sub1") },
+} as const;
+
+/** Take the changed conversions out of the rows they were counted in, drop rows left empty, add them where they belong. */
+function rollupStatements(cte: string, rollup: { table: string; key: readonly string[] }): string[] {
+  const keyOf = (prefix: "old" | "cur") =>
+    rollup.key.map((col) => (col === "test" ? "test" : `${prefix}_${col}`)).join(", ");
+  const key = rollup.key.join(", ");
+  const subtract = `${cte}
+    UPDATE ${rollup.table} AS s SET conversions = s.conversions - d.n,
+      ${MONEY_COLUMNS.map((col) => `${col} = s.${col} - d.${col}`).join(", ")}
+    FROM (
+      SELECT ${keyOf("old")}, count(*) AS n, ${MONEY_COLUMNS.map((col) => `sum(old_${col}) AS ${col}`).join(", ")}
+      FROM changed WHERE was_counted GROUP BY ${keyOf("old")}
+    ) AS d
+    WHERE (${rollup.key.map((col) => `s.${col}`).join(", ")}) = (${rollup.key.map((col) => (col === "test" ? "d.test" : `d.old_${col}`)).join(", ")})`;
+  const dropEmpty = `${cte}
+    DELETE FROM ${rollup.table}
+    WHERE conversions = 0 AND (${key}) IN (SELECT ${keyOf("old")} FROM changed WHERE was_counted)`;
+  const add = `${cte}
+    INSERT INTO ${rollup.table} (${key}, conversions, ${MONEY_COLUMNS.join(", ")})
+    SELECT ${keyOf("cur")}, count(*), ${MONEY_COLUMNS.map((col) => `sum(cur_${col})`).join(", ")}
+    FROM changed WHERE true GROUP BY ${keyOf("cur")}
+    ON CONFLICT (${key}) DO UPDATE SET conversions = conversions + excluded.conversions,
+      ${MONEY_COLUMNS.map((col) => `${col} = ${col} + excluded.${col}`).join(", ")}`;
+  return [subtract, dropEmpty, add];
+}
 
 /**
- * The statements that recount the conversions `selection` picks, in this order: take the changed
- * ones out of the rows they were counted in, drop rows left empty, add them to the rows they belong
- * in now, remember what they are counted as. Run them after the statements that wrote the
- * conversions (and their clicks) in the same batch.
+ * The statements that recount the conversions `selection` picks: each roll-up moves the changed
+ * ones from the rows they were counted in to the rows they belong in now, then what they are counted
+ * as is remembered. Run them after the statements that wrote the conversions (and their clicks) in
+ * the same batch.
  */
 function recountStatements(db: D1, selection: string, binds: unknown[]): D1PreparedStatement[] {
   const cte = changedCte(selection);
-  const subtract = `${cte}
-    UPDATE stats_conversions_hourly AS s SET conversions = s.conversions - d.n,
-      ${MONEY_COLUMNS.map((col) => `${col} = s.${col} - d.${col}`).join(", ")}
-    FROM (
-      SELECT ${hourlyKeyOf("old")}, count(*) AS n, ${MONEY_COLUMNS.map((col) => `sum(old_${col}) AS ${col}`).join(", ")}
-      FROM changed WHERE was_counted GROUP BY ${hourlyKeyOf("old")}
-    ) AS d
-    WHERE (${HOURLY_KEY.map((col) => `s.${col}`).join(", ")}) = (${HOURLY_KEY.map((col) => (col === "test" ? "d.test" : `d.old_${col}`)).join(", ")})`;
-  const dropEmpty = `${cte}
-    DELETE FROM stats_conversions_hourly
-    WHERE conversions = 0
-      AND (${HOURLY_KEY.join(", ")}) IN (SELECT ${hourlyKeyOf("old")} FROM changed WHERE was_counted)`;
-  const add = `${cte}
-    INSERT INTO stats_conversions_hourly (${HOURLY_KEY.join(", ")}, conversions, ${MONEY_COLUMNS.join(", ")})
-    SELECT ${hourlyKeyOf("cur")}, count(*), ${MONEY_COLUMNS.map((col) => `sum(cur_${col})`).join(", ")}
-    FROM changed WHERE true GROUP BY ${hourlyKeyOf("cur")}
-    ON CONFLICT (${HOURLY_KEY.join(", ")}) DO UPDATE SET conversions = conversions + excluded.conversions,
-      ${MONEY_COLUMNS.map((col) => `${col} = ${col} + excluded.${col}`).join(", ")}`;
   const remember = `${cte}
     INSERT INTO stats_conversions_counted (network_id, transaction_id, test, ${COUNTED.join(", ")})
     SELECT key_network_id, key_transaction_id, key_test, ${COUNTED.map((col) => `cur_${col}`).join(", ")}
     FROM changed WHERE true
     ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
       ${COUNTED.map((col) => `${col} = excluded.${col}`).join(", ")}`;
-  return [subtract, dropEmpty, add, remember].map((sql) => db.prepare(sql).bind(...binds));
+  return [
+    ...rollupStatements(cte, CONVERSION_ROLLUPS.detailed),
+    ...rollupStatements(cte, CONVERSION_ROLLUPS.lean),
+    remember,
+  ].map((sql) => db.prepare(sql).bind(...binds));
 }
 
 /** Recounts these conversions (the events consumer's, an erasure's). */
@@ -366,13 +384,15 @@ function groupOf(row: Record<string, unknown>, selection: StatsSelection): Stats
 
 export async function conversionStats(db: D1, selection: StatsSelection): Promise<ConversionStatsSums[]> {
   const filter = where(selection, STATS_COLUMN_DIMENSIONS, true);
+  const bySub1 = selection.filters.sub1 !== undefined || selection.groups.some((g) => g.name === "sub1");
+  const rollup = (bySub1 ? CONVERSION_ROLLUPS.detailed : CONVERSION_ROLLUPS.lean).table;
   const groups = groupColumns(selection);
   const by = [groups.by, "status", ...CURRENCY_COLUMNS].filter((part) => part !== "").join(", ");
   const { results } = await db
     .prepare(
       `SELECT ${groups.select}status, ${CURRENCY_COLUMNS.join(", ")}, sum(conversions) AS conversions,
          ${MONEY_COLUMNS.map((col) => `CAST(sum(${col}) AS TEXT) AS ${col}`).join(", ")}
-       FROM stats_conversions_hourly WHERE ${filter.sql}
+       FROM ${rollup} WHERE ${filter.sql}
        GROUP BY ${by} LIMIT ${selection.limit}`,
     )
     .bind(...filter.binds)
