@@ -265,11 +265,13 @@ describe("the console in Chromium", () => {
       "/console/partners",
       `/console/partners/${refusingId}`,
       `/console/inbound?network_id=${networkId}`,
+      `/console/reports?network_id=${networkId}&group_by=partner`,
     ]) {
       const response = await page.goto(`${hub.baseUrl}${route}`);
       expect(response?.status(), route).toBe(200);
       await expectNoOverflow(page, route);
     }
+    await screenshot(page, "reports-phone");
     await page.goto(`${hub.baseUrl}/console`);
     await screenshot(page, "overview-phone");
   });
