@@ -198,7 +198,10 @@ function period(query: StatsQuery, nowMs: number): { since: number; until: numbe
 
 function oddZone(zone: string, offset: number): ProblemError {
   return new ProblemError("validation_failed", `${zone} is ${offset} minutes from UTC.`, [
-    { location: "query.time_zone", message: "must have a whole-hour offset over the period: stats are kept by the UTC hour" },
+    {
+      location: "query.time_zone",
+      message: "must have a whole-hour offset over the period: stats are kept by the UTC hour",
+    },
   ]);
 }
 
