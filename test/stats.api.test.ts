@@ -141,6 +141,44 @@ describe("GET /v1/stats", () => {
     expect(byStatus.totals.conversion_rate).toBeNull();
   });
 
+  it("forgets an erased click's sub1, country and device, in the clicks and the conversions it counted", async () => {
+    const offer = await createOffer({ campaign_id: uniqueId("cmp") });
+    const clickId = uniqueId("clk").toLowerCase();
+    const sub1 = uniqueId("person");
+    await deliverAcked(CLICKS, [
+      {
+        v: 1,
+        clicks: [
+          {
+            click_id: clickId,
+            offer_id: offer.id,
+            partner_id: "ptn_x",
+            clicked_at: "2026-06-01T09:00:00.000Z",
+            sub_ids: { sub1 },
+            country: "FR",
+            user_agent: null,
+            referrer: null,
+            ip_prefix: null,
+          },
+        ],
+      },
+    ]);
+    await deliverAcked(EVENTS, [conversion(offer.network_id, { click_id: clickId })]);
+    const query = { network_id: offer.network_id, group_by: "sub1,country", ...DAY };
+    expect((await stats(query)).data).toMatchObject([{ group: { sub1, country: "FR" }, clicks: 1, conversions: 1 }]);
+
+    await expectStatus(
+      await admin("/v1/erasure", { method: "POST", body: JSON.stringify({ click_id: clickId }) }),
+      201,
+    );
+    const after = await stats(query);
+    expect(after.data).toMatchObject([{ group: { sub1: null, country: null }, clicks: 1, conversions: 1 }]);
+    for (const table of ["stats_clicks_hourly", "stats_conversions_by_sub1_hourly", "stats_conversions_counted"]) {
+      const { results } = await env.DB.prepare(`SELECT * FROM ${table} WHERE sub1 = ?`).bind(sub1).all();
+      expect(results, table).toEqual([]);
+    }
+  });
+
   it("counts each delivery attempt once, even when its batch runs twice", async () => {
     const { id } = await createNetwork();
     const deliveryId = uniqueId("dlv");
