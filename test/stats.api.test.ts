@@ -7,6 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { EventMessage } from "../src/domain/messages";
 import { finishAttemptStatements } from "../src/storage/deliveries";
+import { pruneClicks } from "../src/storage/offers";
 import { backfillStatsPage } from "../src/storage/stats";
 import { createApiKey, withKey } from "./support/access";
 import { admin, createNetwork, createOffer, expectStatus, makeEventMessage, uniqueId } from "./support/helpers";
@@ -177,6 +178,35 @@ describe("GET /v1/stats", () => {
       const { results } = await env.DB.prepare(`SELECT * FROM ${table} WHERE sub1 = ?`).bind(sub1).all();
       expect(results, table).toEqual([]);
     }
+  });
+
+  it("keeps a conversion's country and sub1 when its click is pruned by retention and the conversion changes later", async () => {
+    const offer = await createOffer({ campaign_id: uniqueId("cmp") });
+    const clickId = uniqueId("clk").toLowerCase();
+    const tx = uniqueId("tx");
+    await deliverAcked(CLICKS, [
+      {
+        v: 1,
+        clicks: [
+          {
+            click_id: clickId,
+            offer_id: offer.id,
+            partner_id: "ptn_x",
+            clicked_at: "2026-06-01T09:00:00.000Z",
+            sub_ids: { sub1: "kept" },
+            country: "DE",
+            user_agent: null,
+            referrer: null,
+            ip_prefix: null,
+          },
+        ],
+      },
+    ]);
+    await deliverAcked(EVENTS, [conversion(offer.network_id, { click_id: clickId }, tx, 1)]);
+    await pruneClicks(env.DB, "2026-06-02T00:00:00.000Z");
+    await deliverAcked(EVENTS, [conversion(offer.network_id, { click_id: clickId, status: "approved" }, tx, 2)]);
+    const body = await stats({ network_id: offer.network_id, group_by: "country,sub1,status", ...DAY });
+    expect(body.data).toMatchObject([{ group: { country: "DE", sub1: "kept", status: "approved" }, conversions: 1 }]);
   });
 
   it("counts each delivery attempt once, even when its batch runs twice", async () => {

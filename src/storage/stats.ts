@@ -33,6 +33,15 @@ const COUNTED = ["hour", ...DIMENSION_COLUMNS, ...CURRENCY_COLUMNS, ...MONEY_COL
 
 const STANDING = `c.status IN (${STANDING_STATUSES.map((s) => `'${s}'`).join(", ")})`;
 
+/**
+ * A value the click told: the click's while its row is in D1 (an erased click's row is, emptied);
+ * once retention has pruned the row, what the conversion was counted with, so a conversion updated
+ * after its click was pruned keeps its country, device and sub1.
+ */
+function visitor(column: "country" | "device" | "sub1"): string {
+  return `(CASE WHEN k.click_id IS NULL THEN coalesce(was.${column}, '') ELSE coalesce(k.${column}, '') END)`;
+}
+
 /** Where the conversion's columns come from; '' for what is absent. */
 const SOURCE: Record<StatsColumnDimension, string> = {
   network: "c.network_id",
@@ -41,11 +50,11 @@ const SOURCE: Record<StatsColumnDimension, string> = {
   partner: "coalesce(c.attributed_partner_id, '')",
   platform: "coalesce(c.platform, '')",
   // The visitor's: from the click the conversion names, once the click's record is in D1.
-  country: "coalesce(k.country, '')",
-  device: "coalesce(k.device, '')",
+  country: visitor("country"),
+  device: visitor("device"),
   event_type: "coalesce(c.event_type, '')",
   status: "c.status",
-  sub1: "coalesce(k.sub1, '')",
+  sub1: visitor("sub1"),
 };
 
 /** The conversion's value and currency columns for each kind of money. */
@@ -94,6 +103,8 @@ function changedCte(selection: string): string {
       FROM picked p
       JOIN conversions c ON c.network_id = p.network_id AND c.transaction_id = p.transaction_id AND c.test = p.test
       LEFT JOIN clicks k ON k.click_id = lower(trim(c.click_id))
+      LEFT JOIN stats_conversions_counted was
+        ON was.network_id = c.network_id AND was.transaction_id = c.transaction_id AND was.test = c.test
     ),
     changed AS (
       SELECT cur.key_network_id, cur.key_transaction_id, cur.key_test, cur.test,
