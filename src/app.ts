@@ -25,6 +25,7 @@ import { registerOfferRoutes } from "./routes/offers";
 import { registerPartnerRoutes } from "./routes/partners";
 import { registerPixelRoutes } from "./routes/pixel";
 import { registerPostbackRoutes } from "./routes/postbacks";
+import { registerReconciliationRoutes } from "./routes/reconciliations";
 import { registerReplayRoutes } from "./routes/replays";
 import { registerNetworkRequestLogRoute, registerRequestRoutes } from "./routes/requests";
 import { registerStatsRoutes } from "./routes/stats";
@@ -115,6 +116,7 @@ export function registerAdminRoutes(admin: App): void {
   registerDeliveryRoutes(admin);
   registerReplayRoutes(admin);
   registerStatsRoutes(admin);
+  registerReconciliationRoutes(admin);
   registerDeadLetterRoutes(admin);
   registerRequestRoutes(admin);
   registerErasureRoutes(admin);

@@ -14,11 +14,13 @@ import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { outboxReceipts } from "./queues/outbox-receipts";
 import { queueKind } from "./queues/queue-names";
 import { consumeRequestLog, consumeRequestLogDeadLetters } from "./queues/requests-consumer";
+import { reconciliationUpkeep } from "./reports/reconciliations";
 import { backfillStatsPage } from "./storage/stats";
 
 export { ConversionObject } from "./conversions/conversion-object";
 export { PartnerCoordinator } from "./coordinator/partner-coordinator";
 export { ReplayJobObject } from "./operations/replay-object";
+export { ReconciliationJobObject } from "./reports/reconciliation-object";
 
 const app = createApp();
 
@@ -78,6 +80,7 @@ export default {
         configOf(env).DELIVERY_SWEEP_AFTER_SECONDS * 1000,
       );
       await resumeStalledReplays(env.DB, env.REPLAY_JOBS, controller.scheduledTime);
+      await reconciliationUpkeep({ db: env.DB, runners: env.RECONCILIATION_JOBS }, controller.scheduledTime);
       // Conversions recorded before the stats roll-ups existed: counted a page per minute.
       await backfillStatsPage(env.DB, STATS_BACKFILL_PAGE);
     }

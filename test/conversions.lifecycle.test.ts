@@ -281,6 +281,46 @@ describe("pixels and postbacks", () => {
   });
 });
 
+describe("an operator's correction (from a reconciliation)", () => {
+  it("may correct the amount or currency of the current status, which a postback may not", () => {
+    const current = state("approved");
+    const corrected = { fields: fields("approved", { amount: "12.00" }), source: "correction" as const };
+    expect(decide(current, corrected, nothingKnown)).toEqual({ verdict: "updated" });
+    expect(decide(current, { fields: fields("approved", { amount: "12.00" }) }, nothingKnown).verdict).toBe("conflict");
+    expect(decide(current, { ...corrected, fields: fields("approved", { currency: "EUR" }) }, nothingKnown)).toEqual({
+      verdict: "updated",
+    });
+    // The same fields again: nothing to correct.
+    expect(decide(current, { fields: fields("approved"), source: "correction" }, nothingKnown)).toEqual({
+      verdict: "duplicate",
+      of: "current",
+    });
+  });
+
+  it("follows the transitions like a postback: a final status stays final", () => {
+    expect(decide(state("approved"), { fields: fields("declined"), source: "correction" }, nothingKnown).verdict).toBe(
+      "updated",
+    );
+    expect(decide(state("reversed"), { fields: fields("paid"), source: "correction" }, nothingKnown).verdict).toBe(
+      "stale",
+    );
+    expect(decide(state("paid"), { fields: fields("declined"), source: "correction" }, nothingKnown).verdict).toBe(
+      "conflict",
+    );
+  });
+
+  it("counts as the network's word against pixels, and is never the same event as a postback", () => {
+    expect(
+      decide(state("approved", T1, false, "pixel"), { fields: fields("approved"), source: "correction" }, nothingKnown),
+    ).toEqual({ verdict: "updated" });
+    expect(
+      decide(state("approved", T1, true, "correction"), { fields: fields("paid"), source: "pixel" }, nothingKnown)
+        .verdict,
+    ).toBe("stale");
+    expect(fingerprint(fields("approved"), "correction")).toBe(`correction:${fingerprint(fields("approved"))}`);
+  });
+});
+
 describe("the fingerprint of fields added after the first ones", () => {
   it("leaves every fingerprint built before a field was added as it was", () => {
     // The exact text of a fingerprint as stored before partner_id existed (every field positional).

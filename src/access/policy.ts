@@ -39,6 +39,12 @@ export const ACCESS: Record<string, Access> = {
   getConversionProof: { ...READ, network: { path: "network_id" } },
   // Reports: a network's key sees its own network's numbers, without the partners' payouts.
   getStats: { ...READ, network: { query: "network_id" } },
+  // Reconciliation: a correction is an operator's event on a network's conversions.
+  createReconciliation: WRITE,
+  listReconciliations: READ,
+  getReconciliation: READ,
+  listReconciliationDifferences: READ,
+  applyReconciliationCorrections: WRITE,
   // Partners: creating one with `sign` answers with its signing secret.
   createPartner: ADMIN_ONLY,
   listPartners: READ,

@@ -8,7 +8,7 @@
 import { z } from "@hono/zod-openapi";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import { type ConversionFields, MATERIAL_FIELDS, type RecordedVerdict } from "../domain/conversion";
+import { type ConversionFields, chainSourceOf, MATERIAL_FIELDS, type RecordedVerdict } from "../domain/conversion";
 import type { ConversionStatus } from "../domain/postback";
 import { utf8 } from "../lib/bytes";
 import { canonicalJson } from "../lib/canonical-json";
@@ -30,8 +30,8 @@ export interface ChainContent {
   event: Record<string, unknown>;
   /** The previous event's hash; null for the first event of the chain. */
   prev_hash: string | null;
-  /** "pixel" for an event a browser pixel reported; absent for a network's postback (so every hash from before pixels stays what it was). */
-  source?: "pixel" | undefined;
+  /** "pixel" for an event a browser pixel reported, "correction" for an operator's; absent for a network's postback (so every hash from before other sources stays what it was). */
+  source?: "pixel" | "correction" | undefined;
 }
 
 /** The exact text that is hashed: RFC 8785 JSON of the content with `v`. */
@@ -60,7 +60,7 @@ export interface StoredEvent {
   received_at: string;
   hash: string | null;
   prev_hash: string | null;
-  /** D1's `source` column: "s2s" or "pixel" (rows built by hand may leave it out: a postback). */
+  /** D1's `source` column: "s2s", "pixel" or "correction" (rows built by hand may leave it out: a postback). */
   source?: string | undefined;
 }
 
@@ -270,7 +270,7 @@ export function contentOf(row: StoredEvent, event: Record<string, unknown>): Cha
     received_at: row.received_at,
     event,
     prev_hash: row.prev_hash,
-    source: row.source === "pixel" ? "pixel" : undefined,
+    source: chainSourceOf(row.source),
   };
 }
 

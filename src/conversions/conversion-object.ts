@@ -13,13 +13,15 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { configOf } from "../config";
-import type {
-  ConversionFields,
-  ConversionState,
-  IngestAnswer,
-  RecordedVerdict,
-  RecordInput,
-  RecordResult,
+import {
+  type ConversionFields,
+  type ConversionState,
+  chainSourceOf,
+  eventSourceOf,
+  type IngestAnswer,
+  type RecordedVerdict,
+  type RecordInput,
+  type RecordResult,
 } from "../domain/conversion";
 import {
   type ErasableIdentifier,
@@ -606,7 +608,7 @@ export class ConversionObject extends DurableObject<Env> {
       received_at: input.received_at,
       event,
       prev_hash: prevHash,
-      source: input.source === "pixel" ? "pixel" : undefined,
+      source: chainSourceOf(input.source),
     });
     this.sql.exec(
       `INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at, hash, prev_hash)
@@ -685,7 +687,7 @@ export class ConversionObject extends DurableObject<Env> {
         event_time: row.event_time,
         event_time_supplied: row.event_time_supplied === 1,
         fields: JSON.parse(row.fields) as ConversionFields,
-        source: row.source === "pixel" ? "pixel" : "s2s",
+        source: eventSourceOf(row.source),
       },
       version: row.version,
       first_seen_at: row.first_seen_at,

@@ -3,13 +3,26 @@
  * object applies inside one SQLite transaction: its dedupe fingerprints (which hold the material
  * fields), and the chain content of an outbox message, whose erased form the object attests.
  */
-import { type ConversionFields, FINGERPRINT_POSITIONAL_FIELDS, MATERIAL_FIELDS } from "../domain/conversion";
+import {
+  type ConversionFields,
+  chainSourceOf,
+  EVENT_SOURCES,
+  type EventSource,
+  FINGERPRINT_POSITIONAL_FIELDS,
+  MATERIAL_FIELDS,
+} from "../domain/conversion";
 import type { ErasureTarget } from "../domain/erasure";
 import type { EventMessage } from "../domain/messages";
 import type { ChainContent } from "./chain";
 import { fingerprint } from "./lifecycle";
 
-const PIXEL = "pixel:";
+/** The source a fingerprint is marked with (lifecycle.ts `fingerprint`), and the JSON after the mark. */
+function splitFingerprint(print: string): { source: EventSource; text: string } {
+  for (const source of EVENT_SOURCES) {
+    if (source !== "s2s" && print.startsWith(`${source}:`)) return { source, text: print.slice(source.length + 1) };
+  }
+  return { source: "s2s", text: print };
+}
 
 /**
  * A fingerprint (lifecycle.ts `fingerprint`) with the target's value erased, or null when it holds
@@ -17,10 +30,10 @@ const PIXEL = "pixel:";
  * fields: a re-sent postback, whose value the object now replaces by the marker, is a duplicate.
  */
 export function eraseFingerprint(print: string, target: ErasureTarget): string | null {
-  const pixel = print.startsWith(PIXEL);
+  const { source, text } = splitFingerprint(print);
   let parts: unknown;
   try {
-    parts = JSON.parse(pixel ? print.slice(PIXEL.length) : print);
+    parts = JSON.parse(text);
   } catch {
     return null;
   }
@@ -40,7 +53,7 @@ export function eraseFingerprint(print: string, target: ErasureTarget): string |
   const value = fields[target.field];
   if (typeof value !== "string" || !target.values.includes(value)) return null;
   fields[target.field] = target.marker;
-  return fingerprint(fields as ConversionFields, pixel ? "pixel" : "s2s");
+  return fingerprint(fields as ConversionFields, source);
 }
 
 /** What an outbox message's event hash covers (the object hashed exactly this when it recorded it). */
@@ -55,6 +68,6 @@ export function chainContentOf(message: EventMessage): ChainContent {
     received_at: message.received_at,
     event: message.event,
     prev_hash: message.prev_hash ?? null,
-    source: message.source === "pixel" ? "pixel" : undefined,
+    source: chainSourceOf(message.source),
   };
 }

@@ -88,7 +88,7 @@ export function fingerprint(fields: ConversionFields, source: EventSource = "s2s
     canonical.push(positional ? canonicalValue : [key, canonicalValue]);
   }
   const text = JSON.stringify(canonical);
-  return source === "pixel" ? `pixel:${text}` : text;
+  return source === "s2s" ? text : `${source}:${text}`;
 }
 
 function sortedEntries(record: Record<string, unknown>): [string, unknown][] {
@@ -121,6 +121,10 @@ function sortedEntries(record: Record<string, unknown>): [string, unknown][] {
  * A pixel is the browser's word, a postback the network's: a postback on a conversion a pixel set
  * confirms or corrects it (updated, whatever the pixel said), and a pixel never changes what a
  * postback set (stale: kept in the history, not applied). Between pixels the rules above apply.
+ *
+ * An operator's correction (source `correction`, from a reconciliation) counts as the network's
+ * word: it follows the transitions like a postback, and it may also change the amount or currency
+ * of the current status (updated), where a postback's different amount is a conflict.
  */
 export function decide(
   state: ConversionState | null,
@@ -130,8 +134,8 @@ export function decide(
   const source = incoming.source ?? "s2s";
   if (isKnown(fingerprint(incoming.fields, source))) return { verdict: "duplicate", of: "recorded" };
   if (state === null) return { verdict: "accepted" };
-  if (state.source === "pixel" && source === "s2s") return { verdict: "updated" };
-  if (state.source === "s2s" && source === "pixel") return { verdict: "stale" };
+  if (state.source === "pixel" && source !== "pixel") return { verdict: "updated" };
+  if (state.source !== "pixel" && source === "pixel") return { verdict: "stale" };
   // A pixel never moves a pixel conversion to another click: with an allowed status change its click
   // id would be merged over the recorded one, and whoever fired it would take the conversion over.
   const click = incoming.fields.click_id;
@@ -149,6 +153,7 @@ export function decide(
     const errors = differences(state.fields, incoming.fields);
     if (errors.length === 0) return { verdict: "duplicate", of: "current" };
     if (older === true) return { verdict: "stale" };
+    if (source === "correction") return { verdict: "updated" };
     return { verdict: "conflict", errors };
   }
   if (older === true) return { verdict: "stale" };

@@ -55,10 +55,26 @@ export const FINGERPRINT_POSITIONAL_FIELDS = [
 /**
  * Where an event came from: `s2s`, a network's authenticated postback; `pixel`, a browser pixel
  * (authenticated only by a click id and the page's origin), which a postback confirms or corrects
- * and which never changes what a postback recorded.
+ * and which never changes what a postback recorded; `correction`, an operator's correction applied
+ * from a reconciliation (docs/reconciliation.md), which may also correct the amount or currency of
+ * the current status, a postback may not.
  */
-export const EVENT_SOURCES = ["s2s", "pixel"] as const;
+export const EVENT_SOURCES = ["s2s", "pixel", "correction"] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
+
+/** A stored source back into a source (anything unknown, or absent, was a network's postback). */
+export function eventSourceOf(value: unknown): EventSource {
+  return (EVENT_SOURCES as readonly unknown[]).includes(value) ? (value as EventSource) : "s2s";
+}
+
+/**
+ * The source as an event's chain hash covers it: absent for a network's postback, so that every
+ * hash from before other sources existed stays what it was.
+ */
+export function chainSourceOf(source: EventSource | string | undefined): Exclude<EventSource, "s2s"> | undefined {
+  const known = eventSourceOf(source);
+  return known === "s2s" ? undefined : known;
+}
 
 export interface ConversionState {
   status: ConversionStatus;

@@ -41,3 +41,8 @@ export function toMinorUnits(amount: string, fractionDigits: number): string {
     .times(new Decimal("10").pow(fractionDigits))
     .toFixed(0);
 }
+
+/** Whether two decimal strings are the same amount ("29.90" and "29.9" are). */
+export function sameAmount(a: string, b: string): boolean {
+  return new Decimal(a).eq(new Decimal(b));
+}

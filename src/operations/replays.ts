@@ -13,6 +13,7 @@
 import { jobUntil, REPLAY_CHUNK_SIZE, REPLAY_SAMPLE_SIZE, type ReplayFilter } from "../domain/replay";
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { newId } from "../lib/bytes";
+import { nudgeStalledJobs, type StepJobRunners, type StepOutcome, startStepJob } from "../lib/step-job";
 import { type DeliveriesQueue, enqueueDeliveries } from "../queues/delivery-messages";
 import type { D1 } from "../storage/d1";
 import { countReplayable, type ReplaySelection, replayCandidates } from "../storage/deliveries";
@@ -64,11 +65,8 @@ export interface ReplayStepDeps {
   chunkSize?: number;
 }
 
-/** `more`: run another step after the pause; `finished`: nothing left; `ended`: no such job, or it ended before. */
-export type ReplayStepOutcome = "more" | "finished" | "ended";
-
 /** One step of a job. Safe to run again after it died anywhere, and a no-op on an ended job. */
-export async function runReplayStep(deps: ReplayStepDeps, jobId: string): Promise<ReplayStepOutcome> {
+export async function runReplayStep(deps: ReplayStepDeps, jobId: string): Promise<StepOutcome> {
   const iso = () => new Date((deps.now ?? Date.now)()).toISOString();
   const job = await getReplayJob(deps.db, jobId);
   if (!job || job.state === "finished" || job.state === "failed") return "ended";
@@ -102,25 +100,14 @@ async function sendChunk(deps: ReplayStepDeps, jobId: string, pendingIds: string
   await confirmChunk(deps.db, jobId, pendingIds, now);
 }
 
-/** What starts a job's runner; `start` is idempotent (replay-object.ts). */
-export interface ReplayRunners {
-  getByName(name: string): { start(jobId: string): Promise<void> };
-}
-
-/** A job's runner is its Durable Object, named by the job's id. */
-export function startReplayJob(runners: ReplayRunners, jobId: string): Promise<void> {
-  return runners.getByName(jobId).start(jobId);
-}
-
 /** Jobs untouched this long are nudged by the cron (a runner never started, or an alarm lost). */
 const STALLED_AFTER_MS = 10 * 60_000;
 const NUDGES_PER_RUN = 50;
 
 /** The cron's safety net: starts the runner of every unfinished job that has not moved for a while. */
-export async function resumeStalledReplays(db: D1, runners: ReplayRunners, nowMs: number): Promise<string[]> {
+export async function resumeStalledReplays(db: D1, runners: StepJobRunners, nowMs: number): Promise<string[]> {
   const ids = await stalledReplayJobs(db, new Date(nowMs - STALLED_AFTER_MS).toISOString(), NUDGES_PER_RUN);
-  for (const id of ids) await startReplayJob(runners, id);
-  if (ids.length > 0) console.warn(JSON.stringify({ message: "restarted stalled replay jobs", jobs: ids }));
+  await nudgeStalledJobs(runners, ids, "replay");
   return ids;
 }
 
@@ -156,7 +143,7 @@ export async function requestBulkReplay(
   const nowMs = Date.now();
   if (dryRun) return { dry_run: true, ...(await dryRunReplay(env.DB, filter, new Date(nowMs).toISOString())) };
   const job = await createReplayJob(env.DB, filter, nowMs);
-  await startReplayJob(env.REPLAY_JOBS, job.id).catch((error: unknown) =>
+  await startStepJob(env.REPLAY_JOBS, job.id).catch((error: unknown) =>
     console.error(
       JSON.stringify({ message: "replay job not started; the cron will", job_id: job.id, error: String(error) }),
     ),

@@ -71,6 +71,11 @@ const TAGS = [
       "Stats from the hourly roll-ups the consumers keep: counts, rates and exact per-currency money by any dimension, in a time zone (docs/reports.md).",
   },
   {
+    name: "Reconciliation",
+    description:
+      "Settle the numbers with the other side: upload an advertiser's or partner's CSV report for a network and a period, read the differences the background diff finds, and apply corrections through each conversion's Durable Object (docs/reconciliation.md).",
+  },
+  {
     name: "Partners",
     description:
       "Where conversions are relayed: a URL template with macros, GET or POST, optional Standard Webhooks signing, filters and a retry schedule. What a partner receives is described under Webhooks.",
