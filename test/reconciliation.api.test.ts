@@ -309,6 +309,19 @@ describe("POST /v1/reconciliations: refusals leave nothing behind", () => {
     ]);
   });
 
+  it("finds a transaction repeated thousands of lines apart, in another staged batch", async () => {
+    const network = await createNetwork();
+    const rows = Array.from({ length: 4600 }, (_, i) => [`tx-${i}`, "approved", "1.00", "USD"]);
+    rows.push(["tx-7", "approved", "1.00", "USD"]);
+    const { errors } = await refused(network, csv([header, ...rows]));
+    expect(errors).toEqual([
+      {
+        location: "body.line[4602].transaction_id",
+        message: '"tx-7" is on line 9 too: a report names each transaction once',
+      },
+    ]);
+  });
+
   it("refuses a missing column, an unknown status, a repeated transaction, a bad currency", async () => {
     const network = await createNetwork();
     const missing = await refused(

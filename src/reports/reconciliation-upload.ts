@@ -22,7 +22,7 @@ import {
 } from "../domain/reconciliation";
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import type { D1 } from "../storage/d1";
-import { stageRowsStatement } from "../storage/reconciliations";
+import { stagedLines, stageRowsStatement } from "../storage/reconciliations";
 
 /** The delimiters a report may use (`,` unless the caller says otherwise). */
 export const REPORT_DELIMITERS = [",", ";", "\t", "|"] as const;
@@ -225,17 +225,36 @@ export async function stageReport(
 
   let indexes: Partial<Record<ReportField, number>> | null = null;
   const errors: FieldError[] = [];
-  const lines = new Map<string, number>();
-  let pending: ReportRow[] = [];
+  // The rows waiting to be staged, by transaction: a repeat within them is found here, a repeat of
+  // one staged before by D1's unique index (so memory holds one batch, not the report's ids).
+  let pending = new Map<string, ReportRow>();
   let rows = 0;
+  const transactionColumn = mapping.columns.transaction_id ?? "transaction_id";
+  const repeated = (line: number, transactionId: string, earlier: number): FieldError => ({
+    location: `body.line[${line}].${transactionColumn}`,
+    message: `"${transactionId}" is on line ${earlier} too: a report names each transaction once`,
+  });
 
   const flush = async () => {
+    const batch = [...pending.values()];
+    pending = new Map();
+    if (batch.length === 0) return;
     const statements: D1PreparedStatement[] = [];
-    for (let start = 0; start < pending.length; start += STAGE_ROWS_PER_STATEMENT) {
-      statements.push(stageRowsStatement(db, reconciliationId, pending.slice(start, start + STAGE_ROWS_PER_STATEMENT)));
+    for (let start = 0; start < batch.length; start += STAGE_ROWS_PER_STATEMENT) {
+      statements.push(stageRowsStatement(db, reconciliationId, batch.slice(start, start + STAGE_ROWS_PER_STATEMENT)));
     }
-    pending = [];
-    if (statements.length > 0) await db.batch(statements);
+    const results = await db.batch(statements);
+    const staged = results.reduce((sum, result) => sum + (result.meta.changes ?? 0), 0);
+    if (staged === batch.length) return;
+    const earlier = await stagedLines(
+      db,
+      reconciliationId,
+      batch.map((row) => row.transaction_id),
+    );
+    for (const row of batch) {
+      const line = earlier.get(row.transaction_id);
+      if (line !== undefined && line !== row.line) errors.push(repeated(row.line, row.transaction_id, line));
+    }
   };
 
   try {
@@ -261,20 +280,14 @@ export async function stageReport(
         const read = readRow(record, info.lines, indexes, mapping);
         if ("errors" in read) errors.push(...read.errors);
         else {
-          const earlier = lines.get(read.row.transaction_id);
-          if (earlier !== undefined) {
-            errors.push({
-              location: `body.line[${info.lines}].${mapping.columns.transaction_id ?? "transaction_id"}`,
-              message: `"${read.row.transaction_id}" is on line ${earlier} too: a report names each transaction once`,
-            });
-          } else {
-            lines.set(read.row.transaction_id, info.lines);
-            if (errors.length === 0) pending.push(read.row);
-          }
+          const earlier = pending.get(read.row.transaction_id);
+          if (earlier !== undefined) errors.push(repeated(info.lines, read.row.transaction_id, earlier.line));
+          // After the first refusal nothing more is staged: the rest is only read for its errors.
+          else if (errors.length === 0) pending.set(read.row.transaction_id, read.row);
         }
       }
       if (errors.length >= MAX_REPORT_ERRORS) break;
-      if (pending.length >= STAGE_ROWS_PER_STATEMENT * STAGE_STATEMENTS_PER_BATCH) await flush();
+      if (pending.size >= STAGE_ROWS_PER_STATEMENT * STAGE_STATEMENTS_PER_BATCH) await flush();
     }
   } catch (error) {
     if (error instanceof CsvError) throw unreadable(error);
@@ -287,5 +300,6 @@ export async function stageReport(
     ]);
   }
   await flush();
+  if (errors.length > 0) throw validationFailed(errors.slice(0, MAX_REPORT_ERRORS));
   return rows;
 }

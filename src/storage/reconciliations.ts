@@ -89,7 +89,11 @@ export async function insertReconciliation(
     .run();
 }
 
-/** One statement staging up to a few hundred rows, bound as one JSON array (D1 binds at most 100 values). */
+/**
+ * One statement staging up to a few hundred rows, bound as one JSON array (D1 binds at most 100
+ * values). A transaction staged before is skipped, not staged twice: the upload finds it with
+ * `stagedLines` and refuses the report.
+ */
 export function stageRowsStatement(db: D1, reconciliationId: string, rows: readonly ReportRow[]): D1PreparedStatement {
   return db
     .prepare(
@@ -97,9 +101,26 @@ export function stageRowsStatement(db: D1, reconciliationId: string, rows: reado
          (reconciliation_id, line, transaction_id, status, amount, currency, payout, payout_currency, reported_at)
        SELECT ?1, r.value ->> '$.line', r.value ->> '$.transaction_id', r.value ->> '$.status', r.value ->> '$.amount',
               r.value ->> '$.currency', r.value ->> '$.payout', r.value ->> '$.payout_currency', r.value ->> '$.reported_at'
-       FROM json_each(?2) AS r`,
+       FROM json_each(?2) AS r WHERE true
+       ON CONFLICT (reconciliation_id, transaction_id) DO NOTHING`,
     )
     .bind(reconciliationId, JSON.stringify(rows));
+}
+
+/** The lines these transactions were staged from. */
+export async function stagedLines(
+  db: D1,
+  reconciliationId: string,
+  transactionIds: readonly string[],
+): Promise<Map<string, number>> {
+  const { results } = await db
+    .prepare(
+      `SELECT transaction_id, line FROM reconciliation_rows
+       WHERE reconciliation_id = ? AND transaction_id IN (SELECT value FROM json_each(?))`,
+    )
+    .bind(reconciliationId, JSON.stringify(transactionIds))
+    .all<{ transaction_id: string; line: number }>();
+  return new Map(results.map((row) => [row.transaction_id, row.line]));
 }
 
 /** The upload is complete: the job may run. */
