@@ -28,6 +28,7 @@ import { registerInboundPages } from "./pages/inbound";
 import { registerNetworkPages } from "./pages/networks";
 import { registerOverview } from "./pages/overview";
 import { registerPartnerPages } from "./pages/partners";
+import { registerReconciliationPages } from "./pages/reconciliation";
 import { registerReportPages } from "./pages/reports";
 import {
   adminTokenUnchanged,
@@ -200,6 +201,7 @@ export function createConsoleApp(): ConsoleApp {
   registerPartnerPages(app);
   registerInboundPages(app);
   registerReportPages(app);
+  registerReconciliationPages(app);
 
   app.all("*", () => {
     throw new NotFoundPage("No such console page.");

@@ -117,8 +117,10 @@ export const Bare: FC<PropsWithChildren<{ title: string; nonce: string }>> = ({ 
 );
 
 /** A POST form with the session's CSRF token. */
-export const ActionForm: FC<PropsWithChildren<{ action: string; csrf: string; class?: string }>> = (props) => (
-  <form method="post" action={props.action} class={props.class ?? "inline"}>
+export const ActionForm: FC<
+  PropsWithChildren<{ action: string; csrf: string; class?: string; enctype?: "multipart/form-data" }>
+> = (props) => (
+  <form method="post" action={props.action} class={props.class ?? "inline"} enctype={props.enctype}>
     <input type="hidden" name="csrf" value={props.csrf} />
     {props.children}
   </form>

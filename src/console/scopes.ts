@@ -31,6 +31,11 @@ export const CONSOLE_OPERATIONS = [
   "previewPartnerRequest",
   "listInboundRequests",
   "getStats",
+  "createReconciliation",
+  "listReconciliations",
+  "getReconciliation",
+  "listReconciliationDifferences",
+  "applyReconciliationCorrections",
 ] as const;
 
 export type ConsoleOperation = (typeof CONSOLE_OPERATIONS)[number];

@@ -24,9 +24,40 @@ import { type FieldError, ProblemError, validationFailed } from "../errors";
 import type { D1 } from "../storage/d1";
 import { stagedLines, stageRowsStatement } from "../storage/reconciliations";
 
-/** The delimiters a report may use (`,` unless the caller says otherwise). */
-export const REPORT_DELIMITERS = [",", ";", "\t", "|"] as const;
-export type ReportDelimiter = (typeof REPORT_DELIMITERS)[number];
+/** The delimiters a report may use, by the name a request gives (comma unless it says otherwise). */
+export const REPORT_DELIMITERS = { comma: ",", semicolon: ";", tab: "\t", pipe: "|" } as const;
+export const REPORT_DELIMITER_NAMES = Object.keys(REPORT_DELIMITERS) as (keyof typeof REPORT_DELIMITERS)[];
+export type ReportDelimiter = (typeof REPORT_DELIMITERS)[keyof typeof REPORT_DELIMITERS];
+
+/**
+ * The mapping a request asks for, from its `<field>_column` and `<status>_values` parameters (the
+ * API's query, the console's form): each report word means one status, or the request is a 422.
+ */
+export function reportMapping(
+  value: (parameter: string) => string | undefined,
+  where: "query" | "body",
+): ReportMapping {
+  const columns: ReportMapping["columns"] = {};
+  for (const field of REPORT_FIELDS) {
+    const column = value(`${field}_column`)?.trim();
+    if (column) columns[field] = column;
+  }
+  const statuses: ReportMapping["statuses"] = {};
+  const errors: FieldError[] = [];
+  for (const status of CONVERSION_STATUSES) {
+    for (const word of (value(`${status}_values`) ?? "").split(",")) {
+      const key = word.trim().toLowerCase();
+      if (key === "") continue;
+      const earlier = statuses[key] ?? CONVERSION_STATUSES.find((known) => known === key);
+      if (earlier !== undefined && earlier !== status) {
+        errors.push({ location: `${where}.${status}_values`, message: `"${word.trim()}" already means ${earlier}` });
+      }
+      statuses[key] = status;
+    }
+  }
+  if (errors.length > 0) throw validationFailed(errors);
+  return { columns, statuses };
+}
 
 /** Where a mapped field's column is named in the request, for the errors that point at it. */
 export function columnParameter(field: ReportField): string {

@@ -18,11 +18,10 @@ import {
   REPORT_FIELDS,
   REQUIRED_REPORT_FIELDS,
   type ReportField,
-  type ReportMapping,
   type SideTotals,
 } from "../domain/reconciliation";
 import { ProblemError, validationFailed } from "../errors";
-import type { REPORT_DELIMITERS } from "../reports/reconciliation-upload";
+import { REPORT_DELIMITER_NAMES, REPORT_DELIMITERS, reportMapping } from "../reports/reconciliation-upload";
 import { applyCorrections, requestReconciliation } from "../reports/reconciliations";
 import {
   getReconciliation,
@@ -90,7 +89,7 @@ const UploadQuery = z
       example: "2026-12-01T00:00:00Z",
     }),
     delimiter: z
-      .enum(["comma", "semicolon", "tab", "pipe"], { error: "must be comma, semicolon, tab or pipe" })
+      .enum(REPORT_DELIMITER_NAMES, { error: `must be ${REPORT_DELIMITER_NAMES.join(", ")}` })
       .default("comma")
       .openapi({ description: "The report's delimiter." }),
     ...COLUMN_PARAMETERS,
@@ -99,35 +98,6 @@ const UploadQuery = z
   .superRefine((query, ctx) => {
     if (query.until <= query.since) ctx.addIssue({ code: "custom", path: ["until"], message: "must be after since" });
   });
-
-const DELIMITERS = { comma: ",", semicolon: ";", tab: "\t", pipe: "|" } as const satisfies Record<
-  string,
-  (typeof REPORT_DELIMITERS)[number]
->;
-
-/** The mapping from the query: columns as named, each report word to one status (a word given twice is a 422). */
-function mappingFrom(query: z.output<typeof UploadQuery>): ReportMapping {
-  const columns: ReportMapping["columns"] = {};
-  for (const field of REPORT_FIELDS) {
-    const column = query[`${field}_column`];
-    if (column !== undefined) columns[field] = column;
-  }
-  const statuses: ReportMapping["statuses"] = {};
-  const errors = [];
-  for (const status of CONVERSION_STATUSES) {
-    for (const word of (query[`${status}_values`] ?? "").split(",")) {
-      const key = word.trim().toLowerCase();
-      if (key === "") continue;
-      const earlier = statuses[key] ?? (CONVERSION_STATUSES as readonly string[]).find((known) => known === key);
-      if (earlier !== undefined && earlier !== status) {
-        errors.push({ location: `query.${status}_values`, message: `"${word.trim()}" already means ${earlier}` });
-      }
-      statuses[key] = status;
-    }
-  }
-  if (errors.length > 0) throw validationFailed(errors);
-  return { columns, statuses };
-}
 
 const MoneySchema = z.object({ currency: z.string(), amount: z.string().openapi({ example: "1234.50" }) });
 
@@ -414,8 +384,8 @@ export function registerReconciliationRoutes(app: App): void {
           partner_id: query.partner_id ?? null,
           since: query.since,
           until: query.until,
-          mapping: mappingFrom(query),
-          delimiter: DELIMITERS[query.delimiter],
+          mapping: reportMapping((name) => query[name as keyof typeof query] as string | undefined, "query"),
+          delimiter: REPORT_DELIMITERS[query.delimiter],
         },
         body,
         principalOf(c),

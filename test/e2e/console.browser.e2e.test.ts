@@ -250,6 +250,56 @@ describe("the console in Chromium", () => {
     await signOut(page);
   });
 
+  let reconciliationId = "";
+
+  it("reconciles an advertiser's report: upload, read the diff, tick, dry run, apply", async () => {
+    const page = await openPage("reconciliation");
+    await signIn(page, operatorKey);
+    // The conversion of the first test, which the advertiser reports at another amount.
+    await page.goto(`${hub.baseUrl}/console/reports`);
+    await page.getByRole("link", { name: "Reconcile their report" }).click();
+    await page.locator('select[name="network_id"]').selectOption(networkId);
+    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+    await page.locator('input[name="since"]').fill(day(Date.now() - 86_400_000));
+    await page.locator('input[name="until"]').fill(day(Date.now() + 86_400_000));
+    await page.locator('input[name="report"]').setInputFiles({
+      name: "november.csv",
+      mimeType: "text/csv",
+      buffer: Buffer.from(`transaction_id,status,amount,currency\n${tx},approved,31.99,USD\n`),
+    });
+    await screenshot(page, "reconciliation-upload");
+    await page.getByRole("button", { name: "Upload and reconcile" }).click();
+    await page.getByText("rows read and checked").waitFor();
+    await page.getByRole("link", { name: "See the diff" }).click();
+    reconciliationId = new URL(page.url()).pathname.split("/").pop() ?? "";
+    // The diff runs in the background: the page says so until it is done.
+    await eventually(
+      async () => {
+        await page.reload();
+        return (await page.locator("#differences").count()) > 0 ? true : null;
+      },
+      "the diff shown",
+      { timeoutMs: 30_000, context: () => hub.log() },
+    );
+    await page.getByRole("checkbox", { name: `Settle amount of ${tx}` }).check();
+    await screenshot(page, "reconciliation-diff");
+    await page.getByRole("button", { name: "Dry run the ticked" }).click();
+    await page.getByText("Nothing was recorded").waitFor();
+    await page.getByRole("button", { name: "Apply these" }).click();
+    await page.getByRole("heading", { name: "Corrections applied" }).waitFor();
+    await screenshot(page, "reconciliation-applied");
+    const conversion = await eventually(
+      async () => {
+        const body = await expectStatus<{ amount: string }>(await admin(`/v1/conversions/${networkId}/${tx}`), 200);
+        return body.amount === "31.99" ? body : null;
+      },
+      "the corrected amount in D1",
+      { context: () => hub.log() },
+    );
+    expect(conversion.amount).toBe("31.99");
+    await signOut(page);
+  });
+
   it("fits a phone's width on every page an operator opens", async () => {
     const page = await openPage("phone", PHONE);
     await signIn(page, operatorKey);
@@ -266,6 +316,8 @@ describe("the console in Chromium", () => {
       `/console/partners/${refusingId}`,
       `/console/inbound?network_id=${networkId}`,
       `/console/reports?network_id=${networkId}&group_by=partner`,
+      "/console/reports/reconciliations",
+      ...(reconciliationId ? [`/console/reports/reconciliations/${reconciliationId}`] : []),
     ]) {
       const response = await page.goto(`${hub.baseUrl}${route}`);
       expect(response?.status(), route).toBe(200);

@@ -146,6 +146,12 @@ export function registerReportPages(app: ConsoleApp): void {
           {answer.complete ? "" : "Older conversions are still being counted: the numbers will grow. "}
           <a href={exportHref("csv")}>Download CSV</a> · <a href={exportHref("ndjson")}>Download NDJSON</a>
         </p>
+        {allows(page.principal, "listReconciliations") ? (
+          <p>
+            Settling a month with an advertiser or a partner?{" "}
+            <a href="/console/reports/reconciliations">Reconcile their report</a>.
+          </p>
+        ) : null}
         <section aria-labelledby="daily-h">
           <h2 id="daily-h">Conversions per day by status</h2>
           <StackedBars
