@@ -344,6 +344,11 @@ describe("POST /v1/reconciliations: refusals leave nothing behind", () => {
       location: "body.line[3].transaction_id",
       message: expect.stringContaining("line 2"),
     });
+    // Words that are Object.prototype's names are words like any other: unknown, or mapped.
+    for (const word of ["constructor", "__proto__", "toString"]) {
+      const inherited = await refused(network, csv([header, ["a", word, "1", "USD"]]));
+      expect(inherited.errors[0]).toMatchObject({ location: "body.line[2].status" });
+    }
     const currency = await refused(network, csv([header, ["a", "approved", "1", "XXQ"]]));
     expect(currency.errors[0]?.location).toBe("body.line[2].currency");
     const ragged = await refused(network, `${header.join(",")}\r\na,approved\r\n`);
@@ -373,6 +378,27 @@ describe("POST /v1/reconciliations: refusals leave nothing behind", () => {
     expect(twiceMapped.errors[0]?.location).toBe("query.declined_values");
     expect((await refused(network, good, { delimiter: ":" })).errors[0]?.location).toBe("query.delimiter");
     expect((await admin("/v1/reconciliations/rec_nope")).status).toBe(404);
+  });
+
+  it("maps a status word that is also a name of Object.prototype", async () => {
+    const network = await createNetwork();
+    const tx = await posted(network, { status: "approved", amount: "1.00", currency: "USD" });
+    const created = await expectStatus<Reconciliation>(
+      await upload(
+        { network_id: network.id, ...PERIOD(), approved_values: "constructor,__proto__" },
+        csv([header, [tx, "constructor", "1", "USD"]]),
+      ),
+      202,
+    );
+    const done = await finished(created.id);
+    expect(done.differences).toEqual({
+      missing_in_hub: 0,
+      missing_in_report: 0,
+      status: 0,
+      amount: 0,
+      payout: 0,
+      credit: 0,
+    });
   });
 
   it("reads a semicolon report with a byte order mark", async () => {

@@ -42,13 +42,16 @@ export function reportMapping(
     const column = value(`${field}_column`)?.trim();
     if (column) columns[field] = column;
   }
-  const statuses: ReportMapping["statuses"] = {};
+  // No prototype: a word such as "constructor" or "__proto__" is a key like any other.
+  const statuses: ReportMapping["statuses"] = Object.create(null);
   const errors: FieldError[] = [];
   for (const status of CONVERSION_STATUSES) {
     for (const word of (value(`${status}_values`) ?? "").split(",")) {
       const key = word.trim().toLowerCase();
       if (key === "") continue;
-      const earlier = statuses[key] ?? CONVERSION_STATUSES.find((known) => known === key);
+      const earlier =
+        (Object.hasOwn(statuses, key) ? statuses[key] : undefined) ??
+        CONVERSION_STATUSES.find((known) => known === key);
       if (earlier !== undefined && earlier !== status) {
         errors.push({ location: `${where}.${status}_values`, message: `"${word.trim()}" already means ${earlier}` });
       }
@@ -137,7 +140,9 @@ function firstIssue(result: { success: false; error: { issues: { message: string
 /** A row's status in the report's words, mapped to the hub's; null when the mapping knows no such word. */
 export function mapStatus(value: string, mapping: ReportMapping): ConversionStatus | null {
   const word = value.trim().toLowerCase();
-  return mapping.statuses[word] ?? CONVERSION_STATUSES.find((status) => status === word) ?? null;
+  // Own keys only: a report's "constructor" or "__proto__" is a word, not Object.prototype's.
+  const mapped = Object.hasOwn(mapping.statuses, word) ? mapping.statuses[word] : undefined;
+  return mapped ?? CONVERSION_STATUSES.find((status) => status === word) ?? null;
 }
 
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
