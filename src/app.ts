@@ -4,10 +4,12 @@
  * the operator console (/console).
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ACCESS, type Access, scopesOf } from "./access/policy";
 import { createConsoleApp } from "./console/app";
 import { type FieldError, type ProblemCode, ProblemError, problemResponse, validationProblem } from "./errors";
+import { logLine } from "./lib/log";
 import { registerAccessRoutes } from "./routes/access";
 import { requireAccess } from "./routes/admin-auth";
 import { registerClickRoutes } from "./routes/clicks";
@@ -39,6 +41,42 @@ function newApp(): App {
   });
 }
 
+const POSTBACK_PATH = /^\/v1\/postbacks\/([^/]+)/;
+
+function safeDecode(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+/**
+ * The request's log line: what Workers Logs is searched by (docs/troubleshooting.md, "Logs"). The
+ * path only, never the query (a GET postback's token or signature is in it); the route as
+ * registered; the network of a postback route; the verdict (the decision, or the problem's code).
+ * The duration is the Worker's clock: it moves on I/O, so it is the time spent waiting, not CPU.
+ */
+function requestLogFields(c: Context<AppEnv>, requestId: string, startedAtMs: number) {
+  const matched = c.req.matchedRoutes.filter((route) => route.method !== "ALL").at(-1)?.path ?? null;
+  const error = c.error;
+  const verdict =
+    c.get("inbound")?.verdict ??
+    (error instanceof ProblemError ? error.code : error ? "internal_error" : c.res.status >= 400 ? "rejected" : null);
+  const network = POSTBACK_PATH.exec(c.req.path)?.[1];
+  return {
+    message: "request",
+    request_id: requestId,
+    method: c.req.method,
+    route: matched,
+    path: c.req.path,
+    status: c.res.status,
+    ...(network ? { network_id: safeDecode(network) } : {}),
+    ...(verdict ? { verdict } : {}),
+    duration_ms: Date.now() - startedAtMs,
+  };
+}
+
 /**
  * `registerAdmin` puts the admin routes on the admin sub-app and `access` says who may call each;
  * tests pass their own to prove the guard.
@@ -52,8 +90,10 @@ export function createApp(
   app.use(async (c, next) => {
     const requestId = rayId(c.req.header("cf-ray")) ?? crypto.randomUUID();
     c.set("requestId", requestId);
+    const startedAtMs = Date.now();
     await next();
     c.header("x-request-id", requestId);
+    logLine("info", requestLogFields(c, requestId, startedAtMs));
   });
 
   app.onError((error, c) => {
@@ -65,15 +105,13 @@ export function createApp(
       const { code, detail, errors } = frameworkRejection(error.status);
       return problemResponse(code, detail, requestId, errors);
     }
-    console.error(
-      JSON.stringify({
-        message: "unhandled error",
-        request_id: requestId,
-        path: c.req.path,
-        error: String(error),
-        stack: error.stack,
-      }),
-    );
+    logLine("error", {
+      message: "unhandled error",
+      request_id: requestId,
+      path: c.req.path,
+      error: String(error),
+      stack: error.stack,
+    });
     return problemResponse(
       "internal_error",
       "Something went wrong on our side; quote the request_id when you report it.",

@@ -4,6 +4,7 @@ import { createApp } from "./app";
 import { configOf } from "./config";
 import { STATS_BACKFILL_PAGE } from "./domain/stats";
 import { hmacKey } from "./lib/keys";
+import { logLine } from "./lib/log";
 import { resumeStalledReplays } from "./operations/replays";
 import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
@@ -26,45 +27,67 @@ const app = createApp();
 
 const RETENTION_CRON = "17 3 * * *";
 
+async function consumeBatch(batch: MessageBatch, env: Env): Promise<void> {
+  const kind = queueKind(env, batch.queue);
+  const config = configOf(env);
+  const eventsDeps = () => ({
+    db: env.DB,
+    deliveries: env.DELIVERIES,
+    receipts: outboxReceipts(env.CONVERSIONS),
+    clickKey: () => hmacKey(config.ENCRYPTION_KEY, "click-id v1"),
+    erasures: inFlightErasures(env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"), env.CONVERSIONS),
+  });
+  switch (kind) {
+    case "events":
+      return consumeEvents(batch, eventsDeps());
+    case "events-dlq":
+      return consumeDeadLetters(batch, eventsDeps());
+    case "deliveries":
+      return consumeDeliveries(batch, {
+        db: env.DB,
+        coordinators: {
+          submit: (partnerId, items) => env.COORDINATORS.getByName(partnerId).submit(partnerId, items),
+        },
+      });
+    case "deliveries-dlq":
+      return consumeDeliveryDeadLetters(batch, env.DB);
+    case "requests":
+      return consumeRequestLog(batch, env.DB);
+    case "requests-dlq":
+      return consumeRequestLogDeadLetters(batch, env.DB);
+    case "clicks":
+      return consumeClicks(batch, env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"));
+    case "clicks-dlq":
+      return consumeClickDeadLetters(batch, env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"));
+    case "unknown":
+      throw new Error(`no consumer for queue ${batch.queue}`);
+    default:
+      throw new Error(`unhandled queue kind ${kind satisfies never}`);
+  }
+}
+
+function batchLine(batch: MessageBatch, startedAtMs: number, outcome: "ok" | "retried") {
+  return {
+    message: "queue batch",
+    queue: batch.queue,
+    messages: batch.messages.length,
+    outcome,
+    duration_ms: Date.now() - startedAtMs,
+  };
+}
+
 export default {
   fetch: app.fetch,
 
+  /** One log line per batch (docs/troubleshooting.md, "Logs"): the queue, its size, how it ended. */
   async queue(batch, env) {
-    const kind = queueKind(env, batch.queue);
-    const config = configOf(env);
-    const eventsDeps = () => ({
-      db: env.DB,
-      deliveries: env.DELIVERIES,
-      receipts: outboxReceipts(env.CONVERSIONS),
-      clickKey: () => hmacKey(config.ENCRYPTION_KEY, "click-id v1"),
-      erasures: inFlightErasures(env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"), env.CONVERSIONS),
-    });
-    switch (kind) {
-      case "events":
-        return consumeEvents(batch, eventsDeps());
-      case "events-dlq":
-        return consumeDeadLetters(batch, eventsDeps());
-      case "deliveries":
-        return consumeDeliveries(batch, {
-          db: env.DB,
-          coordinators: {
-            submit: (partnerId, items) => env.COORDINATORS.getByName(partnerId).submit(partnerId, items),
-          },
-        });
-      case "deliveries-dlq":
-        return consumeDeliveryDeadLetters(batch, env.DB);
-      case "requests":
-        return consumeRequestLog(batch, env.DB);
-      case "requests-dlq":
-        return consumeRequestLogDeadLetters(batch, env.DB);
-      case "clicks":
-        return consumeClicks(batch, env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"));
-      case "clicks-dlq":
-        return consumeClickDeadLetters(batch, env.DB, () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"));
-      case "unknown":
-        throw new Error(`no consumer for queue ${batch.queue}`);
-      default:
-        throw new Error(`unhandled queue kind ${kind satisfies never}`);
+    const startedAtMs = Date.now();
+    try {
+      await consumeBatch(batch, env);
+      logLine("info", batchLine(batch, startedAtMs, "ok"));
+    } catch (error) {
+      logLine("error", { ...batchLine(batch, startedAtMs, "retried"), error: String(error) });
+      throw error;
     }
   },
 

@@ -4,6 +4,7 @@
  */
 import type { Principal } from "../domain/access";
 import { newId } from "../lib/bytes";
+import { logLine } from "../lib/log";
 import { insertAudit } from "../storage/api-keys";
 import type { D1 } from "../storage/d1";
 
@@ -40,7 +41,7 @@ export async function recordAudit(
     try {
       await insertAudit(db, row);
     } catch {
-      console.error(JSON.stringify({ message: "audit row not written", audit: row, error: String(error) }));
+      logLine("error", { message: "audit row not written", audit: row, error: String(error) });
     }
   }
 }

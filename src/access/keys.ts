@@ -8,6 +8,7 @@ import { configOf } from "../config";
 import { ADMIN_TOKEN_KEY_ID, API_KEY_PREFIX, type Principal } from "../domain/access";
 import { randomBytes, secretsEqual, toBase64Url } from "../lib/bytes";
 import { hmac, hmacKey } from "../lib/keys";
+import { logLine } from "../lib/log";
 import { UseThrottle } from "../lib/use-throttle";
 import { type ApiKeyRow, apiKeyByHash, apiKeyById, touchApiKey } from "../storage/api-keys";
 
@@ -68,7 +69,7 @@ export async function authenticateToken(env: Env, token: string, nowMs = Date.no
     await touchApiKey(env.DB, row.id, now, new Date(nowMs - LAST_USED_RESOLUTION_MS).toISOString()).catch(
       (error: unknown) => {
         uses.forget(row.id);
-        console.warn(JSON.stringify({ message: "could not record API key use", key_id: row.id, error: String(error) }));
+        logLine("warn", { message: "could not record API key use", key_id: row.id, error: String(error) });
       },
     );
   }

@@ -6,6 +6,7 @@
  */
 import type { Config } from "../config";
 import { newId, utf8 } from "../lib/bytes";
+import { logLine } from "../lib/log";
 import { importSigningKey, sign } from "../lib/standard-webhooks";
 import { type AlertRow, dueAlerts, insertAlertStatement, recordAlertAttempt } from "../storage/alerts";
 import type { D1 } from "../storage/d1";
@@ -41,7 +42,7 @@ export function alertTarget(config: Pick<Config, "ALERT_URL" | "ALERT_SECRET">):
  * given, makes raising the same alert twice (a retried caller) keep and send it once.
  */
 export async function raiseAlert(db: D1, target: AlertTarget, alert: Alert, id?: string): Promise<void> {
-  console.warn(JSON.stringify({ message: "alert", ...alert }));
+  logLine("warn", { message: "alert", ...alert });
   const row: AlertRow = {
     id: id ?? newId("alr"),
     type: alert.type,
@@ -59,7 +60,7 @@ export async function raiseAlert(db: D1, target: AlertTarget, alert: Alert, id?:
     if ((inserted?.meta.changes ?? 0) === 0 || !target.url) return;
     await sendAlertRow(db, target, row);
   } catch (error) {
-    console.error(JSON.stringify({ message: "alert could not be kept or sent", error: String(error) }));
+    logLine("error", { message: "alert could not be kept or sent", error: String(error) });
   }
 }
 
@@ -76,7 +77,7 @@ async function sendAlertRow(db: D1, target: AlertTarget, row: AlertRow, nowMs = 
   const outcome = await post(target, row, nowMs);
   const givenUp = !outcome.ok && nowMs - Date.parse(row.created_at) >= ALERT_GIVE_UP_MS;
   if (!outcome.ok) {
-    console.error(JSON.stringify({ message: "alert not received", alert_id: row.id, attempts, error: outcome.error }));
+    logLine("error", { message: "alert not received", alert_id: row.id, attempts, error: outcome.error });
   }
   const next =
     outcome.ok || givenUp ? null : new Date(nowMs + Math.min(3_600_000, 60_000 * 2 ** attempts)).toISOString();

@@ -11,6 +11,7 @@ import { authenticateToken, principalForSession } from "../access/keys";
 import { ADMIN_TOKEN_KEY_ID } from "../domain/access";
 import { ProblemError } from "../errors";
 import { randomBytes, toBase64 } from "../lib/bytes";
+import { logLine } from "../lib/log";
 import {
   type ConsoleApp,
   type ConsoleContext,
@@ -246,15 +247,13 @@ export function createConsoleApp(): ConsoleApp {
         error.status as 403,
       );
     }
-    console.error(
-      JSON.stringify({
-        message: "unhandled console error",
-        request_id: c.get("requestId"),
-        path: c.req.path,
-        error: String(error),
-        stack: error.stack,
-      }),
-    );
+    logLine("error", {
+      message: "unhandled console error",
+      request_id: c.get("requestId"),
+      path: c.req.path,
+      error: String(error),
+      stack: error.stack,
+    });
     return render(
       c,
       <Shell title="Something went wrong" page={page} nonce={nonce}>

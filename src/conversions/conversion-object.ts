@@ -34,6 +34,7 @@ import {
 import type { EventMessage } from "../domain/messages";
 import type { ConversionStatus } from "../domain/postback";
 import { newId } from "../lib/bytes";
+import { logLine } from "../lib/log";
 import {
   type AttestedState,
   type ChainHead,
@@ -244,14 +245,12 @@ export class ConversionObject extends DurableObject<Env> {
       } catch (error) {
         this.flushFailures++;
         const delayMs = Math.min(1000 * 2 ** (this.flushFailures - 1), MAX_FLUSH_BACKOFF_MS);
-        console.warn(
-          JSON.stringify({
-            message: "outbox flush failed; will retry",
-            rows: rows.length,
-            retry_in_ms: delayMs,
-            error: String(error),
-          }),
-        );
+        logLine("warn", {
+          message: "outbox flush failed; will retry",
+          rows: rows.length,
+          retry_in_ms: delayMs,
+          error: String(error),
+        });
         await this.ctx.storage.setAlarm(Date.now() + delayMs);
         return;
       }
@@ -269,7 +268,7 @@ export class ConversionObject extends DurableObject<Env> {
         now,
       );
       const resent = rows.filter((row) => row.sends > 0).length;
-      if (resent > 0) console.warn(JSON.stringify({ message: "outbox re-sent unconfirmed events", rows: resent }));
+      if (resent > 0) logLine("warn", { message: "outbox re-sent unconfirmed events", rows: resent });
     }
     await this.scheduleNext();
   }

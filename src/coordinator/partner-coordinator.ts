@@ -25,6 +25,7 @@ import {
 import { afterSignal, capacity, initialPace, type PaceSettings, type PaceState, signalOf } from "../delivery/pace";
 import { type BreakerSettings, DEFAULT_BREAKER, DEFAULT_MAX_IN_FLIGHT, type DeliveryOrder } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
+import { logLine } from "../lib/log";
 import { supersedeDeliveriesStatement } from "../storage/deliveries";
 import { partnerCoordination } from "../storage/partners";
 import { recordTransition } from "./partner-health";
@@ -293,14 +294,12 @@ export class PartnerCoordinator extends DurableObject<Env> {
         settings.order === "coalesce" ? { previousStatus: last?.status ?? null } : {},
       );
     } catch (error) {
-      console.error(
-        JSON.stringify({
-          message: "coordinator attempt failed; retrying",
-          partner_id: partnerId,
-          delivery_id: item.delivery_id,
-          error: String(error),
-        }),
-      );
+      logLine("error", {
+        message: "coordinator attempt failed; retrying",
+        partner_id: partnerId,
+        delivery_id: item.delivery_id,
+        error: String(error),
+      });
       this.sql.exec(
         "UPDATE work SET due_ms = ? WHERE delivery_id = ?",
         this.deps.now() + ERROR_RETRY_MS,
@@ -449,13 +448,11 @@ export class PartnerCoordinator extends DurableObject<Env> {
       try {
         await this.deps.transition(partnerId, next);
       } catch (error) {
-        console.error(
-          JSON.stringify({
-            message: "breaker transition not recorded yet; retrying",
-            partner_id: partnerId,
-            error: String(error),
-          }),
-        );
+        logLine("error", {
+          message: "breaker transition not recorded yet; retrying",
+          partner_id: partnerId,
+          error: String(error),
+        });
         return;
       }
       pending.shift();

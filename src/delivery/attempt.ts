@@ -8,6 +8,7 @@
 import type { Click } from "../domain/click";
 import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
+import { logLine } from "../lib/log";
 import type { D1 } from "../storage/d1";
 import {
   type AttemptRow,
@@ -144,14 +145,12 @@ async function attemptClaimed(
   if (!built.ok) {
     const blocked = built.error_class === "blocked";
     if (blocked) {
-      console.warn(
-        JSON.stringify({
-          message: "delivery blocked before sending",
-          delivery_id: delivery.id,
-          partner_id: partner.id,
-          reason: built.reason,
-        }),
-      );
+      logLine("warn", {
+        message: "delivery blocked before sending",
+        delivery_id: delivery.id,
+        partner_id: partner.id,
+        reason: built.reason,
+      });
     }
     await failWithoutSending(delivery, partner, startedMs, deps, {
       error_class: built.error_class,

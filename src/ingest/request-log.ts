@@ -23,6 +23,7 @@ import type { FieldError } from "../errors";
 import { toHex } from "../lib/bytes";
 import { chunksBySize, jsonByteSize } from "../lib/chunks";
 import { hashIdentifier } from "../lib/identifier-hash";
+import { logLine } from "../lib/log";
 import { type HashValue, hashJsonMembers, hashParams } from "./log-identifiers";
 
 /** A network that hashes identifiers: its record's excerpts hold their hashes (see log-identifiers.ts). */
@@ -319,9 +320,7 @@ export class InboundLog {
       }
     } catch (error) {
       this.keep(records);
-      console.warn(
-        JSON.stringify({ message: "inbound log send failed; kept for the next flush", error: String(error) }),
-      );
+      logLine("warn", { message: "inbound log send failed; kept for the next flush", error: String(error) });
       return false;
     }
     for (const count of counts) {
@@ -445,6 +444,6 @@ export async function logRequest(
     }
     await log.scheduleFlush(sinks.queue);
   } catch (error) {
-    console.warn(JSON.stringify({ message: "inbound log failed", request_id: facts.requestId, error: String(error) }));
+    logLine("warn", { message: "inbound log failed", request_id: facts.requestId, error: String(error) });
   }
 }

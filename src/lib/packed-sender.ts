@@ -4,6 +4,7 @@
  * to what it sends. A queue operation per message, not per item, and no send before any answer.
  */
 import { chunksBySize } from "./chunks";
+import { logLine } from "./log";
 
 export interface PackedSenderOptions<T, M> {
   /** How long items wait to be packed together. */
@@ -62,14 +63,12 @@ export class PackedSender<T, M> {
       const unsent = chunksBySize(items, this.options.itemsPerMessage, this.options.messageBytes).slice(sent).flat();
       const room = Math.max(0, this.options.maxWaiting - this.#waiting.length);
       this.#waiting = [...unsent.slice(0, room), ...this.#waiting];
-      console.warn(
-        JSON.stringify({
-          message: `${this.options.what} send failed; kept for the next flush`,
-          kept: Math.min(room, unsent.length),
-          dropped: Math.max(0, unsent.length - room),
-          error: String(error),
-        }),
-      );
+      logLine("warn", {
+        message: `${this.options.what} send failed; kept for the next flush`,
+        kept: Math.min(room, unsent.length),
+        dropped: Math.max(0, unsent.length - room),
+        error: String(error),
+      });
       return false;
     }
     return true;

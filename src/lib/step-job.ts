@@ -9,6 +9,7 @@
  * is failed, once D1 takes the record of it.
  */
 import { DurableObject } from "cloudflare:workers";
+import { logLine } from "./log";
 
 /** `more`: run another step after the pause; `finished`: nothing left; `ended`: no such job, or it ended before. */
 export type StepOutcome = "more" | "finished" | "ended";
@@ -57,15 +58,13 @@ export abstract class StepJobObject<E = Env> extends DurableObject<E> {
     const failures = ((await this.ctx.storage.get<number>("failures")) ?? 0) + 1;
     await this.ctx.storage.put("failures", failures);
     const givingUp = failures >= this.policy.maxFailures;
-    console.error(
-      JSON.stringify({
-        message: `${this.policy.kind} step failed`,
-        job_id: jobId,
-        failures,
-        giving_up: givingUp,
-        error: String(error),
-      }),
-    );
+    logLine("error", {
+      message: `${this.policy.kind} step failed`,
+      job_id: jobId,
+      failures,
+      giving_up: givingUp,
+      error: String(error),
+    });
     const reason = `step failed ${failures} time${failures === 1 ? "" : "s"} in a row: ${String(error)}`;
     const recorded = await this.recordFailure(jobId, reason, givingUp, new Date().toISOString()).then(
       () => true,
@@ -92,5 +91,5 @@ export function startStepJob(runners: StepJobRunners, jobId: string): Promise<vo
 /** The cron's safety net: starts the runners of `ids` (jobs that have not moved for a while). */
 export async function nudgeStalledJobs(runners: StepJobRunners, ids: readonly string[], kind: string): Promise<void> {
   for (const id of ids) await startStepJob(runners, id);
-  if (ids.length > 0) console.warn(JSON.stringify({ message: `restarted stalled ${kind} jobs`, jobs: ids }));
+  if (ids.length > 0) logLine("warn", { message: `restarted stalled ${kind} jobs`, jobs: ids });
 }

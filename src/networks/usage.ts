@@ -3,6 +3,8 @@
  * uses an old secret or token before it expires. Recorded after the answer (waitUntil), at most
  * once a minute per credential and isolate, so it costs the hot path nothing.
  */
+
+import { logLine } from "../lib/log";
 import { UseThrottle } from "../lib/use-throttle";
 import type { D1 } from "../storage/d1";
 import { touchSecrets } from "../storage/networks";
@@ -20,7 +22,7 @@ export function noteCredentialUse(
   waitUntil(
     touchSecrets(db, [{ id: credentialId, at: new Date(nowMs).toISOString() }]).catch((error: unknown) => {
       uses.forget(credentialId);
-      console.warn(JSON.stringify({ message: "could not record credential use", error: String(error) }));
+      logLine("warn", { message: "could not record credential use", error: String(error) });
     }),
   );
 }

@@ -12,6 +12,7 @@
  */
 import type { ConversionObject, CutAnswer } from "../conversions/conversion-object";
 import { conversionObjectName } from "../domain/conversion";
+import { logLine } from "../lib/log";
 import { type ChainCut, type ChainCutKey, chainCutCandidates, chainCutStatements, type D1 } from "../storage/d1";
 
 const PAGE = 200;
@@ -71,13 +72,11 @@ export async function cutChains(
     });
     if (refusals.length > 0) {
       result.refused += refusals.length;
-      console.warn(
-        JSON.stringify({
-          message: "retention: conversions' objects refused to cut their chains; their events stay in D1",
-          count: refusals.length,
-          sample: refusals.slice(0, 3).map(({ cut, reason }) => ({ ...cut, reason })),
-        }),
-      );
+      logLine("warn", {
+        message: "retention: conversions' objects refused to cut their chains; their events stay in D1",
+        count: refusals.length,
+        sample: refusals.slice(0, 3).map(({ cut, reason }) => ({ ...cut, reason })),
+      });
     }
     if (agreed.length > 0) {
       const [, deleted] = await db.batch(chainCutStatements(db, agreed, before));

@@ -11,6 +11,7 @@ import type { REPLAYABLE_STATES } from "../domain/delivery";
 import type { DeliveryPayload, Partner } from "../domain/partner";
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { graceEndsAt, issueCredential } from "../lib/credentials";
+import { logLine } from "../lib/log";
 import { enqueueDeliveries } from "../queues/delivery-messages";
 import { countReplayable, disablePartnerStatements, enablePartner, replaySelected } from "../storage/deliveries";
 import { getPartner, partnerTransitions, rotatePartnerSecret } from "../storage/partners";
@@ -46,9 +47,7 @@ export async function partnerCoordinationOf(env: Env, partnerId: string) {
       },
     };
   } catch (error) {
-    console.error(
-      JSON.stringify({ message: "partner coordinator unavailable", partner_id: partnerId, error: String(error) }),
-    );
+    logLine("error", { message: "partner coordinator unavailable", partner_id: partnerId, error: String(error) });
     return {};
   }
 }

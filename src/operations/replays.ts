@@ -13,6 +13,7 @@
 import { jobUntil, REPLAY_CHUNK_SIZE, REPLAY_SAMPLE_SIZE, type ReplayFilter } from "../domain/replay";
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { newId } from "../lib/bytes";
+import { logLine } from "../lib/log";
 import { nudgeStalledJobs, type StepJobRunners, type StepOutcome, startStepJob } from "../lib/step-job";
 import { type DeliveriesQueue, enqueueDeliveries } from "../queues/delivery-messages";
 import type { D1 } from "../storage/d1";
@@ -144,9 +145,7 @@ export async function requestBulkReplay(
   if (dryRun) return { dry_run: true, ...(await dryRunReplay(env.DB, filter, new Date(nowMs).toISOString())) };
   const job = await createReplayJob(env.DB, filter, nowMs);
   await startStepJob(env.REPLAY_JOBS, job.id).catch((error: unknown) =>
-    console.error(
-      JSON.stringify({ message: "replay job not started; the cron will", job_id: job.id, error: String(error) }),
-    ),
+    logLine("error", { message: "replay job not started; the cron will", job_id: job.id, error: String(error) }),
   );
   return { dry_run: false, job };
 }

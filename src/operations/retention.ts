@@ -4,6 +4,7 @@
  * INBOUND_LOG_RETENTION_DAYS (one D1 database holds at most 10 GB).
  */
 import { configOf } from "../config";
+import { logLine } from "../lib/log";
 import { pruneHistory } from "../storage/d1";
 import { pruneClicks } from "../storage/offers";
 import { pruneInboundLog } from "../storage/requests";
@@ -20,7 +21,5 @@ export async function runRetention(env: Env, nowMs: number): Promise<void> {
   const pruned = { ...unchained, events: unchained.events + chains.events, clicks: await pruneClicks(env.DB, before) };
   const logBefore = new Date(nowMs - config.INBOUND_LOG_RETENTION_DAYS * DAY_MS).toISOString();
   const log = await pruneInboundLog(env.DB, logBefore);
-  console.log(
-    JSON.stringify({ message: "retention", pruned, chains, before, inbound_log: log, inbound_log_before: logBefore }),
-  );
+  logLine("info", { message: "retention", pruned, chains, before, inbound_log: log, inbound_log_before: logBefore });
 }

@@ -4,6 +4,7 @@
  * Worker, or never sent) is queued again. The consumer's claim makes an extra message harmless.
  */
 
+import { logLine } from "../lib/log";
 import { type DeliveriesQueue, enqueueDeliveries } from "../queues/delivery-messages";
 import type { D1 } from "../storage/d1";
 import { takeStrandedDeliveries } from "../storage/deliveries";
@@ -23,6 +24,6 @@ export async function requeueStrandedDeliveries(
     SWEEP_LIMIT,
   );
   await enqueueDeliveries(queue, ids);
-  if (ids.length > 0) console.warn(JSON.stringify({ message: "re-queued stranded deliveries", count: ids.length }));
+  if (ids.length > 0) logLine("warn", { message: "re-queued stranded deliveries", count: ids.length });
   return ids;
 }

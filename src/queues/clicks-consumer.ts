@@ -10,6 +10,7 @@
 import { clickRecord } from "../attribution/clicks";
 import { ClickMessageSchema, type ClickSeen } from "../domain/click";
 import { identifierDigest } from "../lib/identifier-hash";
+import { logLine } from "../lib/log";
 import { type D1, deadLetterStatement } from "../storage/d1";
 import { erasuresOf } from "../storage/erasures";
 import { insertClickStatements } from "../storage/offers";
@@ -65,14 +66,12 @@ async function processBatch(
     }
     if (statements.length > 0) await db.batch(statements);
   } catch (error) {
-    console.error(
-      JSON.stringify({
-        message: "click batch failed; retrying",
-        queue: batch.queue,
-        size: batch.messages.length,
-        error: String(error),
-      }),
-    );
+    logLine("error", {
+      message: "click batch failed; retrying",
+      queue: batch.queue,
+      size: batch.messages.length,
+      error: String(error),
+    });
     for (const message of batch.messages) message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
     return;
   }

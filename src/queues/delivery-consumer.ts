@@ -9,6 +9,7 @@
 import type { WorkItem } from "../coordinator/partner-coordinator";
 import { conversionKeyOf } from "../domain/conversion";
 import { DeliveryMessageSchema } from "../domain/messages";
+import { logLine } from "../lib/log";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
 import { deliveriesToCoordinate, markDeadStatement } from "../storage/deliveries";
@@ -72,13 +73,11 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: Deli
         await deps.coordinators.submit(partnerId, items);
       } catch (error) {
         failed.add(partnerId);
-        console.error(
-          JSON.stringify({
-            message: "could not hand deliveries to their coordinator; retrying",
-            partner_id: partnerId,
-            error: String(error),
-          }),
-        );
+        logLine("error", {
+          message: "could not hand deliveries to their coordinator; retrying",
+          partner_id: partnerId,
+          error: String(error),
+        });
       }
     }),
   );
@@ -94,7 +93,7 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: Deli
 
 function retryAll(valid: { message: Message<unknown>; id: string }[], error: unknown): void {
   // D1 or a bug, not the partner: try the messages again later; never drop them.
-  console.error(JSON.stringify({ message: "delivery batch failed unexpectedly; retrying", error: String(error) }));
+  logLine("error", { message: "delivery batch failed unexpectedly; retrying", error: String(error) });
   for (const { message } of valid) message.retry({ delaySeconds: UNEXPECTED_ERROR_RETRY_SECONDS });
 }
 

@@ -22,6 +22,7 @@ import {
 import { deliveryIdFor, deliveryPayload, notifies, partnerReceives } from "../delivery/partner";
 import { type EventMessage, EventMessageSchema } from "../domain/messages";
 import type { Partner } from "../domain/partner";
+import { logLine } from "../lib/log";
 import type { InFlightErasures } from "../privacy/in-flight";
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
 import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
@@ -68,14 +69,12 @@ async function processBatch(
     await enqueueNewDeliveries(deps, events);
   } catch (error) {
     // D1 batches are transactions and every step is idempotent: the whole batch goes back.
-    console.error(
-      JSON.stringify({
-        message: "events batch failed; retrying",
-        queue: batch.queue,
-        size: batch.messages.length,
-        error: String(error),
-      }),
-    );
+    logLine("error", {
+      message: "events batch failed; retrying",
+      queue: batch.queue,
+      size: batch.messages.length,
+      error: String(error),
+    });
     for (const message of batch.messages) message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
     return;
   }

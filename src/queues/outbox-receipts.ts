@@ -6,6 +6,7 @@
 import type { ConversionObject } from "../conversions/conversion-object";
 import { conversionObjectName } from "../domain/conversion";
 import type { EventMessage } from "../domain/messages";
+import { logLine } from "../lib/log";
 
 export interface OutboxReceipts {
   confirm(events: readonly EventMessage[]): Promise<void>;
@@ -26,14 +27,12 @@ export function outboxReceipts(conversions: DurableObjectNamespace<ConversionObj
       );
       const failed = results.filter((result) => result.status === "rejected");
       if (failed.length > 0) {
-        console.warn(
-          JSON.stringify({
-            message: "outbox receipts failed; those objects will re-send their events, harmlessly",
-            failed: failed.length,
-            objects: results.length,
-            error: String(failed[0]?.reason),
-          }),
-        );
+        logLine("warn", {
+          message: "outbox receipts failed; those objects will re-send their events, harmlessly",
+          failed: failed.length,
+          objects: results.length,
+          error: String(failed[0]?.reason),
+        });
       }
     },
   };

@@ -7,6 +7,7 @@
  */
 
 import { RequestLogMessageSchema } from "../domain/messages";
+import { logLine } from "../lib/log";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
 import { insertInboundRequestsStatement, upsertUnloggedCountsStatement } from "../storage/requests";
@@ -37,14 +38,12 @@ async function processBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReas
   try {
     if (statements.length > 0) await db.batch(statements);
   } catch (error) {
-    console.error(
-      JSON.stringify({
-        message: "request log batch failed; retrying",
-        queue: batch.queue,
-        size: batch.messages.length,
-        error: String(error),
-      }),
-    );
+    logLine("error", {
+      message: "request log batch failed; retrying",
+      queue: batch.queue,
+      size: batch.messages.length,
+      error: String(error),
+    });
     for (const message of batch.messages) message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
     return;
   }

@@ -23,6 +23,7 @@ import {
 } from "../domain/reconciliation";
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { newId } from "../lib/bytes";
+import { logLine } from "../lib/log";
 import { type StepJobRunners, startStepJob } from "../lib/step-job";
 import type { D1 } from "../storage/d1";
 import { getNetwork } from "../storage/networks";
@@ -88,13 +89,13 @@ export async function requestReconciliation(
   } catch (error) {
     await deleteUpload(deps.db, id).catch((cleanup: unknown) =>
       // The cron deletes it later (ABANDONED_UPLOAD_MINUTES); the caller still gets the refusal.
-      console.error(JSON.stringify({ message: "refused upload not deleted", id, error: String(cleanup) })),
+      logLine("error", { message: "refused upload not deleted", id, error: String(cleanup) }),
     );
     throw error;
   }
   const row = await markUploaded(deps.db, id, rows, new Date().toISOString());
   await startStepJob(deps.runners, id).catch((error: unknown) =>
-    console.error(JSON.stringify({ message: "reconciliation not started; the cron will", id, error: String(error) })),
+    logLine("error", { message: "reconciliation not started; the cron will", id, error: String(error) }),
   );
   return row;
 }

@@ -5,6 +5,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { configOf } from "../config";
 import { ProblemError } from "../errors";
+import { logLine } from "../lib/log";
 import { checkSchema } from "../storage/d1";
 import { type App, problem } from "./common";
 
@@ -35,7 +36,7 @@ export function registerHealthRoutes(app: App): void {
         await checkSchema(c.env.DB.withSession("first-unconstrained"));
       } catch (error) {
         // The cause goes to the log only: this route is public.
-        console.error(JSON.stringify({ message: "health: D1 check failed", error: String(error) }));
+        logLine("error", { message: "health: D1 check failed", error: String(error) });
         throw new ProblemError(
           "storage_unavailable",
           "D1 does not answer with the hub's schema; apply the migrations (npm run db:migrate:local, or :remote).",

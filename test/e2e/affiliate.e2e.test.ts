@@ -361,6 +361,23 @@ describe("an affiliate tracker firing GET postbacks at wrangler dev", () => {
     expect(await oldTokenStillWorks.text()).toBe("OK");
     expect(oldTokenStillWorks.headers.get("x-postback-status")).toBe("duplicate");
 
+    // What wrangler dev printed for all of the above: a log line per request, and no credential in any.
+    const printed = await eventually(
+      async () => {
+        const log = hub.log();
+        return log.includes(`"network_id":"${networkId}"`) && log.includes('"verdict":"duplicate"') ? log : null;
+      },
+      "the request log lines printed",
+      { timeoutMs: 10_000 },
+    );
+    for (const [what, value] of [
+      ["the token", token],
+      ["the rotated token", rotated.token],
+      ["the signing secret", network.secret],
+    ] as const) {
+      expect(printed.includes(value), `${what} was printed by wrangler dev`).toBe(false);
+    }
+
     // 6. A test postback (pb_test=1): recorded, delivered only to the partner that takes test traffic.
     const testMacros = {
       subid: `clk-${randomUUID()}`,
