@@ -10,6 +10,7 @@ import { minorUnits } from "../domain/currencies";
 import {
   CLICK_DIMENSIONS,
   DELIVERY_DIMENSIONS,
+  INTEGER_LIMB,
   MAX_STATS_DAYS,
   MAX_STATS_GROUPS,
   STATS_COLUMNS,
@@ -321,8 +322,8 @@ export async function queryStats(db: D1, query: StatsQuery, nowMs: number): Prom
       for (const money of STATS_MONEY) {
         const currency = row.currencies[money];
         if (currency === "") continue;
-        const { integer, fraction } = row.sums[money];
-        const sum = new Big(integer).plus(new Big(fraction).div(SCALE));
+        const { high, integer, fraction } = row.sums[money];
+        const sum = new Big(high).times(INTEGER_LIMB).plus(integer).plus(new Big(fraction).div(SCALE));
         const sums = fold.money[money];
         sums.set(currency, (sums.get(currency) ?? new Big(0)).plus(sum));
       }
