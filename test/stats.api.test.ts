@@ -6,6 +6,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { EventMessage } from "../src/domain/messages";
+import { ProblemError } from "../src/errors";
+import { offsetMinutes } from "../src/reports/stats";
 import { finishAttemptStatements } from "../src/storage/deliveries";
 import { pruneClicks } from "../src/storage/offers";
 import { backfillStatsPage } from "../src/storage/stats";
@@ -35,6 +37,18 @@ interface StatsBody {
   complete: boolean;
   data: (Metrics & { group: Record<string, string | null> })[];
   totals: Metrics;
+}
+
+/** A 422 problem naming `location`. */
+async function expectRefused(query: Record<string, string>, location: string): Promise<void> {
+  const response = await admin(statsPath(query));
+  const body = await expectStatus<{ errors: { location: string }[] }>(response, response.status);
+  expect(response.status, JSON.stringify({ query, body })).toBe(422);
+  expect(response.headers.get("content-type")).toContain("application/problem+json");
+  expect(
+    body.errors.map((e) => e.location),
+    JSON.stringify(query),
+  ).toContain(location);
 }
 
 function statsPath(query: Record<string, string>): string {
@@ -330,6 +344,40 @@ describe("GET /v1/stats", () => {
       expect([400, 422], JSON.stringify({ query, body })).toContain(response.status);
       expect(body.errors.map((e) => e.location)).toContain(location);
     }
+  });
+
+  it("refuses a time zone whose offset over the period has seconds (local mean time), naming time_zone", async () => {
+    // Monrovia kept -00:44:30 until 1972: the offset Intl writes as GMT-00:44:30 was a 500 before.
+    const monrovia = [
+      { since: "1971-01-01", until: "1971-01-02" },
+      { since: "1971-06-01T00:00:00Z", until: "1971-06-02T00:00:00Z" },
+      { since: "1971-12-01", until: "1972-02-01" },
+    ];
+    for (const period of monrovia) await expectRefused({ ...period, time_zone: "Africa/Monrovia" }, "query.time_zone");
+    // The zones and years the review found: each a 422, not a 500.
+    for (const [time_zone, since, until] of [
+      ["Europe/Paris", "1850-01-01", "1850-01-02"],
+      ["Africa/Monrovia", "1960-01-01", "1960-01-02"],
+      ["America/New_York", "1800-01-01", "1800-01-02"],
+    ] as const) {
+      await expectRefused({ since, until, time_zone }, "query.time_zone");
+    }
+    for (const [zone, ms] of [
+      ["Europe/Paris", Date.UTC(1850, 0, 1)],
+      ["Africa/Monrovia", Date.UTC(1960, 0, 1)],
+      ["America/New_York", Date.UTC(1800, 0, 1)],
+    ] as const) {
+      let thrown: unknown;
+      try {
+        offsetMinutes(zone, ms);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, zone).toBeInstanceOf(ProblemError);
+      expect((thrown as ProblemError).errors.map((e) => e.location)).toEqual(["query.time_zone"]);
+    }
+    // Once Monrovia kept GMT, it answers.
+    await stats({ since: "1972-02-01", until: "1972-02-02", time_zone: "Africa/Monrovia" });
   });
 
   it("lets a network key read its own numbers, without the partners' payouts", async () => {

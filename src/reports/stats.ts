@@ -102,14 +102,19 @@ function formatterOf(zone: string): Intl.DateTimeFormat {
   return formatter;
 }
 
-/** The zone's offset from UTC at `ms`, in minutes (Europe/Paris in July: 120). */
+/**
+ * The zone's offset from UTC at `ms`, in minutes (Europe/Paris in July: 120). An offset with seconds
+ * (local mean time before a zone adopted standard time: Paris's +00:09:21 until 1911, Monrovia's
+ * -00:44:30 until 1972) is refused like any offset that is not a whole number of hours.
+ */
 export function offsetMinutes(zone: string, ms: number): number {
   const name = formatterOf(zone)
     .formatToParts(ms)
     .find((part) => part.type === "timeZoneName")?.value;
-  const match = /^GMT(?:([+-])(\d{2}):?(\d{2})?)?$/.exec(name ?? "");
-  if (match === null) throw new Error(`unexpected offset ${name} for ${zone}`);
+  const match = /^GMT(?:([+-])(\d{2}):?(\d{2})?(?::(\d{2}))?)?$/.exec(name ?? "");
+  if (match === null) throw oddZone(zone, name ?? "an unknown offset");
   if (match[1] === undefined) return 0;
+  if (Number(match[4] ?? 0) !== 0) throw oddZone(zone, (name ?? "").slice(3));
   return (match[1] === "-" ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3] ?? 0));
 }
 
@@ -161,7 +166,7 @@ function boundary(zone: string, value: string, field: "since" | "until"): number
       { location, message: "must be a date (2026-11-01, midnight in time_zone) or an RFC 3339 time with its offset" },
     ]);
   }
-  if (ms % HOUR_MS !== 0 && DATE.test(value)) throw oddZone(zone, offsetMinutes(zone, ms));
+  if (ms % HOUR_MS !== 0 && DATE.test(value)) throw oddZone(zone, offsetText(offsetMinutes(zone, ms)));
   if (ms % HOUR_MS !== 0) {
     throw new ProblemError("validation_failed", `${field} is not on a whole hour.`, [
       { location, message: "must fall on a whole hour: stats are kept by the hour" },
@@ -193,12 +198,19 @@ function period(query: StatsQuery, nowMs: number): { since: number; until: numbe
   }
   const spans = offsetSpans(zone, start, until);
   const odd = spans.find((span) => span.offset_minutes % 60 !== 0);
-  if (odd !== undefined) throw oddZone(zone, odd.offset_minutes);
+  if (odd !== undefined) throw oddZone(zone, offsetText(odd.offset_minutes));
   return { since: start, until, spans };
 }
 
-function oddZone(zone: string, offset: number): ProblemError {
-  return new ProblemError("validation_failed", `${zone} is ${offset} minutes from UTC.`, [
+/** An offset in minutes as ±HH:MM (330: +05:30). */
+function offsetText(minutes: number): string {
+  const abs = Math.abs(minutes);
+  return `${minutes < 0 ? "-" : "+"}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
+/** A zone whose offset over the period is not a whole number of hours (`offset` as ±HH:MM[:SS]). */
+function oddZone(zone: string, offset: string): ProblemError {
+  return new ProblemError("validation_failed", `${zone} is ${offset} from UTC over the period.`, [
     {
       location: "query.time_zone",
       message: "must have a whole-hour offset over the period: stats are kept by the UTC hour",
