@@ -7,6 +7,7 @@
  */
 import Big from "big.js";
 import { minorUnits } from "../domain/currencies";
+import { isCalendarDate, RFC_3339 } from "../domain/postback";
 import {
   CLICK_DIMENSIONS,
   DELIVERY_DIMENSIONS,
@@ -35,6 +36,11 @@ import {
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
+/** The years a period may fall in: Date.UTC maps years 0-99 to 1900-1999, and a 5-digit year is no ISO date. */
+const MIN_YEAR = 1970;
+const MAX_YEAR = 9999;
+/** The first instant whose UTC hour is no longer 'YYYY-MM-DDTHH' (the roll-ups' key). */
+const END_MS = Date.UTC(MAX_YEAR + 1, 0, 1);
 const STATUSES = ["pending", "approved", "paid", "declined", "reversed"] as const;
 
 export interface StatsQuery {
@@ -160,13 +166,26 @@ function localMidnight(zone: string, date: string): number {
 
 function boundary(zone: string, value: string, field: "since" | "until"): number {
   const location = `query.${field}`;
-  const ms = DATE.test(value) ? localMidnight(zone, value) : Date.parse(value);
-  if (Number.isNaN(ms) || (!DATE.test(value) && !/[zZ]|[+-]\d{2}:?\d{2}$/.test(value))) {
-    throw new ProblemError("validation_failed", `${field} is not a date or a time.`, [
-      { location, message: "must be a date (2026-11-01, midnight in time_zone) or an RFC 3339 time with its offset" },
-    ]);
+  const isDate = DATE.test(value);
+  const notDate = (detail: string, message: string) =>
+    new ProblemError("validation_failed", `${field} ${detail}.`, [{ location, message }]);
+  if (!isDate && !RFC_3339.test(value)) {
+    throw notDate(
+      "is not a date or a time",
+      "must be a date (2026-11-01, midnight in time_zone) or an RFC 3339 time with its offset",
+    );
   }
-  if (ms % HOUR_MS !== 0 && DATE.test(value)) throw oddZone(zone, offsetText(offsetMinutes(zone, ms)));
+  const year = Number(value.slice(0, 4));
+  const outOfRange = () =>
+    notDate("is out of range", `must be a date or a time from ${MIN_YEAR} to ${MAX_YEAR}, in UTC too`);
+  if (year < MIN_YEAR || year > MAX_YEAR) throw outOfRange();
+  if (!isCalendarDate(value)) throw notDate("is not a real calendar date", "must be a real date, such as 2026-02-28");
+  const ms = isDate ? localMidnight(zone, value) : Date.parse(value);
+  if (Number.isNaN(ms)) {
+    throw notDate("is not a date or a time", "must be an RFC 3339 time, such as 2026-11-01T00:00:00Z");
+  }
+  if (ms >= END_MS) throw outOfRange();
+  if (ms % HOUR_MS !== 0 && isDate) throw oddZone(zone, offsetText(offsetMinutes(zone, ms)));
   if (ms % HOUR_MS !== 0) {
     throw new ProblemError("validation_failed", `${field} is not on a whole hour.`, [
       { location, message: "must fall on a whole hour: stats are kept by the hour" },
@@ -182,8 +201,10 @@ function period(query: StatsQuery, nowMs: number): { since: number; until: numbe
   formatterOf(zone);
   const today = new Date(nowMs + offsetMinutes(zone, nowMs) * 60_000).toISOString().slice(0, 10);
   const tomorrow = new Date(Date.parse(today) + DAY_MS).toISOString().slice(0, 10);
+  // since first: a refusal names the period's start when both ends are wrong.
+  const asked = query.since === undefined ? undefined : boundary(zone, query.since, "since");
   const until = boundary(zone, query.until ?? tomorrow, "until");
-  const since = query.since === undefined ? until - 30 * DAY_MS : boundary(zone, query.since, "since");
+  const since = asked ?? until - 30 * DAY_MS;
   const defaultSince = query.since === undefined;
   const start = defaultSince ? localMidnight(zone, new Date(since + DAY_MS / 2).toISOString().slice(0, 10)) : since;
   if (start >= until) {
