@@ -7,6 +7,7 @@ import { env } from "cloudflare:workers";
 import Big from "big.js";
 import { describe, expect, it } from "vitest";
 import type { EventMessage } from "../src/domain/messages";
+import { recountConversionsStatements } from "../src/storage/stats";
 import { admin, createNetwork, expectStatus, makeEventMessage, uniqueId } from "./support/helpers";
 import { deliverAcked } from "./support/queues";
 
@@ -26,13 +27,37 @@ function conversion(networkId: string, at: string, platform: string): EventMessa
   });
 }
 
+/** Conversions recounted per batch, as a consumer's batch or a backfill page does. */
+const PAGE = 500;
+
+/**
+ * `count` conversions of the largest amount in one hour and platform (one roll-up row). The first
+ * hundred go through the events consumer; the rest are copies of one in D1, recounted by the same
+ * statements the consumer runs (recountConversionsStatements), a page at a time: delivering each
+ * would open a conversion object per transaction, and ~18,000 exhaust the test runtime's files.
+ */
 async function deliver(networkId: string, count: number, at: string, platform: string): Promise<void> {
-  for (let sent = 0; sent < count; sent += 100) {
-    const size = Math.min(100, count - sent);
-    await deliverAcked(
-      EVENTS,
-      Array.from({ length: size }, () => conversion(networkId, at, platform)),
-    );
+  const first = Array.from({ length: Math.min(100, count) }, () => conversion(networkId, at, platform));
+  await deliverAcked(EVENTS, first);
+  const template = first[0]?.transaction_id ?? "";
+  const row = await env.DB.prepare("SELECT * FROM conversions WHERE network_id = ? AND transaction_id = ?")
+    .bind(networkId, template)
+    .first<Record<string, unknown>>();
+  const columns = Object.keys(row ?? {});
+  expect(columns).toContain("transaction_id");
+  for (let done = first.length; done < count; done += PAGE) {
+    const n = Math.min(PAGE, count - done);
+    const prefix = uniqueId("copy");
+    await env.DB.prepare(
+      `WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?3)
+       INSERT INTO conversions (${columns.join(", ")})
+       SELECT ${columns.map((col) => (col === "transaction_id" ? "?4 || '-' || seq.i" : `c.${col}`)).join(", ")}
+       FROM conversions c, seq WHERE c.network_id = ?1 AND c.transaction_id = ?2 AND c.test = 0`,
+    )
+      .bind(networkId, template, n, prefix)
+      .run();
+    const keys = Array.from({ length: n }, (_, k) => [networkId, `${prefix}-${k + 1}`, 0] as const);
+    await env.DB.batch(recountConversionsStatements(env.DB, keys));
   }
 }
 
