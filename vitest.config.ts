@@ -22,9 +22,14 @@ export default defineConfig({
           // Production's rule, whatever a developer's .dev.vars says (it allows http and loopback).
           ALLOW_INSECURE_PARTNER_URLS: "false",
         },
-        // A database without migrations, to prove /health notices; one a test migrates step by step,
-        // to prove a migration keeps the rows written before it.
-        d1Databases: { UNMIGRATED_DB: "unmigrated", MIGRATION_DB: "migration-steps" },
+        // A database without migrations, to prove /health notices; ones a test migrates step by step,
+        // to prove a migration keeps the rows written before it (one per migration tested: once
+        // migrated past a step, a database cannot be taken back before it).
+        d1Databases: {
+          UNMIGRATED_DB: "unmigrated",
+          MIGRATION_DB: "migration-steps",
+          MONEY_LIMBS_MIGRATION_DB: "migration-steps-money-limbs",
+        },
         // A limiter small enough to exhaust in a test; test/postbacks.inbound.test.ts swaps it in for
         // INGEST_RATE_LIMITER (whose production limit no test could reach) so the real local limiter counts.
         ratelimits: { TEST_RATE_LIMITER: { namespace_id: "9001", simple: { limit: 3, period: 60 } } },

@@ -63,11 +63,13 @@ function seedSql(rows, perRow) {
       'sale', CASE i % 7 WHEN 0 THEN 'declined' WHEN 1 THEN 'pending' ELSE 'approved' END,
       'sub' || (i / ${HOURS}), CASE i % 4 WHEN 0 THEN 'EUR' ELSE 'USD' END,
       CASE i % 4 WHEN 0 THEN 'EUR' ELSE 'USD' END, CASE i % 4 WHEN 0 THEN 'EUR' ELSE 'USD' END,
-      ${perRow}, ${perRow} * 29, ${perRow} * 99000000, ${perRow} * 5, 0, ${perRow} * 2, ${perRow} * 50000000
+      ${perRow}, ${perRow} * 29, ${perRow} * 99000000, ${perRow} * 5, 0, ${perRow} * 2, ${perRow} * 50000000,
+      0, 0, 0
     FROM seq;
     INSERT INTO stats_conversions_hourly
     SELECT ${LEAN_KEY}, sum(conversions), sum(amount_integer), sum(amount_fraction), sum(revenue_integer),
-      sum(revenue_fraction), sum(payout_integer), sum(payout_fraction)
+      sum(revenue_fraction), sum(payout_integer), sum(payout_fraction), sum(amount_high), sum(revenue_high),
+      sum(payout_high)
     FROM stats_conversions_by_sub1_hourly GROUP BY ${LEAN_KEY};`;
 }
 

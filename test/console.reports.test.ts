@@ -64,6 +64,21 @@ describe("console reports", () => {
     expect(html).not.toContain("Payout");
   });
 
+  it("refuses a period it cannot answer with a 422 page saying why, never a 500", async () => {
+    const session = await signIn();
+    for (const [query, detail] of [
+      ["since=1850-01-01&until=1850-01-02&time_zone=Europe/Paris", "since is out of range"],
+      ["since=1960-01-01&until=1960-01-02&time_zone=Africa/Monrovia", "since is out of range"],
+      ["since=1800-01-01&until=1800-01-02&time_zone=America/New_York", "since is out of range"],
+      ["since=1971-01-01&until=1971-01-02&time_zone=Africa/Monrovia", "Africa/Monrovia is -00:44:30 from UTC"],
+      ["since=0000-01-01&until=0000-01-02", "since is out of range"],
+      ["since=2026-05-01&until=10000-01-01", "query.until"],
+    ]) {
+      const html = await page(session, `/console/reports?${query}`, 422);
+      expect(html, query).toContain(detail);
+    }
+  });
+
   it("refuses a grouping from an edited URL, naming it", async () => {
     const session = await signIn();
     const html = await page(session, "/console/reports?group_by=weekday", 422);

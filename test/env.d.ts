@@ -6,6 +6,7 @@ declare global {
       TEST_MIGRATIONS: D1Migration[];
       UNMIGRATED_DB: D1Database;
       MIGRATION_DB: D1Database;
+      MONEY_LIMBS_MIGRATION_DB: D1Database;
       TEST_RATE_LIMITER: RateLimit;
     }
   }

@@ -66,3 +66,63 @@ describe("0011_partner_coordination", () => {
     });
   });
 });
+
+describe("0015_stats_money_limbs", () => {
+  it("splits the integer sums at 1e9 exactly, and counts a row whose sum already overflowed to REAL again", async () => {
+    const migrationDb = env.MONEY_LIMBS_MIGRATION_DB;
+    await applyD1Migrations(migrationDb, upTo("0015"));
+    const key = (hour: string) =>
+      `'${hour}', 0, 'acme', 'off', 'cmp', 'ptn', 'ios', 'FR', 'mobile', 'sale', 'pending', 'USD', 'EUR', 'USD'`;
+    const counted = (tx: string, hour: string, amount: string) =>
+      `('acme', '${tx}', 0, '${hour}', 'off', 'cmp', 'ptn', 'ios', 'FR', 'mobile', 'sale', 'pending', '', 'USD', 'EUR',
+        'USD', ${amount}, 5, 7, 0, 3, 10)`;
+    await migrationDb.batch([
+      // Two conversions counted in hour 10 (an exact row), one in hour 11 (a row an upsert turned REAL).
+      migrationDb.prepare(
+        `INSERT INTO stats_conversions_counted VALUES ${counted("tx-1", "2026-06-01T10", "999999999999999")},
+           ${counted("tx-2", "2026-06-01T10", "1000000001")}, ${counted("tx-3", "2026-06-01T11", "123456789012345")}`,
+      ),
+      migrationDb.prepare(
+        `INSERT INTO stats_conversions_hourly VALUES (${key("2026-06-01T10")}, 2, 1000001000000000, 10, 14, 0, 6, 20),
+           (${key("2026-06-01T11")}, 1, 1.0e19, 5, 7, 0, 3, 10)`,
+      ),
+    ]);
+
+    await applyD1Migrations(migrationDb, from("0015"));
+
+    const money = "hour, conversions, amount_high, amount_integer, amount_fraction, revenue_high, revenue_integer";
+    expect(
+      (await migrationDb.prepare(`SELECT ${money} FROM stats_conversions_hourly ORDER BY hour`).all()).results,
+    ).toEqual([
+      {
+        hour: "2026-06-01T10",
+        conversions: 2,
+        amount_high: 1_000_001,
+        amount_integer: 0,
+        amount_fraction: 10,
+        revenue_high: 0,
+        revenue_integer: 14,
+      },
+      {
+        hour: "2026-06-01T11",
+        conversions: 1,
+        amount_high: 123_456,
+        amount_integer: 789_012_345,
+        amount_fraction: 5,
+        revenue_high: 0,
+        revenue_integer: 7,
+      },
+    ]);
+    expect(
+      (
+        await migrationDb
+          .prepare("SELECT transaction_id, amount_high, amount_integer FROM stats_conversions_counted ORDER BY 1")
+          .all()
+      ).results,
+    ).toEqual([
+      { transaction_id: "tx-1", amount_high: 999_999, amount_integer: 999_999_999 },
+      { transaction_id: "tx-2", amount_high: 1, amount_integer: 1 },
+      { transaction_id: "tx-3", amount_high: 123_456, amount_integer: 789_012_345 },
+    ]);
+  });
+});

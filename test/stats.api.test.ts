@@ -6,6 +6,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { EventMessage } from "../src/domain/messages";
+import { ProblemError } from "../src/errors";
+import { offsetMinutes } from "../src/reports/stats";
 import { finishAttemptStatements } from "../src/storage/deliveries";
 import { pruneClicks } from "../src/storage/offers";
 import { backfillStatsPage } from "../src/storage/stats";
@@ -35,6 +37,18 @@ interface StatsBody {
   complete: boolean;
   data: (Metrics & { group: Record<string, string | null> })[];
   totals: Metrics;
+}
+
+/** A 422 problem naming `location`. */
+async function expectRefused(query: Record<string, string>, location: string): Promise<void> {
+  const response = await admin(statsPath(query));
+  const body = await expectStatus<{ errors: { location: string }[] }>(response, response.status);
+  expect(response.status, JSON.stringify({ query, body })).toBe(422);
+  expect(response.headers.get("content-type")).toContain("application/problem+json");
+  expect(
+    body.errors.map((e) => e.location),
+    JSON.stringify(query),
+  ).toContain(location);
 }
 
 function statsPath(query: Record<string, string>): string {
@@ -330,6 +344,64 @@ describe("GET /v1/stats", () => {
       expect([400, 422], JSON.stringify({ query, body })).toContain(response.status);
       expect(body.errors.map((e) => e.location)).toContain(location);
     }
+  });
+
+  it("refuses a time zone whose offset over the period has seconds (local mean time), naming time_zone", async () => {
+    // Monrovia kept -00:44:30 until 1972: the offset Intl writes as GMT-00:44:30 was a 500 before.
+    const monrovia = [
+      { since: "1971-01-01", until: "1971-01-02" },
+      { since: "1971-06-01T00:00:00Z", until: "1971-06-02T00:00:00Z" },
+      { since: "1971-12-01", until: "1972-02-01" },
+    ];
+    for (const period of monrovia) await expectRefused({ ...period, time_zone: "Africa/Monrovia" }, "query.time_zone");
+    // The zones and years the review found: each a 422, not a 500 (those years are out of range too).
+    for (const [time_zone, since, until] of [
+      ["Europe/Paris", "1850-01-01", "1850-01-02"],
+      ["Africa/Monrovia", "1960-01-01", "1960-01-02"],
+      ["America/New_York", "1800-01-01", "1800-01-02"],
+    ] as const) {
+      await expectRefused({ since, until, time_zone }, "query.since");
+    }
+    for (const [zone, ms] of [
+      ["Europe/Paris", Date.UTC(1850, 0, 1)],
+      ["Africa/Monrovia", Date.UTC(1960, 0, 1)],
+      ["America/New_York", Date.UTC(1800, 0, 1)],
+    ] as const) {
+      let thrown: unknown;
+      try {
+        offsetMinutes(zone, ms);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, zone).toBeInstanceOf(ProblemError);
+      expect((thrown as ProblemError).errors.map((e) => e.location)).toEqual(["query.time_zone"]);
+    }
+    // Once Monrovia kept GMT, it answers.
+    await stats({ since: "1972-02-01", until: "1972-02-02", time_zone: "Africa/Monrovia" });
+  });
+
+  it("refuses since and until that are not real dates, or out of 1970-9999, naming them", async () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ since: "2026-02-31", until: "2026-03-05" }, "query.since"],
+      [{ since: "2026-04-01", until: "2026-04-31" }, "query.until"],
+      [{ since: "2026-13-01" }, "query.since"],
+      [{ since: "2026-02-30T00:00:00Z", until: "2026-03-05" }, "query.since"],
+      [{ since: "0000-01-01", until: "0000-01-02" }, "query.since"],
+      [{ since: "0099-06-01", until: "0099-06-02" }, "query.since"],
+      [{ since: "1969-12-31", until: "1970-01-02" }, "query.since"],
+      [{ since: "9999-12-31", until: "10000-01-01" }, "query.until"],
+      [{ since: "9999-12-31T00:00:00Z", until: "9999-12-31T23:00:00-05:00" }, "query.until"],
+      [{ since: "zz 2026-11-01", until: "2026-11-02" }, "query.since"],
+      [{ since: "2026-11-01zz", until: "2026-11-02" }, "query.since"],
+      [{ since: "2026-11-01", until: "Z2026-11-02" }, "query.until"],
+      [{ since: "2026-11-01T00:00:00", until: "2026-11-02" }, "query.since"],
+      [{ since: "2026-11-01T00:00:00+0100", until: "2026-11-02" }, "query.since"],
+    ];
+    for (const [query, location] of cases) await expectRefused(query, location);
+    // The range's ends answer.
+    await stats({ since: "1970-01-01", until: "1970-01-02" });
+    await stats({ since: "9999-12-30", until: "9999-12-31T23:00:00Z" });
+    await stats({ since: "2026-02-28", until: "2026-03-01T00:00:00+01:00" });
   });
 
   it("lets a network key read its own numbers, without the partners' payouts", async () => {

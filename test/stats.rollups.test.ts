@@ -33,11 +33,15 @@ function pathArbitrary() {
     });
 }
 
-const amountArbitrary = fc
-  .tuple(fc.bigInt({ min: 0n, max: 999_999_999_999_999n }), fc.nat(99_999_999), fc.integer({ min: 0, max: 8 }))
-  .map(([whole, fraction, digits]) =>
-    digits === 0 ? whole.toString() : `${whole}.${String(fraction).padStart(8, "0").slice(0, digits)}`,
-  );
+const amountArbitrary = fc.oneof(
+  fc
+    .tuple(fc.bigInt({ min: 0n, max: 999_999_999_999_999n }), fc.nat(99_999_999), fc.integer({ min: 0, max: 8 }))
+    .map(([whole, fraction, digits]) =>
+      digits === 0 ? whole.toString() : `${whole}.${String(fraction).padStart(8, "0").slice(0, digits)}`,
+    ),
+  // The largest amounts and the limbs' edges (the integer part is split at 1e9, migration 0015).
+  fc.constantFrom("999999999999999.99999999", "999999999999999", "999999999", "1000000000", "1000000000.00000001"),
+);
 
 const conversionArbitrary = fc.record({
   path: pathArbitrary(),

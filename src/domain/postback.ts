@@ -24,7 +24,8 @@ const CONTROL_CHARACTERS = /\p{Cc}/u;
  */
 const FORMAT_CHARACTERS = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
 const DECIMAL = /^(0|[1-9]\d{0,14})(\.\d{1,8})?$/;
-const RFC_3339 =
+/** An RFC 3339 time with its offset (a calendar check is isCalendarDate's). */
+export const RFC_3339 =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
 
 /** A lone surrogate (`"\ud800"` in JSON) is no character: it cannot be stored as UTF-8 nor hashed as RFC 8785 JSON. */
@@ -86,7 +87,7 @@ export const AmountSchema = z
   });
 
 /** `Date.parse` rolls 2026-02-31 over to March 3rd; a real date survives the round trip. */
-function isCalendarDate(value: string): boolean {
+export function isCalendarDate(value: string): boolean {
   const [year, month, day] = value.slice(0, 10).split("-").map(Number);
   if (year === undefined || month === undefined || day === undefined) return false;
   const date = new Date(Date.UTC(year, month - 1, day));

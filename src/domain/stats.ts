@@ -64,6 +64,23 @@ export const STANDING_STATUSES = ["pending", "approved", "paid"] as const;
 /** Fraction digits kept of an amount (AmountSchema allows at most 8). */
 export const STATS_FRACTION_DIGITS = 8;
 
+/**
+ * What the integer part of an amount is split at (migration 0015): `high` = integer part div this,
+ * `integer` = integer part mod this. An amount has up to 15 integer digits, so a plain sum of them
+ * overflows SQLite's 64-bit integers after ~9,300 conversions; a sum of limbs below 1e9, after billions.
+ */
+export const INTEGER_LIMB = 1_000_000_000;
+
+/** A sum of money as the roll-ups keep it, each limb an exact integer in decimal text. */
+export interface StatsMoneySum {
+  /** The integer parts div INTEGER_LIMB, summed. */
+  high: string;
+  /** The integer parts mod INTEGER_LIMB, summed. */
+  integer: string;
+  /** The fractions in hundred-millionths (10^-STATS_FRACTION_DIGITS), summed. */
+  fraction: string;
+}
+
 /** The most groups one stats query answers with. */
 export const MAX_STATS_GROUPS = 10_000;
 

@@ -7,9 +7,11 @@
  */
 import Big from "big.js";
 import { minorUnits } from "../domain/currencies";
+import { isCalendarDate, RFC_3339 } from "../domain/postback";
 import {
   CLICK_DIMENSIONS,
   DELIVERY_DIMENSIONS,
+  INTEGER_LIMB,
   MAX_STATS_DAYS,
   MAX_STATS_GROUPS,
   STATS_COLUMNS,
@@ -34,6 +36,11 @@ import {
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
+/** The years a period may fall in: Date.UTC maps years 0-99 to 1900-1999, and a 5-digit year is no ISO date. */
+const MIN_YEAR = 1970;
+const MAX_YEAR = 9999;
+/** The first instant whose UTC hour is no longer 'YYYY-MM-DDTHH' (the roll-ups' key). */
+const END_MS = Date.UTC(MAX_YEAR + 1, 0, 1);
 const STATUSES = ["pending", "approved", "paid", "declined", "reversed"] as const;
 
 export interface StatsQuery {
@@ -101,14 +108,19 @@ function formatterOf(zone: string): Intl.DateTimeFormat {
   return formatter;
 }
 
-/** The zone's offset from UTC at `ms`, in minutes (Europe/Paris in July: 120). */
+/**
+ * The zone's offset from UTC at `ms`, in minutes (Europe/Paris in July: 120). An offset with seconds
+ * (local mean time before a zone adopted standard time: Paris's +00:09:21 until 1911, Monrovia's
+ * -00:44:30 until 1972) is refused like any offset that is not a whole number of hours.
+ */
 export function offsetMinutes(zone: string, ms: number): number {
   const name = formatterOf(zone)
     .formatToParts(ms)
     .find((part) => part.type === "timeZoneName")?.value;
-  const match = /^GMT(?:([+-])(\d{2}):?(\d{2})?)?$/.exec(name ?? "");
-  if (match === null) throw new Error(`unexpected offset ${name} for ${zone}`);
+  const match = /^GMT(?:([+-])(\d{2}):?(\d{2})?(?::(\d{2}))?)?$/.exec(name ?? "");
+  if (match === null) throw oddZone(zone, name ?? "an unknown offset");
   if (match[1] === undefined) return 0;
+  if (Number(match[4] ?? 0) !== 0) throw oddZone(zone, (name ?? "").slice(3));
   return (match[1] === "-" ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3] ?? 0));
 }
 
@@ -154,13 +166,26 @@ function localMidnight(zone: string, date: string): number {
 
 function boundary(zone: string, value: string, field: "since" | "until"): number {
   const location = `query.${field}`;
-  const ms = DATE.test(value) ? localMidnight(zone, value) : Date.parse(value);
-  if (Number.isNaN(ms) || (!DATE.test(value) && !/[zZ]|[+-]\d{2}:?\d{2}$/.test(value))) {
-    throw new ProblemError("validation_failed", `${field} is not a date or a time.`, [
-      { location, message: "must be a date (2026-11-01, midnight in time_zone) or an RFC 3339 time with its offset" },
-    ]);
+  const isDate = DATE.test(value);
+  const notDate = (detail: string, message: string) =>
+    new ProblemError("validation_failed", `${field} ${detail}.`, [{ location, message }]);
+  if (!isDate && !RFC_3339.test(value)) {
+    throw notDate(
+      "is not a date or a time",
+      "must be a date (2026-11-01, midnight in time_zone) or an RFC 3339 time with its offset",
+    );
   }
-  if (ms % HOUR_MS !== 0 && DATE.test(value)) throw oddZone(zone, offsetMinutes(zone, ms));
+  const year = Number(value.slice(0, 4));
+  const outOfRange = () =>
+    notDate("is out of range", `must be a date or a time from ${MIN_YEAR} to ${MAX_YEAR}, in UTC too`);
+  if (year < MIN_YEAR || year > MAX_YEAR) throw outOfRange();
+  if (!isCalendarDate(value)) throw notDate("is not a real calendar date", "must be a real date, such as 2026-02-28");
+  const ms = isDate ? localMidnight(zone, value) : Date.parse(value);
+  if (Number.isNaN(ms)) {
+    throw notDate("is not a date or a time", "must be an RFC 3339 time, such as 2026-11-01T00:00:00Z");
+  }
+  if (ms >= END_MS) throw outOfRange();
+  if (ms % HOUR_MS !== 0 && isDate) throw oddZone(zone, offsetText(offsetMinutes(zone, ms)));
   if (ms % HOUR_MS !== 0) {
     throw new ProblemError("validation_failed", `${field} is not on a whole hour.`, [
       { location, message: "must fall on a whole hour: stats are kept by the hour" },
@@ -176,8 +201,10 @@ function period(query: StatsQuery, nowMs: number): { since: number; until: numbe
   formatterOf(zone);
   const today = new Date(nowMs + offsetMinutes(zone, nowMs) * 60_000).toISOString().slice(0, 10);
   const tomorrow = new Date(Date.parse(today) + DAY_MS).toISOString().slice(0, 10);
+  // since first: a refusal names the period's start when both ends are wrong.
+  const asked = query.since === undefined ? undefined : boundary(zone, query.since, "since");
   const until = boundary(zone, query.until ?? tomorrow, "until");
-  const since = query.since === undefined ? until - 30 * DAY_MS : boundary(zone, query.since, "since");
+  const since = asked ?? until - 30 * DAY_MS;
   const defaultSince = query.since === undefined;
   const start = defaultSince ? localMidnight(zone, new Date(since + DAY_MS / 2).toISOString().slice(0, 10)) : since;
   if (start >= until) {
@@ -192,12 +219,19 @@ function period(query: StatsQuery, nowMs: number): { since: number; until: numbe
   }
   const spans = offsetSpans(zone, start, until);
   const odd = spans.find((span) => span.offset_minutes % 60 !== 0);
-  if (odd !== undefined) throw oddZone(zone, odd.offset_minutes);
+  if (odd !== undefined) throw oddZone(zone, offsetText(odd.offset_minutes));
   return { since: start, until, spans };
 }
 
-function oddZone(zone: string, offset: number): ProblemError {
-  return new ProblemError("validation_failed", `${zone} is ${offset} minutes from UTC.`, [
+/** An offset in minutes as ±HH:MM (330: +05:30). */
+function offsetText(minutes: number): string {
+  const abs = Math.abs(minutes);
+  return `${minutes < 0 ? "-" : "+"}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
+/** A zone whose offset over the period is not a whole number of hours (`offset` as ±HH:MM[:SS]). */
+function oddZone(zone: string, offset: string): ProblemError {
+  return new ProblemError("validation_failed", `${zone} is ${offset} from UTC over the period.`, [
     {
       location: "query.time_zone",
       message: "must have a whole-hour offset over the period: stats are kept by the UTC hour",
@@ -321,8 +355,8 @@ export async function queryStats(db: D1, query: StatsQuery, nowMs: number): Prom
       for (const money of STATS_MONEY) {
         const currency = row.currencies[money];
         if (currency === "") continue;
-        const { integer, fraction } = row.sums[money];
-        const sum = new Big(integer).plus(new Big(fraction).div(SCALE));
+        const { high, integer, fraction } = row.sums[money];
+        const sum = new Big(high).times(INTEGER_LIMB).plus(integer).plus(new Big(fraction).div(SCALE));
         const sums = fold.money[money];
         sums.set(currency, (sums.get(currency) ?? new Big(0)).plus(sum));
       }

@@ -39,11 +39,12 @@ const StatsQuerySchema = z.object({
   group_by: GroupBySchema,
   since: z.string().max(40).optional().openapi({
     description:
-      "A date (midnight in time_zone) or an RFC 3339 time on a whole hour, included. Default: 30 days before until.",
+      "A real calendar date (midnight in time_zone) or an RFC 3339 time on a whole hour, in 1970-9999, included. Default: 30 days before until.",
     example: "2026-11-01",
   }),
   until: z.string().max(40).optional().openapi({
-    description: "A date or an RFC 3339 time on a whole hour, excluded. Default: tomorrow's midnight in time_zone.",
+    description:
+      "A real calendar date or an RFC 3339 time on a whole hour, in 1970-9999, excluded. Default: tomorrow's midnight in time_zone.",
     example: "2026-12-01",
   }),
   time_zone: z

@@ -11,12 +11,14 @@
 import {
   CLICK_DIMENSIONS,
   DELIVERY_DIMENSIONS,
+  INTEGER_LIMB,
   STANDING_STATUSES,
   STATS_COLUMN_DIMENSIONS,
   STATS_COLUMNS,
   STATS_MONEY,
   type StatsColumnDimension,
   type StatsMoney,
+  type StatsMoneySum,
 } from "../domain/stats";
 import type { D1 } from "./d1";
 
@@ -25,7 +27,9 @@ export type StatsConversionKey = readonly [network_id: string, transaction_id: s
 
 const DIMENSION_COLUMNS = STATS_COLUMN_DIMENSIONS.map((d) => STATS_COLUMNS[d]);
 const CURRENCY_COLUMNS = STATS_MONEY.map((m) => `${m}_currency`);
-const MONEY_COLUMNS = STATS_MONEY.flatMap((m) => [`${m}_integer`, `${m}_fraction`]);
+/** Each kind of money's limbs (migration 0015), each summed on its own so that no sum overflows 64 bits. */
+const MONEY_LIMBS = ["high", "integer", "fraction"] as const satisfies readonly (keyof StatsMoneySum)[];
+const MONEY_COLUMNS = STATS_MONEY.flatMap((m) => MONEY_LIMBS.map((limb) => `${m}_${limb}`));
 /** A conversions roll-up row's key, in the primary key's order. */
 const HOURLY_KEY = ["hour", "test", ...DIMENSION_COLUMNS, ...CURRENCY_COLUMNS];
 /** What a conversion is counted as: its row's key and its money. */
@@ -64,11 +68,11 @@ const MONEY_SOURCE: Record<StatsMoney, [value: string, currency: string]> = {
   payout: ["c.payout", "c.payout_currency"],
 };
 
-/** The integer part of a plain decimal string ("29.99" → 29); 0 when it does not stand. */
+/** The integer part of a plain decimal string ("29.99" → 29); 0 when it does not stand. At most 15 digits. */
 function integerPart(value: string): string {
-  return `CASE WHEN ${value} IS NULL OR NOT (${STANDING}) THEN 0
+  return `(CASE WHEN ${value} IS NULL OR NOT (${STANDING}) THEN 0
     WHEN instr(${value}, '.') > 0 THEN CAST(substr(${value}, 1, instr(${value}, '.') - 1) AS INTEGER)
-    ELSE CAST(${value} AS INTEGER) END`;
+    ELSE CAST(${value} AS INTEGER) END)`;
 }
 
 /** The fraction in hundred-millionths ("29.99" → 99000000): exact for up to 8 fraction digits. */
@@ -77,16 +81,24 @@ function fractionPart(value: string): string {
     ELSE CAST(substr(substr(${value}, instr(${value}, '.') + 1) || '00000000', 1, 8) AS INTEGER) END`;
 }
 
+/**
+ * The SQL of one limb of a plain decimal string: `high` the integer part div 1e9 (at most 999999),
+ * `integer` the integer part mod 1e9, `fraction` in hundred-millionths. A sum of 15-digit integer
+ * parts overflows 64 bits after ~9,300 of them; a sum of limbs below 1e9 only after billions.
+ */
+const LIMB_SQL: Record<(typeof MONEY_LIMBS)[number], (value: string) => string> = {
+  high: (value) => `${integerPart(value)} / ${INTEGER_LIMB}`,
+  integer: (value) => `${integerPart(value)} % ${INTEGER_LIMB}`,
+  fraction: fractionPart,
+};
+
 const CURRENT_COLUMNS = [
   "substr(c.first_seen_at, 1, 13) AS hour",
   ...STATS_COLUMN_DIMENSIONS.map((d) => `${SOURCE[d]} AS ${STATS_COLUMNS[d]}`),
   ...STATS_MONEY.map(
     (m) => `CASE WHEN ${STANDING} THEN coalesce(upper(${MONEY_SOURCE[m][1]}), '') ELSE '' END AS ${m}_currency`,
   ),
-  ...STATS_MONEY.flatMap((m) => [
-    `${integerPart(MONEY_SOURCE[m][0])} AS ${m}_integer`,
-    `${fractionPart(MONEY_SOURCE[m][0])} AS ${m}_fraction`,
-  ]),
+  ...STATS_MONEY.flatMap((m) => MONEY_LIMBS.map((limb) => `${LIMB_SQL[limb](MONEY_SOURCE[m][0])} AS ${m}_${limb}`)),
 ];
 
 /**
@@ -362,7 +374,7 @@ export interface ConversionStatsSums {
   status: string;
   currencies: Record<StatsMoney, string>;
   conversions: number;
-  sums: Record<StatsMoney, { integer: string; fraction: string }>;
+  sums: Record<StatsMoney, StatsMoneySum>;
 }
 
 function where(selection: StatsSelection, dimensions: readonly StatsColumnDimension[], test: boolean) {
@@ -417,8 +429,15 @@ export async function conversionStats(db: D1, selection: StatsSelection): Promis
     >,
     conversions: Number(row.conversions),
     sums: Object.fromEntries(
-      STATS_MONEY.map((m) => [m, { integer: String(row[`${m}_integer`]), fraction: String(row[`${m}_fraction`]) }]),
-    ) as Record<StatsMoney, { integer: string; fraction: string }>,
+      STATS_MONEY.map((m) => [
+        m,
+        {
+          high: String(row[`${m}_high`]),
+          integer: String(row[`${m}_integer`]),
+          fraction: String(row[`${m}_fraction`]),
+        },
+      ]),
+    ) as Record<StatsMoney, StatsMoneySum>,
   }));
 }
 
