@@ -236,6 +236,27 @@ describe("POST /v1/reconciliations/{id}/corrections", () => {
     expect(audit?.n).toBe(3);
   });
 
+  it("corrects an amount back and forth: each correction is judged against the conversion as it is now", async () => {
+    const network = await createNetwork();
+    const tx = await posted(network, { status: "approved", amount: "10.00", currency: "USD" });
+    for (const amount of ["12.00", "10.00", "12.00"]) {
+      const created = await expectStatus<Reconciliation>(
+        await upload(
+          { network_id: network.id, ...PERIOD() },
+          csv([
+            ["transaction_id", "status", "amount", "currency"],
+            [tx, "approved", amount, "USD"],
+          ]),
+        ),
+        202,
+      );
+      expect((await finished(created.id)).differences?.amount).toBe(1);
+      const answer = await correct(created.id, [`amount:${tx}`], false);
+      expect(answer.results[0], `to ${amount}`).toMatchObject({ outcome: "applied", verdict: "updated" });
+      await eventually(async () => ((await conversionInD1(network.id, tx, false))?.amount === amount ? true : null));
+    }
+  });
+
   it("refuses payout and credit differences, and names unknown differences", async () => {
     const network = await createNetwork();
     const partner = await createPartner({ url_template: `${PARTNER}/recon-none/pb?tx={transaction_id}` });
@@ -349,6 +370,27 @@ describe("POST /v1/reconciliations: refusals leave nothing behind", () => {
       const inherited = await refused(network, csv([header, ["a", word, "1", "USD"]]));
       expect(inherited.errors[0]).toMatchObject({ location: "body.line[2].status" });
     }
+    for (const date of ["1", "2026-02-31", "-000001-01-01T00:00:00Z", "+275760-09-13T00:00:00Z", "1969-12-31"]) {
+      const dated = await refused(
+        network,
+        csv([
+          [...header, "date"],
+          ["a", "approved", "1", "USD", date],
+        ]),
+      );
+      expect(dated.errors[0], date).toMatchObject({ location: "body.line[2].date" });
+    }
+    const twoIds = await refused(
+      network,
+      csv([
+        ["transaction_id", ...header],
+        ["a", "b", "approved", "1", "USD"],
+      ]),
+    );
+    expect(twoIds.errors[0]).toMatchObject({
+      location: "query.transaction_id_column",
+      message: expect.stringContaining("2 times"),
+    });
     const currency = await refused(network, csv([header, ["a", "approved", "1", "XXQ"]]));
     expect(currency.errors[0]?.location).toBe("body.line[2].currency");
     const ragged = await refused(network, `${header.join(",")}\r\na,approved\r\n`);
@@ -372,6 +414,14 @@ describe("POST /v1/reconciliations: refusals leave nothing behind", () => {
     const unknownNetwork = await upload({ network_id: "no-such-network", ...PERIOD() }, good);
     const problem = await expectStatus<{ errors: { location: string }[] }>(unknownNetwork, 422);
     expect(problem.errors).toEqual([expect.objectContaining({ location: "query.network_id" })]);
+    for (const [since, until, location] of [
+      ["1", "2", "query.since"],
+      ["2026-02-31T00:00:00Z", "2026-04-01T00:00:00Z", "query.since"],
+      ["2026-01-01T00:00:00Z", "+010000-01-01T00:00:00Z", "query.until"],
+    ] as const) {
+      const odd = await refused(network, good, { since, until });
+      expect(odd.errors[0]?.location, `${since} to ${until}`).toBe(location);
+    }
     const backwards = await refused(network, good, { since: "2026-06-02T00:00:00Z", until: "2026-06-01T00:00:00Z" });
     expect(backwards.errors).toEqual([expect.objectContaining({ location: "query.until" })]);
     const twiceMapped = await refused(network, good, { approved_values: "ok", declined_values: "OK" });

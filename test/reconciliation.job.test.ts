@@ -8,8 +8,15 @@ import Big from "big.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { runReconciliationStep } from "../src/reports/reconciliation-job";
-import { getReconciliation, listDifferences, totalsOf } from "../src/storage/reconciliations";
-import { createNetwork, expectStatus, uniqueId } from "./support/helpers";
+import {
+  getReconciliation,
+  insertReconciliation,
+  listDifferences,
+  markUploaded,
+  stageRowsStatement,
+  totalsOf,
+} from "../src/storage/reconciliations";
+import { createNetwork, eventually, expectStatus, uniqueId } from "./support/helpers";
 import { allDifferences, finished, type Reconciliation, seedConversions, upload } from "./support/reconciliation";
 
 const SINCE = "2026-05-01T00:00:00.000Z";
@@ -177,6 +184,64 @@ describe("the job's steps", () => {
       { numRuns: 12 },
     );
   }, 120_000);
+
+  it("keeps nothing of a step that lost the race to another runner, whose D1 read was older", async () => {
+    const network = await createNetwork();
+    await seedConversions(network.id, [
+      {
+        transaction_id: "t1",
+        status: "approved",
+        amount: "5",
+        currency: "USD",
+        first_seen_at: "2026-05-02T00:00:00.000Z",
+      },
+    ]);
+    // Staged as the upload does, without starting the background runner: the steps below are the only ones.
+    const id = uniqueId("rec");
+    const now = new Date().toISOString();
+    await insertReconciliation(env.DB, {
+      id,
+      network_id: network.id,
+      partner_id: null,
+      since: SINCE,
+      until: UNTIL,
+      mapping: { columns: {}, statuses: {} },
+      created_by: "test",
+      now,
+    });
+    const row = { line: 2, transaction_id: "t1", status: "declined" as const, amount: "5", currency: "USD" };
+    await env.DB.batch([
+      stageRowsStatement(env.DB, id, [{ ...row, payout: null, payout_currency: null, reported_at: null }]),
+    ]);
+    await markUploaded(env.DB, id, 1, now);
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = false;
+    const slow = {
+      prepare: (query: string) => env.DB.prepare(query),
+      batch: async <T>(statements: D1PreparedStatement[]) => {
+        if (!held) {
+          held = true;
+          await gate;
+        }
+        return env.DB.batch<T>(statements);
+      },
+    };
+    // Step A reads the rows and the hub (approved), then waits before it writes.
+    const a = runReconciliationStep({ db: slow }, id);
+    await eventually(async () => (held ? true : null));
+    // Meanwhile the network's decline reaches D1, and another runner walks the job to its end.
+    await env.DB.prepare("UPDATE conversions SET status = 'declined' WHERE network_id = ? AND transaction_id = 't1'")
+      .bind(network.id)
+      .run();
+    for (let i = 0; i < 10; i++) if ((await runReconciliationStep({ db: env.DB }, id)) !== "more") break;
+    release();
+    await a;
+    expect((await getReconciliation(env.DB, id))?.state).toBe("finished");
+    expect(await listDifferences(env.DB, id, undefined, null, 100)).toEqual([]);
+  });
 
   it("ends quietly for a reconciliation that does not exist", async () => {
     expect(await runReconciliationStep({ db: env.DB }, uniqueId("rec"))).toBe("ended");

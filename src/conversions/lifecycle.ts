@@ -132,7 +132,12 @@ export function decide(
   isKnown: (fingerprint: string) => boolean,
 ): Decision {
   const source = incoming.source ?? "s2s";
-  if (isKnown(fingerprint(incoming.fields, source))) return { verdict: "duplicate", of: "recorded" };
+  // A correction says what the conversion is now, not an event that happened: judged against the
+  // current state only. (An amount corrected to 12, back to 10, then to 12 again is a change each
+  // time; a network's retried postback of an old event is not.)
+  if (source !== "correction" && isKnown(fingerprint(incoming.fields, source))) {
+    return { verdict: "duplicate", of: "recorded" };
+  }
   if (state === null) return { verdict: "accepted" };
   if (state.source === "pixel" && source !== "pixel") return { verdict: "updated" };
   if (state.source !== "pixel" && source === "pixel") return { verdict: "stale" };

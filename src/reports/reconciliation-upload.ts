@@ -6,7 +6,14 @@
  * deleted before the 4xx leaves, so nothing of a refused report is kept.
  */
 import { CsvError, parse } from "csv-parse/stream";
-import { AmountSchema, CONVERSION_STATUSES, type ConversionStatus, PostbackFieldsSchema } from "../domain/postback";
+import {
+  AmountSchema,
+  CONVERSION_STATUSES,
+  type ConversionStatus,
+  isCalendarDate,
+  PostbackFieldsSchema,
+  RFC_3339,
+} from "../domain/postback";
 import {
   MAX_REPORT_BYTES,
   MAX_REPORT_CELL_CHARS,
@@ -120,8 +127,14 @@ function columnIndexes(header: readonly string[], mapping: ReportMapping): Parti
   const errors: FieldError[] = [];
   for (const field of REPORT_FIELDS) {
     const column = mapping.columns[field] ?? field;
-    const index = names.indexOf(column.trim().toLowerCase());
-    if (index >= 0) indexes[field] = index;
+    const wanted = column.trim().toLowerCase();
+    const index = names.indexOf(wanted);
+    if (index >= 0 && names.lastIndexOf(wanted) !== index) {
+      errors.push({
+        location: columnParameter(field),
+        message: `the report's header names "${column}" ${names.filter((name) => name === wanted).length} times: which one is ${field} cannot be told`,
+      });
+    } else if (index >= 0) indexes[field] = index;
     else if ((REQUIRED_REPORT_FIELDS as readonly string[]).includes(field)) {
       errors.push({
         location: columnParameter(field),
@@ -146,6 +159,18 @@ export function mapStatus(value: string, mapping: ReportMapping): ConversionStat
 }
 
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+const FIRST_YEAR = 1970;
+const LAST_YEAR = 9999;
+
+/** A report's date as an ISO time: a real calendar day, or an RFC 3339 time, in 1970–9999; else null. */
+export function reportDate(value: string): string | null {
+  const text = DATE_ONLY.test(value) ? `${value}T00:00:00Z` : value;
+  if (!RFC_3339.test(text) || !isCalendarDate(text)) return null;
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) return null;
+  const year = new Date(ms).getUTCFullYear();
+  return year < FIRST_YEAR || year > LAST_YEAR ? null : new Date(ms).toISOString();
+}
 
 /** One report row checked: the row, or the reasons it is not one (each naming its line and column). */
 export function readRow(
@@ -204,9 +229,10 @@ export function readRow(
   const dateCell = cell("date");
   let reportedAt: string | null = null;
   if (dateCell !== null) {
-    const parsed = Date.parse(DATE_ONLY.test(dateCell) ? `${dateCell}T00:00:00Z` : dateCell);
-    if (Number.isNaN(parsed)) fail("date", `"${dateCell}" is not a date (YYYY-MM-DD) or an RFC 3339 time`);
-    else reportedAt = new Date(parsed).toISOString();
+    reportedAt = reportDate(dateCell);
+    if (reportedAt === null) {
+      fail("date", `"${dateCell}" is not a real date (YYYY-MM-DD) or RFC 3339 time between 1970 and 9999`);
+    }
   }
 
   if (errors.length > 0 || !transaction.success || status === null) return { errors };

@@ -1,6 +1,7 @@
 /** What every route file shares: the app type, problem and list schemas, cursors, admin security. */
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Principal } from "../domain/access";
+import { isCalendarDate, RFC_3339 } from "../domain/postback";
 import { PROBLEM_CODES, ProblemError } from "../errors";
 import type { InboundTrace } from "../ingest/request-log";
 import { fromBase64Url, toBase64Url, utf8 } from "../lib/bytes";
@@ -81,10 +82,25 @@ export const PaginationQuerySchema = z.object({
   cursor: z.string().max(512).optional().openapi({ description: "`next_cursor` of the previous page." }),
 });
 
-/** A time in a query or body: RFC 3339, normalised to UTC ISO so it compares with stored times. */
+/**
+ * A time in a query or body: RFC 3339 with its offset, a real calendar day, in 1970–9999 (so that
+ * its UTC ISO form, which it is normalised to, compares as text with stored times). `Date.parse`
+ * alone took "1" for 2001 and rolled 2026-02-31 over to March 3rd.
+ */
 export const TimestampSchema = z
   .string()
-  .refine((value) => !Number.isNaN(Date.parse(value)), { error: "must be an RFC 3339 timestamp" })
+  .max(40)
+  .refine((value) => RFC_3339.test(value) && isCalendarDate(value), {
+    error: "must be an RFC 3339 timestamp with an offset, such as 2026-11-01T00:00:00Z",
+    abort: true,
+  })
+  .refine(
+    (value) => {
+      const year = new Date(Date.parse(value)).getUTCFullYear();
+      return year >= 1970 && year <= 9999;
+    },
+    { error: "must be between 1970 and 9999" },
+  )
   .transform((value) => new Date(value).toISOString());
 
 export function listOf<T extends z.ZodType>(item: T, name: string) {

@@ -315,16 +315,28 @@ export async function reportedAmong(db: D1, id: string, transactionIds: readonly
   return new Set(results.map((row) => row.transaction_id));
 }
 
-function insertDifferencesStatement(db: D1, id: string, differences: readonly Difference[]): D1PreparedStatement {
+/**
+ * A step's differences, written only while the job is where the step began (`guard`, over the
+ * reconciliation's row r): a step that lost the race to another runner read D1 before that runner
+ * moved on, and its differences may be out of date, so it writes none.
+ */
+function insertDifferencesStatement(
+  db: D1,
+  id: string,
+  differences: readonly Difference[],
+  guard: string,
+  guardValues: readonly (string | number | null)[],
+): D1PreparedStatement {
   return db
     .prepare(
       `INSERT INTO reconciliation_differences (reconciliation_id, id, transaction_id, class, line, hub, report)
        SELECT ?1, d.value ->> '$.id', d.value ->> '$.transaction_id', d.value ->> '$.class', d.value ->> '$.line',
               d.value -> '$.hub', d.value -> '$.report'
-       FROM json_each(?2) AS d WHERE true
+       FROM json_each(?2) AS d
+       WHERE EXISTS (SELECT 1 FROM reconciliations AS r WHERE r.id = ?1 AND ${guard})
        ON CONFLICT (reconciliation_id, id) DO NOTHING`,
     )
-    .bind(id, JSON.stringify(differences));
+    .bind(id, JSON.stringify(differences), ...guardValues);
 }
 
 /**
@@ -344,6 +356,14 @@ export async function recordReportStep(
   },
 ): Promise<void> {
   await db.batch([
+    // First, while the guard still holds: the update below moves the cursor it checks.
+    insertDifferencesStatement(
+      db,
+      step.id,
+      step.differences,
+      "r.phase = 'report' AND r.cursor_line = ?3 AND r.state IN ('queued', 'running')",
+      [step.fromLine],
+    ),
     db
       .prepare(
         `UPDATE reconciliations SET state = 'running', cursor_line = ?, report_rows_done = report_rows_done + ?,
@@ -351,7 +371,6 @@ export async function recordReportStep(
          WHERE id = ? AND phase = 'report' AND cursor_line = ? AND state IN ('queued', 'running')`,
       )
       .bind(step.toLine, step.rows, JSON.stringify(step.totals), step.now, step.id, step.fromLine),
-    insertDifferencesStatement(db, step.id, step.differences),
   ]);
 }
 
@@ -380,6 +399,13 @@ export async function recordHubStep(
   },
 ): Promise<void> {
   await db.batch([
+    insertDifferencesStatement(
+      db,
+      step.id,
+      step.differences,
+      "r.phase = 'hub' AND r.state = 'running' AND r.cursor_first_seen_at IS ?3 AND r.cursor_transaction_id IS ?4",
+      [step.from?.first_seen_at ?? null, step.from?.transaction_id ?? null],
+    ),
     db
       .prepare(
         `UPDATE reconciliations SET cursor_first_seen_at = ?, cursor_transaction_id = ?,
@@ -397,7 +423,6 @@ export async function recordHubStep(
         step.from?.first_seen_at ?? null,
         step.from?.transaction_id ?? null,
       ),
-    insertDifferencesStatement(db, step.id, step.differences),
   ]);
 }
 
