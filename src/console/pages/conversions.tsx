@@ -1,5 +1,6 @@
 /**
- * Conversions: a search over the API's listConversions query, and a conversion's page with its
+ * Conversions: a search over the API's listConversions query (and every conversion it selects as
+ * the API's CSV or NDJSON export, /console/conversions/export), and a conversion's page with its
  * history and verdicts, its hash-chain check (the proof route's), its attribution, and every delivery
  * with its attempts and a Replay button where one can be replayed.
  */

@@ -1,8 +1,9 @@
 /**
  * Deliveries: failing and dead first, filtered by partner and state over the API's listDeliveries
- * query; a delivery's page with every attempt and Replay; and a bulk replay that shows the dry
- * run's count before it replays (a partner's: replayPartnerDeliveries; any other filter: a bulk job,
- * createReplay).
+ * query (and every delivery the filter selects as the API's CSV or NDJSON export,
+ * /console/deliveries/export); a delivery's page with every attempt and Replay; and a bulk replay
+ * that shows the dry run's count before it replays (a partner's: replayPartnerDeliveries; any other
+ * filter: a bulk job, createReplay).
  */
 import { DELIVERY_STATES, REPLAYABLE_STATES } from "../../domain/delivery";
 import { BULK_REPLAY_DEFAULT_STATES, type ReplayFilter } from "../../domain/replay";
