@@ -1,8 +1,8 @@
 /** docs/reports.md lists the CSV columns of each export exactly as the routes write them, in order. */
 import { describe, expect, it } from "vitest";
 import reports from "../docs/reports.md?raw";
-import { CONVERSION_COLUMNS } from "../src/routes/conversions";
-import { DELIVERY_COLUMNS } from "../src/routes/deliveries";
+import { CONVERSION_COLUMNS } from "../src/reports/conversion-export";
+import { DELIVERY_COLUMNS } from "../src/reports/delivery-export";
 import { tables, unquote } from "./support/markdown";
 
 describe("docs/reports.md", () => {

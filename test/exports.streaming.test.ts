@@ -3,7 +3,7 @@
  * by page as CSV or NDJSON, equal to the JSON list paged through, with its filters and its access rules.
  */
 import { describe, expect, it, onTestFinished, vi } from "vitest";
-import { exportPageRows } from "../src/routes/export";
+import { exportPageRows } from "../src/reports/export-file";
 import { createApiKey, withKey } from "./support/access";
 import {
   csvCellsOf,

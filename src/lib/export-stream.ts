@@ -2,7 +2,8 @@
  * Exports of a list as CSV or NDJSON (docs/reports.md#exports), streamed page by page: a
  * `ReadableStream` that asks its page source for the next page only when the reader wants more, so
  * a file of any size never sits in memory and a slow reader never makes the Worker buffer ahead.
- * Plain functions over plain data and an async page source; the HTTP part is routes/export.ts.
+ * Plain functions over plain data and an async page source; the HTTP part is reports/export-file.ts
+ * (with routes/export.ts for the API's lists).
  *
  * CSV cells are written by csv-stringify (RFC 4180 quoting; its browser build, because its Node
  * build touches `Buffer` when it loads and the Worker runs without nodejs_compat). Before a string

@@ -2,9 +2,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { DELIVERY_STATES } from "../domain/delivery";
 import { normalizeIdentifier } from "../domain/postback";
-import { type ExportColumn, keysetPages, mapPages, scalarCell } from "../lib/export-stream";
+import { keysetPages, mapPages } from "../lib/export-stream";
 import { deliveryNotFound, replayOneDelivery } from "../operations/deliveries";
-import { type AttemptRow, type DeliveryRow, getDelivery, listDeliveries, payloadOf } from "../storage/deliveries";
+import { DELIVERY_COLUMNS, DeliverySchema, deliveryKey, toDelivery } from "../reports/delivery-export";
+import { exportPageRows } from "../reports/export-file";
+import { type AttemptRow, getDelivery, listDeliveries } from "../storage/deliveries";
 import {
   ADMIN_PROBLEMS,
   type App,
@@ -15,28 +17,9 @@ import {
   problem,
   TimestampSchema,
 } from "./common";
-import { EXPORT_HEADERS, exportContent, exportPageRows, exportResponse, FormatQuerySchema, listFormat } from "./export";
+import { EXPORT_HEADERS, exportContent, exportResponse, FormatQuerySchema, listFormat } from "./export";
 
 const tags = ["Deliveries"];
-
-const DeliverySchema = z
-  .object({
-    id: z.string().openapi({ description: "Stable per (event, partner): the webhook-id of every attempt." }),
-    event_id: z.string(),
-    partner_id: z.string(),
-    network_id: z.string(),
-    transaction_id: z.string(),
-    state: z.enum(DELIVERY_STATES),
-    attempts: z.number().int(),
-    last_status: z.number().int().nullable().openapi({ description: "HTTP status of the last attempt." }),
-    last_error: z.string().nullable(),
-    next_attempt_at: z.string().nullable(),
-    conversion_status: z.string().openapi({ description: "The status this delivery notifies." }),
-    created_at: z.string(),
-    updated_at: z.string(),
-    delivered_at: z.string().nullable(),
-  })
-  .openapi("Delivery");
 
 const AttemptSchema = z
   .object({
@@ -73,42 +56,12 @@ const ListQuery = PaginationQuerySchema.extend({
   format: FormatQuerySchema,
 });
 
-type Delivery = z.infer<typeof DeliverySchema>;
-
-/** An export's CSV columns: the list item's fields, in its order (all of them scalars). */
-export const DELIVERY_COLUMNS: readonly ExportColumn<Delivery>[] = (
-  Object.keys(DeliverySchema.shape) as (keyof Delivery)[]
-).map((name) => ({ name, value: (item: Delivery) => scalarCell(name, item[name]) }));
-
-function deliveryKey(row: DeliveryRow): [string, string] {
-  return [row.created_at, row.id];
-}
-
 const Params = z.object({
   delivery_id: z
     .string()
     .max(64)
     .openapi({ param: { name: "delivery_id", in: "path" } }),
 });
-
-function toDelivery(row: DeliveryRow): z.infer<typeof DeliverySchema> {
-  return {
-    id: row.id,
-    event_id: row.event_id,
-    partner_id: row.partner_id,
-    network_id: row.network_id,
-    transaction_id: row.transaction_id,
-    state: row.state,
-    attempts: row.attempts,
-    last_status: row.last_status,
-    last_error: row.last_error,
-    next_attempt_at: row.next_attempt_at,
-    conversion_status: payloadOf(row).conversion.status,
-    created_at: row.created_at,
-    updated_at: row.updated_at,
-    delivered_at: row.delivered_at,
-  };
-}
 
 function toAttempt(row: AttemptRow): z.infer<typeof AttemptSchema> {
   return {

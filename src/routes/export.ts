@@ -2,20 +2,20 @@
  * The HTTP side of exports (docs/reports.md#exports): a list operation answers its page as JSON, or
  * every matching row as a streamed CSV or NDJSON attachment, chosen by `format` or `Accept`. The
  * list's route keeps its filters and its guard (access/policy.ts); this module picks the format,
- * refuses what has no meaning in a stream, and writes the answer over lib/export-stream.ts.
+ * refuses what has no meaning in a stream, and writes the answer through reports/export-file.ts
+ * (the console's downloads answer through it too).
  */
 import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { ProblemError } from "../errors";
 import {
   EXPORT_FORMATS,
-  EXPORT_MEDIA_TYPES,
   type ExportColumn,
   type ExportFormat,
-  exportStream,
   negotiateFormat,
   type StreamedFormat,
 } from "../lib/export-stream";
+import { exportFileResponse } from "../reports/export-file";
 import { principalOf } from "./admin-auth";
 import type { AppEnv } from "./common";
 
@@ -26,17 +26,6 @@ export const FormatQuerySchema = z
     description:
       "`json` (a page, the default), or `csv` / `ndjson`: every matching row, streamed as an attachment (docs/reports.md#exports). Wins over `Accept` (`text/csv`, `application/x-ndjson`).",
   });
-
-/**
- * Rows per D1 query of an export, by page: the first pages small so the answer starts at once, then
- * doubling to a ceiling, so that a large export spends few queries (D1 allows 1,000 per invocation on
- * Workers Paid: about 4 million rows) while a slow reader still holds one page at most.
- */
-export const EXPORT_FIRST_PAGE_ROWS = 250;
-export const EXPORT_MAX_PAGE_ROWS = 4000;
-export function exportPageRows(index: number): number {
-  return Math.min(EXPORT_FIRST_PAGE_ROWS * 2 ** Math.min(index, 16), EXPORT_MAX_PAGE_ROWS);
-}
 
 /** The format a list answers in, or a 400 when a stream is asked with a parameter it cannot honour. */
 export function listFormat(c: Context<AppEnv>, query: ExportFormat | undefined): ExportFormat {
@@ -86,44 +75,15 @@ export interface ExportRequest<Item> {
 }
 
 /**
- * The streamed answer. Nothing of the request goes into the file name (no header injection); the
- * answer is never cached (it holds partners' and networks' records). A failure after the first byte
- * breaks the transfer (lib/export-stream.ts) and is logged with the request id and how far it got.
+ * The streamed answer (reports/export-file.ts: nothing of the request in the file name, never
+ * cached, a failure after the first byte breaks the transfer and is logged), varying by Accept.
  */
-export async function exportResponse<Item>(c: Context<AppEnv>, request: ExportRequest<Item>): Promise<Response> {
-  const requestId = c.get("requestId");
-  const principal = principalOf(c);
-  const body = await exportStream({
-    format: request.format,
-    columns: request.columns,
-    pages: request.pages,
-    onEnd: ({ rows, pages, error }) => {
-      const line = {
-        message: error ? "export failed after it started" : "export finished",
-        request_id: requestId,
-        export: request.name,
-        format: request.format,
-        key_id: principal.key_id,
-        rows,
-        pages,
-        ...(error ? { error: String(error) } : {}),
-      };
-      if (error) console.error(JSON.stringify(line));
-      else console.log(JSON.stringify(line));
-    },
-  });
-  const stamp = new Date()
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.\d+Z$/, "Z");
-  return new Response(body, {
-    status: 200,
-    headers: {
-      "content-type": EXPORT_MEDIA_TYPES[request.format],
-      "content-disposition": `attachment; filename="${request.name}-${stamp}.${request.format}"`,
-      "cache-control": "no-store",
-      "x-content-type-options": "nosniff",
-      vary: "Accept",
-    },
+export function exportResponse<Item>(c: Context<AppEnv>, request: ExportRequest<Item>): Promise<Response> {
+  return exportFileResponse({
+    ...request,
+    requestId: c.get("requestId"),
+    keyId: principalOf(c).key_id,
+    via: "api",
+    headers: { vary: "Accept" },
   });
 }

@@ -1,5 +1,6 @@
 /**
- * Conversions: a search over the API's listConversions query, and a conversion's page with its
+ * Conversions: a search over the API's listConversions query (and every conversion it selects as
+ * the API's CSV or NDJSON export, /console/conversions/export), and a conversion's page with its
  * history and verdicts, its hash-chain check (the proof route's), its attribution, and every delivery
  * with its attempts and a Replay button where one can be replayed.
  */
@@ -9,7 +10,20 @@ import { proveConversion } from "../../conversions/proof";
 import { REPLAYABLE_STATES } from "../../domain/delivery";
 import { CONVERSION_STATUSES, normalizeIdentifier } from "../../domain/postback";
 import { fromBase64Url, toBase64Url, utf8 } from "../../lib/bytes";
-import { type ConversionFilter, type ConversionListKey, getConversion, listConversions } from "../../storage/d1";
+import {
+  CONVERSION_COLUMNS,
+  conversionKey,
+  seesPayouts,
+  toConversion,
+  withoutPayout,
+} from "../../reports/conversion-export";
+import {
+  type ConversionFilter,
+  type ConversionListKey,
+  type ConversionRow,
+  getConversion,
+  listConversions,
+} from "../../storage/d1";
 import { type AttemptRow, attemptsOfDeliveries, type DeliveryRow, listDeliveries } from "../../storage/deliveries";
 import {
   type ConsoleApp,
@@ -22,6 +36,7 @@ import {
   param,
   render,
 } from "../context";
+import { DownloadLinks, exportAnswer, formatParam } from "../downloads";
 import { ActionForm, Layout, type PageContext, StateBadge, Table, Time } from "../layout";
 import { allows } from "../scopes";
 import { conversionHref } from "./overview";
@@ -64,6 +79,25 @@ function searchOf(c: ConsoleContext, ownNetwork: string | null) {
     from: dayParam(c, "from"),
     to: dayParam(c, "to"),
   };
+}
+
+/** The list query the search selects (the API's listConversions filter); the days as UTC bounds. */
+function filterOf(search: ReturnType<typeof searchOf>): ConversionFilter {
+  return {
+    transaction_id: search.transaction_id,
+    click_id: search.click_id,
+    network_id: search.network_id,
+    partner_id: search.partner_id,
+    status: search.status,
+    since: dayBound(search.from, false),
+    until: dayBound(search.to, true),
+  };
+}
+
+/** The search as the form sends it, for the download links: a network key's own network is implied. */
+function searchParams(search: ReturnType<typeof searchOf>, ownNetwork: string | null) {
+  const { network_id, ...rest } = search;
+  return ownNetwork === null ? { ...rest, network_id } : rest;
 }
 
 const SearchForm: FC<{ search: ReturnType<typeof searchOf>; ownNetwork: string | null }> = ({ search, ownNetwork }) => (
@@ -112,20 +146,31 @@ const SearchForm: FC<{ search: ReturnType<typeof searchOf>; ownNetwork: string |
 );
 
 export function registerConversionPages(app: ConsoleApp): void {
+  // The page's search, every matching conversion, as the API's export of listConversions writes it:
+  // a network key held to its own network and without payouts, as on the page and in the API.
+  app.get("/conversions/export", async (c) => {
+    const page = pageOf(c);
+    const own = page.principal.scope === "network" ? page.principal.subject_id : null;
+    if (!allows(page.principal, "listConversions", own)) throw new NotAllowed("listConversions");
+    const filter = filterOf(searchOf(c, own));
+    const format = formatParam(c);
+    const payouts = seesPayouts(page.principal);
+    return exportAnswer(c, {
+      name: "conversions",
+      format,
+      columns: CONVERSION_COLUMNS,
+      fetchPage: (after: ConversionListKey | null, limit) => listConversions(c.env.DB, filter, limit, after),
+      keyOf: conversionKey,
+      toItem: (row: ConversionRow) => (payouts ? toConversion(row) : withoutPayout(toConversion(row))),
+    });
+  });
+
   app.get("/conversions", async (c) => {
     const page = pageOf(c);
     const own = page.principal.scope === "network" ? page.principal.subject_id : null;
     if (!allows(page.principal, "listConversions", own)) throw new NotAllowed("listConversions");
     const search = searchOf(c, own);
-    const filter: ConversionFilter = {
-      transaction_id: search.transaction_id,
-      click_id: search.click_id,
-      network_id: search.network_id,
-      partner_id: search.partner_id,
-      status: search.status,
-      since: dayBound(search.from, false),
-      until: dayBound(search.to, true),
-    };
+    const filter = filterOf(search);
     const after = decodeCursor(param(c, "after"), 4) as ConversionListKey | null;
     const rows = await listConversions(c.env.DB, filter, PAGE_SIZE + 1, after);
     const shown = rows.slice(0, PAGE_SIZE);
@@ -143,6 +188,11 @@ export function registerConversionPages(app: ConsoleApp): void {
         <h1>Conversions</h1>
         {own ? <p class="muted">Network {own}'s conversions.</p> : null}
         <SearchForm search={search} ownNetwork={own} />
+        <DownloadLinks
+          path="/console/conversions/export"
+          filters={searchParams(search, own)}
+          note="Every conversion the search selects, newest first, not only this page."
+        />
         <Table id="conversions" caption={`Conversions, newest first (${shown.length} shown)`}>
           <thead>
             <tr>

@@ -1,14 +1,16 @@
 /**
  * Deliveries: failing and dead first, filtered by partner and state over the API's listDeliveries
- * query; a delivery's page with every attempt and Replay; and a bulk replay that shows the dry
- * run's count before it replays (a partner's: replayPartnerDeliveries; any other filter: a bulk job,
- * createReplay).
+ * query (and every delivery the filter selects as the API's CSV or NDJSON export,
+ * /console/deliveries/export); a delivery's page with every attempt and Replay; and a bulk replay
+ * that shows the dry run's count before it replays (a partner's: replayPartnerDeliveries; any other
+ * filter: a bulk job, createReplay).
  */
 import { DELIVERY_STATES, REPLAYABLE_STATES } from "../../domain/delivery";
 import { BULK_REPLAY_DEFAULT_STATES, type ReplayFilter } from "../../domain/replay";
 import { deliveryNotFound, replayOneDelivery } from "../../operations/deliveries";
 import { replayPartnerDeliveries } from "../../operations/partners";
 import { requestBulkReplay } from "../../operations/replays";
+import { DELIVERY_COLUMNS, deliveryKey, toDelivery } from "../../reports/delivery-export";
 import { type DeliveryRow, getDelivery, listDeliveries } from "../../storage/deliveries";
 import {
   type ConsoleApp,
@@ -22,6 +24,7 @@ import {
   param,
   render,
 } from "../context";
+import { DownloadLinks, exportAnswer, formatParam } from "../downloads";
 import { Result, runAction } from "../feedback";
 import { ActionForm, Layout, type PageContext, StateBadge, Table, Time } from "../layout";
 import { allows } from "../scopes";
@@ -66,6 +69,25 @@ function partnerFilter(page: PageContext, c: ConsoleContext): string | undefined
 }
 
 export function registerDeliveryPages(app: ConsoleApp): void {
+  // The page's filter, every matching delivery (newest first, as the API's export of listDeliveries
+  // writes them): a partner key held to its own partner, as on the page. Before /deliveries/:id.
+  app.get("/deliveries/export", async (c) => {
+    const page = pageOf(c);
+    const partnerId = partnerFilter(page, c);
+    if (!allows(page.principal, "listDeliveries", partnerId)) throw new NotAllowed("listDeliveries");
+    const state = choiceParam(c, "state", DELIVERY_STATES);
+    const format = formatParam(c);
+    return exportAnswer(c, {
+      name: "deliveries",
+      format,
+      columns: DELIVERY_COLUMNS,
+      fetchPage: (after: [string, string] | null, limit) =>
+        listDeliveries(c.env.DB, { partner_id: partnerId, state }, limit, after),
+      keyOf: deliveryKey,
+      toItem: toDelivery,
+    });
+  });
+
   app.get("/deliveries", async (c) => {
     const page = pageOf(c);
     const partnerId = partnerFilter(page, c);
@@ -103,6 +125,11 @@ export function registerDeliveryPages(app: ConsoleApp): void {
           </div>
           <button type="submit">Filter</button>
         </form>
+        <DownloadLinks
+          path="/console/deliveries/export"
+          filters={{ partner_id: ownPartner ? undefined : partnerId, state }}
+          note="Every delivery the filter selects, newest first, not only those shown."
+        />
         <Table
           id="deliveries"
           caption={`Deliveries${state ? ` (${state})` : ", failing and dead first"}: ${rows.length} shown`}
