@@ -6,6 +6,7 @@
  */
 import type { ExportColumn, StreamedFormat } from "../lib/export-stream";
 import { EXPORT_MEDIA_TYPES, exportStream } from "../lib/export-stream";
+import { logLine } from "../lib/log";
 
 /**
  * Rows per D1 query of an export, by page: the first pages small so the answer starts at once, then
@@ -63,8 +64,7 @@ export async function exportFileResponse<Item>(file: ExportFile<Item>): Promise<
         pages,
         ...(error ? { error: String(error) } : {}),
       };
-      if (error) console.error(JSON.stringify(line));
-      else console.log(JSON.stringify(line));
+      logLine(error ? "error" : "info", line);
     },
   });
   return new Response(body, {
