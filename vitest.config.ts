@@ -76,6 +76,9 @@ export default defineConfig({
     // test/e2e runs against wrangler dev, test/tooling in plain Node (their own vitest configs).
     exclude: ["test/e2e/**", "test/tooling/**"],
     setupFiles: ["./test/setup/apply-migrations.ts"],
+    // The hub's routine lines (one per request and per queue batch, src/lib/log.ts) would bury the
+    // lines a failing test needs; tests that check them spy on console inside workerd instead.
+    onConsoleLog: (log) => !/"message":"(request|queue batch)"/.test(log),
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Vitest's default is one worker fewer than the CPUs: a single one on a 2-core machine, which then

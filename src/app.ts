@@ -22,6 +22,7 @@ import { registerDocsRoutes } from "./routes/docs";
 import { documentRequestIds, OPENAPI_DOCUMENT, registerOpenApiComponents } from "./routes/docs-document";
 import { registerErasureRoutes } from "./routes/erasures";
 import { registerHealthRoutes } from "./routes/health";
+import { registerMetricsRoutes } from "./routes/metrics";
 import { registerNetworkRoutes } from "./routes/networks";
 import { registerOfferRoutes } from "./routes/offers";
 import { registerPartnerRoutes } from "./routes/partners";
@@ -155,6 +156,7 @@ export function registerAdminRoutes(admin: App): void {
   registerReplayRoutes(admin);
   registerStatsRoutes(admin);
   registerReconciliationRoutes(admin);
+  registerMetricsRoutes(admin);
   registerDeadLetterRoutes(admin);
   registerRequestRoutes(admin);
   registerErasureRoutes(admin);

@@ -12,3 +12,7 @@ interface ImportMeta {
   glob<T>(patterns: string | string[], options: { query: "?raw"; import: "default"; eager: true }): Record<string, T>;
   glob(patterns: string | string[]): Record<string, () => Promise<unknown>>;
 }
+/** The Prometheus text parser the metrics tests read GET /metrics with (it ships no types). */
+declare module "parse-prometheus-text-format" {
+  export default function parsePrometheusTextFormat(text: string): unknown[];
+}

@@ -45,6 +45,8 @@ export const ACCESS: Record<string, Access> = {
   getReconciliation: READ,
   listReconciliationDifferences: READ,
   applyReconciliationCorrections: WRITE,
+  // Monitoring: what a scraper reads, with a read-only key.
+  getMetrics: READ,
   // Partners: creating one with `sign` answers with its signing secret.
   createPartner: ADMIN_ONLY,
   listPartners: READ,

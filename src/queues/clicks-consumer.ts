@@ -13,6 +13,7 @@ import { identifierDigest } from "../lib/identifier-hash";
 import { logLine } from "../lib/log";
 import { type D1, deadLetterStatement } from "../storage/d1";
 import { erasuresOf } from "../storage/erasures";
+import { countClicksStatement } from "../storage/metrics";
 import { insertClickStatements } from "../storage/offers";
 import { countNewClicksStatement, recountClickConversionsStatements } from "../storage/stats";
 import { retryDelaySeconds } from "./events-consumer";
@@ -61,7 +62,7 @@ async function processBatch(
     if (recorded.length > 0) {
       // Counted before they are written (a click already in D1 is not counted again); then their
       // conversions, which take their country, device and sub1 from them, are recounted.
-      statements.unshift(...countNewClicksStatement(db, recorded));
+      statements.unshift(countClicksStatement(db, recorded), ...countNewClicksStatement(db, recorded));
       statements.push(...recountClickConversionsStatements(db, [...new Set(recorded.map((c) => c.click_id))]));
     }
     if (statements.length > 0) await db.batch(statements);

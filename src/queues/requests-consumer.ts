@@ -6,10 +6,11 @@
  * dead-letter row, so a log entry that outlived a D1 outage is still written.
  */
 
-import { RequestLogMessageSchema } from "../domain/messages";
+import { type InboundRecord, RequestLogMessageSchema, type UnloggedCount } from "../domain/messages";
 import { logLine } from "../lib/log";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
+import { countInboundRecordsStatement, countUnloggedStatement } from "../storage/metrics";
 import { insertInboundRequestsStatement, upsertUnloggedCountsStatement } from "../storage/requests";
 import { retryDelaySeconds } from "./events-consumer";
 
@@ -24,9 +25,13 @@ export function consumeRequestLogDeadLetters(batch: MessageBatch<unknown>, db: D
 async function processBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReason: string | null): Promise<void> {
   const now = new Date().toISOString();
   const statements: D1PreparedStatement[] = [];
+  const records: InboundRecord[] = [];
+  const counts: UnloggedCount[] = [];
   for (const message of batch.messages) {
     const parsed = RequestLogMessageSchema.safeParse(message.body);
     if (parsed.success) {
+      records.push(...parsed.data.records);
+      counts.push(...parsed.data.counts);
       if (parsed.data.records.length > 0) statements.push(insertInboundRequestsStatement(db, parsed.data.records));
       if (parsed.data.counts.length > 0) statements.push(upsertUnloggedCountsStatement(db, parsed.data.counts));
     }
@@ -35,6 +40,9 @@ async function processBatch(batch: MessageBatch<unknown>, db: D1, deadLetterReas
       statements.push(deadLetterStatement(db, batch.queue, message, reason, now));
     }
   }
+  // First, before the inserts they count: the metrics count only what this batch records anew.
+  if (counts.length > 0) statements.unshift(countUnloggedStatement(db, counts));
+  if (records.length > 0) statements.unshift(countInboundRecordsStatement(db, records));
   try {
     if (statements.length > 0) await db.batch(statements);
   } catch (error) {

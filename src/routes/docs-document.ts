@@ -76,6 +76,11 @@ const TAGS = [
       "Settle the numbers with the other side: upload an advertiser's or partner's CSV report for a network and a period, read the differences the background diff finds, and apply corrections through each conversion's Durable Object (docs/reconciliation.md).",
   },
   {
+    name: "Monitoring",
+    description:
+      "Metrics for a Prometheus-compatible scraper: counters kept in D1 by the consumers, exact across isolates and restarts, and gauges read from indexes (docs/monitoring.md).",
+  },
+  {
     name: "Partners",
     description:
       "Where conversions are relayed: a URL template with macros, GET or POST, optional Standard Webhooks signing, filters and a retry schedule. What a partner receives is described under Webhooks.",

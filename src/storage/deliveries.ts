@@ -4,6 +4,7 @@ import { DELIVERY_MOVES, type DeliveryMove, type DeliveryState } from "../domain
 import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
 import type { D1 } from "./d1";
+import { countAttemptMetricsStatement } from "./metrics";
 import { toPartner } from "./partners";
 import { countAttemptStatement } from "./stats";
 
@@ -192,6 +193,7 @@ export function finishAttemptStatements(db: D1, record: AttemptRecord): D1Prepar
   const a = record.attempt;
   return [
     countAttemptStatement(db, a),
+    countAttemptMetricsStatement(db, record),
     db
       .prepare(
         `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, error_class, error,

@@ -1,0 +1,123 @@
+/**
+ * SQL for GET /metrics (migration 0016, domain/metrics.ts). Every counting statement runs in the
+ * batch that records what it counts, before that record's insert, and counts only what is not yet
+ * recorded (NOT EXISTS on the record's key): a message delivered twice, or by two isolates, adds
+ * once. Gauges read an index each, never a table scan.
+ */
+import type { InboundRecord, UnloggedCount } from "../domain/messages";
+import { attemptIncrements, METRICS } from "../domain/metrics";
+import type { D1 } from "./d1";
+import type { AttemptRecord } from "./deliveries";
+
+const ADD = `ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value`;
+
+/** The attempt's counters, unless this attempt is already recorded (the statement before its insert). */
+export function countAttemptMetricsStatement(db: D1, record: AttemptRecord): D1PreparedStatement {
+  const a = record.attempt;
+  return db
+    .prepare(
+      `INSERT INTO metric_counters (name, labels, value)
+       SELECT i.value ->> '$.name', json(i.value -> '$.labels'), sum(i.value ->> '$.value')
+       FROM json_each(?1) AS i
+       WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts WHERE delivery_id = ?2 AND attempt = ?3)
+       GROUP BY 1, 2 ${ADD}`,
+    )
+    .bind(JSON.stringify(attemptIncrements({ ...a, state: record.state })), a.delivery_id, a.attempt);
+}
+
+/** Postbacks by network and verdict, for the records of a batch not yet in the inbound log. */
+export function countInboundRecordsStatement(db: D1, records: readonly InboundRecord[]): D1PreparedStatement {
+  const rows = records.map((record) => [record.request_id, record.network_id, record.verdict]);
+  return db
+    .prepare(
+      `WITH fresh AS (SELECT value ->> 0 AS request_id, min(value ->> 1) AS network_id, min(value ->> 2) AS verdict
+                      FROM json_each(?1) GROUP BY value ->> 0)
+       INSERT INTO metric_counters (name, labels, value)
+       SELECT ?2, json_array(f.network_id, f.verdict), count(*) FROM fresh AS f
+       WHERE NOT EXISTS (SELECT 1 FROM inbound_requests AS r WHERE r.request_id = f.request_id)
+       GROUP BY 2 ${ADD}`,
+    )
+    .bind(JSON.stringify(rows), METRICS.postbacks.name);
+}
+
+/**
+ * Unlogged postbacks: each isolate reports a running total for its minute (the largest is kept), so
+ * what a report adds is how far it goes past what is kept (never below zero, never twice).
+ */
+export function countUnloggedStatement(db: D1, counts: readonly UnloggedCount[]): D1PreparedStatement {
+  const rows = counts.map((count) => [count.network_id, count.minute, count.isolate_id, count.unlogged]);
+  return db
+    .prepare(
+      `WITH reported AS (SELECT value ->> 0 AS network_id, value ->> 1 AS minute, value ->> 2 AS isolate_id,
+                           max(value ->> 3) AS unlogged
+                         FROM json_each(?1) GROUP BY 1, 2, 3)
+       INSERT INTO metric_counters (name, labels, value)
+       SELECT ?2, json_array(r.network_id),
+         sum(max(0, r.unlogged - coalesce((SELECT k.unlogged FROM inbound_request_counts AS k
+           WHERE k.network_id = r.network_id AND k.minute = r.minute AND k.isolate_id = r.isolate_id), 0)))
+       FROM reported AS r WHERE true
+       GROUP BY 2 ${ADD}`,
+    )
+    .bind(JSON.stringify(rows), METRICS.postbacksUnlogged.name);
+}
+
+/** Clicks by offer, for the clicks of a batch not yet recorded. */
+export function countClicksStatement(
+  db: D1,
+  clicks: readonly { click_id: string; offer_id: string }[],
+): D1PreparedStatement {
+  return db
+    .prepare(
+      `WITH fresh AS (SELECT value ->> 0 AS click_id, min(value ->> 1) AS offer_id FROM json_each(?1) GROUP BY value ->> 0)
+       INSERT INTO metric_counters (name, labels, value)
+       SELECT ?2, json_array(f.offer_id), count(*) FROM fresh AS f
+       WHERE NOT EXISTS (SELECT 1 FROM clicks AS k WHERE k.click_id = f.click_id)
+       GROUP BY 2 ${ADD}`,
+    )
+    .bind(JSON.stringify(clicks.map((click) => [click.click_id, click.offer_id])), METRICS.clicks.name);
+}
+
+export interface CounterRow {
+  name: string;
+  labels: string[];
+  value: number;
+}
+
+/** Every counter row (one per metric and label set: networks × verdicts, partners × outcomes and buckets…). */
+export async function counterRows(db: D1): Promise<CounterRow[]> {
+  const { results } = await db
+    .prepare("SELECT name, labels, value FROM metric_counters ORDER BY name, labels")
+    .all<{ name: string; labels: string; value: number }>();
+  return results.map((row) => ({ name: row.name, labels: JSON.parse(row.labels) as string[], value: row.value }));
+}
+
+export interface Gauges {
+  backlog: { pending: number; retrying: number; oldest_created_at: string | null };
+  dead_letters: { queue: string; open: number }[];
+  partners: { id: string; state: "active" | "paused" | "disabled" }[];
+}
+
+/** The gauges, each from an index: the waiting deliveries, the open dead letters, the partners. */
+export async function gauges(db: D1): Promise<Gauges> {
+  const [backlog, deadLetters, partners] = await db.batch([
+    db.prepare(
+      `SELECT coalesce(sum(state = 'pending'), 0) AS pending, coalesce(sum(state = 'retrying'), 0) AS retrying,
+         min(created_at) AS oldest_created_at
+       FROM deliveries WHERE state IN ('pending', 'retrying')`,
+    ),
+    db.prepare(
+      "SELECT queue, count(*) AS open FROM dead_letters WHERE replayed_at IS NULL GROUP BY queue ORDER BY queue",
+    ),
+    db.prepare(
+      `SELECT id, CASE WHEN status = 'disabled' THEN 'disabled' WHEN paused_reason IS NOT NULL THEN 'paused'
+         ELSE 'active' END AS state
+       FROM partners ORDER BY id`,
+    ),
+  ]);
+  const first = (backlog?.results[0] ?? null) as Gauges["backlog"] | null;
+  return {
+    backlog: first ?? { pending: 0, retrying: 0, oldest_created_at: null },
+    dead_letters: (deadLetters?.results ?? []) as Gauges["dead_letters"],
+    partners: (partners?.results ?? []) as Gauges["partners"],
+  };
+}
