@@ -12,6 +12,7 @@ import { type FieldError, type ProblemCode, ProblemError, problemResponse, valid
 import { logLine } from "./lib/log";
 import { registerAccessRoutes } from "./routes/access";
 import { requireAccess } from "./routes/admin-auth";
+import { registerAlertRoutes } from "./routes/alerts";
 import { registerClickRoutes } from "./routes/clicks";
 import { ADMIN_SECURITY, type App, type AppEnv, problem, TARGET_LOCATIONS } from "./routes/common";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
@@ -157,6 +158,7 @@ export function registerAdminRoutes(admin: App): void {
   registerStatsRoutes(admin);
   registerReconciliationRoutes(admin);
   registerMetricsRoutes(admin);
+  registerAlertRoutes(admin);
   registerDeadLetterRoutes(admin);
   registerRequestRoutes(admin);
   registerErasureRoutes(admin);

@@ -1,5 +1,6 @@
 /** Postback Hub: wiring only. HTTP to the Hono app, queue batches to their consumers, crons to operations. */
 import { alertTarget, resendDueAlerts } from "./alerts/alerts";
+import { evaluateAlertRules } from "./alerts/rules";
 import { createApp } from "./app";
 import { configOf } from "./config";
 import { STATS_BACKFILL_PAGE } from "./domain/stats";
@@ -95,6 +96,7 @@ export default {
     if (controller.cron === RETENTION_CRON) {
       await runRetention(env, controller.scheduledTime);
     } else {
+      await evaluateAlertRules({ db: env.DB, target: alertTarget(configOf(env)) }, controller.scheduledTime);
       await resendDueAlerts(env.DB, alertTarget(configOf(env)), controller.scheduledTime);
       await requeueStrandedDeliveries(
         env.DB,

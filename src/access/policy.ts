@@ -47,6 +47,9 @@ export const ACCESS: Record<string, Access> = {
   applyReconciliationCorrections: WRITE,
   // Monitoring: what a scraper reads, with a read-only key.
   getMetrics: READ,
+  listAlerts: READ,
+  listAlertRules: READ,
+  updateAlertRule: WRITE,
   // Partners: creating one with `sign` answers with its signing secret.
   createPartner: ADMIN_ONLY,
   listPartners: READ,

@@ -24,6 +24,18 @@ export type Alert =
       from: string;
       to: string;
       reason: string;
+    }
+  | {
+      /** An alert rule's incident (alerts/rules.ts): it started, it lasts, it ended. */
+      type: "alert.firing" | "alert.renotify" | "alert.resolved";
+      alert_id: string;
+      rule: string;
+      subject: string;
+      summary: string;
+      details: Record<string, unknown>;
+      started_at: string;
+      resolved_at: string | null;
+      partner_id?: string | undefined;
     };
 
 /** Where alerts go, and the key they are signed with; null `url`: they are only kept and logged. */
@@ -46,7 +58,7 @@ export async function raiseAlert(db: D1, target: AlertTarget, alert: Alert, id?:
   const row: AlertRow = {
     id: id ?? newId("alr"),
     type: alert.type,
-    partner_id: alert.partner_id,
+    partner_id: alert.partner_id ?? null,
     payload: JSON.stringify({ ...alert, at: new Date().toISOString() }),
     created_at: new Date().toISOString(),
     attempts: 0,
