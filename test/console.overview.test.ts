@@ -5,6 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { evaluateAlertRules } from "../src/alerts/rules";
 import { page, signIn, textOf } from "./support/console";
 
 const NOW = Date.now();
@@ -174,6 +175,16 @@ describe("the overview", () => {
     const silent = textOf(html, "silent-networks");
     expect(silent).toContain("net-quiet");
     expect(silent).not.toContain("net-a");
+  });
+
+  it("shows the alert rules' open incidents, and no longer once they resolved", async () => {
+    const before = await page(await signIn(), "/console");
+    expect(textOf(before, "open-alerts")).not.toContain("network_silent");
+    // net-quiet has been silent for 8 hours: the rule finds it.
+    await evaluateAlertRules({ db: env.DB, target: { url: null, secret: null } });
+    const open = textOf(await page(await signIn(), "/console"), "open-alerts");
+    expect(open).toContain("network_silent");
+    expect(open).toContain("net-quiet");
   });
 
   it("serves the live part alone for the poller, with the same numbers", async () => {

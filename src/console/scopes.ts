@@ -36,6 +36,7 @@ export const CONSOLE_OPERATIONS = [
   "getReconciliation",
   "listReconciliationDifferences",
   "applyReconciliationCorrections",
+  "listAlerts",
 ] as const;
 
 export type ConsoleOperation = (typeof CONSOLE_OPERATIONS)[number];

@@ -5,6 +5,7 @@
  * 15 s (public/assets/console/console.js fetches /console/overview/live and swaps it in).
  */
 import type { FC } from "hono/jsx";
+import { type IncidentRow, openIncidents } from "../../storage/alert-rules";
 import { type ConversionRow, listConversions } from "../../storage/d1";
 import {
   ATTEMPT_OUTCOMES,
@@ -48,6 +49,8 @@ export interface OverviewData {
   held: HeldPartner[];
   silent: SilentNetwork[];
   recent: ConversionRow[];
+  /** The alert rules' open incidents (listAlerts), oldest first. */
+  alerts: IncidentRow[];
   nowMs: number;
 }
 
@@ -57,7 +60,7 @@ async function overviewData(db: D1Database, range: Range, nowMs = Date.now()): P
   const last = Math.floor(nowMs / 1000 / bucket) * bucket;
   const buckets = Array.from({ length: count }, (_, i) => last - (count - 1 - i) * bucket);
   const since = new Date((buckets[0] ?? last) * 1000).toISOString();
-  const [postbacks, attempts, partners, backlog, held, silent, recent] = await Promise.all([
+  const [postbacks, attempts, partners, backlog, held, silent, recent, alerts] = await Promise.all([
     postbacksByVerdict(db, since, bucket),
     attemptsByOutcome(db, since, bucket),
     partnerDeliveryStats(db, since),
@@ -65,8 +68,9 @@ async function overviewData(db: D1Database, range: Range, nowMs = Date.now()): P
     heldPartners(db),
     silentNetworks(db, new Date(nowMs - SILENT_AFTER_HOURS * 3_600_000).toISOString()),
     listConversions(db, {}, 10, null),
+    openIncidents(db),
   ]);
-  return { range, buckets, postbacks, attempts, partners, backlog, held, silent, recent, nowMs };
+  return { range, buckets, postbacks, attempts, partners, backlog, held, silent, recent, alerts, nowMs };
 }
 
 function percent(part: number, whole: number): string {
@@ -146,6 +150,21 @@ export const Live: FC<{ data: OverviewData }> = ({ data }) => {
                   {p.status === "disabled"
                     ? `disabled (${p.disabled_reason ?? "operator"})`
                     : `paused (${p.paused_reason})`}
+                </li>
+              ))}
+            </ul>
+          )}
+        </section>
+        <section class="card" aria-labelledby="alerts-h">
+          <h2 id="alerts-h">Open alerts</h2>
+          <p class="muted">What the alert rules found, until it ends (GET /v1/alerts).</p>
+          {data.alerts.length === 0 ? (
+            <p>None.</p>
+          ) : (
+            <ul id="open-alerts">
+              {data.alerts.slice(0, 20).map((incident) => (
+                <li>
+                  <strong>{incident.rule}</strong>: {incident.summary} Since <Time iso={incident.started_at} />.
                 </li>
               ))}
             </ul>
@@ -252,6 +271,7 @@ function requireOverview(c: ConsoleContext): void {
   const { principal } = pageOf(c);
   if (!allows(principal, "listConversions")) throw new NotAllowed("listConversions");
   if (!allows(principal, "listDeliveries")) throw new NotAllowed("listDeliveries");
+  if (!allows(principal, "listAlerts")) throw new NotAllowed("listAlerts");
 }
 
 export function registerOverview(app: ConsoleApp): void {
