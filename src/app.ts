@@ -12,6 +12,7 @@ import { type FieldError, type ProblemCode, ProblemError, problemResponse, valid
 import { logLine } from "./lib/log";
 import { registerAccessRoutes } from "./routes/access";
 import { requireAccess } from "./routes/admin-auth";
+import { registerAlertChannelRoutes } from "./routes/alert-channels";
 import { registerAlertRoutes } from "./routes/alerts";
 import { registerClickRoutes } from "./routes/clicks";
 import { ADMIN_SECURITY, type App, type AppEnv, problem, TARGET_LOCATIONS } from "./routes/common";
@@ -159,6 +160,7 @@ export function registerAdminRoutes(admin: App): void {
   registerReconciliationRoutes(admin);
   registerMetricsRoutes(admin);
   registerAlertRoutes(admin);
+  registerAlertChannelRoutes(admin);
   registerDeadLetterRoutes(admin);
   registerRequestRoutes(admin);
   registerErasureRoutes(admin);

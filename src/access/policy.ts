@@ -50,6 +50,11 @@ export const ACCESS: Record<string, Access> = {
   listAlerts: READ,
   listAlertRules: READ,
   updateAlertRule: WRITE,
+  // A channel's creation answers with its signing secret: admin only, like every credential.
+  createAlertChannel: ADMIN_ONLY,
+  listAlertChannels: READ,
+  testAlertChannel: WRITE,
+  deleteAlertChannel: WRITE,
   // Partners: creating one with `sign` answers with its signing secret.
   createPartner: ADMIN_ONLY,
   listPartners: READ,

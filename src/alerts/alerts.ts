@@ -5,10 +5,23 @@
  * cannot be sent is never fatal to what raised it.
  */
 import type { Config } from "../config";
+import { checkOutboundUrl } from "../delivery/url-safety";
 import { newId, utf8 } from "../lib/bytes";
+import { decryptSecret } from "../lib/credentials";
 import { logLine } from "../lib/log";
 import { importSigningKey, sign } from "../lib/standard-webhooks";
-import { type AlertRow, dueAlerts, insertAlertStatement, recordAlertAttempt } from "../storage/alerts";
+import {
+  type AlertChannelRow,
+  type AlertRow,
+  type DueSend,
+  dueAlerts,
+  dueSends,
+  getAlertChannel,
+  insertAlertStatement,
+  queueChannelSendsStatement,
+  recordAlertAttempt,
+  recordSendAttempt,
+} from "../storage/alerts";
 import type { D1 } from "../storage/d1";
 
 const ALERT_TIMEOUT_MS = 5_000;
@@ -38,15 +51,27 @@ export type Alert =
       partner_id?: string | undefined;
     };
 
-/** Where alerts go, and the key they are signed with; null `url`: they are only kept and logged. */
+/**
+ * Where alerts go: ALERT_URL, signed with ALERT_SECRET (null `url`: only kept and logged), and the
+ * alert channels in D1, whose secrets `encryptionKey` opens; `allowInsecure` as for partner URLs.
+ */
 export interface AlertTarget {
   url: string | null;
   secret: string | null;
   fetch?: typeof fetch;
+  encryptionKey?: string;
+  allowInsecure?: boolean;
 }
 
-export function alertTarget(config: Pick<Config, "ALERT_URL" | "ALERT_SECRET">): AlertTarget {
-  return { url: config.ALERT_URL, secret: config.ALERT_SECRET };
+export function alertTarget(
+  config: Pick<Config, "ALERT_URL" | "ALERT_SECRET" | "ENCRYPTION_KEY" | "ALLOW_INSECURE_PARTNER_URLS">,
+): AlertTarget {
+  return {
+    url: config.ALERT_URL,
+    secret: config.ALERT_SECRET,
+    encryptionKey: config.ENCRYPTION_KEY,
+    allowInsecure: config.ALLOW_INSECURE_PARTNER_URLS,
+  };
 }
 
 /**
@@ -67,10 +92,14 @@ export async function raiseAlert(db: D1, target: AlertTarget, alert: Alert, id?:
     last_error: target.url ? null : "ALERT_URL is not set",
   };
   try {
-    const [inserted] = await db.batch([insertAlertStatement(db, row)]);
+    const [inserted] = await db.batch([
+      insertAlertStatement(db, row),
+      queueChannelSendsStatement(db, row.id, row.created_at),
+    ]);
     // Kept once; with nowhere to send it, kept only.
-    if ((inserted?.meta.changes ?? 0) === 0 || !target.url) return;
-    await sendAlertRow(db, target, row);
+    if ((inserted?.meta.changes ?? 0) === 0) return;
+    if (target.url) await sendAlertRow(db, target, row);
+    await sendToChannels(db, target, await dueSends(db, row.created_at, RESEND_BATCH, row.id));
   } catch (error) {
     logLine("error", { message: "alert could not be kept or sent", error: String(error) });
   }
@@ -78,10 +107,105 @@ export async function raiseAlert(db: D1, target: AlertTarget, alert: Alert, id?:
 
 /** The cron's part: every alert not yet received is sent again (until ALERT_GIVE_UP_MS after it was raised). */
 export async function resendDueAlerts(db: D1, target: AlertTarget, nowMs: number): Promise<number> {
-  if (!target.url) return 0;
-  const due = await dueAlerts(db, new Date(nowMs).toISOString(), RESEND_BATCH);
+  const now = new Date(nowMs).toISOString();
+  const sends = await dueSends(db, now, RESEND_BATCH);
+  await sendToChannels(db, target, sends, nowMs);
+  if (!target.url) return sends.length;
+  const due = await dueAlerts(db, now, RESEND_BATCH);
   for (const row of due) await sendAlertRow(db, target, row, nowMs);
-  return due.length;
+  return due.length + sends.length;
+}
+
+/** The next try of a send that failed `attempts` times: 2, 4, 8… minutes, at most an hour. */
+function nextTry(nowMs: number, attempts: number): string {
+  return new Date(nowMs + Math.min(3_600_000, 60_000 * 2 ** attempts)).toISOString();
+}
+
+/** Each due send to its channel; a failed one is tried again later, for up to ALERT_GIVE_UP_MS. */
+async function sendToChannels(
+  db: D1,
+  target: AlertTarget,
+  sends: readonly DueSend[],
+  nowMs = Date.now(),
+): Promise<void> {
+  const channels = new Map<string, Promise<AlertChannelRow | null>>();
+  for (const send of sends) {
+    if (!channels.has(send.channel_id)) channels.set(send.channel_id, getAlertChannel(db, send.channel_id));
+    const channel = await channels.get(send.channel_id);
+    const attempts = send.attempts + 1;
+    const outcome = channel
+      ? await postToChannel(target, channel, send, nowMs)
+      : ({ ok: false, error: "the channel was deleted" } as const);
+    const givenUp = !outcome.ok && (!channel || nowMs - Date.parse(send.created_at) >= ALERT_GIVE_UP_MS);
+    if (!outcome.ok) {
+      logLine("error", {
+        message: "alert not received by its channel",
+        alert_id: send.alert_id,
+        channel_id: send.channel_id,
+        attempts,
+        error: outcome.error,
+      });
+    }
+    await recordSendAttempt(db, send, {
+      attempts,
+      next_attempt_at: outcome.ok || givenUp ? null : nextTry(nowMs, attempts),
+      delivered_at: outcome.ok ? new Date(nowMs).toISOString() : null,
+      last_error: outcome.ok ? null : givenUp ? `given up: ${outcome.error}` : outcome.error,
+    });
+  }
+}
+
+/** What a Slack incoming webhook shows of an alert: one line a person reads. */
+export function slackText(payload: Record<string, unknown>): string {
+  const type = String(payload.type ?? "alert");
+  const icon = type === "alert.resolved" ? ":white_check_mark:" : ":rotating_light:";
+  const summary =
+    typeof payload.summary === "string"
+      ? payload.summary
+      : `Partner ${String(payload.name ?? payload.partner_id ?? "")}: ${String(payload.reason ?? "")}`;
+  const rule = typeof payload.rule === "string" ? ` ${payload.rule}` : "";
+  return `${icon} [${type}]${rule}: ${summary}`;
+}
+
+async function postToChannel(
+  target: AlertTarget,
+  channel: AlertChannelRow,
+  send: DueSend,
+  nowMs: number,
+): Promise<{ ok: true } | { ok: false; error: string }> {
+  if (channel.status !== "active") return { ok: false, error: "the channel is disabled" };
+  if (!target.encryptionKey) return { ok: false, error: "the channel's URL cannot be read without ENCRYPTION_KEY" };
+  const url = await decryptSecret(target.encryptionKey, `${channel.id}:url`, channel.url_ciphertext);
+  const checked = checkOutboundUrl(url, { allowInsecure: target.allowInsecure ?? false });
+  if (!checked.ok) return { ok: false, error: `the channel's URL is refused: ${checked.reason}` };
+  const headers: Record<string, string> = { "content-type": "application/json", "user-agent": "postback-hub/1.0" };
+  let body: Uint8Array;
+  if (channel.format === "slack") {
+    body = utf8(JSON.stringify({ text: slackText(JSON.parse(send.payload) as Record<string, unknown>) }));
+  } else {
+    if (channel.secret_ciphertext === null) {
+      return { ok: false, error: "the channel's signing secret cannot be read" };
+    }
+    body = utf8(send.payload);
+    const secret = await decryptSecret(target.encryptionKey, channel.id, channel.secret_ciphertext);
+    const timestamp = String(Math.floor(nowMs / 1000));
+    headers["webhook-id"] = send.alert_id;
+    headers["webhook-timestamp"] = timestamp;
+    headers["webhook-signature"] = await sign(await importSigningKey(secret), send.alert_id, timestamp, body);
+  }
+  try {
+    const response = await (target.fetch ?? fetch)(checked.url.toString(), {
+      method: "POST",
+      headers,
+      body,
+      redirect: "manual",
+      signal: AbortSignal.timeout(ALERT_TIMEOUT_MS),
+    });
+    await response.body?.cancel();
+    return response.ok ? { ok: true } : { ok: false, error: `the channel answered ${response.status}` };
+  } catch (error) {
+    return { ok: false, error: String(error) };
+  }
 }
 
 async function sendAlertRow(db: D1, target: AlertTarget, row: AlertRow, nowMs = Date.now()): Promise<void> {

@@ -193,7 +193,7 @@ export function finishAttemptStatements(db: D1, record: AttemptRecord): D1Prepar
   const a = record.attempt;
   return [
     countAttemptStatement(db, a),
-    countAttemptMetricsStatement(db, record),
+    countAttemptMetricsStatement(db, a, record.state),
     db
       .prepare(
         `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, error_class, error,

@@ -7,13 +7,15 @@
 import type { InboundRecord, UnloggedCount } from "../domain/messages";
 import { attemptIncrements, METRICS } from "../domain/metrics";
 import type { D1 } from "./d1";
-import type { AttemptRecord } from "./deliveries";
 
 const ADD = `ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value`;
 
 /** The attempt's counters, unless this attempt is already recorded (the statement before its insert). */
-export function countAttemptMetricsStatement(db: D1, record: AttemptRecord): D1PreparedStatement {
-  const a = record.attempt;
+export function countAttemptMetricsStatement(
+  db: D1,
+  attempt: { delivery_id: string; attempt: number; partner_id: string; outcome: string; latency_ms: number | null },
+  state: string,
+): D1PreparedStatement {
   return db
     .prepare(
       `INSERT INTO metric_counters (name, labels, value)
@@ -22,7 +24,7 @@ export function countAttemptMetricsStatement(db: D1, record: AttemptRecord): D1P
        WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts WHERE delivery_id = ?2 AND attempt = ?3)
        GROUP BY 1, 2 ${ADD}`,
     )
-    .bind(JSON.stringify(attemptIncrements({ ...a, state: record.state })), a.delivery_id, a.attempt);
+    .bind(JSON.stringify(attemptIncrements({ ...attempt, state })), attempt.delivery_id, attempt.attempt);
 }
 
 /** Postbacks by network and verdict, for the records of a batch not yet in the inbound log. */
