@@ -76,6 +76,13 @@ async function inbound(networkId: string, status: number, verdict: string, at: n
     .run();
 }
 
+async function renotifyEvery(rule: string, minutes: number): Promise<void> {
+  await expectStatus(
+    await admin(`/v1/alert-rules/${rule}`, { method: "PATCH", body: JSON.stringify({ renotify_minutes: minutes }) }),
+    200,
+  );
+}
+
 describe("alert rules", () => {
   it("a failing partner: its failure share and its dead deliveries fire, re-notify, and resolve", async () => {
     const { target, received } = channel();
@@ -127,12 +134,15 @@ describe("alert rules", () => {
     );
   });
 
-  it("a backlog older than its limit fires for the hub and resolves once the delivery is sent", async () => {
+  it("a backlog older than its limit fires for the hub, re-notifies, and resolves once the delivery is sent", async () => {
     const { target, received } = channel();
     const partner = await createPartner({ url_template: "https://partner.test/ok/y?tx={transaction_id}" });
     const delivery = await deliveryOf(partner.id, "pending", T - 45 * MIN);
     await evaluate(target, T);
     expect(of(received, "hub")).toContain("backlog_age alert.firing");
+    await renotifyEvery("backlog_age", 1);
+    await evaluate(target, T + 2 * MIN);
+    expect(of(received, "hub")).toContain("backlog_age alert.renotify");
     await env.DB.prepare("UPDATE deliveries SET state = 'delivered' WHERE id = ?").bind(delivery).run();
     await env.DB.prepare("UPDATE deliveries SET state = 'delivered' WHERE state IN ('pending', 'retrying')").run();
     await evaluate(target, T + MIN);
@@ -149,15 +159,28 @@ describe("alert rules", () => {
     await evaluate(target, T);
     expect(of(received, `network:${silent.id}`)).toEqual(["network_silent alert.firing"]);
     expect(of(received, `network:${refused.id}`)).toEqual(["rejection_spike alert.firing"]);
+    await renotifyEvery("network_silent", 1);
+    await renotifyEvery("rejection_spike", 1);
+    await evaluate(target, T + 2 * MIN);
+    expect(of(received, `network:${silent.id}`)).toEqual([
+      "network_silent alert.firing",
+      "network_silent alert.renotify",
+    ]);
+    expect(of(received, `network:${refused.id}`)).toEqual([
+      "rejection_spike alert.firing",
+      "rejection_spike alert.renotify",
+    ]);
     // The silent one sends again; the refusals age out of the window.
     await inbound(silent.id, 200, "accepted", T + MIN);
     await evaluate(target, T + 30 * MIN);
     expect(of(received, `network:${silent.id}`)).toEqual([
       "network_silent alert.firing",
+      "network_silent alert.renotify",
       "network_silent alert.resolved",
     ]);
     expect(of(received, `network:${refused.id}`)).toEqual([
       "rejection_spike alert.firing",
+      "rejection_spike alert.renotify",
       "rejection_spike alert.resolved",
     ]);
   });
@@ -173,9 +196,12 @@ describe("alert rules", () => {
       .run();
     await evaluate(target, T);
     expect(of(received, `credential:${credential}`)).toEqual(["credential_expiring alert.firing"]);
+    await renotifyEvery("credential_expiring", 1);
+    await evaluate(target, T + 2 * MIN);
     await evaluate(target, T + 121 * MIN);
     expect(of(received, `credential:${credential}`)).toEqual([
       "credential_expiring alert.firing",
+      "credential_expiring alert.renotify",
       "credential_expiring alert.resolved",
     ]);
   });
@@ -200,6 +226,36 @@ describe("alert rules", () => {
       .run();
     await evaluate(target, T);
     expect(of(received, `offer:${offer}`)).toEqual(["clicks_without_conversions alert.firing"]);
+    await renotifyEvery("clicks_without_conversions", 1);
+    await evaluate(target, T + 2 * MIN);
+    // Seven hours on, the clicks are out of the window: it ends.
+    await evaluate(target, T + 7 * 60 * MIN);
+    expect(of(received, `offer:${offer}`)).toEqual([
+      "clicks_without_conversions alert.firing",
+      "clicks_without_conversions alert.renotify",
+      "clicks_without_conversions alert.resolved",
+    ]);
+  });
+
+  it("resolves a rule's incidents when the rule is disabled", async () => {
+    const { target, received } = channel();
+    const network = await createNetwork();
+    await inbound(network.id, 200, "accepted", T - 8 * 60 * MIN);
+    await evaluate(target, T);
+    expect(of(received, `network:${network.id}`)).toEqual(["network_silent alert.firing"]);
+    await expectStatus(
+      await admin("/v1/alert-rules/network_silent", { method: "PATCH", body: JSON.stringify({ enabled: false }) }),
+      200,
+    );
+    await evaluate(target, T + MIN);
+    expect(of(received, `network:${network.id}`)).toEqual([
+      "network_silent alert.firing",
+      "network_silent alert.resolved",
+    ]);
+    await expectStatus(
+      await admin("/v1/alert-rules/network_silent", { method: "PATCH", body: JSON.stringify({ enabled: true }) }),
+      200,
+    );
   });
 
   it("keeps a notification the channel did not take, and sends it again until it is received", async () => {
