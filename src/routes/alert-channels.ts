@@ -131,7 +131,7 @@ export function registerAlertChannelRoutes(app: App): void {
       path: "/v1/alert-channels/{channel_id}/test",
       operationId: "testAlertChannel",
       tags,
-      summary: "Send a test alert (to every channel and ALERT_URL)",
+      summary: "Send a test alert",
       request: { params: Params },
       responses: {
         202: {
@@ -171,7 +171,7 @@ export function registerAlertChannelRoutes(app: App): void {
       path: "/v1/alert-channels/{channel_id}",
       operationId: "deleteAlertChannel",
       tags,
-      summary: "Remove an alert channel (and what it had still to send)",
+      summary: "Remove an alert channel",
       request: { params: Params },
       responses: {
         204: { description: "Removed." },

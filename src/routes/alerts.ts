@@ -72,7 +72,7 @@ export function registerAlertRoutes(app: App): void {
       path: "/v1/alerts",
       operationId: "listAlerts",
       tags,
-      summary: "List alert incidents, newest first",
+      summary: "List alert incidents",
       description: "What the alert rules found: open incidents and resolved ones, optionally of one state.",
       request: { query: PaginationQuerySchema.extend({ state: z.enum(INCIDENT_STATES).optional() }) },
       responses: {
@@ -100,7 +100,7 @@ export function registerAlertRoutes(app: App): void {
       path: "/v1/alert-rules",
       operationId: "listAlertRules",
       tags,
-      summary: "List the alert rules with their settings",
+      summary: "List the alert rules",
       responses: {
         200: {
           description: "Every rule.",
@@ -118,7 +118,7 @@ export function registerAlertRoutes(app: App): void {
       path: "/v1/alert-rules/{rule}",
       operationId: "updateAlertRule",
       tags,
-      summary: "Change a rule's settings (thresholds, re-notify interval, enabled)",
+      summary: "Change an alert rule's settings",
       description:
         "Only the settings named change; the others keep their value. The next evaluation (the cron, every 15 minutes) uses them.",
       request: {

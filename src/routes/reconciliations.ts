@@ -342,7 +342,7 @@ export function registerReconciliationRoutes(app: App): void {
       path: "/v1/reconciliations",
       operationId: "createReconciliation",
       tags,
-      summary: "Reconcile a report with the hub's conversions",
+      summary: "Reconcile a report with the hub",
       description: `Upload the other side's report as CSV (a header row, then one row per transaction: id, status, amount, currency, optionally payout, payout currency and date; name their columns with \`<field>_column\` and their status words with \`<status>_values\`). The body is read as it arrives and each row is checked; a report with a bad row, a repeated transaction or more than ${MAX_REPORT_ROWS} rows (${MAX_REPORT_BYTES / (1024 * 1024)} MiB) is refused whole and nothing of it is kept. The diff runs in the background: poll \`Location\`.`,
       request: {
         query: UploadQuery,
@@ -429,7 +429,7 @@ export function registerReconciliationRoutes(app: App): void {
       path: "/v1/reconciliations/{reconciliation_id}",
       operationId: "getReconciliation",
       tags,
-      summary: "Get a reconciliation: progress, totals and differences by class",
+      summary: "Get a reconciliation",
       request: { params: Params },
       responses: {
         200: { description: "The reconciliation.", content: { "application/json": { schema: ReconciliationSchema } } },
@@ -446,7 +446,7 @@ export function registerReconciliationRoutes(app: App): void {
       path: "/v1/reconciliations/{reconciliation_id}/differences",
       operationId: "listReconciliationDifferences",
       tags,
-      summary: "List a reconciliation's differences, with what was corrected",
+      summary: "List a reconciliation's differences",
       description: "In id order (class, then transaction), optionally of one class, paginated with a cursor.",
       request: { params: Params, query: DifferencesQuery },
       responses: {
@@ -477,7 +477,7 @@ export function registerReconciliationRoutes(app: App): void {
       path: "/v1/reconciliations/{reconciliation_id}/corrections",
       operationId: "applyReconciliationCorrections",
       tags,
-      summary: "Apply (or dry-run) corrections from a reconciliation's differences",
+      summary: "Apply corrections (or dry-run them)",
       description: `Each transaction's chosen differences become one event with source \`correction\`, decided by the conversion's Durable Object like any postback (the lifecycle, the hash chain; partners notified of a real change). missing_in_hub records the report's conversion; status and amount set the report's; missing_in_report declines (or reverses) the conversion. Payout and credit differences are refused: they follow the offer and the click. At most ${MAX_CORRECTIONS_PER_REQUEST} a request; a difference corrected before answers already_applied.`,
       request: {
         params: Params,
