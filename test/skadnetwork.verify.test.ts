@@ -4,6 +4,7 @@
  * AdAttributionKit's compact JWS against ES256 keys made here.
  */
 import { describe, expect, it } from "vitest";
+import page from "../docs/apple-postbacks.md?raw";
 import {
   SIGNED_FIELD_SEPARATOR,
   SIGNED_FIELDS,
@@ -387,5 +388,15 @@ describe("AdAttributionKit: compact JWS, ES256, trusted by kid", () => {
     expect((await verifyAdAttributionKit(jws, { k: privateJwk })).ok).toBe(false);
     const hmac = await crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
     expect((await verifyAdAttributionKit(jws, { k: hmac as CryptoKey })).ok).toBe(false);
+  });
+});
+
+describe("docs/apple-postbacks.md", () => {
+  it("shows the signed string and the P-192 refusal as the code makes them", () => {
+    expect(page).toContain(`\`${signedString(parse(v30Winning))}\``);
+    expect(page).toContain(P192_REASON.slice(0, P192_REASON.indexOf(";") + 1));
+    expect(page.split("\n").slice(0, 6).join("\n")).toContain(
+      "verification only so far: the receiving routes and the model are not built yet",
+    );
   });
 });
