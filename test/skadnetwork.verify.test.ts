@@ -3,7 +3,7 @@
  * postbacks (test/fixtures/skadnetwork.json, which verify against Apple's own P-256 key), and
  * AdAttributionKit's compact JWS against ES256 keys made here.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import page from "../docs/apple-postbacks.md?raw";
 import {
   SIGNED_FIELD_SEPARATOR,
@@ -178,6 +178,21 @@ describe("SKAdNetwork: what the hub refuses", () => {
     const verdict = await verifySkadnetwork(postback);
     expect(verdict.ok).toBe(false);
     if (!verdict.ok && reason) expect(verdict.reason).toMatch(reason);
+  });
+
+  it("imports a key once and keeps the CryptoKey for the next postbacks", async () => {
+    const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as CryptoKeyPair;
+    const spki = new Uint8Array((await crypto.subtle.exportKey("spki", pair.publicKey)) as ArrayBuffer).toBase64();
+    const importKey = vi.spyOn(crypto.subtle, "importKey");
+    try {
+      for (let i = 0; i < 3; i++) await verifySkadnetwork(parse(v30Winning), { p256: spki });
+      expect(importKey).toHaveBeenCalledTimes(1);
+    } finally {
+      importKey.mockRestore();
+    }
   });
 
   it("a bad key fails cleanly too", async () => {
