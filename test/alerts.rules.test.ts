@@ -237,6 +237,19 @@ describe("alert rules", () => {
     ]);
   });
 
+  it("events D1 did not confirm in time, sent again by their objects", async () => {
+    const { target, received } = channel();
+    await env.DB.prepare(
+      "INSERT INTO metric_counters (name, labels, value) VALUES ('outbox_resends_hourly', json_array(?), 3)",
+    )
+      .bind(iso(T - 10 * MIN).slice(0, 13))
+      .run();
+    await evaluate(target, T);
+    expect(of(received, "hub")).toContain("outbox_unconfirmed alert.firing");
+    await evaluate(target, T + 3 * 60 * MIN);
+    expect(of(received, "hub")).toContain("outbox_unconfirmed alert.resolved");
+  });
+
   it("resolves a rule's incidents when the rule is disabled", async () => {
     const { target, received } = channel();
     const network = await createNetwork();
@@ -302,6 +315,7 @@ describe("alert rules", () => {
       "network_silent",
       "rejection_spike",
       "credential_expiring",
+      "outbox_unconfirmed",
       "clicks_without_conversions",
     ]);
     expect(rules.data[0]?.defaults).toMatchObject({

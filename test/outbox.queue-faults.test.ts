@@ -53,6 +53,15 @@ it("loses nothing when the outbox's queue refuses, then loses, every event's fir
     });
   }
 
+  const resends = async () =>
+    (
+      await env.DB.prepare(
+        "SELECT coalesce(sum(value), 0) AS n FROM metric_counters WHERE name = 'postback_hub_outbox_resends'",
+      ).first<{
+        n: number;
+      }>()
+    )?.n ?? 0;
+  const resendsBefore = await resends();
   const answers = await Promise.all(bodies.map((body) => postback(network, body)));
   const acknowledged = answers.filter((response) => response.status === 200).length;
   // The refused sends retry on their own (1 s backoff); the lost ones wait OUTBOX_RESEND_SECONDS
@@ -98,4 +107,6 @@ it("loses nothing when the outbox's queue refuses, then loses, every event's fir
   expect(counts.lost).toBe(0);
   expect(deliveredIds.toSorted()).toEqual(ids.toSorted());
   expect(counts.outbox_rows_left).toBe(0);
+  // Each lost send was sent again once, and D1 was told (GET /metrics, the outbox_unconfirmed rule).
+  expect((await resends()) - resendsBefore).toBe(CONVERSIONS);
 });

@@ -29,6 +29,7 @@ import {
   storedRuleSettings,
 } from "../storage/alert-rules";
 import type { D1 } from "../storage/d1";
+import { outboxResendsSince } from "../storage/metrics";
 import { type AlertTarget, raiseAlert } from "./alerts";
 
 const MINUTE_MS = 60_000;
@@ -123,6 +124,17 @@ const EVALUATE: {
         last_used_at: row.last_used_at,
       },
     }));
+  },
+  async outbox_unconfirmed(db, s, nowMs) {
+    const resends = await outboxResendsSince(db, hourOf(nowMs - s.window_minutes * MINUTE_MS));
+    if (resends < s.min_resends) return [];
+    return [
+      {
+        subject: "hub",
+        summary: `${resends} events went unconfirmed by D1 and were sent again within about ${s.window_minutes} min: check the events queue and its consumer (dead letters, D1).`,
+        details: { resends, window_minutes: s.window_minutes },
+      },
+    ];
   },
   async clicks_without_conversions(db, s, nowMs) {
     const rows = await clicksWithoutConversions(

@@ -35,6 +35,7 @@ import type { EventMessage } from "../domain/messages";
 import type { ConversionStatus } from "../domain/postback";
 import { newId } from "../lib/bytes";
 import { logLine } from "../lib/log";
+import { countOutboxResendsStatements } from "../storage/metrics";
 import {
   type AttestedState,
   type ChainHead,
@@ -268,9 +269,24 @@ export class ConversionObject extends DurableObject<Env> {
         now,
       );
       const resent = rows.filter((row) => row.sends > 0).length;
-      if (resent > 0) logLine("warn", { message: "outbox re-sent unconfirmed events", rows: resent });
+      if (resent > 0) {
+        logLine("warn", { message: "outbox re-sent unconfirmed events", rows: resent });
+        await this.countResends(resent, now);
+      }
     }
     await this.scheduleNext();
+  }
+
+  /**
+   * Tells D1 that events went unconfirmed (GET /metrics, the outbox_unconfirmed alert rule). Off the
+   * hot path, and only when something is wrong; when D1 cannot take it, the log line above stands.
+   */
+  private async countResends(count: number, nowMs: number): Promise<void> {
+    try {
+      await this.env.DB.batch(countOutboxResendsStatements(this.env.DB, count, nowMs));
+    } catch (error) {
+      logLine("warn", { message: "outbox resends not counted", rows: count, error: String(error) });
+    }
   }
 
   /** Read-only view for operators' debugging and tests. */

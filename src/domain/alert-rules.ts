@@ -47,6 +47,11 @@ export const ALERT_RULES = {
       used_within_minutes: minutes(60),
     }),
   },
+  outbox_unconfirmed: {
+    description:
+      "Conversions' Durable Objects had to send events again because D1 did not confirm them in time (the events queue or its consumer is losing or failing them).",
+    settings: z.strictObject({ ...common, window_minutes: minutes(60), min_resends: count(1) }),
+  },
   clicks_without_conversions: {
     description:
       "An offer that usually converts (conversions in the last 7 days) has had many clicks and no conversion for this long.",

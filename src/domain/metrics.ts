@@ -54,6 +54,12 @@ export const METRICS = {
     labels: ["partner", "state"],
     buckets: [1, 2, 3, 5, 8, 13],
   }),
+  outboxResends: metric({
+    name: "postback_hub_outbox_resends",
+    type: "counter",
+    help: "Events a conversion's Durable Object sent to the events queue again because D1 had not confirmed them within OUTBOX_RESEND_SECONDS (counted when D1 takes the count).",
+    labels: [],
+  }),
   clicks: metric({
     name: "postback_hub_clicks",
     type: "counter",

@@ -87,6 +87,7 @@ export function renderMetrics(
   family(METRICS.deliveryAttempts, counterLines(METRICS.deliveryAttempts, counters));
   family(METRICS.deliveryLatency, histogramLines(METRICS.deliveryLatency, counters));
   family(METRICS.attemptsPerDelivery, histogramLines(METRICS.attemptsPerDelivery, counters));
+  family(METRICS.outboxResends, counterLines(METRICS.outboxResends, counters));
   family(METRICS.clicks, counterLines(METRICS.clicks, counters));
   family(METRICS.backlog, [
     sample(METRICS.backlog.name, METRICS.backlog.labels, ["pending"], gauges.backlog.pending),

@@ -79,6 +79,29 @@ export function countClicksStatement(
     .bind(JSON.stringify(clicks.map((click) => [click.click_id, click.offer_id])), METRICS.clicks.name);
 }
 
+/** The hourly row of outbox resends the alert rule reads (not a metric of its own: /metrics shows the total). */
+export const OUTBOX_RESENDS_HOURLY = "outbox_resends_hourly";
+
+/** `count` events an object sent again, unconfirmed: the total, and the hour's row the alert rule reads. */
+export function countOutboxResendsStatements(db: D1, count: number, nowMs: number): D1PreparedStatement[] {
+  const statement = `INSERT INTO metric_counters (name, labels, value) VALUES (?, ?, ?) ${ADD}`;
+  return [
+    db.prepare(statement).bind(METRICS.outboxResends.name, "[]", count),
+    db
+      .prepare(statement)
+      .bind(OUTBOX_RESENDS_HOURLY, JSON.stringify([new Date(nowMs).toISOString().slice(0, 13)]), count),
+  ];
+}
+
+/** Outbox resends counted in the hours from `sinceHour` on. */
+export async function outboxResendsSince(db: D1, sinceHour: string): Promise<number> {
+  const row = await db
+    .prepare("SELECT coalesce(sum(value), 0) AS n FROM metric_counters WHERE name = ? AND labels >= json_array(?)")
+    .bind(OUTBOX_RESENDS_HOURLY, sinceHour)
+    .first<{ n: number }>();
+  return row?.n ?? 0;
+}
+
 export interface CounterRow {
   name: string;
   labels: string[];
