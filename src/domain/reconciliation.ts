@@ -161,9 +161,9 @@ export const CORRECTION_OUTCOMES = [
 ] as const;
 export type CorrectionOutcome = (typeof CORRECTION_OUTCOMES)[number];
 
-/** A correction as recorded with its difference, once applied. */
+/** A correction as recorded with its difference, once applied (a refusal is answered, never kept: it may be tried again). */
 export const RecordedCorrectionSchema = z.object({
-  outcome: z.enum(["applied", "unchanged", "refused"]),
+  outcome: z.enum(["applied", "unchanged"]),
   /** The verdict of the conversion's object: accepted, updated, duplicate, stale or conflict. */
   verdict: z.string().nullable(),
   event_id: z.string().nullable(),

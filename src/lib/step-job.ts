@@ -88,8 +88,22 @@ export function startStepJob(runners: StepJobRunners, jobId: string): Promise<vo
   return runners.getByName(jobId).start(jobId);
 }
 
-/** The cron's safety net: starts the runners of `ids` (jobs that have not moved for a while). */
-export async function nudgeStalledJobs(runners: StepJobRunners, ids: readonly string[], kind: string): Promise<void> {
+/** Jobs untouched this long are nudged by the cron (a runner never started, or an alarm lost). */
+const STALLED_AFTER_MS = 10 * 60_000;
+const NUDGES_PER_RUN = 50;
+
+/**
+ * The cron's safety net: starts the runner of every unfinished job that has not moved for a while;
+ * `stalled` answers their ids, unfinished and untouched since the time it is given.
+ */
+export async function resumeStalledJobs(
+  stalled: (before: string, limit: number) => Promise<string[]>,
+  runners: StepJobRunners,
+  nowMs: number,
+  kind: string,
+): Promise<string[]> {
+  const ids = await stalled(new Date(nowMs - STALLED_AFTER_MS).toISOString(), NUDGES_PER_RUN);
   for (const id of ids) await startStepJob(runners, id);
   if (ids.length > 0) logLine("warn", { message: `restarted stalled ${kind} jobs`, jobs: ids });
+  return ids;
 }

@@ -14,7 +14,7 @@ import { jobUntil, REPLAY_CHUNK_SIZE, REPLAY_SAMPLE_SIZE, type ReplayFilter } fr
 import { type FieldError, ProblemError, validationFailed } from "../errors";
 import { newId } from "../lib/bytes";
 import { logLine } from "../lib/log";
-import { nudgeStalledJobs, type StepJobRunners, type StepOutcome, startStepJob } from "../lib/step-job";
+import { resumeStalledJobs, type StepJobRunners, type StepOutcome, startStepJob } from "../lib/step-job";
 import { type DeliveriesQueue, enqueueDeliveries } from "../queues/delivery-messages";
 import type { D1 } from "../storage/d1";
 import { countReplayable, type ReplaySelection, replayCandidates } from "../storage/deliveries";
@@ -101,15 +101,9 @@ async function sendChunk(deps: ReplayStepDeps, jobId: string, pendingIds: string
   await confirmChunk(deps.db, jobId, pendingIds, now);
 }
 
-/** Jobs untouched this long are nudged by the cron (a runner never started, or an alarm lost). */
-const STALLED_AFTER_MS = 10 * 60_000;
-const NUDGES_PER_RUN = 50;
-
-/** The cron's safety net: starts the runner of every unfinished job that has not moved for a while. */
-export async function resumeStalledReplays(db: D1, runners: StepJobRunners, nowMs: number): Promise<string[]> {
-  const ids = await stalledReplayJobs(db, new Date(nowMs - STALLED_AFTER_MS).toISOString(), NUDGES_PER_RUN);
-  await nudgeStalledJobs(runners, ids, "replay");
-  return ids;
+/** The cron's safety net for replay jobs (lib/step-job.ts). */
+export function resumeStalledReplays(db: D1, runners: StepJobRunners, nowMs: number): Promise<string[]> {
+  return resumeStalledJobs((before, limit) => stalledReplayJobs(db, before, limit), runners, nowMs, "replay");
 }
 
 /** The filter must name a partner and a network that exist; the partner must be active (409). */

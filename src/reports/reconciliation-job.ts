@@ -8,7 +8,7 @@
  * a step that dies or runs twice leaves the same result.
  */
 import { RECONCILIATION_CHUNK, RECONCILIATION_STEPS_PER_RUN } from "../domain/reconciliation";
-import { nudgeStalledJobs, type StepJobRunners, type StepOutcome } from "../lib/step-job";
+import { resumeStalledJobs, type StepJobRunners, type StepOutcome } from "../lib/step-job";
 import type { D1 } from "../storage/d1";
 import {
   beginHubPhase,
@@ -111,12 +111,12 @@ export async function runReconciliationSteps(
   return "more";
 }
 
-const STALLED_AFTER_MS = 10 * 60_000;
-const NUDGES_PER_RUN = 50;
-
-/** The cron's safety net: starts the runner of every unfinished job that has not moved for a while. */
-export async function resumeStalledReconciliations(db: D1, runners: StepJobRunners, nowMs: number): Promise<string[]> {
-  const ids = await stalledReconciliations(db, new Date(nowMs - STALLED_AFTER_MS).toISOString(), NUDGES_PER_RUN);
-  await nudgeStalledJobs(runners, ids, "reconciliation");
-  return ids;
+/** The cron's safety net for reconciliations (lib/step-job.ts). */
+export function resumeStalledReconciliations(db: D1, runners: StepJobRunners, nowMs: number): Promise<string[]> {
+  return resumeStalledJobs(
+    (before, limit) => stalledReconciliations(db, before, limit),
+    runners,
+    nowMs,
+    "reconciliation",
+  );
 }

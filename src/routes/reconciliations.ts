@@ -251,16 +251,13 @@ function toDifference(difference: StoredDifference): z.infer<typeof DifferenceSc
       payout_currency: difference.report.payout_currency,
       reported_at: difference.report.reported_at,
     },
-    correction:
-      correction && correction.outcome !== "refused"
-        ? {
-            outcome: correction.outcome,
-            verdict: correction.verdict,
-            event_id: correction.event_id,
-            applied_at: correction.applied_at,
-            key_id: correction.key_id,
-          }
-        : null,
+    correction: correction && {
+      outcome: correction.outcome,
+      verdict: correction.verdict,
+      event_id: correction.event_id,
+      applied_at: correction.applied_at,
+      key_id: correction.key_id,
+    },
   };
 }
 
