@@ -2,7 +2,8 @@
  * An operator's alert, end to end: the real `wrangler dev` with ALERT_URL pointing at a real HTTP
  * server on 127.0.0.1. A partner starts failing; the cron's evaluation opens an incident and the
  * alert reaches the server, signed so that the standardwebhooks library verifies it; the partner
- * recovers, its failures age out of the window, and the resolution arrives with the same alert id.
+ * recovers, its successes dilute the failures below the rule's share, and the resolution arrives
+ * with the same alert id.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { once } from "node:events";
@@ -31,6 +32,7 @@ const notices: Notice[] = [];
 const refused: string[] = [];
 let partner: PartnerServer;
 let failing = true;
+let refusedDeliveries = 0;
 let networkId: string;
 let secret: string;
 let partnerId: string;
@@ -55,7 +57,11 @@ beforeAll(async () => {
   receiver.listen(0, "127.0.0.1");
   await once(receiver, "listening");
   const { port } = receiver.address() as AddressInfo;
-  partner = await startPartnerServer(() => (failing ? { status: 500, body: "down" } : { status: 200, body: "ok" }));
+  partner = await startPartnerServer(() => {
+    if (!failing) return { status: 200, body: "ok" };
+    refusedDeliveries += 1;
+    return { status: 500, body: "down" };
+  });
   hub = await startWranglerDev({
     label: "e2e-alerts",
     vars: { ALERT_URL: `http://127.0.0.1:${port}/alerts` },
@@ -81,17 +87,18 @@ beforeAll(async () => {
           name: "E2E failing partner",
           url_template: `${partner.origin}/pb?tx={transaction_id}`,
           filters: { networks: [networkId] },
-          retry_schedule_seconds: [1, 1, 1],
+          // Retries late enough that none dies while the test waits for the alert.
+          retry_schedule_seconds: [5, 5, 5],
         }),
       }),
       201,
     )
   ).id;
-  // Fire on the few attempts a test makes, in a window the test can outlast.
+  // Fire on the few attempts a test makes.
   await expectStatus(
     await adminRequest(hub, "/v1/alert-rules/partner_failure_share", {
       method: "PATCH",
-      body: JSON.stringify({ min_attempts: 2, window_minutes: 1, share: 0.5 }),
+      body: JSON.stringify({ min_attempts: 2, window_minutes: 60, share: 0.5 }),
     }),
     200,
   );
@@ -128,15 +135,19 @@ describe("an alert from the real wrangler dev", () => {
     );
     expect(open.data.map((incident) => incident.id)).toContain(firing.alert_id);
 
-    // The partner recovers: its retries go through, and the failures leave the one-minute window.
+    // The partner recovers: more successes than failures in the window bring the share below half.
     failing = false;
+    const successes = refusedDeliveries + 1;
+    for (let i = 0; i < successes; i += 1) {
+      await expectStatus(await signedPostback(hub, networkId, secret, makePostback()), 200);
+    }
     const resolved = await eventually(
       async () => {
         await hub.runCron(EVERY_15_MINUTES);
         return mine().find((notice) => notice.type === "alert.resolved");
       },
       "the resolution at the channel",
-      { timeoutMs: 120_000, context: () => `${JSON.stringify(notices)}\n${hub.log()}` },
+      { timeoutMs: 60_000, context: () => `${JSON.stringify(notices)}\n${hub.log()}` },
     );
     expect(resolved.alert_id).toBe(firing.alert_id);
     expect(mine().filter((notice) => notice.type === "alert.firing")).toHaveLength(1);
