@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
@@ -6,6 +7,10 @@ import { defineConfig } from "vitest/config";
 import { fakePartner } from "./test/setup/fake-partner";
 
 const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
+// The tests' own Apple-format signing key (test/fixtures/apple-test-key.json), trusted as an operator's added key.
+const appleTestKey = JSON.parse(
+  readFileSync(path.join(import.meta.dirname, "test", "fixtures", "apple-test-key.json"), "utf8"),
+) as { kid: string; public_jwk: object; public_spki_base64: string };
 // wrangler.toml's [assets] directory must hold /docs's bundle before the Worker starts, however vitest was run.
 execFileSync(process.execPath, [path.join(import.meta.dirname, "scripts", "docs-assets.mjs")], { stdio: "inherit" });
 
@@ -21,6 +26,10 @@ export default defineConfig({
           TEST_MIGRATIONS: migrations,
           // Production's rule, whatever a developer's .dev.vars says (it allows http and loopback).
           ALLOW_INSECURE_PARTNER_URLS: "false",
+          APPLE_POSTBACK_KEYS: JSON.stringify({
+            skadnetwork: [appleTestKey.public_spki_base64],
+            adattributionkit: { [appleTestKey.kid]: appleTestKey.public_jwk },
+          }),
         },
         // A database without migrations, to prove /health notices; ones a test migrates step by step,
         // to prove a migration keeps the rows written before it (one per migration tested: once

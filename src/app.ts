@@ -14,6 +14,7 @@ import { registerAccessRoutes } from "./routes/access";
 import { requireAccess } from "./routes/admin-auth";
 import { registerAlertChannelRoutes } from "./routes/alert-channels";
 import { registerAlertRoutes } from "./routes/alerts";
+import { registerAppleExplainRoute, registerAppleRoutes } from "./routes/apple";
 import { registerClickRoutes } from "./routes/clicks";
 import { ADMIN_SECURITY, type App, type AppEnv, problem, TARGET_LOCATIONS } from "./routes/common";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
@@ -133,6 +134,7 @@ export function createApp(
   // Public and network-authenticated routes: each checks its own credentials (or needs none).
   registerHealthRoutes(app);
   registerPostbackRoutes(app);
+  registerAppleRoutes(app);
   registerClickRoutes(app);
   registerPixelRoutes(app);
   registerNetworkRequestLogRoute(app);
@@ -150,6 +152,7 @@ export function createApp(
 /** Every operator route. A route is admin because it is registered here, and only then. */
 export function registerAdminRoutes(admin: App): void {
   registerNetworkRoutes(admin);
+  registerAppleExplainRoute(admin);
   registerConversionRoutes(admin);
   registerConversionProofRoute(admin);
   registerPartnerRoutes(admin);

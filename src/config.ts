@@ -8,7 +8,35 @@ import { fromBase64 } from "./lib/bytes";
 
 const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+/** Keys an operator trusts for Apple's postbacks besides Apple's own (docs/apple-postbacks.md#keys). */
+const ApplePostbackKeysSchema = z.strictObject({
+  skadnetwork: z
+    .array(z.string().refine((value) => fromBase64(value) !== null, { error: "must be a base64 SPKI P-256 key" }))
+    .max(10)
+    .default([]),
+  adattributionkit: z
+    .record(
+      z.string().min(1),
+      z.looseObject({ kty: z.literal("EC"), crv: z.literal("P-256"), x: z.string(), y: z.string() }),
+    )
+    .default({}),
+});
+
 const ConfigSchema = z.object({
+  /** JSON: more keys for Apple's postbacks; Apple's published ones are always trusted. */
+  APPLE_POSTBACK_KEYS: z
+    .string()
+    .default("")
+    .transform((value, ctx) => {
+      if (value.trim() === "") return {};
+      try {
+        return JSON.parse(value) as unknown;
+      } catch {
+        ctx.addIssue({ code: "custom", message: "must be JSON" });
+        return z.NEVER;
+      }
+    })
+    .pipe(ApplePostbackKeysSchema),
   ADMIN_TOKEN: z
     .string({ error: "is not set (wrangler secret put ADMIN_TOKEN)" })
     .min(24, { error: "must be at least 24 characters" }),

@@ -263,6 +263,7 @@ describe("batch order", () => {
         answer: null,
         test_mode: false,
         hash_identifiers: [],
+        apple: null,
         created_at: now,
         updated_at: now,
       },

@@ -410,8 +410,6 @@ describe("docs/apple-postbacks.md", () => {
   it("shows the signed string and the P-192 refusal as the code makes them", () => {
     expect(page).toContain(`\`${signedString(parse(v30Winning))}\``);
     expect(page).toContain(P192_REASON.slice(0, P192_REASON.indexOf(";") + 1));
-    expect(page.split("\n").slice(0, 6).join("\n")).toContain(
-      "verification only so far: the receiving routes and the model are not built yet",
-    );
+    expect(page).toContain("/.well-known/skadnetwork/report-attribution/");
   });
 });

@@ -66,6 +66,7 @@ async function fixture(nowMs: number): Promise<Fixture> {
     answer: null,
     test_mode: false,
     hash_identifiers: [],
+    apple: null,
     created_at: at,
     updated_at: at,
   };

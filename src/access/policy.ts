@@ -33,6 +33,8 @@ export const ACCESS: Record<string, Access> = {
   disableNetwork: WRITE,
   rotateNetworkSecret: ADMIN_ONLY,
   rotateNetworkToken: ADMIN_ONLY,
+  // A dry run of an Apple postback: stores nothing; a network's own key explains its own.
+  explainApplePostback: { ...READ, network: { path: "network_id" } },
   // Conversions.
   listConversions: { ...READ, network: { query: "network_id" } },
   getConversion: { ...READ, network: { path: "network_id" } },

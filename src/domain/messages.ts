@@ -81,7 +81,7 @@ export const DeliveryMessageSchema = z.object({
 
 export type DeliveryMessage = z.infer<typeof DeliveryMessageSchema>;
 
-export const INBOUND_ROUTES = ["postback", "batch", "explain", "requests"] as const;
+export const INBOUND_ROUTES = ["postback", "batch", "explain", "requests", "apple"] as const;
 
 const FieldErrorSchema = z.object({ location: z.string(), message: z.string() });
 

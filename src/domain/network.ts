@@ -1,4 +1,6 @@
 /** A network as the hub knows it: who it is, how it authenticates, how its GET postbacks map. */
+import type { AppleReceiver } from "./apple-receiver";
+
 /** Lowercase letters, digits, `_` and `-`, 2 to 63 long: never a `:` or a `~`, so conversion objects' names split back. */
 export const NETWORK_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{1,62}$/;
 
@@ -36,6 +38,8 @@ export interface Network {
   test_mode: boolean;
   /** Which of the postback's identifiers are stored as keyed hashes; empty: stored as sent. */
   hash_identifiers: HashableIdentifier[];
+  /** Receives Apple's SKAdNetwork and AdAttributionKit postbacks; null: it does not. */
+  apple: AppleReceiver | null;
   created_at: string;
   updated_at: string;
 }

@@ -13,6 +13,7 @@ import { buildPartnerRequest, macroValues } from "../delivery/render";
 import { type ConversionFields, conversionObjectName, type IngestAnswer, type RecordInput } from "../domain/conversion";
 import type { EventMessage } from "../domain/messages";
 import type { DeliveryPayload, Partner } from "../domain/partner";
+import type { Postback } from "../domain/postback";
 import type { FieldError } from "../errors";
 import { ProblemError } from "../errors";
 import { carriedMethods } from "./authenticate";
@@ -175,6 +176,25 @@ export async function explainPostback(networkId: string, request: Request, deps:
   const postback = await protectIdentifiers(auth, checked.postback, deps);
   const test = requestTest || postback.test === true;
   explanation.test = test;
+  Object.assign(explanation, await explainOutcome(networkId, postback, test, deps));
+  return explanation;
+}
+
+/** What explain says of a valid postback: the dedupe decision, the attribution, each partner's verdict. */
+export type ExplainedOutcome = Pick<Explanation, "decision" | "attribution" | "partners">;
+
+/**
+ * The outcome of recording `postback` now, without recording it: the object's decision (peek),
+ * then, for an event that would apply, its attribution and each partner's verdict, as the events
+ * and delivery consumers would reach them. Shared by every explain (postbacks and Apple's).
+ */
+export async function explainOutcome(
+  networkId: string,
+  postback: Postback,
+  test: boolean,
+  deps: ExplainDeps,
+): Promise<ExplainedOutcome> {
+  const outcome: ExplainedOutcome = { decision: null, attribution: null, partners: [] };
   const receivedAt = new Date(deps.nowMs).toISOString();
   const peeked = await deps.peek(conversionObjectName(networkId, postback.transaction_id, test), {
     network_id: networkId,
@@ -183,7 +203,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
     test,
     received_at: receivedAt,
   });
-  explanation.decision = peeked.ok
+  outcome.decision = peeked.ok
     ? {
         verdict: peeked.answer.status,
         current_status: peeked.current_status,
@@ -196,7 +216,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
         conversion_status: peeked.conversion_status,
         errors: peeked.errors,
       };
-  if (!peeked.ok || (peeked.answer.status !== "accepted" && peeked.answer.status !== "updated")) return explanation;
+  if (!peeked.ok || (peeked.answer.status !== "accepted" && peeked.answer.status !== "updated")) return outcome;
 
   // An update is attributed as the conversion it leaves (a status update rarely repeats the click
   // id), with the window from when the conversion was first seen, as the events consumer does.
@@ -208,7 +228,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
     version: 1,
   };
   const partners = await deps.partners();
-  const outcome = await deps.attribute(
+  const attributed = await deps.attribute(
     {
       v: 1,
       event_id: "(not recorded)",
@@ -225,18 +245,18 @@ export async function explainPostback(networkId: string, request: Request, deps:
     },
     partners,
   );
-  if (outcome) {
-    explanation.attribution = {
-      ...outcome.attribution,
-      attribution_window_days: outcome.offer?.attribution_window_days ?? null,
-      ...(deps.isAdmin ? { payout: outcome.payout } : {}),
+  if (attributed) {
+    outcome.attribution = {
+      ...attributed.attribution,
+      attribution_window_days: attributed.offer?.attribution_window_days ?? null,
+      ...(deps.isAdmin ? { payout: attributed.payout } : {}),
     };
   }
   const routed: RoutedEvent = {
     network_id: networkId,
     test,
     conversion,
-    attributed_partner_id: outcome?.attribution.partner_id ?? null,
+    attributed_partner_id: attributed?.attribution.partner_id ?? null,
   };
   const deliveryPayload: DeliveryPayload = {
     network_id: networkId,
@@ -247,7 +267,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
     previous_status: (peeked.current_status as DeliveryPayload["previous_status"]) ?? null,
     test,
     conversion,
-    ...(outcome ? { attribution: deliveryAttribution(outcome) } : {}),
+    ...(attributed ? { attribution: deliveryAttribution(attributed) } : {}),
   };
   // A network explaining with its own credentials sees only the partners that could receive its
   // events, and of them only names and verdicts.
@@ -259,7 +279,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
     const verdict = await partnerVerdict(partner, routed, values, deps.allowInsecurePartnerUrls);
     const { request, detail, ...seen } = verdict;
     const reason = deps.isAdmin && detail !== undefined ? `${seen.reason}: ${detail}` : seen.reason;
-    explanation.partners.push({
+    outcome.partners.push({
       partner_id: partner.id,
       name: partner.name,
       notified: seen.notified,
@@ -267,7 +287,7 @@ export async function explainPostback(networkId: string, request: Request, deps:
       ...(deps.isAdmin ? { request } : {}),
     });
   }
-  return explanation;
+  return outcome;
 }
 
 interface PartnerVerdict {

@@ -299,7 +299,13 @@ function locateMappedErrors(errors: FieldError[], mapping: MappingResult, payloa
   });
 }
 
-async function record(networkId: string, postback: Postback, test: boolean, deps: IngestDeps): Promise<IngestAnswer> {
+/** One postback to its conversion's Durable Object: the hot path's one call. */
+export async function recordPostback(
+  networkId: string,
+  postback: Postback,
+  test: boolean,
+  deps: IngestDeps,
+): Promise<IngestAnswer> {
   const result = await deps.conversion(conversionObjectName(networkId, postback.transaction_id, test)).record({
     network_id: networkId,
     transaction_id: postback.transaction_id,
@@ -377,7 +383,7 @@ export async function ingestPostback(
   const postback = await protectIdentifiers(prepared.auth, checked.postback, deps);
   const test = prepared.test || postback.test === true;
   if (deps.trace) Object.assign(deps.trace, { transactionId: postback.transaction_id, test });
-  const answer = await record(networkId, postback, test, deps);
+  const answer = await recordPostback(networkId, postback, test, deps);
   if (deps.trace) deps.trace.verdict = answer.status;
   return { answer, auth: prepared.auth };
 }
@@ -421,7 +427,7 @@ export async function ingestBatch(networkId: string, request: Request, deps: Ing
     [...inOrder.values()].map(async (queue) => {
       for (const { index, postback, test } of queue) {
         try {
-          results[index] = { index, status: 200, answer: await record(networkId, postback, test, deps) };
+          results[index] = { index, status: 200, answer: await recordPostback(networkId, postback, test, deps) };
         } catch (error) {
           if (!(error instanceof ProblemError) || error.status !== 409) throw error;
           results[index] = itemProblem(index, error);

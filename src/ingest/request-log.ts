@@ -38,6 +38,8 @@ export interface IdentifierProtection {
 export interface InboundTrace {
   /** The network exists (active or disabled): only then is the request logged one by one. */
   known: boolean;
+  /** The network, when the route learns it from the body (Apple's well-known paths), not the path. */
+  networkId: string | null;
   /** Not a network's request at all (an operator's explain with the admin token): not logged. */
   skip: boolean;
   authMethod: string | null;
@@ -58,6 +60,7 @@ export interface InboundTrace {
 export function newTrace(): InboundTrace {
   return {
     known: false,
+    networkId: null,
     skip: false,
     authMethod: null,
     credentialId: null,

@@ -68,10 +68,10 @@ export function signedString(postback: SkadnetworkPostback): string {
   return parts.join(SIGNED_FIELD_SEPARATOR);
 }
 
-/** The imported keys, by SPKI: a verification per postback must not re-import Apple's key. */
+/** The imported keys, by SPKI: a verification per postback must not re-import Apple's key (null: not base64). */
 const importedKeys = new Map<string, Promise<CryptoKey>>();
 
-function p256Key(spkiBase64: string): Promise<CryptoKey> | null {
+export function p256Key(spkiBase64: string): Promise<CryptoKey> | null {
   const cached = importedKeys.get(spkiBase64);
   if (cached) return cached;
   const spki = fromBase64(spkiBase64);

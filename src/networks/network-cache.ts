@@ -10,7 +10,7 @@ import { utf8 } from "../lib/bytes";
 import { decryptSecret } from "../lib/credentials";
 import { IsolateCache } from "../lib/isolate-cache";
 import { importSigningKey } from "../lib/standard-webhooks";
-import { activeSecrets, getNetwork } from "../storage/networks";
+import { activeSecrets, getNetwork, networkIdOfAdNetwork } from "../storage/networks";
 
 export interface SigningKey {
   id: string;
@@ -33,6 +33,8 @@ export interface NetworkAuth {
 }
 
 const cache = new IsolateCache<NetworkAuth | null>();
+/** Apple's ad network ids → the network that receives their postbacks (null: none), for the well-known paths. */
+const adNetworks = new IsolateCache<string | null>();
 
 export interface NetworkSource {
   db: D1Database;
@@ -59,9 +61,20 @@ export async function refreshNetworkAuth(id: string, source: NetworkSource): Pro
   return cache.reload(id, source.nowMs, () => readNetworkAuth(id, source));
 }
 
-/** Called after an admin write, so this isolate sees it at once; others within the TTL. */
-export function invalidateNetwork(id: string): void {
+/** The network that receives Apple's postbacks for `adNetworkId`, cached as networks are. */
+export async function networkOfAdNetwork(adNetworkId: string, source: NetworkSource): Promise<string | null> {
+  return adNetworks.get(adNetworkId, source.nowMs, source.ttlSeconds * 1000, () =>
+    networkIdOfAdNetwork(source.db.withSession("first-unconstrained"), adNetworkId),
+  );
+}
+
+/**
+ * Called after an admin write, so this isolate sees it at once; others within the TTL. The ad
+ * network ids are those the write gave or took away.
+ */
+export function invalidateNetwork(id: string, adNetworkIds: readonly string[] = []): void {
   cache.invalidate(id);
+  for (const adNetworkId of adNetworkIds) adNetworks.invalidate(adNetworkId);
 }
 
 /** The credentials that verify at `nowMs`. */

@@ -46,6 +46,11 @@ const TAGS = [
       "Where networks post conversions: a signed JSON body, an affiliate GET (or form POST) mapped from its parameters, a batch, and explain (a dry run). Each is authenticated with the network's own credentials (one of the network security schemes), never with the admin token; explain also takes the admin token.",
   },
   {
+    name: "Apple postbacks",
+    description:
+      "Where Apple's devices post SKAdNetwork (2.1 to 4.0) and AdAttributionKit postbacks for a network configured with `apple`: Apple's signature in the body is the only credential, verified against Apple's published keys before anything else. A verified postback becomes a conversion (transaction-id with its postback-sequence-index; only did-win attributes), deduplicated and delivered like any other. Guide: docs/apple-postbacks.md.",
+  },
+  {
     name: "Tracking links",
     description:
       "What a partner's visitors click: a redirect to the offer's landing page with an authenticated click id, counted after the answer. A conversion that carries the click id is attributed to that partner (docs/attribution.md). Public.",

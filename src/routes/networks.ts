@@ -5,6 +5,7 @@
  */
 
 import { createRoute, z } from "@hono/zod-openapi";
+import { AppleReceiverSchema } from "../domain/apple-receiver";
 import {
   AUTH_METHODS,
   DEFAULT_AUTH,
@@ -23,7 +24,17 @@ import {
   rotateNetworkCredential,
   setNetworkStatusNow,
 } from "../operations/networks";
-import { getNetwork, insertNetwork, listNetworks, listSecretMetadata, updateNetwork } from "../storage/networks";
+import {
+  adNetworkIdsTaken,
+  getNetwork,
+  insertNetwork,
+  isAdNetworkIdConflict,
+  listNetworks,
+  listSecretMetadata,
+  updateNetwork,
+} from "../storage/networks";
+import { offersByCampaign } from "../storage/offers";
+import { getPartner } from "../storage/partners";
 import { requireAdminScope } from "./admin-auth";
 import {
   ADMIN_PROBLEMS,
@@ -98,6 +109,7 @@ const NetworkSchema = z
     answer: AnswerSchema.nullable(),
     test_mode: z.boolean().openapi({ description: "Every postback from this network is a test." }),
     hash_identifiers: z.array(z.enum(HASHABLE_IDENTIFIERS)).openapi({ description: HASH_IDENTIFIERS_DESCRIPTION }),
+    apple: AppleReceiverSchema.nullable(),
     created_at: z.string(),
     updated_at: z.string(),
   })
@@ -134,6 +146,7 @@ const SettingsFields = {
   answer: AnswerSchema.nullable().optional(),
   test_mode: z.boolean().optional(),
   hash_identifiers: HashIdentifiersSchema.optional(),
+  apple: AppleReceiverSchema.nullable().optional(),
 };
 
 const CreateNetworkBody = z
@@ -181,6 +194,54 @@ function requireValidAuth(network: Network): void {
   if (errors.length > 0) throw validationFailed(errors);
 }
 
+function adNetworkIdRace(error: unknown): never {
+  if (!isAdNetworkIdConflict(error)) throw error;
+  throw new ProblemError("already_exists", "Another network took one of these ad network ids a moment ago.", [
+    { location: "body.apple.ad_network_ids", message: "an id belongs to another network" },
+  ]);
+}
+
+/**
+ * An Apple receiver's sources must name what exists: an offer of this network by its campaign id
+ * (a winning postback is priced by it) and a partner; and its ad network ids must be no other
+ * network's (409: whose postbacks they are is taken).
+ */
+async function requireValidAppleReceiver(db: D1Database, network: Network): Promise<void> {
+  const apple = network.apple;
+  if (!apple) return;
+  const taken = await adNetworkIdsTaken(db, network.id, apple.ad_network_ids);
+  if (taken.length > 0) {
+    throw new ProblemError(
+      "already_exists",
+      `Apple's postbacks for ${taken.map((t) => `"${t.ad_network_id}"`).join(", ")} already go to another network.`,
+      taken.map((t) => ({
+        location: `body.apple.ad_network_ids[${apple.ad_network_ids.indexOf(t.ad_network_id)}]`,
+        message: `belongs to network ${t.network_id}`,
+      })),
+    );
+  }
+  const sources = Object.entries(apple.sources);
+  const offers = await offersByCampaign(
+    db,
+    sources.map(([, source]) => ({ network_id: network.id, campaign_id: source.campaign_id })),
+  );
+  const partnerIds = [...new Set(sources.flatMap(([, source]) => (source.partner_id ? [source.partner_id] : [])))];
+  const partners = new Map(await Promise.all(partnerIds.map(async (id) => [id, await getPartner(db, id)] as const)));
+  const errors: FieldError[] = [];
+  for (const [key, source] of sources) {
+    if (![...offers.values()].some((offer) => offer.campaign_id === source.campaign_id)) {
+      errors.push({
+        location: `body.apple.sources.${key}.campaign_id`,
+        message: `names no offer of network ${network.id} (set the offer's campaign_id)`,
+      });
+    }
+    if (source.partner_id && !partners.get(source.partner_id)) {
+      errors.push({ location: `body.apple.sources.${key}.partner_id`, message: "names no partner" });
+    }
+  }
+  if (errors.length > 0) throw validationFailed(errors);
+}
+
 export function registerNetworkRoutes(app: App): void {
   app.openapi(
     createRoute({
@@ -215,20 +276,25 @@ export function registerNetworkRoutes(app: App): void {
         answer: input.answer ?? null,
         test_mode: input.test_mode ?? false,
         hash_identifiers: hashedInOrder(input.hash_identifiers ?? []),
+        apple: input.apple ?? null,
         created_at: now,
         updated_at: now,
       };
       requireValidAuth(network);
+      await requireValidAppleReceiver(c.env.DB, network);
       const signing = await newNetworkCredential(c.env, network.id, "signing", now);
       const token = network.auth.methods.includes("token")
         ? await newNetworkCredential(c.env, network.id, "token", now)
         : null;
-      if (!(await insertNetwork(c.env.DB, network, token ? [signing.row, token.row] : [signing.row]))) {
+      const inserted = await insertNetwork(c.env.DB, network, token ? [signing.row, token.row] : [signing.row]).catch(
+        adNetworkIdRace,
+      );
+      if (!inserted) {
         throw new ProblemError("already_exists", `A network "${network.id}" exists already.`, [
           { location: "body.id", message: "is taken" },
         ]);
       }
-      invalidateNetwork(network.id);
+      invalidateNetwork(network.id, network.apple?.ad_network_ids);
       return c.json({ ...toResponse(network), secret: signing.value, ...(token ? { token: token.value } : {}) }, 201);
     },
   );
@@ -325,17 +391,22 @@ export function registerNetworkRoutes(app: App): void {
         answer: patch.answer === undefined ? current.answer : patch.answer,
         test_mode: patch.test_mode ?? current.test_mode,
         hash_identifiers: patch.hash_identifiers ? hashedInOrder(patch.hash_identifiers) : current.hash_identifiers,
+        apple: patch.apple === undefined ? current.apple : patch.apple,
         updated_at: now,
       };
       requireValidAuth(updated);
+      await requireValidAppleReceiver(c.env.DB, updated);
       const hasToken = (await listSecretMetadata(c.env.DB, network_id, now)).some((s) => s.kind === "token");
       const issuesToken = updated.auth.methods.includes("token") && !hasToken;
       // The answer would carry a new credential: an operator key may change everything else.
       if (issuesToken)
         requireAdminScope(c, "turn the token method on (the answer holds the new token)", "body.auth.methods");
       const token = issuesToken ? await newNetworkCredential(c.env, network_id, "token", now) : null;
-      await updateNetwork(c.env.DB, updated, token ? [token.row] : []);
-      invalidateNetwork(network_id);
+      await updateNetwork(c.env.DB, updated, token ? [token.row] : []).catch(adNetworkIdRace);
+      invalidateNetwork(network_id, [
+        ...(current.apple?.ad_network_ids ?? []),
+        ...(updated.apple?.ad_network_ids ?? []),
+      ]);
       return c.json({ ...toResponse(updated), ...(token ? { token: token.value } : {}) }, 200);
     },
   );

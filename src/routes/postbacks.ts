@@ -27,7 +27,7 @@ import {
   RATE_LIMITED_HEADERS,
   withAdmin,
 } from "./common";
-import { ingestDeps } from "./ingest-deps";
+import { explainDeps, ingestDeps } from "./ingest-deps";
 
 /** The documented JSON postback: what "Try it" sends, and what test/docs.examples.test.ts posts. */
 export const POSTBACK_EXAMPLE = {
@@ -161,7 +161,7 @@ const BatchResultSchema = z
  * the handlers fill the trace as the request goes through ingest, the verdict is the answer's.
  * HEAD (a link checker) has no effect and is not logged.
  */
-const traceInbound: MiddlewareHandler<AppEnv> = async (c, next) => {
+export const traceInbound: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.req.method === "HEAD") return next();
   const trace = newTrace();
   const receivedAtMs = Date.now();
@@ -170,7 +170,7 @@ const traceInbound: MiddlewareHandler<AppEnv> = async (c, next) => {
   const error = c.error;
   const facts: RequestFacts = {
     requestId: c.get("requestId"),
-    networkId: c.req.param("network_id") ?? "",
+    networkId: trace.networkId ?? c.req.param("network_id") ?? "",
     route: routeOf(c.req.path),
     receivedAtMs,
     request: c.req.raw,
@@ -201,8 +201,10 @@ function afterAnswer(): Promise<void> {
 }
 
 function routeOf(path: string): RequestFacts["route"] {
-  const last = path.split("/").at(-1);
-  return last === "batch" || last === "explain" || last === "requests" ? last : "postback";
+  const parts = path.split("/").filter((part) => part !== "");
+  const last = parts.at(-1);
+  if (last === "batch" || last === "explain" || last === "requests") return last;
+  return parts[0] === ".well-known" || last === "apple" ? "apple" : "postback";
 }
 
 export function registerPostbackRoutes(app: App): void {
@@ -350,25 +352,12 @@ export function registerPostbackRoutes(app: App): void {
   });
 
   const explain = async (c: Context<AppEnv>) => {
-    const config = configOf(c.env);
     const networkId = c.req.param("network_id") ?? "";
     const caller = await explainCaller(c, networkId);
-    const isAdmin = caller === "operator";
     const trace = c.get("inbound");
     // A dry run made with a hub key (the operator's, or the network's own) is not a postback request.
     if (trace && caller !== null) trace.skip = true;
-    const explanation = await explainPostback(networkId, c.req.raw, {
-      ...ingestDeps(c),
-      isAdmin,
-      keyHolder: caller !== null,
-      allowInsecurePartnerUrls: config.ALLOW_INSECURE_PARTNER_URLS,
-      partners: () => allPartners(c.env.DB),
-      attribute: async (event, partners) => {
-        const key = await hmacKey(config.ENCRYPTION_KEY, "click-id v1");
-        return (await attributeBatch(c.env.DB, key, [event], partners)).get(event.event_id) ?? null;
-      },
-      peek: (name, input) => c.env.CONVERSIONS.getByName(name).peek(input),
-    });
+    const explanation = await explainPostback(networkId, c.req.raw, explainDeps(c, caller));
     if (trace) trace.verdict = "explained";
     return c.json(explanation, 200);
   };
@@ -382,7 +371,7 @@ export function registerPostbackRoutes(app: App): void {
  * the request's own credentials fail: that is what it is debugging), or nobody (null: the request's
  * own credentials decide). A key of another network, or a partner's, is refused outright.
  */
-async function explainCaller(c: Context<AppEnv>, networkId: string): Promise<"operator" | "network" | null> {
+export async function explainCaller(c: Context<AppEnv>, networkId: string): Promise<"operator" | "network" | null> {
   const token = bearerToken(c.req.header("authorization"));
   if (token === undefined) return null;
   const principal = await authenticateToken(c.env, token);

@@ -1,4 +1,6 @@
 /** SQL for networks and their credentials (signing secrets and tokens, both encrypted). */
+
+import type { AppleReceiver } from "../domain/apple-receiver";
 import {
   type CredentialKind,
   HASHABLE_IDENTIFIERS,
@@ -19,6 +21,8 @@ interface NetworkRow {
   test_mode: number;
   /** JSON array of HASHABLE_IDENTIFIERS (migration 0007). */
   hash_identifiers: string;
+  /** JSON AppleReceiver, or NULL (migration 0019). */
+  apple: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -46,6 +50,7 @@ function toNetwork(row: NetworkRow): Network {
     answer: row.answer ? (JSON.parse(row.answer) as NetworkAnswer) : null,
     test_mode: row.test_mode === 1,
     hash_identifiers: hashedFields(row.hash_identifiers),
+    apple: row.apple ? (JSON.parse(row.apple) as AppleReceiver) : null,
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -69,14 +74,60 @@ function insertSecretStatement(db: D1, secret: NewSecret): D1PreparedStatement {
     .bind(secret.id, secret.network_id, secret.kind, secret.ciphertext, secret.created_at);
 }
 
+/**
+ * The ad network ids a network receives Apple's postbacks for, replaced: one row per id, whose
+ * primary key keeps an id to one network (the batch fails on an id another network holds).
+ */
+function adNetworkIdStatements(db: D1, network: Network): D1PreparedStatement[] {
+  return [
+    db.prepare("DELETE FROM apple_ad_networks WHERE network_id = ?").bind(network.id),
+    ...(network.apple?.ad_network_ids ?? []).map((adNetworkId) =>
+      db
+        .prepare("INSERT INTO apple_ad_networks (ad_network_id, network_id) VALUES (?, ?)")
+        .bind(adNetworkId, network.id),
+    ),
+  ];
+}
+
+/** The write lost a race for an ad network id to another network (its check passed, then the id was taken). */
+export function isAdNetworkIdConflict(error: unknown): boolean {
+  return String(error).includes("UNIQUE constraint failed: apple_ad_networks");
+}
+
+/** Which of `adNetworkIds` another network than `networkId` holds already. */
+export async function adNetworkIdsTaken(
+  db: D1,
+  networkId: string,
+  adNetworkIds: readonly string[],
+): Promise<{ ad_network_id: string; network_id: string }[]> {
+  if (adNetworkIds.length === 0) return [];
+  const { results } = await db
+    .prepare(
+      `SELECT ad_network_id, network_id FROM apple_ad_networks
+       WHERE network_id != ? AND ad_network_id IN (SELECT value FROM json_each(?))`,
+    )
+    .bind(networkId, JSON.stringify(adNetworkIds))
+    .all<{ ad_network_id: string; network_id: string }>();
+  return results;
+}
+
+/** The network that receives Apple's postbacks for `adNetworkId`, or null. */
+export async function networkIdOfAdNetwork(db: D1, adNetworkId: string): Promise<string | null> {
+  const row = await db
+    .prepare("SELECT network_id FROM apple_ad_networks WHERE ad_network_id = ?")
+    .bind(adNetworkId)
+    .first<{ network_id: string }>();
+  return row?.network_id ?? null;
+}
+
 /** Inserts a network with its first credentials; false when the id is taken. */
 export async function insertNetwork(db: D1, network: Network, secrets: NewSecret[]): Promise<boolean> {
   try {
     await db.batch([
       db
         .prepare(
-          `INSERT INTO networks (id, name, status, auth, mapping, answer, test_mode, hash_identifiers, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO networks (id, name, status, auth, mapping, answer, test_mode, hash_identifiers, apple, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .bind(
           network.id,
@@ -87,14 +138,16 @@ export async function insertNetwork(db: D1, network: Network, secrets: NewSecret
           network.answer ? JSON.stringify(network.answer) : null,
           network.test_mode ? 1 : 0,
           JSON.stringify(network.hash_identifiers),
+          network.apple ? JSON.stringify(network.apple) : null,
           network.created_at,
           network.updated_at,
         ),
       ...secrets.map((secret) => insertSecretStatement(db, secret)),
+      ...adNetworkIdStatements(db, network),
     ]);
     return true;
   } catch (error) {
-    if (String(error).includes("UNIQUE constraint failed")) return false;
+    if (String(error).includes("UNIQUE constraint failed") && !isAdNetworkIdConflict(error)) return false;
     throw error;
   }
 }
@@ -104,7 +157,7 @@ export async function updateNetwork(db: D1, network: Network, secrets: NewSecret
   await db.batch([
     db
       .prepare(
-        "UPDATE networks SET name = ?, auth = ?, mapping = ?, answer = ?, test_mode = ?, hash_identifiers = ?, updated_at = ? WHERE id = ?",
+        "UPDATE networks SET name = ?, auth = ?, mapping = ?, answer = ?, test_mode = ?, hash_identifiers = ?, apple = ?, updated_at = ? WHERE id = ?",
       )
       .bind(
         network.name,
@@ -113,10 +166,12 @@ export async function updateNetwork(db: D1, network: Network, secrets: NewSecret
         network.answer ? JSON.stringify(network.answer) : null,
         network.test_mode ? 1 : 0,
         JSON.stringify(network.hash_identifiers),
+        network.apple ? JSON.stringify(network.apple) : null,
         network.updated_at,
         network.id,
       ),
     ...secrets.map((secret) => insertSecretStatement(db, secret)),
+    ...adNetworkIdStatements(db, network),
   ]);
 }
 
