@@ -200,3 +200,46 @@ it("keeps a gauge of events unconfirmed past their deadline, back to 0 once D1 c
   expect(lost).toBe(3 * count);
   expect(await unconfirmedGauge()).toEqual({ events: 0, oldest_age_seconds: 0 });
 });
+
+it("counts an event the queue refused for longer than the resend delay, and stops once the queue takes it", async () => {
+  const network = await createNetwork();
+  const body = makePostback();
+  const stub = env.CONVERSIONS.getByName(conversionObjectName(network.id, String(body.transaction_id), false));
+  const id = stub.id.toString();
+  let refused = 0;
+  await runInDurableObject(stub, (instance: ConversionObject) => {
+    instance.eventsQueue = {
+      sendBatch: async () => {
+        refused++;
+        throw new Error("injected: queue refused the send");
+      },
+    };
+  });
+  expect((await postback(network, body)).status).toBe(200);
+  await eventually(async () => (refused > 0 ? true : null));
+  // Refused just now: not overdue yet.
+  expect(await unconfirmedRows([id])).toEqual([]);
+
+  // An hour of refusals (the row's receipt time moved back an hour): the alarm reports it, unsent.
+  const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+  const original = await runInDurableObject(stub, (_instance, state) => {
+    const { message } = state.storage.sql.exec<{ message: string }>("SELECT message FROM outbox").one();
+    state.storage.sql.exec("UPDATE outbox SET message = json_set(message, '$.received_at', ?)", hourAgo);
+    return message;
+  });
+  await runDurableObjectAlarm(stub);
+  expect(await unconfirmedRows([id])).toEqual([{ object_id: id, events: 1 }]);
+  const gauge = await unconfirmedGauge();
+  expect(gauge.events).toBe(1);
+  expect(gauge.oldest_age_seconds).toBeGreaterThanOrEqual(3_600);
+
+  // The queue takes it: sent, within its resend deadline again, so no longer counted; D1 confirms it.
+  await runInDurableObject(stub, (instance: ConversionObject, state) => {
+    state.storage.sql.exec("UPDATE outbox SET message = ?, due_at = 0", original);
+    instance.eventsQueue = env.EVENTS;
+  });
+  await runDurableObjectAlarm(stub);
+  await eventually(async () => ((await unconfirmedRows([id])).length === 0 ? true : null));
+  await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+  expect(await unconfirmedGauge()).toEqual({ events: 0, oldest_age_seconds: 0 });
+});
