@@ -59,7 +59,7 @@ const MAX_FLUSH_BACKOFF_MS = 5 * 60_000;
 /** An unconfirmed row is sent again after OUTBOX_RESEND_SECONDS, doubling each time up to this. */
 const MAX_RESEND_DELAY_MS = 60 * 60_000;
 /**
- * What the object last told D1 of its overdue events (outbox_unconfirmed, migration 0020), in its
+ * What the object last told D1 of its overdue events (outbox_unconfirmed, migration 0021), in its
  * own storage: absent while it has told D1 nothing, which is always, unless something went wrong.
  */
 const UNCONFIRMED_REPORT_KEY = "outbox_unconfirmed_report";

@@ -102,7 +102,7 @@ export async function outboxResendsSince(db: D1, sinceHour: string): Promise<num
   return row?.n ?? 0;
 }
 
-/** The total of `outbox_unconfirmed` (migration 0020), kept as one row so a scrape does not add the table up. */
+/** The total of `outbox_unconfirmed` (migration 0021), kept as one row so a scrape does not add the table up. */
 export const OUTBOX_UNCONFIRMED_TOTAL = "outbox_unconfirmed_events";
 
 /** What one object's alarm says of its outbox: how many events D1 has not confirmed past their deadline. */
