@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { resendDueAlerts } from "../src/alerts/alerts";
 import { evaluateAlertRules } from "../src/alerts/rules";
 import { generateSecret } from "../src/lib/credentials";
+import { reportUnconfirmedStatements } from "../src/storage/metrics";
 import { admin, createNetwork, createPartner, expectStatus, uniqueId } from "./support/helpers";
 
 const SECRET = generateSecret();
@@ -248,6 +249,36 @@ describe("alert rules", () => {
     expect(of(received, "hub")).toContain("outbox_unconfirmed alert.firing");
     await evaluate(target, T + 3 * 60 * MIN);
     expect(of(received, "hub")).toContain("outbox_unconfirmed alert.resolved");
+  });
+
+  it("events unconfirmed now (the gauge): fires while they wait, resolves once D1 has them", async () => {
+    const { target, received } = channel();
+    const objectId = uniqueId("obj");
+    const reportOf = (events: number) =>
+      env.DB.batch(
+        reportUnconfirmedStatements(
+          env.DB,
+          { object_id: objectId, network_id: "n", transaction_id: "t", events, oldest_at: events > 0 ? iso(T) : null },
+          iso(T),
+        ),
+      );
+    // Well after the hourly resends of the test above: only the gauge can fire it.
+    const at = T + 6 * 60 * MIN;
+    // Reported twice (a retried alarm): counted once.
+    await reportOf(2);
+    await reportOf(2);
+    await evaluate(target, at);
+    expect(of(received, "hub")).toEqual(["outbox_unconfirmed alert.firing"]);
+    const [incident] = (
+      await expectStatus<{ data: { rule: string; state: string; details: Record<string, unknown> }[] }>(
+        await admin("/v1/alerts?state=open"),
+        200,
+      )
+    ).data.filter((row) => row.rule === "outbox_unconfirmed");
+    expect(incident?.details).toMatchObject({ unconfirmed: 2, resends: 0 });
+    await reportOf(0);
+    await evaluate(target, at + MIN);
+    expect(of(received, "hub")).toEqual(["outbox_unconfirmed alert.firing", "outbox_unconfirmed alert.resolved"]);
   });
 
   it("resolves a rule's incidents when the rule is disabled", async () => {

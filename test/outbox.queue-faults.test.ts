@@ -2,14 +2,17 @@
  * Reliability, in workerd: queue send failures injected into the outbox flush lose nothing. Every
  * conversion's object gets a queue that first refuses the send (an exception), then takes the
  * message and loses it (what wrangler dev's in-memory queue does when it is killed), and only then
- * delivers. Every acknowledged postback must still reach D1 and the partner, exactly once.
+ * delivers. Every acknowledged postback must still reach D1 and the partner, exactly once. And the
+ * gauge of events unconfirmed past their resend deadline rises with the lost sends, from D1, and
+ * falls back to 0 once D1 confirms them, also when the objects restarted in between.
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect, it } from "vitest";
-import type { ConversionObject } from "../src/conversions/conversion-object";
+import { ConversionObject } from "../src/conversions/conversion-object";
 import { conversionObjectName } from "../src/domain/conversion";
 import {
+  admin,
   createNetwork,
   createPartner,
   eventually,
@@ -21,6 +24,27 @@ import {
 } from "./support/helpers";
 
 const CONVERSIONS = 24;
+
+/** The unconfirmed-events gauge and its oldest age, as GET /metrics answers them. */
+async function unconfirmedGauge(): Promise<{ events: number; oldest_age_seconds: number }> {
+  const response = await admin("/metrics");
+  const text = await response.text();
+  expect(response.status, text).toBe(200);
+  const sample = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+  return {
+    events: sample("postback_hub_outbox_unconfirmed"),
+    oldest_age_seconds: sample("postback_hub_outbox_unconfirmed_oldest_age_seconds"),
+  };
+}
+
+async function unconfirmedRows(objectIds: readonly string[]): Promise<{ object_id: string; events: number }[]> {
+  const { results } = await env.DB.prepare(
+    "SELECT object_id, events FROM outbox_unconfirmed WHERE object_id IN (SELECT value FROM json_each(?))",
+  )
+    .bind(JSON.stringify(objectIds))
+    .all<{ object_id: string; events: number }>();
+  return results;
+}
 
 it("loses nothing when the outbox's queue refuses, then loses, every event's first sends", async () => {
   const network = await createNetwork();
@@ -109,4 +133,113 @@ it("loses nothing when the outbox's queue refuses, then loses, every event's fir
   expect(counts.outbox_rows_left).toBe(0);
   // Each lost send was sent again once, and D1 was told (GET /metrics, the outbox_unconfirmed rule).
   expect((await resends()) - resendsBefore).toBe(CONVERSIONS);
+  // Sent again was not yet confirmed, so the objects reported them; each confirmation took its row away.
+  await eventually(async () => ((await unconfirmedGauge()).events === 0 ? true : null));
+  expect(await unconfirmedRows(stubs.map((stub) => stub.id.toString()))).toEqual([]);
+});
+
+it("keeps a gauge of events unconfirmed past their deadline, back to 0 once D1 confirms them, across a restart", async () => {
+  const count = 5;
+  const network = await createNetwork();
+  const bodies = Array.from({ length: count }, () => makePostback());
+  const stubs = bodies.map((body) =>
+    env.CONVERSIONS.getByName(conversionObjectName(network.id, String(body.transaction_id), false)),
+  );
+  const ids = stubs.map((stub) => stub.id.toString());
+  let lost = 0;
+  for (const stub of stubs) {
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      // Takes every send and loses it: nothing reaches D1, so nothing is confirmed.
+      instance.eventsQueue = {
+        sendBatch: async () => {
+          lost++;
+          return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } };
+        },
+      };
+    });
+  }
+  await eventually(async () => ((await unconfirmedGauge()).events === 0 ? true : null));
+  const answers = await Promise.all(bodies.map((body) => postback(network, body)));
+  expect(answers.map((response) => response.status)).toEqual(bodies.map(() => 200));
+  await eventually(async () => (lost === count ? true : null));
+  // Sent once and lost: not overdue before the resend deadline, so no object has told D1 anything.
+  expect(await unconfirmedRows(ids)).toEqual([]);
+
+  // Past the deadline (every row made due): sent again, lost again, and now overdue.
+  const resendAll = async () => {
+    for (const stub of stubs) {
+      await runInDurableObject(stub, (_instance, state) => {
+        state.storage.sql.exec("UPDATE outbox SET due_at = 0");
+      });
+      await runDurableObjectAlarm(stub);
+    }
+  };
+  await resendAll();
+  expect(lost).toBe(2 * count);
+  expect((await unconfirmedRows(ids)).map((row) => row.events)).toEqual(ids.map(() => 1));
+  const risen = await unconfirmedGauge();
+  expect(risen.events).toBe(count);
+  expect(risen.oldest_age_seconds).toBeGreaterThanOrEqual(0);
+  // Sent again and lost once more: still the same events, counted once.
+  await resendAll();
+  expect(lost).toBe(3 * count);
+  expect((await unconfirmedGauge()).events).toBe(count);
+
+  // The objects restart: a new instance over the same storage, without the lossy queue or any memory
+  // (workerd's abort() cannot be caught in a test). What they reported stays in D1 meanwhile.
+  expect((await unconfirmedGauge()).events).toBe(count);
+  for (const stub of stubs) {
+    await runInDurableObject(stub, async (_instance, state) => {
+      state.storage.sql.exec("UPDATE outbox SET due_at = 0");
+      await new ConversionObject(state, env).alarm();
+    });
+  }
+  // Sent through the real queue: D1 confirms, and each object's alarm takes its row away.
+  await Promise.all(stubs.map((stub) => eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null))));
+  await eventually(async () => ((await unconfirmedRows(ids)).length === 0 ? true : null));
+  expect(lost).toBe(3 * count);
+  expect(await unconfirmedGauge()).toEqual({ events: 0, oldest_age_seconds: 0 });
+});
+
+it("counts an event the queue refused for longer than the resend delay, and stops once the queue takes it", async () => {
+  const network = await createNetwork();
+  const body = makePostback();
+  const stub = env.CONVERSIONS.getByName(conversionObjectName(network.id, String(body.transaction_id), false));
+  const id = stub.id.toString();
+  let refused = 0;
+  await runInDurableObject(stub, (instance: ConversionObject) => {
+    instance.eventsQueue = {
+      sendBatch: async () => {
+        refused++;
+        throw new Error("injected: queue refused the send");
+      },
+    };
+  });
+  expect((await postback(network, body)).status).toBe(200);
+  await eventually(async () => (refused > 0 ? true : null));
+  // Refused just now: not overdue yet.
+  expect(await unconfirmedRows([id])).toEqual([]);
+
+  // An hour of refusals (the row's receipt time moved back an hour): the alarm reports it, unsent.
+  const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+  const original = await runInDurableObject(stub, (_instance, state) => {
+    const { message } = state.storage.sql.exec<{ message: string }>("SELECT message FROM outbox").one();
+    state.storage.sql.exec("UPDATE outbox SET message = json_set(message, '$.received_at', ?)", hourAgo);
+    return message;
+  });
+  await runDurableObjectAlarm(stub);
+  expect(await unconfirmedRows([id])).toEqual([{ object_id: id, events: 1 }]);
+  const gauge = await unconfirmedGauge();
+  expect(gauge.events).toBe(1);
+  expect(gauge.oldest_age_seconds).toBeGreaterThanOrEqual(3_600);
+
+  // The queue takes it: sent, within its resend deadline again, so no longer counted; D1 confirms it.
+  await runInDurableObject(stub, (instance: ConversionObject, state) => {
+    state.storage.sql.exec("UPDATE outbox SET message = ?, due_at = 0", original);
+    instance.eventsQueue = env.EVENTS;
+  });
+  await runDurableObjectAlarm(stub);
+  await eventually(async () => ((await unconfirmedRows([id])).length === 0 ? true : null));
+  await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+  expect(await unconfirmedGauge()).toEqual({ events: 0, oldest_age_seconds: 0 });
 });

@@ -544,6 +544,9 @@ describe("admin authentication on every secured operation of /openapi.json", () 
         "GET /v1/replays/{replay_id}",
         "GET /v1/dead-letters",
         "POST /v1/dead-letters/{dead_letter_id}/replay",
+        "GET /v1/alert-channels/{channel_id}/sends",
+        "POST /v1/alert-channels/{channel_id}/sends/{alert_id}/resend",
+        "POST /v1/alert-channels/{channel_id}/sends/resend",
       ]),
     );
     expect(authMatrix.length).toBe(names.length * BAD_CREDENTIALS.length);

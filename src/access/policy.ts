@@ -57,6 +57,10 @@ export const ACCESS: Record<string, Access> = {
   listAlertChannels: READ,
   testAlertChannel: WRITE,
   deleteAlertChannel: WRITE,
+  // The send log (`default`: ALERT_URL's) is read like the alerts; a replay sends again, as a test does.
+  listAlertSends: READ,
+  resendAlert: WRITE,
+  resendGivenUpAlerts: WRITE,
   // Partners: creating one with `sign` answers with its signing secret.
   createPartner: ADMIN_ONLY,
   listPartners: READ,

@@ -6,6 +6,7 @@
  */
 import type { Config } from "../config";
 import { checkOutboundUrl } from "../delivery/url-safety";
+import { ProblemError } from "../errors";
 import { newId, utf8 } from "../lib/bytes";
 import { decryptSecret } from "../lib/credentials";
 import { logLine } from "../lib/log";
@@ -13,21 +14,30 @@ import { importSigningKey, sign } from "../lib/standard-webhooks";
 import {
   type AlertChannelRow,
   type AlertRow,
+  DEFAULT_CHANNEL_ID,
   type DueSend,
   dueAlerts,
   dueSends,
+  getAlert,
   getAlertChannel,
+  getSend,
   insertAlertStatement,
   queueChannelSendsStatement,
   recordAlertAttempt,
   recordSendAttempt,
+  replaySends,
+  type SendLogRow,
 } from "../storage/alerts";
 import type { D1 } from "../storage/d1";
 
 const ALERT_TIMEOUT_MS = 5_000;
-/** An alert not received is sent again by each cron run for this long, then given up (and logged). */
-const ALERT_GIVE_UP_MS = 7 * 86_400_000;
-const RESEND_BATCH = 50;
+/**
+ * An alert not received is sent again by each cron run for this long, then given up (and logged);
+ * after an operator's replay, for this long from the replay.
+ */
+export const ALERT_GIVE_UP_MS = 7 * 86_400_000;
+/** How many sends one cron run makes at most (channels' and ALERT_URL's each): the pace of retries and replays. */
+export const RESEND_BATCH = 50;
 
 export type Alert =
   | { type: "partner_disabled"; partner_id: string; name: string; reason: string }
@@ -90,6 +100,7 @@ export async function raiseAlert(db: D1, target: AlertTarget, alert: Alert, id?:
     next_attempt_at: target.url ? new Date().toISOString() : null,
     delivered_at: null,
     last_error: target.url ? null : "ALERT_URL is not set",
+    replayed_at: null,
   };
   try {
     const [inserted] = await db.batch([
@@ -116,6 +127,11 @@ export async function resendDueAlerts(db: D1, target: AlertTarget, nowMs: number
   return due.length + sends.length;
 }
 
+/** Whether a send's give-up window (from its replay, else from when the alert was raised) is over. */
+function pastGiveUp(send: { created_at: string; replayed_at: string | null }, nowMs: number): boolean {
+  return nowMs - Date.parse(send.replayed_at ?? send.created_at) >= ALERT_GIVE_UP_MS;
+}
+
 /** The next try of a send that failed `attempts` times: 2, 4, 8… minutes, at most an hour. */
 function nextTry(nowMs: number, attempts: number): string {
   return new Date(nowMs + Math.min(3_600_000, 60_000 * 2 ** attempts)).toISOString();
@@ -136,7 +152,7 @@ async function sendToChannels(
     const outcome = channel
       ? await postToChannel(target, channel, send, nowMs)
       : ({ ok: false, error: "the channel was deleted" } as const);
-    const givenUp = !outcome.ok && (!channel || nowMs - Date.parse(send.created_at) >= ALERT_GIVE_UP_MS);
+    const givenUp = !outcome.ok && (!channel || pastGiveUp(send, nowMs));
     if (!outcome.ok) {
       logLine("error", {
         message: "alert not received by its channel",
@@ -211,7 +227,7 @@ async function postToChannel(
 async function sendAlertRow(db: D1, target: AlertTarget, row: AlertRow, nowMs = Date.now()): Promise<void> {
   const attempts = row.attempts + 1;
   const outcome = await post(target, row, nowMs);
-  const givenUp = !outcome.ok && nowMs - Date.parse(row.created_at) >= ALERT_GIVE_UP_MS;
+  const givenUp = !outcome.ok && pastGiveUp(row, nowMs);
   if (!outcome.ok) {
     logLine("error", { message: "alert not received", alert_id: row.id, attempts, error: outcome.error });
   }
@@ -257,4 +273,94 @@ async function post(
   } catch (error) {
     return { ok: false, error: String(error) };
   }
+}
+
+// --- replays (docs/monitoring.md#the-send-log) -----------------------------------------------------
+
+/**
+ * What a send's `last_error` shows an operator: any URL in it cut to its origin. A fetch error may
+ * quote the URL it called, and a channel's URL can be its credential (a Slack webhook's path, a key
+ * in a query).
+ */
+export function shownError(error: string | null): string | null {
+  return error === null ? null : error.replace(/\bhttps?:\/\/[^\s"'<>`/]+[^\s"'<>`]*/gi, (url) => `${originOf(url)}/…`);
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "(a URL)";
+  }
+}
+
+/**
+ * An operator's replay of one send (given up, or still pending): due now, with a fresh give-up
+ * window, and sent at once; when that fails, the cron tries it again on its usual schedule. A
+ * received send is not sent again (409): the receiver said 2xx, and a Standard Webhooks receiver
+ * would drop the same `webhook-id` anyway. Returns the send as it is after the attempt.
+ */
+export async function replayAlertSend(
+  db: D1,
+  target: AlertTarget,
+  channelId: string,
+  alertId: string,
+  nowMs = Date.now(),
+): Promise<SendLogRow> {
+  await requireChannel(db, target, channelId);
+  const send = await getSend(db, channelId, alertId);
+  if (!send) {
+    throw new ProblemError("not_found", `Alert "${alertId}" was never sent to channel "${channelId}".`, [
+      { location: "path.alert_id", message: "not found" },
+    ]);
+  }
+  const now = new Date(nowMs).toISOString();
+  if (send.delivered_at !== null || (await replaySends(db, channelId, alertId, now)) === 0) {
+    throw new ProblemError("invalid_state", `Alert "${alertId}" was received by channel "${channelId}".`, [
+      { location: "path.alert_id", message: `delivered at ${send.delivered_at ?? "(just now)"}` },
+    ]);
+  }
+  logLine("info", { message: "alert send replayed", alert_id: alertId, channel_id: channelId });
+  if (channelId === DEFAULT_CHANNEL_ID) {
+    const row = await getAlert(db, alertId);
+    if (row) await sendAlertRow(db, target, row, nowMs);
+  } else {
+    await sendToChannels(db, target, await dueSends(db, now, 1, alertId, channelId), nowMs);
+  }
+  return (await getSend(db, channelId, alertId)) ?? send;
+}
+
+/**
+ * Every given-up send of a channel back to due now, each with a fresh give-up window; the cron sends
+ * them, RESEND_BATCH a run (with the other due sends), so a replay of thousands does not burst.
+ */
+export async function replayGivenUpSends(
+  db: D1,
+  target: AlertTarget,
+  channelId: string,
+  nowMs = Date.now(),
+): Promise<number> {
+  await requireChannel(db, target, channelId);
+  const replayed = await replaySends(db, channelId, null, new Date(nowMs).toISOString());
+  logLine("info", { message: "alert sends replayed", channel_id: channelId, sends: replayed });
+  return replayed;
+}
+
+/** The channel a replay is for: a channel in D1, or the default one when ALERT_URL is set. */
+async function requireChannel(db: D1, target: AlertTarget, channelId: string): Promise<void> {
+  if (channelId === DEFAULT_CHANNEL_ID) {
+    if (!target.url) {
+      throw new ProblemError("invalid_state", "ALERT_URL is not set: the default channel has nowhere to send.", [
+        { location: "path.channel_id", message: "ALERT_URL is not set" },
+      ]);
+    }
+    return;
+  }
+  if (!(await getAlertChannel(db, channelId))) throw alertChannelNotFound(channelId);
+}
+
+export function alertChannelNotFound(id: string): ProblemError {
+  return new ProblemError("not_found", `No alert channel "${id}".`, [
+    { location: "path.channel_id", message: "not found" },
+  ]);
 }

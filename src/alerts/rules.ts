@@ -29,7 +29,7 @@ import {
   storedRuleSettings,
 } from "../storage/alert-rules";
 import type { D1 } from "../storage/d1";
-import { outboxResendsSince } from "../storage/metrics";
+import { outboxResendsSince, outboxUnconfirmed } from "../storage/metrics";
 import { type AlertTarget, raiseAlert } from "./alerts";
 
 const MINUTE_MS = 60_000;
@@ -126,13 +126,23 @@ const EVALUATE: {
     }));
   },
   async outbox_unconfirmed(db, s, nowMs) {
-    const resends = await outboxResendsSince(db, hourOf(nowMs - s.window_minutes * MINUTE_MS));
-    if (resends < s.min_resends) return [];
+    const [resends, unconfirmed] = await Promise.all([
+      outboxResendsSince(db, hourOf(nowMs - s.window_minutes * MINUTE_MS)),
+      outboxUnconfirmed(db),
+    ]);
+    const waiting = Math.max(0, unconfirmed.events);
+    if (waiting < s.min_unconfirmed && resends < s.min_resends) return [];
+    const oldest = waiting > 0 && unconfirmed.oldest_at ? ` (the oldest received ${unconfirmed.oldest_at})` : "";
     return [
       {
         subject: "hub",
-        summary: `${resends} events went unconfirmed by D1 and were sent again within about ${s.window_minutes} min: check the events queue and its consumer (dead letters, D1).`,
-        details: { resends, window_minutes: s.window_minutes },
+        summary: `${waiting} events wait unconfirmed by D1 past their resend deadline${oldest}, and ${resends} were sent again within about ${s.window_minutes} min: check the events queue and its consumer (dead letters, D1).`,
+        details: {
+          unconfirmed: waiting,
+          oldest_at: waiting > 0 ? unconfirmed.oldest_at : null,
+          resends,
+          window_minutes: s.window_minutes,
+        },
       },
     ];
   },

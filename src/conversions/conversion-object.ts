@@ -35,7 +35,7 @@ import type { EventMessage } from "../domain/messages";
 import type { ConversionStatus } from "../domain/postback";
 import { newId } from "../lib/bytes";
 import { logLine } from "../lib/log";
-import { countOutboxResendsStatements } from "../storage/metrics";
+import { countOutboxResendsStatements, reportUnconfirmedStatements } from "../storage/metrics";
 import {
   type AttestedState,
   type ChainHead,
@@ -58,6 +58,18 @@ const OUTBOX_BATCH = 100;
 const MAX_FLUSH_BACKOFF_MS = 5 * 60_000;
 /** An unconfirmed row is sent again after OUTBOX_RESEND_SECONDS, doubling each time up to this. */
 const MAX_RESEND_DELAY_MS = 60 * 60_000;
+/**
+ * What the object last told D1 of its overdue events (outbox_unconfirmed, migration 0021), in its
+ * own storage: absent while it has told D1 nothing, which is always, unless something went wrong.
+ */
+const UNCONFIRMED_REPORT_KEY = "outbox_unconfirmed_report";
+/** When D1 did not take that report, the alarm tries again this soon (whatever else it waits for). */
+const REPORT_RETRY_MS = 60_000;
+
+interface UnconfirmedState {
+  events: number;
+  oldest_at: string | null;
+}
 
 interface StoredConversion {
   state: ConversionState;
@@ -220,6 +232,11 @@ export class ConversionObject extends DurableObject<Env> {
       "DELETE FROM outbox WHERE seq IN (SELECT seq FROM events WHERE event_id IN (SELECT value FROM json_each(?)))",
       JSON.stringify(eventIds),
     );
+    // An object that told D1 of overdue events tells it now what is left (its alarm writes, not this receipt).
+    if (this.reportedUnconfirmed()) {
+      await this.ctx.storage.setAlarm(Date.now());
+      return;
+    }
     // Straight to the next thing to do (usually the end of the dedupe window), not a wake-up at the resend time.
     await this.scheduleNext();
   }
@@ -252,6 +269,9 @@ export class ConversionObject extends DurableObject<Env> {
           retry_in_ms: delayMs,
           error: String(error),
         });
+        // The queue refusing for longer than the resend delay leaves events unconfirmed too; the
+        // next alarm (within the backoff) is the retry if D1 does not take the report either.
+        await this.reportUnconfirmed(now);
         await this.ctx.storage.setAlarm(Date.now() + delayMs);
         return;
       }
@@ -274,7 +294,71 @@ export class ConversionObject extends DurableObject<Env> {
         await this.countResends(resent, now);
       }
     }
+    // Only an object with overdue events, or one that had some, writes the gauge's row.
+    const wasOverdue = this.reportedUnconfirmed();
+    const reported = wasOverdue || rows.some((row) => row.sends > 0) ? await this.reportUnconfirmed(now) : true;
     await this.scheduleNext();
+    if (!reported) await this.alarmWithin(REPORT_RETRY_MS);
+  }
+
+  /** Whether the object's last report to D1 said it had overdue events (so it owes D1 the next one). */
+  private reportedUnconfirmed(): boolean {
+    return this.ctx.storage.kv.get<UnconfirmedState>(UNCONFIRMED_REPORT_KEY) !== undefined;
+  }
+
+  /**
+   * Tells D1 (outbox_unconfirmed) how many outbox events have gone unconfirmed past their deadline:
+   * sent again at least once, or not sent at all (the queue refusing) since longer than the resend
+   * delay. Written only when it changed since the last report, and the row removed once none is
+   * left. False when D1 did not take it (the object's own record is then left as it was).
+   */
+  private async reportUnconfirmed(nowMs: number): Promise<boolean> {
+    const deadline = new Date(nowMs - configOf(this.env).OUTBOX_RESEND_SECONDS * 1000).toISOString();
+    const current = this.sql
+      .exec<{ events: number; oldest_at: string | null }>(
+        `SELECT count(*) AS events, min(message ->> '$.received_at') AS oldest_at FROM outbox
+         WHERE sends >= 2 OR (sends = 0 AND message ->> '$.received_at' < ?)`,
+        deadline,
+      )
+      .one();
+    const last = this.ctx.storage.kv.get<UnconfirmedState>(UNCONFIRMED_REPORT_KEY);
+    if (current.events === 0 && last === undefined) return true;
+    if (last && last.events === current.events && last.oldest_at === current.oldest_at) return true;
+    const owner = this.sql
+      .exec<{ network_id: string; transaction_id: string }>("SELECT network_id, transaction_id FROM state WHERE id = 1")
+      .toArray()[0];
+    try {
+      await this.env.DB.batch(
+        reportUnconfirmedStatements(
+          this.env.DB,
+          {
+            object_id: this.ctx.id.toString(),
+            network_id: owner?.network_id ?? "",
+            transaction_id: owner?.transaction_id ?? "",
+            events: current.events,
+            oldest_at: current.oldest_at,
+          },
+          new Date(nowMs).toISOString(),
+        ),
+      );
+    } catch (error) {
+      logLine("warn", {
+        message: "outbox unconfirmed events not reported",
+        rows: current.events,
+        error: String(error),
+      });
+      return false;
+    }
+    if (current.events === 0) this.ctx.storage.kv.delete(UNCONFIRMED_REPORT_KEY);
+    else this.ctx.storage.kv.put(UNCONFIRMED_REPORT_KEY, current);
+    return true;
+  }
+
+  /** Moves the alarm earlier, to within `ms`, if it is set later or not at all. */
+  private async alarmWithin(ms: number): Promise<void> {
+    const at = Date.now() + ms;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
 
   /**

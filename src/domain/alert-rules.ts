@@ -49,8 +49,15 @@ export const ALERT_RULES = {
   },
   outbox_unconfirmed: {
     description:
-      "Conversions' Durable Objects had to send events again because D1 did not confirm them in time (the events queue or its consumer is losing or failing them).",
-    settings: z.strictObject({ ...common, window_minutes: minutes(60), min_resends: count(1) }),
+      "Events D1 has not confirmed past their resend deadline are waiting in conversions' Durable Objects, or were sent again within the window (the events queue or its consumer is losing or failing them).",
+    settings: z.strictObject({
+      ...common,
+      // Events unconfirmed now (the gauge): the incident lasts until D1 has them all.
+      min_unconfirmed: count(1),
+      // Events sent again within about the window: catches a loss that the resend healed between two evaluations.
+      window_minutes: minutes(60),
+      min_resends: count(1),
+    }),
   },
   clicks_without_conversions: {
     description:

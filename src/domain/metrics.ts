@@ -60,6 +60,18 @@ export const METRICS = {
     help: "Events a conversion's Durable Object sent to the events queue again because D1 had not confirmed them within OUTBOX_RESEND_SECONDS (counted when D1 takes the count).",
     labels: [],
   }),
+  outboxUnconfirmed: metric({
+    name: "postback_hub_outbox_unconfirmed",
+    type: "gauge",
+    help: "Events in conversions' Durable Objects that D1 has not confirmed past OUTBOX_RESEND_SECONDS, as their objects' alarms last reported them; 0 when none.",
+    labels: [],
+  }),
+  outboxUnconfirmedOldestAge: metric({
+    name: "postback_hub_outbox_unconfirmed_oldest_age_seconds",
+    type: "gauge",
+    help: "Age of the oldest of those events (since the hub received it); 0 when none.",
+    labels: [],
+  }),
   clicks: metric({
     name: "postback_hub_clicks",
     type: "counter",

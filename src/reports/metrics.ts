@@ -72,6 +72,11 @@ function histogramLines(definition: MetricDefinition, rows: readonly CounterRow[
   return lines;
 }
 
+/** Whole seconds since `at`; 0 for none. */
+function ageSeconds(at: string | null, nowMs: number): number {
+  return at === null ? 0 : Math.max(0, Math.floor((nowMs - Date.parse(at)) / 1000));
+}
+
 export function renderMetrics(
   counters: readonly CounterRow[],
   gauges: Gauges,
@@ -88,14 +93,19 @@ export function renderMetrics(
   family(METRICS.deliveryLatency, histogramLines(METRICS.deliveryLatency, counters));
   family(METRICS.attemptsPerDelivery, histogramLines(METRICS.attemptsPerDelivery, counters));
   family(METRICS.outboxResends, counterLines(METRICS.outboxResends, counters));
+  const unconfirmed = gauges.outbox_unconfirmed;
+  family(METRICS.outboxUnconfirmed, [sample(METRICS.outboxUnconfirmed.name, [], [], Math.max(0, unconfirmed.events))]);
+  family(METRICS.outboxUnconfirmedOldestAge, [
+    sample(METRICS.outboxUnconfirmedOldestAge.name, [], [], ageSeconds(unconfirmed.oldest_at, nowMs)),
+  ]);
   family(METRICS.clicks, counterLines(METRICS.clicks, counters));
   family(METRICS.backlog, [
     sample(METRICS.backlog.name, METRICS.backlog.labels, ["pending"], gauges.backlog.pending),
     sample(METRICS.backlog.name, METRICS.backlog.labels, ["retrying"], gauges.backlog.retrying),
   ]);
-  const oldest = gauges.backlog.oldest_created_at;
-  const age = oldest === null ? 0 : Math.max(0, Math.floor((nowMs - Date.parse(oldest)) / 1000));
-  family(METRICS.backlogOldestAge, [sample(METRICS.backlogOldestAge.name, [], [], age)]);
+  family(METRICS.backlogOldestAge, [
+    sample(METRICS.backlogOldestAge.name, [], [], ageSeconds(gauges.backlog.oldest_created_at, nowMs)),
+  ]);
   family(
     METRICS.deadLetters,
     gauges.dead_letters.map((row) =>

@@ -1,23 +1,36 @@
 /**
  * Admin API for alert channels (docs/monitoring.md#channels): webhooks signed with Standard
  * Webhooks (their secret shown once, at creation), Slack-compatible incoming webhooks. Every alert
- * goes to each active channel, and to ALERT_URL, until received.
+ * goes to each active channel, and to ALERT_URL, until received. Each channel's sends can be read
+ * and replayed (ALERT_URL's as channel `default`).
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { alertTarget, raiseAlert } from "../alerts/alerts";
+import {
+  alertChannelNotFound,
+  alertTarget,
+  raiseAlert,
+  replayAlertSend,
+  replayGivenUpSends,
+  shownError,
+} from "../alerts/alerts";
 import { configOf } from "../config";
 import { checkOutboundUrl } from "../delivery/url-safety";
-import { ProblemError, validationFailed } from "../errors";
+import { validationFailed } from "../errors";
 import { newId } from "../lib/bytes";
 import { encryptSecret, generateSecret } from "../lib/credentials";
 import {
   type AlertChannelRow,
+  DEFAULT_CHANNEL_ID,
   deleteAlertChannel,
   getAlertChannel,
   insertAlertChannel,
   listAlertChannels,
+  listSends,
+  SEND_STATES,
+  type SendLogRow,
+  sendState,
 } from "../storage/alerts";
-import { ADMIN_PROBLEMS, type App, problem } from "./common";
+import { ADMIN_PROBLEMS, type App, decodeCursor, listOf, PaginationQuerySchema, page, problem } from "./common";
 
 const tags = ["Monitoring"];
 const FORMATS = ["standard_webhooks", "slack"] as const;
@@ -66,6 +79,60 @@ const Params = z.object({
     .max(64)
     .openapi({ param: { name: "channel_id", in: "path" } }),
 });
+
+/** A channel's id, or `default` for ALERT_URL: the send log's and the replays' path. */
+const SendsParams = z.object({
+  channel_id: z
+    .string()
+    .max(64)
+    .openapi({
+      param: { name: "channel_id", in: "path" },
+      example: DEFAULT_CHANNEL_ID,
+      description: "A channel's id, or `default` for ALERT_URL's sends.",
+    }),
+});
+
+const SendParams = SendsParams.extend({
+  alert_id: z
+    .string()
+    .max(64)
+    .openapi({ param: { name: "alert_id", in: "path" }, example: "inc_01m8xa2k3v9f0c7r1q0s9t6v3w.firing.1" }),
+});
+
+const SendSchema = z
+  .object({
+    alert_id: z.string().openapi({ description: "The notification's id: its `webhook-id`." }),
+    type: z.string().openapi({ example: "alert.firing" }),
+    rule: z.string().nullable().openapi({ description: "The alert rule that raised it; null for a partner alert." }),
+    subject: z.string().nullable(),
+    state: z.enum(SEND_STATES).openapi({
+      description:
+        "pending: the cron sends it again at `next_attempt_at`; delivered: the channel answered 2xx; given_up: no longer tried (7 days passed, the channel was removed, or ALERT_URL was not set).",
+    }),
+    attempts: z.number().int(),
+    created_at: z.string(),
+    delivered_at: z.string().nullable(),
+    next_attempt_at: z.string().nullable(),
+    last_error: z.string().nullable().openapi({ description: "The last failure; a URL in it shows its origin only." }),
+    replayed_at: z.string().nullable().openapi({ description: "When an operator last replayed it." }),
+  })
+  .openapi("AlertSend");
+
+function toSend(row: SendLogRow): z.infer<typeof SendSchema> {
+  return {
+    alert_id: row.alert_id,
+    type: row.type,
+    rule: row.rule,
+    subject: row.subject,
+    state: sendState(row),
+    attempts: row.attempts,
+    created_at: row.created_at,
+    delivered_at: row.delivered_at,
+    next_attempt_at: row.next_attempt_at,
+    last_error: shownError(row.last_error),
+    replayed_at: row.replayed_at,
+  };
+}
 
 export function registerAlertChannelRoutes(app: App): void {
   app.openapi(
@@ -144,7 +211,7 @@ export function registerAlertChannelRoutes(app: App): void {
     }),
     async (c) => {
       const { channel_id } = c.req.valid("param");
-      if (!(await getAlertChannel(c.env.DB, channel_id))) throw notFound(channel_id);
+      if (!(await getAlertChannel(c.env.DB, channel_id))) throw alertChannelNotFound(channel_id);
       const id = newId("alr");
       await raiseAlert(
         c.env.DB,
@@ -181,14 +248,96 @@ export function registerAlertChannelRoutes(app: App): void {
     }),
     async (c) => {
       const { channel_id } = c.req.valid("param");
-      if (!(await deleteAlertChannel(c.env.DB, channel_id))) throw notFound(channel_id);
+      if (!(await deleteAlertChannel(c.env.DB, channel_id))) throw alertChannelNotFound(channel_id);
       return c.body(null, 204);
     },
   );
-}
 
-function notFound(id: string): ProblemError {
-  return new ProblemError("not_found", `No alert channel "${id}".`, [
-    { location: "path.channel_id", message: "not found" },
-  ]);
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/alert-channels/{channel_id}/sends",
+      operationId: "listAlertSends",
+      tags,
+      summary: "List a channel's alert sends",
+      description:
+        "Each alert sent to the channel, newest first, with its attempts and state; `default` lists ALERT_URL's. Never a URL's credential.",
+      request: { params: SendsParams, query: PaginationQuerySchema.extend({ state: z.enum(SEND_STATES).optional() }) },
+      responses: {
+        200: {
+          description: "A page of sends.",
+          content: { "application/json": { schema: listOf(SendSchema, "AlertSendList") } },
+        },
+        404: problem("No such channel."),
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { channel_id } = c.req.valid("param");
+      const { limit, cursor, state } = c.req.valid("query");
+      if (channel_id !== DEFAULT_CHANNEL_ID && !(await getAlertChannel(c.env.DB, channel_id))) {
+        throw alertChannelNotFound(channel_id);
+      }
+      const after = decodeCursor(cursor, 2) as [string, string] | null;
+      const rows = await listSends(c.env.DB, channel_id, state, limit + 1, after);
+      return c.json(
+        page(rows, limit, toSend, (row) => [row.created_at, row.alert_id]),
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/alert-channels/{channel_id}/sends/{alert_id}/resend",
+      operationId: "resendAlert",
+      tags,
+      summary: "Send an alert to a channel again",
+      description:
+        "A given-up or pending send is due now, with a fresh 7-day give-up window: sent at once, then by the cron's schedule until received.",
+      request: { params: SendParams },
+      responses: {
+        202: {
+          description: "The send after its attempt (delivered, or pending again).",
+          content: { "application/json": { schema: SendSchema } },
+        },
+        404: problem("No such channel, or the alert was never sent to it."),
+        409: problem("The channel received it already, or (`default`) ALERT_URL is not set."),
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { channel_id, alert_id } = c.req.valid("param");
+      const send = await replayAlertSend(c.env.DB, alertTarget(configOf(c.env)), channel_id, alert_id);
+      return c.json(toSend(send), 202);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/alert-channels/{channel_id}/sends/resend",
+      operationId: "resendGivenUpAlerts",
+      tags,
+      summary: "Resend a channel's given-up alerts",
+      description:
+        "Every given-up send of the channel is due again, with a fresh give-up window; the cron sends them, at most 50 sends a run.",
+      request: { params: SendsParams },
+      responses: {
+        202: {
+          description: "How many sends are due again.",
+          content: { "application/json": { schema: z.object({ resent: z.number().int() }) } },
+        },
+        404: problem("No such channel."),
+        409: problem("(`default`) ALERT_URL is not set."),
+        ...ADMIN_PROBLEMS,
+      },
+    }),
+    async (c) => {
+      const { channel_id } = c.req.valid("param");
+      const resent = await replayGivenUpSends(c.env.DB, alertTarget(configOf(c.env)), channel_id);
+      return c.json({ resent }, 202);
+    },
+  );
 }

@@ -13,7 +13,7 @@ export function registerMetricsRoutes(app: App): void {
       tags: ["Monitoring"],
       summary: "Metrics for a Prometheus scraper",
       description:
-        "Postbacks by network and verdict, unlogged postbacks, delivery attempts by partner and outcome, delivery latency and attempts per delivery as histograms, clicks by offer (counters kept in D1, exact across isolates and restarts), and the delivery backlog, its oldest age, open dead letters and partner states (gauges). `Accept: application/openmetrics-text` answers OpenMetrics 1.0. Scrape with a read-only key.",
+        "Postbacks by network and verdict, unlogged postbacks, delivery attempts by partner and outcome, delivery latency and attempts per delivery as histograms, clicks by offer (counters kept in D1, exact across isolates and restarts), and the delivery backlog, its oldest age, open dead letters, partner states and outbox events D1 has not confirmed (gauges). `Accept: application/openmetrics-text` answers OpenMetrics 1.0. Scrape with a read-only key.",
       responses: {
         200: {
           description: "Every metric, with HELP and TYPE.",

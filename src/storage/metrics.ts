@@ -102,6 +102,66 @@ export async function outboxResendsSince(db: D1, sinceHour: string): Promise<num
   return row?.n ?? 0;
 }
 
+/** The total of `outbox_unconfirmed` (migration 0021), kept as one row so a scrape does not add the table up. */
+export const OUTBOX_UNCONFIRMED_TOTAL = "outbox_unconfirmed_events";
+
+/** What one object's alarm says of its outbox: how many events D1 has not confirmed past their deadline. */
+export interface UnconfirmedReport {
+  object_id: string;
+  network_id: string;
+  transaction_id: string;
+  /** 0: none any more (the object's row goes). */
+  events: number;
+  oldest_at: string | null;
+}
+
+/**
+ * The object's row, and the total moved by what the row changes (computed from the row D1 holds,
+ * so a report applied twice, or after a lost answer, moves it once). One batch: both or neither.
+ */
+export function reportUnconfirmedStatements(db: D1, report: UnconfirmedReport, now: string): D1PreparedStatement[] {
+  const events = report.oldest_at === null ? 0 : report.events;
+  const total = db
+    .prepare(
+      `INSERT INTO metric_counters (name, labels, value)
+       VALUES (?1, '[]', ?2 - coalesce((SELECT events FROM outbox_unconfirmed WHERE object_id = ?3), 0)) ${ADD}`,
+    )
+    .bind(OUTBOX_UNCONFIRMED_TOTAL, events, report.object_id);
+  if (events === 0 || report.oldest_at === null) {
+    return [total, db.prepare("DELETE FROM outbox_unconfirmed WHERE object_id = ?").bind(report.object_id)];
+  }
+  return [
+    total,
+    db
+      .prepare(
+        `INSERT INTO outbox_unconfirmed (object_id, network_id, transaction_id, events, oldest_at, reported_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (object_id) DO UPDATE SET events = excluded.events, oldest_at = excluded.oldest_at,
+           reported_at = excluded.reported_at`,
+      )
+      .bind(report.object_id, report.network_id, report.transaction_id, report.events, report.oldest_at, now),
+  ];
+}
+
+function unconfirmedStatement(db: D1): D1PreparedStatement {
+  return db
+    .prepare(
+      `SELECT coalesce((SELECT value FROM metric_counters WHERE name = ? AND labels = '[]'), 0) AS events,
+         (SELECT min(oldest_at) FROM outbox_unconfirmed) AS oldest_at`,
+    )
+    .bind(OUTBOX_UNCONFIRMED_TOTAL);
+}
+
+/** The outbox events unconfirmed past their deadline, as the objects last reported them (the gauge). */
+export async function outboxUnconfirmed(db: D1): Promise<{ events: number; oldest_at: string | null }> {
+  return (
+    (await unconfirmedStatement(db).first<{ events: number; oldest_at: string | null }>()) ?? {
+      events: 0,
+      oldest_at: null,
+    }
+  );
+}
+
 export interface CounterRow {
   name: string;
   labels: string[];
@@ -120,11 +180,15 @@ export interface Gauges {
   backlog: { pending: number; retrying: number; oldest_created_at: string | null };
   dead_letters: { queue: string; open: number }[];
   partners: { id: string; state: "active" | "paused" | "disabled" }[];
+  outbox_unconfirmed: { events: number; oldest_at: string | null };
 }
 
-/** The gauges, each from an index: the waiting deliveries, the open dead letters, the partners. */
+/**
+ * The gauges, each from an index: the waiting deliveries, the open dead letters, the partners, the
+ * outbox events unconfirmed (one row and the oldest of an index).
+ */
 export async function gauges(db: D1): Promise<Gauges> {
-  const [backlog, deadLetters, partners] = await db.batch([
+  const [backlog, deadLetters, partners, unconfirmed] = await db.batch([
     db.prepare(
       `SELECT coalesce(sum(state = 'pending'), 0) AS pending, coalesce(sum(state = 'retrying'), 0) AS retrying,
          min(created_at) AS oldest_created_at
@@ -138,11 +202,13 @@ export async function gauges(db: D1): Promise<Gauges> {
          ELSE 'active' END AS state
        FROM partners ORDER BY id`,
     ),
+    unconfirmedStatement(db),
   ]);
   const first = (backlog?.results[0] ?? null) as Gauges["backlog"] | null;
   return {
     backlog: first ?? { pending: 0, retrying: 0, oldest_created_at: null },
     dead_letters: (deadLetters?.results ?? []) as Gauges["dead_letters"],
     partners: (partners?.results ?? []) as Gauges["partners"],
+    outbox_unconfirmed: (unconfirmed?.results[0] ?? { events: 0, oldest_at: null }) as Gauges["outbox_unconfirmed"],
   };
 }
