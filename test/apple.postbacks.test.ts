@@ -329,6 +329,36 @@ describe("the network's apple settings", () => {
   });
 });
 
+describe("the inbound log", () => {
+  it("keeps each Apple request with its route, Apple's key as the credential, and a refusal's reason", async () => {
+    const accepted = await signedSkan4({});
+    const answer = await answerOf(await postApple(SKAN_PATH, accepted));
+    const forged = { ...(await signedSkan4({})), "did-win": false };
+    await expectStatus(await postApple(`/v1/postbacks/${network.id}/apple`, forged), 401);
+    const rows = await eventually(async () => {
+      const { results } = await env.DB.prepare(
+        "SELECT route, auth_method, credential_id, transaction_id, status, verdict, errors FROM inbound_requests WHERE network_id = ? AND route = 'apple' AND (transaction_id = ? OR status = 401)",
+      )
+        .bind(network.id, answer.transaction_id)
+        .all<Record<string, unknown>>();
+      return results.length >= 2 ? results : null;
+    });
+    expect(rows).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          auth_method: "apple",
+          // The tests' own key, the first of APPLE_POSTBACK_KEYS.skadnetwork (Apple's would be apple:skadnetwork-p256).
+          credential_id: "apple:skadnetwork-added-1",
+          transaction_id: answer.transaction_id,
+          status: 200,
+          verdict: "accepted",
+        }),
+        expect.objectContaining({ auth_method: null, status: 401, verdict: "unauthorized" }),
+      ]),
+    );
+  });
+});
+
 describe("explain", () => {
   const explain = (body: unknown) =>
     admin(`/v1/postbacks/${network.id}/apple/explain`, { method: "POST", body: JSON.stringify(body) });

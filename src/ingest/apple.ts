@@ -39,7 +39,14 @@ export type ParsedApple =
 
 /** What Apple signed, once verified: the postback's identity comes from here only. */
 export type VerifiedApple =
-  | { kind: "skadnetwork"; postback: SkadnetworkPostback; signed: string; test: false }
+  | {
+      kind: "skadnetwork";
+      postback: SkadnetworkPostback;
+      signed: string;
+      /** Which key verified it: Apple's, or the n-th of APPLE_POSTBACK_KEYS.skadnetwork (from 1). */
+      key: "apple" | number;
+      test: false;
+    }
   | {
       kind: "adattributionkit";
       payload: AdAttributionKitPayload;
@@ -111,13 +118,16 @@ function importJwk(jwk: JsonWebKey): Promise<CryptoKey | null> {
 export async function verifyApple(parsed: ParsedApple, extra: ApplePostbackKeys): Promise<AppleVerification> {
   if (parsed.kind === "skadnetwork") {
     let last: Awaited<ReturnType<typeof verifySkadnetwork>> | null = null;
-    for (const p256 of [APPLE_SKADNETWORK_KEYS.p256, ...extra.skadnetwork]) {
+    const keys = [APPLE_SKADNETWORK_KEYS.p256, ...extra.skadnetwork];
+    for (const [index, p256] of keys.entries()) {
       last = await verifySkadnetwork(parsed.postback, { p256 });
-      if (last.ok)
+      if (last.ok) {
+        const key = index === 0 ? "apple" : index;
         return {
           ok: true,
-          verified: { kind: "skadnetwork", postback: parsed.postback, signed: last.signed, test: false },
+          verified: { kind: "skadnetwork", postback: parsed.postback, signed: last.signed, key, test: false },
         };
+      }
       // A failure that no other key could mend (P-192, a malformed signature) is final.
       if (!last.reason.startsWith("attribution-signature does not verify")) break;
     }
@@ -270,7 +280,8 @@ export interface AppleIngested {
 
 /** What an Apple postback's credential is, for the inbound log: the framework and the key. */
 function credentialOf(verified: VerifiedApple): string {
-  return verified.kind === "skadnetwork" ? "apple:skadnetwork-p256" : `apple:${verified.kid}`;
+  if (verified.kind === "adattributionkit") return `apple:${verified.kid}`;
+  return verified.key === "apple" ? "apple:skadnetwork-p256" : `apple:skadnetwork-added-${verified.key}`;
 }
 
 /**
