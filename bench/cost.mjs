@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench:cost [-- --n 1000 --rate 40 --monthly 1000000 --write]`: what a million
+// `npm run bench:cost [-- --n 1000 --rate 40 --concurrency 8 --monthly 1000000 --write]`: what a million
 // conversions cost today, counted, not estimated. Starts the hub under `wrangler dev` through
 // bench/cost/ (the hub wrapped in counters: see bench/cost/index.ts), with one network, one filter
 // partner receiving everything and one attributed partner (a local HTTP server answering 200 for
@@ -22,8 +22,10 @@ import {
   monthlyBill,
   OPERATIONS_COLUMNS,
   replaceSection,
+  STATEMENT_COLUMNS,
   scaleCounts,
   tableLines,
+  topStatements,
 } from "./lib/cost.mjs";
 import { writeCostConfig } from "./lib/cost-config.mjs";
 import { admin } from "./lib/hub.mjs";
@@ -35,14 +37,15 @@ const { values: args } = parseArgs({
   options: {
     n: { type: "string", default: "1000" },
     rate: { type: "string", default: "40" },
+    concurrency: { type: "string", default: "8" },
     monthly: { type: "string", default: "1000000" },
     write: { type: "boolean", default: false },
   },
 });
 const N = Number(args.n);
 const RATE = Number(args.rate);
-/** One postback at a time, as a network sends them: concurrent requests in one isolate would time each other's CPU as their own. */
-const IN_FLIGHT = 1;
+/** Requests in flight at once (clicks and postbacks). */
+const IN_FLIGHT = Number(args.concurrency);
 const MONTHLY = Number(args.monthly);
 const BROWSER_UA =
   "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15";
@@ -75,7 +78,16 @@ async function drained(hub, ready = () => true) {
   }
 }
 
-/** Sends `requests` at RATE a second, one at a time; every answer must be a 200. */
+/** Runs `task` over `items`, IN_FLIGHT at a time. */
+async function pool(items, task) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await task(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, items.length) }, worker));
+}
+
+/** Sends `requests` at RATE a second, IN_FLIGHT at most; every answer must be a 200. */
 async function send(hub, requests) {
   const start = Date.now();
   const inflight = new Set();
@@ -159,13 +171,13 @@ async function main() {
 
     // Clicks first, each on the attributed partner's tracking link, as visitors make them.
     const clickIds = new Map();
-    for (let i = 0; i < N; i++) {
-      if (!MIX.attributed(i)) continue;
+    const clicking = [...Array(N).keys()].filter((i) => MIX.attributed(i));
+    await pool(clicking, async (i) => {
       const link = `${offer.tracking_link.replace("{partner_id}", attributed.id)}&sub1=s${i % 7}`;
       const response = await fetch(link, { redirect: "manual", headers: { "user-agent": BROWSER_UA } });
       if (response.status !== 302) throw new Error(`click: ${response.status} ${await response.text()}`);
       clickIds.set(i, new URL(response.headers.get("location") ?? "").searchParams.get("clickid"));
-    }
+    });
     // The new conversions (each 5th re-sent at once, as a network retries), then the updates.
     const firsts = [];
     for (let i = 0; i < N; i++) {
@@ -212,7 +224,7 @@ async function main() {
     const d1File = await d1FileBytes(hub.stateDir);
     report = {
       started_at: started.toISOString(),
-      command: `npm run bench:cost -- --n ${N} --rate ${RATE} --monthly ${MONTHLY}`,
+      command: `npm run bench:cost -- --n ${N} --rate ${RATE} --concurrency ${IN_FLIGHT} --monthly ${MONTHLY}`,
       machine: machine(),
       mix,
       mix_text: describeMix(mix),
@@ -234,6 +246,7 @@ async function main() {
         do_objects: last.do_storage,
       },
       cron_runs: cronRuns,
+      statements: last.statements,
       prices_read_on: prices.read_on,
     };
   } catch (error) {
@@ -323,6 +336,14 @@ function renderReport(report, prices) {
     `Worker CPU beside its ceiling: the table's in-runtime estimate is ${(total_cpu(rows) / 1e6).toFixed(1)} ms per conversion; workerd's whole process (the Worker, the objects, and the local D1, queues and storage it simulates) used ${report.workerd_cpu_ms_per_conversion === null ? "n/a" : report.workerd_cpu_ms_per_conversion.toFixed(1)} ms per conversion from /proc, on a machine shared with other work.`,
     "",
     `A month of ${monthly.conversions.toLocaleString("en-US")} conversions on Workers Paid, allowances applied: ${fmtUsd(monthly.base)} base + ${fmtUsd(monthly.usage)} usage = **${fmtUsd(monthly.total)}**. For the same volume (${Math.round(deliveriesPerMillion).toLocaleString("en-US")} partner deliveries per million conversions), Svix: ${svix.join(", ")}; Hookdeck: ${hookdeck.join(", ")}.`,
+    "",
+    "Where the rows are written (the statements writing the most, per conversion, the crons' runs included; index rows are in D1's counts):",
+    "",
+    "```",
+    ...tableLines(STATEMENT_COLUMNS, topStatements(report.statements, mix.conversions)),
+    "```",
+    "",
+    `Storage kept, per million conversions: D1 ${((perConversionD1 * 1e6) / 1e9).toFixed(1)} GB (${fmtUsd(((perConversionD1 * 1e6) / 1e9) * prices.items.d1_storage_gb_month.usd_per_gb_month)} a month while kept), Durable Objects ${((perConversionDo * 1e6) / 1e9).toFixed(1)} GB (${fmtUsd(((perConversionDo * 1e6) / 1e9) * prices.items.do_sqlite_storage_gb_month.usd_per_gb_month)} a month while kept, on paper: local SQLite's \`databaseSize\`); beyond each product's 5 GB included, and growing with every month kept.`,
     "",
     `Storage after the run: D1 ${Math.round(perConversionD1).toLocaleString("en-US")} bytes per conversion (D1's own \`meta.size_after\`; the SQLite file ${storage.d1_file_bytes === null ? "n/a" : Math.round(storage.d1_file_bytes / mix.conversions).toLocaleString("en-US")}), so one 10 GB database holds about ${conversionsPerDatabase(perConversionD1).toLocaleString("en-US")} conversions with their events, deliveries, attempts, inbound log and clicks; Durable Objects ${Math.round(perConversionDo).toLocaleString("en-US")} bytes per conversion (\`databaseSize\`, ${Object.entries(
       storage.do_objects,

@@ -39,7 +39,12 @@ const invocation = new AsyncLocalStorage<Invocation>();
 const stageOf = { getStore: () => invocation.getStore()?.stage };
 let counts: Counts = {};
 /** Every cursor the objects' SQL returned, with the stage it ran in; summed when counts are read. */
-let cursors: { cursor: SqlStorageCursor<Record<string, SqlStorageValue>>; stage: string; object: string }[] = [];
+let cursors: {
+  cursor: SqlStorageCursor<Record<string, SqlStorageValue>>;
+  stage: string;
+  object: string;
+  sql: string;
+}[] = [];
 /** The last `databaseSize` seen per object, by class. */
 let objectBytes = new Map<string, { className: string; bytes: number }>();
 let d1SizeAfter = 0;
@@ -60,7 +65,17 @@ function bump(metric: string, by = 1, stage = stageOf.getStore() ?? "other"): vo
 
 function snapshot() {
   const out: Counts = structuredClone(counts);
-  for (const { cursor, stage, object } of cursors) {
+  const byStatement = new Map(rowsByStatement);
+  for (const { cursor, stage, object, sql } of cursors) {
+    const text = sql.replace(/\s+/g, " ").trim();
+    const key = `${object}\u0000${stage}\u0000${text}`;
+    const entry = byStatement.get(key) ?? { store: object, stage, sql: text, calls: 0, read: 0, written: 0 };
+    byStatement.set(key, {
+      ...entry,
+      calls: entry.calls + 1,
+      read: entry.read + cursor.rowsRead,
+      written: entry.written + cursor.rowsWritten,
+    });
     const forStage = stageIn(out, stage);
     forStage[`do.rows_read.${object}`] = (forStage[`do.rows_read.${object}`] ?? 0) + cursor.rowsRead;
     forStage[`do.rows_written.${object}`] = (forStage[`do.rows_written.${object}`] ?? 0) + cursor.rowsWritten;
@@ -72,11 +87,12 @@ function snapshot() {
     entry.bytes += bytes;
     byClass[className] = entry;
   }
-  return { counts: out, do_storage: byClass, d1_size_after: d1SizeAfter };
+  return { counts: out, statements: [...byStatement.values()], do_storage: byClass, d1_size_after: d1SizeAfter };
 }
 
 function reset(): void {
   counts = {};
+  rowsByStatement = new Map();
   cursors = [];
   objectBytes = new Map();
 }
@@ -122,7 +138,30 @@ interface D1Meta {
   size_after?: number;
 }
 
-function noteD1(meta: D1Meta | undefined): void {
+/** Rows by statement (its SQL, whitespace folded) and stage: where the rows go, for the cost cut. */
+let rowsByStatement = new Map<
+  string,
+  { store: string; stage: string; sql: string; calls: number; read: number; written: number }
+>();
+
+function noteStatement(
+  store: string,
+  sql: string,
+  read: number,
+  written: number,
+  stage = stageOf.getStore() ?? "other",
+) {
+  const text = sql.replace(/\s+/g, " ").trim();
+  const key = `${store}\u0000${stage}\u0000${text}`;
+  const entry = rowsByStatement.get(key) ?? { store, stage, sql: text, calls: 0, read: 0, written: 0 };
+  entry.calls += 1;
+  entry.read += read;
+  entry.written += written;
+  rowsByStatement.set(key, entry);
+}
+
+function noteD1(meta: D1Meta | undefined, sql: string | undefined): void {
+  noteStatement("d1", sql ?? "(unknown)", meta?.rows_read ?? 0, meta?.rows_written ?? 0);
   bump("d1.statements");
   bump("d1.rows_read", meta?.rows_read ?? 0);
   bump("d1.rows_written", meta?.rows_written ?? 0);
@@ -130,24 +169,25 @@ function noteD1(meta: D1Meta | undefined): void {
 }
 
 const realStatement = new WeakMap<object, D1PreparedStatement>();
+const statementSql = new WeakMap<object, string>();
 
-function countedStatement(statement: D1PreparedStatement): D1PreparedStatement {
+function countedStatement(statement: D1PreparedStatement, sql: string): D1PreparedStatement {
   const counted = new Proxy(statement, {
     get(target, prop) {
       switch (prop) {
         case "bind":
-          return (...values: unknown[]) => countedStatement(target.bind(...values));
+          return (...values: unknown[]) => countedStatement(target.bind(...values), sql);
         case "all":
         case "run":
           return async () => {
             const result = await waited(target.all());
-            noteD1(result.meta);
+            noteD1(result.meta, sql);
             return result;
           };
         case "first":
           return async (column?: string) => {
             const result = await waited(target.all<Record<string, unknown>>());
-            noteD1(result.meta);
+            noteD1(result.meta, sql);
             const row = result.results[0];
             if (row === undefined) return null;
             return column === undefined ? row : (row[column] ?? null);
@@ -162,6 +202,7 @@ function countedStatement(statement: D1PreparedStatement): D1PreparedStatement {
     },
   });
   realStatement.set(counted, statement);
+  statementSql.set(counted, sql);
   return counted;
 }
 
@@ -170,11 +211,14 @@ function countedD1<T extends D1Database | D1DatabaseSession>(db: T): T {
     get(target, prop) {
       switch (prop) {
         case "prepare":
-          return (query: string) => countedStatement(target.prepare(query));
+          return (query: string) => countedStatement(target.prepare(query), query);
         case "batch":
           return async (statements: D1PreparedStatement[]) => {
             const results = await waited(target.batch(statements.map((s) => realStatement.get(s) ?? s)));
-            for (const result of results) noteD1(result.meta);
+            results.forEach((result, i) => {
+              const statement = statements[i];
+              noteD1(result.meta, statement && statementSql.get(statement));
+            });
             return results;
           };
         case "withSession":
@@ -370,7 +414,12 @@ function countState(ctx: DurableObjectState, className: string): void {
     if (query.includes("__miniflare")) return cursor;
     // Outside a method: the constructor (the coordinator creates its tables there).
     const stage = stageOf.getStore() ?? objectStage(className, "constructor");
-    cursors.push({ cursor: cursor as SqlStorageCursor<Record<string, SqlStorageValue>>, stage, object: className });
+    cursors.push({
+      cursor: cursor as SqlStorageCursor<Record<string, SqlStorageValue>>,
+      stage,
+      object: className,
+      sql: query,
+    });
     return cursor;
   };
   Object.defineProperty(sql, "exec", { value: countedExec, configurable: true });

@@ -226,3 +226,22 @@ export function replaceSection(markdown, section) {
 }
 
 export const tableLines = (columns, rows) => renderTable(columns, rows);
+
+/** The statements that write the most rows, per conversion: where a cost cut starts. */
+export function topStatements(statements, conversions, limit = 15) {
+  return [...statements]
+    .filter((s) => s.written > 0)
+    .sort((a, b) => b.written - a.written)
+    .slice(0, limit)
+    .map((s) => ({ ...s, per: (x) => x / conversions }));
+}
+
+const perConversion = (x) => (Number.isFinite(x) ? x.toFixed(2) : "n/a");
+
+export const STATEMENT_COLUMNS = [
+  { header: "rows written / conv", cell: (r) => perConversion(r.per(r.written)) },
+  { header: "rows read / conv", cell: (r) => perConversion(r.per(r.read)) },
+  { header: "calls / conv", cell: (r) => perConversion(r.per(r.calls)) },
+  { header: "where", cell: (r) => `${r.store === "d1" ? "D1" : r.store}, ${r.stage}` },
+  { header: "statement", cell: (r) => (r.sql.length > 110 ? `${r.sql.slice(0, 107)}...` : r.sql) },
+];
