@@ -1,5 +1,23 @@
-// bench/lib/stats.mjs and bench/lib/table.mjs, and the throughput tables built from a report's data.
+// bench/lib/stats.mjs and bench/lib/table.mjs, the throughput tables built from a report's data, and
+// bench:cost's arithmetic (bench/lib/cost.mjs), prices file and configuration.
+import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
+import {
+  addCounts,
+  billedOf,
+  conversionsPerDatabase,
+  costRows,
+  describeMix,
+  diffCounts,
+  dollarsOf,
+  mixOf,
+  monthlyBill,
+  replaceSection,
+  SECTION_END,
+  SECTION_START,
+  scaleCounts,
+} from "../../bench/lib/cost.mjs";
+import { costConfig } from "../../bench/lib/cost-config.mjs";
 import { batchSummary, median, medianOf, percentile } from "../../bench/lib/stats.mjs";
 import { fmt, renderTable } from "../../bench/lib/table.mjs";
 import { ISOLATION_COLUMNS, isolationRows } from "../../bench/scenarios/isolation.mjs";
@@ -86,5 +104,110 @@ describe("the bench's tables", () => {
     expect(lines[5]).toMatch(/^median +1\.10 +≤ 1\.20 +yes$/);
     const missed = isolationRows({ rounds, ratio_median: 1.3 }).at(-1);
     expect(missed).toMatchObject({ met: false, goal: "≤ 1.20" });
+  });
+});
+
+describe("bench:cost's arithmetic", () => {
+  it("states its mix per 1,000 conversions", () => {
+    expect(mixOf(1000)).toEqual({
+      conversions: 1000,
+      new_pending: 600,
+      new_approved: 400,
+      updates: 500,
+      duplicates: 200,
+      attributed: 300,
+      clicks: 300,
+      postbacks: 1700,
+    });
+    expect(describeMix(mixOf(2000))).toContain("500 approved later (updates), 200 duplicates");
+  });
+
+  it("folds a stage's counts into billed quantities: queue operations are a write, a read and a delete", () => {
+    const billed = billedOf({
+      "worker.fetch": 2,
+      "worker.queue": 1,
+      "worker.cpu_ms": 3,
+      "do.requests.ConversionObject.record": 2,
+      "do.alarms.ConversionObject": 1,
+      "do.rows_written.ConversionObject": 5,
+      "do.rows_written.PartnerCoordinator": 1,
+      "d1.rows_written": 7,
+      "queue.write_ops": 4,
+      "queue.read_ops": 5,
+      "queue.delete_ops": 4,
+      "subrequests.fetch": 1,
+    });
+    expect(billed).toMatchObject({
+      worker_requests: 3,
+      worker_cpu_ms: 3,
+      do_requests: 3,
+      do_rows_written: 6,
+      d1_rows_written: 7,
+      queue_ops: 13,
+      subrequests: 1,
+    });
+  });
+
+  it("prices a million of each at bench/prices.json's marginal prices, every figure with its source", async () => {
+    const prices = JSON.parse(await readFile(new URL("../../bench/prices.json", import.meta.url), "utf8"));
+    expect(prices.read_on).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    for (const [name, item] of Object.entries<{ source: string; usd_per_million: number }>(prices.items)) {
+      expect(item.source, name).toMatch(/^https:\/\//);
+      expect(typeof item.usd_per_million, name).toBe("number");
+    }
+    const million = { ...billedOf({}), worker_requests: 1e6, d1_rows_written: 1e6, queue_ops: 1e6 };
+    const dollars = dollarsOf(million, prices);
+    expect(dollars.worker_requests).toBeCloseTo(0.3);
+    expect(dollars.d1_rows).toBeCloseTo(1);
+    expect(dollars.queues).toBeCloseTo(0.4);
+    expect(dollars.total).toBeCloseTo(1.7);
+    // A month within every allowance costs the base fee alone.
+    expect(monthlyBill({ ...billedOf({}), worker_requests: 1e6 }, 1e6, prices)).toEqual({
+      base: 5,
+      usage: 0,
+      total: 5,
+    });
+  });
+
+  it("orders the stages, adds a total, and diffs, adds and scales counts", () => {
+    const items = ["workers_requests", "workers_cpu_ms", "do_requests", "do_duration_gb_s", "do_sqlite_rows_read"]
+      .concat(["do_sqlite_rows_written", "d1_rows_read", "d1_rows_written", "queues_operations"])
+      .map((item) => [item, { usd_per_million: 1 }]);
+    const prices = { items: Object.fromEntries(items) };
+    const rows = costRows(
+      { delivery: { "worker.queue": 1 }, ingest: { "worker.fetch": 2 }, setup: { "worker.fetch": 9 } },
+      prices,
+    );
+    expect(rows.map((r: { stage: string }) => r.stage)).toEqual(["ingest", "delivery", "total"]);
+    expect(rows.at(-1)?.billed.worker_requests).toBe(3);
+    const a = { ingest: { x: 3, y: 1 } };
+    expect(diffCounts(a, { ingest: { x: 1, y: 1 } })).toEqual({ ingest: { x: 2 } });
+    expect(addCounts(a, { ingest: { x: 1 }, cron: { z: 2 } })).toEqual({ ingest: { x: 4, y: 1 }, cron: { z: 2 } });
+    expect(scaleCounts(a, 10)).toEqual({ ingest: { x: 30, y: 10 } });
+    expect(conversionsPerDatabase(10_000)).toBe(1_000_000);
+  });
+
+  it("replaces its BENCHMARKS.md section in place, or adds it under the latest figures", () => {
+    const doc = "# B\n\n## Latest figures\n\n### older\n";
+    const once = replaceSection(doc, "### cost v1");
+    expect(once).toBe(`# B\n\n## Latest figures\n\n${SECTION_START}\n### cost v1\n${SECTION_END}\n\n### older\n`);
+    expect(replaceSection(once, "### cost v2")).toBe(once.replace("v1", "v2"));
+  });
+
+  it("runs the hub's own configuration from bench/cost/, without deploy environments or ingest limits", async () => {
+    const config = costConfig(await readFile(new URL("../../wrangler.toml", import.meta.url), "utf8")) as unknown as {
+      main: string;
+      env?: unknown;
+      d1_databases: { migrations_dir: string }[];
+      assets: { directory: string };
+      triggers: { crons: string[] };
+      ratelimits: { simple: { limit: number } }[];
+    };
+    expect(config.main).toBe("index.ts");
+    expect(config.env).toBeUndefined();
+    expect(config.d1_databases[0]?.migrations_dir).toBe("../../migrations");
+    expect(config.assets.directory).toBe("../../public");
+    expect(config.triggers.crons).toEqual(["*/15 * * * *", "17 3 * * *"]);
+    for (const limiter of config.ratelimits) expect(limiter.simple.limit).toBe(1_000_000);
   });
 });
