@@ -22,7 +22,8 @@ function text(maxLength = 256) {
 
 /** The signed payload of the JWS: the only place the hub reads a postback's identity from. */
 export const AdAttributionKitPayloadSchema = z.object({
-  "postback-identifier": text(128),
+  /** The hub's transaction_id is this with its window (`:0`) appended: 128 characters at most. */
+  "postback-identifier": text(126),
   "ad-network-identifier": text(),
   "source-identifier": z.string().regex(/^\d{2,4}$/, { error: "must be two to four digits" }),
   "advertised-item-identifier": z.number().int().positive(),

@@ -11,6 +11,15 @@ import { PARTNER_ID_PATTERN } from "./partner";
 
 /** Apple's ad network ids: lowercase, such as `example123.skadnetwork` (compared lowercased). */
 export const AD_NETWORK_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+
+/**
+ * Apple's ad network ids are ASCII: only A to Z are lowercased. `toLowerCase` would also fold
+ * look-alikes into ASCII (U+212A KELVIN SIGN into k, U+0130 into i and a dot), making a different
+ * signed id match a network's.
+ */
+export function lowercaseAdNetworkId(value: string): string {
+  return value.replace(/[A-Z]/g, (letter) => letter.toLowerCase());
+}
 /** A source identifier (2 to 4 digits) or a campaign id (before 4.0: 1 to 100), in decimal. */
 export const SOURCE_KEY_PATTERN = /^\d{1,4}$/;
 export const MAX_APPLE_SOURCES = 1_000;
@@ -42,7 +51,7 @@ export const AppleReceiverSchema = z
       .array(
         z
           .string()
-          .transform((value) => value.toLowerCase())
+          .transform(lowercaseAdNetworkId)
           .refine((value) => AD_NETWORK_ID_PATTERN.test(value), {
             error: "must be an ad network id such as example123.skadnetwork",
           }),

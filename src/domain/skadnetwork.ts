@@ -44,11 +44,17 @@ function text(maxLength = 256) {
 
 const appStoreId = z.number().int().positive();
 
+/**
+ * The hub's transaction_id holds 128 characters; a 4.0 postback's gets its window (`:0`) appended,
+ * so its transaction-id may hold 126.
+ */
+export const MAX_TRANSACTION_ID = 128;
+
 const v1Fields = {
   "ad-network-id": text(),
   "campaign-id": z.number().int().nonnegative(),
   "app-id": appStoreId,
-  "transaction-id": text(),
+  "transaction-id": text(MAX_TRANSACTION_ID),
   "attribution-signature": text(1024),
 };
 
@@ -79,7 +85,7 @@ export const Skadnetwork40Schema = z
     /** Two, three or four digits of the ad network's source identifier (it replaces campaign-id). */
     "source-identifier": z.string().regex(/^\d{2,4}$/, { error: "must be two to four digits" }),
     "app-id": appStoreId,
-    "transaction-id": text(),
+    "transaction-id": text(MAX_TRANSACTION_ID - 2),
     redownload: z.boolean(),
     "source-app-id": appStoreId.optional(),
     /** Web ads only, in place of source-app-id. */

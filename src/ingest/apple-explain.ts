@@ -8,7 +8,7 @@
 
 import { sourceOf } from "../domain/apple-receiver";
 import type { Postback } from "../domain/postback";
-import type { FieldError } from "../errors";
+import { type FieldError, ProblemError } from "../errors";
 import {
   type AppleIngestDeps,
   adNetworkIdOf,
@@ -109,7 +109,15 @@ export async function explainApple(
     partner_id: mapped?.source.partner_id ?? null,
   };
   if (!receiver || !explanation.receives) return explanation;
-  const postback = applePostback(verified, receiver);
+  let postback: Postback;
+  try {
+    postback = applePostback(verified, receiver);
+  } catch (error) {
+    // Signed, yet not a conversion the hub can keep (ingest answers 422): shown, not thrown.
+    if (!(error instanceof ProblemError) || error.code !== "validation_failed") throw error;
+    explanation.validation = { ok: false, errors: error.errors };
+    return explanation;
+  }
   const test = network.test_mode || verified.test;
   explanation.postback = postback;
   explanation.test = test;

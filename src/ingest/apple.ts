@@ -15,11 +15,11 @@ import {
   AdAttributionKitStanzaSchema,
   APPLE_ADATTRIBUTIONKIT_KEYS,
 } from "../domain/adattributionkit";
-import { type AppleReceiver, sourceOf } from "../domain/apple-receiver";
+import { type AppleReceiver, lowercaseAdNetworkId, sourceOf } from "../domain/apple-receiver";
 import type { IngestAnswer } from "../domain/conversion";
 import { type Postback, PostbackSchema } from "../domain/postback";
 import { APPLE_SKADNETWORK_KEYS, type SkadnetworkPostback, SkadnetworkPostbackSchema } from "../domain/skadnetwork";
-import { type FieldError, ProblemError, validationFailed, validationProblem, zodFieldErrors } from "../errors";
+import { type FieldError, ProblemError, validationFailed, zodFieldErrors } from "../errors";
 import { verifyAdAttributionKit } from "./adattributionkit";
 import { parseJson, readRawBody } from "./body";
 import { type IngestDeps, recordPostback, resolveNetwork, spendRateLimit } from "./ingest";
@@ -164,9 +164,9 @@ export async function verifyApple(parsed: ParsedApple, extra: ApplePostbackKeys)
 
 /** The ad network the postback was signed for, lowercased as receivers are configured. */
 export function adNetworkIdOf(verified: VerifiedApple): string {
-  return (
-    verified.kind === "skadnetwork" ? verified.postback["ad-network-id"] : verified.payload["ad-network-identifier"]
-  ).toLowerCase();
+  return lowercaseAdNetworkId(
+    verified.kind === "skadnetwork" ? verified.postback["ad-network-id"] : verified.payload["ad-network-identifier"],
+  );
 }
 
 /** Where a postback sits among Apple's conversion windows (0, 1, 2), when its version has them. */
@@ -253,8 +253,38 @@ export function applePostback(verified: VerifiedApple, receiver: AppleReceiver):
     meta,
   };
   const parsed = PostbackSchema.safeParse(candidate);
-  if (!parsed.success) throw validationProblem("body", parsed.error);
+  if (!parsed.success) throw validationFailed(appleFieldErrors(verified.kind, zodFieldErrors("body", parsed.error)));
   return parsed.data;
+}
+
+/** Where each of the hub's fields comes from in Apple's postback, for a refusal to name what Apple sent. */
+const APPLE_FIELDS: Record<AppleKind, Readonly<Record<string, string>>> = {
+  skadnetwork: {
+    "body.transaction_id": "body.transaction-id",
+    "body.meta.transaction_id": "body.transaction-id",
+    "body.meta.ad_network_id": "body.ad-network-id",
+    "body.meta.source_domain": "body.source-domain",
+  },
+  adattributionkit: {
+    "body.transaction_id": "body.jws-string.postback-identifier",
+    "body.meta.postback_identifier": "body.jws-string.postback-identifier",
+    "body.meta.ad_network_id": "body.jws-string.ad-network-identifier",
+    "body.meta.marketplace_identifier": "body.jws-string.marketplace-identifier",
+    "body.meta.impression_type": "body.jws-string.impression-type",
+    "body.meta.unsigned_ad_interaction_type": "body.ad-interaction-type",
+  },
+};
+
+/** The hub's postback schema's errors, located at Apple's fields (one per field and message). */
+function appleFieldErrors(kind: AppleKind, errors: FieldError[]): FieldError[] {
+  const seen = new Set<string>();
+  return errors.flatMap((error) => {
+    const location = APPLE_FIELDS[kind][error.location] ?? error.location;
+    const key = `${location}\n${error.message}`;
+    if (seen.has(key)) return [];
+    seen.add(key);
+    return [{ location, message: error.message }];
+  });
 }
 
 export function appleRefusal(verification: Extract<AppleVerification, { ok: false }>, kind: AppleKind): ProblemError {
@@ -320,7 +350,6 @@ export async function ingestApple(
     auth = await resolveNetwork(id, deps);
   }
   const receiver = auth.network.apple;
-  if (deps.trace) Object.assign(deps.trace, { authMethod: "apple", credentialId: credentialOf(verified) });
   if (!receiver?.ad_network_ids.includes(adNetworkId)) {
     throw new ProblemError(
       "forbidden",
@@ -328,6 +357,10 @@ export async function ingestApple(
       [{ location: adNetworkField, message: `is not an ad network id of ${auth.network.id}` }],
     );
   }
+  // Apple's signature authenticates the postback for this network only once it is this network's
+  // ad network id: another ad network's postback is a stranger's request here (no body kept, and
+  // not spending the network's own share of its log).
+  if (deps.trace) Object.assign(deps.trace, { authMethod: "apple", credentialId: credentialOf(verified) });
   await spendRateLimit(auth.network.id, 1, deps);
   const postback = applePostback(verified, receiver);
   const test = auth.network.test_mode || verified.test;

@@ -87,6 +87,20 @@ export async function signedSkan4(fields: Raw): Promise<Raw> {
   return { ...postback, "attribution-signature": der.toBase64() };
 }
 
+/** A postback of any P-256 version (2.1, 2.2, 3.0, 4.0) signed with the tests' key, over the fixture's order. */
+export async function signedSkan(fields: Raw & { version: string }): Promise<Raw> {
+  const order = (fixture.field_order as Record<string, string[]>)[fields.version] ?? [];
+  const values = order.flatMap((label) => {
+    const name = label
+      .replace(" (when present)", "")
+      .split("|")
+      .find((candidate) => fields[candidate] !== undefined);
+    return name === undefined ? [] : [String(fields[name])];
+  });
+  const der = toDer(await sign(values.join("\u2063")));
+  return { ...fields, "attribution-signature": der.toBase64() };
+}
+
 /** An AdAttributionKit stanza whose JWS the tests' key signs (kid TEST_KID unless told). */
 export async function signedAak(
   payload: Raw,
