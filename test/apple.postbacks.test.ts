@@ -6,6 +6,8 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { parseApple, verifyApple } from "../src/ingest/apple";
+import testKey from "./fixtures/apple-test-key.json";
 import {
   AAK_EXAMPLE,
   AAK_PATH,
@@ -184,17 +186,20 @@ describe("SKAdNetwork postbacks at Apple's well-known path", () => {
   });
 
   it("refuses a tampered postback (did-win flipped) with 401 and keeps nothing", async () => {
+    const losing = appleExample("v3.0 not winning (no source-app-id, no conversion-value)");
+    // Recorded first (or already, by the test above): the tampered copy must not change it.
+    const recorded = await answerOf(await postApple(SKAN_PATH, losing));
     const before = await conversionCount(network.id);
-    const tampered = { ...appleExample("v3.0 not winning (no source-app-id, no conversion-value)"), "did-win": true };
     const problem = await expectStatus<{ code: string; errors: { location: string; message: string }[] }>(
-      await postApple(SKAN_PATH, tampered),
+      await postApple(SKAN_PATH, { ...losing, "did-win": true }),
       401,
     );
     expect(problem.code).toBe("unauthorized");
     expect(problem.errors[0]).toMatchObject({ location: "body.attribution-signature" });
     expect(await conversionCount(network.id)).toBe(before);
-    const kept = await conversionInD1(network.id, "f9ac267a-a889-44ce-b5f7-0166d11461f0");
-    if (kept) expect(JSON.parse(String(kept.meta))).toMatchObject({ did_win: false });
+    const kept = await eventually(() => conversionInD1(network.id, recorded.transaction_id, false));
+    expect(JSON.parse(String(kept.meta))).toMatchObject({ did_win: false });
+    expect(kept.attributed_partner_id).toBeNull();
   });
 
   it("refuses 2.0 (P-192) with the reason, rather than accepting it unverified", async () => {
@@ -268,6 +273,21 @@ describe("AdAttributionKit postbacks", () => {
     const other = String((await signedAak({ "did-win": false }))["jws-string"]).split(".")[1];
     await expectStatus(await postApple(AAK_PATH, { "jws-string": `${header}.${other}.${signature}` }), 401);
     expect(await conversionCount(network.id)).toBe(before);
+  });
+});
+
+describe("added keys", () => {
+  it("never stand in for one of Apple's kids, and a kid named __proto__ is only a name", async () => {
+    const publicJwk = testKey.public_jwk as JsonWebKey;
+    for (const kid of ["apple-cas-identifier/0", "apple-development-identifier/1", "__proto__"]) {
+      const stanza = await signedAak({}, {}, { kid, alg: "ES256" });
+      const parsed = parseApple(stanza);
+      if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+      const verdict = await verifyApple(parsed.parsed, { skadnetwork: [], adattributionkit: { [kid]: publicJwk } });
+      // Apple's kids keep Apple's keys; an added "__proto__" is an own entry, trusted as any added kid.
+      expect(verdict.ok, kid).toBe(kid === "__proto__");
+      if (verdict.ok && verdict.verified.kind === "adattributionkit") expect(verdict.verified.test).toBe(false);
+    }
   });
 });
 

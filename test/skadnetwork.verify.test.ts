@@ -6,6 +6,7 @@
 import { describe, expect, it, vi } from "vitest";
 import page from "../docs/apple-postbacks.md?raw";
 import {
+  APPLE_SKADNETWORK_KEYS,
   SIGNED_FIELD_SEPARATOR,
   SIGNED_FIELDS,
   type SignedSlot,
@@ -54,7 +55,7 @@ describe("SKAdNetwork: Apple's example postbacks", () => {
   it.each(valid.map((v) => [v.name, v] as const))("%s verifies with Apple's key", async (_, vector) => {
     const postback = parse(vector.postback);
     const verdict = await verifySkadnetwork(postback);
-    expect(verdict).toEqual({ ok: true, signed: signedString(postback) });
+    expect(verdict).toEqual({ ok: true, signed: signedString(postback), key: 0 });
     const order = orders[postback.version] ?? [];
     expect(signedString(postback)).toBe(fieldsFromLabels(order, vector.postback).join(SIGNED_FIELD_SEPARATOR));
     if (vector.signed_string_fields) {
@@ -188,7 +189,7 @@ describe("SKAdNetwork: what the hub refuses", () => {
     const spki = new Uint8Array((await crypto.subtle.exportKey("spki", pair.publicKey)) as ArrayBuffer).toBase64();
     const importKey = vi.spyOn(crypto.subtle, "importKey");
     try {
-      for (let i = 0; i < 3; i++) await verifySkadnetwork(parse(v30Winning), { p256: spki });
+      for (let i = 0; i < 3; i++) await verifySkadnetwork(parse(v30Winning), { p256: [spki] });
       expect(importKey).toHaveBeenCalledTimes(1);
     } finally {
       importKey.mockRestore();
@@ -197,7 +198,7 @@ describe("SKAdNetwork: what the hub refuses", () => {
 
   it("a bad key fails cleanly too", async () => {
     for (const p256 of ["not base64!", btoa("not a key")]) {
-      const verdict = await verifySkadnetwork(parse(v30Winning), { p256 });
+      const verdict = await verifySkadnetwork(parse(v30Winning), { p256: [p256] });
       expect(verdict.ok).toBe(false);
     }
   });
@@ -307,8 +308,13 @@ describe("DER to IEEE P1363", () => {
       const encoded = der(derInteger(p1363.subarray(0, 32)), derInteger(p1363.subarray(32)));
       expect([...(derToP1363(encoded) ?? [])]).toEqual([...p1363]);
       const signed = parse({ ...raw, "attribution-signature": encoded.toBase64() });
-      expect((await verifySkadnetwork(signed, { p256: spki })).ok).toBe(true);
+      expect((await verifySkadnetwork(signed, { p256: [spki] })).ok).toBe(true);
       expect((await verifySkadnetwork(signed)).ok).toBe(false); // not Apple's key
+      // Keys are tried in order, and the verdict names the one that verified.
+      expect(await verifySkadnetwork(signed, { p256: [APPLE_SKADNETWORK_KEYS.p256, spki] })).toMatchObject({
+        ok: true,
+        key: 1,
+      });
     }
   });
 });

@@ -82,63 +82,55 @@ export function parseApple(body: unknown): { ok: true; parsed: ParsedApple } | {
     : { ok: false, errors: zodFieldErrors("body", postback.error) };
 }
 
-/** The AdAttributionKit keys by kid, imported once per isolate; test marks Apple's development keys. */
-const trustedJwsKeys = new Map<string, { key: Promise<CryptoKey | null>; test: boolean }>();
+/** Apple's AdAttributionKit keys by kid, imported once per isolate. */
+const appleJwsKeys = new Map<string, Promise<CryptoKey | null>>();
 
-function jwsKeys(
+/**
+ * The keys trusted by kid: Apple's (imported from SPKI) and the operator's added JWKs, which the
+ * JWS verifier imports itself. Apple's kids keep Apple's keys: an added key cannot stand in for one.
+ */
+async function trustedJwsKeys(
   extra: ApplePostbackKeys["adattributionkit"],
-): Map<string, { key: Promise<CryptoKey | null>; test: boolean }> {
-  for (const [kid, { spki, test }] of Object.entries(APPLE_ADATTRIBUTIONKIT_KEYS)) {
-    if (!trustedJwsKeys.has(kid)) trustedJwsKeys.set(kid, { key: p256Key(spki) ?? Promise.resolve(null), test });
-  }
-  const keys = new Map(trustedJwsKeys);
-  for (const [kid, jwk] of Object.entries(extra)) {
-    // Apple's kids keep Apple's keys: an added key cannot stand in for one.
-    if (Object.hasOwn(APPLE_ADATTRIBUTIONKIT_KEYS, kid)) continue;
-    keys.set(kid, { key: importJwk(jwk), test: false });
-  }
-  return keys;
+): Promise<Record<string, CryptoKey | JsonWebKey>> {
+  const apple = await Promise.all(
+    Object.entries(APPLE_ADATTRIBUTIONKIT_KEYS).map(async ([kid, { spki }]) => {
+      let key = appleJwsKeys.get(kid);
+      if (!key) {
+        key = (p256Key(spki) ?? Promise.resolve(null)).catch(() => null);
+        appleJwsKeys.set(kid, key);
+      }
+      return [kid, await key] as const;
+    }),
+  );
+  // Own properties only (fromEntries): a kid such as "__proto__" is a name, never a prototype.
+  return Object.fromEntries([
+    ...Object.entries(extra).filter(([kid]) => !Object.hasOwn(APPLE_ADATTRIBUTIONKIT_KEYS, kid)),
+    ...apple.flatMap(([kid, key]) => (key ? [[kid, key] as const] : [])),
+  ]);
 }
 
-const importedJwks = new WeakMap<JsonWebKey, Promise<CryptoKey | null>>();
-
-function importJwk(jwk: JsonWebKey): Promise<CryptoKey | null> {
-  let imported = importedJwks.get(jwk);
-  if (!imported) {
-    const { kty, crv, x, y } = jwk;
-    imported = crypto.subtle
-      .importKey("jwk", { kty, crv, x, y }, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"])
-      .catch(() => null);
-    importedJwks.set(jwk, imported);
-  }
-  return imported;
+/** Signed by one of Apple's development keys: recorded as a test. */
+function isDevelopmentKid(kid: string): boolean {
+  return (
+    Object.hasOwn(APPLE_ADATTRIBUTIONKIT_KEYS, kid) &&
+    APPLE_ADATTRIBUTIONKIT_KEYS[kid as keyof typeof APPLE_ADATTRIBUTIONKIT_KEYS].test
+  );
 }
 
 /** Apple's signature over the postback, against Apple's keys and the operator's added ones. */
 export async function verifyApple(parsed: ParsedApple, extra: ApplePostbackKeys): Promise<AppleVerification> {
   if (parsed.kind === "skadnetwork") {
-    let last: Awaited<ReturnType<typeof verifySkadnetwork>> | null = null;
-    const keys = [APPLE_SKADNETWORK_KEYS.p256, ...extra.skadnetwork];
-    for (const [index, p256] of keys.entries()) {
-      last = await verifySkadnetwork(parsed.postback, { p256 });
-      if (last.ok) {
-        const key = index === 0 ? "apple" : index;
-        return {
-          ok: true,
-          verified: { kind: "skadnetwork", postback: parsed.postback, signed: last.signed, key, test: false },
-        };
-      }
-      // A failure that no other key could mend (P-192, a malformed signature) is final.
-      if (!last.reason.startsWith("attribution-signature does not verify")) break;
-    }
-    return { ok: false, reason: last?.reason ?? "no key", signed: last?.signed ?? null };
+    const verdict = await verifySkadnetwork(parsed.postback, {
+      p256: [APPLE_SKADNETWORK_KEYS.p256, ...extra.skadnetwork],
+    });
+    if (!verdict.ok) return { ok: false, reason: verdict.reason, signed: verdict.signed };
+    const key = verdict.key === 0 ? "apple" : verdict.key;
+    return {
+      ok: true,
+      verified: { kind: "skadnetwork", postback: parsed.postback, signed: verdict.signed, key, test: false },
+    };
   }
-  const keys = jwsKeys(extra.adattributionkit);
-  const trusted: Record<string, CryptoKey> = {};
-  for (const [kid, entry] of keys) {
-    const key = await entry.key;
-    if (key) trusted[kid] = key;
-  }
+  const trusted = await trustedJwsKeys(extra.adattributionkit);
   const verdict = await verifyAdAttributionKit(parsed.stanza["jws-string"], trusted);
   if (!verdict.ok) return { ok: false, reason: verdict.reason, signed: null };
   const payload = AdAttributionKitPayloadSchema.safeParse(verdict.payload);
@@ -157,7 +149,7 @@ export async function verifyApple(parsed: ParsedApple, extra: ApplePostbackKeys)
       payload: payload.data,
       stanza: parsed.stanza,
       kid: verdict.kid,
-      test: keys.get(verdict.kid)?.test ?? false,
+      test: isDevelopmentKid(verdict.kid),
     },
   };
 }

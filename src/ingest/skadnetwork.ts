@@ -17,13 +17,14 @@ import {
 import { fromBase64, utf8 } from "../lib/bytes";
 
 export type SkadnetworkVerdict =
-  | { ok: true; signed: string }
+  /** `key`: the index in `keys.p256` of the key that verified it. */
+  | { ok: true; signed: string; key: number }
   /** `signed` is the string the signature should cover (null when the hub cannot build it). */
   | { ok: false; reason: string; signed: string | null };
 
-/** The keys to verify with: Apple's P-256 SPKI (base64). Tests may pass their own. */
+/** The keys to verify with, tried in order: P-256 SPKI (base64), Apple's first. Tests may pass their own. */
 export interface SkadnetworkKeys {
-  p256: string;
+  p256: readonly string[];
 }
 
 export const P192_REASON =
@@ -115,7 +116,7 @@ export function derToP1363(der: Uint8Array, size = 32): Uint8Array<ArrayBuffer> 
 /** Verifies a parsed postback (SkadnetworkPostbackSchema) against Apple's key. */
 export async function verifySkadnetwork(
   postback: SkadnetworkPostback,
-  keys: SkadnetworkKeys = { p256: APPLE_SKADNETWORK_KEYS.p256 },
+  keys: SkadnetworkKeys = { p256: [APPLE_SKADNETWORK_KEYS.p256] },
 ): Promise<SkadnetworkVerdict> {
   let signed: string;
   try {
@@ -137,25 +138,26 @@ export async function verifySkadnetwork(
       signed,
     };
   }
-  const keyImport = p256Key(keys.p256);
-  if (!keyImport) return { ok: false, reason: "the P-256 public key is not base64 SPKI", signed };
-  let key: CryptoKey;
-  try {
-    key = await keyImport;
-  } catch {
-    return { ok: false, reason: "the P-256 public key could not be imported (not an SPKI P-256 key)", signed };
+  for (const [index, spki] of keys.p256.entries()) {
+    const keyImport = p256Key(spki);
+    if (!keyImport) return { ok: false, reason: "a P-256 public key is not base64 SPKI", signed };
+    let key: CryptoKey;
+    try {
+      key = await keyImport;
+    } catch {
+      return { ok: false, reason: "a P-256 public key could not be imported (not an SPKI P-256 key)", signed };
+    }
+    let valid: boolean;
+    try {
+      valid = await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, signature, utf8(signed));
+    } catch {
+      valid = false;
+    }
+    if (valid) return { ok: true, signed, key: index };
   }
-  let valid: boolean;
-  try {
-    valid = await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, signature, utf8(signed));
-  } catch {
-    valid = false;
-  }
-  return valid
-    ? { ok: true, signed }
-    : {
-        ok: false,
-        reason: `attribution-signature does not verify against Apple's P-256 key over the ${postback.version} signed fields`,
-        signed,
-      };
+  return {
+    ok: false,
+    reason: `attribution-signature does not verify against Apple's P-256 key over the ${postback.version} signed fields`,
+    signed,
+  };
 }
