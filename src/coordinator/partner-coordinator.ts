@@ -221,7 +221,6 @@ export class PartnerCoordinator extends DurableObject<Env> {
       if (room > 0) {
         for (const item of this.heads(now, room)) {
           startedNow++;
-          this.starts.push(now);
           this.inFlight.add(item.delivery_id);
           running.set(
             item.delivery_id,
@@ -289,6 +288,9 @@ export class PartnerCoordinator extends DurableObject<Env> {
     }
     let report: AttemptReport;
     try {
+      // The start counts for `max_per_second` at the time the attempt begins, read with no await
+      // in between: time moves while the pump awaits, so the wave's own clock reading can be early.
+      this.starts.push(this.deps.now());
       report = await this.deps.attempt(
         item.delivery_id,
         settings.order === "coalesce" ? { previousStatus: last?.status ?? null } : {},
