@@ -226,7 +226,7 @@ describe("a partner key", () => {
     const overview = await consoleFetch(session, "/console");
     expect(overview.status).toBe(303);
     expect(overview.headers.get("location")).toBe("/console/deliveries");
-    const html = await page(session, "/console/deliveries?partner_id=" + partnerB);
+    const html = await page(session, `/console/deliveries?partner_id=${partnerB}`);
     const table = textOf(html, "deliveries");
     expect(table).toContain(failedA);
     expect(table).not.toContain(deadB);

@@ -7,7 +7,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { authenticateToken, bearerToken } from "../access/keys";
-import { attributeBatch } from "../attribution/event-attribution";
 import { configOf } from "../config";
 import { isSubjectScope } from "../domain/access";
 import { IngestAnswerSchema } from "../domain/conversion";
@@ -16,8 +15,6 @@ import { ProblemError } from "../errors";
 import { explainPostback } from "../ingest/explain";
 import { ingestBatch, ingestPostback, MAX_BATCH_EVENTS } from "../ingest/ingest";
 import { logRequest, newTrace, type RequestFacts } from "../ingest/request-log";
-import { hmacKey } from "../lib/keys";
-import { allPartners } from "../storage/partners";
 import {
   type App,
   type AppEnv,
