@@ -48,6 +48,8 @@ const ConfigSchema = z.object({
   DEDUPE_WINDOW_DAYS: z.coerce.number().positive().default(30),
   SIGNATURE_TOLERANCE_SECONDS: seconds(300),
   NETWORK_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).default(30),
+  /** How long an isolate answers a repeat of a recorded postback itself (src/ingest/answer-cache.ts); 0: never. */
+  DUPLICATE_CACHE_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
   SECRET_GRACE_PERIOD_SECONDS: z.coerce
     .number()
     .int()

@@ -8,6 +8,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import worker from "../src/index";
+import { isolateAnswers } from "../src/ingest/answer-cache";
 import {
   admin,
   createNetwork,
@@ -99,11 +100,33 @@ describe("ingest hot path", () => {
     const atAnswer: Counts[] = [];
     expect((await ingestWith(testEnv, counts, network, body, atAnswer)).status).toBe("accepted");
     expect(atAnswer[0]).toEqual({ ...zero(), objectStubs: 1, objectCalls: 1 });
-    expect((await ingestWith(testEnv, counts, network, body, atAnswer)).status).toBe("duplicate");
-    expect(atAnswer[1]).toEqual({ ...zero(), requestLog: 1, objectStubs: 2, objectCalls: 2 });
+    // A repeat of the recorded event is answered by the isolate (docs/architecture.md, duplicates
+    // at the edge): the object's own answer, with no object call, not even a stub.
+    const repeat = await ingestWith(testEnv, counts, network, body, atAnswer);
+    expect(repeat.status).toBe("duplicate");
+    expect(atAnswer[1]).toEqual({ ...zero(), requestLog: 1, objectStubs: 1, objectCalls: 1 });
     // After the answers, and only then, each request's inbound log record was sent.
-    expect(counts).toEqual({ ...zero(), requestLog: 2, objectStubs: 2, objectCalls: 2 });
+    expect(counts).toEqual({ ...zero(), requestLog: 2, objectStubs: 1, objectCalls: 1 });
     expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  it("answers a cached repeat with the object's own answer, and a repeat on a cold isolate from the object", async () => {
+    const network = await createNetwork();
+    const counts = zero();
+    const testEnv = countingEnv(counts);
+    const body = makePostback();
+    const first = await ingestWith(testEnv, counts, network, body);
+    expect(first.status).toBe("accepted");
+    isolateAnswers.clear();
+    Object.assign(counts, zero());
+    // The cache is empty (another isolate, or after a restart): the object answers, and says the
+    // answer is final, so the next repeat is the isolate's.
+    const fromObject = await ingestWith(testEnv, counts, network, body);
+    expect(counts.objectCalls).toBe(1);
+    const fromCache = await ingestWith(testEnv, counts, network, body);
+    expect(counts.objectCalls).toBe(1);
+    expect(fromObject).toEqual({ ...first, status: "duplicate" });
+    expect(fromCache).toEqual(fromObject);
   });
 
   it("costs the same for a network that hashes identifiers: hashing is CPU only", async () => {

@@ -32,7 +32,7 @@ export const GOALS = {
   edge_vs_health: 0.6,
   click_vs_health: 0.8,
   ingest_new_vs_floor: 0.8,
-  ingest_duplicate_vs_health: 0.4,
+  ingest_duplicate_vs_health: 0.8,
   e2e_p50_ms: 2000,
   rows_per_d1_batch: 20,
   /** (8): the healthy partner's p50 beside a failing partner, over its p50 alone, at most. */

@@ -201,7 +201,11 @@ export class ConversionObject extends DurableObject<Env> {
       const original =
         decision.of === "recorded" ? this.findAnswer(print) : (stored?.answer ?? this.latestAppliedAnswer());
       if (!original) throw new Error("duplicate without a recorded answer");
-      return { ok: true, answer: { ...original, status: "duplicate" } };
+      const answer: IngestAnswer = { ...original, status: "duplicate" };
+      // A repeat of a recorded event gets this answer until the history goes; one matched against
+      // the current state may not, once the state moves on (see ingest/answer-cache.ts).
+      if (decision.of === "current" || !stored) return { ok: true, answer };
+      return { ok: true, answer, final_until_ms: this.historyKeptUntil(stored.last_event_at) };
     }
     if (decision.verdict === "conflict") {
       return { ok: false, conversion_status: state?.status ?? fields.status, errors: decision.errors };
@@ -219,7 +223,11 @@ export class ConversionObject extends DurableObject<Env> {
         },
       };
     }
-    return { ok: true, answer: this.append(input, fields, print, decision.verdict, stored) };
+    // Recorded with its fingerprint: every repeat is a duplicate of this answer (not a correction's,
+    // which is judged against the current state each time).
+    const answer = this.append(input, fields, print, decision.verdict, stored);
+    if (source === "correction") return { ok: true, answer };
+    return { ok: true, answer, final_until_ms: this.historyKeptUntil(input.received_at) };
   }
 
   /**
@@ -629,6 +637,11 @@ export class ConversionObject extends DurableObject<Env> {
     return { accepted: true, reason: `retention may delete the chain up to seq ${cut.seq}` };
   }
 
+  /** When the dedupe window of an object whose last event came at `lastEventAt` ends. */
+  private historyKeptUntil(lastEventAt: string): number {
+    return Date.parse(lastEventAt) + configOf(this.env).DEDUPE_WINDOW_DAYS * 86_400_000;
+  }
+
   private async scheduleNext(): Promise<void> {
     const next = this.sql.exec<{ due: number | null }>("SELECT min(due_at) AS due FROM outbox").one().due;
     if (next !== null) {
@@ -640,8 +653,7 @@ export class ConversionObject extends DurableObject<Env> {
       await this.clear();
       return;
     }
-    const windowMs = configOf(this.env).DEDUPE_WINDOW_DAYS * 86_400_000;
-    const expiresAt = Date.parse(stored.last_event_at) + windowMs;
+    const expiresAt = this.historyKeptUntil(stored.last_event_at);
     if (Date.now() >= expiresAt) {
       this.keepTail();
     } else {

@@ -142,7 +142,16 @@ export const IngestAnswerSchema = z
 export type IngestAnswer = z.infer<typeof IngestAnswerSchema>;
 
 export type RecordResult =
-  | { ok: true; answer: IngestAnswer }
+  | {
+      ok: true;
+      answer: IngestAnswer;
+      /**
+       * Until when (epoch ms) every repeat of this event's content gets this answer, as a duplicate:
+       * the event is recorded, and the object keeps its history until its dedupe window ends. Absent
+       * when a repeat might be answered otherwise. The edge may cache it (ingest/answer-cache.ts).
+       */
+      final_until_ms?: number;
+    }
   | { ok: false; conversion_status: ConversionStatus; errors: FieldError[] };
 
 /** One conversion's key in maps and stores: network, transaction, test or live (test and live never share state). */

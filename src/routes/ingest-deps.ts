@@ -2,6 +2,7 @@
 import type { Context } from "hono";
 import { attributeBatch } from "../attribution/event-attribution";
 import { configOf } from "../config";
+import { cachingRecorder, isolateAnswers } from "../ingest/answer-cache";
 import type { AppleIngestDeps } from "../ingest/apple";
 import type { ExplainDeps } from "../ingest/explain";
 import type { IngestDeps } from "../ingest/ingest";
@@ -21,6 +22,7 @@ export function ingestDeps(c: Context<AppEnv>): IngestDeps {
     ttlSeconds: config.NETWORK_CACHE_TTL_SECONDS,
     nowMs,
   };
+  const answerCache = { cache: isolateAnswers, ttlMs: config.DUPLICATE_CACHE_SECONDS * 1000, nowMs };
   return {
     nowMs,
     maxBodyBytes: config.MAX_BODY_BYTES,
@@ -30,7 +32,7 @@ export function ingestDeps(c: Context<AppEnv>): IngestDeps {
     withinRateLimit: async (id) => (await c.env.INGEST_RATE_LIMITER.limit({ key: id })).success,
     noteCredentialUse: (credentialId) =>
       noteCredentialUse(c.env.DB, credentialId, nowMs, (promise) => c.executionCtx.waitUntil(promise)),
-    conversion: (name) => c.env.CONVERSIONS.getByName(name),
+    conversion: (name) => cachingRecorder(name, () => c.env.CONVERSIONS.getByName(name), answerCache),
     identifierKey: () => hmacKey(config.ENCRYPTION_KEY, "identifier-hash v1"),
     ...(trace ? { trace } : {}),
   };
