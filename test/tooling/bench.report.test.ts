@@ -200,6 +200,7 @@ describe("bench:cost's arithmetic", () => {
       env?: unknown;
       d1_databases: { migrations_dir: string }[];
       assets: { directory: string };
+      alias: Record<string, string>;
       triggers: { crons: string[] };
       ratelimits: { simple: { limit: number } }[];
     };
@@ -207,6 +208,7 @@ describe("bench:cost's arithmetic", () => {
     expect(config.env).toBeUndefined();
     expect(config.d1_databases[0]?.migrations_dir).toBe("../../migrations");
     expect(config.assets.directory).toBe("../../public");
+    expect(config.alias.zod).toBe("../../shims/zod/index.js");
     expect(config.triggers.crons).toEqual(["*/15 * * * *", "17 3 * * *"]);
     for (const limiter of config.ratelimits) expect(limiter.simple.limit).toBe(1_000_000);
   });
