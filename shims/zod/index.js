@@ -4,7 +4,8 @@
 // function (extendZodWithOpenApi), so esbuild must keep every export of it, and through `locales`
 // every one of zod's ~50 translations, about 360 KiB of the bundle. English, the only one the hub
 // uses, is installed by zod's schemas module itself and stays. test/tooling/zod-shim.test.ts
-// checks that these exports are zod's, less `locales`, after every upgrade.
+// checks that these exports are zod's, less `locales`, after every upgrade. Import zod as `zod`
+// only: esbuild maps a subpath (`zod/mini`) to `./shims/zod/index.js/mini`, and the build fails.
 import * as z from "./index.js";
 
 export * from "../../node_modules/zod/v4/classic/checks.js";
