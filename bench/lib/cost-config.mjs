@@ -1,6 +1,6 @@
 // bench:cost's wrangler configuration, made from the hub's own wrangler.toml so the two never drift:
 // the same bindings, vars, Durable Object migrations, queues and crons, with bench/cost/index.ts
-// (the hub wrapped in counters) as the entry, paths made relative to bench/cost/, no deploy
+// (the hub wrapped in counters) as the entry, paths (assets, migrations, aliases) made relative to bench/cost/, no deploy
 // environments, and the ingest rate limits raised (a bench sends one network's month in a minute).
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -19,6 +19,9 @@ export function costConfig(hubToml) {
   delete config.env;
   const fromCostDir = (p) => path.relative(COST_DIR, path.join(ROOT, p));
   if (config.assets?.directory) config.assets.directory = fromCostDir(config.assets.directory);
+  for (const [name, target] of Object.entries(config.alias ?? {})) {
+    if (target.startsWith(".")) config.alias[name] = fromCostDir(target);
+  }
   for (const db of config.d1_databases ?? []) if (db.migrations_dir) db.migrations_dir = fromCostDir(db.migrations_dir);
   for (const limiter of config.ratelimits ?? []) limiter.simple = { ...limiter.simple, limit: 1_000_000 };
   return config;

@@ -1,7 +1,10 @@
 // bench/lib/stats.mjs and bench/lib/table.mjs, the throughput tables built from a report's data, and
-// bench:cost's arithmetic (bench/lib/cost.mjs), prices file and configuration.
+// bench:cost's arithmetic (bench/lib/cost.mjs), prices file and configuration, and bench:startup's
+// workerd configuration and summary (bench/lib/startup.mjs), bench:bundle's source-map split
+// (bench/lib/bundle.mjs) and bench:d1's table (bench/lib/d1-batch.mjs).
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
+import { decodeSegment, packageOf, slicesByPackage } from "../../bench/lib/bundle.mjs";
 import {
   addCounts,
   billedOf,
@@ -18,6 +21,8 @@ import {
   scaleCounts,
 } from "../../bench/lib/cost.mjs";
 import { costConfig } from "../../bench/lib/cost-config.mjs";
+import { BATCH_SIZES, batchesFor, batchRows } from "../../bench/lib/d1-batch.mjs";
+import { capnpString, startupRows, workerdConfig } from "../../bench/lib/startup.mjs";
 import { batchSummary, median, medianOf, percentile } from "../../bench/lib/stats.mjs";
 import { fmt, renderTable } from "../../bench/lib/table.mjs";
 import { ISOLATION_COLUMNS, isolationRows } from "../../bench/scenarios/isolation.mjs";
@@ -200,6 +205,7 @@ describe("bench:cost's arithmetic", () => {
       env?: unknown;
       d1_databases: { migrations_dir: string }[];
       assets: { directory: string };
+      alias: Record<string, string>;
       triggers: { crons: string[] };
       ratelimits: { simple: { limit: number } }[];
     };
@@ -207,7 +213,114 @@ describe("bench:cost's arithmetic", () => {
     expect(config.env).toBeUndefined();
     expect(config.d1_databases[0]?.migrations_dir).toBe("../../migrations");
     expect(config.assets.directory).toBe("../../public");
+    expect(config.alias.zod).toBe("../../shims/zod/index.js");
     expect(config.triggers.crons).toEqual(["*/15 * * * *", "17 3 * * *"]);
     for (const limiter of config.ratelimits) expect(limiter.simple.limit).toBe(1_000_000);
+  });
+});
+
+describe("bench:startup", () => {
+  it("writes a workerd configuration that embeds the modules and binds the vars as text", () => {
+    const config = workerdConfig({
+      modules: ["index.js"],
+      port: 8123,
+      bindings: { ALERT_URL: "", QUOTED: 'a "b" \\ c' },
+      compatibilityDate: "2026-11-01",
+      compatibilityFlags: ["nodejs_compat"],
+    });
+    expect(config).toContain('(name = "index.js", esModule = embed "index.js"),');
+    expect(config).toContain('address = "127.0.0.1:8123"');
+    expect(config).toContain('(name = "ALERT_URL", text = ""),');
+    expect(config).toContain('(name = "QUOTED", text = "a \\"b\\" \\\\ c"),');
+    expect(config).toContain('compatibilityFlags = ["nodejs_compat"],');
+    expect(capnpString("line\nbreak")).toBe('"line\\nbreak"');
+  });
+
+  it("summarises each subject's runs beside the baseline's medians", () => {
+    const run = (subject: string, answerMs: number, cpuMs: number) => ({
+      subject,
+      answerMs,
+      listenMs: 50,
+      firstRequestMs: answerMs - 50,
+      cpuMs,
+    });
+    const rows = startupRows([
+      run("baseline", 100, 30),
+      run("hub", 600, 320),
+      run("baseline", 120, 40),
+      run("hub", 700, Number.NaN),
+      run("hub", 650, 300),
+    ]);
+    expect(rows.map((r: { subject: string }) => r.subject)).toEqual(["baseline", "hub"]);
+    const hub = rows[1];
+    expect(hub?.runs).toBe(3);
+    expect(hub?.answerMs).toBe(650);
+    expect(hub?.ratio).toBeCloseTo(650 / 110);
+    expect(hub?.overBaselineMs).toBe(540);
+    expect(hub?.cpuMs).toBe(310);
+    expect(hub?.cpuOverBaselineMs).toBe(275);
+    expect(rows[0]?.ratio).toBe(1);
+  });
+});
+
+describe("bench:bundle", () => {
+  it("decodes base64 VLQ segments", () => {
+    expect(decodeSegment("AAAA")).toEqual([0, 0, 0, 0]);
+    expect(decodeSegment("SAAQ")).toEqual([9, 0, 0, 8]);
+    expect(decodeSegment("D")).toEqual([-1]);
+    expect(decodeSegment("gBAAA")).toEqual([16, 0, 0, 0]);
+  });
+
+  it("names the package a source belongs to, the innermost node_modules winning", () => {
+    expect(packageOf("../node_modules/zod/v4/core/schemas.js")).toBe("zod");
+    expect(packageOf("../node_modules/@hono/zod-openapi/dist/index.mjs")).toBe("@hono/zod-openapi");
+    expect(packageOf("node_modules/a/node_modules/@b/c/x.js")).toBe("@b/c");
+    expect(packageOf("../src/routes/postbacks.ts")).toBe("src");
+    expect(packageOf("../shims/zod/index.js")).toBe("shims");
+    expect(packageOf("<runtime>")).toBe("<runtime>");
+  });
+
+  it("splits the bundle's text by the package of each mapped span, and keeps every character", () => {
+    // Line 1: "abcdef" — columns 0-1 unmapped, 2-3 from source 0 (zod), 4-5 from source 1 (src);
+    // line 2: "gh" from source 0 again.
+    const code = "abcdef\ngh";
+    const map = { sources: ["node_modules/zod/a.js", "src/b.ts"], mappings: "EAAA,ECAA;ADAA" };
+    const slices = slicesByPackage(code, map);
+    expect(slices).toEqual({ "(unmapped)": "ab", zod: "cdgh", src: "ef\n" });
+    expect(Object.values(slices).join("").length).toBe(code.length);
+  });
+});
+
+describe("bench:d1", () => {
+  it("writes about the same number of events at every batch size, at least two batches", () => {
+    expect(BATCH_SIZES).toEqual([1, 10, 50, 100, 500]);
+    expect(batchesFor(1, 2000)).toBe(2000);
+    expect(batchesFor(500, 2000)).toBe(4);
+    expect(batchesFor(500, 500)).toBe(2);
+    expect(batchesFor(100, 250)).toBe(3);
+  });
+
+  it("takes medians per size and each round's events per second over batch size 1's", () => {
+    const run = (round: number, size: number, elapsedMs: number) => ({
+      round,
+      size,
+      events: 100,
+      statements: 300,
+      elapsedMs,
+      rowsWritten: 1900,
+    });
+    const rows = batchRows([run(0, 1, 1000), run(0, 10, 200), run(1, 1, 500), run(1, 10, 50), run(2, 10, 100)]);
+    expect(rows.map((r: { size: number }) => r.size)).toEqual([1, 10]);
+    const [one, ten] = rows;
+    expect(one?.ratio).toBe(1);
+    expect(ten?.rounds).toBe(3);
+    expect(ten?.statementsPerBatch).toBe(30);
+    expect(ten?.msPerEvent).toBe(1);
+    expect(ten?.msPerStatement).toBeCloseTo(1 / 3);
+    expect(ten?.msPerBatch).toBe(10);
+    expect(ten?.eventsPerSecond).toBe(1000);
+    expect(ten?.rowsWrittenPerEvent).toBe(19);
+    // Round 0: 500/s over 100/s; round 1: 2000/s over 200/s; round 2 has no size 1 and is left out.
+    expect(ten?.ratio).toBe(7.5);
   });
 });
