@@ -9,3 +9,12 @@ CREATE TABLE metric_attempt_counters (
   counts TEXT NOT NULL
 ) WITHOUT ROWID;
 
+-- Indexes no query reads (each written on every insert, and on every update of its columns). The
+-- list routes filter these columns as `(? IS NULL OR column = ?)`, which no index can serve (they
+-- walk conversions_by_first_seen and inbound_requests_by_network, in their order); a reconciliation
+-- narrows by network and period first (conversions_by_network); click ids are looked up by their
+-- normalised form (conversions_by_click_key). test/cost.indexes.test.ts asks the planner.
+DROP INDEX IF EXISTS conversions_by_campaign;
+DROP INDEX IF EXISTS conversions_by_click;
+DROP INDEX IF EXISTS conversions_by_attributed_partner;
+DROP INDEX IF EXISTS inbound_requests_by_transaction;
