@@ -13,8 +13,12 @@ CREATE TABLE metric_attempt_counters (
 -- list routes filter these columns as `(? IS NULL OR column = ?)`, which no index can serve (they
 -- walk conversions_by_first_seen and inbound_requests_by_network, in their order); a reconciliation
 -- narrows by network and period first (conversions_by_network); click ids are looked up by their
--- normalised form (conversions_by_click_key). test/cost.indexes.test.ts asks the planner.
+-- normalised form (conversions_by_click_key). test/storage.indexes.test.ts asks the planner.
 DROP INDEX IF EXISTS conversions_by_campaign;
 DROP INDEX IF EXISTS conversions_by_click;
 DROP INDEX IF EXISTS conversions_by_attributed_partner;
 DROP INDEX IF EXISTS inbound_requests_by_transaction;
+
+-- The inbound log by time alone: retention and the overview's chart now walk
+-- inbound_requests_by_network once per network (src/storage/requests.ts, LOGGED_NETWORKS).
+DROP INDEX IF EXISTS inbound_requests_by_received;

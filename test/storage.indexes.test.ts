@@ -5,6 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { LOGGED_NETWORKS } from "../src/storage/requests";
 
 /** The plan, every parameter bound to NULL (the plan is made before the values are known). */
 async function plan(sql: string): Promise<string> {
@@ -18,7 +19,7 @@ async function plan(sql: string): Promise<string> {
 describe("migration 0022's index drops", () => {
   it("leaves no index that a query was reading", async () => {
     const { results } = await env.DB.prepare(
-      "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('conversions_by_campaign', 'conversions_by_click', 'conversions_by_attributed_partner', 'inbound_requests_by_transaction')",
+      "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('conversions_by_campaign', 'conversions_by_click', 'conversions_by_attributed_partner', 'inbound_requests_by_transaction', 'inbound_requests_by_received')",
     ).all();
     expect(results).toEqual([]);
     // The conversions list (src/storage/d1.ts listConversions): its optional filters, newest first.
@@ -44,5 +45,16 @@ describe("migration 0022's index drops", () => {
       await plan(`SELECT * FROM inbound_requests WHERE network_id = ?1 AND (?6 IS NULL OR transaction_id = ?6)
        ORDER BY received_at DESC, request_id DESC LIMIT 10`),
     ).toContain("USING INDEX inbound_requests_by_network");
+    // The log by time across networks (retention, the overview's chart): by network, never a scan.
+    for (const query of [
+      `${LOGGED_NETWORKS} DELETE FROM inbound_requests WHERE network_id IN (SELECT network_id FROM logged) AND received_at < ?1`,
+      `${LOGGED_NETWORKS} SELECT count(*) FROM inbound_requests WHERE network_id IN (SELECT network_id FROM logged) AND received_at >= ?1`,
+    ]) {
+      const found = await plan(query);
+      expect(found).toMatch(
+        /SEARCH inbound_requests USING (COVERING )?INDEX inbound_requests_by_network \(network_id=\? AND received_at/,
+      );
+      expect(found).not.toMatch(/SCAN inbound_requests\b/);
+    }
   });
 });
