@@ -75,17 +75,28 @@ const TRANSITION_ROWS = Object.entries(ALLOWED_TRANSITIONS)
   .flatMap(([from, targets]) => targets.map((to) => `('${from}', '${to}')`))
   .join(", ");
 
+/** The attributed partner's payout as of an event, written on its history row (null: none). */
+export interface EventPayout {
+  payout: { amount: string; currency: string } | null;
+  partner_id: string | null;
+}
+
 /**
  * The statements that record one event: its history row (once, keyed by event id) and, unless
- * it is stale, the conversion snapshot (only when newer than the stored one).
+ * it is stale, the conversion snapshot (only when newer than the stored one). With `payout` (the
+ * event was attributed), the history row is written with it, and a row already there (a message
+ * delivered again) takes it: in the insert, not an update after it, which wrote the row twice.
  */
-export function recordEventStatements(db: D1, message: EventMessage): D1PreparedStatement[] {
+export function recordEventStatements(db: D1, message: EventMessage, payout?: EventPayout): D1PreparedStatement[] {
   const statements = [
     db
       .prepare(
         `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload,
-           received_at, test, hash, prev_hash, source)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+           received_at, test, hash, prev_hash, source, payout, payout_currency, payout_partner_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (event_id) DO UPDATE SET payout = excluded.payout, payout_currency = excluded.payout_currency,
+           payout_partner_id = excluded.payout_partner_id
+         WHERE ?17 = 1`,
       )
       .bind(
         message.event_id,
@@ -101,6 +112,10 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
         message.hash ?? null,
         message.prev_hash ?? null,
         message.source ?? "s2s",
+        payout?.payout?.amount ?? null,
+        payout?.payout?.currency ?? null,
+        payout?.partner_id ?? null,
+        payout === undefined ? 0 : 1,
       ),
   ];
   if (message.verdict !== "stale") {

@@ -246,8 +246,9 @@ export interface AttributionRecord {
 }
 
 /**
- * Writes the verdict on the event's history row and, when the event is still the conversion's
- * latest (its version), on the conversion: a later event's verdict is never overwritten.
+ * Writes the verdict on the conversion, when the event is still its latest (its version): a later
+ * event's verdict is never overwritten. (The event's history row takes its payout in its insert:
+ * recordEventStatements.)
  */
 export function attributionStatements(
   db: D1,
@@ -255,14 +256,6 @@ export function attributionStatements(
   record: AttributionRecord,
 ): D1PreparedStatement[] {
   return [
-    db
-      .prepare("UPDATE conversion_events SET payout = ?, payout_currency = ?, payout_partner_id = ? WHERE event_id = ?")
-      .bind(
-        record.payout?.amount ?? null,
-        record.payout?.currency ?? null,
-        record.attributed_partner_id,
-        event.event_id,
-      ),
     db
       .prepare(
         `UPDATE conversions SET attribution = ?, attribution_detail = ?, offer_id = ?, attributed_partner_id = ?,
