@@ -102,6 +102,64 @@ describe("the coordinator's tables", () => {
   });
 });
 
+describe("the pace and the breaker's window", () => {
+  it("are one meta row, taken over from an object's pace row and outcomes table", async () => {
+    const stub = env.COORDINATORS.getByName(uniqueId("ptn"));
+    const attempts: string[] = [];
+    const failing: CoordinatorDeps = {
+      ...recordingDeps(attempts),
+      settings: async () => ({
+        order: "ordered",
+        pace: { max_in_flight: 1, max_per_second: null },
+        breaker: { ...DEFAULT_BREAKER, min_attempts: 4, failure_percent: 75 },
+      }),
+      attempt: async (id): Promise<AttemptReport> => {
+        attempts.push(id);
+        return {
+          retryInSeconds: 5,
+          sent: {
+            outcome: { kind: "response", status: 500, retryAfter: null },
+            latencyMs: 20,
+            retryAfterSeconds: null,
+          },
+        };
+      },
+    };
+    await runInDurableObject(stub, (instance: PartnerCoordinator, state) => {
+      instance.deps = failing;
+      const sql = state.storage.sql;
+      // As the code before left it: three failures in the outcomes table, the pace in its own row.
+      sql.exec("INSERT INTO outcomes (at_ms, ok) VALUES (?, 0), (?, 0), (?, 0)", NOW - 3000, NOW - 2000, NOW - 1000);
+      sql.exec(
+        "INSERT INTO meta (key, value) VALUES ('pace', ?)",
+        JSON.stringify({
+          limit: 1,
+          latency_ms: 20,
+          paused_until_ms: null,
+          changes: [{ at: "x", from: 2, to: 1, reason: "before" }],
+        }),
+      );
+    });
+    await stub.submit("ptn_window", [
+      { delivery_id: "w1", conversion: "W", position: 1, due_ms: 0, status: "approved", fresh: 1 },
+    ]);
+    await stub.pump();
+    // The fourth failure, counted with the three before: the breaker opens.
+    expect(attempts).toEqual(["w1"]);
+    const status = await stub.status();
+    expect(status.breaker.position).toBe("open");
+    expect(status.breaker.reason).toContain("4 of 4 attempts failed");
+    expect(status.pace.changes[0]?.reason).toBe("before");
+    await runInDurableObject(stub, (_instance: PartnerCoordinator, state) => {
+      const sql = state.storage.sql;
+      expect(sql.exec("SELECT count(*) AS n FROM outcomes").one().n).toBe(0);
+      expect(sql.exec("SELECT key FROM meta WHERE key IN ('pace', 'learned') ORDER BY key").toArray()).toEqual([
+        { key: "learned" },
+      ]);
+    });
+  });
+});
+
 describe("finding the next deliveries", () => {
   it("reads about the rows it returns, not the whole work list", async () => {
     const stub = env.COORDINATORS.getByName(uniqueId("ptn"));

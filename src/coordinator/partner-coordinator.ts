@@ -22,6 +22,7 @@ import {
   type Transition,
   withTime,
 } from "../delivery/breaker";
+import { countsOf, emptyWindow, type OutcomeWindow, windowOf, withOutcome } from "../delivery/breaker-window";
 import { afterSignal, capacity, initialPace, type PaceSettings, type PaceState, signalOf } from "../delivery/pace";
 import { type BreakerSettings, DEFAULT_BREAKER, DEFAULT_MAX_IN_FLIGHT, type DeliveryOrder } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
@@ -45,6 +46,12 @@ export type WorkItem = {
   /** 1 when the delivery was never attempted; 0 for one replayed or resumed (sent as the operator asked). */
   fresh: number;
 };
+
+/** What the answers taught: the pace, and the breaker's window of recent outcomes (one meta row). */
+interface Learned {
+  pace: PaceState;
+  window: OutcomeWindow;
+}
 
 export interface CoordinatorSettings {
   order: DeliveryOrder;
@@ -365,27 +372,47 @@ export class PartnerCoordinator extends DurableObject<Env> {
             latency_ms: sent.latencyMs,
           }
         : { kind: sent.outcome.kind };
-    this.setMeta("pace", afterSignal(this.pace(settings.pace), settings.pace, signalOf(outcome), nowMs));
+    const pace = afterSignal(this.pace(settings.pace), settings.pace, signalOf(outcome), nowMs);
     const ok = sent.outcome.kind === "response" && sent.outcome.status >= 200 && sent.outcome.status <= 299;
-    this.sql.exec("INSERT INTO outcomes (at_ms, ok) VALUES (?, ?)", nowMs, ok ? 1 : 0);
-    this.sql.exec("DELETE FROM outcomes WHERE at_ms < ?", nowMs - settings.breaker.window_seconds * 1000);
-    const counts = this.sql
-      .exec<{ attempts: number; failures: number }>(
-        "SELECT count(*) AS attempts, coalesce(sum(1 - ok), 0) AS failures FROM outcomes",
-      )
-      .one();
+    const seconds = settings.breaker.window_seconds;
+    let window = withOutcome(this.outcomeWindow(seconds), seconds, ok, nowMs);
     const { state, transition } = breakerAfterAttempt(
       this.breaker(settings.breaker),
       settings.breaker,
       ok,
-      counts,
+      countsOf(window),
       nowMs,
     );
+    // A closed breaker starts its window afresh: the failures that opened it are history.
+    if (transition?.to === "closed") window = emptyWindow(seconds);
+    this.setLearned({ pace, window });
     this.setMeta("breaker", state);
-    if (transition) {
-      // A closed breaker starts its window afresh: the failures that opened it are history.
-      if (transition.to === "closed") this.sql.exec("DELETE FROM outcomes");
-      await this.record(partnerId, transition);
+    if (transition) await this.record(partnerId, transition);
+  }
+
+  /**
+   * The pace and the breaker's window, one meta row written once per answer. An object written by
+   * earlier code has a `pace` row and an `outcomes` table instead: read until the first write of
+   * `learned`, which removes them.
+   */
+  private learned(): Learned | null {
+    return this.getMeta<Learned>("learned");
+  }
+
+  private outcomeWindow(windowSeconds: number): OutcomeWindow {
+    const learned = this.learned();
+    if (learned) return learned.window;
+    const outcomes = this.sql.exec<{ at_ms: number; ok: number }>("SELECT at_ms, ok FROM outcomes").toArray();
+    return windowOf(outcomes, windowSeconds);
+  }
+
+  private setLearned(learned: Learned): void {
+    const first = this.learned() === null;
+    this.setMeta("learned", learned);
+    if (first) {
+      this.sql.exec("DELETE FROM outcomes");
+      this.sql.exec("DELETE FROM meta WHERE key = 'pace'");
+      this.metaCache.delete("pace");
     }
   }
 
@@ -398,7 +425,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
       // D1 now has the partner disabled and its deliveries parked (deps.transition); enabling it
       // resubmits them, to a breaker that starts closed with an empty window.
       this.sql.exec("DELETE FROM work");
-      this.sql.exec("DELETE FROM outcomes");
+      this.setLearned({ pace: this.pace(settings.pace), window: emptyWindow(settings.breaker.window_seconds) });
       this.setMeta("breaker", closedBreaker(settings.breaker));
       this.settingsCache = null;
     }
@@ -492,7 +519,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
   }
 
   private pace(settings: PaceSettings): PaceState {
-    return this.getMeta<PaceState>("pace") ?? initialPace(settings);
+    return this.learned()?.pace ?? this.getMeta<PaceState>("pace") ?? initialPace(settings);
   }
 
   private breaker(settings: BreakerSettings): BreakerState {
