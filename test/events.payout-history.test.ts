@@ -1,7 +1,7 @@
 /**
- * An attributed event's history row carries its payout from its insert (issue 16: the update that
- * wrote it afterwards wrote the row twice), also when its message comes again; an event nobody is
- * credited with keeps none.
+ * An attributed event's history row carries its payout from its insert, and its conversion the
+ * verdict from its upsert (issue 16: the updates that wrote them afterwards wrote each row twice),
+ * also when its message comes again; an event nobody is credited with keeps none.
  */
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -66,6 +66,19 @@ describe("an event's payout in its history row", () => {
     expect(await historyRows(message.event_id)).toEqual(expected);
     await deliver([message]);
     expect(await historyRows(message.event_id)).toEqual(expected);
+    // The conversion took the verdict in its upsert (the update after it finds nothing to change).
+    const conversion = await env.DB.prepare(
+      "SELECT attribution, offer_id, attributed_partner_id, payout, payout_currency FROM conversions WHERE network_id = ? AND transaction_id = ?",
+    )
+      .bind(network.id, message.transaction_id)
+      .first();
+    expect(conversion).toEqual({
+      attribution: "click",
+      offer_id: offer.id,
+      attributed_partner_id: alice.id,
+      payout: "5.00",
+      payout_currency: "USD",
+    });
   });
 
   it("stays empty for an event nobody is credited with", async () => {

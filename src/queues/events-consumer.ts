@@ -108,6 +108,7 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
           db,
           event,
           record ? { payout: record.payout, partner_id: record.attributed_partner_id } : undefined,
+          record ?? undefined,
         ),
       );
       if (record) {
