@@ -22,3 +22,8 @@ DROP INDEX IF EXISTS inbound_requests_by_transaction;
 -- The inbound log by time alone: retention and the overview's chart now walk
 -- inbound_requests_by_network once per network (src/storage/requests.ts, LOGGED_NETWORKS).
 DROP INDEX IF EXISTS inbound_requests_by_received;
+
+-- Conversions by network and time: only a reconciliation's period read it; it now walks
+-- conversions_by_first_seen from its page's cursor (src/storage/reconciliations.ts), all networks'
+-- conversions of the period once, where this index cost a row written for every conversion.
+DROP INDEX IF EXISTS conversions_by_network;

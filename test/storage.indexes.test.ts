@@ -5,7 +5,9 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { hubConversionsOfPeriod } from "../src/storage/reconciliations";
 import { LOGGED_NETWORKS } from "../src/storage/requests";
+import { uniqueId } from "./support/helpers";
 
 /** The plan, every parameter bound to NULL (the plan is made before the values are known). */
 async function plan(sql: string): Promise<string> {
@@ -19,7 +21,7 @@ async function plan(sql: string): Promise<string> {
 describe("migration 0022's index drops", () => {
   it("leaves no index that a query was reading", async () => {
     const { results } = await env.DB.prepare(
-      "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('conversions_by_campaign', 'conversions_by_click', 'conversions_by_attributed_partner', 'inbound_requests_by_transaction', 'inbound_requests_by_received')",
+      "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('conversions_by_campaign', 'conversions_by_click', 'conversions_by_attributed_partner', 'inbound_requests_by_transaction', 'inbound_requests_by_received', 'conversions_by_network')",
     ).all();
     expect(results).toEqual([]);
     // The conversions list (src/storage/d1.ts listConversions): its optional filters, newest first.
@@ -29,12 +31,13 @@ describe("migration 0022's index drops", () => {
          AND (?14 IS NULL OR click_id = ?14) AND (?15 IS NULL OR attributed_partner_id = ?15)
        ORDER BY first_seen_at DESC, network_id DESC, transaction_id DESC, test DESC LIMIT 10`),
     ).toContain("USING INDEX conversions_by_first_seen");
-    // A reconciliation's period, for one partner (src/storage/reconciliations.ts).
+    // A reconciliation's period, for one partner, from a page's cursor (src/storage/reconciliations.ts).
     expect(
-      await plan(`SELECT * FROM conversions
-       WHERE network_id = ?1 AND test = 0 AND first_seen_at >= ?2 AND first_seen_at < ?3
-         AND (?4 IS NULL OR attributed_partner_id = ?4) ORDER BY first_seen_at, transaction_id LIMIT 10`),
-    ).toContain("USING INDEX conversions_by_network");
+      await plan(`SELECT * FROM conversions INDEXED BY conversions_by_first_seen
+       WHERE network_id = ?1 AND test = 0 AND first_seen_at >= max(?2, coalesce(?5, ?2)) AND first_seen_at < ?3
+         AND (?4 IS NULL OR attributed_partner_id = ?4) AND (?5 IS NULL OR (first_seen_at, transaction_id) > (?5, ?6))
+       ORDER BY first_seen_at, transaction_id LIMIT 10`),
+    ).toContain("USING INDEX conversions_by_first_seen (first_seen_at>? AND first_seen_at<?)");
     // Conversions by click id, as the click and stats queries look them up (normalised).
     expect(
       await plan(`SELECT network_id FROM conversions
@@ -56,5 +59,44 @@ describe("migration 0022's index drops", () => {
       );
       expect(found).not.toMatch(/SCAN inbound_requests\b/);
     }
+  });
+});
+
+describe("a reconciliation's period, without an index by network", () => {
+  it("pages through the network's live conversions of the period in order, and nothing else", async () => {
+    const network = uniqueId("net");
+    const other = uniqueId("net");
+    const insert = (networkId: string, tx: string, firstSeen: string, test = 0) =>
+      env.DB.prepare(
+        `INSERT INTO conversions (network_id, transaction_id, status, event_time, first_seen_at, updated_at, version, test)
+         VALUES (?, ?, 'approved', ?, ?, ?, 1, ?)`,
+      )
+        .bind(networkId, tx, firstSeen, firstSeen, firstSeen, test)
+        .run();
+    const at = (minute: number) => `2032-03-01T00:${String(minute).padStart(2, "0")}:00.000Z`;
+    for (const [tx, minute] of [
+      ["b", 1],
+      ["a", 1],
+      ["c", 2],
+      ["d", 3],
+      ["e", 5],
+    ] as const) {
+      await insert(network, tx, at(minute));
+      await insert(other, tx, at(minute));
+    }
+    await insert(network, "t", at(2), 1);
+    await insert(network, "before", "2032-02-28T00:00:00.000Z");
+    await insert(network, "after", at(30));
+    const period = { network_id: network, partner_id: null, since: at(0), until: at(10) };
+    const seen: string[] = [];
+    let after: { first_seen_at: string; transaction_id: string } | null = null;
+    for (let page = 0; page < 10; page++) {
+      const rows = await hubConversionsOfPeriod(env.DB, period, after, 2);
+      if (rows.length === 0) break;
+      seen.push(...rows.map((row) => row.transaction_id));
+      const last = rows.at(-1);
+      after = last ? { first_seen_at: last.first_seen_at, transaction_id: last.transaction_id } : null;
+    }
+    expect(seen).toEqual(["a", "b", "c", "d", "e"]);
   });
 });
