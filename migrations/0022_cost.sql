@@ -27,3 +27,11 @@ DROP INDEX IF EXISTS inbound_requests_by_received;
 -- conversions_by_first_seen from its page's cursor (src/storage/reconciliations.ts), all networks'
 -- conversions of the period once, where this index cost a row written for every conversion.
 DROP INDEX IF EXISTS conversions_by_network;
+
+-- Deliveries by state, only for those still moving (pending, retrying): every query that reads it
+-- asks for exactly those (the sweep, the backlog gauge and alert, the overview), and a delivery that
+-- ends leaves it instead of moving to a finished entry no query reads: one row less per finished
+-- delivery. Retention and bulk replays of finished deliveries walk deliveries_by_created (or
+-- deliveries_by_partner). Created over the unfinished deliveries only.
+DROP INDEX IF EXISTS deliveries_by_state;
+CREATE INDEX deliveries_by_state ON deliveries (state, created_at) WHERE state IN ('pending', 'retrying');

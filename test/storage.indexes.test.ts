@@ -48,6 +48,22 @@ describe("migration 0022's index drops", () => {
       await plan(`SELECT * FROM inbound_requests WHERE network_id = ?1 AND (?6 IS NULL OR transaction_id = ?6)
        ORDER BY received_at DESC, request_id DESC LIMIT 10`),
     ).toContain("USING INDEX inbound_requests_by_network");
+    // Deliveries still moving (the sweep, the backlog gauge and alert, the overview): the partial
+    // deliveries_by_state, which holds only those; finished ones by time (retention) by creation.
+    for (const query of [
+      "SELECT min(created_at) AS oldest FROM deliveries WHERE state IN ('pending', 'retrying')",
+      `SELECT id FROM deliveries WHERE state IN ('pending', 'retrying') AND updated_at < ?1
+         AND (lease_until IS NULL OR lease_until < ?1) ORDER BY updated_at LIMIT ?2`,
+    ]) {
+      expect(await plan(query)).toMatch(/USING (COVERING )?INDEX deliveries_by_state \(state=\?\)/);
+    }
+    expect(
+      await plan("DELETE FROM deliveries WHERE created_at < ?1 AND state IN ('delivered', 'failed', 'dead')"),
+    ).toContain("USING INDEX deliveries_by_created (created_at<?)");
+    const { results: partial } = await env.DB.prepare(
+      "SELECT sql FROM sqlite_master WHERE name = 'deliveries_by_state'",
+    ).all<{ sql: string }>();
+    expect(partial[0]?.sql).toContain("WHERE state IN ('pending', 'retrying')");
     // The log by time across networks (retention, the overview's chart): by network, never a scan.
     for (const query of [
       `${LOGGED_NETWORKS} DELETE FROM inbound_requests WHERE network_id IN (SELECT network_id FROM logged) AND received_at < ?1`,
