@@ -35,3 +35,7 @@ DROP INDEX IF EXISTS conversions_by_network;
 -- deliveries_by_partner). Created over the unfinished deliveries only.
 DROP INDEX IF EXISTS deliveries_by_state;
 CREATE INDEX deliveries_by_state ON deliveries (state, created_at) WHERE state IN ('pending', 'retrying');
+
+-- Clicks by partner: no query reads it (a partner's clicks are counted within an offer, through
+-- clicks_by_offer, and reported from stats_clicks_hourly).
+DROP INDEX IF EXISTS clicks_by_partner;

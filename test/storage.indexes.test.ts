@@ -21,7 +21,7 @@ async function plan(sql: string): Promise<string> {
 describe("migration 0022's index drops", () => {
   it("leaves no index that a query was reading", async () => {
     const { results } = await env.DB.prepare(
-      "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('conversions_by_campaign', 'conversions_by_click', 'conversions_by_attributed_partner', 'inbound_requests_by_transaction', 'inbound_requests_by_received', 'conversions_by_network')",
+      "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('conversions_by_campaign', 'conversions_by_click', 'conversions_by_attributed_partner', 'inbound_requests_by_transaction', 'inbound_requests_by_received', 'conversions_by_network', 'clicks_by_partner')",
     ).all();
     expect(results).toEqual([]);
     // The conversions list (src/storage/d1.ts listConversions): its optional filters, newest first.
@@ -64,6 +64,10 @@ describe("migration 0022's index drops", () => {
       "SELECT sql FROM sqlite_master WHERE name = 'deliveries_by_state'",
     ).all<{ sql: string }>();
     expect(partial[0]?.sql).toContain("WHERE state IN ('pending', 'retrying')");
+    // An offer's clicks, for one partner or all (src/storage/offers.ts).
+    expect(
+      await plan("SELECT count(*) AS n FROM clicks WHERE offer_id = ?1 AND (?2 IS NULL OR partner_id = ?2)"),
+    ).toContain("INDEX clicks_by_offer (offer_id=?)");
     // The log by time across networks (retention, the overview's chart): by network, never a scan.
     for (const query of [
       `${LOGGED_NETWORKS} DELETE FROM inbound_requests WHERE network_id IN (SELECT network_id FROM logged) AND received_at < ?1`,
