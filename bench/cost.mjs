@@ -310,7 +310,7 @@ function renderReport(report, prices) {
     (plan) => `${plan.name} from ${fmtUsd(plan.usd_per_month)} + metered (rate not published in what we could read)`,
   );
   return [
-    `### ${report.started_at.slice(0, 10)}, issue 16: what a million conversions cost (\`npm run bench:cost\`), before`,
+    `### ${report.started_at.slice(0, 10)}, issue 16: what a million conversions cost (\`npm run bench:cost\`)`,
     "",
     `\`${report.command}\`, ${report.machine.cpus} CPUs, Node ${report.machine.node}. Prices: bench/prices.json (read ${report.prices_read_on}).`,
     `Mix, ${report.mix_text}. Sent in ${report.send_seconds.toFixed(0)} s; answers ${JSON.stringify(report.answers.firsts)}, then ${JSON.stringify(report.answers.updates)}; the partners received ${report.partner_requests} of ${report.expected_deliveries} deliveries expected. Queue batches seen: ${Object.entries(

@@ -49,7 +49,7 @@ import {
 } from "./chain";
 import { chainContentOf, eraseFingerprint } from "./erasure";
 import { decide, fingerprint, materialFields, merge } from "./lifecycle";
-import { createSchema, openSchema } from "./object-schema";
+import { createSchema, ensureErasedEvents, hasErasedEvents, openSchema } from "./object-schema";
 
 /** The queue seam: the alarm only needs `sendBatch`. */
 export type EventsQueue = Pick<Queue<EventMessage>, "sendBatch">;
@@ -538,6 +538,7 @@ export class ConversionObject extends DurableObject<Env> {
     attestations: ReadonlyMap<number, { hash: string; content_hash: string | null }>,
   ): void {
     const before = this.erasedEventsBySeq();
+    if (attestations.size > 0) ensureErasedEvents(this.sql);
     for (const [seq, attestation] of attestations) {
       const previous = before.get(seq);
       const ids = [...new Set([...(previous?.erasure_ids ?? []), target.erasure_id])];
@@ -560,7 +561,7 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   private erasedEventsBySeq(): Map<number, ErasedEvent> {
-    if (!this.schemaReady) return new Map();
+    if (!this.schemaReady || !hasErasedEvents(this.sql)) return new Map();
     const rows = this.sql
       .exec<{ seq: number; hash: string; content_hash: string | null; erasure_ids: string; fields: string }>(
         "SELECT seq, hash, content_hash, erasure_ids, fields FROM erased_events ORDER BY seq",

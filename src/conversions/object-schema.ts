@@ -6,6 +6,14 @@
  *
  * Tables are created by the first write, not when the object starts, so that a read (explain's
  * `peek`, a stray receipt) never leaves an empty object behind.
+ *
+ * Every table, index and row a new object creates is paid for in rows written, once per conversion
+ * (issue 16), so a new object gets only what it needs: `state`, `events` (no AUTOINCREMENT, whose
+ * sqlite_sequence row moved on every insert though every seq is given; no index: an object holds a
+ * handful of events, looked up by fingerprint or event id in a scan of them) and `outbox`. Its
+ * version is in the comment its `state` table is created with (`CREATED_AT`), so it needs no
+ * `schema_version` row; `erased_events` is created by the first erasure that rewrites an event.
+ * Objects created by earlier code keep their tables, indexes and `schema_version` as they are.
  */
 
 /**
@@ -14,7 +22,7 @@
  * which the object computed after checking the chain (NULL when it did not verify).
  */
 const ERASED_EVENTS = `
-  CREATE TABLE erased_events (
+  CREATE TABLE IF NOT EXISTS erased_events (
     seq INTEGER PRIMARY KEY,
     hash TEXT NOT NULL,
     content_hash TEXT,
@@ -23,9 +31,16 @@ const ERASED_EVENTS = `
   );
 `;
 
-/** The tables as the last upgrade leaves them: what a new object is created with. */
-const SCHEMA = `
+/** What a new object's `state` table says of the version it was created at (sqlite_master keeps it). */
+const CREATED_AT = "-- created at schema version ";
+
+/**
+ * The tables as the last upgrade leaves them, less what a new object does not need (see above):
+ * what a new object is created with.
+ */
+const SCHEMA = (version: number) => `
   CREATE TABLE state (
+    ${CREATED_AT}${version}
     id INTEGER PRIMARY KEY CHECK (id = 1),
     network_id TEXT NOT NULL,
     transaction_id TEXT NOT NULL,
@@ -58,8 +73,8 @@ const SCHEMA = `
   );
   -- The history of the dedupe window; after it only the state row (the tail) stays.
   CREATE TABLE events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     verdict TEXT NOT NULL,
     answer TEXT NOT NULL,
@@ -67,7 +82,6 @@ const SCHEMA = `
     hash TEXT,
     prev_hash TEXT
   );
-  CREATE INDEX events_by_fingerprint ON events (fingerprint);
   CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY,
     message TEXT NOT NULL,
@@ -75,8 +89,6 @@ const SCHEMA = `
     due_at INTEGER NOT NULL DEFAULT 0,
     sends INTEGER NOT NULL DEFAULT 0
   );
-  CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
-  ${ERASED_EVENTS}
 `;
 
 type Upgrade = (sql: SqlStorage, tables: ReadonlyMap<string, string>) => void;
@@ -145,7 +157,7 @@ export function openSchema(storage: DurableObjectStorage): boolean {
   const tables = new Map(
     sql
       .exec<{ name: string; sql: string }>(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('outbox', 'schema_version')",
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('outbox', 'schema_version', 'state')",
       )
       .toArray()
       .map((row) => [row.name, row.sql]),
@@ -154,7 +166,7 @@ export function openSchema(storage: DurableObjectStorage): boolean {
   if (!tables.has("outbox")) return false;
   const version = tables.has("schema_version")
     ? sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version
-    : 0;
+    : createdAt(tables.get("state"));
   // An object at a later version (written by newer code, before a rollback) is left as it is.
   if (version < SCHEMA_VERSION) {
     storage.transactionSync(() => {
@@ -171,8 +183,23 @@ export function openSchema(storage: DurableObjectStorage): boolean {
   return true;
 }
 
+/** The version a `state` table was created at: its comment's, or 0 (objects from before `schema_version`). */
+function createdAt(stateSql: string | undefined): number {
+  const found = stateSql?.match(/-- created at schema version (\d+)/);
+  return found ? Number(found[1]) : 0;
+}
+
 /** Creates the tables of a new object at the current version. */
 export function createSchema(sql: SqlStorage): void {
-  sql.exec(SCHEMA);
-  sql.exec("INSERT INTO schema_version (id, version) VALUES (1, ?)", SCHEMA_VERSION);
+  sql.exec(SCHEMA(SCHEMA_VERSION));
+}
+
+/** `erased_events`, created by the first erasure that needs it (a new object starts without). */
+export function ensureErasedEvents(sql: SqlStorage): void {
+  sql.exec(ERASED_EVENTS);
+}
+
+/** Whether the object has `erased_events` (every object upgraded by upgrade 6 has; a new one, once erased). */
+export function hasErasedEvents(sql: SqlStorage): boolean {
+  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'erased_events'").toArray().length > 0;
 }

@@ -22,6 +22,7 @@ import {
   type Transition,
   withTime,
 } from "../delivery/breaker";
+import { countsOf, emptyWindow, type OutcomeWindow, windowOf, withOutcome } from "../delivery/breaker-window";
 import { afterSignal, capacity, initialPace, type PaceSettings, type PaceState, signalOf } from "../delivery/pace";
 import { type BreakerSettings, DEFAULT_BREAKER, DEFAULT_MAX_IN_FLIGHT, type DeliveryOrder } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
@@ -45,6 +46,12 @@ export type WorkItem = {
   /** 1 when the delivery was never attempted; 0 for one replayed or resumed (sent as the operator asked). */
   fresh: number;
 };
+
+/** What the answers taught: the pace, and the breaker's window of recent outcomes (one meta row). */
+interface Learned {
+  pace: PaceState;
+  window: OutcomeWindow;
+}
 
 export interface CoordinatorSettings {
   order: DeliveryOrder;
@@ -90,8 +97,10 @@ export class PartnerCoordinator extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** Replaced in tests; by default the real attempt, D1 and the partner's settings. */
   deps: CoordinatorDeps;
-  /** Deliveries whose attempt is running now (lost with the instance: D1's lease guards a resend). */
-  private readonly inFlight = new Set<string>();
+  /** Deliveries whose attempt is running now, with their conversion (lost with the instance: D1's lease guards a resend). */
+  private readonly inFlight = new Map<string, string>();
+  /** The meta rows as stored (JSON text), read once: a value is written only when it changes. */
+  private readonly metaCache = new Map<string, string | null>();
   /** When the last attempts started (epoch ms), for `max_per_second`. */
   private starts: number[] = [];
   /** Wakes a running pump when new work arrives. */
@@ -100,25 +109,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS work (
-        delivery_id TEXT PRIMARY KEY,
-        conversion TEXT NOT NULL,
-        position INTEGER NOT NULL,
-        due_ms INTEGER NOT NULL,
-        status TEXT,
-        fresh INTEGER NOT NULL DEFAULT 1
-      );
-      CREATE INDEX IF NOT EXISTS work_by_conversion ON work (conversion, position);
-      CREATE TABLE IF NOT EXISTS delivered (
-        conversion TEXT PRIMARY KEY,
-        position INTEGER NOT NULL,
-        status TEXT,
-        at_ms INTEGER NOT NULL
-      );
-      CREATE TABLE IF NOT EXISTS outcomes (at_ms INTEGER NOT NULL, ok INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    `);
+    ctx.storage.transactionSync(() => openCoordinatorSchema(this.sql));
     this.deps = defaultDeps(env);
   }
 
@@ -131,7 +122,8 @@ export class PartnerCoordinator extends DurableObject<Env> {
     for (const item of items) {
       this.sql.exec(
         `INSERT INTO work (delivery_id, conversion, position, due_ms, status, fresh) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (delivery_id) DO UPDATE SET due_ms = min(due_ms, excluded.due_ms)`,
+         ON CONFLICT (conversion, position, delivery_id) DO UPDATE SET due_ms = min(due_ms, excluded.due_ms)
+         WHERE excluded.due_ms < work.due_ms`,
         item.delivery_id,
         item.conversion,
         item.position,
@@ -221,7 +213,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
       if (room > 0) {
         for (const item of this.heads(now, room)) {
           startedNow++;
-          this.inFlight.add(item.delivery_id);
+          this.inFlight.set(item.delivery_id, item.conversion);
           running.set(
             item.delivery_id,
             this.run(partnerId, item, settings).finally(() => {
@@ -260,21 +252,13 @@ export class PartnerCoordinator extends DurableObject<Env> {
   /**
    * The first unfinished delivery of each conversion that is due and has nothing in flight, soonest
    * first: a conversion's next delivery never starts while its previous one is still being sent.
+   * Walks work_by_due from the soonest and stops at `limit`: the rows it reads are those it returns
+   * and the due ones it passes over (later places of a conversion, conversions in flight), never
+   * the whole list.
    */
   private heads(nowMs: number, limit: number): WorkItem[] {
     return this.sql
-      .exec<WorkItem>(
-        `SELECT w.delivery_id, w.conversion, w.position, w.due_ms, w.status, w.fresh FROM work w
-         WHERE w.position = (SELECT min(x.position) FROM work x WHERE x.conversion = w.conversion)
-           AND w.due_ms <= ?
-           AND w.conversion NOT IN (
-             SELECT r.conversion FROM work r WHERE r.delivery_id IN (SELECT value FROM json_each(?))
-           )
-         ORDER BY w.due_ms LIMIT ?`,
-        nowMs,
-        JSON.stringify([...this.inFlight]),
-        limit,
-      )
+      .exec<WorkItem>(HEADS_SQL, nowMs, JSON.stringify([...new Set(this.inFlight.values())]), limit)
       .toArray();
   }
 
@@ -283,7 +267,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
     // A first delivery of an older event than one the partner already has: sending it now would
     // tell the partner something older than what it knows. (A replay is sent as asked.)
     if (item.fresh === 1 && last !== null && last.position > item.position) {
-      await this.supersede([item.delivery_id], "a newer event of this conversion had already been delivered");
+      await this.supersede([item], "a newer event of this conversion had already been delivered");
       return;
     }
     let report: AttemptReport;
@@ -302,17 +286,13 @@ export class PartnerCoordinator extends DurableObject<Env> {
         delivery_id: item.delivery_id,
         error: String(error),
       });
-      this.sql.exec(
-        "UPDATE work SET due_ms = ? WHERE delivery_id = ?",
-        this.deps.now() + ERROR_RETRY_MS,
-        item.delivery_id,
-      );
+      this.sql.exec(`UPDATE work SET due_ms = ? WHERE ${WORK_KEY}`, this.deps.now() + ERROR_RETRY_MS, ...workKey(item));
       return;
     }
     const now = this.deps.now();
     if (report.sent) await this.learn(partnerId, settings, report.sent, now);
     if (report.retryInSeconds === null) {
-      this.sql.exec("DELETE FROM work WHERE delivery_id = ?", item.delivery_id);
+      this.sql.exec(`DELETE FROM work WHERE ${WORK_KEY}`, ...workKey(item));
       const sent = report.sent?.outcome;
       if (sent?.kind === "response" && sent.status >= 200 && sent.status <= 299) {
         this.sql.exec(
@@ -329,9 +309,9 @@ export class PartnerCoordinator extends DurableObject<Env> {
       return;
     }
     this.sql.exec(
-      "UPDATE work SET due_ms = ?, fresh = 0 WHERE delivery_id = ?",
+      `UPDATE work SET due_ms = ?, fresh = 0 WHERE ${WORK_KEY}`,
       now + report.retryInSeconds * 1000,
-      item.delivery_id,
+      ...workKey(item),
     );
     // A coalescing partner gets the newest state next rather than this one again.
     if (settings.order === "coalesce") await this.coalesce(item.conversion);
@@ -340,29 +320,29 @@ export class PartnerCoordinator extends DurableObject<Env> {
   /** Supersedes a conversion's waiting deliveries older than its newest (none in flight is touched). */
   private async coalesce(conversion: string): Promise<void> {
     const rows = this.sql
-      .exec<{ delivery_id: string; newest: string }>(
-        `SELECT w.delivery_id,
+      .exec<{ delivery_id: string; conversion: string; position: number; newest: string }>(
+        `SELECT w.delivery_id, w.conversion, w.position,
            (SELECT n.delivery_id FROM work n WHERE n.conversion = w.conversion ORDER BY n.position DESC LIMIT 1) AS newest
          FROM work w
          WHERE w.conversion = ? AND w.position < (SELECT max(m.position) FROM work m WHERE m.conversion = w.conversion)
            AND w.delivery_id NOT IN (SELECT value FROM json_each(?))`,
         conversion,
-        JSON.stringify([...this.inFlight]),
+        JSON.stringify([...this.inFlight.keys()]),
       )
       .toArray();
     const newest = rows[0]?.newest;
     if (!newest) return;
-    await this.supersede(
-      rows.map((row) => row.delivery_id),
-      `superseded by ${newest}: a newer state of the conversion was waiting (coalesce)`,
-    );
+    await this.supersede(rows, `superseded by ${newest}: a newer state of the conversion was waiting (coalesce)`);
   }
 
   /** Marks deliveries superseded in D1 first, then forgets them: a failed write leaves them waiting. */
-  private async supersede(ids: readonly string[], reason: string): Promise<void> {
-    if (ids.length === 0) return;
-    await this.deps.supersede(ids, reason);
-    this.sql.exec("DELETE FROM work WHERE delivery_id IN (SELECT value FROM json_each(?))", JSON.stringify(ids));
+  private async supersede(items: readonly WorkKey[], reason: string): Promise<void> {
+    if (items.length === 0) return;
+    await this.deps.supersede(
+      items.map((item) => item.delivery_id),
+      reason,
+    );
+    for (const item of items) this.sql.exec(`DELETE FROM work WHERE ${WORK_KEY}`, ...workKey(item));
   }
 
   private lastDelivered(conversion: string): { position: number; status: ConversionStatus | null } | null {
@@ -392,27 +372,47 @@ export class PartnerCoordinator extends DurableObject<Env> {
             latency_ms: sent.latencyMs,
           }
         : { kind: sent.outcome.kind };
-    this.setMeta("pace", afterSignal(this.pace(settings.pace), settings.pace, signalOf(outcome), nowMs));
+    const pace = afterSignal(this.pace(settings.pace), settings.pace, signalOf(outcome), nowMs);
     const ok = sent.outcome.kind === "response" && sent.outcome.status >= 200 && sent.outcome.status <= 299;
-    this.sql.exec("INSERT INTO outcomes (at_ms, ok) VALUES (?, ?)", nowMs, ok ? 1 : 0);
-    this.sql.exec("DELETE FROM outcomes WHERE at_ms < ?", nowMs - settings.breaker.window_seconds * 1000);
-    const counts = this.sql
-      .exec<{ attempts: number; failures: number }>(
-        "SELECT count(*) AS attempts, coalesce(sum(1 - ok), 0) AS failures FROM outcomes",
-      )
-      .one();
+    const seconds = settings.breaker.window_seconds;
+    let window = withOutcome(this.outcomeWindow(seconds), seconds, ok, nowMs);
     const { state, transition } = breakerAfterAttempt(
       this.breaker(settings.breaker),
       settings.breaker,
       ok,
-      counts,
+      countsOf(window),
       nowMs,
     );
+    // A closed breaker starts its window afresh: the failures that opened it are history.
+    if (transition?.to === "closed") window = emptyWindow(seconds);
+    this.setLearned({ pace, window });
     this.setMeta("breaker", state);
-    if (transition) {
-      // A closed breaker starts its window afresh: the failures that opened it are history.
-      if (transition.to === "closed") this.sql.exec("DELETE FROM outcomes");
-      await this.record(partnerId, transition);
+    if (transition) await this.record(partnerId, transition);
+  }
+
+  /**
+   * The pace and the breaker's window, one meta row written once per answer. An object written by
+   * earlier code has a `pace` row and an `outcomes` table instead: read until the first write of
+   * `learned`, which removes them.
+   */
+  private learned(): Learned | null {
+    return this.getMeta<Learned>("learned");
+  }
+
+  private outcomeWindow(windowSeconds: number): OutcomeWindow {
+    const learned = this.learned();
+    if (learned) return learned.window;
+    const outcomes = this.sql.exec<{ at_ms: number; ok: number }>("SELECT at_ms, ok FROM outcomes").toArray();
+    return windowOf(outcomes, windowSeconds);
+  }
+
+  private setLearned(learned: Learned): void {
+    const first = this.learned() === null;
+    this.setMeta("learned", learned);
+    if (first) {
+      this.sql.exec("DELETE FROM outcomes");
+      this.sql.exec("DELETE FROM meta WHERE key = 'pace'");
+      this.metaCache.delete("pace");
     }
   }
 
@@ -425,7 +425,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
       // D1 now has the partner disabled and its deliveries parked (deps.transition); enabling it
       // resubmits them, to a breaker that starts closed with an empty window.
       this.sql.exec("DELETE FROM work");
-      this.sql.exec("DELETE FROM outcomes");
+      this.setLearned({ pace: this.pace(settings.pace), window: emptyWindow(settings.breaker.window_seconds) });
       this.setMeta("breaker", closedBreaker(settings.breaker));
       this.settingsCache = null;
     }
@@ -470,12 +470,14 @@ export class PartnerCoordinator extends DurableObject<Env> {
   }
 
   private async scheduleNext(settings: CoordinatorSettings): Promise<void> {
-    const next = this.sql
-      .exec<{ due: number | null }>(
-        `SELECT min(w.due_ms) AS due FROM work w
-         WHERE w.position = (SELECT min(x.position) FROM work x WHERE x.conversion = w.conversion)`,
-      )
-      .one().due;
+    const next =
+      this.sql
+        .exec<{ due: number }>(
+          `SELECT w.due_ms AS due FROM work w INDEXED BY work_by_due
+           WHERE NOT EXISTS (SELECT 1 FROM work x WHERE x.conversion = w.conversion AND x.position < w.position)
+           ORDER BY w.due_ms LIMIT 1`,
+        )
+        .toArray()[0]?.due ?? null;
     // Transitions D1 has not taken yet are told again soon, work or none.
     const unreported = (this.getMeta<Transition[]>("unreported") ?? []).length > 0;
     if (next === null) {
@@ -517,7 +519,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
   }
 
   private pace(settings: PaceSettings): PaceState {
-    return this.getMeta<PaceState>("pace") ?? initialPace(settings);
+    return this.learned()?.pace ?? this.getMeta<PaceState>("pace") ?? initialPace(settings);
   }
 
   private breaker(settings: BreakerSettings): BreakerState {
@@ -525,16 +527,102 @@ export class PartnerCoordinator extends DurableObject<Env> {
   }
 
   private getMeta<T>(key: string): T | null {
-    const row = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
-    return row ? (JSON.parse(row.value) as T) : null;
+    const text = this.metaText(key);
+    return text === null ? null : (JSON.parse(text) as T);
   }
 
+  private metaText(key: string): string | null {
+    if (!this.metaCache.has(key)) {
+      const row = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
+      this.metaCache.set(key, row?.value ?? null);
+    }
+    return this.metaCache.get(key) ?? null;
+  }
+
+  /** Writes the value only when it differs from the stored one (this object is the only writer of its storage). */
   private setMeta(key: string, value: unknown): void {
+    const text = JSON.stringify(value);
+    if (this.metaText(key) === text) return;
     this.sql.exec(
       "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       key,
-      JSON.stringify(value),
+      text,
     );
+    this.metaCache.set(key, text);
+  }
+}
+
+/**
+ * The heads query (bound: now, the conversions in flight as a JSON array, the limit): exported for
+ * test/coordinator.cost.test.ts, which counts the rows it reads.
+ */
+export const HEADS_SQL = `SELECT w.delivery_id, w.conversion, w.position, w.due_ms, w.status, w.fresh
+  FROM work w INDEXED BY work_by_due
+  WHERE w.due_ms <= ?
+    AND NOT EXISTS (SELECT 1 FROM work x WHERE x.conversion = w.conversion AND x.position < w.position)
+    AND w.conversion NOT IN (SELECT value FROM json_each(?))
+  ORDER BY w.due_ms LIMIT ?`;
+
+/** Where a delivery sits in `work`: its primary key. */
+type WorkKey = Pick<WorkItem, "conversion" | "position" | "delivery_id">;
+const WORK_KEY = "conversion = ? AND position = ? AND delivery_id = ?";
+function workKey(item: WorkKey): [string, number, string] {
+  return [item.conversion, item.position, item.delivery_id];
+}
+
+/**
+ * The coordinator's tables. `work` and `delivered` are WITHOUT ROWID, keyed by what they are
+ * looked up by, so a row costs one row written (plus work_by_due for `work`) where the rowid
+ * tables with a text key and a second index cost three (`work`) and two (`delivered`). A
+ * delivery's conversion and place never change, so (conversion, position, delivery_id) is as
+ * unique as the delivery id. An object written by earlier code has the rowid tables: they are
+ * copied over once, in the constructor's transaction.
+ */
+export function openCoordinatorSchema(sql: SqlStorage): void {
+  const tables = new Map(
+    sql
+      .exec<{ name: string; sql: string }>(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('work', 'delivered')",
+      )
+      .toArray()
+      .map((row) => [row.name, row.sql]),
+  );
+  const old = (name: string) => {
+    const definition = tables.get(name);
+    return definition !== undefined && !definition.includes("WITHOUT ROWID");
+  };
+  if (old("work")) sql.exec("ALTER TABLE work RENAME TO work_rowid; DROP INDEX IF EXISTS work_by_conversion;");
+  if (old("delivered")) sql.exec("ALTER TABLE delivered RENAME TO delivered_rowid");
+  sql.exec(`
+    CREATE TABLE IF NOT EXISTS work (
+      delivery_id TEXT NOT NULL,
+      conversion TEXT NOT NULL,
+      position INTEGER NOT NULL,
+      due_ms INTEGER NOT NULL,
+      status TEXT,
+      fresh INTEGER NOT NULL DEFAULT 1,
+      PRIMARY KEY (conversion, position, delivery_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS work_by_due ON work (due_ms);
+    CREATE TABLE IF NOT EXISTS delivered (
+      conversion TEXT PRIMARY KEY,
+      position INTEGER NOT NULL,
+      status TEXT,
+      at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS outcomes (at_ms INTEGER NOT NULL, ok INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  `);
+  if (old("work")) {
+    sql.exec(`INSERT INTO work (delivery_id, conversion, position, due_ms, status, fresh)
+              SELECT delivery_id, conversion, position, due_ms, status, fresh FROM work_rowid WHERE true
+              ON CONFLICT DO NOTHING;
+              DROP TABLE work_rowid;`);
+  }
+  if (old("delivered")) {
+    sql.exec(`INSERT INTO delivered (conversion, position, status, at_ms)
+              SELECT conversion, position, status, at_ms FROM delivered_rowid WHERE true ON CONFLICT DO NOTHING;
+              DROP TABLE delivered_rowid;`);
   }
 }
 

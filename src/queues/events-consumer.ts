@@ -101,14 +101,22 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
   for (const { message, result } of parsed) {
     const event = result.success ? events[next++] : undefined;
     if (event) {
-      statements.push(...recordEventStatements(db, event));
       const outcome = attributions.get(event.event_id);
-      if (outcome) {
+      const record = outcome ? attributionRecord(outcome) : null;
+      statements.push(
+        ...recordEventStatements(
+          db,
+          event,
+          record ? { payout: record.payout, partner_id: record.attributed_partner_id } : undefined,
+          record ?? undefined,
+        ),
+      );
+      if (record) {
         statements.push(
           ...attributionStatements(
             db,
             { ...event, test: event.test === true, version: event.conversion.version },
-            attributionRecord(outcome),
+            record,
           ),
         );
       }

@@ -76,16 +76,64 @@ const TRANSITION_ROWS = Object.entries(ALLOWED_TRANSITIONS)
   .join(", ");
 
 /**
- * The statements that record one event: its history row (once, keyed by event id) and, unless
- * it is stale, the conversion snapshot (only when newer than the stored one).
+ * The event's attribution verdict, written on the conversion's row by the snapshot's upsert when it
+ * moves the row forward (offers.ts attributionStatements writes it otherwise: a stale event, a
+ * message delivered again). The shape of offers.ts's AttributionRecord.
  */
-export function recordEventStatements(db: D1, message: EventMessage): D1PreparedStatement[] {
+export interface ConversionAttribution {
+  attribution: string;
+  attribution_detail: string;
+  offer_id: string | null;
+  attributed_partner_id: string | null;
+  clicked_at: string | null;
+  payout: { amount: string; currency: string } | null;
+  revenue: { amount: string; currency: string } | null;
+}
+
+const ATTRIBUTION_COLUMNS = [
+  "attribution",
+  "attribution_detail",
+  "offer_id",
+  "attributed_partner_id",
+  "clicked_at",
+  "payout",
+  "payout_currency",
+  "revenue",
+  "revenue_currency",
+] as const;
+
+/** Takes the verdict's columns when one was given (?30 = 1), else leaves the row's as they are. */
+const ATTRIBUTION_SET = ATTRIBUTION_COLUMNS.map(
+  (column) => `${column} = CASE WHEN ?30 = 1 THEN excluded.${column} ELSE conversions.${column} END`,
+).join(", ");
+
+/** The attributed partner's payout as of an event, written on its history row (null: none). */
+export interface EventPayout {
+  payout: { amount: string; currency: string } | null;
+  partner_id: string | null;
+}
+
+/**
+ * The statements that record one event: its history row (once, keyed by event id) and, unless
+ * it is stale, the conversion snapshot (only when newer than the stored one). With `payout` (the
+ * event was attributed), the history row is written with it, and a row already there (a message
+ * delivered again) takes it: in the insert, not an update after it, which wrote the row twice.
+ */
+export function recordEventStatements(
+  db: D1,
+  message: EventMessage,
+  payout?: EventPayout,
+  attribution?: ConversionAttribution,
+): D1PreparedStatement[] {
   const statements = [
     db
       .prepare(
         `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, event_time, payload,
-           received_at, test, hash, prev_hash, source)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+           received_at, test, hash, prev_hash, source, payout, payout_currency, payout_partner_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (event_id) DO UPDATE SET payout = excluded.payout, payout_currency = excluded.payout_currency,
+           payout_partner_id = excluded.payout_partner_id
+         WHERE ?17 = 1`,
       )
       .bind(
         message.event_id,
@@ -101,6 +149,10 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
         message.hash ?? null,
         message.prev_hash ?? null,
         message.source ?? "s2s",
+        payout?.payout?.amount ?? null,
+        payout?.payout?.currency ?? null,
+        payout?.partner_id ?? null,
+        payout === undefined ? 0 : 1,
       ),
   ];
   if (message.verdict !== "stale") {
@@ -110,9 +162,10 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
         .prepare(
           `INSERT INTO conversions (network_id, transaction_id, status, amount, currency, event_type, event_time,
              campaign_id, click_id, user_id, device_id, platform, meta, first_seen_at, updated_at, version, test,
-             event_time_supplied, partner_id, source)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             event_time_supplied, partner_id, source, ${ATTRIBUTION_COLUMNS.join(", ")})
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (network_id, transaction_id, test) DO UPDATE SET
+             ${ATTRIBUTION_SET},
              status = excluded.status, amount = excluded.amount, currency = excluded.currency,
              event_type = excluded.event_type, event_time = excluded.event_time,
              campaign_id = excluded.campaign_id, click_id = excluded.click_id, user_id = excluded.user_id,
@@ -154,6 +207,16 @@ export function recordEventStatements(db: D1, message: EventMessage): D1Prepared
           message.event.event_time === undefined ? 0 : 1,
           c.partner_id ?? null,
           c.source ?? "s2s",
+          attribution?.attribution ?? null,
+          attribution?.attribution_detail ?? null,
+          attribution?.offer_id ?? null,
+          attribution?.attributed_partner_id ?? null,
+          attribution?.clicked_at ?? null,
+          attribution?.payout?.amount ?? null,
+          attribution?.payout?.currency ?? null,
+          attribution?.revenue?.amount ?? null,
+          attribution?.revenue?.currency ?? null,
+          attribution === undefined ? 0 : 1,
         ),
     );
   }

@@ -1,5 +1,5 @@
 /**
- * SQL for GET /metrics (migration 0016, domain/metrics.ts). Every counting statement runs in the
+ * SQL for GET /metrics (migrations 0016 and 0022, domain/metrics.ts). Every counting statement runs in the
  * batch that records what it counts, before that record's insert, and counts only what is not yet
  * recorded (NOT EXISTS on the record's key): a message delivered twice, or by two isolates, adds
  * once. Gauges read an index each, never a table scan.
@@ -10,21 +10,37 @@ import type { D1 } from "./d1";
 
 const ADD = `ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value`;
 
-/** The attempt's counters, unless this attempt is already recorded (the statement before its insert). */
+/**
+ * The attempt's counters, unless this attempt is already recorded (the statement before its insert):
+ * all of them in the partner's one row of `metric_attempt_counters` (migration 0022), a JSON object
+ * from `[name, ...labels]` to value, merged by adding. One row written per attempt, where one row per
+ * counter (five: outcome, latency bucket and sum, attempts bucket and sum) cost five.
+ */
 export function countAttemptMetricsStatement(
   db: D1,
   attempt: { delivery_id: string; attempt: number; partner_id: string; outcome: string; latency_ms: number | null },
   state: string,
 ): D1PreparedStatement {
+  const counts: Record<string, number> = {};
+  for (const increment of attemptIncrements({ ...attempt, state })) {
+    const key = JSON.stringify([increment.name, ...increment.labels]);
+    counts[key] = (counts[key] ?? 0) + increment.value;
+  }
   return db
     .prepare(
-      `INSERT INTO metric_counters (name, labels, value)
-       SELECT i.value ->> '$.name', json(i.value -> '$.labels'), sum(i.value ->> '$.value')
-       FROM json_each(?1) AS i
-       WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts WHERE delivery_id = ?2 AND attempt = ?3)
-       GROUP BY 1, 2 ${ADD}`,
+      `INSERT INTO metric_attempt_counters (partner_id, counts)
+       SELECT ?1, json(?2)
+       WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts WHERE delivery_id = ?3 AND attempt = ?4)
+       ON CONFLICT (partner_id) DO UPDATE SET counts = (
+         SELECT json_group_object(key, total) FROM (
+           SELECT key, sum(value) AS total FROM (
+             SELECT key, value FROM json_each(metric_attempt_counters.counts)
+             UNION ALL SELECT key, value FROM json_each(excluded.counts)
+           ) GROUP BY key
+         )
+       )`,
     )
-    .bind(JSON.stringify(attemptIncrements({ ...attempt, state })), attempt.delivery_id, attempt.attempt);
+    .bind(attempt.partner_id, JSON.stringify(counts), attempt.delivery_id, attempt.attempt);
 }
 
 /** Postbacks by network and verdict, for the records of a batch not yet in the inbound log. */
@@ -168,12 +184,36 @@ export interface CounterRow {
   value: number;
 }
 
-/** Every counter row (one per metric and label set: networks × verdicts, partners × outcomes and buckets…). */
+/**
+ * Every counter row (one per metric and label set: networks × verdicts, partners × outcomes and
+ * buckets…): `metric_counters`, and each partner's attempt counters unfolded from its one row. A
+ * counter found in both (attempts counted before migration 0022 stay in `metric_counters`) is their sum.
+ */
 export async function counterRows(db: D1): Promise<CounterRow[]> {
-  const { results } = await db
-    .prepare("SELECT name, labels, value FROM metric_counters ORDER BY name, labels")
-    .all<{ name: string; labels: string; value: number }>();
-  return results.map((row) => ({ name: row.name, labels: JSON.parse(row.labels) as string[], value: row.value }));
+  const [flat, attempts] = await db.batch([
+    db.prepare("SELECT name, labels, value FROM metric_counters"),
+    db.prepare("SELECT counts FROM metric_attempt_counters"),
+  ]);
+  const rows = new Map<string, CounterRow>();
+  const add = (name: string, labels: string[], value: number) => {
+    const key = JSON.stringify([name, ...labels]);
+    const existing = rows.get(key);
+    if (existing) existing.value += value;
+    else rows.set(key, { name, labels, value });
+  };
+  for (const row of (flat?.results ?? []) as { name: string; labels: string; value: number }[]) {
+    add(row.name, JSON.parse(row.labels) as string[], row.value);
+  }
+  for (const row of (attempts?.results ?? []) as { counts: string }[]) {
+    for (const [key, value] of Object.entries(JSON.parse(row.counts) as Record<string, number>)) {
+      const [name = "", ...labels] = JSON.parse(key) as string[];
+      add(name, labels, value);
+    }
+  }
+  const order = (row: CounterRow) => JSON.stringify(row.labels);
+  return [...rows.values()].sort((a, b) =>
+    a.name === b.name ? (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0) : a.name < b.name ? -1 : 1,
+  );
 }
 
 export interface Gauges {

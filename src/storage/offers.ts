@@ -246,8 +246,11 @@ export interface AttributionRecord {
 }
 
 /**
- * Writes the verdict on the event's history row and, when the event is still the conversion's
- * latest (its version), on the conversion: a later event's verdict is never overwritten.
+ * Writes the verdict on the conversion, when the event is still its latest (its version): a later
+ * event's verdict is never overwritten. Runs after the event's recordEventStatements, whose
+ * snapshot upsert already wrote the verdict when it moved the row forward: then nothing differs
+ * and nothing is written (the row was written twice before); it writes for a stale event of the
+ * current version and a message delivered again. (The history row takes its payout in its insert.)
  */
 export function attributionStatements(
   db: D1,
@@ -256,18 +259,13 @@ export function attributionStatements(
 ): D1PreparedStatement[] {
   return [
     db
-      .prepare("UPDATE conversion_events SET payout = ?, payout_currency = ?, payout_partner_id = ? WHERE event_id = ?")
-      .bind(
-        record.payout?.amount ?? null,
-        record.payout?.currency ?? null,
-        record.attributed_partner_id,
-        event.event_id,
-      ),
-    db
       .prepare(
         `UPDATE conversions SET attribution = ?, attribution_detail = ?, offer_id = ?, attributed_partner_id = ?,
            clicked_at = ?, payout = ?, payout_currency = ?, revenue = ?, revenue_currency = ?
-         WHERE network_id = ? AND transaction_id = ? AND test = ? AND version = ?`,
+         WHERE network_id = ? AND transaction_id = ? AND test = ? AND version = ?
+           AND (attribution IS NOT ?1 OR attribution_detail IS NOT ?2 OR offer_id IS NOT ?3
+             OR attributed_partner_id IS NOT ?4 OR clicked_at IS NOT ?5 OR payout IS NOT ?6
+             OR payout_currency IS NOT ?7 OR revenue IS NOT ?8 OR revenue_currency IS NOT ?9)`,
       )
       .bind(
         record.attribution,

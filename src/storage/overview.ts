@@ -6,6 +6,7 @@
  * REAL, hence the casts: the division must be an integer one).
  */
 import type { D1 } from "./d1";
+import { LOGGED_NETWORKS } from "./requests";
 
 /** The verdicts of a postback request the overview tells apart; everything answered ≥ 400 is `rejected`. */
 export const POSTBACK_VERDICTS = ["accepted", "duplicate", "updated", "stale", "rejected"] as const;
@@ -31,10 +32,11 @@ export async function postbacksByVerdict(
 ): Promise<BucketCount<PostbackVerdict>[]> {
   const { results } = await db
     .prepare(
-      `SELECT (CAST(strftime('%s', received_at) AS INTEGER) / CAST(?2 AS INTEGER)) * CAST(?2 AS INTEGER) AS bucket,
+      `${LOGGED_NETWORKS}
+       SELECT (CAST(strftime('%s', received_at) AS INTEGER) / CAST(?2 AS INTEGER)) * CAST(?2 AS INTEGER) AS bucket,
          CASE WHEN status >= 400 THEN 'rejected' ELSE verdict END AS series, count(*) AS n
        FROM inbound_requests
-       WHERE received_at >= ?1 AND route IN ('postback', 'batch')
+       WHERE network_id IN (SELECT network_id FROM logged) AND received_at >= ?1 AND route IN ('postback', 'batch')
          AND (status >= 400 OR verdict IN ('accepted', 'duplicate', 'updated', 'stale'))
        GROUP BY bucket, series ORDER BY bucket`,
     )

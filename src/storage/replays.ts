@@ -112,8 +112,11 @@ export async function armChunk(
     db
       .prepare(
         `UPDATE replay_jobs SET
-           pending_ids = (SELECT json_group_array(id) FROM deliveries
-                          WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'pending' AND updated_at = ?2),
+           pending_ids = (SELECT json_group_array(id) FROM (
+                            SELECT id FROM deliveries
+                            WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'pending' AND updated_at = ?2
+                            -- The replay's order, said: not whichever index the planner walks.
+                            ORDER BY created_at, id)),
            cursor_created_at = ?3, cursor_id = ?4, state = 'running', started_at = coalesce(started_at, ?2),
            updated_at = ?2
          WHERE id = ?5 AND pending_ids IS NULL AND cursor_id IS ?6 AND state IN ('queued', 'running')
