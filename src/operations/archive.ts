@@ -308,8 +308,16 @@ function cutKey(cut: ChainCut): string {
   return JSON.stringify([cut.network_id, cut.transaction_id, cut.test]);
 }
 
-/** The cron's run: bounded, with one summary line. */
+/**
+ * The cron's run: bounded, with one summary line. A failure (R2 or D1 unavailable) is logged, not
+ * thrown, so that what the cron runs after it (retention above all) still runs; whatever the run had
+ * not committed is read again by the next one.
+ */
 export async function archiveOldRows(env: Env, nowMs: number): Promise<void> {
-  const summary = await runArchive(archiveDeps(env, nowMs));
-  logLine("info", { message: "archive", ...summary });
+  try {
+    const summary = await runArchive(archiveDeps(env, nowMs));
+    logLine("info", { message: "archive", ...summary });
+  } catch (error) {
+    logLine("error", { message: "archive failed; the next run takes it up again", error: String(error) });
+  }
 }

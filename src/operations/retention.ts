@@ -24,7 +24,10 @@ export async function runRetention(env: Env, nowMs: number): Promise<void> {
   const pruned = { ...unchained, events: unchained.events + chains.events, clicks: await pruneClicks(env.DB, before) };
   const logBefore = new Date(nowMs - config.INBOUND_LOG_RETENTION_DAYS * DAY_MS).toISOString();
   const log = await pruneInboundLog(env.DB, logBefore);
-  const archive = await pruneArchive({ db: env.DB, bucket: env.ARCHIVE, cutter, nowMs }, before, logBefore);
+  // The archive's share last: R2 being down must not keep D1's retention from running or being logged.
+  const archive = await pruneArchive({ db: env.DB, bucket: env.ARCHIVE, cutter, nowMs }, before, logBefore).catch(
+    (error: unknown) => ({ failed: String(error) }),
+  );
   logLine("info", {
     message: "retention",
     pruned,
