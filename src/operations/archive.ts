@@ -45,7 +45,7 @@ export const PART_ROWS = 5000;
 /** Objects written per run (each: two or three D1 queries, one put, one D1 transaction). */
 export const MAX_PARTS_PER_RUN = 8;
 /** Conversions whose expired archived chains one retention run cuts (one object call each). */
-const MAX_ARCHIVE_CUTS_PER_RUN = 2000;
+const MAX_ARCHIVE_CUTS_PER_RUN = 1000;
 const CUT_PAGE = 200;
 const CUT_CONCURRENCY = 6;
 /** Objects deleted per kind and run (one R2 delete call takes up to 1000 keys). */
