@@ -5,8 +5,8 @@
  * over the archive cuts its chain with the object's agreement before deleting the objects.
  */
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
-import { pruneArchive, runArchive } from "../src/operations/archive";
+import { describe, expect, it, vi } from "vitest";
+import { archiveOldRows, pruneArchive, runArchive } from "../src/operations/archive";
 import { objectCutter } from "../src/operations/chain-retention";
 import {
   admin,
@@ -181,5 +181,40 @@ describe("a conversion's history across D1 and the archive", () => {
     const bad = await admin(`/v1/conversions/${network.id}/nope/deliveries?test=maybe`);
     const refusal = await expectStatus<{ errors: { location: string }[] }>(bad, 422);
     expect(refusal.errors.map((e) => e.location)).toEqual(["query.test"]);
+  });
+
+  it("logs one summary line a cron run, and a failure as an error line instead of throwing", async () => {
+    const logged = vi.spyOn(console, "log").mockImplementation(() => undefined);
+    const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      const network = await createNetwork();
+      const body = makePostback();
+      await expectStatus(await postback(network, body), 200);
+      await eventually(async () => (await d1Rows(network.id, String(body.transaction_id))).events === 1 || null);
+      await archiveOldRows(env, Date.now() + 40 * DAY_MS);
+      const lines = logged.mock.calls
+        .map(([line]) => JSON.parse(String(line)) as Record<string, unknown>)
+        .filter((line) => line.message === "archive");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({ level: "info", more: false, objects: { events: 1 } });
+      expect(lines[0]?.bytes).toBeGreaterThan(0);
+
+      const broken = { ...env, ARCHIVE: { ...env.ARCHIVE, put: () => Promise.reject(new Error("R2 is down")) } };
+      await expectStatus(await postback(network, makePostback()), 200);
+      await eventually(async () => {
+        const row = await env.DB.prepare("SELECT count(*) AS n FROM conversion_events WHERE network_id = ?")
+          .bind(network.id)
+          .first<{ n: number }>();
+        return row?.n === 1 ? true : null;
+      });
+      await archiveOldRows(broken as unknown as Env, Date.now() + 40 * DAY_MS);
+      const failure = errors.mock.calls
+        .map(([line]) => JSON.parse(String(line)) as Record<string, unknown>)
+        .find((line) => String(line.message).startsWith("archive failed"));
+      expect(failure?.error).toContain("R2 is down");
+    } finally {
+      logged.mockRestore();
+      errors.mockRestore();
+    }
   });
 });
