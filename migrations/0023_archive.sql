@@ -30,7 +30,8 @@ CREATE TABLE archived_conversions (
   transaction_id TEXT NOT NULL,
   test INTEGER NOT NULL,
   kind TEXT NOT NULL CHECK (kind IN ('events', 'deliveries')),
-  object_key TEXT NOT NULL REFERENCES archive_objects (key) ON DELETE CASCADE,
+  -- ON UPDATE: an erasure rewrites an object under a new key (its SHA-256 changes) and moves its pointers with it.
+  object_key TEXT NOT NULL REFERENCES archive_objects (key) ON DELETE CASCADE ON UPDATE CASCADE,
   byte_offset INTEGER NOT NULL,
   byte_length INTEGER NOT NULL,
   rows INTEGER NOT NULL,
@@ -40,3 +41,11 @@ CREATE TABLE archived_conversions (
   PRIMARY KEY (network_id, transaction_id, test, kind, object_key)
 ) WITHOUT ROWID;
 CREATE INDEX archived_conversions_by_object ON archived_conversions (object_key);
+
+-- Objects replaced by an erasure's rewrite, to delete from R2: recorded in the transaction that
+-- moved the manifest to the new object, removed once R2 no longer holds them (the next archive or
+-- retention run deletes what a stopped erasure left).
+CREATE TABLE archive_garbage (
+  key TEXT PRIMARY KEY,
+  at TEXT NOT NULL
+);

@@ -26,6 +26,7 @@ import {
   type ArchiveObjectRecord,
   archivableRows,
   archivedChainCuts,
+  collectGarbage,
   commitStatements,
   committedParts,
   dropEventPointersStatement,
@@ -287,6 +288,8 @@ export async function pruneArchive(
     });
   }
   await dropUnchainedEventPointers(deps.db, beforeDay);
+  // Objects an erasure replaced and did not get to delete.
+  await collectGarbage(deps.db, deps.bucket);
   const now = new Date(deps.nowMs).toISOString();
   for (const kind of KINDS) {
     const keys = await expireObjects(

@@ -422,3 +422,87 @@ export async function conversionDeliveries(
   );
   return { found: (conversion?.results.length ?? 0) > 0 || all.length > 0, deliveries: all };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Erasure in the archive: an object with some members rewritten, under a new key
+// ---------------------------------------------------------------------------------------------
+
+/** A pointer as stored, with its object's kind. */
+export interface StoredMember {
+  network_id: string;
+  transaction_id: string;
+  test: number;
+  kind: "events" | "deliveries";
+  object_key: string;
+  byte_offset: number;
+  byte_length: number;
+}
+
+/** Every member of every object that holds a member of these conversions, by object, in byte order. */
+export async function objectsHolding(
+  db: D1,
+  keys: readonly { network_id: string; transaction_id: string; test: number }[],
+): Promise<Map<string, StoredMember[]>> {
+  if (keys.length === 0) return new Map();
+  const { results } = await db
+    .prepare(
+      `SELECT network_id, transaction_id, test, kind, object_key, byte_offset, byte_length FROM archived_conversions
+       WHERE object_key IN (
+         SELECT object_key FROM archived_conversions
+         WHERE (network_id, transaction_id, test) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))
+       )
+       ORDER BY object_key, byte_offset`,
+    )
+    .bind(JSON.stringify(keys.map((key) => [key.network_id, key.transaction_id, key.test])))
+    .all<StoredMember>();
+  return Map.groupBy(results, (member) => member.object_key);
+}
+
+/**
+ * One transaction after the rewritten object's put: the manifest row moves to the new key (its
+ * pointers follow, ON UPDATE CASCADE), each member gets its new range, and the old key is recorded
+ * for deletion from R2.
+ */
+export function replaceObjectStatements(
+  db: D1,
+  oldKey: string,
+  replacement: { key: string; bytes: number; sha256: string },
+  members: readonly (StoredMember & { offset: number; length: number })[],
+  now: string,
+): D1PreparedStatement[] {
+  return [
+    db
+      .prepare("UPDATE archive_objects SET key = ?2, bytes = ?3, sha256 = ?4 WHERE key = ?1")
+      .bind(oldKey, replacement.key, replacement.bytes, replacement.sha256),
+    db
+      .prepare(
+        `UPDATE archived_conversions SET
+           byte_offset = (SELECT value ->> 3 FROM json_each(?2) WHERE value ->> 0 = network_id
+             AND value ->> 1 = transaction_id AND value ->> 2 = test),
+           byte_length = (SELECT value ->> 4 FROM json_each(?2) WHERE value ->> 0 = network_id
+             AND value ->> 1 = transaction_id AND value ->> 2 = test)
+         WHERE object_key = ?1`,
+      )
+      .bind(
+        replacement.key,
+        JSON.stringify(members.map((m) => [m.network_id, m.transaction_id, m.test, m.offset, m.length])),
+      ),
+    db.prepare("INSERT INTO archive_garbage (key, at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING").bind(oldKey, now),
+  ];
+}
+
+/** Replaced objects still to delete from R2, then forgotten once deleted. */
+export async function collectGarbage(db: D1, bucket: ArchiveBucket, limit = 1000): Promise<number> {
+  const { results } = await db
+    .prepare("SELECT key FROM archive_garbage ORDER BY at LIMIT ?")
+    .bind(limit)
+    .all<{ key: string }>();
+  const keys = results.map((row) => row.key);
+  if (keys.length === 0) return 0;
+  await bucket.delete(keys);
+  await db
+    .prepare("DELETE FROM archive_garbage WHERE key IN (SELECT value FROM json_each(?))")
+    .bind(JSON.stringify(keys))
+    .run();
+  return keys.length;
+}
