@@ -44,6 +44,8 @@ async function clear() {
       "DELETE FROM conversions",
       "DELETE FROM inbound_requests",
       "DELETE FROM clicks",
+      "DELETE FROM offers WHERE id = 'ofr-window'",
+      "DELETE FROM networks WHERE id = 'net-window'",
     ].map((sql) => env.DB.prepare(sql)),
   );
   for (;;) {
@@ -340,5 +342,23 @@ describe("the archive job across crashes", () => {
     expect(unknown).toEqual([]);
     expect(d1.deliveries).not.toContain("dlv-tx-0-0");
     expect(archived.deliveries?.filter((id) => id === "dlv-tx-0-0")).toHaveLength(1);
+  });
+
+  it("keeps clicks in D1 while an offer's attribution window could still bring a conversion back to them", async () => {
+    await env.DB.batch([
+      env.DB.prepare(
+        "INSERT INTO networks (id, name, created_at, updated_at) VALUES ('net-window', 'Window', '2026-01-01', '2026-01-01')",
+      ),
+      // 100 days: the clicks of 1 and 2 September (93 and 92 days old) may still attribute.
+      env.DB.prepare(
+        `INSERT INTO offers (id, network_id, name, landing_url, attribution_window_days, created_at, updated_at)
+         VALUES ('ofr-window', 'net-window', 'Window', 'https://shop.test/', 100, '2026-01-01', '2026-01-01')`,
+      ),
+    ]);
+    const summary = await runArchive(deps());
+    expect(summary.rows.clicks).toBe(0);
+    expect(summary.rows.events).toBe(6);
+    const { d1 } = await placement();
+    expect(d1.clicks).toHaveLength(CONVERSIONS.length * 3);
   });
 });

@@ -34,6 +34,7 @@ import {
   expireObjects,
   forgetObjects,
   isCommitted,
+  longestAttributionWindowDays,
   type MemberPointer,
   oldestArchivableDay,
 } from "../storage/archive";
@@ -113,16 +114,21 @@ export async function runArchive(deps: ArchiveDeps): Promise<ArchiveRunSummary> 
   for (const kind of KINDS) {
     const retentionDays = kind === "requests" ? deps.inboundLogRetentionDays : deps.historyRetentionDays;
     const from = new Date(deps.nowMs - retentionDays * DAY_MS).toISOString();
+    // A click leaves D1 only once no offer's window could still bring a conversion back to it.
+    const kindUntil =
+      kind === "clicks"
+        ? archiveCutoff(deps.nowMs, Math.max(deps.archiveAfterDays, await longestAttributionWindowDays(deps.db)))
+        : until;
     for (;;) {
-      if (from >= until) break;
+      if (from >= kindUntil) break;
       await deps.beforeStep?.("select", kind);
-      const day = await oldestArchivableDay(deps.db, kind, from, until);
+      const day = await oldestArchivableDay(deps.db, kind, from, kindUntil);
       if (day === null) break;
       if (parts >= budget) {
         summary.more = true;
         break;
       }
-      const written = await archivePart(deps, kind, day, from, until);
+      const written = await archivePart(deps, kind, day, from, kindUntil);
       parts++;
       summary.objects[kind]++;
       summary.rows[kind] += written.rows;

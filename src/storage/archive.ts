@@ -74,6 +74,18 @@ export async function archivableRows(
   return deliveries.map((d) => ({ ...d, attempts_log: byDelivery.get(d.id) ?? [] }));
 }
 
+/**
+ * The longest attribution window of any offer, in days: a click stays in D1 at least this long, so a
+ * conversion that comes back with it in time still finds its record (its sub ids for the partner's
+ * delivery, its dimensions for the stats).
+ */
+export async function longestAttributionWindowDays(db: D1): Promise<number> {
+  const row = await db
+    .prepare("SELECT coalesce(max(attribution_window_days), 0) AS days FROM offers")
+    .first<{ days: number }>();
+  return row?.days ?? 0;
+}
+
 /** The parts of a day already in the manifest, so the next one is numbered after them. */
 export async function committedParts(db: D1, kind: ArchiveKind, day: string): Promise<number> {
   const row = await db
