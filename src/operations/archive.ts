@@ -129,6 +129,9 @@ export async function runArchive(deps: ArchiveDeps): Promise<ArchiveRunSummary> 
         break;
       }
       const written = await archivePart(deps, kind, day, from, kindUntil);
+      // Never met with the hub's own timestamps (ISO, UTC); a time written otherwise must not make a
+      // run put empty objects until its budget.
+      if (written.rows === 0) break;
       parts++;
       summary.objects[kind]++;
       summary.rows[kind] += written.rows;
@@ -151,6 +154,7 @@ async function archivePart(
   const from = dayStart > windowFrom ? dayStart : windowFrom;
   const until = dayEnd < windowUntil ? dayEnd : windowUntil;
   const rows = await archivableRows(deps.db, kind, from, until, deps.partRows ?? PART_ROWS);
+  if (rows.length === 0) return { rows: 0, bytes: 0 };
   const groups = groupsOf(kind, rows);
   const { body, ranges } = await gzipMembers(groups.map((group) => group.rows));
   const sha256 = new Uint8Array(await crypto.subtle.digest("SHA-256", body as Uint8Array<ArrayBuffer>)).toHex();
