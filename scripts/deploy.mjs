@@ -9,9 +9,11 @@
 //   3. every D1 database exists (wrangler deploy would create it too, but after the migrations
 //      that step 4 must apply first);
 //   4. the remote D1 migrations are applied, before code that reads the new schema goes live;
-//   5. `wrangler deploy`, which finds the database and queues by name (no ids in wrangler.toml).
-// Any other argument goes on to `wrangler deploy`; with `--dry-run`, only step 5 runs (no account);
-// with `--prepare-only`, steps 1 to 4 (CI runs them before cloudflare/wrangler-action deploys).
+//   5. every R2 bucket exists (the archive, docs/archive.md): a binding to a missing bucket fails the
+//      deploy, and the cron would fail to write to it;
+//   6. `wrangler deploy`, which finds the database, queues and buckets by name (no ids in wrangler.toml).
+// Any other argument goes on to `wrangler deploy`; with `--dry-run`, only step 6 runs (no account);
+// with `--prepare-only`, steps 1 to 5 (CI runs them before cloudflare/wrangler-action deploys).
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -52,7 +54,8 @@ export function blockFor(config, env) {
 
 /**
  * What the block needs on the account before `wrangler deploy`: the queues wrangler will not create
- * (consumed or dead-letter queues without a producer binding), its D1 databases, its secrets.
+ * (consumed or dead-letter queues without a producer binding), its D1 databases, its R2 buckets,
+ * its secrets.
  */
 export function resourcesOf(block) {
   const produced = new Set((block.queues?.producers ?? []).map((producer) => producer.queue));
@@ -68,6 +71,10 @@ export function resourcesOf(block) {
       name: d.database_name,
       jurisdiction: d.jurisdiction,
       migrates: d.migrations_dir !== undefined,
+    })),
+    buckets: (block.r2_buckets ?? []).map((bucket) => ({
+      name: bucket.bucket_name,
+      jurisdiction: bucket.jurisdiction,
     })),
     secrets: block.secrets?.required ?? [],
   };
@@ -128,6 +135,14 @@ async function queueExists(name, env) {
   throw new Error(`looking up queue "${name}" failed:\n${output}`);
 }
 
+/** The R2 buckets the account holds in `jurisdiction` (default: none), by name. */
+async function bucketNames(jurisdiction, env) {
+  const where = jurisdiction ? ["--jurisdiction", jurisdiction] : [];
+  // `r2 bucket list`, not `info`: one call for them all, and `info` also asks GraphQL for metrics.
+  const output = await mustSucceed("listing the R2 buckets", ["r2", "bucket", "list", ...where, ...envArgs(env)]);
+  return [...output.matchAll(/^name:\s+(\S+)\s*$/gm)].map((match) => match[1]);
+}
+
 export async function deploy(argv) {
   const { env, rest, dryRun, secretsFile, prepareOnly } = parseArgs(argv);
   const target = env === "" ? "the top-level configuration" : `[env.${env}]`;
@@ -137,11 +152,11 @@ export async function deploy(argv) {
 
   const config = parse(readFileSync(path.join(ROOT, "wrangler.toml"), "utf8"));
   const block = blockFor(config, env);
-  const { queues, databases, secrets } = resourcesOf(block);
+  const { queues, databases, buckets, secrets } = resourcesOf(block);
   const workerName = block.name ?? config.name;
   log(`deploying ${target} as the Worker "${workerName}"`);
 
-  const [missing, queueStates, existingDatabases] = await Promise.all([
+  const [missing, queueStates, existingDatabases, existingBuckets] = await Promise.all([
     secretsFile ? [] : missingSecrets(secrets, env),
     Promise.all(queues.map((name) => queueExists(name, env))),
     databases.length === 0
@@ -149,6 +164,11 @@ export async function deploy(argv) {
       : mustSucceed("listing the D1 databases", ["d1", "list", "--json", ...envArgs(env)]).then((output) =>
           jsonIn(output).map((db) => db.name),
         ),
+    Promise.all(
+      [...new Set(buckets.map((bucket) => bucket.jurisdiction ?? ""))].map(async (jurisdiction) =>
+        (await bucketNames(jurisdiction, env)).map((name) => `${jurisdiction}/${name}`),
+      ),
+    ).then((lists) => new Set(lists.flat())),
   ]);
 
   if (missing.length > 0) {
@@ -181,6 +201,19 @@ export async function deploy(argv) {
       console.error(`✗ the migrations of "${db.name}" failed; nothing was deployed`);
       return code;
     }
+  }
+  for (const bucket of buckets) {
+    if (existingBuckets.has(`${bucket.jurisdiction ?? ""}/${bucket.name}`)) continue;
+    log(`creating the R2 bucket "${bucket.name}"`);
+    const where = bucket.jurisdiction ? ["--jurisdiction", bucket.jurisdiction] : [];
+    await mustSucceed(`creating the R2 bucket "${bucket.name}"`, [
+      "r2",
+      "bucket",
+      "create",
+      bucket.name,
+      ...where,
+      ...envArgs(env),
+    ]);
   }
   if (prepareOnly) {
     log(`${target} is ready for \`wrangler deploy${env === "" ? "" : ` --env ${env}`}\``);

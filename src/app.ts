@@ -17,6 +17,7 @@ import { registerAlertRoutes } from "./routes/alerts";
 import { registerAppleExplainRoute, registerAppleRoutes } from "./routes/apple";
 import { registerClickRoutes } from "./routes/clicks";
 import { ADMIN_SECURITY, type App, type AppEnv, problem, TARGET_LOCATIONS } from "./routes/common";
+import { registerConversionDeliveriesRoute } from "./routes/conversion-deliveries";
 import { registerConversionProofRoute } from "./routes/conversion-proof";
 import { registerConversionRoutes } from "./routes/conversions";
 import { registerDeadLetterRoutes } from "./routes/dead-letters";
@@ -155,6 +156,7 @@ export function registerAdminRoutes(admin: App): void {
   registerAppleExplainRoute(admin);
   registerConversionRoutes(admin);
   registerConversionProofRoute(admin);
+  registerConversionDeliveriesRoute(admin);
   registerPartnerRoutes(admin);
   registerOfferRoutes(admin);
   registerDeliveryRoutes(admin);

@@ -58,6 +58,8 @@ const ConfigSchema = z.object({
     .default(86_400),
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(1_048_576).default(65_536),
   HISTORY_RETENTION_DAYS: z.coerce.number().positive().default(400),
+  /** D1 keeps history this long, then the archive moves it to R2 (operations/archive.ts, docs/archive.md). */
+  ARCHIVE_AFTER_DAYS: z.coerce.number().int().positive().default(30),
   ALLOW_INSECURE_PARTNER_URLS: z
     .enum(["true", "false", ""])
     .default("false")

@@ -6,6 +6,7 @@ import { configOf } from "./config";
 import { STATS_BACKFILL_PAGE } from "./domain/stats";
 import { hmacKey } from "./lib/keys";
 import { logLine } from "./lib/log";
+import { archiveOldRows } from "./operations/archive";
 import { resumeStalledReplays } from "./operations/replays";
 import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
@@ -94,6 +95,8 @@ export default {
 
   async scheduled(controller, env) {
     if (controller.cron === RETENTION_CRON) {
+      // Archive before prune: the archive leaves alone what retention is about to delete.
+      await archiveOldRows(env, controller.scheduledTime);
       await runRetention(env, controller.scheduledTime);
     } else {
       await evaluateAlertRules({ db: env.DB, target: alertTarget(configOf(env)) }, controller.scheduledTime);
@@ -108,6 +111,8 @@ export default {
       await reconciliationUpkeep({ db: env.DB, runners: env.RECONCILIATION_JOBS }, controller.scheduledTime);
       // Conversions recorded before the stats roll-ups existed: counted a page per minute.
       await backfillStatsPage(env.DB, STATS_BACKFILL_PAGE);
+      // A bounded step of the archive, so a busy day's rows leave D1 within the day.
+      await archiveOldRows(env, controller.scheduledTime);
     }
   },
 } satisfies ExportedHandler<Env>;

@@ -5,6 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { archiveQueries } from "../src/storage/archive";
 import { hubConversionsOfPeriod } from "../src/storage/reconciliations";
 import { LOGGED_NETWORKS } from "../src/storage/requests";
 import { uniqueId } from "./support/helpers";
@@ -68,10 +69,20 @@ describe("migration 0022's index drops", () => {
     expect(
       await plan("SELECT count(*) AS n FROM clicks WHERE offer_id = ?1 AND (?2 IS NULL OR partner_id = ?2)"),
     ).toContain("INDEX clicks_by_offer (offer_id=?)");
-    // The log by time across networks (retention, the overview's chart): by network, never a scan.
+    // The archive's reads by time of the other kinds (src/storage/archive.ts): each by its index on time.
+    for (const [kind, index] of [
+      ["events", "conversion_events_by_received"],
+      ["deliveries", "deliveries_by_created"],
+      ["clicks", "clicks_by_time"],
+    ] as const) {
+      for (const query of Object.values(archiveQueries(kind))) expect(await plan(query)).toContain(`INDEX ${index}`);
+    }
+    // The log by time across networks (retention, the overview's chart, the archive): by network, never a scan.
     for (const query of [
       `${LOGGED_NETWORKS} DELETE FROM inbound_requests WHERE network_id IN (SELECT network_id FROM logged) AND received_at < ?1`,
       `${LOGGED_NETWORKS} SELECT count(*) FROM inbound_requests WHERE network_id IN (SELECT network_id FROM logged) AND received_at >= ?1`,
+      archiveQueries("requests").oldestDay,
+      archiveQueries("requests").rows,
     ]) {
       const found = await plan(query);
       expect(found).toMatch(

@@ -39,6 +39,8 @@ export const ACCESS: Record<string, Access> = {
   listConversions: { ...READ, network: { query: "network_id" } },
   getConversion: { ...READ, network: { path: "network_id" } },
   getConversionProof: { ...READ, network: { path: "network_id" } },
+  // Attempts hold partners' answers: no network key; a partner reads its own through listDeliveries.
+  getConversionDeliveries: READ,
   // Reports: a network's key sees its own network's numbers, without the partners' payouts.
   getStats: { ...READ, network: { query: "network_id" } },
   // Reconciliation: a correction is an operator's event on a network's conversions.

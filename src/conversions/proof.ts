@@ -1,11 +1,12 @@
 /**
- * A conversion's proof: its hash chain as D1 holds it, checked event by event, against the
+ * A conversion's proof: its hash chain as D1 and the archive hold it, checked event by event, against the
  * conversion row and against the chain head its Durable Object keeps. The proof route and the
  * console's detail page both show this one check.
  */
 
 import { type ConversionFields, conversionObjectName, MATERIAL_FIELDS } from "../domain/conversion";
-import { type ConversionEventRow, type ConversionRow, getConversion } from "../storage/d1";
+import { getConversionWithArchive } from "../storage/archive";
+import type { ConversionEventRow, ConversionRow } from "../storage/d1";
 import { type Proof, type StoredConversion, type StoredEvent, verifyChain } from "./chain";
 
 /** The proof, or null when there is no such conversion (`otherWorld`: the test or live one exists). */
@@ -15,7 +16,13 @@ export async function proveConversion(
   transactionId: string,
   test: boolean,
 ): Promise<{ proof: Proof | null; otherWorld: boolean }> {
-  const { conversion, events, otherWorld, pruned } = await getConversion(env.DB, networkId, transactionId, test);
+  const { conversion, events, otherWorld, pruned } = await getConversionWithArchive(
+    env.DB,
+    env.ARCHIVE,
+    networkId,
+    transactionId,
+    test,
+  );
   if (!conversion && events.length === 0) return { proof: null, otherWorld };
   // One RPC, off the hot path: what the object attests (its head, where its chain begins, where
   // retention cut it, its state) is what a D1 writer cannot forge.

@@ -15,14 +15,24 @@ import {
   type ErasureCounts,
   type ErasureTarget,
   erasureMarker,
+  freeTextReplacements,
   noCounts,
   type ObjectErasure,
 } from "../domain/erasure";
 import { looksLikeClickId } from "../lib/click-id";
+import { gzipMembers, readMember } from "../lib/gzip-ndjson";
 import { canonicalClickId, identifierDigest } from "../lib/identifier-hash";
 import { hmac } from "../lib/keys";
+import {
+  type ArchiveBucket,
+  archivedHistory,
+  collectGarbage,
+  objectsHolding,
+  replaceObjectStatements,
+} from "../storage/archive";
 import type { D1 } from "../storage/d1";
 import {
+  type ConversionKey,
   type ConversionRecord,
   conversionErasureStatements,
   conversionsHolding,
@@ -58,6 +68,8 @@ export interface ErasureDeps {
   key: CryptoKey;
   conversion(name: string): Pick<ConversionObject, "erase">;
   nowMs: number;
+  /** The archive (docs/archive.md): the conversions' archived rows are erased there too. */
+  archive?: ArchiveBucket;
 }
 
 export interface ErasureRun {
@@ -114,7 +126,9 @@ export async function runErasure(request: ErasureRequest, deps: ErasureDeps): Pr
   );
   const run = noCounts();
   const found = await conversionsHolding(db, target, request.network_id, request.limit);
-  const records = await readConversions(db, found.keys);
+  const read = async (keys: readonly ConversionKey[]) =>
+    withArchived(db, deps.archive, await readConversions(db, keys));
+  const records = await read(found.keys);
   const partners = await partnersOf(db, found.keys);
 
   const erase = (record: ConversionRecord) =>
@@ -126,13 +140,18 @@ export async function runErasure(request: ErasureRequest, deps: ErasureDeps): Pr
     if (first.chain !== "broken" || !first.held) return first;
     // D1 may have moved between the read and the object's check (an event confirmed meanwhile):
     // read again and let the object check again; its own records are erased already.
-    const [again] = await readConversions(db, [record.key]);
+    const [again] = await read([record.key]);
     if (!again) return first;
     const second = await erase(again);
     return { ...first, chain: second.chain, attested: second.attested, rewrites: second.rewrites };
   });
   for (const outcome of outcomes) countObject(run, outcome);
 
+  if (found.keys.length > 0 && deps.archive) {
+    // Before D1: should this stop, D1 still holds the value, and the next run finds the conversions again.
+    const rewrites = outcomes.flatMap((outcome) => outcome.rewrites);
+    await eraseInArchive(db, deps.archive, target, found.keys, rewrites, new Date(deps.nowMs).toISOString());
+  }
   if (found.keys.length > 0) {
     const statements = conversionErasureStatements(
       db,
@@ -207,4 +226,117 @@ async function inBatches<T, R>(items: readonly T[], size: number, work: (item: T
   const results: R[] = [];
   for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(work))));
   return results;
+}
+
+/** The records with their archived events merged in, so the object checks and rewrites the whole chain. */
+async function withArchived(
+  db: D1,
+  archive: ArchiveBucket | undefined,
+  records: ConversionRecord[],
+): Promise<ConversionRecord[]> {
+  if (!archive) return records;
+  return Promise.all(
+    records.map(async (record) => {
+      const { network_id, transaction_id, test } = record.key;
+      const { events } = await archivedHistory(db, archive, network_id, transaction_id, test === 1, ["events"]);
+      if (events.length === 0) return record;
+      const cutAt = record.pruned?.seq ?? 0;
+      const merged = [...events.filter((event) => event.seq > cutAt), ...record.events].sort(
+        (a, b) => a.seq - b.seq || a.received_at.localeCompare(b.received_at),
+      );
+      return { ...record, events: merged };
+    }),
+  );
+}
+
+/** Where a delivery's payload holds each identifier, as the D1 rewrite sets it (storage/erasures.ts). */
+const DELIVERY_FIELD = "conversion";
+
+/**
+ * Erases the value from the archived members of these conversions: each object holding one is
+ * written again with those members replaced (the others copied byte for byte) under its new key,
+ * then one D1 transaction moves the manifest row and the pointers to it and records the old key,
+ * which is deleted from R2 after (or by the next archive run, should this one stop).
+ */
+async function eraseInArchive(
+  db: D1,
+  bucket: ArchiveBucket,
+  target: ErasureTarget,
+  keys: readonly ConversionKey[],
+  rewrites: readonly { event_id: string; payload: string }[],
+  now: string,
+): Promise<void> {
+  const payloads = new Map(rewrites.map((rewrite) => [rewrite.event_id, rewrite.payload]));
+  const erased = new Set(keys.map((key) => JSON.stringify([key.network_id, key.transaction_id, key.test])));
+  const free = freeTextReplacements(target);
+  const scrub = (text: unknown) =>
+    typeof text === "string" ? free.reduce((value, [from, to]) => value.replaceAll(from, to), text) : text;
+  const eraseRow = (kind: "events" | "deliveries", row: Record<string, unknown>): Record<string, unknown> => {
+    if (kind === "events") {
+      const payload = payloads.get(String(row.event_id));
+      return payload === undefined || payload === row.payload ? row : { ...row, payload };
+    }
+    const delivery = { ...row };
+    try {
+      const payload = JSON.parse(String(row.payload)) as Record<string, Record<string, unknown> | undefined>;
+      const conversion = payload[DELIVERY_FIELD];
+      if (conversion && target.values.includes(String(conversion[target.field]))) {
+        delivery.payload = JSON.stringify({
+          ...payload,
+          [DELIVERY_FIELD]: { ...conversion, [target.field]: target.marker },
+        });
+      }
+    } catch {
+      // a payload that does not parse holds nothing the D1 rewrite would touch either
+    }
+    delivery.last_error = scrub(row.last_error);
+    const attempts = Array.isArray(row.attempts_log) ? (row.attempts_log as Record<string, unknown>[]) : [];
+    delivery.attempts_log = attempts.map((attempt) => ({
+      ...attempt,
+      error: scrub(attempt.error),
+      response_excerpt: scrub(attempt.response_excerpt),
+    }));
+    return JSON.stringify(delivery) === JSON.stringify(row) ? row : delivery;
+  };
+
+  for (const [oldKey, members] of await objectsHolding(db, keys)) {
+    const stored = await bucket.get(oldKey);
+    if (!stored) throw new Error(`archive object ${oldKey} is missing`);
+    const bytes = new Uint8Array(await stored.arrayBuffer());
+    let changed = false;
+    const parts: Uint8Array[] = [];
+    for (const member of members) {
+      const original = bytes.subarray(member.byte_offset, member.byte_offset + member.byte_length);
+      if (!erased.has(JSON.stringify([member.network_id, member.transaction_id, member.test]))) {
+        parts.push(original);
+        continue;
+      }
+      const rows = await readMember<Record<string, unknown>>(original);
+      const rewritten = rows.map((row) => eraseRow(member.kind, row));
+      if (rewritten.every((row, index) => row === rows[index])) {
+        parts.push(original);
+        continue;
+      }
+      changed = true;
+      parts.push((await gzipMembers([rewritten])).body);
+    }
+    if (!changed) continue;
+    const body = new Uint8Array(parts.reduce((total, part) => total + part.length, 0));
+    let offset = 0;
+    const ranged = members.map((member, index) => {
+      const part = parts[index] ?? new Uint8Array();
+      body.set(part, offset);
+      const range = { ...member, offset, length: part.length };
+      offset += part.length;
+      return range;
+    });
+    const sha256 = new Uint8Array(await crypto.subtle.digest("SHA-256", body as Uint8Array<ArrayBuffer>)).toHex();
+    const key = oldKey.replace(/-[0-9a-f]{16}\.ndjson\.gz$/, `-${sha256.slice(0, 16)}.ndjson.gz`);
+    await bucket.put(key, body as Uint8Array<ArrayBuffer>, {
+      sha256,
+      httpMetadata: { contentType: "application/x-ndjson" },
+    });
+    await db.batch(replaceObjectStatements(db, oldKey, { key, bytes: body.length, sha256 }, ranged, now));
+  }
+  await collectGarbage(db, bucket);
 }

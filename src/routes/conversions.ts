@@ -17,13 +17,8 @@ import {
   withoutPayout,
 } from "../reports/conversion-export";
 import { exportPageRows } from "../reports/export-file";
-import {
-  type ConversionEventRow,
-  type ConversionListKey,
-  type ConversionRow,
-  getConversion,
-  listConversions,
-} from "../storage/d1";
+import { getConversionWithArchive } from "../storage/archive";
+import { type ConversionEventRow, type ConversionListKey, type ConversionRow, listConversions } from "../storage/d1";
 import { principalOf } from "./admin-auth";
 import {
   ADMIN_PROBLEMS,
@@ -130,7 +125,8 @@ export function registerConversionRoutes(app: App): void {
       operationId: "getConversion",
       tags,
       summary: "Get a conversion and its history",
-      description: "The conversion's current state and every recorded event with its verdict, oldest first.",
+      description:
+        "The conversion's current state and every recorded event with its verdict, oldest first: those D1 holds and those the archive moved to R2 (docs/archive.md).",
       request: { params: ConversionKeyParams, query: WorldQuery },
       responses: {
         200: { description: "The conversion.", content: { "application/json": { schema: ConversionDetailSchema } } },
@@ -143,7 +139,13 @@ export function registerConversionRoutes(app: App): void {
     async (c) => {
       const { network_id, transaction_id } = c.req.valid("param");
       const test = c.req.valid("query").test ?? false;
-      const { conversion, events, otherWorld, click } = await getConversion(c.env.DB, network_id, transaction_id, test);
+      const { conversion, events, otherWorld, click } = await getConversionWithArchive(
+        c.env.DB,
+        c.env.ARCHIVE,
+        network_id,
+        transaction_id,
+        test,
+      );
       if (!conversion) throw conversionNotFound(network_id, transaction_id, test, otherWorld);
       const detail = { ...toConversion(conversion, click), events: events.map(toEvent) };
       return c.json(

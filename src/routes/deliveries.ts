@@ -37,7 +37,9 @@ const AttemptSchema = z
   })
   .openapi("DeliveryAttempt");
 
-const DeliveryDetailSchema = DeliverySchema.extend({ attempts_log: z.array(AttemptSchema) }).openapi("DeliveryDetail");
+export const DeliveryDetailSchema = DeliverySchema.extend({ attempts_log: z.array(AttemptSchema) }).openapi(
+  "DeliveryDetail",
+);
 
 const ListQuery = PaginationQuerySchema.extend({
   partner_id: z.string().max(64).optional(),
@@ -63,7 +65,7 @@ const Params = z.object({
     .openapi({ param: { name: "delivery_id", in: "path" } }),
 });
 
-function toAttempt(row: AttemptRow): z.infer<typeof AttemptSchema> {
+export function toAttempt(row: AttemptRow): z.infer<typeof AttemptSchema> {
   return {
     attempt: row.attempt,
     started_at: row.started_at,

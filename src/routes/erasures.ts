@@ -202,7 +202,13 @@ export function registerErasureRoutes(app: App): void {
       const key = await hmacKey(configOf(c.env).ENCRYPTION_KEY, "identifier-hash v1");
       const result = await runErasure(
         { kind, value, network_id: networkId, limit: body.limit },
-        { db: c.env.DB, key, conversion: (name) => c.env.CONVERSIONS.getByName(name), nowMs: Date.now() },
+        {
+          db: c.env.DB,
+          key,
+          conversion: (name) => c.env.CONVERSIONS.getByName(name),
+          nowMs: Date.now(),
+          archive: c.env.ARCHIVE,
+        },
       );
       const answer = {
         ...toResponse(result.erasure),

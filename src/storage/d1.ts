@@ -366,6 +366,8 @@ export async function checkSchema(db: D1): Promise<void> {
     ),
     db.prepare("SELECT n.hash_identifiers, e.identifier_hash FROM networks n, erasures e LIMIT 1"),
     db.prepare("SELECT d.replayed_at, j.pending_ids FROM dead_letters d, replay_jobs j LIMIT 1"),
+    // 0023: the archive's manifest and pointers, which the conversion routes read.
+    db.prepare("SELECT o.expiring_at, p.byte_offset FROM archive_objects o, archived_conversions p LIMIT 1"),
   ]);
 }
 

@@ -59,6 +59,7 @@ export function bindingNames(toml: string, env?: string): string[] {
     "durable_objects.bindings": "name",
     "queues.producers": "binding",
     ratelimits: "name",
+    r2_buckets: "binding",
   };
   const names: string[] = [];
   for (const section of sections(toml)) {

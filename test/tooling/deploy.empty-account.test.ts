@@ -115,6 +115,7 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
     });
 
     expect([...api.queues.keys()].sort()).toEqual([...TOP_QUEUES].sort());
+    expect([...api.buckets.keys()]).toEqual(["postback-hub-archive"]);
     expect(migrationsApplied("postback-hub")).toEqual(MIGRATIONS);
     const created = calls.filter((call) => call === "POST /queues" || call === "POST /d1/database");
     // The dead-letter queues by the script, the producers' queues and the database by wrangler deploy.
@@ -126,6 +127,9 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
     const script = api.scripts.get("postback-hub");
     const db = [...api.databases.values()].find((d) => d.name === "postback-hub");
     expect(script?.bindings).toContainEqual(expect.objectContaining({ type: "d1", name: "DB", id: db?.uuid }));
+    expect(script?.bindings).toContainEqual(
+      expect.objectContaining({ type: "r2_bucket", name: "ARCHIVE", bucket_name: "postback-hub-archive" }),
+    );
     for (const queue of TOP_QUEUES) {
       expect(
         api.queues.get(queue)?.consumers.map((c) => c.script),
@@ -145,7 +149,9 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
       const { code, output } = await deploy();
       expect(code, output).toBe(0);
     });
-    expect(calls.filter((call) => call === "POST /queues" || call === "POST /d1/database")).toEqual([]);
+    expect(
+      calls.filter((call) => call === "POST /queues" || call === "POST /d1/database" || call === "POST /r2/buckets"),
+    ).toEqual([]);
     expect(migrationsApplied("postback-hub")).toEqual(MIGRATIONS);
     expect(calls.some((call) => call.startsWith("PUT /workers/scripts/postback-hub"))).toBe(true);
     // The account already holds every asset: none is sent again, and the Worker still serves them.
@@ -171,6 +177,7 @@ describe("npm run deploy on an empty account", { timeout: 300_000 }, () => {
     const prepared = await deploy("--env", "production", "--prepare-only");
     expect(prepared.code, prepared.output).toBe(0);
     expect(migrationsApplied("postback-hub-production")).toEqual(MIGRATIONS);
+    expect([...api.buckets.keys()].sort()).toEqual(["postback-hub-archive", "postback-hub-archive-production"]);
     expect(api.scripts.get("postback-hub-production")?.bindings, "only secret put's placeholder yet").toEqual([]);
     const { code, output } = await run(path.join(BIN, "wrangler"), ["deploy", "--env", "production"]);
     expect(code, output).toBe(0);

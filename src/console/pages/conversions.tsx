@@ -17,13 +17,8 @@ import {
   toConversion,
   withoutPayout,
 } from "../../reports/conversion-export";
-import {
-  type ConversionFilter,
-  type ConversionListKey,
-  type ConversionRow,
-  getConversion,
-  listConversions,
-} from "../../storage/d1";
+import { getConversionWithArchive } from "../../storage/archive";
+import { type ConversionFilter, type ConversionListKey, type ConversionRow, listConversions } from "../../storage/d1";
 import { type AttemptRow, attemptsOfDeliveries, type DeliveryRow, listDeliveries } from "../../storage/deliveries";
 import {
   type ConsoleApp,
@@ -245,22 +240,35 @@ export function registerConversionPages(app: ConsoleApp): void {
     const transactionId = normalizeIdentifier(c.req.param("transaction_id"));
     if (!allows(page.principal, "getConversion", networkId)) throw new NotAllowed("getConversion");
     const test = c.req.query("test") === "true";
-    const { conversion, events } = await getConversion(c.env.DB, networkId, transactionId, test);
+    const showDeliveries = allows(page.principal, "listDeliveries");
+    const { conversion, events, archivedDeliveries } = await getConversionWithArchive(
+      c.env.DB,
+      c.env.ARCHIVE,
+      networkId,
+      transactionId,
+      test,
+      { deliveries: showDeliveries },
+    );
     if (!conversion && events.length === 0)
       throw new NotFoundPage(`No conversion "${transactionId}" from "${networkId}".`);
     const proof = allows(page.principal, "getConversionProof", networkId)
       ? (await proveConversion(c.env, networkId, transactionId, test)).proof
       : undefined;
-    const showDeliveries = allows(page.principal, "listDeliveries");
-    const deliveries = showDeliveries
+    const hotDeliveries = showDeliveries
       ? (await listDeliveries(c.env.DB, { network_id: networkId, transaction_id: transactionId }, 200, null)).filter(
           (d) => isTestDelivery(d) === test,
         )
       : [];
-    const attempts = await attemptsOfDeliveries(
-      c.env.DB,
-      deliveries.map((d) => d.id),
-    );
+    // Newest first, as the list: the archived ones (finished, older than ARCHIVE_AFTER_DAYS) after D1's.
+    const archived = archivedDeliveries.toReversed();
+    const deliveries: DeliveryRow[] = [...hotDeliveries, ...archived];
+    const attempts = [
+      ...(await attemptsOfDeliveries(
+        c.env.DB,
+        hotDeliveries.map((d) => d.id),
+      )),
+      ...archived.flatMap((d) => d.attempts_log),
+    ];
     const title = `Conversion ${transactionId}`;
     return render(
       c,

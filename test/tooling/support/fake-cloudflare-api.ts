@@ -1,9 +1,9 @@
 /**
  * A stand-in for the part of the Cloudflare API that `wrangler deploy`, `wrangler secret put`,
- * `wrangler queues` and `wrangler d1` call, on 127.0.0.1, for one empty account: wrangler talks to
+ * `wrangler queues`, `wrangler r2 bucket` and `wrangler d1` call, on 127.0.0.1, for one empty account: wrangler talks to
  * it through CLOUDFLARE_API_BASE_URL, so the deploy script can be run end to end without an
  * account. It keeps the account's state (Workers and their bindings, secrets, queues and their
- * consumers, D1 databases backed by node:sqlite so migrations really apply) and logs every call.
+ * consumers, R2 buckets (names only), D1 databases backed by node:sqlite so migrations really apply) and logs every call.
  * Static assets go through the upload session wrangler opens before the Worker upload: the fake
  * keeps every file's hash it has been sent, asks only for the new ones, and attaches the session's
  * manifest to the Worker whose upload presents the completion token.
@@ -52,6 +52,8 @@ export interface FakeCloudflareApi {
   unhandled: string[];
   databases: Map<string, Database>;
   queues: Map<string, Queue>;
+  /** R2 buckets by name, with when they were created. */
+  buckets: Map<string, string>;
   scripts: Map<string, Script>;
   secrets: Map<string, Set<string>>;
   /** The static-asset files the account holds, by content hash. */
@@ -67,6 +69,7 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
   const unhandled: string[] = [];
   const databases = new Map<string, Database>();
   const queues = new Map<string, Queue>();
+  const buckets = new Map<string, string>();
   const scripts = new Map<string, Script>();
   const secrets = new Map<string, Set<string>>();
   const assetFiles = new Map<string, Buffer>();
@@ -167,6 +170,26 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
       if (!db) return fail(res, 404, 7404, "not found");
       const { sql, params } = json() as { sql: string; params?: unknown[] };
       return ok(res, d1Query(db, sql, params ?? []));
+    }
+
+    // R2 buckets
+    if (route === "/r2/buckets" && req.method === "GET") {
+      const listed = [...buckets].map(([name, created]) => ({ name, creation_date: created }));
+      return ok(res, { buckets: listed });
+    }
+    if (route === "/r2/buckets" && req.method === "POST") {
+      const name = String(json().name);
+      if (buckets.has(name)) return fail(res, 409, 10004, "The bucket you tried to create already exists");
+      buckets.set(name, new Date().toISOString());
+      return ok(res, { name, creation_date: buckets.get(name) });
+    }
+    m = at(/^\/r2\/buckets\/([^/]+)$/, "GET");
+    if (m) {
+      const name = decodeURIComponent(m[1] ?? "");
+      const created = buckets.get(name);
+      return created === undefined
+        ? fail(res, 404, 10006, "The specified bucket does not exist.")
+        : ok(res, { name, creation_date: created, location: "WEUR", storage_class: "Standard" });
     }
 
     // Queues
@@ -355,6 +378,7 @@ export async function startFakeCloudflareApi(): Promise<FakeCloudflareApi> {
     unhandled,
     databases,
     queues,
+    buckets,
     scripts,
     secrets,
     assetFiles,
