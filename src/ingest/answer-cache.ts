@@ -91,7 +91,10 @@ export function cachingRecorder(
       if (cached) return { ok: true, answer: { ...cached, status: "duplicate" } };
       const result = await object().record(input);
       if (result.ok && result.final_until_ms !== undefined) {
-        options.cache.set(key, result.answer, Math.min(options.nowMs + options.ttlMs, result.final_until_ms));
+        const expiresAt = Math.min(options.nowMs + options.ttlMs, result.final_until_ms);
+        // An answer final only until a time already past (a history the alarm has yet to drop) is
+        // kept nowhere: it would never be read, and would push a live answer out.
+        if (expiresAt > options.nowMs) options.cache.set(key, result.answer, expiresAt);
       }
       return result;
     },
