@@ -5,10 +5,11 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { conversionObjectName, type IngestAnswer, type RecordInput } from "../src/domain/conversion";
+import { conversionObjectName, type RecordInput } from "../src/domain/conversion";
 import { erasureMarker } from "../src/domain/erasure";
 import worker from "../src/index";
 import { AnswerCache, cachingRecorder, isolateAnswers } from "../src/ingest/answer-cache";
+import { answerFor, inputFor } from "./support/answer-cache";
 import { createNetwork, makePostback, signedRequest, type TestNetwork } from "./support/helpers";
 
 async function send(network: TestNetwork, body: Record<string, unknown>) {
@@ -52,19 +53,8 @@ describe("duplicates at the edge, reviewed", () => {
   });
 
   it("keeps no answer whose window has already ended, so that it evicts no live one", async () => {
-    const answer = (id: string): IngestAnswer => ({
-      status: "accepted",
-      event_id: id,
-      network_id: "net",
-      transaction_id: id,
-      conversion_status: "approved",
-    });
-    const input = (transaction: string): RecordInput => ({
-      network_id: "net",
-      transaction_id: transaction,
-      postback: { transaction_id: transaction, status: "approved" } as RecordInput["postback"],
-      received_at: "2026-12-03T00:00:00.000Z",
-    });
+    const answer = answerFor;
+    const input = inputFor;
     const cache = new AnswerCache(1);
     const calls: string[] = [];
     // The object still holds a history past its window (its alarm has not dropped it yet, or an

@@ -6,9 +6,10 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import type { IngestAnswer, RecordInput, RecordResult } from "../src/domain/conversion";
+import type { RecordInput, RecordResult } from "../src/domain/conversion";
 import worker from "../src/index";
 import { AnswerCache, cachingRecorder, isolateAnswers } from "../src/ingest/answer-cache";
+import { answerFor, inputFor } from "./support/answer-cache";
 import { createNetwork, makePostback, signedRequest, type TestNetwork } from "./support/helpers";
 
 interface Calls {
@@ -123,19 +124,8 @@ describe("duplicates at the edge", () => {
 });
 
 describe("AnswerCache", () => {
-  const answer = (id: string): IngestAnswer => ({
-    status: "accepted",
-    event_id: id,
-    network_id: "net",
-    transaction_id: id,
-    conversion_status: "approved",
-  });
-  const input = (transaction: string): RecordInput => ({
-    network_id: "net",
-    transaction_id: transaction,
-    postback: { transaction_id: transaction, status: "approved" } as RecordInput["postback"],
-    received_at: "2026-12-03T00:00:00.000Z",
-  });
+  const answer = answerFor;
+  const input = inputFor;
 
   function recorderAnswering(result: (input: RecordInput) => RecordResult) {
     const seen: RecordInput[] = [];

@@ -14,7 +14,7 @@
  */
 import { fingerprint, materialFields } from "../conversions/lifecycle";
 import type { IngestAnswer, RecordInput, RecordResult } from "../domain/conversion";
-import { toHex, utf8 } from "../lib/bytes";
+import { sha256Hex } from "../lib/bytes";
 import type { ConversionRecorder } from "./ingest";
 
 /** How many answers an isolate keeps at most; the oldest go first. */
@@ -62,7 +62,7 @@ export const isolateAnswers = new AnswerCache();
 export async function answerKey(objectName: string, input: RecordInput): Promise<string> {
   const source = input.source ?? "s2s";
   const text = JSON.stringify([objectName, source, fingerprint(materialFields(input.postback), source)]);
-  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(text))));
+  return sha256Hex(text);
 }
 
 export interface AnswerCacheOptions {

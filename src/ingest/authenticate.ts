@@ -8,7 +8,7 @@
  */
 
 import type { AuthMethod } from "../domain/network";
-import { toHex } from "../lib/bytes";
+import { sha256Hex } from "../lib/bytes";
 import { ipMatches, parseCidr } from "../lib/cidr";
 import { headerPrefixOf, verify, webhookHeaders } from "../lib/standard-webhooks";
 import { live, type NetworkAuth, tokenDigest } from "../networks/network-cache";
@@ -251,7 +251,7 @@ async function checkBodyDigest(input: AuthInput): Promise<AuthResult | null> {
     };
   }
   // A digest of bytes the sender sent, under its own signature: no secret for timing to reveal.
-  const digest = toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", input.body)));
+  const digest = await sha256Hex(input.body);
   if (digest !== given[0]?.toLowerCase()) {
     return {
       ok: false,

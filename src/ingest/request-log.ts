@@ -20,7 +20,7 @@
 import type { InboundRecord, RequestLogMessage, UnloggedCount } from "../domain/messages";
 import type { HashableIdentifier } from "../domain/network";
 import type { FieldError } from "../errors";
-import { toHex } from "../lib/bytes";
+import { sha256Hex } from "../lib/bytes";
 import { chunksBySize, jsonByteSize } from "../lib/chunks";
 import { hashIdentifier } from "../lib/identifier-hash";
 import { logLine } from "../lib/log";
@@ -146,7 +146,7 @@ export async function buildRecord(facts: RequestFacts): Promise<InboundRecord> {
       .map((e) => ({ location: cut(e.location, 256), message: cut(e.message) })),
     items: trace.items,
     body_bytes: body.byteLength,
-    body_sha256: body.byteLength > 0 ? toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", body))) : null,
+    body_sha256: body.byteLength > 0 ? await sha256Hex(body) : null,
     excerpt: {
       query: url.search ? cut(redactedParams(params), own ? EXCERPT_CHARS : STRANGER_CHARS) : null,
       headers: excerptHeaders(request.headers, own ? 256 : 64),

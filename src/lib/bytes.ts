@@ -27,6 +27,12 @@ export function toHex(bytes: Uint8Array): string {
   return bytes.toHex();
 }
 
+/** SHA-256 of `bytes` (a string as UTF-8), in lower-case hex. */
+export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
+  const data = typeof bytes === "string" ? utf8(bytes) : bytes;
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>)));
+}
+
 export function toBase64Url(bytes: Uint8Array): string {
   return bytes.toBase64({ alphabet: "base64url", omitPadding: true });
 }

@@ -5,7 +5,8 @@
  * and gunzip just that. The runtime's CompressionStream does the compressing: no dependency.
  */
 
-const encoder = new TextEncoder();
+import { utf8 } from "./bytes";
+
 const decoder = new TextDecoder();
 
 async function through(bytes: Uint8Array, transform: CompressionStream | DecompressionStream): Promise<Uint8Array> {
@@ -35,8 +36,13 @@ export async function gzipMembers(
   groups: readonly (readonly unknown[])[],
 ): Promise<{ body: Uint8Array; ranges: MemberRange[] }> {
   const members = await Promise.all(
-    groups.map((records) => gzip(encoder.encode(records.map((record) => `${JSON.stringify(record)}\n`).join("")))),
+    groups.map((records) => gzip(utf8(records.map((record) => `${JSON.stringify(record)}\n`).join("")))),
   );
+  return joinMembers(members);
+}
+
+/** Members (gzipped already) one after another in one file, with where each sits. */
+export function joinMembers(members: readonly Uint8Array[]): { body: Uint8Array; ranges: MemberRange[] } {
   const body = new Uint8Array(members.reduce((total, member) => total + member.length, 0));
   const ranges: MemberRange[] = [];
   let offset = 0;

@@ -16,6 +16,7 @@
  * a UTC midnight, so a day is archived whole once it is old enough.
  */
 import { configOf } from "../config";
+import { sha256Hex } from "../lib/bytes";
 import { gzipMembers } from "../lib/gzip-ndjson";
 import { logLine } from "../lib/log";
 import {
@@ -157,7 +158,7 @@ async function archivePart(
   if (rows.length === 0) return { rows: 0, bytes: 0 };
   const groups = groupsOf(kind, rows);
   const { body, ranges } = await gzipMembers(groups.map((group) => group.rows));
-  const sha256 = new Uint8Array(await crypto.subtle.digest("SHA-256", body as Uint8Array<ArrayBuffer>)).toHex();
+  const sha256 = await sha256Hex(body);
   const part = (await committedParts(deps.db, kind, day)) + 1;
   const key = objectKey(kind, day, part, sha256);
 

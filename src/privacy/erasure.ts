@@ -19,8 +19,9 @@ import {
   noCounts,
   type ObjectErasure,
 } from "../domain/erasure";
+import { sha256Hex } from "../lib/bytes";
 import { looksLikeClickId } from "../lib/click-id";
-import { gzipMembers, readMember } from "../lib/gzip-ndjson";
+import { gzipMembers, joinMembers, readMember } from "../lib/gzip-ndjson";
 import { canonicalClickId, identifierDigest } from "../lib/identifier-hash";
 import { hmac } from "../lib/keys";
 import {
@@ -321,16 +322,12 @@ async function eraseInArchive(
       parts.push((await gzipMembers([rewritten])).body);
     }
     if (!changed) continue;
-    const body = new Uint8Array(parts.reduce((total, part) => total + part.length, 0));
-    let offset = 0;
-    const ranged = members.map((member, index) => {
-      const part = parts[index] ?? new Uint8Array();
-      body.set(part, offset);
-      const range = { ...member, offset, length: part.length };
-      offset += part.length;
-      return range;
+    const { body, ranges } = joinMembers(parts);
+    const ranged = members.flatMap((member, index) => {
+      const range = ranges[index];
+      return range ? [{ ...member, ...range }] : [];
     });
-    const sha256 = new Uint8Array(await crypto.subtle.digest("SHA-256", body as Uint8Array<ArrayBuffer>)).toHex();
+    const sha256 = await sha256Hex(body);
     const key = oldKey.replace(/-[0-9a-f]{16}\.ndjson\.gz$/, `-${sha256.slice(0, 16)}.ndjson.gz`);
     await bucket.put(key, body as Uint8Array<ArrayBuffer>, {
       sha256,

@@ -78,7 +78,7 @@ const TRANSITION_ROWS = Object.entries(ALLOWED_TRANSITIONS)
 /**
  * The event's attribution verdict, written on the conversion's row by the snapshot's upsert when it
  * moves the row forward (offers.ts attributionStatements writes it otherwise: a stale event, a
- * message delivered again). The shape of offers.ts's AttributionRecord.
+ * message delivered again). offers.ts calls it AttributionRecord.
  */
 export interface ConversionAttribution {
   attribution: string;

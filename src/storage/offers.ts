@@ -2,7 +2,7 @@
 
 import type { Click } from "../domain/click";
 import type { Offer, Payouts, PixelSettings, PriceRule } from "../domain/offer";
-import type { D1 } from "./d1";
+import type { ConversionAttribution, D1 } from "./d1";
 
 interface OfferRow {
   id: string;
@@ -234,16 +234,8 @@ export async function payoutsBefore(db: D1, positions: readonly EventPosition[])
   return found;
 }
 
-/** Whose conversion it is and what it pays, as decided for one applied event. */
-export interface AttributionRecord {
-  attribution: string;
-  attribution_detail: string;
-  offer_id: string | null;
-  attributed_partner_id: string | null;
-  clicked_at: string | null;
-  payout: { amount: string; currency: string } | null;
-  revenue: { amount: string; currency: string } | null;
-}
+/** Whose conversion it is and what it pays, as decided for one applied event (d1.ts's ConversionAttribution). */
+export type AttributionRecord = ConversionAttribution;
 
 /**
  * Writes the verdict on the conversion, when the event is still its latest (its version): a later
