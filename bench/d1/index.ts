@@ -24,6 +24,16 @@ function eventStatements(db: D1Database, runId: string): D1PreparedStatement[] {
   next += 1;
   const at = new Date(Date.UTC(2026, 11, 3, 12, 0, 0) + next).toISOString();
   const transaction = `tx-${runId}-${next}`;
+  const fields = {
+    transaction_id: transaction,
+    status: "pending",
+    amount: "49.90",
+    currency: "EUR",
+    event_type: "purchase",
+    campaign_id: "camp-987",
+    click_id: `clk_${next}`,
+    event_time: at,
+  };
   const message = EventMessageSchema.parse({
     v: 1,
     event_id: `evt_${runId}_${next}`,
@@ -33,28 +43,8 @@ function eventStatements(db: D1Database, runId: string): D1PreparedStatement[] {
     verdict: "accepted",
     previous_status: null,
     received_at: at,
-    event: {
-      transaction_id: transaction,
-      status: "pending",
-      amount: "49.90",
-      currency: "EUR",
-      event_type: "purchase",
-      campaign_id: "camp-987",
-      click_id: `clk_${next}`,
-      event_time: at,
-    },
-    conversion: {
-      transaction_id: transaction,
-      status: "pending",
-      amount: "49.90",
-      currency: "EUR",
-      event_type: "purchase",
-      campaign_id: "camp-987",
-      click_id: `clk_${next}`,
-      event_time: at,
-      first_seen_at: at,
-      version: 1,
-    },
+    event: fields,
+    conversion: { ...fields, first_seen_at: at, version: 1 },
     hash: "a".repeat(64),
     prev_hash: null,
   });
