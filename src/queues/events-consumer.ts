@@ -65,8 +65,9 @@ async function processBatch(
 ): Promise<void> {
   let events: EventMessage[];
   try {
-    events = await writeBatch(batch, deps, deadLetterReason);
-    await enqueueNewDeliveries(deps, events);
+    const written = await writeBatch(batch, deps, deadLetterReason);
+    events = written.events;
+    await enqueueNewDeliveries(deps, written.deliveryIds);
   } catch (error) {
     // D1 batches are transactions and every step is idempotent: the whole batch goes back.
     logLine("error", {
@@ -82,7 +83,7 @@ async function processBatch(
   batch.ackAll();
 }
 
-/** Writes the batch in one transaction; returns the events it recorded. */
+/** Writes the batch in one transaction; returns the events it recorded and the ids of their deliveries. */
 async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps, deadLetterReason: string | null) {
   const { db } = deps;
   const statements: D1PreparedStatement[] = [];
@@ -97,6 +98,7 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
     ? await attributeBatch(db, await deps.clickKey(), received, partners)
     : new Map<string, EventAttribution>();
   const events = await deps.erasures.apply(received);
+  const deliveryIds: string[] = [];
   let next = 0;
   for (const { message, result } of parsed) {
     const event = result.success ? events[next++] : undefined;
@@ -121,7 +123,11 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
         );
       }
       const told = notifies(event) ? whatPartnersHear(event, outcome) : null;
-      if (told) statements.push(...(await deliveryStatements(db, told.message, told.outcome, partners, now)));
+      if (told) {
+        const deliveries = await deliveryStatements(db, told.message, told.outcome, partners, now);
+        statements.push(...deliveries.statements);
+        deliveryIds.push(...deliveries.ids);
+      }
     }
     const reason = result.success
       ? deadLetterReason
@@ -140,7 +146,7 @@ async function writeBatch(batch: MessageBatch<unknown>, deps: EventsConsumerDeps
     ),
   );
   if (statements.length > 0) await db.batch(statements);
-  return events;
+  return { events, deliveryIds };
 }
 
 type Notifying = EventMessage & { verdict: "accepted" | "updated" };
@@ -182,15 +188,18 @@ async function deliveryStatements(
   outcome: EventAttribution | undefined,
   partners: readonly Partner[],
   now: string,
-): Promise<D1PreparedStatement[]> {
+): Promise<{ statements: D1PreparedStatement[]; ids: string[] }> {
   const payload = deliveryPayload(message, outcome && deliveryAttribution(outcome));
   const routed = { ...message, attributed_partner_id: outcome?.attribution.partner_id ?? null };
   const statements: D1PreparedStatement[] = [];
+  const ids: string[] = [];
   for (const partner of partners) {
     if (!partnerReceives(partner, routed)) continue;
+    const id = await deliveryIdFor(message.event_id, partner.id);
+    ids.push(id);
     statements.push(
       insertDeliveryStatement(db, {
-        id: await deliveryIdFor(message.event_id, partner.id),
+        id,
         partner_id: partner.id,
         // A disabled partner's deliveries wait, parked, until it is enabled again.
         state: partner.status === "active" ? "pending" : "parked",
@@ -199,13 +208,10 @@ async function deliveryStatements(
       }),
     );
   }
-  return statements;
+  return { statements, ids };
 }
 
-async function enqueueNewDeliveries(deps: EventsConsumerDeps, events: readonly EventMessage[]): Promise<void> {
-  const ids = await unsentDeliveryIds(
-    deps.db,
-    events.filter(notifies).map((e) => e.event_id),
-  );
-  await enqueueDeliveries(deps.deliveries, ids);
+/** The batch's deliveries that were never attempted (all of them, but on a redelivered batch) get messages. */
+async function enqueueNewDeliveries(deps: EventsConsumerDeps, deliveryIds: readonly string[]): Promise<void> {
+  await enqueueDeliveries(deps.deliveries, await unsentDeliveryIds(deps.db, deliveryIds));
 }

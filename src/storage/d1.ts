@@ -430,8 +430,8 @@ export function chainCutStatements(db: D1, cuts: readonly ChainCut[], before: st
       .bind(list, before),
     db
       .prepare(
-        `DELETE FROM conversion_events WHERE rowid IN (
-           SELECT e.rowid FROM json_each(?1) AS cut
+        `DELETE FROM conversion_events WHERE event_id IN (
+           SELECT e.event_id FROM json_each(?1) AS cut
            JOIN conversion_events AS e
              ON e.network_id = cut.value ->> 0 AND e.transaction_id = cut.value ->> 1 AND e.test = cut.value ->> 2
                AND e.seq <= cut.value ->> 3

@@ -57,10 +57,10 @@ export function payloadOf(row: DeliveryRow): DeliveryPayload {
 }
 
 /**
- * Creates a delivery once per (event, partner), in the events consumer's batch, right after the
- * conversion upsert: only when D1 took the event's snapshot as part of the conversion's story
- * (same life of the Durable Object, or the snapshot now current), so a re-accepted old postback
- * after the dedupe window notifies no one.
+ * Creates a delivery once per (event, partner), whose id is derived from the pair (deliveryIdFor),
+ * in the events consumer's batch, right after the conversion upsert: only when D1 took the event's
+ * snapshot as part of the conversion's story (same life of the Durable Object, or the snapshot now
+ * current), so a re-accepted old postback after the dedupe window notifies no one.
  */
 export function insertDeliveryStatement(
   db: D1,
@@ -75,7 +75,7 @@ export function insertDeliveryStatement(
          SELECT 1 FROM conversions c WHERE c.network_id = ?4 AND c.transaction_id = ?5 AND c.test = ?11
            AND (c.first_seen_at = ?9 OR c.version = ?10)
        )
-       ON CONFLICT (event_id, partner_id) DO NOTHING`,
+       ON CONFLICT (id) DO NOTHING`,
     )
     .bind(
       delivery.id,
@@ -92,15 +92,17 @@ export function insertDeliveryStatement(
     );
 }
 
-/** Deliveries of these events that have not been attempted yet: they need a queue message. */
-export async function unsentDeliveryIds(db: D1, eventIds: readonly string[]): Promise<string[]> {
-  if (eventIds.length === 0) return [];
-  const { results } = await db
-    .prepare(
-      "SELECT id FROM deliveries WHERE event_id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND attempts = 0",
-    )
-    .bind(JSON.stringify(eventIds))
-    .all<{ id: string }>();
+/** unsentDeliveryIds' statement (bound: the ids as a JSON array), planned by test/storage.indexes.test.ts. */
+export const UNSENT_DELIVERIES_SQL =
+  "SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND attempts = 0";
+
+/**
+ * Those of these deliveries that exist and have not been attempted yet: they need a queue message.
+ * Read by id (the primary key): the ids are derived from (event, partner), so the caller has them.
+ */
+export async function unsentDeliveryIds(db: D1, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const { results } = await db.prepare(UNSENT_DELIVERIES_SQL).bind(JSON.stringify(ids)).all<{ id: string }>();
   return results.map((r) => r.id);
 }
 
@@ -118,24 +120,28 @@ export interface DeliveryToCoordinate {
   next_attempt_at: string | null;
 }
 
+/** deliveriesToCoordinate's statement (bound: the ids as a JSON array), planned by test/storage.indexes.test.ts. */
+export const DELIVERIES_TO_COORDINATE_SQL = `SELECT DISTINCT d.id, d.partner_id, d.network_id, d.transaction_id,
+         coalesce(json_extract(d.payload, '$.test'), 0) AS test,
+         json_extract(d.payload, '$.conversion.version') AS position,
+         json_extract(d.payload, '$.conversion.status') AS status,
+         d.attempts, d.next_attempt_at
+       FROM deliveries m
+       -- The given deliveries first, then their conversions' through deliveries_by_conversion: never
+       -- every unfinished delivery through deliveries_by_state, which the planner would otherwise pick.
+       CROSS JOIN deliveries d INDEXED BY deliveries_by_conversion
+         ON d.network_id = m.network_id AND d.transaction_id = m.transaction_id
+         AND d.partner_id = m.partner_id
+       WHERE m.id IN (SELECT value FROM json_each(?)) AND d.${from("attempt")}
+         AND coalesce(json_extract(d.payload, '$.test'), 0) = coalesce(json_extract(m.payload, '$.test'), 0)`;
+
 /**
  * The unfinished deliveries among `ids`, with every other unfinished delivery of the same
  * conversion to the same partner (read through deliveries_by_conversion), in one statement.
  */
 export async function deliveriesToCoordinate(db: D1, ids: readonly string[]): Promise<DeliveryToCoordinate[]> {
   const { results } = await db
-    .prepare(
-      `SELECT DISTINCT d.id, d.partner_id, d.network_id, d.transaction_id,
-         coalesce(json_extract(d.payload, '$.test'), 0) AS test,
-         json_extract(d.payload, '$.conversion.version') AS position,
-         json_extract(d.payload, '$.conversion.status') AS status,
-         d.attempts, d.next_attempt_at
-       FROM deliveries m
-       JOIN deliveries d ON d.network_id = m.network_id AND d.transaction_id = m.transaction_id
-         AND d.partner_id = m.partner_id
-       WHERE m.id IN (SELECT value FROM json_each(?)) AND d.${from("attempt")}
-         AND coalesce(json_extract(d.payload, '$.test'), 0) = coalesce(json_extract(m.payload, '$.test'), 0)`,
-    )
+    .prepare(DELIVERIES_TO_COORDINATE_SQL)
     .bind(JSON.stringify(ids))
     .all<DeliveryToCoordinate>();
   return results;

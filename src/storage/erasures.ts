@@ -325,8 +325,8 @@ export async function eraseInboundLog(
       .prepare(
         `UPDATE inbound_requests SET excerpt = ${replaced("excerpt", excerpt, first)},
            errors = ${replaced("errors", errors, errorsFirst)}, body_sha256 = NULL
-         WHERE rowid IN (
-           SELECT rowid FROM inbound_requests WHERE (?1 IS NULL OR network_id = ?1) AND ${matches} LIMIT ?2
+         WHERE request_id IN (
+           SELECT request_id FROM inbound_requests WHERE (?1 IS NULL OR network_id = ?1) AND ${matches} LIMIT ?2
          )`,
       )
       .bind(networkId, limit, ...patterns),
