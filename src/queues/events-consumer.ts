@@ -1,11 +1,13 @@
 /**
  * EVENTS consumer: records each event in D1 (history row + conversion snapshot) and creates its
- * deliveries (one per matching partner) with one `batch()` per queue batch, then sends one
- * DELIVERIES message per new delivery. Idempotent: history rows are keyed by event id, snapshots
- * only move forward by version, deliveries are unique per (event, partner), and a redelivered
- * batch re-sends the messages of deliveries that were never attempted. A message is acked only
- * after all of that succeeded, and each event's conversion object then gets its receipt. A message
- * that can never be written (it does not parse) is recorded as a dead letter in the same batch.
+ * deliveries (one per matching partner) with one `batch()` per queue batch, then hands the new
+ * deliveries to their partners' coordinators (queues/coordinator-handover.ts). Only what a
+ * coordinator could not take, or all of them when D1 cannot say whose they are, goes on the
+ * DELIVERIES queue instead. Idempotent: history rows are keyed by event id, snapshots only move
+ * forward by version, deliveries are unique per (event, partner), and a redelivered batch hands
+ * over again the deliveries that were never attempted. A message is acked only after all of that
+ * succeeded, and each event's conversion object then gets its receipt. A message that can never
+ * be written (it does not parse) is recorded as a dead letter in the same batch.
  *
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
  * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
@@ -29,6 +31,7 @@ import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliverie
 import { attributionStatements } from "../storage/offers";
 import { allPartners } from "../storage/partners";
 import { recountConversionsStatements } from "../storage/stats";
+import { type Coordinators, handToCoordinators } from "./coordinator-handover";
 import { type DeliveriesQueue, enqueueDeliveries } from "./delivery-messages";
 import type { OutboxReceipts } from "./outbox-receipts";
 
@@ -36,6 +39,8 @@ const MAX_RETRY_DELAY_SECONDS = 600;
 
 export interface EventsConsumerDeps {
   db: D1;
+  coordinators: Coordinators;
+  /** What the coordinators could not take goes here (the delivery consumer hands it over later). */
   deliveries: DeliveriesQueue;
   /** Tells the conversions' outboxes which events D1 now holds. */
   receipts: OutboxReceipts;
@@ -66,7 +71,7 @@ async function processBatch(
   let events: EventMessage[];
   try {
     events = await writeBatch(batch, deps, deadLetterReason);
-    await enqueueNewDeliveries(deps, events);
+    await handOverNewDeliveries(deps, events);
   } catch (error) {
     // D1 batches are transactions and every step is idempotent: the whole batch goes back.
     logLine("error", {
@@ -202,10 +207,25 @@ async function deliveryStatements(
   return statements;
 }
 
-async function enqueueNewDeliveries(deps: EventsConsumerDeps, events: readonly EventMessage[]): Promise<void> {
+/**
+ * Hands the batch's new deliveries to their coordinators, and queues what they could not take.
+ * Throws when D1 cannot list them, or the queue refused what is left: the batch is then retried
+ * and finds the deliveries that are still unsent again.
+ */
+async function handOverNewDeliveries(deps: EventsConsumerDeps, events: readonly EventMessage[]): Promise<void> {
   const ids = await unsentDeliveryIds(
     deps.db,
     events.filter(notifies).map((e) => e.event_id),
   );
-  await enqueueDeliveries(deps.deliveries, ids);
+  let notTaken: readonly string[];
+  try {
+    notTaken = await handToCoordinators(deps.db, deps.coordinators, ids, Date.now());
+  } catch (error) {
+    logLine("error", {
+      message: "could not read the new deliveries to hand over; queueing them",
+      error: String(error),
+    });
+    notTaken = ids;
+  }
+  await enqueueDeliveries(deps.deliveries, notTaken);
 }
