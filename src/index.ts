@@ -12,6 +12,7 @@ import { runRetention } from "./operations/retention";
 import { requeueStrandedDeliveries } from "./operations/sweep";
 import { inFlightErasures } from "./privacy/in-flight";
 import { consumeClickDeadLetters, consumeClicks } from "./queues/clicks-consumer";
+import type { Coordinators } from "./queues/coordinator-handover";
 import { consumeDeliveries, consumeDeliveryDeadLetters } from "./queues/delivery-consumer";
 import { consumeDeadLetters, consumeEvents } from "./queues/events-consumer";
 import { outboxReceipts } from "./queues/outbox-receipts";
@@ -32,8 +33,12 @@ const RETENTION_CRON = "17 3 * * *";
 async function consumeBatch(batch: MessageBatch, env: Env): Promise<void> {
   const kind = queueKind(env, batch.queue);
   const config = configOf(env);
+  const coordinators: Coordinators = {
+    submit: (partnerId, items) => env.COORDINATORS.getByName(partnerId).submit(partnerId, items),
+  };
   const eventsDeps = () => ({
     db: env.DB,
+    coordinators,
     deliveries: env.DELIVERIES,
     receipts: outboxReceipts(env.CONVERSIONS),
     clickKey: () => hmacKey(config.ENCRYPTION_KEY, "click-id v1"),
@@ -45,12 +50,7 @@ async function consumeBatch(batch: MessageBatch, env: Env): Promise<void> {
     case "events-dlq":
       return consumeDeadLetters(batch, eventsDeps());
     case "deliveries":
-      return consumeDeliveries(batch, {
-        db: env.DB,
-        coordinators: {
-          submit: (partnerId, items) => env.COORDINATORS.getByName(partnerId).submit(partnerId, items),
-        },
-      });
+      return consumeDeliveries(batch, { db: env.DB, coordinators });
     case "deliveries-dlq":
       return consumeDeliveryDeadLetters(batch, env.DB);
     case "requests":

@@ -1,6 +1,6 @@
 /**
  * Attribution through the real pipeline (ingest → Durable Object → EVENTS consumer → D1 and
- * deliveries → DELIVERIES consumer → the fake partner): a click's partner alone hears of its
+ * deliveries → the partners' coordinators → the fake partner): a click's partner alone hears of its
  * conversion, with its payout and sub ids; filter-routed partners keep hearing of everything their
  * filters match; forged, foreign, expired and unknown credits go to nobody, with the reason kept.
  */

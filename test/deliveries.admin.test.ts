@@ -1,7 +1,8 @@
 /**
  * The deliveries admin API through the real app and the real pipeline (ingest → EVENTS → fan-out →
- * DELIVERIES → the fake partner at https://partner.test): the filtered, paginated delivery log,
- * one delivery with every attempt, replay of one delivery, and a partner that answers 410 Gone.
+ * coordinator, a replay by DELIVERIES → the fake partner at https://partner.test): the filtered,
+ * paginated delivery log, one delivery with every attempt, replay of one delivery, and a partner
+ * that answers 410 Gone.
  */
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";

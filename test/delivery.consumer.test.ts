@@ -9,7 +9,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { WorkItem } from "../src/coordinator/partner-coordinator";
 import { conversionKeyOf } from "../src/domain/conversion";
-import { type Coordinators, consumeDeliveries, consumeDeliveryDeadLetters } from "../src/queues/delivery-consumer";
+import type { Coordinators } from "../src/queues/coordinator-handover";
+import { consumeDeliveries, consumeDeliveryDeadLetters } from "../src/queues/delivery-consumer";
 import { batchOf, deliveryRow, message, pendingDelivery } from "./support/deliveries";
 import { createPartner, uniqueId } from "./support/helpers";
 

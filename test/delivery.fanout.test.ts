@@ -1,6 +1,6 @@
 /**
  * Fan-out through the real pipeline: ingest → ConversionObject → EVENTS → events consumer →
- * DELIVERIES → delivery consumer → the fake partner at https://partner.test.
+ * the partner's coordinator → the fake partner at https://partner.test.
  */
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";

@@ -1,9 +1,20 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { deliveryIdFor } from "../src/delivery/partner";
 import worker from "../src/index";
 import { retryDelaySeconds } from "../src/queues/events-consumer";
-import { conversionInD1, makeEventMessage } from "./support/helpers";
+import {
+  conversionInD1,
+  createNetwork,
+  createPartner,
+  deliveriesOf,
+  eventually,
+  makeEventMessage,
+  PARTNER,
+  partnerLog,
+  uniqueId,
+} from "./support/helpers";
 
 let messageCounter = 0;
 async function deliver(queue: string, bodies: unknown[], testEnv: Env = env) {
@@ -223,6 +234,150 @@ describe("EVENTS dead-letter consumer", () => {
     const result = await deliver("postback-events-dlq", [makeEventMessage()], envWithFailingD1());
     expect(result.ackAll).toBe(false);
     expect(result.retryMessages).toHaveLength(1);
+  });
+});
+
+/**
+ * The env with a DELIVERIES producer that records what it is sent (or refuses it), and coordinators
+ * of which the `down` partners' refuse their work; every other partner's is the real one.
+ */
+function envHandingOver(options: { down?: string[]; queueDown?: boolean; db?: D1Database } = {}) {
+  const sent: unknown[] = [];
+  const deliveries = {
+    sendBatch: async (messages: Iterable<{ body: unknown }>) => {
+      if (options.queueDown) throw new Error("queue unavailable (injected)");
+      for (const message of messages) sent.push(message.body);
+    },
+  };
+  const coordinators = {
+    getByName: (partnerId: string) =>
+      options.down?.includes(partnerId)
+        ? {
+            submit: async () => {
+              throw new Error("coordinator unavailable (injected)");
+            },
+          }
+        : env.COORDINATORS.getByName(partnerId),
+  };
+  const testEnv = { ...env, DB: options.db ?? env.DB, DELIVERIES: deliveries, COORDINATORS: coordinators };
+  return { testEnv: testEnv as unknown as Env, sent };
+}
+
+/** D1 that answers everything but the read of what to hand the coordinators. */
+function d1FailingTheHandoverRead(): D1Database {
+  return {
+    prepare: (query: string) => {
+      if (!query.includes("FROM deliveries m")) return env.DB.prepare(query);
+      return {
+        bind: () => ({
+          all: async () => {
+            throw new Error("D1_ERROR: injected");
+          },
+        }),
+      };
+    },
+    batch: (statements: D1PreparedStatement[]) => env.DB.batch(statements),
+  } as unknown as D1Database;
+}
+
+/** A network with partners of its own (so the file's other events reach none of them). */
+async function networkWithPartners(count: number) {
+  const network = await createNetwork();
+  const prefix = `/ok/${uniqueId("handover")}`;
+  const partners = [];
+  for (let i = 0; i < count; i++) {
+    partners.push(
+      await createPartner({
+        url_template: `${PARTNER}${prefix}/${i}?tx={transaction_id}`,
+        filters: { networks: [network.id] },
+      }),
+    );
+  }
+  return { network, prefix, partners };
+}
+
+async function delivered(partnerId: string) {
+  return eventually(async () => {
+    const rows = await deliveriesOf(partnerId);
+    return rows.length > 0 && rows.every((row) => row.state === "delivered") ? rows : null;
+  });
+}
+
+describe("EVENTS consumer: handing new deliveries to their coordinators", () => {
+  it("gives a new delivery to its partner's coordinator without a DELIVERIES message", async () => {
+    const { network, prefix, partners } = await networkWithPartners(1);
+    const [partner] = partners;
+    if (!partner) throw new Error("no partner");
+    const { testEnv, sent } = envHandingOver();
+    const message = makeEventMessage({ network_id: network.id });
+    const result = await deliver("postback-events", [message], testEnv);
+    expect(result.ackAll).toBe(true);
+    expect(sent).toEqual([]);
+    // No message could have carried it: the coordinator made the attempt.
+    const [row] = await delivered(partner.id);
+    expect(row?.id).toBe(await deliveryIdFor(message.event_id, partner.id));
+    expect(await partnerLog(`${prefix}/0`)).toHaveLength(1);
+  });
+
+  it("does the same from the dead-letter queue", async () => {
+    const { network, partners } = await networkWithPartners(1);
+    const [partner] = partners;
+    if (!partner) throw new Error("no partner");
+    const { testEnv, sent } = envHandingOver();
+    const result = await deliver("postback-events-dlq", [makeEventMessage({ network_id: network.id })], testEnv);
+    expect(result.ackAll).toBe(true);
+    expect(sent).toEqual([]);
+    await delivered(partner.id);
+  });
+
+  it("queues exactly the deliveries whose coordinator could not take them", async () => {
+    const { network, partners } = await networkWithPartners(2);
+    const [down, up] = partners;
+    if (!down || !up) throw new Error("no partners");
+    const { testEnv, sent } = envHandingOver({ down: [down.id] });
+    const messages = [makeEventMessage({ network_id: network.id }), makeEventMessage({ network_id: network.id })];
+    const result = await deliver("postback-events", messages, testEnv);
+    expect(result.ackAll).toBe(true);
+    const expected = await Promise.all(messages.map((m) => deliveryIdFor(m.event_id, down.id)));
+    expect(sent).toHaveLength(2);
+    expect(sent).toEqual(expect.arrayContaining(expected.map((delivery_id) => ({ v: 1, delivery_id }))));
+    expect(await delivered(up.id)).toHaveLength(2);
+    expect((await deliveriesOf(down.id)).map((row) => [row.state, row.attempts])).toEqual([
+      ["pending", 0],
+      ["pending", 0],
+    ]);
+  });
+
+  it("queues every new delivery when D1 cannot read what to hand over", async () => {
+    const { network, partners } = await networkWithPartners(2);
+    const { testEnv, sent } = envHandingOver({ db: d1FailingTheHandoverRead() });
+    const message = makeEventMessage({ network_id: network.id });
+    const result = await deliver("postback-events", [message], testEnv);
+    expect(result.ackAll).toBe(true);
+    const expected = await Promise.all(partners.map((p) => deliveryIdFor(message.event_id, p.id)));
+    expect(sent).toHaveLength(2);
+    expect(sent).toEqual(expect.arrayContaining(expected.map((delivery_id) => ({ v: 1, delivery_id }))));
+    for (const partner of partners) expect((await deliveriesOf(partner.id))[0]?.attempts).toBe(0);
+  });
+
+  it("retries the batch when neither the coordinator nor the queue takes a delivery, and hands it over next time", async () => {
+    const { network, partners } = await networkWithPartners(1);
+    const [partner] = partners;
+    if (!partner) throw new Error("no partner");
+    const message = makeEventMessage({ network_id: network.id });
+    const refused = await deliver(
+      "postback-events",
+      [message],
+      envHandingOver({ down: [partner.id], queueDown: true }).testEnv,
+    );
+    expect(refused.ackAll).toBe(false);
+    expect(refused.retryMessages).toEqual([{ msgId: expect.any(String) }]);
+    // D1 has the event and its delivery already; the retried batch finds the delivery unsent.
+    expect(await historyCount(message.event_id)).toBe(1);
+    const { testEnv, sent } = envHandingOver();
+    expect((await deliver("postback-events", [message], testEnv)).ackAll).toBe(true);
+    expect(sent).toEqual([]);
+    await delivered(partner.id);
   });
 });
 

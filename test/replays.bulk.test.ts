@@ -1,10 +1,10 @@
 /**
- * Bulk replay through the real app and pipeline (ingest → EVENTS → DELIVERIES → the fake partner):
- * a dry run counts exactly what a filter takes and changes nothing; a job, run by its Durable
- * Object's alarm, re-arms the filtered deliveries and each reaches the partner once with its
- * original id; a job that dies mid-step (steps run directly here, with small chunks) completes
- * without losing or doubling a delivery; a job whose runner never started is started by the cron;
- * bad filters are 4xx problems naming the field.
+ * Bulk replay through the real app and pipeline (ingest → EVENTS → coordinator → the fake partner,
+ * a replay's deliveries by DELIVERIES → coordinator): a dry run counts exactly what a filter takes
+ * and changes nothing; a job, run by its Durable Object's alarm, re-arms the filtered deliveries
+ * and each reaches the partner once with its original id; a job that dies mid-step (steps run
+ * directly here, with small chunks) completes without losing or doubling a delivery; a job whose
+ * runner never started is started by the cron; bad filters are 4xx problems naming the field.
  */
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";

@@ -6,7 +6,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { archiveQueries } from "../src/storage/archive";
-import { DELIVERIES_TO_COORDINATE_SQL, UNSENT_DELIVERIES_SQL } from "../src/storage/deliveries";
+import { DELIVERIES_TO_COORDINATE_SQL } from "../src/storage/deliveries";
 import { hubConversionsOfPeriod } from "../src/storage/reconciliations";
 import { LOGGED_NETWORKS } from "../src/storage/requests";
 import { uniqueId } from "./support/helpers";
@@ -62,9 +62,8 @@ describe("migration 0022's index drops", () => {
     ]) {
       expect(await plan(query)).toMatch(/USING (COVERING )?INDEX deliveries_by_state \(state=\?\)/);
     }
-    // A batch's deliveries by id, then their conversions' by deliveries_by_conversion (migration 0024
-    // dropped the index by (event, partner); left to itself the planner walks every unfinished one).
-    expect(await plan(UNSENT_DELIVERIES_SQL)).toMatch(/SEARCH deliveries USING PRIMARY KEY \(id=\?\)/);
+    // A hand-over's deliveries by id (the events consumer derives them), then their conversions' by
+    // deliveries_by_conversion: left to itself the planner walks every unfinished delivery.
     const coordinate = await plan(DELIVERIES_TO_COORDINATE_SQL);
     expect(coordinate).toMatch(/SEARCH m USING PRIMARY KEY \(id=\?\)/);
     expect(coordinate).toContain("SEARCH d USING INDEX deliveries_by_conversion (network_id=? AND transaction_id=?)");

@@ -1,23 +1,16 @@
 /**
- * DELIVERIES consumer: hands each delivery to its partner's coordinator (coordinator/
- * partner-coordinator.ts), which makes the attempts in order, at the partner's pace, behind its
- * breaker; then acks. One D1 read per batch finds each delivery's partner, conversion and place,
- * and also the other unfinished deliveries of the same conversion to the same partner, so the
- * coordinator knows the earlier ones even when their own messages come later.
+ * DELIVERIES consumer: hands each delivery to its partner's coordinator (queues/coordinator-
+ * handover.ts), which makes the attempts in order, at the partner's pace, behind its breaker; then
+ * acks. The events consumer hands new deliveries over itself: this queue carries what it could not
+ * hand over, and what the stranded sweep, replays and enabling a partner send.
  */
 
-import type { WorkItem } from "../coordinator/partner-coordinator";
-import { conversionKeyOf } from "../domain/conversion";
 import { DeliveryMessageSchema } from "../domain/messages";
 import { logLine } from "../lib/log";
 import type { D1 } from "../storage/d1";
 import { deadLetterStatement } from "../storage/d1";
-import { deliveriesToCoordinate, markDeadStatement } from "../storage/deliveries";
-
-/** A partner's coordinator, as the consumer uses it. */
-export interface Coordinators {
-  submit(partnerId: string, items: WorkItem[]): Promise<void>;
-}
+import { markDeadStatement } from "../storage/deliveries";
+import { type Coordinators, handToCoordinators } from "./coordinator-handover";
 
 export interface DeliveryConsumerDeps {
   db: D1;
@@ -45,48 +38,23 @@ export async function consumeDeliveries(batch: MessageBatch<unknown>, deps: Deli
   }
   if (valid.length === 0) return;
 
-  let rows: Awaited<ReturnType<typeof deliveriesToCoordinate>>;
+  let notTaken: Set<string>;
   try {
-    rows = await deliveriesToCoordinate(deps.db, [...new Set(valid.map((v) => v.id))]);
+    notTaken = new Set(
+      await handToCoordinators(
+        deps.db,
+        deps.coordinators,
+        valid.map((v) => v.id),
+        nowMs,
+      ),
+    );
   } catch (error) {
     retryAll(valid, error);
     return;
   }
-  const byPartner = new Map<string, WorkItem[]>();
-  for (const row of rows) {
-    const items = byPartner.get(row.partner_id) ?? [];
-    items.push({
-      delivery_id: row.id,
-      conversion: conversionKeyOf(row.network_id, row.transaction_id, row.test === 1),
-      position: row.position,
-      due_ms: row.next_attempt_at ? Date.parse(row.next_attempt_at) : nowMs,
-      status: row.status,
-      fresh: row.attempts === 0 ? 1 : 0,
-    });
-    byPartner.set(row.partner_id, items);
-  }
-  const partnerOf = new Map(rows.map((row) => [row.id, row.partner_id]));
-  const failed = new Set<string>();
-  await Promise.all(
-    [...byPartner].map(async ([partnerId, items]) => {
-      try {
-        await deps.coordinators.submit(partnerId, items);
-      } catch (error) {
-        failed.add(partnerId);
-        logLine("error", {
-          message: "could not hand deliveries to their coordinator; retrying",
-          partner_id: partnerId,
-          error: String(error),
-        });
-      }
-    }),
-  );
-  // A delivery that is finished (or gone) has nothing to hand over; one whose partner's
-  // coordinator could not take it comes back.
+  // One whose partner's coordinator could not take it comes back; a finished (or gone) one is done.
   for (const { message, id } of valid) {
-    const partnerId = partnerOf.get(id);
-    if (partnerId !== undefined && failed.has(partnerId))
-      message.retry({ delaySeconds: UNEXPECTED_ERROR_RETRY_SECONDS });
+    if (notTaken.has(id)) message.retry({ delaySeconds: UNEXPECTED_ERROR_RETRY_SECONDS });
     else message.ack();
   }
 }

@@ -1,11 +1,13 @@
 /**
  * EVENTS consumer: records each event in D1 (history row + conversion snapshot) and creates its
- * deliveries (one per matching partner) with one `batch()` per queue batch, then sends one
- * DELIVERIES message per new delivery. Idempotent: history rows are keyed by event id, snapshots
- * only move forward by version, deliveries are unique per (event, partner), and a redelivered
- * batch re-sends the messages of deliveries that were never attempted. A message is acked only
- * after all of that succeeded, and each event's conversion object then gets its receipt. A message
- * that can never be written (it does not parse) is recorded as a dead letter in the same batch.
+ * deliveries (one per matching partner) with one `batch()` per queue batch, then hands the new
+ * deliveries to their partners' coordinators (queues/coordinator-handover.ts). Only what a
+ * coordinator could not take, or all of them when D1 cannot say whose they are, goes on the
+ * DELIVERIES queue instead. Idempotent: history rows are keyed by event id, snapshots only move
+ * forward by version, deliveries are unique per (event, partner), and a redelivered batch hands
+ * over again the deliveries that are unfinished. A message is acked only after all of that
+ * succeeded, and each event's conversion object then gets its receipt. A message that can never
+ * be written (it does not parse) is recorded as a dead letter in the same batch.
  *
  * Its dead-letter queue's consumer does the same work and also keeps a dead-letter row, so an
  * event that outlived a D1 outage still reaches D1 and its partners when D1 is back.
@@ -25,10 +27,11 @@ import type { Partner } from "../domain/partner";
 import { logLine } from "../lib/log";
 import type { InFlightErasures } from "../privacy/in-flight";
 import { type D1, deadLetterStatement, recordEventStatements } from "../storage/d1";
-import { insertDeliveryStatement, unsentDeliveryIds } from "../storage/deliveries";
+import { insertDeliveryStatement } from "../storage/deliveries";
 import { attributionStatements } from "../storage/offers";
 import { allPartners } from "../storage/partners";
 import { recountConversionsStatements } from "../storage/stats";
+import { type Coordinators, handToCoordinators } from "./coordinator-handover";
 import { type DeliveriesQueue, enqueueDeliveries } from "./delivery-messages";
 import type { OutboxReceipts } from "./outbox-receipts";
 
@@ -36,6 +39,8 @@ const MAX_RETRY_DELAY_SECONDS = 600;
 
 export interface EventsConsumerDeps {
   db: D1;
+  coordinators: Coordinators;
+  /** What the coordinators could not take goes here (the delivery consumer hands it over later). */
   deliveries: DeliveriesQueue;
   /** Tells the conversions' outboxes which events D1 now holds. */
   receipts: OutboxReceipts;
@@ -67,7 +72,7 @@ async function processBatch(
   try {
     const written = await writeBatch(batch, deps, deadLetterReason);
     events = written.events;
-    await enqueueNewDeliveries(deps, written.deliveryIds);
+    await handOverNewDeliveries(deps, written.deliveryIds);
   } catch (error) {
     // D1 batches are transactions and every step is idempotent: the whole batch goes back.
     logLine("error", {
@@ -211,7 +216,22 @@ async function deliveryStatements(
   return { statements, ids };
 }
 
-/** The batch's deliveries that were never attempted (all of them, but on a redelivered batch) get messages. */
-async function enqueueNewDeliveries(deps: EventsConsumerDeps, deliveryIds: readonly string[]): Promise<void> {
-  await enqueueDeliveries(deps.deliveries, await unsentDeliveryIds(deps.db, deliveryIds));
+/**
+ * Hands the batch's deliveries to their coordinators (the unfinished ones: all of them, but on a
+ * redelivered batch), and queues what they could not take. Throws when the queue refused what is
+ * left: the batch is then retried and hands over what is still unfinished again.
+ */
+async function handOverNewDeliveries(deps: EventsConsumerDeps, deliveryIds: readonly string[]): Promise<void> {
+  let notTaken: readonly string[];
+  try {
+    notTaken = await handToCoordinators(deps.db, deps.coordinators, deliveryIds, Date.now());
+  } catch (error) {
+    // A queued id whose delivery was never written (its conversion moved on) is acked as finished.
+    logLine("error", {
+      message: "could not read the new deliveries to hand over; queueing them",
+      error: String(error),
+    });
+    notTaken = deliveryIds;
+  }
+  await enqueueDeliveries(deps.deliveries, notTaken);
 }

@@ -92,20 +92,6 @@ export function insertDeliveryStatement(
     );
 }
 
-/** unsentDeliveryIds' statement (bound: the ids as a JSON array), planned by test/storage.indexes.test.ts. */
-export const UNSENT_DELIVERIES_SQL =
-  "SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND attempts = 0";
-
-/**
- * Those of these deliveries that exist and have not been attempted yet: they need a queue message.
- * Read by id (the primary key): the ids are derived from (event, partner), so the caller has them.
- */
-export async function unsentDeliveryIds(db: D1, ids: readonly string[]): Promise<string[]> {
-  if (ids.length === 0) return [];
-  const { results } = await db.prepare(UNSENT_DELIVERIES_SQL).bind(JSON.stringify(ids)).all<{ id: string }>();
-  return results.map((r) => r.id);
-}
-
 /** What a partner's coordinator is told of a delivery (queues/delivery-consumer.ts). */
 export interface DeliveryToCoordinate {
   id: string;
