@@ -17,7 +17,7 @@
 -- Every rebuild copies its table once, in this migration's transaction, in key order (each copy
 -- appends to the new b-tree instead of writing pages at random). On a large database,
 -- run the archive first (docs/archive.md) so that D1 holds only the hot window, and see
--- docs/upgrading.md for the time it takes.
+-- docs/deploying.md for what the previous code does meanwhile and the time it takes.
 
 -- Conversions: one row each, by (network, transaction, test).
 CREATE TABLE conversions_next (
