@@ -1,8 +1,9 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { ConversionObject, EventsQueue } from "../src/conversions/conversion-object";
+import { ConversionObject, type EventsQueue } from "../src/conversions/conversion-object";
 import { conversionObjectName } from "../src/domain/conversion";
+import type { EventMessage } from "../src/domain/messages";
 import { PostbackSchema } from "../src/domain/postback";
 import {
   admin,
@@ -16,6 +17,7 @@ import {
   type TestNetwork,
   uniqueId,
 } from "./support/helpers";
+import { countSqlWrites, type SqlWrite } from "./support/sql-writes";
 
 interface Answer {
   status: string;
@@ -369,6 +371,91 @@ describe("ConversionObject outbox", () => {
     ).toEqual({ n: 0 });
   });
 
+  it("sends a new event at once without writing its outbox row again", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const stub = stubFor(network.id, String(body.transaction_id));
+    const sent: EventMessage[] = [];
+    const writes = await runInDurableObject(stub, (instance: ConversionObject, state) => {
+      instance.eventsQueue = losingQueue(sent);
+      return countSqlWrites(state);
+    });
+    const resendMs = Number(env.OUTBOX_RESEND_SECONDS) * 1000;
+    const recordedFrom = Date.now();
+    await send(network, body);
+    await eventually(async () => (sent.length === 1 ? true : null));
+    // The alarm is done once it set the next one: the resend, when D1 has not confirmed the event.
+    await eventually(async () => (((await alarmOf(stub)) ?? 0) >= recordedFrom + resendMs ? true : null));
+    expect(outboxWrites(writes())).toEqual(["INSERT INTO outbox"]);
+    expect(await outboxRow(stub)).toMatchObject({ sends: 1, due_at: await alarmOf(stub) });
+  });
+
+  it("sends a new event the queue refused at its next try, still without writing its row again", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const stub = stubFor(network.id, String(body.transaction_id));
+    const sent: EventMessage[] = [];
+    let refused = 0;
+    const writes = await runInDurableObject(stub, (instance: ConversionObject, state) => {
+      const losing = losingQueue(sent);
+      instance.eventsQueue = {
+        sendBatch: async (messages, options) => {
+          if (refused === 0) {
+            refused++;
+            throw new Error("injected: queue refused the send");
+          }
+          return losing.sendBatch(messages, options);
+        },
+      };
+      return countSqlWrites(state);
+    });
+    const resendMs = Number(env.OUTBOX_RESEND_SECONDS) * 1000;
+    const recordedFrom = Date.now();
+    await send(network, body);
+    // The retry after the refusal (a second later) sends it: it was never sent, so it is not waiting for its due time.
+    await eventually(async () => (sent.length === 1 ? true : null));
+    expect(refused).toBe(1);
+    await eventually(async () => (((await alarmOf(stub)) ?? 0) >= recordedFrom + resendMs ? true : null));
+    expect(outboxWrites(writes())).toEqual(["INSERT INTO outbox"]);
+    expect(await outboxRow(stub)).toMatchObject({ sends: 1 });
+  });
+
+  it("sends an event its lost instance never sent from a new instance, at the event's resend time", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const stub = stubFor(network.id, String(body.transaction_id));
+    let refused = 0;
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      instance.eventsQueue = {
+        sendBatch: async () => {
+          refused++;
+          throw new Error("injected: queue refused the send");
+        },
+      };
+    });
+    const resendMs = Number(env.OUTBOX_RESEND_SECONDS) * 1000;
+    const recordedFrom = Date.now();
+    await send(network, body);
+    await eventually(async () => (refused > 0 ? true : null));
+    // A new instance over the same storage, without the memory of the row it was to send first
+    // (workerd's abort() cannot be caught in a test): the row waits for its due time.
+    const sent: EventMessage[] = [];
+    const restarted = await runInDurableObject(stub, async (_instance, state) => {
+      const instance = new ConversionObject(state, env);
+      instance.eventsQueue = losingQueue(sent);
+      await instance.alarm();
+      return instance;
+    });
+    expect(sent).toEqual([]);
+    const row = await outboxRow(stub);
+    expect(row.due_at).toBeGreaterThanOrEqual(recordedFrom + resendMs);
+    expect(await alarmOf(stub)).toBe(row.due_at);
+    // Its due time comes: the new instance sends it.
+    await makeOutboxDue(stub);
+    await runInDurableObject(stub, () => restarted.alarm());
+    expect(sent.map((message) => message.transaction_id)).toEqual([body.transaction_id]);
+  });
+
   it("upgrades an object written before receipts existed and still sends its row", async () => {
     const network = await createNetwork();
     const transactionId = uniqueId("tx");
@@ -554,6 +641,27 @@ type ConversionStub = ReturnType<typeof stubFor>;
 
 function alarmOf(stub: ConversionStub): Promise<number | null> {
   return runInDurableObject(stub, (_instance, state) => state.storage.getAlarm());
+}
+
+function outboxRow(stub: ConversionStub): Promise<{ sends: number; due_at: number }> {
+  return runInDurableObject(stub, (_instance, state) =>
+    state.storage.sql.exec<{ sends: number; due_at: number }>("SELECT sends, due_at FROM outbox").one(),
+  );
+}
+
+/** The statements that wrote outbox rows, by their first words. */
+function outboxWrites(writes: readonly SqlWrite[]): string[] {
+  return writes.flatMap((write) => /^(INSERT INTO|UPDATE|DELETE FROM) outbox\b/.exec(write.sql)?.[0] ?? []);
+}
+
+/** Takes every send and loses it (nothing reaches D1), keeping what it was sent. */
+function losingQueue(sent: EventMessage[]): EventsQueue {
+  return {
+    sendBatch: async (messages) => {
+      sent.push(...[...messages].map((message) => message.body));
+      return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } };
+    },
+  };
 }
 
 function makeOutboxDue(stub: ConversionStub): Promise<void> {

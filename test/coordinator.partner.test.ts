@@ -12,8 +12,10 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { CoordinatorDeps, PartnerCoordinator, WorkItem } from "../src/coordinator/partner-coordinator";
 import type { AttemptReport } from "../src/delivery/attempt";
+import { countsOf, type OutcomeWindow } from "../src/delivery/breaker-window";
 import { DEFAULT_BREAKER } from "../src/domain/partner";
 import { eventually, uniqueId } from "./support/helpers";
+import { countSqlWrites } from "./support/sql-writes";
 
 type Answer = { status: number; latencyMs?: number; retryAfter?: number } | "timeout";
 
@@ -259,6 +261,60 @@ describe("restarts", () => {
       expect(rows).toEqual([{ delivery_id: "r1" }, { delivery_id: "r2" }]);
     });
     expect(before.pace.changes.at(-1)?.reason).toBe("HTTP 500");
+  });
+});
+
+describe("writing what the answers taught", () => {
+  /** The stored `learned` row's window (what a new instance would start from), counted. */
+  function storedWindow(stub: DurableObjectStub<PartnerCoordinator>) {
+    return runInDurableObject(stub, (_instance, state) => {
+      const row = state.storage.sql
+        .exec<{ value: string }>("SELECT value FROM meta WHERE key = 'learned'")
+        .toArray()[0];
+      return row ? countsOf((JSON.parse(row.value) as { window: OutcomeWindow }).window) : null;
+    });
+  }
+
+  it("writes the pace and window at most once a second, however many answers come, and catches up after it", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted(() => ({ status: 200 }));
+    await withDeps(stub, deps);
+    const writes = await runInDurableObject(stub, (_instance, state) => countSqlWrites(state));
+    const learnedWrites = () =>
+      writes().filter((write) => write.sql.startsWith("INSERT INTO meta") && write.bindings[0] === "learned").length;
+    await stub.submit(
+      "ptn_learned",
+      Array.from({ length: 40 }, (_, i) => item(`l${i}`, `c${i}`, 1)),
+    );
+    await drain(stub);
+    expect(script.log).toHaveLength(40);
+    // All within a second (the script's clock stands still): the first answer is written, the rest wait.
+    expect(learnedWrites()).toBe(1);
+    expect(await storedWindow(stub)).toEqual({ attempts: 1, failures: 0 });
+    // A second later, the alarm the pump left writes them.
+    script.clock.now += 1_000;
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(learnedWrites()).toBe(2);
+    expect(await storedWindow(stub)).toEqual({ attempts: 40, failures: 0 });
+  });
+
+  it("writes a breaker opening at once, with the window that opened it", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted(() => ({ status: 500 }), 1);
+    await withDeps(stub, deps);
+    await stub.submit(
+      "ptn_learned_open",
+      Array.from({ length: 6 }, (_, i) => item(`o${i}`, `c${i}`, 1)),
+    );
+    await stub.pump();
+    // Four failures within the same millisecond: the fourth opens the breaker.
+    expect(script.log).toHaveLength(4);
+    expect(script.transitions.map((t) => t.to)).toEqual(["open"]);
+    const breaker = await runInDurableObject(stub, (_instance, state) =>
+      state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'breaker'").one(),
+    );
+    expect(JSON.parse(breaker.value)).toMatchObject({ position: "open" });
+    expect(await storedWindow(stub)).toEqual({ attempts: 4, failures: 4 });
   });
 });
 

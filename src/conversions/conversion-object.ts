@@ -124,6 +124,13 @@ export class ConversionObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** Where the alarm sends outbox rows; tests swap in a failing queue to prove nothing is lost. */
   eventsQueue: EventsQueue;
+  /**
+   * The outbox rows this instance recorded and has not sent yet: its alarm sends them at once. A
+   * row is recorded already charged for its first send (sends 1, due a resend delay later: what
+   * sending it would have written), so that send writes nothing. Lost with the instance: a row it
+   * never sent goes at its due time, OUTBOX_RESEND_SECONDS after it was recorded, as a resend.
+   */
+  private readonly unsent = new Set<number>();
   private flushFailures = 0;
   private schemaReady = false;
 
@@ -250,19 +257,26 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   /**
-   * Sends the outbox rows that are due to the EVENTS queue: new ones, and sent ones still waiting
-   * for their receipt after the resend delay. When the queue refuses, tries again later, forever.
+   * Sends the outbox rows this instance has not sent yet, and the due ones (sent ones still
+   * waiting for their receipt after the resend delay), to the EVENTS queue. When the queue
+   * refuses, tries again later, forever.
    */
   override async alarm(): Promise<void> {
     if (!this.hasSchema()) return;
     const now = Date.now();
     const rows = this.sql
-      .exec<{ seq: number; message: string; sends: number }>(
-        "SELECT seq, message, sends FROM outbox WHERE due_at <= ? ORDER BY seq LIMIT ?",
+      .exec<{ seq: number; message: string; sends: number; due_at: number }>(
+        `SELECT seq, message, sends, due_at FROM outbox
+         WHERE seq IN (SELECT value FROM json_each(?)) OR due_at <= ? ORDER BY seq LIMIT ?`,
+        JSON.stringify([...this.unsent]),
         now,
         OUTBOX_BATCH,
       )
       .toArray();
+    const first = rows.filter((row) => this.unsent.has(row.seq));
+    // The others are due: resends, and rows an earlier instance (or earlier code) recorded.
+    const due = rows.filter((row) => !this.unsent.has(row.seq));
+    const resent = due.filter((row) => row.sends > 0).length;
     if (rows.length > 0) {
       try {
         await this.eventsQueue.sendBatch(
@@ -284,19 +298,27 @@ export class ConversionObject extends DurableObject<Env> {
         return;
       }
       this.flushFailures = 0;
-      const last = rows[rows.length - 1]?.seq ?? 0;
+      for (const row of first) this.unsent.delete(row.seq);
       const resendMs = configOf(this.env).OUTBOX_RESEND_SECONDS * 1000;
-      // The rows just sent are exactly the due ones up to `last`; rows recorded meanwhile have higher seqs.
-      this.sql.exec(
-        `UPDATE outbox SET sends = sends + 1, due_at = ? + min(?, ? * (1 << min(sends, 20)))
-         WHERE seq <= ? AND due_at <= ?`,
-        now,
-        MAX_RESEND_DELAY_MS,
-        resendMs,
-        last,
-        now,
-      );
-      const resent = rows.filter((row) => row.sends > 0).length;
+      if (due.length > 0) {
+        this.sql.exec(
+          `UPDATE outbox SET sends = sends + 1, due_at = ? + min(?, ? * (1 << min(sends, 20)))
+           WHERE seq IN (SELECT value FROM json_each(?))`,
+          now,
+          MAX_RESEND_DELAY_MS,
+          resendMs,
+          JSON.stringify(due.map((row) => row.seq)),
+        );
+      }
+      // A first send the queue refused until past its due time: its wait for the receipt starts now.
+      const late = first.filter((row) => row.due_at <= now);
+      if (late.length > 0) {
+        this.sql.exec(
+          "UPDATE outbox SET due_at = ? WHERE seq IN (SELECT value FROM json_each(?))",
+          now + resendMs,
+          JSON.stringify(late.map((row) => row.seq)),
+        );
+      }
       if (resent > 0) {
         logLine("warn", { message: "outbox re-sent unconfirmed events", rows: resent });
         await this.countResends(resent, now);
@@ -304,7 +326,7 @@ export class ConversionObject extends DurableObject<Env> {
     }
     // Only an object with overdue events, or one that had some, writes the gauge's row.
     const wasOverdue = this.reportedUnconfirmed();
-    const reported = wasOverdue || rows.some((row) => row.sends > 0) ? await this.reportUnconfirmed(now) : true;
+    const reported = wasOverdue || resent > 0 ? await this.reportUnconfirmed(now) : true;
     await this.scheduleNext();
     if (!reported) await this.alarmWithin(REPORT_RETRY_MS);
   }
@@ -317,15 +339,18 @@ export class ConversionObject extends DurableObject<Env> {
   /**
    * Tells D1 (outbox_unconfirmed) how many outbox events have gone unconfirmed past their deadline:
    * sent again at least once, or not sent at all (the queue refusing) since longer than the resend
-   * delay. Written only when it changed since the last report, and the row removed once none is
-   * left. False when D1 did not take it (the object's own record is then left as it was).
+   * delay (not sent: `unsent`, or sends 0 in a row earlier code recorded). Written only when it
+   * changed since the last report, and the row removed once none is left. False when D1 did not
+   * take it (the object's own record is then left as it was).
    */
   private async reportUnconfirmed(nowMs: number): Promise<boolean> {
     const deadline = new Date(nowMs - configOf(this.env).OUTBOX_RESEND_SECONDS * 1000).toISOString();
     const current = this.sql
       .exec<{ events: number; oldest_at: string | null }>(
         `SELECT count(*) AS events, min(message ->> '$.received_at') AS oldest_at FROM outbox
-         WHERE sends >= 2 OR (sends = 0 AND message ->> '$.received_at' < ?)`,
+         WHERE sends >= 2
+           OR ((sends = 0 OR seq IN (SELECT value FROM json_each(?))) AND message ->> '$.received_at' < ?)`,
+        JSON.stringify([...this.unsent]),
         deadline,
       )
       .one();
@@ -515,7 +540,7 @@ export class ConversionObject extends DurableObject<Env> {
       if (!rewritten) continue;
       this.sql.exec("UPDATE outbox SET message = ? WHERE seq = ?", JSON.stringify(rewritten), row.seq);
       outcome.outbox++;
-      if (row.sends > 0) outcome.in_flight++;
+      if (row.sends > 0 && !this.unsent.has(row.seq)) outcome.in_flight++;
       if (!message.hash || rewritten.event === message.event) continue;
       // The object's own copy: it is what the object hashed, or what an earlier erasure attested.
       const before = attested.get(row.seq);
@@ -644,7 +669,13 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   private async scheduleNext(): Promise<void> {
-    const next = this.sql.exec<{ due: number | null }>("SELECT min(due_at) AS due FROM outbox").one().due;
+    // A row not sent yet is due at once.
+    const next = this.sql
+      .exec<{ due: number | null }>(
+        "SELECT min(iif(seq IN (SELECT value FROM json_each(?)), 0, due_at)) AS due FROM outbox",
+        JSON.stringify([...this.unsent]),
+      )
+      .one().due;
     if (next !== null) {
       await this.ctx.storage.setAlarm(Math.max(next, Date.now()));
       return;
@@ -784,7 +815,13 @@ export class ConversionObject extends DurableObject<Env> {
       hash,
       prev_hash: prevHash,
     };
-    this.sql.exec("INSERT INTO outbox (seq, message) VALUES (?, ?)", seq, JSON.stringify(message));
+    this.sql.exec(
+      "INSERT INTO outbox (seq, message, due_at, sends) VALUES (?, ?, ?, 1)",
+      seq,
+      JSON.stringify(message),
+      Date.now() + configOf(this.env).OUTBOX_RESEND_SECONDS * 1000,
+    );
+    this.unsent.add(seq);
     return answer;
   }
 

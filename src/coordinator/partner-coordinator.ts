@@ -6,7 +6,8 @@
  * whether deliveries should wait at all (its breaker, delivery/breaker.ts). It makes the attempts
  * itself (delivery/attempt.ts), so a slow or failing partner only ever slows its own object. D1 stays the record of every delivery and attempt; the
  * object keeps its work list, the pace, the breaker and the window of recent outcomes in SQLite,
- * and its alarm runs the work: an object that restarts picks up where it was.
+ * and its alarm runs the work: an object that restarts picks up where it was (its pace and window
+ * as they were up to about a second before: see LEARNED_WRITE_INTERVAL_MS).
  *
  * Nothing of it is on the ingest path: deliveries reach it from the DELIVERIES queue's consumer.
  */
@@ -81,6 +82,13 @@ const KEPT_TRANSITIONS = 20;
 /** What the partner last received of a conversion is kept this long (past the dedupe window). */
 const DELIVERED_KEPT_MS = 40 * 86_400_000;
 const PRUNE_EVERY_MS = 86_400_000;
+/**
+ * The `learned` row (pace and breaker window) is written at most this often: an answer changes it,
+ * and writing it once per answer was the coordinator's largest cost (issue 16). An instance lost
+ * between writes (evicted, crashed) loses at most this long of pace and window learning; the
+ * breaker's position is never held back.
+ */
+const LEARNED_WRITE_INTERVAL_MS = 1000;
 
 export interface CoordinatorDeps {
   /** One attempt; `previousStatus`, when given, is what `{previous_status}` renders (a coalescing partner). */
@@ -101,6 +109,10 @@ export class PartnerCoordinator extends DurableObject<Env> {
   private readonly inFlight = new Map<string, string>();
   /** The meta rows as stored (JSON text), read once: a value is written only when it changes. */
   private readonly metaCache = new Map<string, string | null>();
+  /** What the answers taught since `learned` was last written (JSON text), or null when it is stored. */
+  private unsavedLearned: string | null = null;
+  /** When this instance last wrote `learned` (epoch ms); null before its first write. */
+  private learnedSavedAtMs: number | null = null;
   /** When the last attempts started (epoch ms), for `max_per_second`. */
   private starts: number[] = [];
   /** Wakes a running pump when new work arrives. */
@@ -237,6 +249,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
       this.kick = null;
     }
     this.prune(this.deps.now());
+    this.saveLearned(this.deps.now());
     await this.scheduleNext(settings);
   }
 
@@ -385,18 +398,20 @@ export class PartnerCoordinator extends DurableObject<Env> {
     );
     // A closed breaker starts its window afresh: the failures that opened it are history.
     if (transition?.to === "closed") window = emptyWindow(seconds);
-    this.setLearned({ pace, window });
+    // A transition is stored at once, with the window that made it: a restart must not undo it.
+    this.setLearned({ pace, window }, nowMs, transition !== null);
     this.setMeta("breaker", state);
     if (transition) await this.record(partnerId, transition);
   }
 
   /**
-   * The pace and the breaker's window, one meta row written once per answer. An object written by
-   * earlier code has a `pace` row and an `outcomes` table instead: read until the first write of
-   * `learned`, which removes them.
+   * The pace and the breaker's window, one meta row, as the answers left it (maybe not written yet:
+   * see saveLearned). An object written by earlier code has a `pace` row and an `outcomes` table
+   * instead: read until the first write of `learned`, which removes them.
    */
   private learned(): Learned | null {
-    return this.getMeta<Learned>("learned");
+    const text = this.unsavedLearned ?? this.metaText("learned");
+    return text === null ? null : (JSON.parse(text) as Learned);
   }
 
   private outcomeWindow(windowSeconds: number): OutcomeWindow {
@@ -406,9 +421,28 @@ export class PartnerCoordinator extends DurableObject<Env> {
     return windowOf(outcomes, windowSeconds);
   }
 
-  private setLearned(learned: Learned): void {
-    const first = this.learned() === null;
-    this.setMeta("learned", learned);
+  /** Keeps what the answers taught; writes it now when `atOnce`, or when it is due (saveLearned). */
+  private setLearned(learned: Learned, nowMs: number, atOnce: boolean): void {
+    const text = JSON.stringify(learned);
+    this.unsavedLearned = text === this.metaText("learned") ? null : text;
+    this.saveLearned(nowMs, atOnce);
+  }
+
+  /**
+   * Writes `learned` when it changed and LEARNED_WRITE_INTERVAL_MS has passed since this instance
+   * last wrote it (or `atOnce`). What waits is written by a later answer, the pump's end, or the
+   * alarm scheduleNext sets for it, so the stored row is never more than about that interval of
+   * answers behind.
+   */
+  private saveLearned(nowMs: number, atOnce = false): void {
+    const text = this.unsavedLearned;
+    if (text === null) return;
+    const recent = this.learnedSavedAtMs !== null && nowMs - this.learnedSavedAtMs < LEARNED_WRITE_INTERVAL_MS;
+    if (recent && !atOnce) return;
+    const first = this.metaText("learned") === null;
+    this.setMetaText("learned", text);
+    this.unsavedLearned = null;
+    this.learnedSavedAtMs = nowMs;
     if (first) {
       this.sql.exec("DELETE FROM outcomes");
       this.sql.exec("DELETE FROM meta WHERE key = 'pace'");
@@ -419,13 +453,18 @@ export class PartnerCoordinator extends DurableObject<Env> {
   private async advanceBreaker(partnerId: string, settings: CoordinatorSettings, nowMs: number): Promise<void> {
     const { state, transition } = withTime(this.breaker(settings.breaker), settings.breaker, nowMs);
     if (!transition) return;
+    this.saveLearned(nowMs, true);
     this.setMeta("breaker", state);
     await this.record(partnerId, transition);
     if (transition.to === "disabled") {
       // D1 now has the partner disabled and its deliveries parked (deps.transition); enabling it
       // resubmits them, to a breaker that starts closed with an empty window.
       this.sql.exec("DELETE FROM work");
-      this.setLearned({ pace: this.pace(settings.pace), window: emptyWindow(settings.breaker.window_seconds) });
+      this.setLearned(
+        { pace: this.pace(settings.pace), window: emptyWindow(settings.breaker.window_seconds) },
+        nowMs,
+        true,
+      );
       this.setMeta("breaker", closedBreaker(settings.breaker));
       this.settingsCache = null;
     }
@@ -478,10 +517,14 @@ export class PartnerCoordinator extends DurableObject<Env> {
            ORDER BY w.due_ms LIMIT 1`,
         )
         .toArray()[0]?.due ?? null;
-    // Transitions D1 has not taken yet are told again soon, work or none.
+    const now = this.deps.now();
+    // Transitions D1 has not taken yet are told again soon, work or none; learning not written
+    // yet is written once it is due.
     const unreported = (this.getMeta<Transition[]>("unreported") ?? []).length > 0;
+    const saveAt = this.unsavedLearned === null ? null : (this.learnedSavedAtMs ?? now) + LEARNED_WRITE_INTERVAL_MS;
     if (next === null) {
-      if (unreported) await this.ctx.storage.setAlarm(this.deps.now() + ERROR_RETRY_MS);
+      const soonest = Math.min(unreported ? now + ERROR_RETRY_MS : Infinity, saveAt ?? Infinity);
+      if (Number.isFinite(soonest)) await this.ctx.storage.setAlarm(soonest);
       return;
     }
     const breaker = this.breaker(settings.breaker);
@@ -491,9 +534,9 @@ export class PartnerCoordinator extends DurableObject<Env> {
       breaker.position === "open" ? (breaker.probe_at_ms ?? next) : next,
       pace.paused_until_ms ?? 0,
       // Stopped by the budget or the rate cap with work due: carry on at once (the alarm runs soon).
-      this.deps.now(),
+      now,
     );
-    await this.ctx.storage.setAlarm(at);
+    await this.ctx.storage.setAlarm(Math.min(at, saveAt ?? at));
   }
 
   private async wake(atMs: number): Promise<void> {
@@ -541,7 +584,10 @@ export class PartnerCoordinator extends DurableObject<Env> {
 
   /** Writes the value only when it differs from the stored one (this object is the only writer of its storage). */
   private setMeta(key: string, value: unknown): void {
-    const text = JSON.stringify(value);
+    this.setMetaText(key, JSON.stringify(value));
+  }
+
+  private setMetaText(key: string, text: string): void {
     if (this.metaText(key) === text) return;
     this.sql.exec(
       "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
