@@ -31,6 +31,9 @@ interface Script {
   order: "ordered" | "coalesce";
   /** An attempt of a delivery named here waits for its promise before answering. */
   gates: Map<string, Promise<void>>;
+  /** Each write of attempt counts to D1 (addCounts), in order; `refuseCounts` makes the next ones fail. */
+  counted: Record<string, number>[];
+  refuseCounts: boolean;
 }
 
 interface ScriptOptions {
@@ -55,6 +58,8 @@ function scripted(
     superseded: [],
     previousStatus: new Map(),
     order: "ordered",
+    counted: [],
+    refuseCounts: false,
   };
   const attempts = new Map<string, number>();
   let inFlight = 0;
@@ -77,6 +82,10 @@ function scripted(
     transition: async (_partner, transition) => {
       script.transitions.push({ to: transition.to, reason: transition.reason });
     },
+    addCounts: async (_partner, counts) => {
+      if (script.refuseCounts) throw new Error("D1 is down");
+      script.counted.push({ ...counts });
+    },
     attempt: async (id, options): Promise<AttemptReport> => {
       script.previousStatus.set(id, options.previousStatus);
       const n = (attempts.get(id) ?? 0) + 1;
@@ -88,10 +97,13 @@ function scripted(
       await new Promise((resolve) => setTimeout(resolve, 5));
       inFlight--;
       const answer = script.answers(id, n);
+      // What the real attempt reports of the attempt it recorded, for the coordinator to add up.
+      const counts = { [JSON.stringify(["attempts", answer === "timeout" ? "timeout" : String(answer.status)])]: 1 };
       if (answer === "timeout")
         return {
           retryInSeconds: 5,
           sent: { outcome: { kind: "timeout" }, latencyMs: 10_000, retryAfterSeconds: null },
+          counts,
         };
       const ok = answer.status >= 200 && answer.status <= 299;
       return {
@@ -105,6 +117,7 @@ function scripted(
           latencyMs: answer.latencyMs ?? 20,
           retryAfterSeconds: answer.retryAfter ?? null,
         },
+        counts,
       };
     },
   };
@@ -296,6 +309,48 @@ describe("writing what the answers taught", () => {
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(learnedWrites()).toBe(2);
     expect(await storedWindow(stub)).toEqual({ attempts: 40, failures: 0 });
+  });
+
+  /** Every count written to D1, summed by key. */
+  function totals(counted: Record<string, number>[]): Record<string, number> {
+    const sum: Record<string, number> = {};
+    for (const counts of counted) for (const [key, value] of Object.entries(counts)) sum[key] = (sum[key] ?? 0) + value;
+    return sum;
+  }
+
+  it("adds the attempts' /metrics counts to D1 at most once a second, summed, and every one of them", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted((id) => ({ status: id.endsWith("7") ? 503 : 200 }));
+    await withDeps(stub, deps);
+    await stub.submit(
+      "ptn_counts",
+      Array.from({ length: 40 }, (_, i) => item(`m${i}`, `c${i}`, 1)),
+    );
+    await drain(stub);
+    expect(script.log.length).toBeGreaterThanOrEqual(40);
+    // Within one second of the script's clock: the first attempt's counts are written, the rest wait.
+    expect(script.counted).toHaveLength(1);
+    script.clock.now += 1_000;
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(script.counted).toHaveLength(2);
+    const ok = JSON.stringify(["attempts", "200"]);
+    const failed = JSON.stringify(["attempts", "503"]);
+    expect(totals(script.counted)).toEqual({ [ok]: 36, [failed]: script.log.length - 36 });
+  });
+
+  it("keeps the counts D1 refused and writes them with the next ones", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted(() => ({ status: 200 }));
+    await withDeps(stub, deps);
+    script.refuseCounts = true;
+    await stub.submit("ptn_counts_refused", [item("r1", "c1", 1), item("r2", "c2", 1)]);
+    await drain(stub);
+    expect(script.counted).toEqual([]);
+    script.refuseCounts = false;
+    await stub.submit("ptn_counts_refused", [item("r3", "c3", 1)]);
+    script.clock.now += 1_000;
+    await drain(stub);
+    expect(totals(script.counted)).toEqual({ [JSON.stringify(["attempts", "200"])]: 3 });
   });
 
   it("writes a breaker opening at once, with the window that opened it", async () => {

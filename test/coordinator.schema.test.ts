@@ -29,6 +29,7 @@ function recordingDeps(sent: string[]): CoordinatorDeps {
       breaker: DEFAULT_BREAKER,
     }),
     transition: async () => {},
+    addCounts: async () => {},
     attempt: async (id): Promise<AttemptReport> => {
       sent.push(id);
       return {

@@ -253,7 +253,7 @@ describe("GET /v1/stats", () => {
       lease: null,
     });
     for (const record of [attempt(1, "retry"), attempt(1, "retry"), attempt(2, "delivered"), attempt(2, "delivered")]) {
-      await env.DB.batch(finishAttemptStatements(env.DB, record));
+      await env.DB.batch(finishAttemptStatements(env.DB, record, { countMetrics: true }));
     }
     const body = await stats({ network_id: id, group_by: "partner", ...DAY });
     expect(body.data[0]?.deliveries).toEqual({ attempts: 2, delivered: 1, failed: 0, success_rate: 1 });

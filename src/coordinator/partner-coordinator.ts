@@ -29,6 +29,7 @@ import { type BreakerSettings, DEFAULT_BREAKER, DEFAULT_MAX_IN_FLIGHT, type Deli
 import type { ConversionStatus } from "../domain/postback";
 import { logLine } from "../lib/log";
 import { supersedeDeliveriesStatement } from "../storage/deliveries";
+import { addAttemptCountsStatement } from "../storage/metrics";
 import { partnerCoordination } from "../storage/partners";
 import { recordTransition } from "./partner-health";
 
@@ -89,10 +90,18 @@ const PRUNE_EVERY_MS = 86_400_000;
  * breaker's position is never held back.
  */
 const LEARNED_WRITE_INTERVAL_MS = 1000;
+/**
+ * The attempts' /metrics counts are added to D1 at most this often, summed (one row written per
+ * write instead of one per attempt, issue 16). An instance lost between writes leaves at most this
+ * long of attempts uncounted in /metrics; the attempts themselves are recorded in D1 as they end.
+ */
+const COUNTS_WRITE_INTERVAL_MS = 1000;
 
 export interface CoordinatorDeps {
   /** One attempt; `previousStatus`, when given, is what `{previous_status}` renders (a coalescing partner). */
   attempt(deliveryId: string, options: { previousStatus?: ConversionStatus | null }): Promise<AttemptReport>;
+  /** Adds the summed /metrics counts of recorded attempts to D1 (storage/metrics.ts addAttemptCountsStatement). */
+  addCounts(partnerId: string, counts: Readonly<Record<string, number>>): Promise<void>;
   /** Marks deliveries superseded in D1 (never sent: a newer state went, or had gone, instead). */
   supersede(deliveryIds: readonly string[], reason: string): Promise<void>;
   /** Told of every breaker transition (recorded and alerted by the caller). */
@@ -113,6 +122,10 @@ export class PartnerCoordinator extends DurableObject<Env> {
   private unsavedLearned: string | null = null;
   /** When this instance last wrote `learned` (epoch ms); null before its first write. */
   private learnedSavedAtMs: number | null = null;
+  /** The /metrics counts of the attempts recorded since the last write to D1 (see COUNTS_WRITE_INTERVAL_MS). */
+  private unsavedCounts = new Map<string, number>();
+  /** When this instance last added counts to D1 (epoch ms); null before its first write. */
+  private countsSavedAtMs: number | null = null;
   /** When the last attempts started (epoch ms), for `max_per_second`. */
   private starts: number[] = [];
   /** Wakes a running pump when new work arrives. */
@@ -250,7 +263,31 @@ export class PartnerCoordinator extends DurableObject<Env> {
     }
     this.prune(this.deps.now());
     this.saveLearned(this.deps.now());
+    await this.saveCounts(partnerId, this.deps.now());
     await this.scheduleNext(settings);
+  }
+
+  /**
+   * Adds the unsaved attempt counts to D1 when COUNTS_WRITE_INTERVAL_MS has passed since the last
+   * write; what waits is written by a later attempt, the pump's end or the alarm scheduleNext sets.
+   * Counts D1 refused are kept for the next write.
+   */
+  private async saveCounts(partnerId: string, nowMs: number): Promise<void> {
+    if (this.unsavedCounts.size === 0) return;
+    if (this.countsSavedAtMs !== null && nowMs - this.countsSavedAtMs < COUNTS_WRITE_INTERVAL_MS) return;
+    const counts = this.unsavedCounts;
+    this.unsavedCounts = new Map();
+    this.countsSavedAtMs = nowMs;
+    try {
+      await this.deps.addCounts(partnerId, Object.fromEntries(counts));
+    } catch (error) {
+      logLine("warn", {
+        message: "attempt counts not written; keeping them",
+        partner_id: partnerId,
+        error: String(error),
+      });
+      for (const [key, value] of counts) this.unsavedCounts.set(key, (this.unsavedCounts.get(key) ?? 0) + value);
+    }
   }
 
   /** How many attempts may start now under `max_per_second`, and how long until one more may. */
@@ -303,7 +340,11 @@ export class PartnerCoordinator extends DurableObject<Env> {
       return;
     }
     const now = this.deps.now();
+    for (const [key, value] of Object.entries(report.counts ?? {})) {
+      this.unsavedCounts.set(key, (this.unsavedCounts.get(key) ?? 0) + value);
+    }
     if (report.sent) await this.learn(partnerId, settings, report.sent, now);
+    await this.saveCounts(partnerId, now);
     if (report.retryInSeconds === null) {
       this.sql.exec(`DELETE FROM work WHERE ${WORK_KEY}`, ...workKey(item));
       const sent = report.sent?.outcome;
@@ -521,9 +562,12 @@ export class PartnerCoordinator extends DurableObject<Env> {
     // Transitions D1 has not taken yet are told again soon, work or none; learning not written
     // yet is written once it is due.
     const unreported = (this.getMeta<Transition[]>("unreported") ?? []).length > 0;
-    const saveAt = this.unsavedLearned === null ? null : (this.learnedSavedAtMs ?? now) + LEARNED_WRITE_INTERVAL_MS;
+    const saveAt = Math.min(
+      this.unsavedLearned === null ? Infinity : (this.learnedSavedAtMs ?? now) + LEARNED_WRITE_INTERVAL_MS,
+      this.unsavedCounts.size === 0 ? Infinity : (this.countsSavedAtMs ?? now) + COUNTS_WRITE_INTERVAL_MS,
+    );
     if (next === null) {
-      const soonest = Math.min(unreported ? now + ERROR_RETRY_MS : Infinity, saveAt ?? Infinity);
+      const soonest = Math.min(unreported ? now + ERROR_RETRY_MS : Infinity, saveAt);
       if (Number.isFinite(soonest)) await this.ctx.storage.setAlarm(soonest);
       return;
     }
@@ -536,7 +580,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
       // Stopped by the budget or the rate cap with work due: carry on at once (the alarm runs soon).
       now,
     );
-    await this.ctx.storage.setAlarm(Math.min(at, saveAt ?? at));
+    await this.ctx.storage.setAlarm(Math.min(at, saveAt));
   }
 
   private async wake(atMs: number): Promise<void> {
@@ -696,7 +740,11 @@ function defaultDeps(env: Env): CoordinatorDeps {
     };
   };
   return {
-    attempt: (deliveryId, options) => attemptDelivery(deliveryId, attemptDeps(), options),
+    // The coordinator adds the attempts' /metrics counts itself, summed (saveCounts).
+    attempt: (deliveryId, options) => attemptDelivery(deliveryId, attemptDeps(), { ...options, countsToCaller: true }),
+    addCounts: async (partnerId, counts) => {
+      await addAttemptCountsStatement(env.DB, partnerId, counts).run();
+    },
     supersede: async (ids, reason) => {
       await env.DB.batch([supersedeDeliveriesStatement(env.DB, ids, reason, new Date().toISOString())]);
     },

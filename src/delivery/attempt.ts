@@ -22,6 +22,7 @@ import {
   releaseLeaseStatement,
   unclaimStatement,
 } from "../storage/deliveries";
+import { attemptCounts } from "../storage/metrics";
 import { clicksById } from "../storage/offers";
 import { afterAttempt } from "./delivery-state";
 import { sendPartnerRequest } from "./partner-client";
@@ -47,6 +48,8 @@ export interface AttemptReport {
   retryInSeconds: number | null;
   /** The request and its outcome, when one was sent. */
   sent: { outcome: AttemptOutcome; latencyMs: number; retryAfterSeconds: number | null } | null;
+  /** With `countsToCaller`: the /metrics counts of the attempt it recorded (storage/metrics.ts), if it recorded one. */
+  counts?: Record<string, number>;
 }
 
 /** Early queue redelivery is tolerated by this much before a message counts as not yet due. */
@@ -79,6 +82,11 @@ async function clickOf(payload: DeliveryPayload, db: D1, nowMs: number): Promise
 export interface AttemptOptions {
   /** What `{previous_status}` says: for a coalescing partner, the status it last received. */
   previousStatus?: ConversionStatus | null;
+  /**
+   * The caller adds the attempt's /metrics counts itself (a partner coordinator, at most once a
+   * second): the attempt's batch leaves them out and the report carries them.
+   */
+  countsToCaller?: boolean;
 }
 
 /** Makes the attempt if it is due. */
@@ -152,11 +160,11 @@ async function attemptClaimed(
         reason: built.reason,
       });
     }
-    await failWithoutSending(delivery, partner, startedMs, deps, {
+    const counts = await failWithoutSending(delivery, partner, startedMs, deps, options, {
       error_class: built.error_class,
       error: blocked ? `blocked before sending: ${built.reason}` : built.reason,
     });
-    return { retryInSeconds: null, sent: null };
+    return { retryInSeconds: null, sent: null, ...counts };
   }
   const request = built.request;
   const result = await sendPartnerRequest(request, { timeoutMs: partner.timeout_ms, fetch: deps.fetch, now });
@@ -181,14 +189,18 @@ async function attemptClaimed(
     response_excerpt: result.excerpt,
     outcome: next.outcome,
   };
-  const statements = finishAttemptStatements(deps.db, {
-    attempt: attemptRow,
-    state: next.state,
-    retries: next.retries,
-    next_attempt_at: next.retryInSeconds === null ? null : iso(finishedMs + next.retryInSeconds * 1000),
-    now: iso(finishedMs),
-    lease: delivery.lease_until,
-  });
+  const statements = finishAttemptStatements(
+    deps.db,
+    {
+      attempt: attemptRow,
+      state: next.state,
+      retries: next.retries,
+      next_attempt_at: next.retryInSeconds === null ? null : iso(finishedMs + next.retryInSeconds * 1000),
+      now: iso(finishedMs),
+      lease: delivery.lease_until,
+    },
+    { countMetrics: !options.countsToCaller },
+  );
   if (next.disablesPartner) statements.push(...disablePartnerStatements(deps.db, partner.id, "gone", iso(finishedMs)));
   await deps.db.batch(statements);
   if (next.disablesPartner) {
@@ -199,38 +211,49 @@ async function attemptClaimed(
   return {
     retryInSeconds: next.retryInSeconds,
     sent: { outcome: result.outcome, latencyMs: result.latencyMs, retryAfterSeconds },
+    ...(options.countsToCaller ? { counts: attemptCounts(attemptRow, next.state) } : {}),
   };
 }
 
-/** Records an attempt that never left (the request could not be rendered, or was blocked) and fails the delivery. */
+/**
+ * Records an attempt that never left (the request could not be rendered, or was blocked) and fails
+ * the delivery; answers its counts when the caller adds them (`countsToCaller`).
+ */
 async function failWithoutSending(
   delivery: DeliveryRow,
   partner: Partner,
   startedMs: number,
   deps: AttemptDeps,
+  options: AttemptOptions,
   failure: { error_class: "render" | "blocked"; error: string },
-): Promise<void> {
+): Promise<Pick<AttemptReport, "counts">> {
   const iso = (ms: number) => new Date(ms).toISOString();
+  const attempt: AttemptRow = {
+    delivery_id: delivery.id,
+    attempt: delivery.attempts,
+    partner_id: partner.id,
+    started_at: iso(startedMs),
+    http_status: null,
+    ...failure,
+    latency_ms: 0,
+    response_excerpt: null,
+    outcome: "failed",
+  };
   await deps.db.batch(
-    finishAttemptStatements(deps.db, {
-      attempt: {
-        delivery_id: delivery.id,
-        attempt: delivery.attempts,
-        partner_id: partner.id,
-        started_at: iso(startedMs),
-        http_status: null,
-        ...failure,
-        latency_ms: 0,
-        response_excerpt: null,
-        outcome: "failed",
+    finishAttemptStatements(
+      deps.db,
+      {
+        attempt,
+        state: "failed",
+        retries: delivery.retries,
+        next_attempt_at: null,
+        now: iso((deps.now ?? Date.now)()),
+        lease: delivery.lease_until,
       },
-      state: "failed",
-      retries: delivery.retries,
-      next_attempt_at: null,
-      now: iso((deps.now ?? Date.now)()),
-      lease: delivery.lease_until,
-    }),
+      { countMetrics: !options.countsToCaller },
+    ),
   );
+  return options.countsToCaller ? { counts: attemptCounts(attempt, "failed") } : {};
 }
 
 function describeOutcome(outcome: AttemptOutcome): Pick<AttemptRow, "http_status" | "error_class" | "error"> {

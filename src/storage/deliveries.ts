@@ -180,12 +180,19 @@ export interface AttemptRecord {
   lease: string | null;
 }
 
-/** The attempt's row and the delivery's new state, to run in one batch. */
-export function finishAttemptStatements(db: D1, record: AttemptRecord): D1PreparedStatement[] {
+/**
+ * The attempt's row and the delivery's new state, to run in one batch; with its /metrics counters,
+ * unless the caller counts them itself (`countMetrics: false`, a partner coordinator's buffer).
+ */
+export function finishAttemptStatements(
+  db: D1,
+  record: AttemptRecord,
+  { countMetrics }: { countMetrics: boolean },
+): D1PreparedStatement[] {
   const a = record.attempt;
   return [
     countAttemptStatement(db, a),
-    countAttemptMetricsStatement(db, a, record.state),
+    ...(countMetrics ? [countAttemptMetricsStatement(db, a, record.state)] : []),
     db
       .prepare(
         `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, error_class, error,
