@@ -420,40 +420,71 @@ describe("ConversionObject outbox", () => {
     expect(await outboxRow(stub)).toMatchObject({ sends: 1 });
   });
 
-  it("sends an event its lost instance never sent from a new instance, at the event's resend time", async () => {
+  it("sends an event its lost instance never sent from a new instance at its first alarm, writing nothing", async () => {
     const network = await createNetwork();
     const body = makePostback();
     const stub = stubFor(network.id, String(body.transaction_id));
     let refused = 0;
     await runInDurableObject(stub, (instance: ConversionObject) => {
-      instance.eventsQueue = {
-        sendBatch: async () => {
-          refused++;
-          throw new Error("injected: queue refused the send");
-        },
-      };
+      instance.eventsQueue = refusingQueue(() => refused++);
     });
     const resendMs = Number(env.OUTBOX_RESEND_SECONDS) * 1000;
     const recordedFrom = Date.now();
     await send(network, body);
     await eventually(async () => (refused > 0 ? true : null));
+    const recorded = await outboxRow(stub);
+    expect(recorded).toMatchObject({ sends: 1 });
+    expect(recorded.due_at).toBeGreaterThanOrEqual(recordedFrom + resendMs);
     // A new instance over the same storage, without the memory of the row it was to send first
-    // (workerd's abort() cannot be caught in a test): the row waits for its due time.
+    // (workerd's abort() cannot be caught in a test). Its send goes through the real queue.
     const sent: EventMessage[] = [];
-    const restarted = await runInDurableObject(stub, async (_instance, state) => {
+    const writes = await runInDurableObject(stub, async (_instance, state) => {
+      const writes = countSqlWrites(state);
       const instance = new ConversionObject(state, env);
-      instance.eventsQueue = losingQueue(sent);
+      instance.eventsQueue = forwardingQueue(sent);
       await instance.alarm();
-      return instance;
+      return writes;
     });
-    expect(sent).toEqual([]);
-    const row = await outboxRow(stub);
-    expect(row.due_at).toBeGreaterThanOrEqual(recordedFrom + resendMs);
-    expect(await alarmOf(stub)).toBe(row.due_at);
-    // Its due time comes: the new instance sends it.
-    await makeOutboxDue(stub);
-    await runInDurableObject(stub, () => restarted.alarm());
     expect(sent.map((message) => message.transaction_id)).toEqual([body.transaction_id]);
+    expect(Date.now()).toBeLessThan(recorded.due_at);
+    // D1 has the event, and its receipt takes the row away: the send itself wrote nothing.
+    const row = await eventually(() => conversionInD1(network.id, String(body.transaction_id)));
+    expect(row.status).toBe("approved");
+    await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+    expect(outboxWrites(writes())).toEqual(["DELETE FROM outbox"]);
+  });
+
+  it("sends every row again from a new instance whose first send the queue refused", async () => {
+    const network = await createNetwork();
+    const body = makePostback({ status: "pending" });
+    const stub = stubFor(network.id, String(body.transaction_id));
+    let refused = 0;
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      instance.eventsQueue = refusingQueue(() => refused++);
+    });
+    const first = await send(network, body);
+    await send(network, { ...body, status: "approved" });
+    await eventually(async () => (refused > 0 ? true : null));
+    const sent: EventMessage[] = [];
+    await runInDurableObject(stub, async (_instance, state) => {
+      const instance = new ConversionObject(state, env);
+      let refusals = 0;
+      const losing = losingQueue(sent);
+      instance.eventsQueue = {
+        sendBatch: async (messages, options) => {
+          if (refusals++ === 0) throw new Error("injected: queue refused the send");
+          return losing.sendBatch(messages, options);
+        },
+      };
+      await instance.alarm();
+      expect(sent).toEqual([]);
+      // A receipt for the first event, before any send: the wake-up it sets is at once, not the other row's due time.
+      await instance.confirm([first.event_id]);
+      expect(await state.storage.getAlarm()).toBeLessThanOrEqual(Date.now());
+      await instance.alarm();
+    });
+    expect(sent.map((message) => message.conversion.status)).toEqual(["approved"]);
+    expect(await outboxRow(stub)).toMatchObject({ sends: 1 });
   });
 
   it("upgrades an object written before receipts existed and still sends its row", async () => {
@@ -660,6 +691,27 @@ function losingQueue(sent: EventMessage[]): EventsQueue {
     sendBatch: async (messages) => {
       sent.push(...[...messages].map((message) => message.body));
       return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } };
+    },
+  };
+}
+
+/** Refuses every send, telling `onRefusal` each time. */
+function refusingQueue(onRefusal: () => void): EventsQueue {
+  return {
+    sendBatch: async () => {
+      onRefusal();
+      throw new Error("injected: queue refused the send");
+    },
+  };
+}
+
+/** Passes every send on to the real EVENTS queue, keeping what it was sent. */
+function forwardingQueue(sent: EventMessage[]): EventsQueue {
+  return {
+    sendBatch: async (messages, options) => {
+      const batch = [...messages];
+      sent.push(...batch.map((message) => message.body));
+      return env.EVENTS.sendBatch(batch, options);
     },
   };
 }

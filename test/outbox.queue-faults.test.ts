@@ -243,3 +243,46 @@ it("counts an event the queue refused for longer than the resend delay, and stop
   await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
   expect(await unconfirmedGauge()).toEqual({ events: 0, oldest_age_seconds: 0 });
 });
+
+it("counts an event a lost instance never sent, when the new instance's queue refuses it past the resend delay", async () => {
+  const network = await createNetwork();
+  const body = makePostback();
+  const stub = env.CONVERSIONS.getByName(conversionObjectName(network.id, String(body.transaction_id), false));
+  const id = stub.id.toString();
+  let refused = 0;
+  const refusing = {
+    sendBatch: async () => {
+      refused++;
+      throw new Error("injected: queue refused the send");
+    },
+  };
+  await runInDurableObject(stub, (instance: ConversionObject) => {
+    instance.eventsQueue = refusing;
+  });
+  expect((await postback(network, body)).status).toBe(200);
+  await eventually(async () => (refused > 0 ? true : null));
+
+  // An hour later, a new instance (workerd's abort() cannot be caught in a test) finds the row as
+  // it was recorded, charged for a send it never got, and the queue still refuses. The old
+  // instance's retries are stopped, so that only the new one reports.
+  const hourAgo = Date.now() - 3_600_000;
+  await runInDurableObject(stub, async (_instance, state) => {
+    state.storage.sql.exec(
+      "UPDATE outbox SET message = json_set(message, '$.received_at', ?), due_at = ?",
+      new Date(hourAgo).toISOString(),
+      hourAgo + Number(env.OUTBOX_RESEND_SECONDS) * 1000,
+    );
+    const instance = new ConversionObject(state, env);
+    instance.eventsQueue = refusing;
+    await instance.alarm();
+    await state.storage.deleteAlarm();
+  });
+  expect(await unconfirmedRows([id])).toEqual([{ object_id: id, events: 1 }]);
+
+  await runInDurableObject(stub, (instance: ConversionObject) => {
+    instance.eventsQueue = env.EVENTS;
+    return instance.alarm();
+  });
+  await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
+  await eventually(async () => ((await unconfirmedRows([id])).length === 0 ? true : null));
+});

@@ -127,10 +127,18 @@ export class ConversionObject extends DurableObject<Env> {
   /**
    * The outbox rows this instance recorded and has not sent yet: its alarm sends them at once. A
    * row is recorded already charged for its first send (sends 1, due a resend delay later: what
-   * sending it would have written), so that send writes nothing. Lost with the instance: a row it
-   * never sent goes at its due time, OUTBOX_RESEND_SECONDS after it was recorded, as a resend.
+   * sending it would have written), so that send writes nothing. Lost with the instance, which is
+   * why a new instance sends every row it holds at once (see `sentEarlierRows`).
    */
   private readonly unsent = new Set<number>();
+  /**
+   * Whether this instance's alarm has sent the rows it found in storage. Until then it cannot tell a
+   * row an earlier instance sent from one it recorded and was lost (evicted, crashed, restarted by a
+   * deploy) before sending, so it sends them all at once rather than leave one to its due time,
+   * OUTBOX_RESEND_SECONDS late. A second copy of a sent event is harmless: the events consumer keeps
+   * its history by event id.
+   */
+  private sentEarlierRows = false;
   private flushFailures = 0;
   private schemaReady = false;
 
@@ -257,9 +265,9 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   /**
-   * Sends the outbox rows this instance has not sent yet, and the due ones (sent ones still
-   * waiting for their receipt after the resend delay), to the EVENTS queue. When the queue
-   * refuses, tries again later, forever.
+   * Sends the outbox rows this instance has not sent yet (on its first send, every row it holds),
+   * and the due ones (sent ones still waiting for their receipt after the resend delay), to the
+   * EVENTS queue. When the queue refuses, tries again later, forever.
    */
   override async alarm(): Promise<void> {
     if (!this.hasSchema()) return;
@@ -267,15 +275,17 @@ export class ConversionObject extends DurableObject<Env> {
     const rows = this.sql
       .exec<{ seq: number; message: string; sends: number; due_at: number }>(
         `SELECT seq, message, sends, due_at FROM outbox
-         WHERE seq IN (SELECT value FROM json_each(?)) OR due_at <= ? ORDER BY seq LIMIT ?`,
+         WHERE ? OR seq IN (SELECT value FROM json_each(?)) OR due_at <= ? ORDER BY seq LIMIT ?`,
+        this.sentEarlierRows ? 0 : 1,
         JSON.stringify([...this.unsent]),
         now,
         OUTBOX_BATCH,
       )
       .toArray();
     const first = rows.filter((row) => this.unsent.has(row.seq));
-    // The others are due: resends, and rows an earlier instance (or earlier code) recorded.
-    const due = rows.filter((row) => !this.unsent.has(row.seq));
+    // Resends, and rows an earlier instance (or earlier code) recorded whose due time came. An
+    // earlier row sent early, before its due time, is charged nothing: it is not known to be a resend.
+    const due = rows.filter((row) => !this.unsent.has(row.seq) && row.due_at <= now);
     const resent = due.filter((row) => row.sends > 0).length;
     if (rows.length > 0) {
       try {
@@ -298,6 +308,7 @@ export class ConversionObject extends DurableObject<Env> {
         return;
       }
       this.flushFailures = 0;
+      this.sentEarlierRows = true;
       for (const row of first) this.unsent.delete(row.seq);
       const resendMs = configOf(this.env).OUTBOX_RESEND_SECONDS * 1000;
       if (due.length > 0) {
@@ -339,7 +350,8 @@ export class ConversionObject extends DurableObject<Env> {
   /**
    * Tells D1 (outbox_unconfirmed) how many outbox events have gone unconfirmed past their deadline:
    * sent again at least once, or not sent at all (the queue refusing) since longer than the resend
-   * delay (not sent: `unsent`, or sends 0 in a row earlier code recorded). Written only when it
+   * delay (not sent: `unsent`, sends 0 in a row earlier code recorded, or any row until this
+   * instance has sent the earlier ones, which may never have been sent). Written only when it
    * changed since the last report, and the row removed once none is left. False when D1 did not
    * take it (the object's own record is then left as it was).
    */
@@ -349,7 +361,8 @@ export class ConversionObject extends DurableObject<Env> {
       .exec<{ events: number; oldest_at: string | null }>(
         `SELECT count(*) AS events, min(message ->> '$.received_at') AS oldest_at FROM outbox
          WHERE sends >= 2
-           OR ((sends = 0 OR seq IN (SELECT value FROM json_each(?))) AND message ->> '$.received_at' < ?)`,
+           OR ((sends = 0 OR ? OR seq IN (SELECT value FROM json_each(?))) AND message ->> '$.received_at' < ?)`,
+        this.sentEarlierRows ? 0 : 1,
         JSON.stringify([...this.unsent]),
         deadline,
       )
@@ -669,10 +682,12 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   private async scheduleNext(): Promise<void> {
-    // A row not sent yet is due at once.
+    // A row not sent yet is due at once, and so is every row until this instance has sent them
+    // (a receipt may be the first thing a new instance does, and its wake-up replaces the one set).
     const next = this.sql
       .exec<{ due: number | null }>(
-        "SELECT min(iif(seq IN (SELECT value FROM json_each(?)), 0, due_at)) AS due FROM outbox",
+        "SELECT min(iif(? OR seq IN (SELECT value FROM json_each(?)), 0, due_at)) AS due FROM outbox",
+        this.sentEarlierRows ? 0 : 1,
         JSON.stringify([...this.unsent]),
       )
       .one().due;
