@@ -371,7 +371,7 @@ describe("ConversionObject outbox", () => {
     ).toEqual({ n: 0 });
   });
 
-  it("sends a new event at once without writing its outbox row again", async () => {
+  it("sends a new event at once without writing its event row again", async () => {
     const network = await createNetwork();
     const body = makePostback();
     const stub = stubFor(network.id, String(body.transaction_id));
@@ -386,7 +386,7 @@ describe("ConversionObject outbox", () => {
     await eventually(async () => (sent.length === 1 ? true : null));
     // The alarm is done once it set the next one: the resend, when D1 has not confirmed the event.
     await eventually(async () => (((await alarmOf(stub)) ?? 0) >= recordedFrom + resendMs ? true : null));
-    expect(outboxWrites(writes())).toEqual(["INSERT INTO outbox"]);
+    expect(eventWrites(writes())).toEqual(["INSERT INTO events: 1"]);
     expect(await outboxRow(stub)).toMatchObject({ sends: 1, due_at: await alarmOf(stub) });
   });
 
@@ -416,7 +416,7 @@ describe("ConversionObject outbox", () => {
     await eventually(async () => (sent.length === 1 ? true : null));
     expect(refused).toBe(1);
     await eventually(async () => (((await alarmOf(stub)) ?? 0) >= recordedFrom + resendMs ? true : null));
-    expect(outboxWrites(writes())).toEqual(["INSERT INTO outbox"]);
+    expect(eventWrites(writes())).toEqual(["INSERT INTO events: 1"]);
     expect(await outboxRow(stub)).toMatchObject({ sends: 1 });
   });
 
@@ -451,7 +451,7 @@ describe("ConversionObject outbox", () => {
     const row = await eventually(() => conversionInD1(network.id, String(body.transaction_id)));
     expect(row.status).toBe("approved");
     await eventually(async () => ((await stub.inspect()).outbox === 0 ? true : null));
-    expect(outboxWrites(writes())).toEqual(["DELETE FROM outbox"]);
+    expect(eventWrites(writes())).toEqual(["UPDATE events: 1"]);
   });
 
   it("sends every row again from a new instance whose first send the queue refused", async () => {
@@ -676,13 +676,18 @@ function alarmOf(stub: ConversionStub): Promise<number | null> {
 
 function outboxRow(stub: ConversionStub): Promise<{ sends: number; due_at: number }> {
   return runInDurableObject(stub, (_instance, state) =>
-    state.storage.sql.exec<{ sends: number; due_at: number }>("SELECT sends, due_at FROM outbox").one(),
+    state.storage.sql
+      .exec<{ sends: number; due_at: number }>("SELECT sends, due_at FROM events WHERE message IS NOT NULL")
+      .one(),
   );
 }
 
-/** The statements that wrote outbox rows, by their first words. */
-function outboxWrites(writes: readonly SqlWrite[]): string[] {
-  return writes.flatMap((write) => /^(INSERT INTO|UPDATE|DELETE FROM) outbox\b/.exec(write.sql)?.[0] ?? []);
+/** The statements that wrote event rows (the outbox is in them), by their first words, with the rows each wrote. */
+function eventWrites(writes: readonly SqlWrite[]): string[] {
+  return writes.flatMap((write) => {
+    const statement = /^(INSERT INTO|UPDATE|DELETE FROM) events\b/.exec(write.sql)?.[0];
+    return statement ? [`${statement}: ${write.rows}`] : [];
+  });
 }
 
 /** Takes every send and loses it (nothing reaches D1), keeping what it was sent. */
@@ -718,7 +723,7 @@ function forwardingQueue(sent: EventMessage[]): EventsQueue {
 
 function makeOutboxDue(stub: ConversionStub): Promise<void> {
   return runInDurableObject(stub, (_instance, state) => {
-    state.storage.sql.exec("UPDATE outbox SET due_at = 0");
+    state.storage.sql.exec("UPDATE events SET due_at = 0 WHERE message IS NOT NULL");
   });
 }
 

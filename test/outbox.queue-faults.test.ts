@@ -93,7 +93,7 @@ it("loses nothing when the outbox's queue refuses, then loses, every event's fir
   await eventually(async () => (injected.swallowed === CONVERSIONS ? true : null), 20_000);
   for (const stub of stubs) {
     await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec("UPDATE outbox SET due_at = 0");
+      state.storage.sql.exec("UPDATE events SET due_at = 0 WHERE message IS NOT NULL");
     });
     await runDurableObjectAlarm(stub);
   }
@@ -169,7 +169,7 @@ it("keeps a gauge of events unconfirmed past their deadline, back to 0 once D1 c
   const resendAll = async () => {
     for (const stub of stubs) {
       await runInDurableObject(stub, (_instance, state) => {
-        state.storage.sql.exec("UPDATE outbox SET due_at = 0");
+        state.storage.sql.exec("UPDATE events SET due_at = 0 WHERE message IS NOT NULL");
       });
       await runDurableObjectAlarm(stub);
     }
@@ -190,7 +190,7 @@ it("keeps a gauge of events unconfirmed past their deadline, back to 0 once D1 c
   expect((await unconfirmedGauge()).events).toBe(count);
   for (const stub of stubs) {
     await runInDurableObject(stub, async (_instance, state) => {
-      state.storage.sql.exec("UPDATE outbox SET due_at = 0");
+      state.storage.sql.exec("UPDATE events SET due_at = 0 WHERE message IS NOT NULL");
       await new ConversionObject(state, env).alarm();
     });
   }
@@ -223,8 +223,13 @@ it("counts an event the queue refused for longer than the resend delay, and stop
   // An hour of refusals (the row's receipt time moved back an hour): the alarm reports it, unsent.
   const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
   const original = await runInDurableObject(stub, (_instance, state) => {
-    const { message } = state.storage.sql.exec<{ message: string }>("SELECT message FROM outbox").one();
-    state.storage.sql.exec("UPDATE outbox SET message = json_set(message, '$.received_at', ?)", hourAgo);
+    const { message } = state.storage.sql
+      .exec<{ message: string }>("SELECT message FROM events WHERE message IS NOT NULL")
+      .one();
+    state.storage.sql.exec(
+      "UPDATE events SET message = json_set(message, '$.received_at', ?) WHERE message IS NOT NULL",
+      hourAgo,
+    );
     return message;
   });
   await runDurableObjectAlarm(stub);
@@ -235,7 +240,7 @@ it("counts an event the queue refused for longer than the resend delay, and stop
 
   // The queue takes it: sent, within its resend deadline again, so no longer counted; D1 confirms it.
   await runInDurableObject(stub, (instance: ConversionObject, state) => {
-    state.storage.sql.exec("UPDATE outbox SET message = ?, due_at = 0", original);
+    state.storage.sql.exec("UPDATE events SET message = ?, due_at = 0 WHERE message IS NOT NULL", original);
     instance.eventsQueue = env.EVENTS;
   });
   await runDurableObjectAlarm(stub);
@@ -268,7 +273,7 @@ it("counts an event a lost instance never sent, when the new instance's queue re
   const hourAgo = Date.now() - 3_600_000;
   await runInDurableObject(stub, async (_instance, state) => {
     state.storage.sql.exec(
-      "UPDATE outbox SET message = json_set(message, '$.received_at', ?), due_at = ?",
+      "UPDATE events SET message = json_set(message, '$.received_at', ?), due_at = ? WHERE message IS NOT NULL",
       new Date(hourAgo).toISOString(),
       hourAgo + Number(env.OUTBOX_RESEND_SECONDS) * 1000,
     );

@@ -1,11 +1,13 @@
 /**
  * ConversionObject: one per (network_id, transaction_id, test). It decides every incoming event against
- * the conversion's state, records it with an outbox row in one SQLite transaction, and answers.
- * Its alarm sends outbox rows to the EVENTS queue, retrying until the queue takes them. A row stays
- * until the events consumer confirms that D1 has the event (`confirm`); until then the alarm sends
- * it again now and then, so an event survives a queue that loses messages (wrangler dev's local
- * queues live in memory and die with the process). Once the outbox is empty and the dedupe window
- * has passed, the object drops its history and keeps a one-row tail (see `keepTail`).
+ * the conversion's state, records it in one SQLite transaction, and answers. An event's row holds
+ * its EVENTS message too (the outbox is the events whose `message` is not NULL: one row written per
+ * event, not two). Its alarm sends those messages to the EVENTS queue, retrying until the queue
+ * takes them. A message stays until the events consumer confirms that D1 has the event (`confirm`);
+ * until then the alarm sends it again now and then, so an event survives a queue that loses
+ * messages (wrangler dev's local queues live in memory and die with the process). Once no message
+ * is pending and the dedupe window has passed, the object drops its history and keeps a one-row
+ * tail (see `keepTail`).
  *
  * Each recorded event is a link of the conversion's hash chain (chain.ts), hashed inside the same
  * SQLite transaction that decides it. An erasure (`erase`, docs/privacy.md) rewrites one person's
@@ -122,21 +124,21 @@ export interface CutAnswer {
 
 export class ConversionObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
-  /** Where the alarm sends outbox rows; tests swap in a failing queue to prove nothing is lost. */
+  /** Where the alarm sends outbox messages; tests swap in a failing queue to prove nothing is lost. */
   eventsQueue: EventsQueue;
   /**
-   * The outbox rows this instance recorded and has not sent yet: its alarm sends them at once. A
-   * row is recorded already charged for its first send (sends 1, due a resend delay later: what
-   * sending it would have written), so that send writes nothing. Lost with the instance, which is
-   * why a new instance sends every row it holds at once (see `sentEarlierRows`).
+   * The seqs of the events this instance recorded and has not sent yet: its alarm sends them at
+   * once. An event is recorded already charged for its first send (sends 1, due a resend delay
+   * later: what sending it would have written), so that send writes nothing. Lost with the
+   * instance, which is why a new instance sends every pending message at once (see `sentEarlierRows`).
    */
   private readonly unsent = new Set<number>();
   /**
-   * Whether this instance's alarm has sent the rows it found in storage. Until then it cannot tell a
-   * row an earlier instance sent from one it recorded and was lost (evicted, crashed, restarted by a
-   * deploy) before sending, so it sends them all at once rather than leave one to its due time,
-   * OUTBOX_RESEND_SECONDS late. A second copy of a sent event is harmless: the events consumer keeps
-   * its history by event id.
+   * Whether this instance's alarm has sent the pending messages it found in storage. Until then it
+   * cannot tell a message an earlier instance sent from one it recorded and was lost (evicted,
+   * crashed, restarted by a deploy) before sending, so it sends them all at once rather than leave
+   * one to its due time, OUTBOX_RESEND_SECONDS late. A second copy of a sent event is harmless:
+   * the events consumer keeps its history by event id.
    */
   private sentEarlierRows = false;
   private flushFailures = 0;
@@ -169,7 +171,7 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   /**
-   * Decides and records one event. Everything between reading the state and writing the outbox
+   * Decides and records one event. Everything between reading the state and writing the event
    * row is synchronous SQLite, so concurrent calls cannot interleave; the reply leaves the object
    * only once the write is durable (the output gate).
    */
@@ -246,13 +248,15 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   /**
-   * The events consumer's receipt: D1 has these events, so their outbox rows can go. Keyed by
-   * event id, which never repeats (objects cleared by earlier code started their seqs again).
+   * The events consumer's receipt: D1 has these events, so their messages can go (the events stay,
+   * the dedupe history, until the window ends). Keyed by event id, which never repeats (objects
+   * cleared by earlier code started their seqs again). A receipt for an event already confirmed
+   * writes nothing.
    */
   async confirm(eventIds: readonly string[]): Promise<void> {
     if (!this.hasSchema()) return;
     this.sql.exec(
-      "DELETE FROM outbox WHERE seq IN (SELECT seq FROM events WHERE event_id IN (SELECT value FROM json_each(?)))",
+      "UPDATE events SET message = NULL WHERE event_id IN (SELECT value FROM json_each(?)) AND message IS NOT NULL",
       JSON.stringify(eventIds),
     );
     // An object that told D1 of overdue events tells it now what is left (its alarm writes, not this receipt).
@@ -265,7 +269,7 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   /**
-   * Sends the outbox rows this instance has not sent yet (on its first send, every row it holds),
+   * Sends the messages this instance has not sent yet (on its first send, every pending one),
    * and the due ones (sent ones still waiting for their receipt after the resend delay), to the
    * EVENTS queue. When the queue refuses, tries again later, forever.
    */
@@ -274,8 +278,9 @@ export class ConversionObject extends DurableObject<Env> {
     const now = Date.now();
     const rows = this.sql
       .exec<{ seq: number; message: string; sends: number; due_at: number }>(
-        `SELECT seq, message, sends, due_at FROM outbox
-         WHERE ? OR seq IN (SELECT value FROM json_each(?)) OR due_at <= ? ORDER BY seq LIMIT ?`,
+        `SELECT seq, message, sends, due_at FROM events
+         WHERE message IS NOT NULL AND (? OR seq IN (SELECT value FROM json_each(?)) OR due_at <= ?)
+         ORDER BY seq LIMIT ?`,
         this.sentEarlierRows ? 0 : 1,
         JSON.stringify([...this.unsent]),
         now,
@@ -283,8 +288,8 @@ export class ConversionObject extends DurableObject<Env> {
       )
       .toArray();
     const first = rows.filter((row) => this.unsent.has(row.seq));
-    // Resends, and rows an earlier instance (or earlier code) recorded whose due time came. An
-    // earlier row sent early, before its due time, is charged nothing: it is not known to be a resend.
+    // Resends, and messages an earlier instance (or earlier code) recorded whose due time came. An
+    // earlier message sent early, before its due time, is charged nothing: it is not known to be a resend.
     const due = rows.filter((row) => !this.unsent.has(row.seq) && row.due_at <= now);
     const resent = due.filter((row) => row.sends > 0).length;
     if (rows.length > 0) {
@@ -311,10 +316,12 @@ export class ConversionObject extends DurableObject<Env> {
       this.sentEarlierRows = true;
       for (const row of first) this.unsent.delete(row.seq);
       const resendMs = configOf(this.env).OUTBOX_RESEND_SECONDS * 1000;
+      // `message IS NOT NULL`: an event whose receipt came while the queue took the batch is done,
+      // and writes nothing more.
       if (due.length > 0) {
         this.sql.exec(
-          `UPDATE outbox SET sends = sends + 1, due_at = ? + min(?, ? * (1 << min(sends, 20)))
-           WHERE seq IN (SELECT value FROM json_each(?))`,
+          `UPDATE events SET sends = sends + 1, due_at = ? + min(?, ? * (1 << min(sends, 20)))
+           WHERE seq IN (SELECT value FROM json_each(?)) AND message IS NOT NULL`,
           now,
           MAX_RESEND_DELAY_MS,
           resendMs,
@@ -325,7 +332,7 @@ export class ConversionObject extends DurableObject<Env> {
       const late = first.filter((row) => row.due_at <= now);
       if (late.length > 0) {
         this.sql.exec(
-          "UPDATE outbox SET due_at = ? WHERE seq IN (SELECT value FROM json_each(?))",
+          "UPDATE events SET due_at = ? WHERE seq IN (SELECT value FROM json_each(?)) AND message IS NOT NULL",
           now + resendMs,
           JSON.stringify(late.map((row) => row.seq)),
         );
@@ -348,9 +355,9 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   /**
-   * Tells D1 (outbox_unconfirmed) how many outbox events have gone unconfirmed past their deadline:
+   * Tells D1 (outbox_unconfirmed) how many pending events have gone unconfirmed past their deadline:
    * sent again at least once, or not sent at all (the queue refusing) since longer than the resend
-   * delay (not sent: `unsent`, sends 0 in a row earlier code recorded, or any row until this
+   * delay (not sent: `unsent`, sends 0 in an outbox row earlier code recorded, or any until this
    * instance has sent the earlier ones, which may never have been sent). Written only when it
    * changed since the last report, and the row removed once none is left. False when D1 did not
    * take it (the object's own record is then left as it was).
@@ -359,9 +366,9 @@ export class ConversionObject extends DurableObject<Env> {
     const deadline = new Date(nowMs - configOf(this.env).OUTBOX_RESEND_SECONDS * 1000).toISOString();
     const current = this.sql
       .exec<{ events: number; oldest_at: string | null }>(
-        `SELECT count(*) AS events, min(message ->> '$.received_at') AS oldest_at FROM outbox
-         WHERE sends >= 2
-           OR ((sends = 0 OR ? OR seq IN (SELECT value FROM json_each(?))) AND message ->> '$.received_at' < ?)`,
+        `SELECT count(*) AS events, min(message ->> '$.received_at') AS oldest_at FROM events
+         WHERE message IS NOT NULL AND (sends >= 2
+           OR ((sends = 0 OR ? OR seq IN (SELECT value FROM json_each(?))) AND message ->> '$.received_at' < ?))`,
         this.sentEarlierRows ? 0 : 1,
         JSON.stringify([...this.unsent]),
         deadline,
@@ -419,28 +426,24 @@ export class ConversionObject extends DurableObject<Env> {
     }
   }
 
-  /** Read-only view for operators' debugging and tests. */
+  /** Read-only view for operators' debugging and tests; `outbox` counts the messages D1 has not confirmed. */
   async inspect(): Promise<{ state: ConversionState | null; events: number; outbox: number }> {
     if (!this.hasSchema()) return { state: null, events: 0, outbox: 0 };
-    return {
-      state: this.loadStored()?.state ?? null,
-      events: this.count("events"),
-      outbox: this.count("outbox"),
-    };
+    return { state: this.loadStored()?.state ?? null, ...this.heldEvents() };
   }
 
   /**
    * The object's own record of its chain, for the proof (one RPC): the head, where the chain begins,
    * where retention cut it, the current state (kept for the conversion's whole life, also in the
-   * tail), and the events still in the outbox with the state each leaves (D1 may not hold them yet).
-   * Null when the object holds nothing.
+   * tail), and the events whose messages are still pending with the state each leaves (D1 may not
+   * hold them yet). Null when the object holds nothing.
    */
   async chainHead(): Promise<Required<ChainHead> | null> {
     if (!this.hasSchema()) return null;
     const stored = this.loadStored();
     if (!stored) return null;
     const inFlight = this.sql
-      .exec<{ message: string }>("SELECT message FROM outbox ORDER BY seq")
+      .exec<{ message: string }>("SELECT message FROM events WHERE message IS NOT NULL ORDER BY seq")
       .toArray()
       .map((row) => {
         const message = JSON.parse(row.message) as Partial<EventMessage>;
@@ -544,14 +547,14 @@ export class ConversionObject extends DurableObject<Env> {
       outcome.fingerprints++;
     }
     const attested = this.erasedEventsBySeq();
-    const outbox = this.sql.exec<{ seq: number; message: string; sends: number }>(
-      "SELECT seq, message, sends FROM outbox",
+    const pending = this.sql.exec<{ seq: number; message: string; sends: number }>(
+      "SELECT seq, message, sends FROM events WHERE message IS NOT NULL",
     );
-    for (const row of outbox.toArray()) {
+    for (const row of pending.toArray()) {
       const message = JSON.parse(row.message) as EventMessage;
       const rewritten = eraseEventMessage(message, target);
       if (!rewritten) continue;
-      this.sql.exec("UPDATE outbox SET message = ? WHERE seq = ?", JSON.stringify(rewritten), row.seq);
+      this.sql.exec("UPDATE events SET message = ? WHERE seq = ?", JSON.stringify(rewritten), row.seq);
       outcome.outbox++;
       if (row.sends > 0 && !this.unsent.has(row.seq)) outcome.in_flight++;
       if (!message.hash || rewritten.event === message.event) continue;
@@ -658,7 +661,7 @@ export class ConversionObject extends DurableObject<Env> {
       if (!(Date.parse(stored.last_event_at) < cutoff)) {
         return refuse(`seq ${cut.seq} was received at ${stored.last_event_at}, not before ${cut.before}`);
       }
-    } else if (this.count("events") > 0) {
+    } else if (this.heldEvents().events > 0) {
       // An object holds every event of its life until it keeps its tail.
       return refuse(`the object holds its history, and no seq ${cut.seq} in it`);
     } else if (!(Date.parse(stored.last_event_at) < cutoff)) {
@@ -682,11 +685,13 @@ export class ConversionObject extends DurableObject<Env> {
   }
 
   private async scheduleNext(): Promise<void> {
-    // A row not sent yet is due at once, and so is every row until this instance has sent them
+    // A message not sent yet is due at once, and so is every one until this instance has sent them
     // (a receipt may be the first thing a new instance does, and its wake-up replaces the one set).
+    // While any is pending, the dedupe window does not end: the history holds them.
     const next = this.sql
       .exec<{ due: number | null }>(
-        "SELECT min(iif(? OR seq IN (SELECT value FROM json_each(?)), 0, due_at)) AS due FROM outbox",
+        `SELECT min(iif(? OR seq IN (SELECT value FROM json_each(?)), 0, due_at)) AS due FROM events
+         WHERE message IS NOT NULL`,
         this.sentEarlierRows ? 0 : 1,
         JSON.stringify([...this.unsent]),
       )
@@ -714,9 +719,11 @@ export class ConversionObject extends DurableObject<Env> {
    * and the chain head. A later event is still decided by the lifecycle against the real state
    * (a re-sent old postback is stale, not a new conversion), its seq follows the head, and its hash
    * links to the last one. No alarm is left: the object sleeps with one row until the next event.
+   * Only once every message is confirmed (`scheduleNext`); the condition here too, so that no
+   * clean-up can ever drop an event D1 may not have.
    */
   private keepTail(): void {
-    this.sql.exec("DELETE FROM events");
+    this.sql.exec("DELETE FROM events WHERE message IS NULL");
   }
 
   private append(
@@ -768,18 +775,6 @@ export class ConversionObject extends DurableObject<Env> {
       prev_hash: prevHash,
       source: chainSourceOf(input.source),
     });
-    this.sql.exec(
-      `INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at, hash, prev_hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      seq,
-      eventId,
-      print,
-      verdict,
-      JSON.stringify(answer),
-      input.received_at,
-      hash,
-      prevHash,
-    );
     const stateAnswer = kept ? (kept.answer ?? this.latestAppliedAnswer()) : answer;
     // chain_from: set once, by the event that begins the chain (prev_hash null); an object that
     // does not know where its chain began (see object-schema.ts) never learns it from a later one.
@@ -830,9 +825,18 @@ export class ConversionObject extends DurableObject<Env> {
       hash,
       prev_hash: prevHash,
     };
+    // The event and its message in one row (the outbox is the events with a message).
     this.sql.exec(
-      "INSERT INTO outbox (seq, message, due_at, sends) VALUES (?, ?, ?, 1)",
+      `INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at, hash, prev_hash, message, due_at, sends)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
       seq,
+      eventId,
+      print,
+      verdict,
+      JSON.stringify(answer),
+      input.received_at,
+      hash,
+      prevHash,
       JSON.stringify(message),
       Date.now() + configOf(this.env).OUTBOX_RESEND_SECONDS * 1000,
     );
@@ -883,8 +887,11 @@ export class ConversionObject extends DurableObject<Env> {
     return row ? (JSON.parse(row.answer) as IngestAnswer) : null;
   }
 
-  private count(table: "events" | "outbox"): number {
-    return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
+  /** The events the object holds (its dedupe history), and how many of them D1 has not confirmed. */
+  private heldEvents(): { events: number; outbox: number } {
+    return this.sql
+      .exec<{ events: number; outbox: number }>("SELECT count(*) AS events, count(message) AS outbox FROM events")
+      .one();
   }
 }
 

@@ -8,12 +8,14 @@
  * `peek`, a stray receipt) never leaves an empty object behind.
  *
  * Every table, index and row a new object creates is paid for in rows written, once per conversion
- * (issue 16), so a new object gets only what it needs: `state`, `events` (no AUTOINCREMENT, whose
+ * (issue 16), so a new object gets only what it needs: `state` and `events` (no AUTOINCREMENT, whose
  * sqlite_sequence row moved on every insert though every seq is given; no index: an object holds a
- * handful of events, looked up by fingerprint or event id in a scan of them) and `outbox`. Its
- * version is in the comment its `state` table is created with (`CREATED_AT`), so it needs no
- * `schema_version` row; `erased_events` is created by the first erasure that rewrites an event.
- * Objects created by earlier code keep their tables, indexes and `schema_version` as they are.
+ * handful of events, looked up by fingerprint or event id in a scan of them). The outbox is the
+ * events whose `message` is not NULL, not a table of its own, so that recording an event writes one
+ * row, not two. Its version is in the comment its `state` table is created with (`CREATED_AT`), so
+ * it needs no `schema_version` row; `erased_events` is created by the first erasure that rewrites an
+ * event. Objects created by earlier code keep their tables, indexes and `schema_version` as they are,
+ * less the `outbox` table, which upgrade 7 folds into `events`.
  */
 
 /**
@@ -30,6 +32,12 @@ const ERASED_EVENTS = `
     fields TEXT NOT NULL
   );
 `;
+
+/**
+ * The outbox, in each event's row: the EVENTS message until D1 confirms it has the event (then
+ * NULL), when the alarm should send it (again), in ms (0 = at once), and how often it was sent.
+ */
+const OUTBOX_COLUMNS = ["message TEXT", "due_at INTEGER NOT NULL DEFAULT 0", "sends INTEGER NOT NULL DEFAULT 0"];
 
 /** What a new object's `state` table says of the version it was created at (sqlite_master keeps it). */
 const CREATED_AT = "-- created at schema version ";
@@ -80,14 +88,8 @@ const SCHEMA = (version: number) => `
     answer TEXT NOT NULL,
     received_at TEXT NOT NULL,
     hash TEXT,
-    prev_hash TEXT
-  );
-  CREATE TABLE outbox (
-    seq INTEGER PRIMARY KEY,
-    message TEXT NOT NULL,
-    -- When the alarm should send the row (again), in ms; 0 = at once.
-    due_at INTEGER NOT NULL DEFAULT 0,
-    sends INTEGER NOT NULL DEFAULT 0
+    prev_hash TEXT,
+    ${OUTBOX_COLUMNS.join(",\n    ")}
   );
 `;
 
@@ -144,6 +146,28 @@ const UPGRADES: readonly Upgrade[] = [
     sql.exec("ALTER TABLE state ADD COLUMN erased TEXT");
     sql.exec(ERASED_EVENTS);
   },
+  // 7. The outbox folded into `events` (issue 16: one row written per recorded event, not two). An
+  // outbox row's seq is always its event's (both were written with the one seq, in every version).
+  // No code ever left an outbox row without its event; were there one, its event row is rebuilt from
+  // the message (which holds all of it but the fingerprint, '' here, which matches no event), rather
+  // than drop an event D1 may not have.
+  (sql) => {
+    for (const column of OUTBOX_COLUMNS) sql.exec(`ALTER TABLE events ADD COLUMN ${column}`);
+    sql.exec(`
+      INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at, hash, prev_hash)
+      SELECT seq, message ->> '$.event_id', '', message ->> '$.verdict',
+        json_object('status', message ->> '$.verdict', 'event_id', message ->> '$.event_id',
+          'network_id', message ->> '$.network_id', 'transaction_id', message ->> '$.transaction_id',
+          'conversion_status', message ->> '$.conversion.status'),
+        message ->> '$.received_at', message ->> '$.hash', message ->> '$.prev_hash'
+      FROM outbox WHERE seq NOT IN (SELECT seq FROM events)
+    `);
+    sql.exec(`
+      UPDATE events SET message = outbox.message, due_at = outbox.due_at, sends = outbox.sends
+      FROM outbox WHERE outbox.seq = events.seq
+    `);
+    sql.exec("DROP TABLE outbox");
+  },
 ];
 
 export const SCHEMA_VERSION = UPGRADES.length;
@@ -162,8 +186,8 @@ export function openSchema(storage: DurableObjectStorage): boolean {
       .toArray()
       .map((row) => [row.name, row.sql]),
   );
-  // All tables are created together, so the outbox's presence says whether the object holds anything.
-  if (!tables.has("outbox")) return false;
+  // Every object has `state` (all its tables are created together), so it says whether the object holds anything.
+  if (!tables.has("state")) return false;
   const version = tables.has("schema_version")
     ? sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version
     : createdAt(tables.get("state"));
