@@ -86,7 +86,7 @@ const PRUNE_EVERY_MS = 86_400_000;
  * The `learned` row (pace and breaker window) is written at most this often: an answer changes it,
  * and writing it once per answer was the coordinator's largest cost (issue 16). An instance lost
  * between writes (evicted, crashed) loses at most this long of pace and window learning; the
- * breaker's position is never held back.
+ * breaker's position, its transitions and a Retry-After pause are never held back.
  */
 const LEARNED_WRITE_INTERVAL_MS = 1000;
 
@@ -385,7 +385,8 @@ export class PartnerCoordinator extends DurableObject<Env> {
             latency_ms: sent.latencyMs,
           }
         : { kind: sent.outcome.kind };
-    const pace = afterSignal(this.pace(settings.pace), settings.pace, signalOf(outcome), nowMs);
+    const before = this.pace(settings.pace);
+    const pace = afterSignal(before, settings.pace, signalOf(outcome), nowMs);
     const ok = sent.outcome.kind === "response" && sent.outcome.status >= 200 && sent.outcome.status <= 299;
     const seconds = settings.breaker.window_seconds;
     let window = withOutcome(this.outcomeWindow(seconds), seconds, ok, nowMs);
@@ -398,8 +399,10 @@ export class PartnerCoordinator extends DurableObject<Env> {
     );
     // A closed breaker starts its window afresh: the failures that opened it are history.
     if (transition?.to === "closed") window = emptyWindow(seconds);
-    // A transition is stored at once, with the window that made it: a restart must not undo it.
-    this.setLearned({ pace, window }, nowMs, transition !== null);
+    // A transition is stored at once, with the window that made it, and so is a pause the partner
+    // asked for (Retry-After): a restart must not undo either and send to a partner told to wait.
+    const paused = pace.paused_until_ms !== before.paused_until_ms;
+    this.setLearned({ pace, window }, nowMs, transition !== null || paused);
     this.setMeta("breaker", state);
     if (transition) await this.record(partnerId, transition);
   }
