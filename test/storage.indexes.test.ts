@@ -6,7 +6,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { archiveQueries } from "../src/storage/archive";
-import { DELIVERIES_TO_COORDINATE_SQL } from "../src/storage/deliveries";
+import { DELIVERIES_TO_COORDINATE_SQL, parkDeliveriesStatement } from "../src/storage/deliveries";
 import { hubConversionsOfPeriod } from "../src/storage/reconciliations";
 import { LOGGED_NETWORKS } from "../src/storage/requests";
 import { uniqueId } from "./support/helpers";
@@ -100,6 +100,29 @@ describe("migration 0022's index drops", () => {
       );
       expect(found).not.toMatch(/SCAN inbound_requests\b/);
     }
+  });
+});
+
+/** The SQL a statement builder prepares (nothing is run). */
+function sqlOf(build: (db: D1Database) => unknown): string {
+  let captured = "";
+  const db = {
+    prepare: (sql: string) => {
+      captured = sql;
+      return { bind: () => ({}) };
+    },
+  } as unknown as D1Database;
+  build(db);
+  return captured;
+}
+
+describe("migration 0024's deliveries_by_partner without the state", () => {
+  it("parks a partner's unfinished deliveries through deliveries_by_state, not the partner's whole history", async () => {
+    // Disabling runs it (an operator, a 410, the breaker giving up, an attempt finding its partner
+    // disabled): by deliveries_by_partner it reads every delivery the partner ever had in D1.
+    const park = await plan(sqlOf((db) => parkDeliveriesStatement(db, "ptn", "now")));
+    expect(park).toMatch(/USING (COVERING )?INDEX deliveries_by_state \(state=\?\)/);
+    expect(park).not.toContain("deliveries_by_partner");
   });
 });
 
