@@ -327,8 +327,11 @@ export async function enablePartner(
       .bind(now, partnerId),
     db
       .prepare(
-        `UPDATE deliveries SET ${to("resume")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
-         WHERE partner_id = ? AND ${from("resume")} AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
+        // Through the partner's parked deliveries (deliveries_parked_by_partner, whose condition is
+        // written as it is there), never every delivery the partner has (deliveries_by_partner).
+        `UPDATE deliveries INDEXED BY deliveries_parked_by_partner
+         SET ${to("resume")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
+         WHERE partner_id = ? AND state = 'parked' AND ${from("resume")} AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
          RETURNING id`,
       )
       .bind(now, partnerId, partnerId),
