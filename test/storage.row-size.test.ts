@@ -22,7 +22,7 @@ describe("a delivery's row in D1", () => {
     const before = (await env.DB.prepare("SELECT 1").run()).meta.size_after;
     for (let i = 0; i < ROWS; i += 50) {
       await env.DB.batch(
-        Array.from({ length: 50 }, (_, j) =>
+        Array.from({ length: 50 }, () =>
           env.DB.prepare(
             `INSERT INTO deliveries (id, event_id, partner_id, network_id, transaction_id, state, payload, created_at,
                updated_at, delivered_at)
