@@ -9,7 +9,9 @@
  * and its alarm runs the work: an object that restarts picks up where it was (its pace and window
  * as they were up to about a second before: see LEARNED_WRITE_INTERVAL_MS).
  *
- * Nothing of it is on the ingest path: deliveries reach it from the DELIVERIES queue's consumer.
+ * Nothing of it is on the ingest path: deliveries reach it from the events consumer, which hands
+ * over the ones it creates (queues/coordinator-handover.ts), and from the DELIVERIES queue's
+ * consumer (what that could not hand over, replays, the stranded sweep, a partner enabled).
  */
 import { DurableObject } from "cloudflare:workers";
 import { alertTarget, raiseAlert } from "../alerts/alerts";
