@@ -371,6 +371,23 @@ describe("writing what the answers taught", () => {
     expect(JSON.parse(breaker.value)).toMatchObject({ position: "open" });
     expect(await storedWindow(stub)).toEqual({ attempts: 4, failures: 4 });
   });
+  it("writes a Retry-After pause at once: a new instance must not send during it", async () => {
+    const stub = coordinator();
+    // Two answers within the same second: a 200 (written, the first), then a 429 asking for an hour.
+    const { deps, script } = scripted((id) => (id === "p2" ? { status: 429, retryAfter: 3600 } : { status: 200 }));
+    await withDeps(stub, deps);
+    await stub.submit("ptn_learned_pause", [item("p1", "P1", 1)]);
+    await drain(stub);
+    await stub.submit("ptn_learned_pause", [item("p2", "P2", 1, script.clock.now)]);
+    await drain(stub);
+    expect(script.log.map((l) => l.id)).toEqual(["p1", "p2"]);
+    // What a new instance (eviction, a deploy) would start from: the pause must be there.
+    const stored = await runInDurableObject(stub, (_instance, state) => {
+      const row = state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'learned'").one();
+      return JSON.parse(row.value) as { pace: { paused_until_ms: number | null } };
+    });
+    expect(stored.pace.paused_until_ms).toBe(script.clock.now + 3_600_000);
+  });
 });
 
 describe("coalescing", () => {

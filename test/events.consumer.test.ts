@@ -241,7 +241,7 @@ describe("EVENTS dead-letter consumer", () => {
  * The env with a DELIVERIES producer that records what it is sent (or refuses it), and coordinators
  * of which the `down` partners' refuse their work; every other partner's is the real one.
  */
-function envHandingOver(options: { down?: string[]; queueDown?: boolean; db?: D1Database } = {}) {
+function envHandingOver(options: { down?: string[]; hung?: string[]; queueDown?: boolean; db?: D1Database } = {}) {
   const sent: unknown[] = [];
   const deliveries = {
     sendBatch: async (messages: Iterable<{ body: unknown }>) => {
@@ -251,13 +251,15 @@ function envHandingOver(options: { down?: string[]; queueDown?: boolean; db?: D1
   };
   const coordinators = {
     getByName: (partnerId: string) =>
-      options.down?.includes(partnerId)
-        ? {
-            submit: async () => {
-              throw new Error("coordinator unavailable (injected)");
-            },
-          }
-        : env.COORDINATORS.getByName(partnerId),
+      options.hung?.includes(partnerId)
+        ? { submit: () => new Promise<void>(() => {}) }
+        : options.down?.includes(partnerId)
+          ? {
+              submit: async () => {
+                throw new Error("coordinator unavailable (injected)");
+              },
+            }
+          : env.COORDINATORS.getByName(partnerId),
   };
   const testEnv = { ...env, DB: options.db ?? env.DB, DELIVERIES: deliveries, COORDINATORS: coordinators };
   return { testEnv: testEnv as unknown as Env, sent };
@@ -359,6 +361,18 @@ describe("EVENTS consumer: handing new deliveries to their coordinators", () => 
     expect(sent).toEqual(expect.arrayContaining(expected.map((delivery_id) => ({ v: 1, delivery_id }))));
     for (const partner of partners) expect((await deliveriesOf(partner.id))[0]?.attempts).toBe(0);
   });
+
+  it("queues the deliveries of a coordinator that never answers, instead of holding every network's events", async () => {
+    const { network, partners } = await networkWithPartners(2);
+    const [hung, up] = partners;
+    if (!hung || !up) throw new Error("no partners");
+    const { testEnv, sent } = envHandingOver({ hung: [hung.id] });
+    const message = makeEventMessage({ network_id: network.id });
+    const result = await deliver("postback-events", [message], testEnv);
+    expect(result.ackAll).toBe(true);
+    expect(sent).toEqual([{ v: 1, delivery_id: await deliveryIdFor(message.event_id, hung.id) }]);
+    await delivered(up.id);
+  }, 30_000);
 
   it("retries the batch when neither the coordinator nor the queue takes a delivery, and hands it over next time", async () => {
     const { network, partners } = await networkWithPartners(1);

@@ -212,6 +212,8 @@ describe("0024_without_rowid", () => {
       "deliveries_by_created",
       "deliveries_by_partner",
       "deliveries_by_state",
+      // 0025: a partner's parked deliveries (enabling or deleting it).
+      "deliveries_parked_by_partner",
       "delivery_attempts_by_partner",
     ]);
     expect(indexes.results.find((index) => index.name === "deliveries_by_partner")?.sql).toContain(

@@ -6,7 +6,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { archiveQueries } from "../src/storage/archive";
-import { DELIVERIES_TO_COORDINATE_SQL } from "../src/storage/deliveries";
+import { DELIVERIES_TO_COORDINATE_SQL, enablePartner, parkDeliveriesStatement } from "../src/storage/deliveries";
+import { deletePartner } from "../src/storage/partners";
 import { hubConversionsOfPeriod } from "../src/storage/reconciliations";
 import { LOGGED_NETWORKS } from "../src/storage/requests";
 import { uniqueId } from "./support/helpers";
@@ -99,6 +100,56 @@ describe("migration 0022's index drops", () => {
         /SEARCH inbound_requests USING (COVERING )?INDEX inbound_requests_by_network \(network_id=\? AND received_at/,
       );
       expect(found).not.toMatch(/SCAN inbound_requests\b/);
+    }
+  });
+});
+
+/** The SQL a statement builder prepares (nothing is run). */
+function sqlOf(build: (db: D1Database) => unknown): string {
+  let captured = "";
+  const db = {
+    prepare: (sql: string) => {
+      captured = sql;
+      return { bind: () => ({}) };
+    },
+  } as unknown as D1Database;
+  build(db);
+  return captured;
+}
+
+/** Every statement an operation prepares that touches deliveries (its batch answers nothing). */
+async function deliveryStatementsOf(run: (db: D1Database) => Promise<unknown>): Promise<string[]> {
+  const captured: string[] = [];
+  const db = {
+    prepare: (sql: string) => {
+      captured.push(sql);
+      return { bind: () => ({}) };
+    },
+    batch: async (statements: unknown[]) => statements.map(() => ({ results: [], meta: { changes: 0 } })),
+  } as unknown as D1Database;
+  await run(db);
+  return captured.filter((sql) => /(UPDATE|FROM) deliveries\b/.test(sql));
+}
+
+describe("migration 0024's deliveries_by_partner without the state", () => {
+  it("parks a partner's unfinished deliveries through deliveries_by_state, not the partner's whole history", async () => {
+    // Disabling runs it (an operator, a 410, the breaker giving up, an attempt finding its partner
+    // disabled): by deliveries_by_partner it reads every delivery the partner ever had in D1.
+    const park = await plan(sqlOf((db) => parkDeliveriesStatement(db, "ptn", "now")));
+    expect(park).toMatch(/USING (COVERING )?INDEX deliveries_by_state \(state=\?\)/);
+    expect(park).not.toContain("deliveries_by_partner");
+  });
+
+  it("finds a partner's parked deliveries (enabling it, deleting it) without its whole history", async () => {
+    const statements = [
+      ...(await deliveryStatementsOf((db) => enablePartner(db, "ptn", "now"))),
+      ...(await deliveryStatementsOf((db) => deletePartner(db, "ptn", "now"))),
+    ];
+    expect(statements.length).toBeGreaterThanOrEqual(2);
+    for (const sql of statements) {
+      const found = await plan(sql);
+      expect(found, sql).not.toMatch(/INDEX deliveries_by_partner \(partner_id=\?\)$/m);
+      expect(found, sql).not.toMatch(/SCAN deliveries\b/);
     }
   });
 });

@@ -9,7 +9,9 @@
  * and its alarm runs the work: an object that restarts picks up where it was (its pace and window
  * as they were up to about a second before: see LEARNED_WRITE_INTERVAL_MS).
  *
- * Nothing of it is on the ingest path: deliveries reach it from the DELIVERIES queue's consumer.
+ * Nothing of it is on the ingest path: deliveries reach it from the events consumer, which hands
+ * over the ones it creates (queues/coordinator-handover.ts), and from the DELIVERIES queue's
+ * consumer (what that could not hand over, replays, the stranded sweep, a partner enabled).
  */
 import { DurableObject } from "cloudflare:workers";
 import { alertTarget, raiseAlert } from "../alerts/alerts";
@@ -87,7 +89,7 @@ const PRUNE_EVERY_MS = 86_400_000;
  * The `learned` row (pace and breaker window) is written at most this often: an answer changes it,
  * and writing it once per answer was the coordinator's largest cost (issue 16). An instance lost
  * between writes (evicted, crashed) loses at most this long of pace and window learning; the
- * breaker's position is never held back.
+ * breaker's position, its transitions and a Retry-After pause are never held back.
  */
 const LEARNED_WRITE_INTERVAL_MS = 1000;
 /**
@@ -426,7 +428,8 @@ export class PartnerCoordinator extends DurableObject<Env> {
             latency_ms: sent.latencyMs,
           }
         : { kind: sent.outcome.kind };
-    const pace = afterSignal(this.pace(settings.pace), settings.pace, signalOf(outcome), nowMs);
+    const before = this.pace(settings.pace);
+    const pace = afterSignal(before, settings.pace, signalOf(outcome), nowMs);
     const ok = sent.outcome.kind === "response" && sent.outcome.status >= 200 && sent.outcome.status <= 299;
     const seconds = settings.breaker.window_seconds;
     let window = withOutcome(this.outcomeWindow(seconds), seconds, ok, nowMs);
@@ -439,8 +442,10 @@ export class PartnerCoordinator extends DurableObject<Env> {
     );
     // A closed breaker starts its window afresh: the failures that opened it are history.
     if (transition?.to === "closed") window = emptyWindow(seconds);
-    // A transition is stored at once, with the window that made it: a restart must not undo it.
-    this.setLearned({ pace, window }, nowMs, transition !== null);
+    // A transition is stored at once, with the window that made it, and so is a pause the partner
+    // asked for (Retry-After): a restart must not undo either and send to a partner told to wait.
+    const paused = pace.paused_until_ms !== before.paused_until_ms;
+    this.setLearned({ pace, window }, nowMs, transition !== null || paused);
     this.setMeta("breaker", state);
     if (transition) await this.record(partnerId, transition);
   }

@@ -13,6 +13,14 @@ import { logLine } from "../lib/log";
 import type { D1 } from "../storage/d1";
 import { deliveriesToCoordinate } from "../storage/deliveries";
 
+/**
+ * How long a coordinator has to take its deliveries (it answers in milliseconds). One that does not
+ * answer counts as not taking them: the events consumer must not wait on one partner's object with
+ * every network's events behind it. Taking them late as well is harmless: a coordinator holds a
+ * delivery once however often it is handed over, and D1's claim lets one attempt send at a time.
+ */
+export const SUBMIT_TIMEOUT_MS = 10_000;
+
 /** A partner's coordinator, as the consumers use it. */
 export interface Coordinators {
   submit(partnerId: string, items: WorkItem[]): Promise<void>;
@@ -48,7 +56,7 @@ export async function handToCoordinators(
   await Promise.all(
     [...byPartner].map(async ([partnerId, items]) => {
       try {
-        await coordinators.submit(partnerId, items);
+        await withTimeout(coordinators.submit(partnerId, items), SUBMIT_TIMEOUT_MS);
       } catch (error) {
         failed.add(partnerId);
         logLine("error", {
@@ -64,4 +72,16 @@ export async function handToCoordinators(
     const partnerId = partnerOf.get(id);
     return partnerId !== undefined && failed.has(partnerId);
   });
+}
+
+async function withTimeout(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

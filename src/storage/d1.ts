@@ -368,6 +368,10 @@ export async function checkSchema(db: D1): Promise<void> {
     db.prepare("SELECT d.replayed_at, j.pending_ids FROM dead_letters d, replay_jobs j LIMIT 1"),
     // 0023: the archive's manifest and pointers, which the conversion routes read.
     db.prepare("SELECT o.expiring_at, p.byte_offset FROM archive_objects o, archived_conversions p LIMIT 1"),
+    // 0025: the parked deliveries' index, which enabling and deleting a partner name.
+    db.prepare(
+      "SELECT 1 FROM deliveries INDEXED BY deliveries_parked_by_partner WHERE partner_id = '' AND state = 'parked' LIMIT 1",
+    ),
   ]);
 }
 

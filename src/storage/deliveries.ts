@@ -305,11 +305,16 @@ export function disablePartnerStatements(
   ];
 }
 
-/** Parks a disabled partner's unfinished deliveries; enabling the partner resumes them. */
+/**
+ * Parks a disabled partner's unfinished deliveries; enabling the partner resumes them. Through the
+ * unfinished deliveries (deliveries_by_state): deliveries_by_partner, which the planner would pick,
+ * holds every delivery the partner has in D1, finished or not (migration 0024), and this runs
+ * without an operator (a 410, the breaker giving up, an attempt finding its partner disabled).
+ */
 export function parkDeliveriesStatement(db: D1, partnerId: string, now: string): D1PreparedStatement {
   return db
     .prepare(
-      `UPDATE deliveries SET ${to("park")}, lease_until = NULL, updated_at = ?
+      `UPDATE deliveries INDEXED BY deliveries_by_state SET ${to("park")}, lease_until = NULL, updated_at = ?
        WHERE partner_id = ? AND ${from("park")}`,
     )
     .bind(now, partnerId);
@@ -329,8 +334,11 @@ export async function enablePartner(
       .bind(now, partnerId),
     db
       .prepare(
-        `UPDATE deliveries SET ${to("resume")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
-         WHERE partner_id = ? AND ${from("resume")} AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
+        // Through the partner's parked deliveries (deliveries_parked_by_partner, whose condition is
+        // written as it is there), never every delivery the partner has (deliveries_by_partner).
+        `UPDATE deliveries INDEXED BY deliveries_parked_by_partner
+         SET ${to("resume")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
+         WHERE partner_id = ? AND state = 'parked' AND ${from("resume")} AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
          RETURNING id`,
       )
       .bind(now, partnerId, partnerId),

@@ -169,11 +169,19 @@ export async function allPartners(db: D1): Promise<Partner[]> {
 
 /** Deletes the partner; its unfinished deliveries fail (their history stays). */
 export async function deletePartner(db: D1, id: string, now: string): Promise<boolean> {
-  const [, deleted] = await db.batch([
+  // Its unfinished deliveries by deliveries_by_state, its parked ones by deliveries_parked_by_partner:
+  // never every delivery the partner has (deliveries_by_partner), which the planner would walk.
+  const failed = "SET state = 'failed', last_error = 'partner deleted', lease_until = NULL, updated_at = ?";
+  const [, , deleted] = await db.batch([
     db
       .prepare(
-        `UPDATE deliveries SET state = 'failed', last_error = 'partner deleted', lease_until = NULL, updated_at = ?
-         WHERE partner_id = ? AND state IN ('pending', 'retrying', 'parked')`,
+        `UPDATE deliveries INDEXED BY deliveries_by_state ${failed}
+         WHERE partner_id = ? AND state IN ('pending', 'retrying')`,
+      )
+      .bind(now, id),
+    db
+      .prepare(
+        `UPDATE deliveries INDEXED BY deliveries_parked_by_partner ${failed} WHERE partner_id = ? AND state = 'parked'`,
       )
       .bind(now, id),
     db.prepare("DELETE FROM partners WHERE id = ?").bind(id),
