@@ -38,7 +38,7 @@ export default defineConfig({
           UNMIGRATED_DB: "unmigrated",
           MIGRATION_DB: "migration-steps",
           MONEY_LIMBS_MIGRATION_DB: "migration-steps-money-limbs",
-          WITHOUT_ROWID_MIGRATION_DB: "migration-steps-without-rowid",
+          DELIVERY_ROWS_MIGRATION_DB: "migration-steps-delivery-rows",
         },
         // A limiter small enough to exhaust in a test; test/postbacks.inbound.test.ts swaps it in for
         // INGEST_RATE_LIMITER (whose production limit no test could reach) so the real local limiter counts.

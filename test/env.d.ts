@@ -7,7 +7,7 @@ declare global {
       UNMIGRATED_DB: D1Database;
       MIGRATION_DB: D1Database;
       MONEY_LIMBS_MIGRATION_DB: D1Database;
-      WITHOUT_ROWID_MIGRATION_DB: D1Database;
+      DELIVERY_ROWS_MIGRATION_DB: D1Database;
       TEST_RATE_LIMITER: RateLimit;
     }
   }

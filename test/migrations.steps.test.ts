@@ -127,9 +127,9 @@ describe("0015_stats_money_limbs", () => {
   });
 });
 
-describe("0024_without_rowid", () => {
-  it("keeps every row of the five rebuilt tables, stores them by their keys, and still cascades attempts", async () => {
-    const migrationDb = env.WITHOUT_ROWID_MIGRATION_DB;
+describe("0024_delivery_rows", () => {
+  it("keeps every delivery and attempt through the rebuild, drops the (event, partner) constraint and the state from deliveries_by_partner", async () => {
+    const migrationDb = env.DELIVERY_ROWS_MIGRATION_DB;
     await applyD1Migrations(migrationDb, upTo("0024"));
     const at = "2026-11-30T10:00:00.000Z";
     await migrationDb.batch([
@@ -141,72 +141,36 @@ describe("0024_without_rowid", () => {
         .bind(at),
       migrationDb
         .prepare(
-          `INSERT INTO conversions (network_id, transaction_id, status, amount, currency, event_time, click_id, user_id,
-             first_seen_at, updated_at, version, test, payout, source)
-           VALUES ('acme', 'tx-1', 'approved', '12.50', 'EUR', ?1, 'CLK-1', 'u-1', ?1, ?1, 2, 0, '1.25', 'pixel')`,
-        )
-        .bind(at),
-      migrationDb
-        .prepare(
-          `INSERT INTO conversion_events (event_id, network_id, transaction_id, seq, verdict, status, payload, received_at,
-             test, hash, prev_hash, payout_partner_id)
-           VALUES ('evt_1', 'acme', 'tx-1', 1, 'accepted', 'approved', '{"user_id":"u-1"}', ?1, 0, 'h1', NULL, 'ptn_1')`,
-        )
-        .bind(at),
-      migrationDb
-        .prepare(
-          `INSERT INTO inbound_requests (request_id, network_id, received_at, route, method, status, verdict, body_bytes,
-             excerpt)
-           VALUES ('req_1', 'acme', ?1, 'postback', 'POST', 202, 'accepted', 10, '{}')`,
-        )
-        .bind(at),
-      migrationDb
-        .prepare(
-          `INSERT INTO clicks (click_id, offer_id, partner_id, clicked_at, sub1, recorded_at)
-           VALUES ('clk-1', 'off_1', 'ptn_1', ?1, 's1', ?1)`,
-        )
-        .bind(at),
-      migrationDb
-        .prepare(
           `INSERT INTO deliveries (id, event_id, partner_id, network_id, transaction_id, state, attempts, retries,
-             last_status, payload, created_at, updated_at, delivered_at)
-           VALUES ('dlv_1', 'evt_1', 'ptn_1', 'acme', 'tx-1', 'delivered', 2, 1, 200, '{"a":1}', ?1, ?1, ?1)`,
+             last_status, last_error, next_attempt_at, lease_until, payload, created_at, updated_at, delivered_at)
+           VALUES ('dlv_1', 'evt_1', 'ptn_1', 'acme', 'tx-1', 'delivered', 2, 1, 200, NULL, NULL, NULL, '{"a":1}', ?1, ?1, ?1),
+             ('dlv_2', 'evt_2', 'ptn_1', 'acme', 'tx-1', 'retrying', 1, 1, 503, 'HTTP 503', ?1, ?1, '{"b":2}', ?1, ?1, NULL)`,
         )
         .bind(at),
       migrationDb
         .prepare(
-          `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, latency_ms, outcome)
-           VALUES ('dlv_1', 1, 'ptn_1', ?1, 503, 12, 'retry'), ('dlv_1', 2, 'ptn_1', ?1, 200, 9, 'delivered')`,
+          `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, error_class, error,
+             latency_ms, response_excerpt, outcome)
+           VALUES ('dlv_1', 1, 'ptn_1', ?1, 503, NULL, NULL, 12, 'busy', 'retry'),
+             ('dlv_1', 2, 'ptn_1', ?1, 200, NULL, NULL, 9, 'ok', 'delivered'),
+             ('dlv_2', 1, 'ptn_1', ?1, NULL, 'timeout', 'no answer', 10000, NULL, 'retry')`,
         )
         .bind(at),
     ]);
-    const tables = [
-      "conversions",
-      "conversion_events",
-      "inbound_requests",
-      "clicks",
-      "deliveries",
-      "delivery_attempts",
-    ];
+    const tables = ["deliveries", "delivery_attempts"];
+    const rows = (table: string) => migrationDb.prepare(`SELECT * FROM ${table} ORDER BY 1, 2`).all();
     const before = new Map<string, unknown[]>();
-    for (const table of tables) before.set(table, (await migrationDb.prepare(`SELECT * FROM ${table}`).all()).results);
+    for (const table of tables) before.set(table, (await rows(table)).results);
 
     await applyD1Migrations(migrationDb, from("0024"));
 
-    for (const table of tables) {
-      expect((await migrationDb.prepare(`SELECT * FROM ${table}`).all()).results).toEqual(before.get(table));
-      const { sql } = (await migrationDb
-        .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
-        .bind(table)
-        .first<{ sql: string }>()) ?? { sql: "" };
-      expect(sql).toMatch(/WITHOUT ROWID$/);
-    }
-    // No automatic index is left: each table is one b-tree by its key, plus the indexes queries read.
+    for (const table of tables) expect((await rows(table)).results).toEqual(before.get(table));
     const indexes = await migrationDb
       .prepare(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('deliveries', 'delivery_attempts')",
       )
       .all<{ name: string; sql: string | null }>();
+    // The primary keys' automatic indexes, and the indexes queries read: no (event, partner) one.
     expect(indexes.results.map((index) => index.name).sort()).toEqual([
       "deliveries_by_conversion",
       "deliveries_by_created",
@@ -215,22 +179,23 @@ describe("0024_without_rowid", () => {
       // 0025: a partner's parked deliveries (enabling or deleting it).
       "deliveries_parked_by_partner",
       "delivery_attempts_by_partner",
+      "sqlite_autoindex_deliveries_1",
+      "sqlite_autoindex_delivery_attempts_1",
     ]);
     expect(indexes.results.find((index) => index.name === "deliveries_by_partner")?.sql).toContain(
       "(partner_id, created_at)",
     );
+    // The id alone is the key now (it is derived from the event and the partner).
+    await migrationDb
+      .prepare(
+        `INSERT INTO deliveries (id, event_id, partner_id, network_id, transaction_id, state, payload, created_at, updated_at)
+         VALUES ('dlv_3', 'evt_1', 'ptn_1', 'acme', 'tx-1', 'pending', '{}', ?1, ?1) ON CONFLICT (id) DO NOTHING`,
+      )
+      .bind(at)
+      .run();
+    expect((await migrationDb.prepare("SELECT count(*) AS n FROM deliveries").first())?.n).toBe(3);
     // The attempts still belong to their delivery: deleting it takes them.
     await migrationDb.prepare("DELETE FROM deliveries WHERE id = 'dlv_1'").run();
-    expect((await migrationDb.prepare("SELECT count(*) AS n FROM delivery_attempts").first())?.n).toBe(0);
-    // A primary key still refuses a second row with the same key.
-    await expect(
-      migrationDb
-        .prepare(
-          `INSERT INTO inbound_requests (request_id, network_id, received_at, route, method, status, verdict, body_bytes,
-             excerpt)
-           VALUES ('req_1', 'acme', '2026-11-30T11:00:00.000Z', 'postback', 'POST', 202, 'accepted', 10, '{}')`,
-        )
-        .run(),
-    ).rejects.toThrow(/UNIQUE constraint failed/);
+    expect((await migrationDb.prepare("SELECT count(*) AS n FROM delivery_attempts").first())?.n).toBe(1);
   });
 });

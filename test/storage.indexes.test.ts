@@ -66,7 +66,7 @@ describe("migration 0022's index drops", () => {
     // A hand-over's deliveries by id (the events consumer derives them), then their conversions' by
     // deliveries_by_conversion: left to itself the planner walks every unfinished delivery.
     const coordinate = await plan(DELIVERIES_TO_COORDINATE_SQL);
-    expect(coordinate).toMatch(/SEARCH m USING PRIMARY KEY \(id=\?\)/);
+    expect(coordinate).toMatch(/SEARCH m USING INDEX sqlite_autoindex_deliveries_1 \(id=\?\)/);
     expect(coordinate).toContain("SEARCH d USING INDEX deliveries_by_conversion (network_id=? AND transaction_id=?)");
     expect(coordinate).not.toContain("deliveries_by_state");
     expect(
