@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench:cost [-- --n 1000 --rate 40 --concurrency 8 --monthly 1000000 --write]`: what a million
+// `npm run bench:cost [-- --n 1000 --rate 40 --concurrency 8 --monthly 1000000 --write] [--rich]`: what a million
 // conversions cost today, counted, not estimated. Starts the hub under `wrangler dev` through
 // bench/cost/ (the hub wrapped in counters: see bench/cost/index.ts), with one network, one filter
 // partner receiving everything and one attributed partner (a local HTTP server answering 200 for
@@ -40,6 +40,9 @@ const { values: args } = parseArgs({
     concurrency: { type: "string", default: "8" },
     monthly: { type: "string", default: "1000000" },
     write: { type: "boolean", default: false },
+    // Postbacks as an app-install network sends them (user and device ids, a dozen meta fields):
+    // the rows, and so D1's bytes per conversion, of a rich postback rather than a minimal one.
+    rich: { type: "boolean", default: false },
   },
 });
 const N = Number(args.n);
@@ -128,7 +131,30 @@ function body(i, status, clickId) {
     campaign_id: "camp-cost",
     platform: "web",
     ...(clickId ? { click_id: clickId } : {}),
+    ...(args.rich ? RICH(i) : {}),
   });
+}
+
+/** What a rich postback adds: ids and meta as attribution providers send them (about 600 bytes). */
+function RICH(i) {
+  return {
+    user_id: `user-${String(i).padStart(8, "0")}-7f3a9c`,
+    device_id: `6D92078A-8246-4BA4-AE5B-76104861E7${String(i % 100).padStart(2, "0")}`,
+    meta: {
+      app_id: "id1234567890",
+      app_version: "5.12.3",
+      os_version: "17.6.1",
+      device_model: "iPhone15,2",
+      country: "FR",
+      language: "fr-FR",
+      install_time: "2026-12-06T10:11:12Z",
+      media_source: "partner_int",
+      campaign_name: "Winter sale 2026 / retargeting / lookalike 3%",
+      adset: "adset-00042-broad-18-45",
+      ad: "creative-video-15s-v3",
+      keyword: "running shoes waterproof",
+    },
+  };
 }
 
 async function main() {
@@ -224,7 +250,7 @@ async function main() {
     const d1File = await d1FileBytes(hub.stateDir);
     report = {
       started_at: started.toISOString(),
-      command: `npm run bench:cost -- --n ${N} --rate ${RATE} --concurrency ${IN_FLIGHT} --monthly ${MONTHLY}`,
+      command: `npm run bench:cost -- --n ${N} --rate ${RATE} --concurrency ${IN_FLIGHT} --monthly ${MONTHLY}${args.rich ? " --rich" : ""}`,
       machine: machine(),
       mix,
       mix_text: describeMix(mix),
