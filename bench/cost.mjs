@@ -131,12 +131,12 @@ function body(i, status, clickId) {
     campaign_id: "camp-cost",
     platform: "web",
     ...(clickId ? { click_id: clickId } : {}),
-    ...(args.rich ? RICH(i) : {}),
+    ...(args.rich ? richFields(i) : {}),
   });
 }
 
 /** What a rich postback adds: ids and meta as attribution providers send them (about 600 bytes). */
-function RICH(i) {
+function richFields(i) {
   return {
     user_id: `user-${String(i).padStart(8, "0")}-7f3a9c`,
     device_id: `6D92078A-8246-4BA4-AE5B-76104861E7${String(i % 100).padStart(2, "0")}`,
