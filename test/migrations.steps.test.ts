@@ -176,8 +176,8 @@ describe("0024_delivery_rows", () => {
       "deliveries_by_created",
       "deliveries_by_partner",
       "deliveries_by_state",
-      // 0025: a partner's parked deliveries (enabling or deleting it).
-      "deliveries_parked_by_partner",
+      // 0025: a partner's replayable deliveries (enabling, deleting, replaying it).
+      "deliveries_replayable_by_partner",
       "delivery_attempts_by_partner",
       "sqlite_autoindex_deliveries_1",
       "sqlite_autoindex_delivery_attempts_1",

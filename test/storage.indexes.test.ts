@@ -6,7 +6,13 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { archiveQueries } from "../src/storage/archive";
-import { DELIVERIES_TO_COORDINATE_SQL, enablePartner, parkDeliveriesStatement } from "../src/storage/deliveries";
+import {
+  DELIVERIES_TO_COORDINATE_SQL,
+  enablePartner,
+  parkDeliveriesStatement,
+  type ReplaySelection,
+  selectionWhere,
+} from "../src/storage/deliveries";
 import { deletePartner } from "../src/storage/partners";
 import { hubConversionsOfPeriod } from "../src/storage/reconciliations";
 import { LOGGED_NETWORKS } from "../src/storage/requests";
@@ -151,6 +157,30 @@ describe("migration 0024's deliveries_by_partner without the state", () => {
       expect(found, sql).not.toMatch(/INDEX deliveries_by_partner \(partner_id=\?\)$/m);
       expect(found, sql).not.toMatch(/SCAN deliveries\b/);
     }
+  });
+
+  it("replays a partner's failures through its replayable deliveries, not its whole history", async () => {
+    const selection: ReplaySelection = {
+      partner_id: "ptn",
+      states: ["failed", "dead"],
+      since: "2026-12-01T00:00:00.000Z",
+      until: null,
+    };
+    const params: unknown[] = [];
+    const where = selectionWhere(selection, params);
+    for (const query of [
+      `SELECT count(*) AS n FROM deliveries WHERE ${where}`,
+      `SELECT created_at, id FROM deliveries WHERE ${where} ORDER BY created_at, id LIMIT 10`,
+    ]) {
+      expect(await plan(query), query).toMatch(
+        /SEARCH deliveries USING (COVERING )?INDEX deliveries_replayable_by_partner \(partner_id=\? AND created_at>\?\)/,
+      );
+    }
+    // A bulk replay of every partner walks the creation order from its cursor, as before.
+    const everyone = selectionWhere({ ...selection, partner_id: null }, []);
+    expect(
+      await plan(`SELECT created_at, id FROM deliveries WHERE ${everyone} ORDER BY created_at, id LIMIT 10`),
+    ).toContain("deliveries_by_created");
   });
 });
 

@@ -6,6 +6,7 @@
 import type { Click } from "../domain/click";
 import { ALLOWED_TRANSITIONS } from "../domain/conversion";
 import type { EventMessage } from "../domain/messages";
+import { REPLAYABLE } from "./delivery-moves";
 
 export type D1 = Pick<D1Database, "prepare" | "batch">;
 
@@ -368,9 +369,9 @@ export async function checkSchema(db: D1): Promise<void> {
     db.prepare("SELECT d.replayed_at, j.pending_ids FROM dead_letters d, replay_jobs j LIMIT 1"),
     // 0023: the archive's manifest and pointers, which the conversion routes read.
     db.prepare("SELECT o.expiring_at, p.byte_offset FROM archive_objects o, archived_conversions p LIMIT 1"),
-    // 0025: the parked deliveries' index, which enabling and deleting a partner name.
+    // 0025: a partner's replayable deliveries' index, which enabling, deleting and replaying it name.
     db.prepare(
-      "SELECT 1 FROM deliveries INDEXED BY deliveries_parked_by_partner WHERE partner_id = '' AND state = 'parked' LIMIT 1",
+      `SELECT 1 FROM deliveries INDEXED BY deliveries_replayable_by_partner WHERE partner_id = '' AND ${REPLAYABLE} LIMIT 1`,
     ),
   ]);
 }

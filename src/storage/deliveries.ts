@@ -1,24 +1,13 @@
 /** SQL for deliveries and their attempts. */
 
-import { DELIVERY_MOVES, type DeliveryMove, type DeliveryState } from "../domain/delivery";
+import type { DeliveryState } from "../domain/delivery";
 import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
 import type { D1 } from "./d1";
+import { from, REPLAYABLE, to } from "./delivery-moves";
 import { countAttemptMetricsStatement } from "./metrics";
 import { toPartner } from "./partners";
 import { countAttemptStatement } from "./stats";
-
-/** The states a move applies to, as SQL (constants from the state table, never input). */
-function from(move: DeliveryMove): string {
-  return `state IN (${DELIVERY_MOVES[move].from.map((state) => `'${state}'`).join(", ")})`;
-}
-
-/** The one state a move leaves, as SQL. */
-function to(move: DeliveryMove): string {
-  const [state, ...others] = DELIVERY_MOVES[move].to;
-  if (state === undefined || others.length > 0) throw new Error(`move ${move} does not lead to one state`);
-  return `state = '${state}'`;
-}
 
 export interface DeliveryRow {
   id: string;
@@ -334,11 +323,11 @@ export async function enablePartner(
       .bind(now, partnerId),
     db
       .prepare(
-        // Through the partner's parked deliveries (deliveries_parked_by_partner, whose condition is
-        // written as it is there), never every delivery the partner has (deliveries_by_partner).
-        `UPDATE deliveries INDEXED BY deliveries_parked_by_partner
+        // Through the partner's replayable deliveries, parked among them (deliveries_replayable_by_partner,
+        // whose condition is said), never every delivery the partner has (deliveries_by_partner).
+        `UPDATE deliveries INDEXED BY deliveries_replayable_by_partner
          SET ${to("resume")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
-         WHERE partner_id = ? AND state = 'parked' AND ${from("resume")} AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
+         WHERE partner_id = ? AND ${REPLAYABLE} AND ${from("resume")} AND EXISTS (SELECT 1 FROM partners WHERE id = ?)
          RETURNING id`,
       )
       .bind(now, partnerId, partnerId),
@@ -383,12 +372,14 @@ export interface ReplaySelection {
 
 /**
  * The selection as SQL over `deliveries`, with its values appended to `params` in order. Only the
- * conditions a selection has are written, so that a partner's replay still reads its index; the
- * text is made of constants, and every value is bound.
+ * conditions a selection has are written, so that a partner's replay still reads its index (its
+ * replayable deliveries, deliveries_replayable_by_partner, never all it has); the text is made of
+ * constants, and every value is bound. Exported for test/storage.indexes.test.ts, which plans it.
  */
-function selectionWhere(selection: ReplaySelection, params: unknown[]): string {
+export function selectionWhere(selection: ReplaySelection, params: unknown[]): string {
   const conditions = ["state IN (SELECT value FROM json_each(?))"];
   params.push(JSON.stringify(selection.states));
+  if (selection.partner_id !== null && selection.partner_id !== undefined) conditions.push(REPLAYABLE);
   const equal: [string, string | null | undefined][] = [
     ["partner_id", selection.partner_id],
     ["network_id", selection.network_id],

@@ -8,6 +8,7 @@ import {
   type PartnerFilters,
 } from "../domain/partner";
 import type { D1 } from "./d1";
+import { REPLAYABLE } from "./delivery-moves";
 
 interface PartnerRow {
   id: string;
@@ -169,8 +170,8 @@ export async function allPartners(db: D1): Promise<Partner[]> {
 
 /** Deletes the partner; its unfinished deliveries fail (their history stays). */
 export async function deletePartner(db: D1, id: string, now: string): Promise<boolean> {
-  // Its unfinished deliveries by deliveries_by_state, its parked ones by deliveries_parked_by_partner:
-  // never every delivery the partner has (deliveries_by_partner), which the planner would walk.
+  // Its unfinished deliveries by deliveries_by_state, its parked ones by deliveries_replayable_by_partner
+  // (whose condition is said): never every delivery the partner has (deliveries_by_partner).
   const failed = "SET state = 'failed', last_error = 'partner deleted', lease_until = NULL, updated_at = ?";
   const [, , deleted] = await db.batch([
     db
@@ -181,7 +182,8 @@ export async function deletePartner(db: D1, id: string, now: string): Promise<bo
       .bind(now, id),
     db
       .prepare(
-        `UPDATE deliveries INDEXED BY deliveries_parked_by_partner ${failed} WHERE partner_id = ? AND state = 'parked'`,
+        `UPDATE deliveries INDEXED BY deliveries_replayable_by_partner ${failed}
+         WHERE partner_id = ? AND ${REPLAYABLE} AND state = 'parked'`,
       )
       .bind(now, id),
     db.prepare("DELETE FROM partners WHERE id = ?").bind(id),
