@@ -487,6 +487,46 @@ describe("ConversionObject outbox", () => {
     expect(await outboxRow(stub)).toMatchObject({ sends: 1 });
   });
 
+  it("sends every row its lost instance left at once from a new instance, more than one batch of them", async () => {
+    const network = await createNetwork();
+    const body = makePostback();
+    const stub = stubFor(network.id, String(body.transaction_id));
+    let refused = 0;
+    await runInDurableObject(stub, (instance: ConversionObject) => {
+      instance.eventsQueue = refusingQueue(() => refused++);
+    });
+    await send(network, body);
+    await eventually(async () => (refused > 0 ? true : null));
+    // The lost instance recorded 150 events (more than the alarm's batch of 100), none sent: each
+    // row charged for its first send, due a resend delay later, as `append` leaves it.
+    const sent: EventMessage[] = [];
+    await runInDurableObject(stub, async (_instance, state) => {
+      const sql = state.storage.sql;
+      const first = sql
+        .exec<{ message: string; due_at: number }>("SELECT message, due_at FROM events WHERE seq = 1")
+        .one();
+      for (let seq = 2; seq <= 150; seq++) {
+        const message = { ...(JSON.parse(first.message) as EventMessage), event_id: `evt_lost_${seq}` };
+        sql.exec(
+          `INSERT INTO events (seq, event_id, fingerprint, verdict, answer, received_at, hash, prev_hash, message, due_at, sends)
+           SELECT ?, ?, 'fp-' || ?, verdict, answer, received_at, NULL, NULL, ?, due_at, 1 FROM events WHERE seq = 1`,
+          seq,
+          message.event_id,
+          seq,
+          JSON.stringify(message),
+        );
+      }
+      const instance = new ConversionObject(state, env);
+      instance.eventsQueue = losingQueue(sent);
+      await instance.alarm();
+      // The rest were never sent either: they are due at once, not a resend delay later.
+      expect(await state.storage.getAlarm()).toBeLessThanOrEqual(Date.now());
+      await instance.alarm();
+      expect(Date.now()).toBeLessThan(first.due_at);
+    });
+    expect(new Set(sent.map((message) => message.event_id)).size).toBe(150);
+  });
+
   it("upgrades an object written before receipts existed and still sends its row", async () => {
     const network = await createNetwork();
     const transactionId = uniqueId("tx");

@@ -141,6 +141,11 @@ export class ConversionObject extends DurableObject<Env> {
    * the events consumer keeps its history by event id.
    */
   private sentEarlierRows = false;
+  /**
+   * Until `sentEarlierRows`: the last seq up to which this instance has sent every pending message
+   * (its first sends are a batch at a time, OUTBOX_BATCH; the rest are still not known to be sent).
+   */
+  private sentEarlierThrough = 0;
   private flushFailures = 0;
   private schemaReady = false;
 
@@ -279,9 +284,10 @@ export class ConversionObject extends DurableObject<Env> {
     const rows = this.sql
       .exec<{ seq: number; message: string; sends: number; due_at: number }>(
         `SELECT seq, message, sends, due_at FROM events
-         WHERE message IS NOT NULL AND (? OR seq IN (SELECT value FROM json_each(?)) OR due_at <= ?)
+         WHERE message IS NOT NULL AND ((? AND seq > ?) OR seq IN (SELECT value FROM json_each(?)) OR due_at <= ?)
          ORDER BY seq LIMIT ?`,
         this.sentEarlierRows ? 0 : 1,
+        this.sentEarlierThrough,
         JSON.stringify([...this.unsent]),
         now,
         OUTBOX_BATCH,
@@ -313,7 +319,9 @@ export class ConversionObject extends DurableObject<Env> {
         return;
       }
       this.flushFailures = 0;
-      this.sentEarlierRows = true;
+      // Every pending message up to the batch's last seq was in it; a full batch may have left more.
+      if (rows.length < OUTBOX_BATCH) this.sentEarlierRows = true;
+      else this.sentEarlierThrough = rows[rows.length - 1]?.seq ?? this.sentEarlierThrough;
       for (const row of first) this.unsent.delete(row.seq);
       const resendMs = configOf(this.env).OUTBOX_RESEND_SECONDS * 1000;
       // `message IS NOT NULL`: an event whose receipt came while the queue took the batch is done,
@@ -368,8 +376,9 @@ export class ConversionObject extends DurableObject<Env> {
       .exec<{ events: number; oldest_at: string | null }>(
         `SELECT count(*) AS events, min(message ->> '$.received_at') AS oldest_at FROM events
          WHERE message IS NOT NULL AND (sends >= 2
-           OR ((sends = 0 OR ? OR seq IN (SELECT value FROM json_each(?))) AND message ->> '$.received_at' < ?))`,
+           OR ((sends = 0 OR (? AND seq > ?) OR seq IN (SELECT value FROM json_each(?))) AND message ->> '$.received_at' < ?))`,
         this.sentEarlierRows ? 0 : 1,
+        this.sentEarlierThrough,
         JSON.stringify([...this.unsent]),
         deadline,
       )
@@ -690,9 +699,10 @@ export class ConversionObject extends DurableObject<Env> {
     // While any is pending, the dedupe window does not end: the history holds them.
     const next = this.sql
       .exec<{ due: number | null }>(
-        `SELECT min(iif(? OR seq IN (SELECT value FROM json_each(?)), 0, due_at)) AS due FROM events
+        `SELECT min(iif((? AND seq > ?) OR seq IN (SELECT value FROM json_each(?)), 0, due_at)) AS due FROM events
          WHERE message IS NOT NULL`,
         this.sentEarlierRows ? 0 : 1,
+        this.sentEarlierThrough,
         JSON.stringify([...this.unsent]),
       )
       .one().due;
