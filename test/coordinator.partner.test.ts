@@ -353,6 +353,22 @@ describe("writing what the answers taught", () => {
     expect(totals(script.counted)).toEqual({ [JSON.stringify(["attempts", "200"])]: 3 });
   });
 
+  it("writes the counts it holds when it finds its partner deleted", async () => {
+    const stub = coordinator();
+    const { deps, script } = scripted(() => ({ status: 200 }));
+    await withDeps(stub, deps);
+    await stub.submit("ptn_counts_deleted", [item("d1", "c1", 1), item("d2", "c2", 1), item("d3", "c3", 1)]);
+    await drain(stub);
+    // The first attempt's counts are written; the others wait for the next second's write.
+    expect(script.counted).toHaveLength(1);
+    // The partner is deleted (nothing tells its coordinator), and the settings it read expire
+    // before the wake-up that writes the counts (the cache is 30 s, read at a pump's start).
+    deps.settings = async () => null;
+    script.clock.now += 30_000;
+    await drain(stub);
+    expect(totals(script.counted)).toEqual({ [JSON.stringify(["attempts", "200"])]: 3 });
+  });
+
   it("writes a breaker opening at once, with the window that opened it", async () => {
     const stub = coordinator();
     const { deps, script } = scripted(() => ({ status: 500 }), 1);

@@ -218,7 +218,9 @@ export class PartnerCoordinator extends DurableObject<Env> {
     let settings = await this.currentSettings();
     if (!settings) {
       // The partner is gone: its unfinished deliveries are failed when an attempt finds it missing.
+      // Its attempts' counts still held are written now: no later pump would write them.
       this.sql.exec("DELETE FROM work");
+      await this.saveCounts(partnerId, this.deps.now(), true);
       return;
     }
     await this.reportTransitions(partnerId);
@@ -272,11 +274,13 @@ export class PartnerCoordinator extends DurableObject<Env> {
   /**
    * Adds the unsaved attempt counts to D1 when COUNTS_WRITE_INTERVAL_MS has passed since the last
    * write; what waits is written by a later attempt, the pump's end or the alarm scheduleNext sets.
-   * Counts D1 refused are kept for the next write.
+   * Counts D1 refused are kept for the next write. `atOnce`: whatever the interval (a pump that
+   * finds its partner gone, after which none writes them).
    */
-  private async saveCounts(partnerId: string, nowMs: number): Promise<void> {
+  private async saveCounts(partnerId: string, nowMs: number, atOnce = false): Promise<void> {
     if (this.unsavedCounts.size === 0) return;
-    if (this.countsSavedAtMs !== null && nowMs - this.countsSavedAtMs < COUNTS_WRITE_INTERVAL_MS) return;
+    const recent = this.countsSavedAtMs !== null && nowMs - this.countsSavedAtMs < COUNTS_WRITE_INTERVAL_MS;
+    if (recent && !atOnce) return;
     const counts = this.unsavedCounts;
     this.unsavedCounts = new Map();
     this.countsSavedAtMs = nowMs;
