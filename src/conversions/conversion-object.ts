@@ -321,7 +321,7 @@ export class ConversionObject extends DurableObject<Env> {
       this.flushFailures = 0;
       // Every pending message up to the batch's last seq was in it; a full batch may have left more.
       if (rows.length < OUTBOX_BATCH) this.sentEarlierRows = true;
-      else this.sentEarlierThrough = rows[rows.length - 1]?.seq ?? this.sentEarlierThrough;
+      else this.sentEarlierThrough = Math.max(this.sentEarlierThrough, rows[rows.length - 1]?.seq ?? 0);
       for (const row of first) this.unsent.delete(row.seq);
       const resendMs = configOf(this.env).OUTBOX_RESEND_SECONDS * 1000;
       // `message IS NOT NULL`: an event whose receipt came while the queue took the batch is done,
