@@ -37,6 +37,15 @@ function stubFor(networkId: string, transactionId: string) {
   return env.CONVERSIONS.getByName(conversionObjectName(networkId, transactionId, false));
 }
 
+/** A new conversion's object and the event message an older object would hold for it. */
+async function olderObjectsEvent() {
+  const network = await createNetwork();
+  const transactionId = uniqueId("tx");
+  const stub = stubFor(network.id, transactionId);
+  const message = makeEventMessage({ network_id: network.id, transaction_id: transactionId });
+  return { network, transactionId, stub, message };
+}
+
 async function send(network: TestNetwork, body: Record<string, unknown>) {
   return expectStatus<Answer>(await postback(network, body), 200);
 }
@@ -212,10 +221,7 @@ describe("an object created by the code before", () => {
   });
 
   it("upgrade 7: sends the message its outbox held, and the receipt clears it, nothing lost", async () => {
-    const network = await createNetwork();
-    const transactionId = uniqueId("tx");
-    const stub = stubFor(network.id, transactionId);
-    const message = makeEventMessage({ network_id: network.id, transaction_id: transactionId });
+    const { network, transactionId, stub, message } = await olderObjectsEvent();
     await runInDurableObject(stub, (_instance: ConversionObject, state) => {
       writeVersion6Object(state.storage.sql, message);
       // Its alarm was pending when the new code arrived.
@@ -246,10 +252,7 @@ describe("an object created by the code before", () => {
   });
 
   it("upgrade 7 moves the outbox row onto its event's row, pending, as it was", async () => {
-    const network = await createNetwork();
-    const transactionId = uniqueId("tx");
-    const stub = stubFor(network.id, transactionId);
-    const message = makeEventMessage({ network_id: network.id, transaction_id: transactionId });
+    const { network, transactionId, stub, message } = await olderObjectsEvent();
     await runInDurableObject(stub, (_instance: ConversionObject, state) => {
       writeVersion6Object(state.storage.sql, message);
       const due = state.storage.sql.exec<{ due_at: number }>("SELECT due_at FROM outbox").one().due_at;
@@ -263,10 +266,7 @@ describe("an object created by the code before", () => {
   });
 
   it("upgrade 7 rebuilds the event of an outbox row without one, rather than drop its message", async () => {
-    const network = await createNetwork();
-    const transactionId = uniqueId("tx");
-    const stub = stubFor(network.id, transactionId);
-    const message = makeEventMessage({ network_id: network.id, transaction_id: transactionId });
+    const { network, transactionId, stub, message } = await olderObjectsEvent();
     await runInDurableObject(stub, (_instance: ConversionObject, state) => {
       writeVersion6Object(state.storage.sql, message, false);
       expect(openSchema(state.storage)).toBe(true);

@@ -421,17 +421,11 @@ describe("ConversionObject outbox", () => {
   });
 
   it("sends an event its lost instance never sent from a new instance at its first alarm, writing nothing", async () => {
-    const network = await createNetwork();
-    const body = makePostback();
-    const stub = stubFor(network.id, String(body.transaction_id));
-    let refused = 0;
-    await runInDurableObject(stub, (instance: ConversionObject) => {
-      instance.eventsQueue = refusingQueue(() => refused++);
-    });
+    const { network, body, stub, refusedSends } = await refusingObject(makePostback());
     const resendMs = Number(env.OUTBOX_RESEND_SECONDS) * 1000;
     const recordedFrom = Date.now();
     await send(network, body);
-    await eventually(async () => (refused > 0 ? true : null));
+    await eventually(async () => (refusedSends() > 0 ? true : null));
     const recorded = await outboxRow(stub);
     expect(recorded).toMatchObject({ sends: 1 });
     expect(recorded.due_at).toBeGreaterThanOrEqual(recordedFrom + resendMs);
@@ -455,16 +449,10 @@ describe("ConversionObject outbox", () => {
   });
 
   it("sends every row again from a new instance whose first send the queue refused", async () => {
-    const network = await createNetwork();
-    const body = makePostback({ status: "pending" });
-    const stub = stubFor(network.id, String(body.transaction_id));
-    let refused = 0;
-    await runInDurableObject(stub, (instance: ConversionObject) => {
-      instance.eventsQueue = refusingQueue(() => refused++);
-    });
+    const { network, body, stub, refusedSends } = await refusingObject(makePostback({ status: "pending" }));
     const first = await send(network, body);
     await send(network, { ...body, status: "approved" });
-    await eventually(async () => (refused > 0 ? true : null));
+    await eventually(async () => (refusedSends() > 0 ? true : null));
     const sent: EventMessage[] = [];
     await runInDurableObject(stub, async (_instance, state) => {
       const instance = new ConversionObject(state, env);
@@ -488,15 +476,9 @@ describe("ConversionObject outbox", () => {
   });
 
   it("sends every row its lost instance left at once from a new instance, more than one batch of them", async () => {
-    const network = await createNetwork();
-    const body = makePostback();
-    const stub = stubFor(network.id, String(body.transaction_id));
-    let refused = 0;
-    await runInDurableObject(stub, (instance: ConversionObject) => {
-      instance.eventsQueue = refusingQueue(() => refused++);
-    });
+    const { network, body, stub, refusedSends } = await refusingObject(makePostback());
     await send(network, body);
-    await eventually(async () => (refused > 0 ? true : null));
+    await eventually(async () => (refusedSends() > 0 ? true : null));
     // The lost instance recorded 150 events (more than the alarm's batch of 100), none sent: each
     // row charged for its first send, due a resend delay later, as `append` leaves it.
     const sent: EventMessage[] = [];
@@ -741,6 +723,17 @@ function losingQueue(sent: EventMessage[]): EventsQueue {
 }
 
 /** Refuses every send, telling `onRefusal` each time. */
+/** A new conversion's object whose queue refuses every send, so that its instance can be "lost" before sending. */
+async function refusingObject(body: Record<string, unknown>) {
+  const network = await createNetwork();
+  const stub = stubFor(network.id, String(body.transaction_id));
+  let refused = 0;
+  await runInDurableObject(stub, (instance: ConversionObject) => {
+    instance.eventsQueue = refusingQueue(() => refused++);
+  });
+  return { network, body, stub, refusedSends: () => refused };
+}
+
 function refusingQueue(onRefusal: () => void): EventsQueue {
   return {
     sendBatch: async () => {

@@ -8,7 +8,7 @@ import {
   type PartnerFilters,
 } from "../domain/partner";
 import type { D1 } from "./d1";
-import { REPLAYABLE } from "./delivery-moves";
+import { from, REPLAYABLE } from "./delivery-moves";
 
 interface PartnerRow {
   id: string;
@@ -176,8 +176,7 @@ export async function deletePartner(db: D1, id: string, now: string): Promise<bo
   const [, , deleted] = await db.batch([
     db
       .prepare(
-        `UPDATE deliveries INDEXED BY deliveries_by_state ${failed}
-         WHERE partner_id = ? AND state IN ('pending', 'retrying')`,
+        `UPDATE deliveries INDEXED BY deliveries_by_state ${failed} WHERE partner_id = ? AND ${from("attempt")}`,
       )
       .bind(now, id),
     db
