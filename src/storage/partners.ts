@@ -175,9 +175,7 @@ export async function deletePartner(db: D1, id: string, now: string): Promise<bo
   const failed = "SET state = 'failed', last_error = 'partner deleted', lease_until = NULL, updated_at = ?";
   const [, , deleted] = await db.batch([
     db
-      .prepare(
-        `UPDATE deliveries INDEXED BY deliveries_by_state ${failed} WHERE partner_id = ? AND ${from("attempt")}`,
-      )
+      .prepare(`UPDATE deliveries INDEXED BY deliveries_by_state ${failed} WHERE partner_id = ? AND ${from("attempt")}`)
       .bind(now, id),
     db
       .prepare(
