@@ -252,7 +252,7 @@ describe("an object created by the code before", () => {
   });
 
   it("upgrade 7 moves the outbox row onto its event's row, pending, as it was", async () => {
-    const { network, transactionId, stub, message } = await olderObjectsEvent();
+    const { stub, message } = await olderObjectsEvent();
     await runInDurableObject(stub, (_instance: ConversionObject, state) => {
       writeVersion6Object(state.storage.sql, message);
       const due = state.storage.sql.exec<{ due_at: number }>("SELECT due_at FROM outbox").one().due_at;
