@@ -26,8 +26,10 @@ interface Script {
   clock: { now: number };
   transitions: { to: string; reason: string }[];
   superseded: { id: string; reason: string }[];
-  /** What `{previous_status}` each attempt was told to render (undefined: the payload's own). */
+  /** What `{previous_status}` each attempt rendered (undefined: the payload's own). */
   previousStatus: Map<string, string | null | undefined>;
+  /** What D1 says the partner last received of each conversion, as the real attempt reads it. */
+  delivered: Map<string, { position: number; status: string | null }>;
   order: "ordered" | "coalesce";
   /** An attempt of a delivery named here waits for its promise before answering. */
   gates: Map<string, Promise<void>>;
@@ -57,6 +59,7 @@ function scripted(
     transitions: [],
     superseded: [],
     previousStatus: new Map(),
+    delivered: new Map(),
     order: "ordered",
     counted: [],
     refuseCounts: false,
@@ -86,8 +89,15 @@ function scripted(
       if (script.refuseCounts) throw new Error("D1 is down");
       script.counted.push({ ...counts });
     },
-    attempt: async (id, options): Promise<AttemptReport> => {
-      script.previousStatus.set(id, options.previousStatus);
+    attempt: async (item, options): Promise<AttemptReport> => {
+      const id = item.delivery_id;
+      // As the real attempt does (delivery/attempt.ts): a first delivery older than what the
+      // partner received is not sent; a coalescing partner's {previous_status} is what it received.
+      const last = script.delivered.get(item.conversion);
+      if (item.fresh === 1 && last && last.position > item.position) {
+        return { retryInSeconds: null, sent: null, newerDelivered: true };
+      }
+      script.previousStatus.set(id, options.coalesce ? (last?.status ?? null) : undefined);
       const n = (attempts.get(id) ?? 0) + 1;
       attempts.set(id, n);
       inFlight++;
@@ -106,6 +116,9 @@ function scripted(
           counts,
         };
       const ok = answer.status >= 200 && answer.status <= 299;
+      if (ok && (last?.position ?? -1) <= item.position) {
+        script.delivered.set(item.conversion, { position: item.position, status: item.status });
+      }
       return {
         retryInSeconds: ok ? null : (answer.retryAfter ?? 5),
         sent: {

@@ -1,7 +1,8 @@
 /**
  * One delivery attempt (delivery/attempt.ts, what a partner's coordinator runs), called directly
  * with a partner played by an injected `fetch`: every classification, the retry schedule,
- * idempotency and leases, parking, the URL judged again before sending, and the sweep.
+ * idempotency, operators' changes mid-attempt, what the partner already received, parking, the URL
+ * judged again before sending, and the sweep.
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
@@ -9,7 +10,7 @@ import { type AttemptDeps, attemptDelivery } from "../src/delivery/attempt";
 import { requeueStrandedDeliveries } from "../src/operations/sweep";
 import type { DeliveriesQueue } from "../src/queues/delivery-messages";
 import { attemptsOf, deliveryRow, pendingDelivery } from "./support/deliveries";
-import { admin, createPartner, expectStatus } from "./support/helpers";
+import { admin, createPartner, expectStatus, uniqueId } from "./support/helpers";
 
 type Answer = Response | "hang" | Error;
 
@@ -62,17 +63,40 @@ describe("delivery attempt: outcomes", () => {
     ]);
   });
 
-  it("sends once when a message comes twice after the first attempt succeeded, or twice at once", async () => {
+  it("sends nothing again once delivered, and records one attempt of two made at once", async () => {
     const partner = await partnerWith();
     const id = await pendingDelivery(partner.id);
     const { fetch, calls } = partnerFetch(new Response("ok"));
-    const concurrent = await Promise.all([attemptDelivery(id, deps(fetch)), attemptDelivery(id, deps(fetch))]);
-    // The attempt that lost the claim says to come back after the other's lease; it never sends.
-    expect(concurrent.map((r) => r.retryInSeconds === null).sort()).toEqual([false, true]);
+    // Two attempts of one delivery at once: only a partner's coordinator attempts, one at a time
+    // (test/coordinator.partner.test.ts); nothing in D1 stops two callers. Both send; the second
+    // to finish finds the first recorded (its number taken, the count moved) and changes nothing.
+    await Promise.all([attemptDelivery(id, deps(fetch)), attemptDelivery(id, deps(fetch))]);
+    expect(calls).toHaveLength(2);
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered", attempts: 1 });
+    expect(await attemptsOf(id)).toHaveLength(1);
     const later = await Promise.all([attemptDelivery(id, deps(fetch)), attemptDelivery(id, deps(fetch))]);
-    expect(calls).toHaveLength(1);
+    expect(calls).toHaveLength(2);
     expect(later.map((r) => r.retryInSeconds)).toEqual([null, null]);
     expect(await attemptsOf(id)).toHaveLength(1);
+  });
+
+  it("writes the delivery once, with its result: nothing is claimed before the request", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id);
+    const { fetch } = partnerFetch(new Response("ok"));
+    const statements: string[] = [];
+    const db = env.DB;
+    const spying = {
+      prepare: (query: string) => {
+        statements.push(query);
+        return db.prepare(query);
+      },
+      batch: (list: D1PreparedStatement[]) => db.batch(list),
+    } as unknown as D1Database;
+    await attemptDelivery(id, deps(fetch, { db: spying }));
+    const writes = statements.filter((sql) => /^\s*UPDATE deliveries/.test(sql));
+    expect(writes).toHaveLength(1);
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered", attempts: 1, lease_until: null });
   });
 
   it("retries a 5xx on the partner's schedule with jitter, keeping the excerpt", async () => {
@@ -335,30 +359,83 @@ describe("delivery attempt: operator changes during an attempt", () => {
     expect(await deliveryRow(id)).toMatchObject({ state: "failed", last_error: "partner deleted" });
     expect(await attemptsOf(id)).toMatchObject([{ attempt: 1, http_status: 200, outcome: "delivered" }]);
   });
+
+  it("counts an attempt the operator's change outran, so the next one has the next number", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id);
+    let first = true;
+    const fetch = vi.fn(async () => {
+      if (first) {
+        first = false;
+        await expectStatus(await admin(`/v1/partners/${partner.id}/disable`, { method: "POST" }), 200);
+      }
+      return new Response("ok");
+    });
+    await attemptDelivery(id, deps(fetch as unknown as typeof globalThis.fetch));
+    // The partner's disable stands (parked), and the attempt it outran is counted.
+    expect(await deliveryRow(id)).toMatchObject({ state: "parked", attempts: 1 });
+    await expectStatus(await admin(`/v1/partners/${partner.id}/enable`, { method: "POST" }), 200);
+    await attemptDelivery(id, deps(fetch as unknown as typeof globalThis.fetch));
+    expect(await deliveryRow(id)).toMatchObject({ state: "delivered", attempts: 2 });
+    expect((await attemptsOf(id)).map((a) => a.attempt)).toEqual([1, 2]);
+  });
+});
+
+describe("delivery attempt: what the partner already received (read from D1)", () => {
+  it("does not send a first delivery older than one the partner received; a replay goes as asked", async () => {
+    const partner = await partnerWith();
+    const other = await partnerWith();
+    const tx = uniqueId("tx");
+    await pendingDelivery(partner.id, { transaction_id: tx, version: 3, state: "delivered" });
+    // Another partner's delivery, and one of the same partner not delivered, say nothing of it.
+    await pendingDelivery(other.id, { transaction_id: tx, version: 5, state: "delivered" });
+    await pendingDelivery(partner.id, { transaction_id: tx, version: 4, state: "failed" });
+    const older = await pendingDelivery(partner.id, { transaction_id: tx, version: 2 });
+    const newer = await pendingDelivery(partner.id, { transaction_id: tx, version: 4 });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    expect(await attemptDelivery(older, deps(fetch), { fresh: true })).toEqual({
+      retryInSeconds: null,
+      sent: null,
+      newerDelivered: true,
+    });
+    expect(calls).toHaveLength(0);
+    expect(await deliveryRow(older)).toMatchObject({ state: "pending", attempts: 0 });
+    await attemptDelivery(newer, deps(fetch), { fresh: true });
+    await attemptDelivery(older, deps(fetch), { fresh: false });
+    expect(calls).toHaveLength(2);
+    expect(await deliveryRow(older)).toMatchObject({ state: "delivered" });
+  });
+
+  it("renders {previous_status} for a coalescing partner as the status the partner last received", async () => {
+    const partner = await partnerWith({ url_template: "https://partner.test/ok/pb?s={status}&was={previous_status}" });
+    const tx = uniqueId("tx");
+    await pendingDelivery(partner.id, { transaction_id: tx, version: 1, status: "pending", state: "delivered" });
+    await pendingDelivery(partner.id, { transaction_id: tx, version: 2, status: "approved", state: "dead" });
+    const id = await pendingDelivery(partner.id, {
+      transaction_id: tx,
+      version: 3,
+      status: "reversed",
+      previous_status: "approved",
+    });
+    const { fetch, calls } = partnerFetch(new Response("ok"));
+    await attemptDelivery(id, deps(fetch), { coalesce: true });
+    expect(calls[0]?.url).toBe("https://partner.test/ok/pb?s=reversed&was=pending");
+    // An ordered partner gets the payload's own.
+    const ordered = await pendingDelivery(partner.id, { previous_status: "approved", status: "reversed" });
+    await attemptDelivery(ordered, deps(fetch));
+    expect(calls[1]?.url).toBe("https://partner.test/ok/pb?s=reversed&was=approved");
+  });
 });
 
 describe("delivery attempt: nothing is stranded", () => {
-  it("brings a message back after another consumer's lease instead of acking it", async () => {
-    const partner = await partnerWith();
-    const id = await pendingDelivery(partner.id);
-    await env.DB.prepare("UPDATE deliveries SET lease_until = ? WHERE id = ?")
-      .bind(new Date(Date.now() + 40_000).toISOString(), id)
-      .run();
-    const { fetch, calls } = partnerFetch(new Response("ok"));
-    const report = await attemptDelivery(id, deps(fetch));
-    expect(calls).toHaveLength(0);
-    expect(report.retryInSeconds).toBeGreaterThan(30);
-    expect(report.retryInSeconds).toBeLessThanOrEqual(40);
-  });
-
-  it("releases its claim when something unexpected fails mid-attempt, and throws for its caller to retry", async () => {
+  it("leaves the delivery as it was when something unexpected fails mid-attempt, and throws for its caller to retry", async () => {
     const partner = await partnerWith({ sign: true });
     const id = await pendingDelivery(partner.id);
     await env.DB.prepare("DELETE FROM partner_secrets WHERE partner_id = ?").bind(partner.id).run();
     const { fetch, calls } = partnerFetch(new Response("ok"));
     await expect(attemptDelivery(id, deps(fetch))).rejects.toThrow(/signs but has no active signing secret/);
     expect(calls).toHaveLength(0);
-    expect(await deliveryRow(id)).toMatchObject({ state: "pending", lease_until: null });
+    expect(await deliveryRow(id)).toMatchObject({ state: "pending", attempts: 0, lease_until: null });
   });
 
   it("re-queues a delivery left without a message, once per sweep", async () => {

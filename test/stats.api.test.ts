@@ -250,7 +250,7 @@ describe("GET /v1/stats", () => {
       retries: n,
       next_attempt_at: null,
       now,
-      lease: null,
+      read: { attempts: n - 1, state: (n === 1 ? "pending" : "retrying") as "pending", retries: n - 1 },
     });
     for (const record of [attempt(1, "retry"), attempt(1, "retry"), attempt(2, "delivered"), attempt(2, "delivered")]) {
       await env.DB.batch(finishAttemptStatements(env.DB, record, { countMetrics: true }));

@@ -9,6 +9,7 @@ import { archiveQueries } from "../src/storage/archive";
 import {
   DELIVERIES_TO_COORDINATE_SQL,
   enablePartner,
+  LAST_DELIVERED_SQL,
   parkDeliveriesStatement,
   type ReplaySelection,
   selectionWhere,
@@ -75,6 +76,10 @@ describe("migration 0022's index drops", () => {
     expect(coordinate).toMatch(/SEARCH m USING INDEX sqlite_autoindex_deliveries_1 \(id=\?\)/);
     expect(coordinate).toContain("SEARCH d USING INDEX deliveries_by_conversion (network_id=? AND transaction_id=?)");
     expect(coordinate).not.toContain("deliveries_by_state");
+    // What the partner last received of the conversion, read by each attempt: the same two steps.
+    const last = await plan(LAST_DELIVERED_SQL);
+    expect(last).toMatch(/SEARCH m USING INDEX sqlite_autoindex_deliveries_1 \(id=\?\)/);
+    expect(last).toContain("SEARCH d USING INDEX deliveries_by_conversion (network_id=? AND transaction_id=?)");
     expect(
       await plan("DELETE FROM deliveries WHERE created_at < ?1 AND state IN ('delivered', 'failed', 'dead')"),
     ).toContain("USING INDEX deliveries_by_created (created_at<?)");

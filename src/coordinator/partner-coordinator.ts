@@ -82,9 +82,6 @@ const PUMP_BUDGET_MS = 25_000;
 /** An attempt that throws (D1 trouble, a bug) is taken again after this long. */
 const ERROR_RETRY_MS = 30_000;
 const KEPT_TRANSITIONS = 20;
-/** What the partner last received of a conversion is kept this long (past the dedupe window). */
-const DELIVERED_KEPT_MS = 40 * 86_400_000;
-const PRUNE_EVERY_MS = 86_400_000;
 /**
  * The `learned` row (pace and breaker window) is written at most this often: an answer changes it,
  * and writing it once per answer was the coordinator's largest cost (issue 16). An instance lost
@@ -100,8 +97,12 @@ const LEARNED_WRITE_INTERVAL_MS = 1000;
 const COUNTS_WRITE_INTERVAL_MS = 1000;
 
 export interface CoordinatorDeps {
-  /** One attempt; `previousStatus`, when given, is what `{previous_status}` renders (a coalescing partner). */
-  attempt(deliveryId: string, options: { previousStatus?: ConversionStatus | null }): Promise<AttemptReport>;
+  /**
+   * One attempt of the item's delivery (delivery/attempt.ts: a fresh one is not sent when the
+   * partner already received a newer event of its conversion); `coalesce`: `{previous_status}`
+   * renders what the partner last received of the conversion.
+   */
+  attempt(item: WorkItem, options: { coalesce: boolean }): Promise<AttemptReport>;
   /** Adds the summed /metrics counts of recorded attempts to D1 (storage/metrics.ts addAttemptCountsStatement). */
   addCounts(partnerId: string, counts: Readonly<Record<string, number>>): Promise<void>;
   /** Marks deliveries superseded in D1 (never sent: a newer state went, or had gone, instead). */
@@ -265,7 +266,6 @@ export class PartnerCoordinator extends DurableObject<Env> {
       await Promise.race(waits);
       this.kick = null;
     }
-    this.prune(this.deps.now());
     this.saveLearned(this.deps.now());
     await this.saveCounts(partnerId, this.deps.now());
     await this.scheduleNext(settings);
@@ -319,22 +319,12 @@ export class PartnerCoordinator extends DurableObject<Env> {
   }
 
   private async run(partnerId: string, item: WorkItem, settings: CoordinatorSettings): Promise<void> {
-    const last = this.lastDelivered(item.conversion);
-    // A first delivery of an older event than one the partner already has: sending it now would
-    // tell the partner something older than what it knows. (A replay is sent as asked.)
-    if (item.fresh === 1 && last !== null && last.position > item.position) {
-      await this.supersede([item], "a newer event of this conversion had already been delivered");
-      return;
-    }
     let report: AttemptReport;
     try {
       // The start counts for `max_per_second` at the time the attempt begins, read with no await
       // in between: time moves while the pump awaits, so the wave's own clock reading can be early.
       this.starts.push(this.deps.now());
-      report = await this.deps.attempt(
-        item.delivery_id,
-        settings.order === "coalesce" ? { previousStatus: last?.status ?? null } : {},
-      );
+      report = await this.deps.attempt(item, { coalesce: settings.order === "coalesce" });
     } catch (error) {
       logLine("error", {
         message: "coordinator attempt failed; retrying",
@@ -345,6 +335,12 @@ export class PartnerCoordinator extends DurableObject<Env> {
       this.sql.exec(`UPDATE work SET due_ms = ? WHERE ${WORK_KEY}`, this.deps.now() + ERROR_RETRY_MS, ...workKey(item));
       return;
     }
+    // A first delivery of an older event than one the partner already has: sending it now would
+    // tell the partner something older than what it knows. (A replay is sent as asked.)
+    if (report.newerDelivered) {
+      await this.supersede([item], "a newer event of this conversion had already been delivered");
+      return;
+    }
     const now = this.deps.now();
     for (const [key, value] of Object.entries(report.counts ?? {})) {
       this.unsavedCounts.set(key, (this.unsavedCounts.get(key) ?? 0) + value);
@@ -353,19 +349,6 @@ export class PartnerCoordinator extends DurableObject<Env> {
     await this.saveCounts(partnerId, now);
     if (report.retryInSeconds === null) {
       this.sql.exec(`DELETE FROM work WHERE ${WORK_KEY}`, ...workKey(item));
-      const sent = report.sent?.outcome;
-      if (sent?.kind === "response" && sent.status >= 200 && sent.status <= 299) {
-        this.sql.exec(
-          `INSERT INTO delivered (conversion, position, status, at_ms) VALUES (?, ?, ?, ?)
-           ON CONFLICT (conversion) DO UPDATE SET position = excluded.position, status = excluded.status,
-             at_ms = excluded.at_ms
-           WHERE excluded.position >= delivered.position`,
-          item.conversion,
-          item.position,
-          item.status,
-          now,
-        );
-      }
       return;
     }
     this.sql.exec(
@@ -403,17 +386,6 @@ export class PartnerCoordinator extends DurableObject<Env> {
       reason,
     );
     for (const item of items) this.sql.exec(`DELETE FROM work WHERE ${WORK_KEY}`, ...workKey(item));
-  }
-
-  private lastDelivered(conversion: string): { position: number; status: ConversionStatus | null } | null {
-    return (
-      this.sql
-        .exec<{ position: number; status: ConversionStatus | null }>(
-          "SELECT position, status FROM delivered WHERE conversion = ?",
-          conversion,
-        )
-        .toArray()[0] ?? null
-    );
   }
 
   /** What an answer teaches: the pace adapts, the breaker's window counts it. */
@@ -551,13 +523,6 @@ export class PartnerCoordinator extends DurableObject<Env> {
     }
   }
 
-  private prune(nowMs: number): void {
-    const last = this.getMeta<number>("pruned_at") ?? 0;
-    if (nowMs - last < PRUNE_EVERY_MS) return;
-    this.sql.exec("DELETE FROM delivered WHERE at_ms < ?", nowMs - DELIVERED_KEPT_MS);
-    this.setMeta("pruned_at", nowMs);
-  }
-
   private async scheduleNext(settings: CoordinatorSettings): Promise<void> {
     const next =
       this.sql
@@ -670,28 +635,20 @@ function workKey(item: WorkKey): [string, number, string] {
 }
 
 /**
- * The coordinator's tables. `work` and `delivered` are WITHOUT ROWID, keyed by what they are
- * looked up by, so a row costs one row written (plus work_by_due for `work`) where the rowid
- * tables with a text key and a second index cost three (`work`) and two (`delivered`). A
- * delivery's conversion and place never change, so (conversion, position, delivery_id) is as
- * unique as the delivery id. An object written by earlier code has the rowid tables: they are
- * copied over once, in the constructor's transaction.
+ * The coordinator's tables. `work` is WITHOUT ROWID, keyed by what it is looked up by, so a row
+ * costs one row written (plus work_by_due) where a rowid table with a text key and a second index
+ * cost three. A delivery's conversion and place never change, so (conversion, position,
+ * delivery_id) is as unique as the delivery id. An object written by earlier code has the rowid
+ * table: it is copied over once, in the constructor's transaction. What the partner last received
+ * of each conversion is D1's to say (the attempt reads it): earlier code's `delivered` table, one
+ * row written per delivered attempt (issue 16), is dropped.
  */
 export function openCoordinatorSchema(sql: SqlStorage): void {
-  const tables = new Map(
-    sql
-      .exec<{ name: string; sql: string }>(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('work', 'delivered')",
-      )
-      .toArray()
-      .map((row) => [row.name, row.sql]),
-  );
-  const old = (name: string) => {
-    const definition = tables.get(name);
-    return definition !== undefined && !definition.includes("WITHOUT ROWID");
-  };
-  if (old("work")) sql.exec("ALTER TABLE work RENAME TO work_rowid; DROP INDEX IF EXISTS work_by_conversion;");
-  if (old("delivered")) sql.exec("ALTER TABLE delivered RENAME TO delivered_rowid");
+  const work = sql
+    .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work'")
+    .toArray()[0]?.sql;
+  const old = work !== undefined && !work.includes("WITHOUT ROWID");
+  if (old) sql.exec("ALTER TABLE work RENAME TO work_rowid; DROP INDEX IF EXISTS work_by_conversion;");
   sql.exec(`
     CREATE TABLE IF NOT EXISTS work (
       delivery_id TEXT NOT NULL,
@@ -703,25 +660,16 @@ export function openCoordinatorSchema(sql: SqlStorage): void {
       PRIMARY KEY (conversion, position, delivery_id)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS work_by_due ON work (due_ms);
-    CREATE TABLE IF NOT EXISTS delivered (
-      conversion TEXT PRIMARY KEY,
-      position INTEGER NOT NULL,
-      status TEXT,
-      at_ms INTEGER NOT NULL
-    ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS outcomes (at_ms INTEGER NOT NULL, ok INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    DROP TABLE IF EXISTS delivered;
+    DROP TABLE IF EXISTS delivered_rowid;
   `);
-  if (old("work")) {
+  if (old) {
     sql.exec(`INSERT INTO work (delivery_id, conversion, position, due_ms, status, fresh)
               SELECT delivery_id, conversion, position, due_ms, status, fresh FROM work_rowid WHERE true
               ON CONFLICT DO NOTHING;
               DROP TABLE work_rowid;`);
-  }
-  if (old("delivered")) {
-    sql.exec(`INSERT INTO delivered (conversion, position, status, at_ms)
-              SELECT conversion, position, status, at_ms FROM delivered_rowid WHERE true ON CONFLICT DO NOTHING;
-              DROP TABLE delivered_rowid;`);
   }
 }
 
@@ -750,7 +698,8 @@ function defaultDeps(env: Env): CoordinatorDeps {
   };
   return {
     // The coordinator adds the attempts' /metrics counts itself, summed (saveCounts).
-    attempt: (deliveryId, options) => attemptDelivery(deliveryId, attemptDeps(), { ...options, countsToCaller: true }),
+    attempt: (item, { coalesce }) =>
+      attemptDelivery(item.delivery_id, attemptDeps(), { coalesce, fresh: item.fresh === 1, countsToCaller: true }),
     addCounts: async (partnerId, counts) => {
       await addAttemptCountsStatement(env.DB, partnerId, counts).run();
     },

@@ -1,26 +1,26 @@
 /**
- * One delivery attempt, the one way every caller makes it: claim the delivery in D1 (due,
- * unleased, partner active), render and sign the request, send it with the partner's timeout,
- * record the attempt and the delivery's new state in one D1 batch. Answers when to try again and
- * what the partner did, for the caller's retry and its pace.
+ * One delivery attempt, the one way its partner's coordinator makes it: read the delivery, its
+ * partner and what the partner last received of the conversion (due, partner active), render and
+ * sign the request, send it with the partner's timeout, record the attempt and the delivery's new
+ * state in one D1 batch. Answers when to try again and what the partner did, for the coordinator's
+ * retry and its pace.
  */
 
 import type { Click } from "../domain/click";
-import { type DeliveryPayload, MAX_PARTNER_TIMEOUT_MS, type Partner } from "../domain/partner";
-import type { ConversionStatus } from "../domain/postback";
+import { isUnfinished } from "../domain/delivery";
+import type { DeliveryPayload, Partner } from "../domain/partner";
 import { logLine } from "../lib/log";
 import type { D1 } from "../storage/d1";
 import {
   type AttemptRow,
-  claimDelivery,
   type DeliveryRow,
   disablePartnerStatements,
   finishAttemptStatements,
+  type LastDelivered,
   markDeadStatement,
   parkDeliveriesStatement,
   payloadOf,
-  releaseLeaseStatement,
-  unclaimStatement,
+  readForAttempt,
 } from "../storage/deliveries";
 import { attemptCounts } from "../storage/metrics";
 import { clicksById } from "../storage/offers";
@@ -50,15 +50,15 @@ export interface AttemptReport {
   sent: { outcome: AttemptOutcome; latencyMs: number; retryAfterSeconds: number | null } | null;
   /** With `countsToCaller`: the /metrics counts of the attempt it recorded (storage/metrics.ts), if it recorded one. */
   counts?: Record<string, number>;
+  /**
+   * Not sent (`fresh`): the partner already received a newer event of the conversion, so this one
+   * would tell it something older than what it knows. The coordinator supersedes it.
+   */
+  newerDelivered?: true;
 }
 
 /** Early queue redelivery is tolerated by this much before a message counts as not yet due. */
 const DUE_SLACK_MS = 2_000;
-/**
- * A lease outlives the longest attempt (the partner's timeout, then one D1 batch), so two messages
- * of one delivery never send at once; once it lapses, a crashed consumer's delivery is taken again.
- */
-const LEASE_MARGIN_MS = 15_000;
 /**
  * A click's record reaches D1 through its own queue, seconds after the redirect; a conversion
  * that follows its click faster than that waits for it (up to CLICK_SETTLE_MS after the click), so
@@ -78,10 +78,18 @@ async function clickOf(payload: DeliveryPayload, db: D1, nowMs: number): Promise
   return nowMs - Date.parse(clickedAt) < CLICK_SETTLE_MS ? "not yet" : null;
 }
 
-/** How one attempt renders, when its caller knows better than the delivery's payload. */
+/** What the coordinator knows of the delivery that its row does not say. */
 export interface AttemptOptions {
-  /** What `{previous_status}` says: for a coalescing partner, the status it last received. */
-  previousStatus?: ConversionStatus | null;
+  /**
+   * A coalescing partner: `{previous_status}` says the status the partner last received of the
+   * conversion (rather than the payload's own, the status before the event).
+   */
+  coalesce?: boolean;
+  /**
+   * A first delivery (not an operator's replay or resume): not sent when the partner already
+   * received a newer event of the conversion (`newerDelivered`). A replay is sent as asked.
+   */
+  fresh?: boolean;
   /**
    * The caller adds the attempt's /metrics counts itself (a partner coordinator, at most once a
    * second): the attempt's batch leaves them out and the report carries them.
@@ -97,30 +105,19 @@ export async function attemptDelivery(
 ): Promise<AttemptReport> {
   const now = deps.now ?? Date.now;
   const startedMs = now();
-  const iso = (ms: number) => new Date(ms).toISOString();
-  const claim = await claimDelivery(
-    deps.db,
-    deliveryId,
-    iso(startedMs),
-    iso(startedMs + DUE_SLACK_MS),
-    iso(startedMs + MAX_PARTNER_TIMEOUT_MS + LEASE_MARGIN_MS),
-  );
-  if (!claim.claimed)
-    return { retryInSeconds: await notClaimed(claim.delivery, claim.partner, startedMs, deps), sent: null };
-  try {
-    return await attemptClaimed(claim.delivery, claim.partner, startedMs, deps, options);
-  } catch (error) {
-    // Let the retried message (or the sweep) take it again at once rather than after the lease.
-    await deps.db
-      .batch([releaseLeaseStatement(deps.db, claim.delivery.id, claim.delivery.lease_until)])
-      .catch(() => undefined);
-    throw error;
+  const read = await readForAttempt(deps.db, deliveryId, new Date(startedMs + DUE_SLACK_MS).toISOString());
+  if (!read.due) return { retryInSeconds: await notDue(read.delivery, read.partner, startedMs, deps), sent: null };
+  const position = payloadOf(read.delivery).conversion.version;
+  if (options.fresh && read.lastDelivered !== null && read.lastDelivered.position > position) {
+    return { retryInSeconds: null, sent: null, newerDelivered: true };
   }
+  return attemptDue(read.delivery, read.partner, read.lastDelivered, startedMs, deps, options);
 }
 
-async function attemptClaimed(
+async function attemptDue(
   delivery: DeliveryRow,
   partner: Partner,
+  lastDelivered: LastDelivered | null,
   startedMs: number,
   deps: AttemptDeps,
   options: AttemptOptions,
@@ -131,14 +128,10 @@ async function attemptClaimed(
   // (insecure URLs allowed then), or a value the template checks could not foresee, must not make
   // the hub connect.
   const stored = payloadOf(delivery);
-  const payload =
-    options.previousStatus === undefined ? stored : { ...stored, previous_status: options.previousStatus };
+  const payload = options.coalesce ? { ...stored, previous_status: lastDelivered?.status ?? null } : stored;
   const click = await clickOf(payload, deps.db, startedMs);
-  if (click === "not yet") {
-    await deps.db.batch([unclaimStatement(deps.db, delivery.id, delivery.lease_until)]);
-    return { retryInSeconds: CLICK_WAIT_SECONDS, sent: null };
-  }
-  const values = macroValues(payload, delivery.id, delivery.attempts, { partner, click });
+  if (click === "not yet") return { retryInSeconds: CLICK_WAIT_SECONDS, sent: null };
+  const values = macroValues(payload, delivery.id, delivery.attempts + 1, { partner, click });
   const built = await buildPartnerRequest(partner, values, {
     allowInsecure: deps.allowInsecurePartnerUrls,
     signing: partner.sign
@@ -181,7 +174,7 @@ async function attemptClaimed(
   });
   const attemptRow: AttemptRow = {
     delivery_id: delivery.id,
-    attempt: delivery.attempts,
+    attempt: delivery.attempts + 1,
     partner_id: partner.id,
     started_at: iso(startedMs),
     ...describeOutcome(result.outcome),
@@ -197,7 +190,7 @@ async function attemptClaimed(
       retries: next.retries,
       next_attempt_at: next.retryInSeconds === null ? null : iso(finishedMs + next.retryInSeconds * 1000),
       now: iso(finishedMs),
-      lease: delivery.lease_until,
+      read: delivery,
     },
     { countMetrics: !options.countsToCaller },
   );
@@ -230,7 +223,7 @@ async function failWithoutSending(
   const iso = (ms: number) => new Date(ms).toISOString();
   const attempt: AttemptRow = {
     delivery_id: delivery.id,
-    attempt: delivery.attempts,
+    attempt: delivery.attempts + 1,
     partner_id: partner.id,
     started_at: iso(startedMs),
     http_status: null,
@@ -248,7 +241,7 @@ async function failWithoutSending(
         retries: delivery.retries,
         next_attempt_at: null,
         now: iso((deps.now ?? Date.now)()),
-        lease: delivery.lease_until,
+        read: delivery,
       },
       { countMetrics: !options.countsToCaller },
     ),
@@ -268,17 +261,16 @@ function describeOutcome(outcome: AttemptOutcome): Pick<AttemptRow, "http_status
 }
 
 /**
- * Why a message found nothing to do: the delivery is finished or parked (ack), another consumer
- * holds it (ack: that one will finish it), it is not due yet (come back then), or its partner is
- * disabled or gone (park it, or fail it).
+ * Why there was nothing to send: the delivery is finished or parked (done), its partner is disabled
+ * or gone (park it, or fail it), or it is not due yet (come back then).
  */
-async function notClaimed(
+async function notDue(
   delivery: DeliveryRow | null,
   partner: Partner | null,
   nowMs: number,
   deps: AttemptDeps,
 ): Promise<number | null> {
-  if (!delivery || (delivery.state !== "pending" && delivery.state !== "retrying")) return null;
+  if (!delivery || !isUnfinished(delivery.state)) return null;
   if (partner?.status !== "active") {
     const now = new Date(nowMs).toISOString();
     await deps.db.batch([
@@ -288,10 +280,6 @@ async function notClaimed(
     ]);
     return null;
   }
-  // Held by another consumer, or not due yet: come back then. Never ack an unfinished delivery:
-  // if the holder dies, this message is what takes it up again (the claim prevents a double send).
-  const leaseMs = delivery.lease_until ? Date.parse(delivery.lease_until) - nowMs : 0;
   const dueMs = delivery.next_attempt_at ? Date.parse(delivery.next_attempt_at) - nowMs : 0;
-  const waitMs = Math.max(leaseMs, dueMs);
-  return waitMs > 0 ? Math.max(1, Math.ceil(waitMs / 1000)) : 1;
+  return dueMs > 0 ? Math.max(1, Math.ceil(dueMs / 1000)) : 1;
 }

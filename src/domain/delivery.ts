@@ -8,6 +8,11 @@ export type DeliveryState = (typeof DELIVERY_STATES)[number];
 
 /** States a delivery is still moving in: a consumer may take it for an attempt. */
 export const UNFINISHED_STATES = ["pending", "retrying"] as const satisfies readonly DeliveryState[];
+
+/** Whether a delivery in `state` is still moving (UNFINISHED_STATES), so may be attempted. */
+export function isUnfinished(state: DeliveryState): boolean {
+  return (UNFINISHED_STATES as readonly DeliveryState[]).includes(state);
+}
 /** States an operator can replay (back to pending, keeping the delivery's id). */
 export const REPLAYABLE_STATES = ["failed", "dead", "parked", "superseded"] as const satisfies readonly DeliveryState[];
 

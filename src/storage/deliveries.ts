@@ -1,6 +1,6 @@
 /** SQL for deliveries and their attempts. */
 
-import type { DeliveryState } from "../domain/delivery";
+import { type DeliveryState, isUnfinished } from "../domain/delivery";
 import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
 import type { D1 } from "./d1";
@@ -21,6 +21,7 @@ export interface DeliveryRow {
   last_status: number | null;
   last_error: string | null;
   next_attempt_at: string | null;
+  /** Set by the claim of code before issue 16's second round; since then always NULL (nothing claims). */
   lease_until: string | null;
   payload: string;
   created_at: string;
@@ -122,40 +123,59 @@ export async function deliveriesToCoordinate(db: D1, ids: readonly string[]): Pr
   return results;
 }
 
-export type Claim =
-  | { claimed: true; delivery: DeliveryRow; partner: Partner }
-  | { claimed: false; delivery: DeliveryRow | null; partner: Partner | null };
+/** What the partner last received of a conversion: the newest of its deliveries to the partner that was delivered. */
+export interface LastDelivered {
+  /** The conversion's version after that delivery's event. */
+  position: number;
+  status: ConversionStatus | null;
+}
 
 /**
- * Takes the delivery for one attempt: only when it is due, not leased by another consumer, and
- * its partner is active. One round trip: the claim and the partner read share a batch.
+ * readForAttempt's third statement (bound: the delivery's id), planned by test/storage.indexes.test.ts:
+ * the conversion's other deliveries to the same partner, through deliveries_by_conversion.
  */
-export async function claimDelivery(
-  db: D1,
-  id: string,
-  now: string,
-  dueBy: string,
-  leaseUntil: string,
-): Promise<Claim> {
-  const [claim, partner, current] = await db.batch([
-    db
-      .prepare(
-        `UPDATE deliveries SET attempts = attempts + 1, lease_until = ?, updated_at = ?
-         WHERE id = ? AND ${from("attempt")}
-           AND (lease_until IS NULL OR lease_until < ?)
-           AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
-           AND EXISTS (SELECT 1 FROM partners p WHERE p.id = deliveries.partner_id AND p.status = 'active')
-         RETURNING *`,
-      )
-      .bind(leaseUntil, now, id, now, dueBy),
-    db.prepare("SELECT p.* FROM partners p JOIN deliveries d ON d.partner_id = p.id WHERE d.id = ?").bind(id),
+export const LAST_DELIVERED_SQL = `SELECT json_extract(d.payload, '$.conversion.version') AS position,
+         json_extract(d.payload, '$.conversion.status') AS status
+       FROM deliveries m
+       CROSS JOIN deliveries d INDEXED BY deliveries_by_conversion
+         ON d.network_id = m.network_id AND d.transaction_id = m.transaction_id AND d.partner_id = m.partner_id
+       WHERE m.id = ? AND d.id != m.id AND d.state = 'delivered'
+         AND coalesce(json_extract(d.payload, '$.test'), 0) = coalesce(json_extract(m.payload, '$.test'), 0)
+       ORDER BY position DESC LIMIT 1`;
+
+export type AttemptRead =
+  | { due: true; delivery: DeliveryRow; partner: Partner; lastDelivered: LastDelivered | null }
+  | { due: false; delivery: DeliveryRow | null; partner: Partner | null };
+
+/**
+ * What one attempt starts from, read in one round trip and written nowhere: the delivery, its
+ * partner and what the partner last received of its conversion; `due` when the delivery is
+ * unfinished and due by `dueBy`, and its partner active. Nothing is claimed: a delivery is attempted
+ * only by its partner's coordinator, one Durable Object, which never runs two attempts of one
+ * delivery at once (issue 16: the claim was a row written per attempt). The attempt's result
+ * applies only if nothing moved the delivery meanwhile (finishAttemptStatements).
+ */
+export async function readForAttempt(db: D1, id: string, dueBy: string): Promise<AttemptRead> {
+  const [current, partner, last] = await db.batch([
     db.prepare("SELECT * FROM deliveries WHERE id = ?").bind(id),
+    db.prepare("SELECT p.* FROM partners p JOIN deliveries d ON d.partner_id = p.id WHERE d.id = ?").bind(id),
+    db.prepare(LAST_DELIVERED_SQL).bind(id),
   ]);
-  const claimed = claim?.results[0] as DeliveryRow | undefined;
+  const delivery = (current?.results[0] as DeliveryRow | undefined) ?? null;
   const partnerRow = partner?.results[0] as Parameters<typeof toPartner>[0] | undefined;
   const partnerValue = partnerRow ? toPartner(partnerRow) : null;
-  if (claimed && partnerValue) return { claimed: true, delivery: claimed, partner: partnerValue };
-  return { claimed: false, delivery: (current?.results[0] as DeliveryRow | undefined) ?? null, partner: partnerValue };
+  const due =
+    delivery !== null &&
+    isUnfinished(delivery.state) &&
+    (delivery.next_attempt_at === null || delivery.next_attempt_at <= dueBy) &&
+    partnerValue?.status === "active";
+  if (!due || partnerValue === null) return { due: false, delivery, partner: partnerValue };
+  return {
+    due: true,
+    delivery,
+    partner: partnerValue,
+    lastDelivered: (last?.results[0] as LastDelivered | undefined) ?? null,
+  };
 }
 
 export interface AttemptRecord {
@@ -164,9 +184,12 @@ export interface AttemptRecord {
   retries: number;
   next_attempt_at: string | null;
   now: string;
-  /** The claim's lease: the new state applies only while it is still held, so an operator's
-   * change during the attempt (delete, disable) is not overwritten. */
-  lease: string | null;
+  /**
+   * The delivery as the attempt read it: its new state applies only while it still stands there, so
+   * an operator's change during the attempt (disable, delete, give up) is not overwritten; the
+   * attempt is counted (`attempts`) either way, unless another attempt was recorded meanwhile.
+   */
+  read: Pick<DeliveryRow, "attempts" | "state" | "retries">;
 }
 
 /**
@@ -179,6 +202,9 @@ export function finishAttemptStatements(
   { countMetrics }: { countMetrics: boolean },
 ): D1PreparedStatement[] {
   const a = record.attempt;
+  // ?1..?3: the delivery as read; the new values follow.
+  const unmoved = "(state = ?2 AND retries = ?3)";
+  const set = (column: string, value: string) => `${column} = CASE WHEN ${unmoved} THEN ${value} ELSE ${column} END`;
   return [
     countAttemptStatement(db, a),
     ...(countMetrics ? [countAttemptMetricsStatement(db, a, record.state)] : []),
@@ -202,28 +228,31 @@ export function finishAttemptStatements(
       ),
     db
       .prepare(
-        `UPDATE deliveries SET state = ?, retries = ?, last_status = ?, last_error = ?, next_attempt_at = ?,
-           lease_until = NULL, updated_at = ?, delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END
-         WHERE id = ? AND lease_until IS ?`,
+        `UPDATE deliveries SET attempts = attempts + 1,
+           ${set("state", "?5")}, ${set("retries", "?6")}, ${set("last_status", "?7")}, ${set("last_error", "?8")},
+           ${set("next_attempt_at", "?9")}, ${set("updated_at", "?10")},
+           ${set("delivered_at", "CASE WHEN ?5 = 'delivered' THEN ?10 ELSE delivered_at END")}
+         WHERE id = ?4 AND attempts = ?1`,
       )
       .bind(
+        record.read.attempts,
+        record.read.state,
+        record.read.retries,
+        a.delivery_id,
         record.state,
         record.retries,
         a.http_status,
         a.error ?? (a.error_class ? a.error_class : null),
         record.next_attempt_at,
         record.now,
-        record.state,
-        record.now,
-        a.delivery_id,
-        record.lease,
       ),
   ];
 }
 
 /**
  * Marks waiting deliveries superseded (never sent: their partner's coordinator sent, or had sent,
- * a newer state of their conversion); one being attempted right now keeps its lease and its state.
+ * a newer state of their conversion). The coordinator never names one it is attempting; the lease
+ * condition keeps off one that older code had claimed.
  */
 export function supersedeDeliveriesStatement(
   db: D1,
@@ -238,18 +267,6 @@ export function supersedeDeliveriesStatement(
          AND (lease_until IS NULL OR lease_until < ?)`,
     )
     .bind(reason, now, JSON.stringify(ids), now);
-}
-
-/** Gives a claimed delivery back after an unexpected error, so it can be attempted again at once. */
-export function releaseLeaseStatement(db: D1, id: string, lease: string | null): D1PreparedStatement {
-  return db.prepare("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND lease_until IS ?").bind(id, lease);
-}
-
-/** Gives a claim back unused (no request was made): the lease lapses and the attempt is not counted. */
-export function unclaimStatement(db: D1, id: string, lease: string | null): D1PreparedStatement {
-  return db
-    .prepare("UPDATE deliveries SET lease_until = NULL, attempts = attempts - 1 WHERE id = ? AND lease_until IS ?")
-    .bind(id, lease);
 }
 
 /**
