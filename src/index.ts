@@ -19,6 +19,7 @@ import { outboxReceipts } from "./queues/outbox-receipts";
 import { queueKind } from "./queues/queue-names";
 import { consumeRequestLog, consumeRequestLogDeadLetters } from "./queues/requests-consumer";
 import { reconciliationUpkeep } from "./reports/reconciliations";
+import { markAttempts } from "./storage/attempt-marks";
 import { backfillStatsPage } from "./storage/stats";
 
 export { ConversionObject } from "./conversions/conversion-object";
@@ -99,6 +100,7 @@ export default {
       await archiveOldRows(env, controller.scheduledTime);
       await runRetention(env, controller.scheduledTime);
     } else {
+      await markAttempts(env.DB);
       await evaluateAlertRules({ db: env.DB, target: alertTarget(configOf(env)) }, controller.scheduledTime);
       await resendDueAlerts(env.DB, alertTarget(configOf(env)), controller.scheduledTime);
       await requeueStrandedDeliveries(

@@ -178,7 +178,7 @@ describe("0024_delivery_rows", () => {
       "deliveries_by_state",
       // 0025: a partner's replayable deliveries (enabling, deleting, replaying it).
       "deliveries_replayable_by_partner",
-      "delivery_attempts_by_partner",
+      // 0026 dropped delivery_attempts_by_partner: "since" reads go by the attempts' marks.
       "sqlite_autoindex_deliveries_1",
       "sqlite_autoindex_delivery_attempts_1",
     ]);

@@ -4,6 +4,7 @@
  * incidents the evaluation keeps.
  */
 import type { AlertRule, IncidentState } from "../domain/alert-rules";
+import { attemptsSince } from "./attempt-marks";
 import type { D1 } from "./d1";
 
 export async function storedRuleSettings(db: D1): Promise<Map<string, unknown>> {
@@ -23,21 +24,24 @@ export async function saveRuleSettings(db: D1, rule: AlertRule, settings: unknow
     .run();
 }
 
-/** Active partners' attempts since `since`: all of them and the failed ones (one index range each). */
+/** partnerAttempts' statement (?1: since), planned by test/storage.indexes.test.ts. */
+export const PARTNER_ATTEMPTS_SQL = `SELECT a.partner_id, count(*) AS attempts,
+         sum(a.outcome IN ('retry', 'failed', 'gone', 'dead')) AS failed, sum(a.outcome = 'dead') AS dead
+       FROM delivery_attempts a
+       WHERE ${attemptsSince("a", "?1")}
+         AND a.partner_id IN (SELECT p.id FROM partners p WHERE p.status = 'active')
+       GROUP BY a.partner_id ORDER BY a.partner_id`;
+
+/**
+ * Active partners' attempts since `since`: all of them, the failed ones and the dead ones, for the
+ * partners that had any; one read of the attempts since then (attempt-marks.ts).
+ */
 export async function partnerAttempts(
   db: D1,
   since: string,
 ): Promise<{ partner_id: string; attempts: number; failed: number; dead: number }[]> {
   const { results } = await db
-    .prepare(
-      `SELECT p.id AS partner_id,
-         (SELECT count(*) FROM delivery_attempts a WHERE a.partner_id = p.id AND a.started_at >= ?1) AS attempts,
-         (SELECT count(*) FROM delivery_attempts a WHERE a.partner_id = p.id AND a.started_at >= ?1
-            AND a.outcome IN ('retry', 'failed', 'gone', 'dead')) AS failed,
-         (SELECT count(*) FROM delivery_attempts a WHERE a.partner_id = p.id AND a.started_at >= ?1
-            AND a.outcome = 'dead') AS dead
-       FROM partners p WHERE p.status = 'active' ORDER BY p.id`,
-    )
+    .prepare(PARTNER_ATTEMPTS_SQL)
     .bind(since)
     .all<{ partner_id: string; attempts: number; failed: number; dead: number }>();
   return results;

@@ -5,6 +5,7 @@
  * Buckets are `bucket_seconds` wide, keyed by their start in Unix seconds (D1 binds a JS number as a
  * REAL, hence the casts: the division must be an integer one).
  */
+import { attemptsSince } from "./attempt-marks";
 import type { D1 } from "./d1";
 import { LOGGED_NETWORKS } from "./requests";
 
@@ -55,7 +56,7 @@ export async function attemptsByOutcome(
     .prepare(
       `SELECT (CAST(strftime('%s', started_at) AS INTEGER) / CAST(?2 AS INTEGER)) * CAST(?2 AS INTEGER) AS bucket,
          outcome AS series, count(*) AS n
-       FROM delivery_attempts WHERE started_at >= ?1
+       FROM delivery_attempts a WHERE ${attemptsSince("a", "?1")}
        GROUP BY bucket, series ORDER BY bucket`,
     )
     .bind(since, bucketSeconds)
@@ -80,7 +81,7 @@ export async function partnerDeliveryStats(db: D1, since: string): Promise<Partn
          SELECT partner_id, latency_ms, outcome,
            ROW_NUMBER() OVER (PARTITION BY partner_id ORDER BY latency_ms) AS rank,
            COUNT(*) OVER (PARTITION BY partner_id) AS total
-         FROM delivery_attempts WHERE started_at >= ?1
+         FROM delivery_attempts a WHERE ${attemptsSince("a", "?1")}
        )
        SELECT partner_id, max(total) AS attempts, sum(outcome = 'delivered') AS delivered,
          min(CASE WHEN rank >= (total * 50 + 99) / 100 THEN latency_ms END) AS p50_ms,
