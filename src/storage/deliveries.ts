@@ -313,8 +313,8 @@ export function disablePartnerStatements(
 
 /**
  * Parks a disabled partner's unfinished deliveries; enabling the partner resumes them. Through the
- * unfinished deliveries (deliveries_by_state): deliveries_by_partner, which the planner would pick,
- * holds every delivery the partner has in D1, finished or not (migration 0024), and this runs
+ * unfinished deliveries (deliveries_by_state), never every delivery the partner has in D1 (there is
+ * no index by partner over all of them since migration 0027), and this runs
  * without an operator (a 410, the breaker giving up, an attempt finding its partner disabled).
  */
 export function parkDeliveriesStatement(db: D1, partnerId: string, now: string): D1PreparedStatement {
@@ -341,7 +341,7 @@ export async function enablePartner(
     db
       .prepare(
         // Through the partner's replayable deliveries, parked among them (deliveries_replayable_by_partner,
-        // whose condition is said), never every delivery the partner has (deliveries_by_partner).
+        // whose condition is said), never every delivery the partner has.
         `UPDATE deliveries INDEXED BY deliveries_replayable_by_partner
          SET ${to("resume")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?
          WHERE partner_id = ? AND ${REPLAYABLE} AND ${from("resume")} AND EXISTS (SELECT 1 FROM partners WHERE id = ?)

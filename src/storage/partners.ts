@@ -171,7 +171,7 @@ export async function allPartners(db: D1): Promise<Partner[]> {
 /** Deletes the partner; its unfinished deliveries fail (their history stays). */
 export async function deletePartner(db: D1, id: string, now: string): Promise<boolean> {
   // Its unfinished deliveries by deliveries_by_state, its parked ones by deliveries_replayable_by_partner
-  // (whose condition is said): never every delivery the partner has (deliveries_by_partner).
+  // (whose condition is said): never every delivery the partner has.
   const failed = "SET state = 'failed', last_error = 'partner deleted', lease_until = NULL, updated_at = ?";
   const [, , deleted] = await db.batch([
     db
