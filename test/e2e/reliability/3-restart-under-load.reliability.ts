@@ -35,7 +35,7 @@ const AFTER_RESTART = scaled(100, 20);
 /** Kill once this many postbacks got their 2xx, while the rest are still in flight. */
 const KILL_AFTER_ACKS = Math.floor(BEFORE_KILL / 2);
 const CONNECTIONS = 16;
-// Past the delivery lease (the longest partner timeout + 15 s) of an attempt the kill interrupted.
+// Past the longest partner timeout of an attempt the kill interrupted, and the coordinator's retry of it.
 const SETTLE_MS = 60_000 * Math.max(1, SCALE);
 const RESEND_SECONDS = 5;
 const SWEEP_CRON = "*/15 * * * *";
@@ -146,7 +146,7 @@ it("keeps every postback acknowledged before a SIGKILL, in D1 and at the partner
   console.log("statuses after restart:", statusHistogram(secondRun.map((s) => s.result)));
   if (counts.lost > 0) {
     console.log("missing in D1:", missingInD1.slice(0, 10), "missing at partner:", missingAtPartner.slice(0, 10));
-    // Where each lost delivery stands, to tell a lost message from a stuck lease or a failed attempt.
+    // Where each lost delivery stands, to tell a lost message from a stuck delivery or a failed attempt.
     const byTransaction = new Map(mustExist.map((s) => [s.transactionId, s.result.answer?.event_id]));
     for (const id of missingAtPartner.slice(0, 5)) {
       const eventId = byTransaction.get(id);
