@@ -78,6 +78,22 @@ describe("attempts since a time, by the cron's marks", () => {
     );
   });
 
+  it("pass over a mark whose row is gone or moved: rowids that come again are still counted", async () => {
+    const partner = await createPartner({ url_template: "https://partner.test/ok" });
+    const base = T + 5000 * MIN;
+    await attempts(partner.id, [base, base + MIN, base + 2 * MIN]);
+    await markAttempts(env.DB, base + 10 * MIN);
+    // The newest attempts go (the archive, retention): the next one takes the same rowid again.
+    await env.DB.prepare(
+      "DELETE FROM delivery_attempts WHERE rowid = (SELECT max(rowid) FROM delivery_attempts)",
+    ).run();
+    await attempts(partner.id, [base + 30 * MIN], "dead");
+    const since = base + 20 * MIN;
+    const rows = await partnerAttempts(env.DB, iso(since));
+    expect(rows.find((row) => row.partner_id === partner.id)).toMatchObject({ attempts: 1, dead: 1 });
+    expect(await scanned(partner.id, since)).toEqual({ attempts: 1, dead: 1 });
+  });
+
   it("bound the overview's attempt charts and latency the same way", async () => {
     const partner = await createPartner({ url_template: "https://partner.test/ok" });
     await attempts(

@@ -80,6 +80,37 @@ describe("delivery attempt: outcomes", () => {
     expect(await attemptsOf(id)).toHaveLength(1);
   });
 
+  it("answers where the delivery stands when another attempt of it was recorded first, and counts nothing", async () => {
+    const partner = await partnerWith();
+    const id = await pendingDelivery(partner.id);
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let calls = 0;
+    // The first request is answered 200 late; the second, made meanwhile, 503 at once.
+    const fetch = vi.fn(async () => {
+      calls++;
+      if (calls === 1) {
+        await held;
+        return new Response("ok");
+      }
+      return new Response("down", { status: 503 });
+    }) as unknown as typeof globalThis.fetch;
+    const late = attemptDelivery(id, deps(fetch), { countsToCaller: true });
+    await vi.waitFor(() => expect(calls).toBe(1));
+    const first = await attemptDelivery(id, deps(fetch), { countsToCaller: true });
+    expect(first.retryInSeconds).toBeGreaterThan(0);
+    release();
+    const second = await late;
+    // D1 has the 503's retry: the late 200 was not recorded, so its caller keeps the delivery for
+    // that retry (a null here would have dropped it from the coordinator, stranded until the sweep).
+    expect(await deliveryRow(id)).toMatchObject({ state: "retrying", attempts: 1 });
+    expect(second.retryInSeconds).toBeGreaterThan(0);
+    expect(second.counts).toBeUndefined();
+    expect(first.counts).toBeDefined();
+  });
+
   it("writes the delivery once, with its result: nothing is claimed before the request", async () => {
     const partner = await partnerWith();
     const id = await pendingDelivery(partner.id);
@@ -374,6 +405,8 @@ describe("delivery attempt: operator changes during an attempt", () => {
     await attemptDelivery(id, deps(fetch as unknown as typeof globalThis.fetch));
     // The partner's disable stands (parked), and the attempt it outran is counted.
     expect(await deliveryRow(id)).toMatchObject({ state: "parked", attempts: 1 });
+    // The partner has it all the same: what it last received says so (LAST_DELIVERED_SQL).
+    expect((await deliveryRow(id))?.delivered_at).not.toBeNull();
     await expectStatus(await admin(`/v1/partners/${partner.id}/enable`, { method: "POST" }), 200);
     await attemptDelivery(id, deps(fetch as unknown as typeof globalThis.fetch));
     expect(await deliveryRow(id)).toMatchObject({ state: "delivered", attempts: 2 });

@@ -10,6 +10,8 @@ import { describe, expect, it } from "vitest";
 import type { Proof } from "../src/conversions/chain";
 import type { ConversionObject } from "../src/conversions/conversion-object";
 import type { EventMessage } from "../src/domain/messages";
+import { partnersOf } from "../src/storage/erasures";
+import { pendingDelivery } from "./support/deliveries";
 import {
   admin,
   BASE,
@@ -495,5 +497,23 @@ describe("refused requests", () => {
 
   it("answers 404 for an erasure that does not exist", async () => {
     await expectProblem(await admin("/v1/erasures/ers_nope"), 404, "not_found");
+  });
+});
+
+describe("the partners an erasure names", () => {
+  it("include one whose first attempt has not recorded itself yet, not one superseded unsent", async () => {
+    const tx = uniqueId("tx");
+    const [waiting, superseded, sent] = await Promise.all([
+      createPartner({ url_template: "https://partner.test/ok" }),
+      createPartner({ url_template: "https://partner.test/ok" }),
+      createPartner({ url_template: "https://partner.test/ok" }),
+    ]);
+    // An attempt counts itself with its result: until then its delivery says 0 attempts.
+    await pendingDelivery(waiting.id, { transaction_id: tx });
+    await pendingDelivery(superseded.id, { transaction_id: tx, state: "superseded" });
+    await pendingDelivery(sent.id, { transaction_id: tx, state: "delivered", attempts: 1 });
+    expect(await partnersOf(env.DB, [{ network_id: "acme", transaction_id: tx, test: 0 }])).toEqual(
+      [waiting.id, sent.id].sort(),
+    );
   });
 });

@@ -117,7 +117,7 @@ export class PartnerCoordinator extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** Replaced in tests; by default the real attempt, D1 and the partner's settings. */
   deps: CoordinatorDeps;
-  /** Deliveries whose attempt is running now, with their conversion (lost with the instance: D1's lease guards a resend). */
+  /** Deliveries whose attempt is running now, with their conversion (lost with the instance: a new one attempts them again, invariant 4). */
   private readonly inFlight = new Map<string, string>();
   /** The meta rows as stored (JSON text), read once: a value is written only when it changes. */
   private readonly metaCache = new Map<string, string | null>();

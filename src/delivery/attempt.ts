@@ -14,6 +14,8 @@ import type { D1 } from "../storage/d1";
 import {
   type AttemptRow,
   type DeliveryRow,
+  type DeliveryStanding,
+  deliveryStanding,
   disablePartnerStatements,
   finishAttemptStatements,
   type LastDelivered,
@@ -194,18 +196,30 @@ async function attemptDue(
     },
     { countMetrics: !options.countsToCaller },
   );
+  const resultAt = statements.length - 1;
   if (next.disablesPartner) statements.push(...disablePartnerStatements(deps.db, partner.id, "gone", iso(finishedMs)));
-  await deps.db.batch(statements);
+  const results = await deps.db.batch(statements);
   if (next.disablesPartner) {
     await deps.alert({ partner_id: partner.id, name: partner.name, reason: "the partner answered 410 Gone" });
   }
   const retryAfterSeconds =
     result.outcome.kind === "response" ? parseRetryAfter(result.outcome.retryAfter, finishedMs) : null;
+  const standing = results[resultAt]?.results[0] as DeliveryStanding | undefined;
   return {
-    retryInSeconds: next.retryInSeconds,
+    // As the delivery now stands: an operator's change, or another attempt recorded first (two
+    // senders at once, e.g. across a deploy), decides what comes next, not this attempt's outcome.
+    retryInSeconds: retryOf(standing ?? (await deliveryStanding(deps.db, delivery.id)), finishedMs),
     sent: { outcome: result.outcome, latencyMs: result.latencyMs, retryAfterSeconds },
-    ...(options.countsToCaller ? { counts: attemptCounts(attemptRow, next.state) } : {}),
+    // Counted only when recorded: another attempt recorded first leaves this one out of D1's counts too.
+    ...(options.countsToCaller && standing ? { counts: attemptCounts(attemptRow, next.state) } : {}),
   };
+}
+
+/** Seconds until a delivery standing so is due again; null when it is finished, parked or gone. */
+function retryOf(standing: DeliveryStanding | null, nowMs: number): number | null {
+  if (!standing || !isUnfinished(standing.state)) return null;
+  const dueMs = standing.next_attempt_at ? Date.parse(standing.next_attempt_at) - nowMs : 0;
+  return Math.max(1, Math.ceil(dueMs / 1000));
 }
 
 /**
@@ -270,8 +284,7 @@ async function notDue(
   nowMs: number,
   deps: AttemptDeps,
 ): Promise<number | null> {
-  if (!delivery || !isUnfinished(delivery.state)) return null;
-  if (partner?.status !== "active") {
+  if (delivery && isUnfinished(delivery.state) && partner?.status !== "active") {
     const now = new Date(nowMs).toISOString();
     await deps.db.batch([
       partner
@@ -280,6 +293,5 @@ async function notDue(
     ]);
     return null;
   }
-  const dueMs = delivery.next_attempt_at ? Date.parse(delivery.next_attempt_at) - nowMs : 0;
-  return dueMs > 0 ? Math.max(1, Math.ceil(dueMs / 1000)) : 1;
+  return retryOf(delivery, nowMs);
 }

@@ -1,7 +1,7 @@
 /**
  * Cron: the safety net behind "every accepted event reaches every partner". A delivery that should
  * be moving but has had no attempt for DELIVERY_SWEEP_AFTER_SECONDS (its message was lost with a crashed
- * Worker, or never sent) is queued again. The consumer's claim makes an extra message harmless.
+ * Worker, or never sent) is queued again. An extra message is harmless: its partner's coordinator holds a delivery once however often it is handed over.
  */
 
 import { logLine } from "../lib/log";

@@ -17,7 +17,7 @@ import { deliveriesToCoordinate } from "../storage/deliveries";
  * How long a coordinator has to take its deliveries (it answers in milliseconds). One that does not
  * answer counts as not taking them: the events consumer must not wait on one partner's object with
  * every network's events behind it. Taking them late as well is harmless: a coordinator holds a
- * delivery once however often it is handed over, and D1's claim lets one attempt send at a time.
+ * delivery once however often it is handed over, and attempts it one at a time.
  */
 export const SUBMIT_TIMEOUT_MS = 10_000;
 

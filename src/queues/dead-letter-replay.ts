@@ -116,7 +116,7 @@ export async function replayDeadLetter(deps: DeadLetterReplayDeps, id: string, f
 /**
  * Whether the letter's delivery must be re-armed before its message goes back (it is failed, dead
  * or parked); throws when replaying it cannot deliver anything. A delivery still moving needs
- * only the message (the consumer's claim makes an extra one harmless).
+ * only the message (an extra one is harmless: its partner's coordinator holds a delivery once however often it is handed over).
  */
 async function deliveryNeedsRearming(db: D1, letterId: string, deliveryId: string): Promise<boolean> {
   const { delivery } = await getDelivery(db, deliveryId);

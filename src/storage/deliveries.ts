@@ -21,7 +21,7 @@ export interface DeliveryRow {
   last_status: number | null;
   last_error: string | null;
   next_attempt_at: string | null;
-  /** Set by the claim of code before issue 16's second round; since then always NULL (nothing claims). */
+  /** Set by the claim of code before issue 16's third round; nothing sets it since, and each result clears it. */
   lease_until: string | null;
   payload: string;
   created_at: string;
@@ -139,7 +139,7 @@ export const LAST_DELIVERED_SQL = `SELECT json_extract(d.payload, '$.conversion.
        FROM deliveries m
        CROSS JOIN deliveries d INDEXED BY deliveries_by_conversion
          ON d.network_id = m.network_id AND d.transaction_id = m.transaction_id AND d.partner_id = m.partner_id
-       WHERE m.id = ? AND d.id != m.id AND d.state = 'delivered'
+       WHERE m.id = ? AND d.id != m.id AND d.delivered_at IS NOT NULL
          AND coalesce(json_extract(d.payload, '$.test'), 0) = coalesce(json_extract(m.payload, '$.test'), 0)
        ORDER BY position DESC LIMIT 1`;
 
@@ -178,6 +178,17 @@ export async function readForAttempt(db: D1, id: string, dueBy: string): Promise
   };
 }
 
+/** Where a delivery stands after an attempt's result (finishAttemptStatements' last statement). */
+export interface DeliveryStanding {
+  state: DeliveryState;
+  next_attempt_at: string | null;
+}
+
+/** Where the delivery stands now, when an attempt's result found another recorded before it. */
+export async function deliveryStanding(db: D1, id: string): Promise<DeliveryStanding | null> {
+  return db.prepare("SELECT state, next_attempt_at FROM deliveries WHERE id = ?").bind(id).first<DeliveryStanding>();
+}
+
 export interface AttemptRecord {
   attempt: AttemptRow;
   state: DeliveryState;
@@ -195,6 +206,8 @@ export interface AttemptRecord {
 /**
  * The attempt's row and the delivery's new state, to run in one batch; with its /metrics counters,
  * unless the caller counts them itself (`countMetrics: false`, a partner coordinator's buffer).
+ * The last statement answers the delivery's state and due time as they now stand
+ * (`DeliveryStanding`), or nothing when another attempt of it was recorded first.
  */
 export function finishAttemptStatements(
   db: D1,
@@ -228,11 +241,13 @@ export function finishAttemptStatements(
       ),
     db
       .prepare(
-        `UPDATE deliveries SET attempts = attempts + 1,
+        `UPDATE deliveries SET attempts = attempts + 1, lease_until = NULL,
            ${set("state", "?5")}, ${set("retries", "?6")}, ${set("last_status", "?7")}, ${set("last_error", "?8")},
            ${set("next_attempt_at", "?9")}, ${set("updated_at", "?10")},
-           ${set("delivered_at", "CASE WHEN ?5 = 'delivered' THEN ?10 ELSE delivered_at END")}
-         WHERE id = ?4 AND attempts = ?1`,
+           -- The partner has it, whatever an operator did meanwhile (LAST_DELIVERED_SQL reads it).
+           delivered_at = CASE WHEN ?5 = 'delivered' THEN ?10 ELSE delivered_at END
+         WHERE id = ?4 AND attempts = ?1
+         RETURNING state, next_attempt_at`,
       )
       .bind(
         record.read.attempts,
@@ -272,7 +287,7 @@ export function supersedeDeliveriesStatement(
 /**
  * Deliveries that should be moving but have no queue message in flight (a Worker died mid-attempt,
  * a send failed after the write): unfinished, unleased, due for a while and untouched for a while.
- * The cron re-queues them; the claim makes an extra message harmless.
+ * The cron re-queues them; an extra message is harmless: its partner's coordinator holds a delivery once however often it is handed over.
  */
 export async function takeStrandedDeliveries(db: D1, olderThan: string, now: string, limit: number): Promise<string[]> {
   const { results } = await db
@@ -357,8 +372,8 @@ export async function enablePartner(
 
 /**
  * What a replay does to a delivery, whichever replay it is (one, a partner's, a bulk job's): back to
- * pending with its id kept (the partner's `webhook-id`), from the start of the retry schedule, no
- * lease. `?` is the time.
+ * pending with its id kept (the partner's `webhook-id`), from the start of the retry schedule, any
+ * lease older code set cleared. `?` is the time.
  */
 const REARM = `${to("replay")}, retries = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = ?`;
 

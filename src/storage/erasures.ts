@@ -293,7 +293,10 @@ export async function partnersOf(db: D1, keys: readonly ConversionKey[]): Promis
   const { results } = await db
     .prepare(
       `SELECT DISTINCT partner_id FROM deliveries
-       WHERE (network_id, transaction_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?)) AND attempts > 0
+       WHERE (network_id, transaction_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))
+         -- Any but one superseded unsent: an attempt in flight has not counted itself yet (attempts
+         -- rises with its result), and a waiting one is still to be sent.
+         AND (attempts > 0 OR state <> 'superseded')
        ORDER BY partner_id`,
     )
     .bind(JSON.stringify(keys.map((key) => [key.network_id, key.transaction_id])))

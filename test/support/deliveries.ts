@@ -64,8 +64,8 @@ export async function pendingDelivery(
   };
   await env.DB.prepare(
     `INSERT INTO deliveries (id, event_id, partner_id, network_id, transaction_id, state, attempts, payload, next_attempt_at,
-       created_at, updated_at)
-     VALUES (?, ?, ?, 'acme', ?, ?, ?, ?, ?, ?, ?)`,
+       created_at, updated_at, delivered_at)
+     VALUES (?1, ?2, ?3, 'acme', ?4, ?5, ?6, ?7, ?8, ?9, ?10, CASE WHEN ?5 = 'delivered' THEN ?10 END)`,
   )
     .bind(
       id,
