@@ -246,7 +246,7 @@ async function failWithoutSending(
     response_excerpt: null,
     outcome: "failed",
   };
-  await deps.db.batch(
+  const results = await deps.db.batch(
     finishAttemptStatements(
       deps.db,
       {
@@ -260,7 +260,9 @@ async function failWithoutSending(
       { countMetrics: !options.countsToCaller },
     ),
   );
-  return options.countsToCaller ? { counts: attemptCounts(attempt, "failed") } : {};
+  // Counted only when recorded (another attempt recorded first leaves this one out of D1's counts).
+  const recorded = (results[results.length - 1]?.results.length ?? 0) > 0;
+  return options.countsToCaller && recorded ? { counts: attemptCounts(attempt, "failed") } : {};
 }
 
 function describeOutcome(outcome: AttemptOutcome): Pick<AttemptRow, "http_status" | "error_class" | "error"> {
