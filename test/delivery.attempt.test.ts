@@ -97,9 +97,9 @@ describe("delivery attempt: outcomes", () => {
       }
       return new Response("down", { status: 503 });
     }) as unknown as typeof globalThis.fetch;
-    const late = attemptDelivery(id, deps(fetch), { countsToCaller: true });
+    const late = attemptDelivery(id, deps(fetch));
     await vi.waitFor(() => expect(calls).toBe(1));
-    const first = await attemptDelivery(id, deps(fetch), { countsToCaller: true });
+    const first = await attemptDelivery(id, deps(fetch));
     expect(first.retryInSeconds).toBeGreaterThan(0);
     release();
     const second = await late;

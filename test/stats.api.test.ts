@@ -253,7 +253,7 @@ describe("GET /v1/stats", () => {
       read: { attempts: n - 1, state: (n === 1 ? "pending" : "retrying") as "pending", retries: n - 1 },
     });
     for (const record of [attempt(1, "retry"), attempt(1, "retry"), attempt(2, "delivered"), attempt(2, "delivered")]) {
-      await env.DB.batch(finishAttemptStatements(env.DB, record, { countMetrics: true }));
+      await env.DB.batch(finishAttemptStatements(env.DB, record));
     }
     const body = await stats({ network_id: id, group_by: "partner", ...DAY });
     expect(body.data[0]?.deliveries).toEqual({ attempts: 2, delivered: 1, failed: 0, success_rate: 1 });

@@ -699,7 +699,7 @@ function defaultDeps(env: Env): CoordinatorDeps {
   return {
     // The coordinator adds the attempts' /metrics counts itself, summed (saveCounts).
     attempt: (item, { coalesce }) =>
-      attemptDelivery(item.delivery_id, attemptDeps(), { coalesce, fresh: item.fresh === 1, countsToCaller: true }),
+      attemptDelivery(item.delivery_id, attemptDeps(), { coalesce, fresh: item.fresh === 1 }),
     addCounts: async (partnerId, counts) => {
       await addAttemptCountsStatement(env.DB, partnerId, counts).run();
     },

@@ -50,7 +50,7 @@ export interface AttemptReport {
   retryInSeconds: number | null;
   /** The request and its outcome, when one was sent. */
   sent: { outcome: AttemptOutcome; latencyMs: number; retryAfterSeconds: number | null } | null;
-  /** With `countsToCaller`: the /metrics counts of the attempt it recorded (storage/metrics.ts), if it recorded one. */
+  /** The /metrics counts of the attempt it recorded (storage/metrics.ts), if it recorded one: the coordinator adds them. */
   counts?: Record<string, number>;
   /**
    * Not sent (`fresh`): the partner already received a newer event of the conversion, so this one
@@ -92,11 +92,6 @@ export interface AttemptOptions {
    * received a newer event of the conversion (`newerDelivered`). A replay is sent as asked.
    */
   fresh?: boolean;
-  /**
-   * The caller adds the attempt's /metrics counts itself (a partner coordinator, at most once a
-   * second): the attempt's batch leaves them out and the report carries them.
-   */
-  countsToCaller?: boolean;
 }
 
 /** Makes the attempt if it is due. */
@@ -155,7 +150,7 @@ async function attemptDue(
         reason: built.reason,
       });
     }
-    const counts = await failWithoutSending(delivery, partner, startedMs, deps, options, {
+    const counts = await failWithoutSending(delivery, partner, startedMs, deps, {
       error_class: built.error_class,
       error: blocked ? `blocked before sending: ${built.reason}` : built.reason,
     });
@@ -184,18 +179,14 @@ async function attemptDue(
     response_excerpt: result.excerpt,
     outcome: next.outcome,
   };
-  const statements = finishAttemptStatements(
-    deps.db,
-    {
-      attempt: attemptRow,
-      state: next.state,
-      retries: next.retries,
-      next_attempt_at: next.retryInSeconds === null ? null : iso(finishedMs + next.retryInSeconds * 1000),
-      now: iso(finishedMs),
-      read: delivery,
-    },
-    { countMetrics: !options.countsToCaller },
-  );
+  const statements = finishAttemptStatements(deps.db, {
+    attempt: attemptRow,
+    state: next.state,
+    retries: next.retries,
+    next_attempt_at: next.retryInSeconds === null ? null : iso(finishedMs + next.retryInSeconds * 1000),
+    now: iso(finishedMs),
+    read: delivery,
+  });
   const resultAt = statements.length - 1;
   if (next.disablesPartner) statements.push(...disablePartnerStatements(deps.db, partner.id, "gone", iso(finishedMs)));
   const results = await deps.db.batch(statements);
@@ -211,7 +202,7 @@ async function attemptDue(
     retryInSeconds: retryOf(standing ?? (await deliveryStanding(deps.db, delivery.id)), finishedMs),
     sent: { outcome: result.outcome, latencyMs: result.latencyMs, retryAfterSeconds },
     // Counted only when recorded: another attempt recorded first leaves this one out of D1's counts too.
-    ...(options.countsToCaller && standing ? { counts: attemptCounts(attemptRow, next.state) } : {}),
+    ...(standing ? { counts: attemptCounts(attemptRow, next.state) } : {}),
   };
 }
 
@@ -224,14 +215,13 @@ function retryOf(standing: DeliveryStanding | null, nowMs: number): number | nul
 
 /**
  * Records an attempt that never left (the request could not be rendered, or was blocked) and fails
- * the delivery; answers its counts when the caller adds them (`countsToCaller`).
+ * the delivery; answers its counts if it was recorded.
  */
 async function failWithoutSending(
   delivery: DeliveryRow,
   partner: Partner,
   startedMs: number,
   deps: AttemptDeps,
-  options: AttemptOptions,
   failure: { error_class: "render" | "blocked"; error: string },
 ): Promise<Pick<AttemptReport, "counts">> {
   const iso = (ms: number) => new Date(ms).toISOString();
@@ -247,22 +237,18 @@ async function failWithoutSending(
     outcome: "failed",
   };
   const results = await deps.db.batch(
-    finishAttemptStatements(
-      deps.db,
-      {
-        attempt,
-        state: "failed",
-        retries: delivery.retries,
-        next_attempt_at: null,
-        now: iso((deps.now ?? Date.now)()),
-        read: delivery,
-      },
-      { countMetrics: !options.countsToCaller },
-    ),
+    finishAttemptStatements(deps.db, {
+      attempt,
+      state: "failed",
+      retries: delivery.retries,
+      next_attempt_at: null,
+      now: iso((deps.now ?? Date.now)()),
+      read: delivery,
+    }),
   );
   // Counted only when recorded (another attempt recorded first leaves this one out of D1's counts).
   const recorded = (results[results.length - 1]?.results.length ?? 0) > 0;
-  return options.countsToCaller && recorded ? { counts: attemptCounts(attempt, "failed") } : {};
+  return recorded ? { counts: attemptCounts(attempt, "failed") } : {};
 }
 
 function describeOutcome(outcome: AttemptOutcome): Pick<AttemptRow, "http_status" | "error_class" | "error"> {

@@ -370,7 +370,7 @@ export async function checkSchema(db: D1): Promise<void> {
     // 0023: the archive's manifest and pointers, which the conversion routes read.
     db.prepare("SELECT o.expiring_at, p.byte_offset FROM archive_objects o, archived_conversions p LIMIT 1"),
     // 0026: the attempts' marks, which the alert rules and the overview read.
-    db.prepare("SELECT at, last_rowid FROM delivery_attempt_marks LIMIT 1"),
+    db.prepare("SELECT at, last_rowid, last_started_at FROM delivery_attempt_marks LIMIT 1"),
     // 0025: a partner's replayable deliveries' index, which enabling, deleting and replaying it name.
     db.prepare(
       `SELECT 1 FROM deliveries INDEXED BY deliveries_replayable_by_partner WHERE partner_id = '' AND ${REPLAYABLE} LIMIT 1`,

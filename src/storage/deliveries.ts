@@ -5,7 +5,6 @@ import type { DeliveryPayload, Partner } from "../domain/partner";
 import type { ConversionStatus } from "../domain/postback";
 import type { D1 } from "./d1";
 import { from, REPLAYABLE, to } from "./delivery-moves";
-import { countAttemptMetricsStatement } from "./metrics";
 import { toPartner } from "./partners";
 import { countAttemptStatement } from "./stats";
 
@@ -204,23 +203,18 @@ export interface AttemptRecord {
 }
 
 /**
- * The attempt's row and the delivery's new state, to run in one batch; with its /metrics counters,
- * unless the caller counts them itself (`countMetrics: false`, a partner coordinator's buffer).
+ * The attempt's row and the delivery's new state, to run in one batch (its /metrics counts are the
+ * coordinator's to add, summed: the attempt reports them).
  * The last statement answers the delivery's state and due time as they now stand
  * (`DeliveryStanding`), or nothing when another attempt of it was recorded first.
  */
-export function finishAttemptStatements(
-  db: D1,
-  record: AttemptRecord,
-  { countMetrics }: { countMetrics: boolean },
-): D1PreparedStatement[] {
+export function finishAttemptStatements(db: D1, record: AttemptRecord): D1PreparedStatement[] {
   const a = record.attempt;
   // ?1..?3: the delivery as read; the new values follow.
   const unmoved = "(state = ?2 AND retries = ?3)";
   const set = (column: string, value: string) => `${column} = CASE WHEN ${unmoved} THEN ${value} ELSE ${column} END`;
   return [
     countAttemptStatement(db, a),
-    ...(countMetrics ? [countAttemptMetricsStatement(db, a, record.state)] : []),
     db
       .prepare(
         `INSERT INTO delivery_attempts (delivery_id, attempt, partner_id, started_at, http_status, error_class, error,

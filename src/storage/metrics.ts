@@ -25,39 +25,6 @@ export function attemptCounts(
 }
 
 /**
- * Adds counts to the partner's one row of `metric_attempt_counters` (migration 0022), merging by
- * key; `guard` (SQL) must hold for anything to be added. One row written, however many counts.
- */
-function addCountsSql(guard: string): string {
-  return `INSERT INTO metric_attempt_counters (partner_id, counts)
-       SELECT ?1, json(?2)
-       WHERE ${guard}
-       ON CONFLICT (partner_id) DO UPDATE SET counts = (
-         SELECT json_group_object(key, total) FROM (
-           SELECT key, sum(value) AS total FROM (
-             SELECT key, value FROM json_each(metric_attempt_counters.counts)
-             UNION ALL SELECT key, value FROM json_each(excluded.counts)
-           ) GROUP BY key
-         )
-       )`;
-}
-
-/**
- * The attempt's counters, unless this attempt is already recorded (the statement before its insert):
- * a message delivered twice, or by two isolates, counts once. For a caller without a coordinator's
- * buffer (addAttemptCountsStatement).
- */
-export function countAttemptMetricsStatement(
-  db: D1,
-  attempt: { delivery_id: string; attempt: number; partner_id: string; outcome: string; latency_ms: number | null },
-  state: string,
-): D1PreparedStatement {
-  return db
-    .prepare(addCountsSql("NOT EXISTS (SELECT 1 FROM delivery_attempts WHERE delivery_id = ?3 AND attempt = ?4)"))
-    .bind(attempt.partner_id, JSON.stringify(attemptCounts(attempt, state)), attempt.delivery_id, attempt.attempt);
-}
-
-/**
  * A partner coordinator's counts of the attempts it recorded since its last write (their sum): one
  * row written per write, at most once a second, where one per attempt was the delivery stage's
  * fourth-largest D1 cost (issue 16). The attempts were recorded, once each, before they were counted.
@@ -67,7 +34,20 @@ export function addAttemptCountsStatement(
   partnerId: string,
   counts: Readonly<Record<string, number>>,
 ): D1PreparedStatement {
-  return db.prepare(addCountsSql("true")).bind(partnerId, JSON.stringify(counts));
+  return db
+    .prepare(
+      `INSERT INTO metric_attempt_counters (partner_id, counts)
+       SELECT ?1, json(?2) WHERE true
+       ON CONFLICT (partner_id) DO UPDATE SET counts = (
+         SELECT json_group_object(key, total) FROM (
+           SELECT key, sum(value) AS total FROM (
+             SELECT key, value FROM json_each(metric_attempt_counters.counts)
+             UNION ALL SELECT key, value FROM json_each(excluded.counts)
+           ) GROUP BY key
+         )
+       )`,
+    )
+    .bind(partnerId, JSON.stringify(counts));
 }
 
 /** Postbacks by network and verdict, for the records of a batch not yet in the inbound log. */
